@@ -1,0 +1,206 @@
+//! The frame: what happened to one host during one period.
+//!
+//! # Attribution rules
+//! A frame covers the requests *sent* to one host during `[start_us, start_us + period_us)`.
+//! Every request has exactly one outcome, recorded in the frame in which it was sent:
+//!
+//! - **received**: its first echo reply arrived within the timeout; its RTT is in `rtts_us`;
+//! - **lost**: no reply (and no ICMP error) arrived within the timeout;
+//! - **error**: the send failed (`sendto` error such as `ENETUNREACH`) or an ICMP error
+//!   (destination unreachable, time exceeded...) came back for it.
+//!
+//! so `sent == received + lost + errors` for every final frame, where `received` is
+//! `rtts_us.len()`. A frame is final once every request it holds is answered, errored or
+//! timed out, i.e. at `start_us + period_us + timeout`.
+//!
+//! Two kinds of extra replies are counted but are not outcomes:
+//! - **duplicates**: further replies to a request that was already answered;
+//! - **late**: replies to a request already counted lost (they arrived after the timeout).
+//!
+//! Extras are counted in their request's frame while it is still open; once it is final
+//! they go to the oldest frame of the same host that is still open (and the daemon
+//! records nothing twice: a request's first reply is the only RTT it ever contributes).
+
+use serde::{Deserialize, Serialize};
+
+/// Default frame period: 100 ms.
+pub const DEFAULT_PERIOD_US: u32 = 100_000;
+/// Shortest period accepted: 10 ms.
+pub const MIN_PERIOD_US: u32 = 10_000;
+/// Longest period accepted: 60 s.
+pub const MAX_PERIOD_US: u32 = 60_000_000;
+
+/// Frame flag: the wall clock stepped during this frame; RTTs were measured on the
+/// monotonic clock but the frame's start time may be off by the step.
+pub const FLAG_CLOCK_STEP: u8 = 1 << 0;
+/// Frame flag: at least one send went out more than one period late.
+pub const FLAG_SEND_LATE: u8 = 1 << 1;
+/// Frame flag: the receive queue overflowed; some replies may be missing.
+pub const FLAG_RECV_OVERFLOW: u8 = 1 << 2;
+/// Frame flag: the frame was reconstructed from a lossy source (e.g. legacy percentiles).
+pub const FLAG_APPROXIMATE: u8 = 1 << 3;
+
+/// Counters of a frame; everything except the RTT list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Counts {
+    /// Requests sent (including those whose send failed).
+    pub sent: u32,
+    /// Replies received within the timeout (first reply per request).
+    pub received: u32,
+    /// Requests that timed out.
+    pub lost: u32,
+    /// Extra replies to requests already answered.
+    pub duplicates: u32,
+    /// Replies to requests already counted lost.
+    pub late: u32,
+    /// Requests that failed to send or drew an ICMP error.
+    pub errors: u32,
+}
+
+impl Counts {
+    /// Adds `other` into `self`, saturating.
+    pub fn merge(&mut self, other: &Counts) {
+        self.sent = self.sent.saturating_add(other.sent);
+        self.received = self.received.saturating_add(other.received);
+        self.lost = self.lost.saturating_add(other.lost);
+        self.duplicates = self.duplicates.saturating_add(other.duplicates);
+        self.late = self.late.saturating_add(other.late);
+        self.errors = self.errors.saturating_add(other.errors);
+    }
+
+    /// Lost requests over requests with an outcome (`lost / (received + lost)`), or `None`
+    /// when no request has an outcome. Errors are not counted as losses.
+    pub fn loss_ratio(&self) -> Option<f64> {
+        let n = u64::from(self.received) + u64::from(self.lost);
+        (n > 0).then(|| f64::from(self.lost) / n as f64)
+    }
+}
+
+/// One host during one period. See the module docs for attribution rules.
+///
+/// The RTT list is reused across frames by its owner; [`Frame::clear`] keeps its capacity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frame {
+    /// Start of the period, µs since the Unix epoch (UTC).
+    pub start_us: u64,
+    /// Length of the period, µs.
+    pub period_us: u32,
+    /// Requests sent during the period.
+    pub sent: u32,
+    /// Requests that timed out.
+    pub lost: u32,
+    /// Extra replies to already answered requests.
+    pub duplicates: u32,
+    /// Replies that arrived after their request's timeout.
+    pub late: u32,
+    /// Send failures and ICMP errors.
+    pub errors: u32,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+    /// RTT of every received reply, µs; `received` is its length. Any order.
+    pub rtts_us: Vec<u32>,
+}
+
+impl Frame {
+    /// An empty frame for the period starting at `start_us`.
+    pub fn new(start_us: u64, period_us: u32) -> Self {
+        Self {
+            start_us,
+            period_us,
+            ..Self::default()
+        }
+    }
+
+    /// Replies received within the timeout.
+    pub fn received(&self) -> u32 {
+        self.rtts_us.len() as u32
+    }
+
+    /// End of the period (exclusive), µs since the epoch.
+    pub fn end_us(&self) -> u64 {
+        self.start_us + u64::from(self.period_us)
+    }
+
+    /// All counters.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            sent: self.sent,
+            received: self.received(),
+            lost: self.lost,
+            duplicates: self.duplicates,
+            late: self.late,
+            errors: self.errors,
+        }
+    }
+
+    /// Resets to an empty frame for a new period, keeping the RTT buffer's capacity.
+    pub fn clear(&mut self, start_us: u64, period_us: u32) {
+        self.start_us = start_us;
+        self.period_us = period_us;
+        self.sent = 0;
+        self.lost = 0;
+        self.duplicates = 0;
+        self.late = 0;
+        self.errors = 0;
+        self.flags = 0;
+        self.rtts_us.clear();
+    }
+
+    /// True when nothing happened in this frame.
+    pub fn is_empty(&self) -> bool {
+        self.sent == 0
+            && self.lost == 0
+            && self.duplicates == 0
+            && self.late == 0
+            && self.errors == 0
+            && self.flags == 0
+            && self.rtts_us.is_empty()
+    }
+}
+
+/// The start of the period of length `period_us` containing `t_us` (periods are aligned
+/// to the Unix epoch).
+pub fn period_start(t_us: u64, period_us: u32) -> u64 {
+    let p = u64::from(period_us.max(1));
+    t_us - t_us % p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clear_keeps_capacity() {
+        let mut f = Frame::new(0, DEFAULT_PERIOD_US);
+        f.rtts_us.extend([1, 2, 3]);
+        f.sent = 3;
+        let cap = f.rtts_us.capacity();
+        f.clear(100_000, DEFAULT_PERIOD_US);
+        assert!(f.is_empty());
+        assert_eq!(f.rtts_us.capacity(), cap);
+        assert_eq!(f.start_us, 100_000);
+    }
+
+    #[test]
+    fn counts_and_loss_ratio() {
+        let mut f = Frame::new(0, 100_000);
+        f.sent = 10;
+        f.lost = 2;
+        f.errors = 1;
+        f.rtts_us.extend([500; 7]);
+        let c = f.counts();
+        assert_eq!(c.sent, c.received + c.lost + c.errors);
+        assert!((c.loss_ratio().unwrap() - 2.0 / 9.0).abs() < 1e-12);
+        assert_eq!(Counts::default().loss_ratio(), None);
+        let mut m = c;
+        m.merge(&c);
+        assert_eq!(m.sent, 20);
+        assert_eq!(m.received, 14);
+    }
+
+    #[test]
+    fn aligned_periods() {
+        assert_eq!(period_start(1_234_567, 100_000), 1_200_000);
+        assert_eq!(period_start(1_200_000, 100_000), 1_200_000);
+    }
+}

@@ -1,0 +1,3 @@
+//! zzping-lib: the shared core of zzping.
+pub mod frame;
+pub mod quantizer;
