@@ -1,0 +1,929 @@
+//! Frame files: segment headers, the append-only writer and the recovering reader.
+//!
+//! A file is a sequence of *segments*. Each segment is a header (a MessagePack map, see
+//! [`SegmentHeader`]) followed by frames in the chained encoding of [`crate::codec`]. A
+//! writer that starts (daemon restart, day rollover, address change, recovery after a
+//! write error) always begins a new segment, so every run of frames is preceded by a
+//! header saying which host, period and precision it belongs to, and nothing is ever
+//! truncated or overwritten.
+//!
+//! The header's first key is always `schema` with the value `zzping-frames`; the bytes
+//! [`SEGMENT_MAGIC`] therefore mark every segment start and let a reader skip garbage in
+//! the middle of a file to the next segment.
+//!
+//! Reading is streaming (a bounded buffer, whatever the file size) and recovering: every
+//! complete frame before a torn tail is returned and the torn bytes are reported as an
+//! [`Issue`]; invalid bytes are skipped to the next segment header and reported with their
+//! file and byte offset. Nothing here panics on bad input.
+
+use crate::codec::{DecodeError, FrameDecoder, FrameEncoder, QFrame};
+use crate::frame::Frame;
+use crate::quantizer::{Quantizer, QuantizerError};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Schema name in every segment header.
+pub const SCHEMA: &str = "zzping-frames";
+/// Current format version. Readers refuse segments with a higher version.
+pub const FORMAT_VERSION: u32 = 1;
+/// Extension of frame files.
+pub const FRAME_FILE_EXT: &str = "zzp";
+/// Bytes that follow the map marker at the start of every segment header:
+/// fixstr(6) `schema`, fixstr(13) `zzping-frames`.
+pub const SEGMENT_MAGIC: &[u8] = b"\xa6schema\xadzzping-frames";
+/// Read buffer size of [`FileReader`].
+const READ_CHUNK: usize = 256 * 1024;
+/// Largest value (header or frame) a reader accepts, bytes.
+const MAX_VALUE_LEN: usize = 1024 * 1024;
+/// Most issues a reader keeps per file; further ones are only counted.
+const MAX_ISSUES: usize = 256;
+/// A writer buffer that cannot be written grows to at most this many bytes; beyond it,
+/// buffered frames are dropped (and counted) and a new segment starts.
+pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
+
+/// The header at the start of every segment.
+///
+/// Encoded as a MessagePack map with string keys, in this order; `name` is omitted when
+/// absent. Readers ignore keys they do not know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentHeader {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// Format version, [`FORMAT_VERSION`] when written by this library.
+    pub version: u32,
+    /// The host's address (IPv4 or IPv6, textual).
+    pub host: String,
+    /// The host's name as configured, if it was given as a name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Frame period of this segment, µs.
+    pub period_us: u32,
+    /// Quantizer precision of this segment's RTT codes.
+    pub precision: f64,
+    /// When the segment was written, µs since the epoch.
+    pub created_us: u64,
+    /// Expected start of the segment's first frame, µs since the epoch (the chain base).
+    pub base_us: u64,
+    /// Program and version that wrote the segment, e.g. `zzping-daemon 0.1.0`.
+    pub writer: String,
+}
+
+impl SegmentHeader {
+    /// Appends the header's MessagePack encoding to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        // A map with string keys; writing into a Vec cannot fail.
+        let _ = self.serialize(&mut rmp_serde::Serializer::new(&mut *out).with_struct_map());
+    }
+
+    /// Decodes a header from the start of `buf`; returns it and its length in bytes.
+    pub fn decode(buf: &[u8]) -> Result<(SegmentHeader, usize), HeaderError> {
+        let mut rd = buf;
+        let header = SegmentHeader::deserialize(&mut rmp_serde::Deserializer::new(&mut rd))
+            .map_err(|e| {
+                let eof = match &e {
+                    rmp_serde::decode::Error::InvalidMarkerRead(io)
+                    | rmp_serde::decode::Error::InvalidDataRead(io) => {
+                        io.kind() == io::ErrorKind::UnexpectedEof
+                    }
+                    _ => false,
+                };
+                if eof {
+                    HeaderError::Truncated
+                } else {
+                    HeaderError::Invalid(e.to_string())
+                }
+            })?;
+        let used = buf.len() - rd.len();
+        if header.schema != SCHEMA {
+            return Err(HeaderError::Invalid(format!(
+                "schema is {:?}, expected {SCHEMA:?}",
+                header.schema
+            )));
+        }
+        if header.version > FORMAT_VERSION || header.version == 0 {
+            return Err(HeaderError::Invalid(format!(
+                "format version {} is not supported (this reader knows 1..={FORMAT_VERSION})",
+                header.version
+            )));
+        }
+        if !(crate::frame::MIN_PERIOD_US..=crate::frame::MAX_PERIOD_US).contains(&header.period_us)
+        {
+            return Err(HeaderError::Invalid(format!(
+                "period_us {} is out of range",
+                header.period_us
+            )));
+        }
+        Ok((header, used))
+    }
+}
+
+/// A segment header could not be decoded.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum HeaderError {
+    /// The bytes end inside the header.
+    #[error("truncated segment header")]
+    Truncated,
+    /// The header is not valid.
+    #[error("invalid segment header: {0}")]
+    Invalid(String),
+}
+
+/// Errors of the file layer. Each names the file (and offset where one applies).
+#[derive(Debug, Error)]
+pub enum FileError {
+    /// An I/O operation failed.
+    #[error("{path}: {op}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A header's quantizer precision is invalid.
+    #[error("{path} at byte {offset}: {source}")]
+    Precision {
+        /// The file.
+        path: PathBuf,
+        /// Offset of the segment header.
+        offset: u64,
+        /// The quantizer's complaint.
+        source: QuantizerError,
+    },
+    /// The configuration given to a writer is invalid.
+    #[error("invalid writer configuration: {0}")]
+    Config(String),
+}
+
+impl FileError {
+    pub(crate) fn io(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> FileError {
+        let path = path.to_path_buf();
+        move |source| FileError::Io { path, op, source }
+    }
+}
+
+/// Something wrong that a reader found and recovered from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Issue {
+    /// The file ends inside a value: `len` torn bytes from `offset` (a crash mid-write).
+    TornTail {
+        /// Offset of the first torn byte.
+        offset: u64,
+        /// Number of torn bytes.
+        len: u64,
+    },
+    /// `len` bytes from `offset` could not be decoded and were skipped to the next segment
+    /// header (or the end of the file).
+    Garbage {
+        /// Offset of the first skipped byte.
+        offset: u64,
+        /// Number of skipped bytes.
+        len: u64,
+        /// Why decoding failed there.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for Issue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Issue::TornTail { offset, len } => {
+                write!(
+                    f,
+                    "torn tail: {len} bytes at byte {offset} (incomplete last frame)"
+                )
+            }
+            Issue::Garbage {
+                offset,
+                len,
+                reason,
+            } => write!(
+                f,
+                "skipped {len} undecodable bytes at byte {offset}: {reason}"
+            ),
+        }
+    }
+}
+
+/// Where a value starts relative to the next segment magic.
+fn find_magic(buf: &[u8], from: usize) -> Option<usize> {
+    memchr::memmem::find(buf.get(from..)?, SEGMENT_MAGIC).map(|i| i + from)
+}
+
+/// True when `b` is the MessagePack marker of a small map (a header's first byte).
+fn is_fixmap(b: u8) -> bool {
+    (0x80..=0x8f).contains(&b)
+}
+
+/// A segment currently being read.
+struct Segment {
+    header: Arc<SegmentHeader>,
+    quantizer: Arc<Quantizer>,
+    decoder: FrameDecoder,
+}
+
+/// Streaming reader of one frame file. See the module docs.
+///
+/// ```no_run
+/// # use zzping_lib::file::FileReader;
+/// let mut r = FileReader::open("data/gateway/2026-11-22.zzp").unwrap();
+/// while let Some(frame) = r.next_frame().unwrap() {
+///     println!("{} sent {}", frame.start_us, frame.sent);
+/// }
+/// for issue in r.issues() { eprintln!("{}: {issue}", r.path().display()); }
+/// ```
+pub struct FileReader<R = File> {
+    path: PathBuf,
+    src: R,
+    buf: Vec<u8>,
+    /// Position of the next unread byte in `buf`.
+    pos: usize,
+    /// File offset of `buf[0]`.
+    buf_offset: u64,
+    eof: bool,
+    segment: Option<Segment>,
+    frame: QFrame,
+    issues: Vec<Issue>,
+    issue_count: u64,
+    /// Cache of quantizers by precision bits (segments of a file share them).
+    quantizers: Vec<Arc<Quantizer>>,
+    segments_seen: u64,
+}
+
+impl FileReader<File> {
+    /// Opens `path` for reading.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, FileError> {
+        let path = path.as_ref();
+        let f = File::open(path).map_err(FileError::io(path, "open"))?;
+        Ok(Self::new(path.to_path_buf(), f))
+    }
+}
+
+impl<R: Read> FileReader<R> {
+    /// A reader over any byte source; `path` is used in errors and issues.
+    pub fn new(path: PathBuf, src: R) -> Self {
+        Self {
+            path,
+            src,
+            buf: Vec::with_capacity(READ_CHUNK),
+            pos: 0,
+            buf_offset: 0,
+            eof: false,
+            segment: None,
+            frame: QFrame::default(),
+            issues: Vec::new(),
+            issue_count: 0,
+            quantizers: Vec::new(),
+            segments_seen: 0,
+        }
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Header of the segment the last frame came from.
+    pub fn header(&self) -> Option<&Arc<SegmentHeader>> {
+        self.segment.as_ref().map(|s| &s.header)
+    }
+
+    /// Quantizer of the segment the last frame came from.
+    pub fn quantizer(&self) -> Option<&Arc<Quantizer>> {
+        self.segment.as_ref().map(|s| &s.quantizer)
+    }
+
+    /// Problems found so far (at most 256 kept; see [`FileReader::issue_count`]).
+    pub fn issues(&self) -> &[Issue] {
+        &self.issues
+    }
+
+    /// Number of problems found so far.
+    pub fn issue_count(&self) -> u64 {
+        self.issue_count
+    }
+
+    /// Number of segment headers read so far.
+    pub fn segments_seen(&self) -> u64 {
+        self.segments_seen
+    }
+
+    /// File offset of the next unread byte.
+    pub fn offset(&self) -> u64 {
+        self.buf_offset + self.pos as u64
+    }
+
+    fn issue(&mut self, issue: Issue) {
+        self.issue_count += 1;
+        if self.issues.len() < MAX_ISSUES {
+            self.issues.push(issue);
+        }
+    }
+
+    /// Reads more bytes, compacting the buffer; returns false at end of file.
+    fn fill(&mut self) -> Result<bool, FileError> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.buf_offset += self.pos as u64;
+            self.pos = 0;
+        }
+        let old = self.buf.len();
+        let want = READ_CHUNK.max(old);
+        self.buf.resize(old + want, 0);
+        let n = loop {
+            match self.src.read(&mut self.buf[old..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.buf.truncate(old);
+                    return Err(FileError::io(&self.path, "read")(e));
+                }
+            }
+        };
+        self.buf.truncate(old + n);
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n > 0)
+    }
+
+    fn quantizer_for(&mut self, precision: f64, at: u64) -> Result<Arc<Quantizer>, FileError> {
+        if let Some(q) = self
+            .quantizers
+            .iter()
+            .find(|q| q.precision().to_bits() == precision.to_bits())
+        {
+            return Ok(q.clone());
+        }
+        let q = Arc::new(
+            Quantizer::new(precision).map_err(|source| FileError::Precision {
+                path: self.path.clone(),
+                offset: at,
+                source,
+            })?,
+        );
+        self.quantizers.push(q.clone());
+        Ok(q)
+    }
+
+    /// Skips from `self.pos` to the next segment start (or the end), reporting the skipped
+    /// bytes as garbage.
+    fn skip_to_next_segment(&mut self, reason: String) -> Result<(), FileError> {
+        let start = self.offset();
+        self.segment = None;
+        loop {
+            // A segment starts one byte before the magic.
+            let search_from = self.pos + 1;
+            if let Some(m) = find_magic(&self.buf, search_from)
+                && m >= 1
+                && is_fixmap(self.buf[m - 1])
+            {
+                self.pos = m - 1;
+                break;
+            } else if let Some(m) = find_magic(&self.buf, search_from) {
+                // Magic without a map marker before it: not a header; keep looking after it.
+                self.pos = m;
+                continue;
+            }
+            // Keep the last bytes in case the magic straddles the buffer end.
+            let keep = SEGMENT_MAGIC.len();
+            self.pos = self.buf.len().saturating_sub(keep).max(self.pos);
+            if !self.fill()? {
+                self.pos = self.buf.len();
+                break;
+            }
+        }
+        let len = self.offset() - start;
+        if len > 0 {
+            self.issue(Issue::Garbage {
+                offset: start,
+                len,
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// Returns the next frame, or `None` at the end of the file. Problems in the data are
+    /// recovered from and recorded in [`FileReader::issues`]; only I/O errors and invalid
+    /// header parameters are returned as errors.
+    pub fn next_frame(&mut self) -> Result<Option<&QFrame>, FileError> {
+        loop {
+            if self.pos >= self.buf.len() && !self.fill()? {
+                return Ok(None);
+            }
+            let rest = &self.buf[self.pos..];
+            let at = self.offset();
+            if is_fixmap(rest[0]) {
+                // A segment header, or garbage.
+                match SegmentHeader::decode(rest) {
+                    Ok((header, used)) => {
+                        let q = self.quantizer_for(header.precision, at)?;
+                        let decoder =
+                            FrameDecoder::new(header.base_us, header.period_us, q.code_count());
+                        self.segment = Some(Segment {
+                            header: Arc::new(header),
+                            quantizer: q,
+                            decoder,
+                        });
+                        self.segments_seen += 1;
+                        self.pos += used;
+                        continue;
+                    }
+                    Err(HeaderError::Truncated) if !self.eof && rest.len() < MAX_VALUE_LEN => {
+                        self.fill()?;
+                        continue;
+                    }
+                    Err(HeaderError::Truncated) => {
+                        let len = rest.len() as u64;
+                        self.issue(Issue::TornTail { offset: at, len });
+                        self.pos = self.buf.len();
+                        continue;
+                    }
+                    Err(HeaderError::Invalid(reason)) => {
+                        self.skip_to_next_segment(reason)?;
+                        continue;
+                    }
+                }
+            }
+            let Some(seg) = self.segment.as_mut() else {
+                self.skip_to_next_segment("data before any segment header".into())?;
+                continue;
+            };
+            // A frame never spans a segment start.
+            let limit = find_magic(rest, 1).map_or(rest.len(), |m| m - 1);
+            let mut trial = seg.decoder.clone();
+            match trial.decode(&rest[..limit], &mut self.frame) {
+                Ok(used) => {
+                    seg.decoder = trial;
+                    self.pos += used;
+                    return Ok(Some(&self.frame));
+                }
+                Err(DecodeError::Truncated) if limit == rest.len() && !self.eof => {
+                    if rest.len() >= MAX_VALUE_LEN {
+                        self.skip_to_next_segment("value larger than 1 MiB".into())?;
+                    } else {
+                        self.fill()?;
+                    }
+                }
+                Err(DecodeError::Truncated) if limit == rest.len() => {
+                    self.issue(Issue::TornTail {
+                        offset: at,
+                        len: rest.len() as u64,
+                    });
+                    self.pos = self.buf.len();
+                }
+                Err(DecodeError::Truncated) => {
+                    // Torn frame followed by a new segment (a crash, then a restart).
+                    self.issue(Issue::TornTail {
+                        offset: at,
+                        len: limit as u64,
+                    });
+                    self.segment = None;
+                    self.pos += limit;
+                }
+                Err(e @ DecodeError::Invalid { .. }) => {
+                    self.skip_to_next_segment(e.to_string())?;
+                }
+            }
+        }
+    }
+}
+
+/// Identity of a host, as the daemon knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostInfo {
+    /// Directory name and display label (the configured target: a name or an address).
+    pub label: String,
+    /// Current address.
+    pub address: IpAddr,
+    /// Configured name, when the target was given as a name.
+    pub name: Option<String>,
+}
+
+/// Writer parameters shared by every segment it writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriterConfig {
+    /// Frame period, µs.
+    pub period_us: u32,
+    /// Quantizer precision.
+    pub precision: f64,
+    /// Program and version, e.g. `zzping-daemon 0.1.0`.
+    pub writer: String,
+}
+
+/// Turns a host label into a safe directory name: `[A-Za-z0-9._-]` kept, `:` (IPv6)
+/// becomes `_`, everything else `-`.
+pub fn host_dir_name(label: &str) -> String {
+    let s: String = label
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' => c,
+            ':' => '_',
+            _ => '-',
+        })
+        .collect();
+    match s.as_str() {
+        "" | "." | ".." => format!("host-{s}"),
+        _ => s,
+    }
+}
+
+/// Path of the frame file of `host_dir` for the UTC day containing `t_us`.
+pub fn day_file(host_dir: &Path, t_us: u64) -> PathBuf {
+    host_dir.join(format!("{}.{FRAME_FILE_EXT}", crate::time::day_name(t_us)))
+}
+
+/// Append-only writer of one host's frame files: one file per UTC day in
+/// `<data_dir>/<host_dir_name(label)>/YYYY-MM-DD.zzp`.
+///
+/// [`HostWriter::append`] encodes into a memory buffer (no allocation in steady state);
+/// [`HostWriter::flush`] writes it, [`HostWriter::sync`] also fsyncs. A failed write keeps
+/// the unwritten bytes for the next flush (up to [`MAX_PENDING_BYTES`]; beyond that the
+/// pending frames are dropped, counted, and a fresh segment starts so the file stays
+/// decodable).
+pub struct HostWriter {
+    dir: PathBuf,
+    host: HostInfo,
+    cfg: WriterConfig,
+    quantizer: Quantizer,
+    file: Option<(File, PathBuf, u64)>,
+    /// Day start of the segment being written, when one is open.
+    segment_day: Option<u64>,
+    encoder: FrameEncoder,
+    pending: Vec<u8>,
+    qframe: QFrame,
+    dropped_frames: u64,
+    frames_written: u64,
+    /// Bytes of a partial write that were given up: the next bytes must start a segment.
+    torn: bool,
+}
+
+impl HostWriter {
+    /// Opens (creating directories as needed) the writer of `host` under `data_dir`.
+    /// Existing files are appended to, never truncated.
+    pub fn open(data_dir: &Path, host: HostInfo, cfg: WriterConfig) -> Result<Self, FileError> {
+        if !(crate::frame::MIN_PERIOD_US..=crate::frame::MAX_PERIOD_US).contains(&cfg.period_us) {
+            return Err(FileError::Config(format!(
+                "period {} µs is outside 10 ms..60 s",
+                cfg.period_us
+            )));
+        }
+        let quantizer =
+            Quantizer::new(cfg.precision).map_err(|e| FileError::Config(e.to_string()))?;
+        let dir = data_dir.join(host_dir_name(&host.label));
+        std::fs::create_dir_all(&dir).map_err(FileError::io(&dir, "create directory"))?;
+        Ok(Self {
+            dir,
+            host,
+            cfg,
+            quantizer,
+            file: None,
+            segment_day: None,
+            encoder: FrameEncoder::default(),
+            pending: Vec::with_capacity(64 * 1024),
+            qframe: QFrame::default(),
+            dropped_frames: 0,
+            frames_written: 0,
+            torn: false,
+        })
+    }
+
+    /// The host's directory.
+    pub fn host_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The host this writer writes.
+    pub fn host(&self) -> &HostInfo {
+        &self.host
+    }
+
+    /// Frames dropped because they could not be written.
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped_frames
+    }
+
+    /// Frames appended (buffered or written) so far.
+    pub fn frames_written(&self) -> u64 {
+        self.frames_written
+    }
+
+    /// The quantizer frames are coded with.
+    pub fn quantizer(&self) -> &Quantizer {
+        &self.quantizer
+    }
+
+    /// Records a new address for the host: the next frame starts a new segment.
+    pub fn set_address(&mut self, address: IpAddr) -> Result<(), FileError> {
+        if address != self.host.address {
+            self.flush()?;
+            self.host.address = address;
+            self.segment_day = None;
+        }
+        Ok(())
+    }
+
+    fn start_segment(&mut self, first_start_us: u64, now_us: u64) {
+        let header = SegmentHeader {
+            schema: SCHEMA.into(),
+            version: FORMAT_VERSION,
+            host: self.host.address.to_string(),
+            name: self.host.name.clone(),
+            period_us: self.cfg.period_us,
+            precision: self.cfg.precision,
+            created_us: now_us,
+            base_us: first_start_us,
+            writer: self.cfg.writer.clone(),
+        };
+        header.encode(&mut self.pending);
+        self.encoder.reset(first_start_us);
+        self.segment_day = Some(crate::time::day_start_us(first_start_us));
+    }
+
+    /// Buffers `frame`. Opens the next day's file (flushing the current one) when the frame
+    /// starts a new UTC day. The frame's period must be the writer's.
+    pub fn append(&mut self, frame: &Frame) -> Result<(), FileError> {
+        let day = crate::time::day_start_us(frame.start_us);
+        if self.segment_day != Some(day) || self.torn {
+            if self.segment_day.is_some_and(|d| d != day) {
+                self.flush()?;
+                self.file = None;
+            }
+            self.torn = false;
+            self.start_segment(frame.start_us, wall_clock_us());
+        }
+        self.qframe.set_from(frame, &self.quantizer);
+        self.qframe.period_us = self.cfg.period_us;
+        self.encoder.encode(&self.qframe, &mut self.pending);
+        self.frames_written += 1;
+        Ok(())
+    }
+
+    fn open_file(&mut self) -> Result<(), FileError> {
+        if self.file.is_none() {
+            let day = self.segment_day.unwrap_or(0);
+            let path = day_file(&self.dir, day);
+            let f = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)
+                .map_err(FileError::io(&path, "open for append"))?;
+            let len = f.metadata().map_err(FileError::io(&path, "stat"))?.len();
+            self.file = Some((f, path, len));
+        }
+        Ok(())
+    }
+
+    /// Writes buffered bytes to the current file.
+    pub fn flush(&mut self) -> Result<(), FileError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let result = self.open_file().and_then(|()| {
+            let (f, path, len) = self.file.as_mut().expect("opened");
+            let mut written = 0;
+            let r = loop {
+                if written == self.pending.len() {
+                    break Ok(());
+                }
+                match f.write(&self.pending[written..]) {
+                    Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            *len += written as u64;
+            self.pending.drain(..written);
+            r.map_err(FileError::io(path, "write"))
+        });
+        if result.is_err() && self.pending.len() > MAX_PENDING_BYTES {
+            // Give up the backlog; whatever was partly written is a torn fragment, so the
+            // next frame must start a new segment for readers to resynchronize.
+            self.pending.clear();
+            self.dropped_frames += 1;
+            self.torn = true;
+            self.segment_day = None;
+        }
+        result
+    }
+
+    /// Flushes and fsyncs.
+    pub fn sync(&mut self) -> Result<(), FileError> {
+        self.flush()?;
+        if let Some((f, path, _)) = &self.file {
+            f.sync_data().map_err(FileError::io(path, "fsync"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HostWriter {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// Current wall-clock time, µs since the epoch.
+pub fn wall_clock_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> HostInfo {
+        HostInfo {
+            label: "gw".into(),
+            address: "198.18.0.1".parse().unwrap(),
+            name: None,
+        }
+    }
+
+    fn cfg() -> WriterConfig {
+        WriterConfig {
+            period_us: 100_000,
+            precision: 0.01,
+            writer: "test".into(),
+        }
+    }
+
+    fn frame(start_us: u64, rtts: &[u32]) -> Frame {
+        let mut f = Frame::new(start_us, 100_000);
+        f.sent = rtts.len() as u32 + 1;
+        f.lost = 1;
+        f.rtts_us.extend_from_slice(rtts);
+        f
+    }
+
+    fn read_all(path: &Path) -> (Vec<QFrame>, Vec<Issue>) {
+        let mut r = FileReader::open(path).unwrap();
+        let mut out = Vec::new();
+        while let Some(f) = r.next_frame().unwrap() {
+            out.push(f.clone());
+        }
+        (out, r.issues().to_vec())
+    }
+
+    const T0: u64 = 1_700_000_000_000_000 - 1_700_000_000_000_000 % 100_000;
+
+    #[test]
+    fn header_round_trip_and_magic() {
+        let h = SegmentHeader {
+            schema: SCHEMA.into(),
+            version: 1,
+            host: "2001:db8::1".into(),
+            name: Some("router".into()),
+            period_us: 100_000,
+            precision: 0.01,
+            created_us: 5,
+            base_us: 7,
+            writer: "w".into(),
+        };
+        let mut buf = Vec::new();
+        h.encode(&mut buf);
+        assert!(is_fixmap(buf[0]));
+        assert_eq!(&buf[1..1 + SEGMENT_MAGIC.len()], SEGMENT_MAGIC);
+        assert_eq!(SegmentHeader::decode(&buf), Ok((h.clone(), buf.len())));
+        for cut in 0..buf.len() {
+            assert_eq!(
+                SegmentHeader::decode(&buf[..cut]),
+                Err(HeaderError::Truncated)
+            );
+        }
+        let mut bad = h;
+        bad.version = 2;
+        let mut buf = Vec::new();
+        bad.encode(&mut buf);
+        assert!(matches!(
+            SegmentHeader::decode(&buf),
+            Err(HeaderError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn restart_appends_a_segment_never_truncates() {
+        let dir = tempfile::tempdir().unwrap();
+        for run in 0..3u64 {
+            let mut w = HostWriter::open(dir.path(), host(), cfg()).unwrap();
+            for i in 0..10 {
+                w.append(&frame(
+                    T0 + (run * 10 + i) * 100_000,
+                    &[1000, 2000 + i as u32],
+                ))
+                .unwrap();
+            }
+            w.sync().unwrap();
+        }
+        let path = day_file(&dir.path().join("gw"), T0);
+        let mut r = FileReader::open(&path).unwrap();
+        let mut n = 0;
+        while let Some(f) = r.next_frame().unwrap() {
+            assert_eq!(f.start_us, T0 + n * 100_000);
+            assert_eq!(f.lost, 1);
+            n += 1;
+        }
+        assert_eq!(n, 30);
+        assert_eq!(r.segments_seen(), 3);
+        assert!(r.issues().is_empty());
+        assert_eq!(r.header().unwrap().host, "198.18.0.1");
+    }
+
+    #[test]
+    fn day_rollover_opens_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = crate::time::US_PER_DAY;
+        let midnight = (T0 / day + 1) * day;
+        let mut w = HostWriter::open(dir.path(), host(), cfg()).unwrap();
+        for i in 0..4u64 {
+            w.append(&frame(midnight - 200_000 + i * 100_000, &[500]))
+                .unwrap();
+        }
+        w.sync().unwrap();
+        let hd = dir.path().join("gw");
+        let (a, _) = read_all(&day_file(&hd, midnight - 1));
+        let (b, _) = read_all(&day_file(&hd, midnight));
+        assert_eq!(a.len(), 2);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0].start_us, midnight);
+    }
+
+    #[test]
+    fn torn_tail_then_restart_keeps_every_good_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = HostWriter::open(dir.path(), host(), cfg()).unwrap();
+        for i in 0..5 {
+            w.append(&frame(T0 + i * 100_000, &[700, 800, 900]))
+                .unwrap();
+        }
+        w.sync().unwrap();
+        drop(w);
+        let path = day_file(&dir.path().join("gw"), T0);
+        let full = std::fs::metadata(&path).unwrap().len();
+        // Tear the last frame: cut 2 bytes (simulating a crash mid-write).
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(full - 2).unwrap();
+        let (frames, issues) = read_all(&path);
+        assert_eq!(frames.len(), 4);
+        assert!(matches!(issues[..], [Issue::TornTail { .. }]));
+        // Restart: appends a new segment after the torn bytes.
+        let mut w = HostWriter::open(dir.path(), host(), cfg()).unwrap();
+        w.append(&frame(T0 + 10 * 100_000, &[600])).unwrap();
+        w.sync().unwrap();
+        let (frames, issues) = read_all(&path);
+        assert_eq!(frames.len(), 5);
+        assert_eq!(frames[4].start_us, T0 + 10 * 100_000);
+        assert!(matches!(issues[..], [Issue::TornTail { .. }]), "{issues:?}");
+    }
+
+    #[test]
+    fn garbage_in_the_middle_skips_to_next_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = day_file(&dir.path().join("gw"), T0);
+        let mut w = HostWriter::open(dir.path(), host(), cfg()).unwrap();
+        for i in 0..5 {
+            w.append(&frame(T0 + i * 100_000, &[700])).unwrap();
+        }
+        w.sync().unwrap();
+        drop(w);
+        let good_len = std::fs::metadata(&path).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[0xc1, 0xff, 0x00, 0x13, 0x37]).unwrap();
+        drop(f);
+        let mut w = HostWriter::open(dir.path(), host(), cfg()).unwrap();
+        for i in 10..13 {
+            w.append(&frame(T0 + i * 100_000, &[700])).unwrap();
+        }
+        w.sync().unwrap();
+        let (frames, issues) = read_all(&path);
+        assert_eq!(frames.len(), 8);
+        match &issues[..] {
+            [Issue::Garbage { offset, len, .. }] => {
+                assert_eq!(*offset, good_len);
+                assert_eq!(*len, 5);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn host_dir_names_are_safe() {
+        assert_eq!(host_dir_name("2001:db8::1"), "2001_db8__1");
+        assert_eq!(host_dir_name("../etc"), "..-etc");
+        assert_eq!(host_dir_name(".."), "host-..");
+        assert_eq!(host_dir_name("router.lan"), "router.lan");
+    }
+}
