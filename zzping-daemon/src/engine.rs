@@ -1,0 +1,1032 @@
+//! The pinger's core logic: scheduling, sequence numbers, reply matching, frame
+//! attribution. No sockets, no clocks, no threads: the event loop feeds it [`Now`]
+//! readings, send results and received messages, and it hands final frames to a
+//! [`FrameOutput`]. Everything is pre-allocated or recycled, so steady state allocates
+//! nothing (see `tests/alloc.rs`).
+//!
+//! # Sequence numbers
+//! Each address family has one 16-bit sequence space shared by all hosts, allocated
+//! round-robin. A request holds its sequence number until its timeout (plus a short
+//! grace), so numbers are never reused within the timeout. Since all requests of a family
+//! share one timeout, they expire in allocation order: the live window is
+//! `[oldest, next)` and expiring is a sweep from `oldest`. If the window is full (65,535
+//! requests in flight) the send is refused and counted as an error (and in
+//! [`EngineStats::seq_exhausted`]) rather than reusing a live number. After expiry the
+//! slot still remembers the request, so a late reply is recognized as late until the
+//! number is reused; the 64-bit token in the payload tells a reused number's replies
+//! apart from its previous user's.
+//!
+//! # Attribution
+//! Exactly the rules of [`zzping_lib::frame`]: outcomes go to the frame the request was
+//! sent in, extras to that frame while it is open, else to the host's oldest open frame.
+//! A frame is closed for sends when its period ends, and final (emitted) once closed with
+//! no request outstanding. Empty frames (nothing sent, nothing received) are not emitted.
+//!
+//! # Time
+//! Frames are aligned on the wall clock (the period containing the send's realtime
+//! reading); deadlines, timeouts and RTTs use the monotonic clock. Kernel receive
+//! timestamps are realtime: they are mapped to monotonic with the realtime/monotonic
+//! offset the receive thread sampled right after `recvmsg`, and the RTT is clamped to
+//! `[0, monotonic receive time in user space - monotonic send time]`, so a wall-clock
+//! step is never reported as RTT and a reply stamped before its send (loopback) still
+//! matches with RTT 0.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::net::IpAddr;
+
+use zzping_lib::frame::{FLAG_CLOCK_STEP, FLAG_SEND_LATE, Frame, period_start};
+
+use crate::clock::Now;
+use crate::icmp::{Family, Message};
+
+/// Size of a family's sequence space.
+const SEQ_SPACE: usize = 1 << 16;
+/// Largest number of requests in flight per family.
+const MAX_LIVE: u16 = u16::MAX;
+
+/// Settings of the engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineConfig {
+    /// Frame period, µs.
+    pub period_us: u32,
+    /// Reply timeout, ns.
+    pub timeout_ns: u64,
+    /// Extra time after the timeout before a request is declared lost, so a reply the
+    /// kernel stamped in time but the receive thread had not handed over yet still counts.
+    pub grace_ns: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            period_us: zzping_lib::frame::DEFAULT_PERIOD_US,
+            timeout_ns: 1_000_000_000,
+            grace_ns: 5_000_000,
+        }
+    }
+}
+
+/// Identifies a host slot; the generation tells a removed host's slot from its reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HostId {
+    /// Slot index.
+    pub slot: u32,
+    /// Generation of the slot.
+    pub generation: u32,
+}
+
+/// Receives the engine's final frames.
+pub trait FrameOutput {
+    /// A final frame of `host`.
+    fn frame(&mut self, host: HostId, label: &str, frame: &Frame);
+    /// A removed host has finished: no more frames will come for it.
+    fn host_retired(&mut self, _host: HostId, _label: &str) {}
+}
+
+/// A request the event loop should send now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Host.
+    pub host: HostId,
+    /// Destination.
+    pub addr: IpAddr,
+    /// Family (socket to use).
+    pub family: Family,
+    /// ICMP sequence number.
+    pub seq: u16,
+    /// Token for the payload.
+    pub token: u64,
+    /// Scheduled send time, monotonic ns.
+    pub scheduled_ns: u64,
+    /// False when the family's sequence space is full: do not send, commit as failed.
+    pub sendable: bool,
+}
+
+/// A message received on an ICMP socket, as handed over by the receive thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// Socket family.
+    pub family: Family,
+    /// Source address (for errors: the destination of the quoted request).
+    pub src: IpAddr,
+    /// The message.
+    pub msg: Message,
+    /// Kernel receive timestamp (`SO_TIMESTAMPNS`, realtime ns), if any.
+    pub kernel_real_ns: Option<u64>,
+    /// Clocks sampled right after `recvmsg` returned.
+    pub user: Now,
+}
+
+/// Counters of the engine (not per host).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Requests committed (sent or failed).
+    pub sent: u64,
+    /// Replies matched as first replies within the timeout.
+    pub received: u64,
+    /// Messages that matched nothing (wrong identifier, unknown seq, wrong source or
+    /// token, removed host).
+    pub unmatched: u64,
+    /// Sends refused because the sequence space was full.
+    pub seq_exhausted: u64,
+    /// Wall-clock steps detected.
+    pub clock_steps: u64,
+    /// Sends skipped because the loop was far behind schedule (e.g. after a suspend).
+    pub skipped_sends: u64,
+    /// Replies whose kernel timestamp preceded their send time (RTT clamped to 0).
+    pub rtt_clamped_low: u64,
+    /// Replies whose kernel timestamp was inconsistent with the monotonic clock
+    /// (RTT clamped to the user-space bound; a clock step).
+    pub rtt_clamped_high: u64,
+}
+
+/// Log2 histogram of send lateness (actual minus scheduled send time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatenessHistogram {
+    /// `buckets[0]`: < 1 µs; `buckets[i]`: `[2^(i-1), 2^i)` µs; the last is open-ended.
+    pub buckets: [u64; 26],
+    /// Largest lateness seen, ns.
+    pub max_ns: u64,
+}
+
+impl Default for LatenessHistogram {
+    fn default() -> Self {
+        LatenessHistogram {
+            buckets: [0; 26],
+            max_ns: 0,
+        }
+    }
+}
+
+impl LatenessHistogram {
+    /// Records one lateness.
+    pub fn record(&mut self, late_ns: u64) {
+        let us = late_ns / 1000;
+        let i = if us == 0 {
+            0
+        } else {
+            (64 - us.leading_zeros() as usize).min(self.buckets.len() - 1)
+        };
+        self.buckets[i] += 1;
+        self.max_ns = self.max_ns.max(late_ns);
+    }
+
+    /// Number of samples.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Upper bound (µs) of the bucket holding quantile `q` (0..=1), or 0 when empty.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        let n = self.count();
+        if n == 0 {
+            return 0;
+        }
+        let target = ((n as f64) * q).ceil().max(1.0) as u64;
+        let mut acc = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            acc += b;
+            if acc >= target {
+                return if i == 0 { 1 } else { 1 << i };
+            }
+        }
+        1 << (self.buckets.len() - 1)
+    }
+}
+
+/// Per-host running totals for the status display (since the last [`Engine::take_status`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostStatus {
+    /// Requests sent.
+    pub sent: u64,
+    /// Replies received.
+    pub received: u64,
+    /// Requests lost.
+    pub lost: u64,
+    /// Errors.
+    pub errors: u64,
+    /// Duplicates + late replies.
+    pub extras: u64,
+    /// Sum of RTTs, µs.
+    pub rtt_sum_us: u64,
+    /// Smallest RTT, µs (`u32::MAX` when none).
+    pub rtt_min_us: u32,
+    /// Largest RTT, µs.
+    pub rtt_max_us: u32,
+}
+
+impl HostStatus {
+    fn empty() -> Self {
+        HostStatus {
+            rtt_min_us: u32::MAX,
+            ..Default::default()
+        }
+    }
+
+    fn add_frame(&mut self, f: &Frame) {
+        self.sent += u64::from(f.sent);
+        self.received += u64::from(f.received());
+        self.lost += u64::from(f.lost);
+        self.errors += u64::from(f.errors);
+        self.extras += u64::from(f.duplicates) + u64::from(f.late);
+        for &r in &f.rtts_us {
+            self.rtt_sum_us += u64::from(r);
+            self.rtt_min_us = self.rtt_min_us.min(r);
+            self.rtt_max_us = self.rtt_max_us.max(r);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct OpenFrame {
+    serial: u64,
+    frame: Frame,
+    outstanding: u32,
+    closed: bool,
+}
+
+/// A host as the engine knows it.
+#[derive(Debug)]
+struct Host {
+    generation: u32,
+    label: String,
+    addr: IpAddr,
+    interval_ns: u64,
+    /// Frames not yet final, oldest first; the last one takes new sends (unless retiring).
+    frames: VecDeque<OpenFrame>,
+    next_serial: u64,
+    retiring: bool,
+    consecutive_errors: u32,
+    status: HostStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Free,
+    /// Sent, no outcome yet.
+    InFlight,
+    /// Outcome known (received or error) but the timeout has not passed: the seq is held.
+    Resolved,
+    /// Timeout passed; `lost` tells whether a reply would be late (else duplicate).
+    Expired { lost: bool },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    state: State,
+    host: HostId,
+    frame_serial: u64,
+    token: u64,
+    addr: IpAddr,
+    tx_mono_ns: u64,
+    deadline_ns: u64,
+}
+
+impl Entry {
+    const FREE: Entry = Entry {
+        state: State::Free,
+        host: HostId {
+            slot: 0,
+            generation: 0,
+        },
+        frame_serial: 0,
+        token: 0,
+        addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        tx_mono_ns: 0,
+        deadline_ns: 0,
+    };
+}
+
+/// One family's sequence space.
+struct SeqTable {
+    entries: Box<[Entry]>,
+    /// Oldest live (InFlight/Resolved) seq.
+    oldest: u16,
+    /// Next seq to allocate.
+    next: u16,
+    /// Next token (full 64-bit sequence number).
+    token: u64,
+    /// Expected identifier in replies.
+    ident: u16,
+}
+
+impl SeqTable {
+    fn new() -> Self {
+        SeqTable {
+            entries: vec![Entry::FREE; SEQ_SPACE].into_boxed_slice(),
+            oldest: 0,
+            next: 0,
+            token: 0,
+            ident: 0,
+        }
+    }
+
+    fn live(&self) -> u16 {
+        self.next.wrapping_sub(self.oldest)
+    }
+}
+
+/// The core. See the module docs.
+pub struct Engine {
+    cfg: EngineConfig,
+    hosts: Vec<Option<Host>>,
+    next_generation: u32,
+    schedule: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    tables: [SeqTable; 2],
+    free_frames: Vec<Frame>,
+    stats: EngineStats,
+    lateness: LatenessHistogram,
+    last_offset: Option<(i128, u64)>,
+    /// Next period boundary (realtime µs) at which current frames rotate.
+    next_boundary_us: u64,
+}
+
+impl Engine {
+    /// A new engine with no hosts.
+    pub fn new(cfg: EngineConfig) -> Self {
+        Engine {
+            cfg,
+            hosts: Vec::new(),
+            next_generation: 1,
+            schedule: BinaryHeap::with_capacity(64),
+            tables: [SeqTable::new(), SeqTable::new()],
+            free_frames: Vec::new(),
+            stats: EngineStats::default(),
+            lateness: LatenessHistogram::default(),
+            last_offset: None,
+            next_boundary_us: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> EngineConfig {
+        self.cfg
+    }
+
+    /// Changes period/timeout (SIGHUP). A period change applies from the next frame.
+    pub fn set_config(&mut self, cfg: EngineConfig) {
+        self.cfg = cfg;
+    }
+
+    /// Sets the identifier replies of `family` must carry (the raw socket's chosen
+    /// identifier, or the datagram socket's local port which the kernel writes).
+    pub fn set_ident(&mut self, family: Family, ident: u16) {
+        self.tables[family.index()].ident = ident;
+    }
+
+    /// The identifier to write into requests of `family`.
+    pub fn ident(&self, family: Family) -> u16 {
+        self.tables[family.index()].ident
+    }
+
+    /// Global counters.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// Send lateness histogram.
+    pub fn lateness(&self) -> &LatenessHistogram {
+        &self.lateness
+    }
+
+    fn new_frame(&mut self, start_us: u64) -> Frame {
+        match self.free_frames.pop() {
+            Some(mut f) => {
+                f.clear(start_us, self.cfg.period_us);
+                f
+            }
+            None => Frame::new(start_us, self.cfg.period_us),
+        }
+    }
+
+    /// Adds a host pinging `addr` at `rate` per second; the first send is due at
+    /// `first_ns` (monotonic). Returns its id.
+    pub fn add_host(
+        &mut self,
+        label: &str,
+        addr: IpAddr,
+        rate: f64,
+        first_ns: u64,
+        now: Now,
+    ) -> HostId {
+        let interval_ns = interval_ns(rate);
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1).max(1);
+        let slot = match self.hosts.iter().position(Option::is_none) {
+            Some(s) => s,
+            None => {
+                self.hosts.push(None);
+                self.hosts.len() - 1
+            }
+        };
+        let start = period_start(now.real_us(), self.cfg.period_us);
+        let frame = self.new_frame(start);
+        let mut frames = VecDeque::with_capacity(16);
+        frames.push_back(OpenFrame {
+            serial: 0,
+            frame,
+            outstanding: 0,
+            closed: false,
+        });
+        self.hosts[slot] = Some(Host {
+            generation,
+            label: label.to_owned(),
+            addr,
+            interval_ns,
+            frames,
+            next_serial: 1,
+            retiring: false,
+            consecutive_errors: 0,
+            status: HostStatus::empty(),
+        });
+        let id = HostId {
+            slot: slot as u32,
+            generation,
+        };
+        let live = self.hosts.iter().flatten().count();
+        self.schedule.reserve(live.saturating_mul(2));
+        self.schedule
+            .push(Reverse((first_ns, id.slot, id.generation)));
+        if self.next_boundary_us == 0 {
+            self.next_boundary_us = start + u64::from(self.cfg.period_us);
+        }
+        id
+    }
+
+    fn host_mut(&mut self, id: HostId) -> Option<&mut Host> {
+        match self.hosts.get_mut(id.slot as usize) {
+            Some(Some(h)) if h.generation == id.generation => Some(h),
+            _ => None,
+        }
+    }
+
+    fn host(&self, id: HostId) -> Option<&Host> {
+        match self.hosts.get(id.slot as usize) {
+            Some(Some(h)) if h.generation == id.generation => Some(h),
+            _ => None,
+        }
+    }
+
+    /// Ids, labels and addresses of the live (not retiring) hosts.
+    pub fn hosts(&self) -> impl Iterator<Item = (HostId, &str, IpAddr)> + '_ {
+        self.hosts.iter().enumerate().filter_map(|(i, h)| {
+            let h = h.as_ref()?;
+            (!h.retiring).then_some((
+                HostId {
+                    slot: i as u32,
+                    generation: h.generation,
+                },
+                h.label.as_str(),
+                h.addr,
+            ))
+        })
+    }
+
+    /// Changes a host's rate (applies after its next send).
+    pub fn set_rate(&mut self, id: HostId, rate: f64) {
+        if let Some(h) = self.host_mut(id) {
+            h.interval_ns = interval_ns(rate);
+        }
+    }
+
+    /// Changes a host's address (re-resolution). Requests in flight keep matching their
+    /// original address.
+    pub fn set_address(&mut self, id: HostId, addr: IpAddr) {
+        if let Some(h) = self.host_mut(id) {
+            h.addr = addr;
+        }
+    }
+
+    /// Stops pinging a host. Its open frames finish normally (requests time out or get
+    /// answered), then [`FrameOutput::host_retired`] is called and the slot is freed.
+    pub fn remove_host(&mut self, id: HostId, out: &mut dyn FrameOutput) {
+        let Some(h) = self.host_mut(id) else { return };
+        h.retiring = true;
+        if let Some(f) = h.frames.back_mut() {
+            f.closed = true;
+        }
+        self.try_finalize(id, out);
+    }
+
+    /// Takes and resets a host's status totals.
+    pub fn take_status(&mut self, id: HostId) -> HostStatus {
+        match self.host_mut(id) {
+            Some(h) => std::mem::replace(&mut h.status, HostStatus::empty()),
+            None => HostStatus::empty(),
+        }
+    }
+
+    /// Monotonic time of the next thing the engine must do (a send, an expiry, or a frame
+    /// rotation), given the current clocks.
+    pub fn next_deadline(&self, now: Now) -> u64 {
+        let mut d = u64::MAX;
+        if let Some(Reverse((t, _, _))) = self.schedule.peek() {
+            d = d.min(*t);
+        }
+        for t in &self.tables {
+            if t.live() > 0 {
+                let e = &t.entries[usize::from(t.oldest)];
+                d = d.min(e.deadline_ns.saturating_add(self.cfg.grace_ns));
+            }
+        }
+        if self.next_boundary_us != 0 {
+            let boundary_real_ns = self.next_boundary_us.saturating_mul(1000);
+            let mono = i128::from(boundary_real_ns) - now.offset_ns();
+            let mono = mono.clamp(0, i128::from(u64::MAX)) as u64;
+            d = d.min(mono);
+        }
+        d
+    }
+
+    /// Checks the wall clock against the monotonic clock; on a step (offset change beyond
+    /// 1 ms + 500 ppm of the elapsed time, more than NTP slewing can do) flags every
+    /// host's current frame with `FLAG_CLOCK_STEP` and returns the step in ns.
+    pub fn observe_clock(&mut self, now: Now) -> Option<i128> {
+        let off = now.offset_ns();
+        let prev = self.last_offset.replace((off, now.mono_ns));
+        let (prev_off, prev_mono) = prev?;
+        let elapsed = now.mono_ns.saturating_sub(prev_mono);
+        let tolerance = 1_000_000 + i128::from(elapsed / 2000);
+        let step = off - prev_off;
+        if step.abs() <= tolerance {
+            return None;
+        }
+        self.stats.clock_steps += 1;
+        for h in self.hosts.iter_mut().flatten() {
+            if let Some(f) = h.frames.back_mut() {
+                f.frame.flags |= FLAG_CLOCK_STEP;
+            }
+        }
+        // Re-derive the next rotation from the new wall clock.
+        self.next_boundary_us = period_start(now.real_us(), self.cfg.period_us)
+            + u64::from(self.cfg.period_us);
+        Some(step)
+    }
+
+    /// Flags every host's current frame (e.g. `FLAG_RECV_OVERFLOW`).
+    pub fn flag_all(&mut self, flag: u8) {
+        for h in self.hosts.iter_mut().flatten() {
+            if let Some(f) = h.frames.back_mut() {
+                f.frame.flags |= flag;
+            }
+        }
+    }
+
+    /// If a send is due at `now`, allocates its sequence number and returns it. The caller
+    /// sends it (unless [`Probe::sendable`] is false: the sequence space is full) and
+    /// reports with [`Engine::commit_send`]; call repeatedly until `None`.
+    pub fn poll_send(&mut self, now: Now) -> Option<Probe> {
+        loop {
+            let &Reverse((due, slot, generation)) = self.schedule.peek()?;
+            if due > now.mono_ns {
+                return None;
+            }
+            self.schedule.pop();
+            let id = HostId { slot, generation };
+            let Some(h) = self.host(id) else { continue };
+            if h.retiring {
+                continue;
+            }
+            let (addr, interval) = (h.addr, h.interval_ns);
+            // Absolute deadlines: next = due + interval. If far behind (> 1 s and more
+            // than one interval, e.g. after a suspend), skip the missed sends instead of
+            // bursting.
+            let mut next = due.saturating_add(interval);
+            if now.mono_ns.saturating_sub(due) > 1_000_000_000 && next <= now.mono_ns {
+                let behind = now.mono_ns - next;
+                let skip = behind / interval + 1;
+                self.stats.skipped_sends += skip;
+                next = next.saturating_add(skip.saturating_mul(interval));
+            }
+            self.schedule.push(Reverse((next, slot, generation)));
+            let family = Family::of(&addr);
+            let t = &mut self.tables[family.index()];
+            let seq = t.next;
+            let token = t.token;
+            let sendable = t.live() < MAX_LIVE;
+            return Some(Probe {
+                sendable,
+                host: id,
+                addr,
+                family,
+                seq,
+                token,
+                scheduled_ns: due,
+            });
+        }
+    }
+
+    /// Records a probe returned by [`Engine::poll_send`]: `tx` is the clock reading taken
+    /// immediately before `sendto`, `ok` whether the send succeeded. Returns the number
+    /// of consecutive send errors of this host when the send failed (1 = start of a burst,
+    /// for logging), else 0 (or, on the first success after a burst, nothing is logged by
+    /// the engine; see [`Engine::last_burst`]).
+    pub fn commit_send(
+        &mut self,
+        probe: &Probe,
+        tx: Now,
+        ok: bool,
+        out: &mut dyn FrameOutput,
+    ) -> SendOutcome {
+        let late = tx.mono_ns.saturating_sub(probe.scheduled_ns);
+        self.lateness.record(late);
+        let period_ns = u64::from(self.cfg.period_us) * 1000;
+        let timeout_ns = self.cfg.timeout_ns;
+        let full = !probe.sendable || self.tables[probe.family.index()].live() >= MAX_LIVE;
+        let serial = self.frame_for_send(probe.host, tx.real_us(), out);
+        let Some(h) = self.host_mut(probe.host) else {
+            return SendOutcome::Ignored;
+        };
+        let Some(of) = h.frames.back_mut() else {
+            return SendOutcome::Ignored;
+        };
+        of.frame.sent = of.frame.sent.saturating_add(1);
+        if late > period_ns {
+            of.frame.flags |= FLAG_SEND_LATE;
+        }
+        if !ok || full {
+            of.frame.errors = of.frame.errors.saturating_add(1);
+            h.consecutive_errors = h.consecutive_errors.saturating_add(1);
+            let n = h.consecutive_errors;
+            self.stats.sent += 1;
+            if full {
+                self.stats.seq_exhausted += 1;
+            }
+            return SendOutcome::Failed {
+                consecutive: n,
+                seq_exhausted: full,
+            };
+        }
+        of.outstanding += 1;
+        let prev_errors = std::mem::take(&mut h.consecutive_errors);
+        let addr = probe.addr;
+        let t = &mut self.tables[probe.family.index()];
+        debug_assert_eq!(t.next, probe.seq);
+        t.entries[usize::from(probe.seq)] = Entry {
+            state: State::InFlight,
+            host: probe.host,
+            frame_serial: serial,
+            token: probe.token,
+            addr,
+            tx_mono_ns: tx.mono_ns,
+            deadline_ns: tx.mono_ns.saturating_add(timeout_ns),
+        };
+        t.next = t.next.wrapping_add(1);
+        t.token = t.token.wrapping_add(1);
+        self.stats.sent += 1;
+        SendOutcome::Sent {
+            recovered_after: prev_errors,
+        }
+    }
+
+    /// Returns the serial of the host's frame for a send at `real_us`, rotating the
+    /// current frame if the send falls in another period.
+    fn frame_for_send(&mut self, id: HostId, real_us: u64, out: &mut dyn FrameOutput) -> u64 {
+        let period = self.cfg.period_us;
+        let start = period_start(real_us, period);
+        let needs_rotation = match self.host(id).and_then(|h| h.frames.back()) {
+            Some(f) => f.closed || f.frame.start_us != start || f.frame.period_us != period,
+            None => true,
+        };
+        if needs_rotation {
+            self.rotate(id, start, out);
+        }
+        self.host(id)
+            .and_then(|h| h.frames.back())
+            .map_or(0, |f| f.serial)
+    }
+
+    fn rotate(&mut self, id: HostId, start_us: u64, out: &mut dyn FrameOutput) {
+        let Some(h) = self.host(id) else { return };
+        if h.retiring {
+            return;
+        }
+        let frame = self.new_frame(start_us);
+        let Some(h) = self.host_mut(id) else { return };
+        let mut flags = 0;
+        if let Some(cur) = h.frames.back_mut() {
+            cur.closed = true;
+            if start_us < cur.frame.start_us {
+                // Wall clock went backwards.
+                flags |= FLAG_CLOCK_STEP;
+            }
+        }
+        let serial = h.next_serial;
+        h.next_serial += 1;
+        let mut of = OpenFrame {
+            serial,
+            frame,
+            outstanding: 0,
+            closed: false,
+        };
+        of.frame.flags |= flags;
+        h.frames.push_back(of);
+        self.try_finalize(id, out);
+    }
+
+    /// Emits the host's final frames (oldest first) and recycles them.
+    fn try_finalize(&mut self, id: HostId, out: &mut dyn FrameOutput) {
+        let slot = id.slot as usize;
+        loop {
+            let Some(Some(h)) = self.hosts.get_mut(slot) else {
+                return;
+            };
+            if h.generation != id.generation {
+                return;
+            }
+            let final_ = matches!(h.frames.front(), Some(f) if f.closed && f.outstanding == 0);
+            if !final_ {
+                if h.retiring && h.frames.is_empty() {
+                    out.host_retired(id, &h.label);
+                    self.hosts[slot] = None;
+                }
+                return;
+            }
+            let Some(of) = h.frames.pop_front() else {
+                return;
+            };
+            if !of.frame.is_empty() {
+                h.status.add_frame(&of.frame);
+                out.frame(id, &h.label, &of.frame);
+            }
+            self.free_frames.push(of.frame);
+        }
+    }
+
+    /// Rotates current frames at period boundaries and expires timed-out requests.
+    /// Call every loop iteration (after draining replies).
+    pub fn tick(&mut self, now: Now, out: &mut dyn FrameOutput) {
+        // Expire.
+        for fi in 0..2 {
+            loop {
+                let t = &mut self.tables[fi];
+                if t.live() == 0 {
+                    break;
+                }
+                let seq = t.oldest;
+                let e = t.entries[usize::from(seq)];
+                if e.deadline_ns.saturating_add(self.cfg.grace_ns) > now.mono_ns {
+                    break;
+                }
+                t.oldest = t.oldest.wrapping_add(1);
+                let lost = e.state == State::InFlight;
+                t.entries[usize::from(seq)].state = State::Expired { lost };
+                if lost {
+                    self.with_frame(e.host, e.frame_serial, |of| {
+                        of.frame.lost = of.frame.lost.saturating_add(1);
+                        of.outstanding = of.outstanding.saturating_sub(1);
+                    });
+                    self.try_finalize(e.host, out);
+                }
+            }
+        }
+        // Rotate.
+        let now_us = now.real_us();
+        if self.next_boundary_us != 0 && now_us >= self.next_boundary_us {
+            let period = self.cfg.period_us;
+            let start = period_start(now_us, period);
+            for slot in 0..self.hosts.len() {
+                let Some(h) = &self.hosts[slot] else { continue };
+                let id = HostId {
+                    slot: slot as u32,
+                    generation: h.generation,
+                };
+                let needs = match h.frames.back() {
+                    Some(f) => !h.retiring && (f.frame.start_us != start || f.closed),
+                    None => false,
+                };
+                if needs {
+                    self.rotate(id, start, out);
+                }
+            }
+            self.next_boundary_us = start + u64::from(period);
+        }
+    }
+
+    /// Runs `f` on the host's frame with `serial` if open, else on its oldest open frame.
+    /// Returns false when the host has no open frame.
+    fn with_frame(&mut self, id: HostId, serial: u64, f: impl FnOnce(&mut OpenFrame)) -> bool {
+        let Some(h) = self.host_mut(id) else {
+            return false;
+        };
+        let Some(front) = h.frames.front() else {
+            return false;
+        };
+        let idx = serial.wrapping_sub(front.serial);
+        let idx = if idx < h.frames.len() as u64 {
+            idx as usize
+        } else {
+            0
+        };
+        match h.frames.get_mut(idx) {
+            Some(of) => {
+                f(of);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Handles a received message. Returns what it was, for statistics.
+    pub fn on_reply(&mut self, r: &Reply, out: &mut dyn FrameOutput) -> ReplyOutcome {
+        let t = &self.tables[r.family.index()];
+        let (ident, seq, token, is_error) = match r.msg {
+            Message::EchoReply { ident, seq, token } => (ident, seq, token, false),
+            Message::Error { ident, seq, .. } => (ident, seq, None, true),
+            Message::Other => return ReplyOutcome::Ignored,
+        };
+        if ident != t.ident {
+            self.stats.unmatched += 1;
+            return ReplyOutcome::Unmatched;
+        }
+        let e = t.entries[usize::from(seq)];
+        let known = e.state != State::Free
+            && e.addr == r.src
+            && (is_error || token == Some(e.token))
+            && self.host(e.host).is_some();
+        if !known {
+            self.stats.unmatched += 1;
+            return ReplyOutcome::Unmatched;
+        }
+        let timeout_ns = self.cfg.timeout_ns;
+        let seq_i = usize::from(seq);
+        if is_error {
+            if e.state != State::InFlight {
+                // Error about an already resolved request: nothing to record.
+                return ReplyOutcome::Ignored;
+            }
+            self.tables[r.family.index()].entries[seq_i].state = State::Resolved;
+            self.with_frame(e.host, e.frame_serial, |of| {
+                of.frame.errors = of.frame.errors.saturating_add(1);
+                of.outstanding = of.outstanding.saturating_sub(1);
+            });
+            self.try_finalize(e.host, out);
+            return ReplyOutcome::Error;
+        }
+        match e.state {
+            State::InFlight => {
+                let (rtt_ns, clamp) = rtt_ns(e.tx_mono_ns, r);
+                match clamp {
+                    Clamp::Low => self.stats.rtt_clamped_low += 1,
+                    Clamp::High => self.stats.rtt_clamped_high += 1,
+                    Clamp::None => {}
+                }
+                self.tables[r.family.index()].entries[seq_i].state = State::Resolved;
+                let outcome = if rtt_ns < timeout_ns {
+                    let rtt_us = u32::try_from(rtt_ns.div_ceil(1000)).unwrap_or(u32::MAX);
+                    self.with_frame(e.host, e.frame_serial, |of| {
+                        of.frame.rtts_us.push(rtt_us);
+                        of.outstanding = of.outstanding.saturating_sub(1);
+                    });
+                    self.stats.received += 1;
+                    ReplyOutcome::Received { rtt_ns }
+                } else {
+                    // Stamped after the timeout: lost, and a late reply.
+                    self.with_frame(e.host, e.frame_serial, |of| {
+                        of.frame.lost = of.frame.lost.saturating_add(1);
+                        of.frame.late = of.frame.late.saturating_add(1);
+                        of.outstanding = of.outstanding.saturating_sub(1);
+                    });
+                    ReplyOutcome::Late
+                };
+                self.try_finalize(e.host, out);
+                outcome
+            }
+            State::Resolved | State::Expired { lost: false } => {
+                self.with_frame(e.host, e.frame_serial, |of| {
+                    of.frame.duplicates = of.frame.duplicates.saturating_add(1);
+                });
+                ReplyOutcome::Duplicate
+            }
+            State::Expired { lost: true } => {
+                self.with_frame(e.host, e.frame_serial, |of| {
+                    of.frame.late = of.frame.late.saturating_add(1);
+                });
+                ReplyOutcome::Late
+            }
+            State::Free => ReplyOutcome::Unmatched,
+        }
+    }
+
+    /// Closes every frame and declares every request in flight lost, emitting all frames
+    /// (clean shutdown after the timeout could not be waited for).
+    pub fn finish(&mut self, out: &mut dyn FrameOutput) {
+        for fi in 0..2 {
+            while self.tables[fi].live() > 0 {
+                let t = &mut self.tables[fi];
+                let seq = usize::from(t.oldest);
+                t.oldest = t.oldest.wrapping_add(1);
+                let e = t.entries[seq];
+                if e.state == State::InFlight {
+                    t.entries[seq].state = State::Expired { lost: true };
+                    self.with_frame(e.host, e.frame_serial, |of| {
+                        of.frame.lost = of.frame.lost.saturating_add(1);
+                        of.outstanding = of.outstanding.saturating_sub(1);
+                    });
+                } else {
+                    t.entries[seq].state = State::Expired { lost: false };
+                }
+            }
+        }
+        for slot in 0..self.hosts.len() {
+            let Some(h) = &mut self.hosts[slot] else {
+                continue;
+            };
+            for f in h.frames.iter_mut() {
+                f.closed = true;
+                f.outstanding = 0;
+            }
+            let id = HostId {
+                slot: slot as u32,
+                generation: h.generation,
+            };
+            self.try_finalize(id, out);
+        }
+    }
+
+    /// Number of requests in flight (both families).
+    pub fn in_flight(&self) -> usize {
+        self.tables.iter().map(|t| usize::from(t.live())).sum()
+    }
+}
+
+/// Result of [`Engine::commit_send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// In flight. `recovered_after` > 0 ends a burst of that many errors.
+    Sent {
+        /// Errors in the burst that just ended (0: none).
+        recovered_after: u32,
+    },
+    /// Counted as an error.
+    Failed {
+        /// Consecutive failures of this host so far (1: a burst starts).
+        consecutive: u32,
+        /// The sequence space was full.
+        seq_exhausted: bool,
+    },
+    /// The host no longer exists.
+    Ignored,
+}
+
+/// Result of [`Engine::on_reply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyOutcome {
+    /// First reply within the timeout.
+    Received {
+        /// RTT, ns.
+        rtt_ns: u64,
+    },
+    /// Duplicate reply.
+    Duplicate,
+    /// Reply after the timeout.
+    Late,
+    /// ICMP error for one of our requests.
+    Error,
+    /// Not ours (other identifier, unknown request, wrong source/token).
+    Unmatched,
+    /// Not a reply at all, or nothing to record.
+    Ignored,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clamp {
+    None,
+    Low,
+    High,
+}
+
+/// RTT of a reply to a request sent at `tx_mono_ns`. See the module docs.
+fn rtt_ns(tx_mono_ns: u64, r: &Reply) -> (u64, Clamp) {
+    let upper = i128::from(r.user.mono_ns) - i128::from(tx_mono_ns);
+    let upper = upper.max(0);
+    let Some(k) = r.kernel_real_ns else {
+        return (upper as u64, Clamp::None);
+    };
+    let rx_mono = i128::from(k) - r.user.offset_ns();
+    let rtt = rx_mono - i128::from(tx_mono_ns);
+    if rtt < 0 {
+        (0, Clamp::Low)
+    } else if rtt > upper {
+        // A tiny excess is sampling noise between the clocks, not a step.
+        let clamp = if rtt - upper > 1_000_000 {
+            Clamp::High
+        } else {
+            Clamp::None
+        };
+        (upper as u64, clamp)
+    } else {
+        (rtt as u64, Clamp::None)
+    }
+}
+
+/// Interval for `rate` pings per second (rate clamped to the supported 0.001..=100000).
+pub fn interval_ns(rate: f64) -> u64 {
+    let rate = if rate.is_finite() { rate } else { 1.0 };
+    let rate = rate.clamp(0.001, 100_000.0);
+    (1e9 / rate).round() as u64
+}
+
+#[cfg(test)]
+mod tests;

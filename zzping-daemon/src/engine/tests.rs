@@ -1,0 +1,624 @@
+use super::*;
+use crate::icmp::ErrorKind;
+use zzping_lib::frame::FLAG_RECV_OVERFLOW;
+
+const MS: u64 = 1_000_000;
+/// 2026-01-01T00:00:00Z, ns (aligned to every period).
+const REAL0: u64 = 1_767_225_600_000_000_000;
+const MONO0: u64 = 5_000 * MS;
+
+#[derive(Default)]
+struct Sink {
+    frames: Vec<(HostId, String, Frame)>,
+    retired: Vec<HostId>,
+}
+
+impl FrameOutput for Sink {
+    fn frame(&mut self, host: HostId, label: &str, frame: &Frame) {
+        self.frames.push((host, label.to_owned(), frame.clone()));
+    }
+    fn host_retired(&mut self, host: HostId, _label: &str) {
+        self.retired.push(host);
+    }
+}
+
+impl Sink {
+    fn check_invariants(&self) {
+        for (_, _, f) in &self.frames {
+            assert_eq!(
+                f.sent,
+                f.received() + f.lost + f.errors,
+                "sent == received + lost + errors violated: {f:?}"
+            );
+        }
+    }
+    fn total(&self, pick: impl Fn(&Frame) -> u32) -> u32 {
+        self.frames.iter().map(|(_, _, f)| pick(f)).sum()
+    }
+}
+
+fn at(ms_: f64) -> Now {
+    let d = (ms_ * 1e6) as u64;
+    Now {
+        mono_ns: MONO0 + d,
+        real_ns: REAL0 + d,
+    }
+}
+
+fn engine() -> Engine {
+    let mut e = Engine::new(EngineConfig {
+        period_us: 100_000,
+        timeout_ns: 1000 * MS,
+        grace_ns: 5 * MS,
+    });
+    e.set_ident(Family::V4, 0x4242);
+    e.set_ident(Family::V6, 0x4343);
+    e
+}
+
+fn v4(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn reply(p: &Probe, ident: u16, rx: Now) -> Reply {
+    Reply {
+        family: p.family,
+        src: p.addr,
+        msg: Message::EchoReply {
+            ident,
+            seq: p.seq,
+            token: Some(p.token),
+        },
+        kernel_real_ns: Some(rx.real_ns),
+        user: rx,
+    }
+}
+
+fn plus(n: Now, ns: u64) -> Now {
+    Now {
+        mono_ns: n.mono_ns + ns,
+        real_ns: n.real_ns + ns,
+    }
+}
+
+/// Sends everything due at `now`, committing with that time. Returns the probes.
+fn send_due(e: &mut Engine, now: Now, sink: &mut Sink) -> Vec<Probe> {
+    let mut v = Vec::new();
+    while let Some(p) = e.poll_send(now) {
+        e.commit_send(&p, now, p.sendable, sink);
+        v.push(p);
+    }
+    v
+}
+
+#[test]
+fn every_request_answered_on_loopback() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    let h = e.add_host("lo", v4("127.0.0.1"), 50.0, at(0.0).mono_ns, at(0.0));
+    for step in 0..3000 {
+        let now = at(step as f64);
+        for p in send_due(&mut e, now, &mut sink) {
+            let r = reply(&p, 0x4242, plus(now, 300_000));
+            assert_eq!(
+                e.on_reply(&r, &mut sink),
+                ReplyOutcome::Received { rtt_ns: 300_000 }
+            );
+        }
+        e.tick(now, &mut sink);
+    }
+    e.finish(&mut sink);
+    sink.check_invariants();
+    // 3 s at 50/s: 150 sends, all answered with 300 µs.
+    assert_eq!(sink.total(|f| f.sent), 150);
+    assert_eq!(sink.total(|f| f.received()), 150);
+    assert!(sink.frames.iter().all(|(id, l, f)| *id == h
+        && l == "lo"
+        && f.rtts_us.iter().all(|&r| r == 300)
+        && f.start_us % 100_000 == 0
+        && f.sent == 5));
+    assert_eq!(e.stats().received, 150);
+}
+
+#[test]
+fn matching_checks_ident_source_token_and_type() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 10.0, at(0.0).mono_ns, at(0.0));
+    let p = send_due(&mut e, at(0.0), &mut sink).pop().unwrap();
+    let rx = at(1.0);
+    // Wrong identifier (another process's ping).
+    assert_eq!(
+        e.on_reply(&reply(&p, 0x9999, rx), &mut sink),
+        ReplyOutcome::Unmatched
+    );
+    // Wrong source.
+    let mut r = reply(&p, 0x4242, rx);
+    r.src = v4("127.0.0.9");
+    assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Unmatched);
+    // Wrong token (an old request that had the same seq).
+    let mut r = reply(&p, 0x4242, rx);
+    r.msg = Message::EchoReply {
+        ident: 0x4242,
+        seq: p.seq,
+        token: Some(p.token + 65536),
+    };
+    assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Unmatched);
+    // Foreign payload.
+    r.msg = Message::EchoReply {
+        ident: 0x4242,
+        seq: p.seq,
+        token: None,
+    };
+    assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Unmatched);
+    // Unknown seq.
+    r.msg = Message::EchoReply {
+        ident: 0x4242,
+        seq: p.seq + 1,
+        token: Some(p.token),
+    };
+    assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Unmatched);
+    // Not a reply at all.
+    r.msg = Message::Other;
+    assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Ignored);
+    // Wrong family's socket.
+    let mut r6 = reply(&p, 0x4242, rx);
+    r6.family = Family::V6;
+    assert_eq!(e.on_reply(&r6, &mut sink), ReplyOutcome::Unmatched);
+    // The real one.
+    assert!(matches!(
+        e.on_reply(&reply(&p, 0x4242, rx), &mut sink),
+        ReplyOutcome::Received { .. }
+    ));
+    assert_eq!(e.stats().unmatched, 6);
+}
+
+#[test]
+fn sequence_numbers_wrap_and_stay_matched() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 1000.0, at(0.0).mono_ns, at(0.0));
+    e.add_host("b", v4("127.0.0.2"), 1000.0, at(0.5).mono_ns, at(0.0));
+    let mut seen_wrap = false;
+    let mut last_seq = 0u16;
+    // 70 s at 2000/s = 140,000 requests: the 16-bit space wraps twice.
+    for step in 0..140_000u64 {
+        let now = at(step as f64 * 0.5);
+        for p in send_due(&mut e, now, &mut sink) {
+            if p.seq < last_seq {
+                seen_wrap = true;
+            }
+            last_seq = p.seq;
+            let r = reply(&p, 0x4242, plus(now, 100_000));
+            assert!(matches!(
+                e.on_reply(&r, &mut sink),
+                ReplyOutcome::Received { .. }
+            ));
+        }
+        e.tick(now, &mut sink);
+    }
+    e.finish(&mut sink);
+    sink.check_invariants();
+    assert!(seen_wrap);
+    assert_eq!(sink.total(|f| f.sent), 140_000);
+    assert_eq!(sink.total(|f| f.received()), 140_000);
+    assert_eq!(e.stats().unmatched, 0);
+}
+
+#[test]
+fn full_sequence_space_is_refused_not_reused() {
+    let mut e = Engine::new(EngineConfig {
+        period_us: 100_000,
+        timeout_ns: 60_000 * MS,
+        grace_ns: 0,
+    });
+    let mut sink = Sink::default();
+    e.add_host("a", v4("198.18.0.1"), 100_000.0, at(0.0).mono_ns, at(0.0));
+    let mut first = None;
+    let mut refused = 0;
+    let mut total = 0;
+    let mut seqs = std::collections::HashSet::new();
+    // 70,000 sends at 100,000/s within 0.7 s: nothing times out.
+    for step in 0..700u64 {
+        let now = at(step as f64);
+        for p in send_due(&mut e, now, &mut sink) {
+            first.get_or_insert(p);
+            total += 1;
+            if p.sendable {
+                assert!(seqs.insert(p.seq), "seq {} reused while in flight", p.seq);
+            } else {
+                refused += 1;
+            }
+        }
+        e.tick(now, &mut sink);
+    }
+    assert_eq!(seqs.len(), 65_535);
+    assert!(total > 69_000);
+    assert_eq!(refused, total - 65_535);
+    assert_eq!(e.stats().seq_exhausted, refused as u64);
+    // The first request is still matchable.
+    let p = first.unwrap();
+    assert!(matches!(
+        e.on_reply(&reply(&p, 0, at(700.0)), &mut sink),
+        ReplyOutcome::Received { .. }
+    ));
+    e.finish(&mut sink);
+    sink.check_invariants();
+    assert_eq!(sink.total(|f| f.errors), refused);
+}
+
+#[test]
+fn duplicates_go_to_the_request_frame_then_the_oldest_open_one() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 1.0, at(10.0).mono_ns, at(0.0));
+    let p = send_due(&mut e, at(10.0), &mut sink).pop().unwrap();
+    let r = reply(&p, 0x4242, at(11.0));
+    assert!(matches!(
+        e.on_reply(&r, &mut sink),
+        ReplyOutcome::Received { .. }
+    ));
+    // Duplicate while the frame is open: same frame.
+    assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Duplicate);
+    for t in 11..=150 {
+        e.tick(at(t as f64), &mut sink);
+    }
+    // Frame [0,100ms) is final at 100 ms (all answered).
+    assert_eq!(sink.frames.len(), 1);
+    let f = &sink.frames[0].2;
+    assert_eq!((f.sent, f.received(), f.duplicates), (1, 1, 1));
+    // Duplicate after the frame is final: goes to the oldest open frame ([100,200)).
+    assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Duplicate);
+    for t in 151..=400 {
+        e.tick(at(t as f64), &mut sink);
+    }
+    assert_eq!(sink.frames.len(), 2);
+    let f = &sink.frames[1].2;
+    assert_eq!(f.start_us, REAL0 / 1000 + 100_000);
+    assert_eq!((f.sent, f.duplicates), (0, 1));
+    sink.check_invariants();
+}
+
+#[test]
+fn timeouts_and_late_replies() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 1.0, at(50.0).mono_ns, at(0.0));
+    let p = send_due(&mut e, at(50.0), &mut sink).pop().unwrap();
+    // The request expires at send + timeout + grace = 1055 ms, which finalizes its frame.
+    for t in 51..1055 {
+        e.tick(at(t as f64), &mut sink);
+    }
+    assert!(sink.frames.is_empty(), "final too early");
+    e.tick(at(1055.0), &mut sink);
+    assert_eq!(sink.frames.len(), 1);
+    for t in 1056..1200 {
+        e.tick(at(t as f64), &mut sink);
+    }
+    assert_eq!(sink.frames.len(), 1);
+    let f = &sink.frames[0].2;
+    assert_eq!((f.sent, f.lost, f.received()), (1, 1, 0));
+    // The reply finally arrives: late, counted in the oldest open frame.
+    let r = reply(&p, 0x4242, at(1250.0));
+    assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Late);
+    for t in 1200..1400 {
+        e.tick(at(t as f64), &mut sink);
+    }
+    assert_eq!(sink.frames.len(), 2);
+    assert_eq!(sink.frames[1].2.late, 1);
+    sink.check_invariants();
+}
+
+#[test]
+fn reply_stamped_after_timeout_is_lost_and_late_even_if_processed_early() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 1.0, at(0.0).mono_ns, at(0.0));
+    let p = send_due(&mut e, at(0.0), &mut sink).pop().unwrap();
+    // Kernel stamp at 1001 ms (after the 1 s timeout), handed over within the grace.
+    let r = reply(&p, 0x4242, at(1001.0));
+    assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Late);
+    e.tick(at(1200.0), &mut sink);
+    let f = &sink.frames[0].2;
+    assert_eq!((f.sent, f.lost, f.late, f.received()), (1, 1, 1, 0));
+    sink.check_invariants();
+}
+
+#[test]
+fn reply_stamped_before_send_matches_with_zero_rtt() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 1.0, at(0.0).mono_ns, at(0.0));
+    let p = send_due(&mut e, at(0.0), &mut sink).pop().unwrap();
+    let mut r = reply(&p, 0x4242, at(0.1));
+    // Kernel timestamp 20 µs before our (user-space) send time.
+    r.kernel_real_ns = Some(at(0.0).real_ns - 20_000);
+    assert_eq!(
+        e.on_reply(&r, &mut sink),
+        ReplyOutcome::Received { rtt_ns: 0 }
+    );
+    assert_eq!(e.stats().rtt_clamped_low, 1);
+    e.finish(&mut sink);
+    assert_eq!(sink.frames[0].2.rtts_us, vec![0]);
+}
+
+#[test]
+fn clock_step_is_flagged_and_never_reported_as_rtt() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 10.0, at(0.0).mono_ns, at(0.0));
+    assert_eq!(e.observe_clock(at(0.0)), None);
+    let p = send_due(&mut e, at(0.0), &mut sink).pop().unwrap();
+    // Wall clock jumps 10 s forward; mono advanced 2 ms. The user-space sample after
+    // recvmsg already sees the new offset, but the kernel stamp predates the step.
+    let step = 10_000 * MS;
+    let user = Now {
+        mono_ns: at(2.0).mono_ns,
+        real_ns: at(2.0).real_ns + step,
+    };
+    assert_eq!(e.observe_clock(user), Some(i128::from(step)));
+    let r = Reply {
+        kernel_real_ns: Some(at(1.0).real_ns),
+        user,
+        ..reply(&p, 0x4242, at(1.0))
+    };
+    match e.on_reply(&r, &mut sink) {
+        // Without clamping this would be 0 (stamp - offset is before the send): clamped.
+        ReplyOutcome::Received { rtt_ns } => assert!(rtt_ns <= 2 * MS, "rtt {rtt_ns}"),
+        o => panic!("{o:?}"),
+    }
+    // Kernel stamp taken after the step while the user sample predates it (the other
+    // race): RTT bounded by the monotonic user-space measure, not 10 s.
+    let p2 = {
+        let mut n = at(100.0);
+        n.real_ns += step;
+        e.tick(n, &mut sink);
+        send_due(&mut e, n, &mut sink).pop().unwrap()
+    };
+    let user2 = at(101.0);
+    let r2 = Reply {
+        kernel_real_ns: Some(at(100.5).real_ns + 2 * step),
+        user: user2,
+        ..reply(&p2, 0x4242, user2)
+    };
+    match e.on_reply(&r2, &mut sink) {
+        ReplyOutcome::Received { rtt_ns } => assert!(rtt_ns <= MS, "rtt {rtt_ns}"),
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(e.stats().rtt_clamped_high, 1);
+    e.finish(&mut sink);
+    assert!(
+        sink.frames
+            .iter()
+            .any(|(_, _, f)| f.flags & FLAG_CLOCK_STEP != 0)
+    );
+    sink.check_invariants();
+    // Slow slewing is not a step.
+    let mut e = engine();
+    e.observe_clock(at(0.0));
+    let mut slewed = at(1000.0);
+    slewed.real_ns += 400_000; // 400 ppm over 1 s
+    assert_eq!(e.observe_clock(slewed), None);
+}
+
+#[test]
+fn backwards_step_starts_a_flagged_frame() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 10.0, at(0.0).mono_ns, at(0.0));
+    send_due(&mut e, at(0.0), &mut sink);
+    let mut back = at(100.0);
+    back.real_ns -= 5_000 * MS;
+    e.observe_clock(back);
+    e.tick(back, &mut sink);
+    let p = send_due(&mut e, back, &mut sink);
+    assert_eq!(p.len(), 1);
+    e.finish(&mut sink);
+    sink.check_invariants();
+    assert_eq!(sink.frames.len(), 2);
+    assert!(sink.frames[1].2.start_us < sink.frames[0].2.start_us);
+    assert_ne!(sink.frames[1].2.flags & FLAG_CLOCK_STEP, 0);
+}
+
+#[test]
+fn icmp_errors_and_send_failures_are_errors() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("198.18.0.5"), 10.0, at(0.0).mono_ns, at(0.0));
+    // Send failure: burst logging information.
+    let p = e.poll_send(at(0.0)).unwrap();
+    assert_eq!(
+        e.commit_send(&p, at(0.0), false, &mut sink),
+        SendOutcome::Failed {
+            consecutive: 1,
+            seq_exhausted: false
+        }
+    );
+    let p = e.poll_send(at(100.0)).unwrap();
+    assert!(matches!(
+        e.commit_send(&p, at(100.0), false, &mut sink),
+        SendOutcome::Failed { consecutive: 2, .. }
+    ));
+    let p = e.poll_send(at(200.0)).unwrap();
+    assert_eq!(
+        e.commit_send(&p, at(200.0), true, &mut sink),
+        SendOutcome::Sent { recovered_after: 2 }
+    );
+    // ICMP unreachable quoting it.
+    let r = Reply {
+        family: Family::V4,
+        src: v4("198.18.0.5"),
+        msg: Message::Error {
+            kind: ErrorKind::Unreachable,
+            ident: 0x4242,
+            seq: p.seq,
+            orig_dst: v4("198.18.0.5"),
+        },
+        kernel_real_ns: None,
+        user: at(201.0),
+    };
+    assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Error);
+    // A second error for it is not counted twice.
+    assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Ignored);
+    e.tick(at(300.0), &mut sink);
+    e.finish(&mut sink);
+    sink.check_invariants();
+    assert_eq!(sink.total(|f| f.errors), 3);
+    assert_eq!(sink.total(|f| f.sent), 3);
+    assert_eq!(sink.total(|f| f.lost), 0);
+}
+
+#[test]
+fn absolute_deadlines_hold_the_rate_with_a_jittery_loop() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    let rates = [1000.0, 333.0, 0.1, 7.5];
+    for (i, r) in rates.iter().enumerate() {
+        // Staggered: host i starts i/n of its interval later.
+        let off = (interval_ns(*r) as f64 * i as f64 / rates.len() as f64) as u64;
+        e.add_host(&format!("h{i}"), v4("127.0.0.1"), *r, MONO0 + off, at(0.0));
+    }
+    // 60 s with the loop waking up 0..3 ms late (deterministic pseudo-random).
+    let mut t_ns = 0u64;
+    let mut x = 12345u64;
+    while t_ns < 60_000 * MS {
+        let now = at(t_ns as f64 / 1e6);
+        for p in send_due(&mut e, now, &mut sink) {
+            let r = reply(&p, 0x4242, plus(now, 50_000));
+            e.on_reply(&r, &mut sink);
+        }
+        e.tick(now, &mut sink);
+        let next = e.next_deadline(now).saturating_sub(MONO0);
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let jitter = (x >> 33) % (3 * MS);
+        t_ns = next.max(t_ns + 1) + jitter;
+    }
+    e.finish(&mut sink);
+    sink.check_invariants();
+    let mut per_host = std::collections::HashMap::<String, u32>::new();
+    for (_, l, f) in &sink.frames {
+        *per_host.entry(l.clone()).or_default() += f.sent;
+    }
+    for (i, r) in rates.iter().enumerate() {
+        let expected = r * 60.0;
+        let got = f64::from(per_host.get(&format!("h{i}")).copied().unwrap_or(0));
+        assert!(
+            (got - expected).abs() <= (expected * 0.005).max(1.0),
+            "host {i}: {got} sent, expected {expected}"
+        );
+    }
+    // Lateness recorded: up to 3 ms.
+    assert!(e.lateness().max_ns <= 3 * MS + MS);
+    assert!(e.lateness().quantile_us(0.5) <= 4096);
+}
+
+#[test]
+fn hosts_are_staggered_and_removed_cleanly() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    let a = e.add_host("a", v4("127.0.0.1"), 10.0, at(0.0).mono_ns, at(0.0));
+    let b = e.add_host("b", v4("127.0.0.2"), 10.0, at(50.0).mono_ns, at(0.0));
+    let p = send_due(&mut e, at(0.0), &mut sink);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].host, a);
+    assert!(send_due(&mut e, at(49.0), &mut sink).is_empty());
+    let p = send_due(&mut e, at(50.0), &mut sink);
+    assert_eq!(p[0].host, b);
+    e.remove_host(b, &mut sink);
+    // b's request is still pending; reply comes, b retires once all resolved.
+    let r = reply(&p[0], 0x4242, at(51.0));
+    assert!(matches!(
+        e.on_reply(&r, &mut sink),
+        ReplyOutcome::Received { .. }
+    ));
+    assert_eq!(sink.retired, vec![b]);
+    // No more sends for b.
+    for t in 51..1200 {
+        for p in send_due(&mut e, at(t as f64), &mut sink) {
+            assert_eq!(p.host, a);
+            e.on_reply(&reply(&p, 0x4242, at(t as f64 + 0.2)), &mut sink);
+        }
+        e.tick(at(t as f64), &mut sink);
+    }
+    assert_eq!(e.hosts().count(), 1);
+    // The slot is reused with a new generation; stale ids do nothing.
+    let c = e.add_host("c", v4("::1"), 1.0, at(1200.0).mono_ns, at(1200.0));
+    assert_eq!(c.slot, b.slot);
+    assert_ne!(c.generation, b.generation);
+    e.set_rate(b, 1000.0);
+    assert_eq!(e.take_status(b), HostStatus::empty());
+    let st = e.take_status(a);
+    assert!(st.sent >= 8 && st.received + 1 == st.sent, "{st:?}");
+    e.flag_all(FLAG_RECV_OVERFLOW);
+    e.finish(&mut sink);
+    sink.check_invariants();
+}
+
+#[test]
+fn histogram_quantiles() {
+    let mut h = LatenessHistogram::default();
+    assert_eq!(h.quantile_us(0.5), 0);
+    for _ in 0..99 {
+        h.record(500); // < 1 µs
+    }
+    h.record(3_000_000); // 3 ms
+    assert_eq!(h.count(), 100);
+    assert_eq!(h.quantile_us(0.5), 1);
+    assert_eq!(h.quantile_us(1.0), 4096);
+    assert_eq!(h.max_ns, 3_000_000);
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Random replies, drops, duplicates, errors and delays: the frame invariant holds
+        /// and every request has exactly one outcome.
+        #[test]
+        fn attribution_invariants(ops in proptest::collection::vec((0u8..6, 0u64..1500), 1..300)) {
+            let mut e = engine();
+            let mut sink = Sink::default();
+            e.add_host("a", v4("127.0.0.1"), 100.0, at(0.0).mono_ns, at(0.0));
+            let mut pending: Vec<(Probe, u64)> = Vec::new();
+            let mut t = 0u64;
+            let mut sent = 0u32;
+            for (op, delay) in ops {
+                t += 3;
+                let now = at(t as f64);
+                for p in e.poll_send(now).into_iter() {
+                    let ok = op != 5;
+                    e.commit_send(&p, now, ok, &mut sink);
+                    sent += 1;
+                    if ok && op != 0 {
+                        pending.push((p, t + delay));
+                        if op == 4 {
+                            pending.push((p, t + delay + 7));
+                        }
+                    }
+                }
+                pending.sort_by_key(|x| x.1);
+                while pending.first().is_some_and(|x| x.1 <= t) {
+                    let (p, rx) = pending.remove(0);
+                    let r = if op == 3 {
+                        Reply {
+                            family: Family::V4,
+                            src: p.addr,
+                            msg: Message::Error { kind: ErrorKind::Unreachable, ident: 0x4242, seq: p.seq, orig_dst: p.addr },
+                            kernel_real_ns: None,
+                            user: at(rx as f64),
+                        }
+                    } else {
+                        reply(&p, 0x4242, at(rx as f64))
+                    };
+                    e.on_reply(&r, &mut sink);
+                }
+                e.tick(now, &mut sink);
+            }
+            e.finish(&mut sink);
+            sink.check_invariants();
+            prop_assert_eq!(sink.total(|f| f.sent), sent);
+        }
+    }
+}
