@@ -314,6 +314,11 @@ impl<R: Read> FileReader<R> {
         self.segments_seen
     }
 
+    /// The frame returned by the last successful [`FileReader::next_frame`].
+    pub fn last_frame(&self) -> Option<&QFrame> {
+        self.segment.as_ref().map(|_| &self.frame)
+    }
+
     /// File offset of the next unread byte.
     pub fn offset(&self) -> u64 {
         self.buf_offset + self.pos as u64
@@ -778,7 +783,7 @@ mod tests {
         (out, r.issues().to_vec())
     }
 
-    const T0: u64 = 1_700_000_000_000_000 - 1_700_000_000_000_000 % 100_000;
+    const T0: u64 = 1_700_000_000_000_000;
 
     #[test]
     fn header_round_trip_and_magic() {

@@ -11,5 +11,8 @@
 pub mod codec;
 pub mod file;
 pub mod frame;
+pub mod pyramid;
 pub mod quantizer;
+pub mod store;
+pub mod summary;
 pub mod time;

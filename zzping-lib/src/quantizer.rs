@@ -256,7 +256,7 @@ mod tests {
         fn bound_holds_over_u32(v in any::<u32>(), pi in 0usize..6) {
             let q = &quantizers()[pi];
             let p = q.precision();
-            prop_assert!(within_bound(&q, v), "p={} v={} decoded={}", p, v, q.round_trip(v));
+            prop_assert!(within_bound(q, v), "p={} v={} decoded={}", p, v, q.round_trip(v));
         }
 
         #[test]

@@ -1,0 +1,690 @@
+//! The zoom pyramid: summaries of a day file at fixed widths, persisted beside it.
+//!
+//! Levels are aligned to the Unix epoch and grow ×10: [`LEVEL_WIDTHS_US`] = 1 s, 10 s,
+//! 100 s, 1,000 s, 10,000 s. Only buckets holding at least one frame are stored. Because
+//! summaries merge exactly, every level equals what merging the raw frames would give, so
+//! a viewer can switch levels without the picture changing.
+//!
+//! The levels from 10 s up are persisted in a sidecar `YYYY-MM-DD.zzs` next to
+//! `YYYY-MM-DD.zzp` ([`PERSISTED_WIDTHS_US`]); the 1 s level is cheap to compute from raw
+//! frames on demand (a 1600-pixel screen at 1 s per pixel is 16,000 frames) and would
+//! double the disk use. A sidecar records the length of the frame file it was built from;
+//! when the file has grown (or the sidecar is missing, corrupt or of another version) it
+//! is *stale* and [`load_or_build`] rebuilds it from the raw frames.
+//!
+//! # Sizes
+//! One day at 100 pings/s with 100 ms frames: 8,640 summaries at 10 s, 864 at 100 s, 87 at
+//! 1,000 s and 9 at 10,000 s. A summary costs about 72 bytes in memory plus 8 bytes per
+//! distinct RTT code (typically 50-200 at 10 s on a home network: a few hundred bytes to
+//! 1.6 KB). The 10 s level of one host-day therefore takes roughly 3-15 MB in memory and
+//! 1-5 MB on disk; the 100 s level a tenth of that. Memory per level is bounded by the
+//! number of buckets per day times the number of codes (1,885 at p = 0.01).
+//!
+//! # Sidecar format
+//! MessagePack: a header map `{"schema": "zzping-pyramid", "version": 1, "source_len":
+//! uint, "precision": float, "widths_us": [uint...]}` followed by one array per summary:
+//! `[level, bucket, frames, sent, received, lost, duplicates, late, errors, flags,
+//! [code, count, code_delta, count, ...]]` where `bucket = start_us / width_us`, ordered by
+//! level then time.
+//!
+//! Segments of one day written with different precisions are re-quantized to the first
+//! segment's precision (within both precisions' bounds; documented, rare).
+
+use crate::codec::{Cursor, DecodeError, QFrame};
+use crate::file::{FileError, FileReader, Issue};
+use crate::frame::Counts;
+use crate::quantizer::Quantizer;
+use crate::summary::{Histogram, Summary};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Widths of the pyramid's levels, µs (×10 per level).
+pub const LEVEL_WIDTHS_US: [u64; 5] = [
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    10_000_000_000,
+];
+/// Widths persisted in sidecars (all but the finest).
+pub const PERSISTED_WIDTHS_US: [u64; 4] = [10_000_000, 100_000_000, 1_000_000_000, 10_000_000_000];
+/// Schema name of sidecars.
+pub const SIDECAR_SCHEMA: &str = "zzping-pyramid";
+/// Sidecar format version.
+pub const SIDECAR_VERSION: u32 = 1;
+/// Extension of sidecar files.
+pub const SIDECAR_EXT: &str = "zzs";
+
+/// The sidecar path of a frame file.
+pub fn sidecar_path(frame_file: &Path) -> PathBuf {
+    frame_file.with_extension(SIDECAR_EXT)
+}
+
+/// One level: non-empty summaries of width `width_us`, ascending by start.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Level {
+    /// Width of each summary, µs.
+    pub width_us: u64,
+    /// The summaries, ascending by start.
+    pub summaries: Vec<Summary>,
+}
+
+impl Level {
+    /// Summaries overlapping `[from_us, to_us)`.
+    pub fn range(&self, from_us: u64, to_us: u64) -> &[Summary] {
+        let a = self.summaries.partition_point(|s| s.end_us() <= from_us);
+        let b = self.summaries.partition_point(|s| s.start_us < to_us);
+        &self.summaries[a..b.max(a)]
+    }
+}
+
+/// The pyramid of one day file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayPyramid {
+    /// Quantizer all summaries' codes refer to.
+    pub quantizer: Arc<Quantizer>,
+    /// Length of the frame file it was built from, bytes.
+    pub source_len: u64,
+    /// Levels, finest first.
+    pub levels: Vec<Level>,
+    /// Problems found in the frame file while building.
+    pub issues: Vec<Issue>,
+}
+
+impl DayPyramid {
+    /// The level of width `width_us`, if present.
+    pub fn level(&self, width_us: u64) -> Option<&Level> {
+        self.levels.iter().find(|l| l.width_us == width_us)
+    }
+}
+
+/// Dense accumulator for one bucket of one level.
+struct Acc {
+    start_us: u64,
+    active: bool,
+    frames: u32,
+    counts: Counts,
+    flags: u8,
+    dense: Vec<u32>,
+    touched: Vec<u32>,
+}
+
+impl Acc {
+    fn new(codes: u32) -> Self {
+        Self {
+            start_us: 0,
+            active: false,
+            frames: 0,
+            counts: Counts::default(),
+            flags: 0,
+            dense: vec![0; codes as usize],
+            touched: Vec::new(),
+        }
+    }
+
+    fn add_code(&mut self, code: u32, n: u32) {
+        let slot = &mut self.dense[code as usize];
+        if *slot == 0 {
+            self.touched.push(code);
+        }
+        *slot = slot.saturating_add(n);
+    }
+
+    fn take(&mut self, width_us: u64) -> Summary {
+        self.touched.sort_unstable();
+        let entries: Vec<(u32, u32)> = self
+            .touched
+            .iter()
+            .map(|&c| (c, std::mem::take(&mut self.dense[c as usize])))
+            .collect();
+        self.touched.clear();
+        let s = Summary {
+            start_us: self.start_us,
+            width_us,
+            frames: self.frames,
+            counts: self.counts,
+            flags: self.flags,
+            hist: Histogram::from_entries(entries).expect("ascending, non-zero"),
+        };
+        self.active = false;
+        self.frames = 0;
+        self.counts = Counts::default();
+        self.flags = 0;
+        s
+    }
+}
+
+/// Builds summaries at every level of `widths_us` (ascending, each a multiple of the
+/// previous) from frames in time order. Frames out of order are tolerated: a frame that
+/// falls before the current bucket starts a new summary for its own bucket, and summaries
+/// are sorted and merged at the end.
+pub struct PyramidBuilder {
+    quantizer: Arc<Quantizer>,
+    widths: Vec<u64>,
+    accs: Vec<Acc>,
+    levels: Vec<Vec<Summary>>,
+    requant: Vec<u32>,
+}
+
+impl PyramidBuilder {
+    /// A builder for `widths_us` with codes of `quantizer`.
+    pub fn new(quantizer: Arc<Quantizer>, widths_us: &[u64]) -> Self {
+        let n = quantizer.code_count();
+        Self {
+            accs: widths_us.iter().map(|_| Acc::new(n)).collect(),
+            levels: widths_us.iter().map(|_| Vec::new()).collect(),
+            widths: widths_us.to_vec(),
+            quantizer,
+            requant: Vec::new(),
+        }
+    }
+
+    /// Adds a frame whose codes refer to `q` (re-quantized if `q` differs).
+    pub fn add(&mut self, f: &QFrame, q: &Quantizer) {
+        let bucket = f.start_us - f.start_us % self.widths[0];
+        if self.accs[0].active && self.accs[0].start_us != bucket {
+            self.close(0);
+        }
+        let same = *q == *self.quantizer;
+        if !same {
+            self.requant.clear();
+            self.requant.extend(
+                f.codes
+                    .iter()
+                    .map(|&c| self.quantizer.encode(q.decode_saturating(c))),
+            );
+        }
+        let codes: &[u32] = if same { &f.codes } else { &self.requant };
+        let limit = self.quantizer.code_count() - 1;
+        let acc = &mut self.accs[0];
+        if !acc.active {
+            acc.active = true;
+            acc.start_us = bucket;
+        }
+        acc.frames += 1;
+        acc.counts.merge(&f.counts());
+        acc.flags |= f.flags;
+        for &c in codes {
+            // Codes come from a decoder that checked them against the table.
+            acc.add_code(c.min(limit), 1);
+        }
+    }
+
+    /// Closes level `i`'s current bucket and feeds it to level `i + 1`.
+    fn close(&mut self, i: usize) {
+        let s = self.accs[i].take(self.widths[i]);
+        if let Some(w) = self.widths.get(i + 1).copied() {
+            let bucket = s.start_us - s.start_us % w;
+            if self.accs[i + 1].active && self.accs[i + 1].start_us != bucket {
+                self.close(i + 1);
+            }
+            let up = &mut self.accs[i + 1];
+            if !up.active {
+                up.active = true;
+                up.start_us = bucket;
+            }
+            up.frames += s.frames;
+            up.counts.merge(&s.counts);
+            up.flags |= s.flags;
+            for &(c, n) in s.hist.entries() {
+                up.add_code(c, n);
+            }
+        }
+        self.levels[i].push(s);
+    }
+
+    /// Finishes every level.
+    pub fn finish(mut self) -> (Arc<Quantizer>, Vec<Level>) {
+        for i in 0..self.widths.len() {
+            if self.accs[i].active {
+                self.close(i);
+            }
+        }
+        let levels = self
+            .levels
+            .into_iter()
+            .zip(&self.widths)
+            .map(|(mut v, &w)| {
+                // Merge duplicates from out-of-order input.
+                v.sort_by_key(|s| s.start_us);
+                let mut out: Vec<Summary> = Vec::with_capacity(v.len());
+                for s in v {
+                    match out.last_mut() {
+                        Some(last) if last.start_us == s.start_us => last.merge(&s),
+                        _ => out.push(s),
+                    }
+                }
+                Level {
+                    width_us: w,
+                    summaries: out,
+                }
+            })
+            .collect();
+        (self.quantizer, levels)
+    }
+}
+
+/// Builds the pyramid of a frame file at `widths_us` from its raw frames.
+pub fn build(frame_file: &Path, widths_us: &[u64]) -> Result<DayPyramid, FileError> {
+    let source_len = std::fs::metadata(frame_file)
+        .map_err(FileError::io(frame_file, "stat"))?
+        .len();
+    let mut r = FileReader::open(frame_file)?;
+    let mut builder: Option<PyramidBuilder> = None;
+    while r.next_frame()?.is_some() {
+        let (Some(f), Some(q)) = (r.last_frame(), r.quantizer()) else {
+            continue;
+        };
+        builder
+            .get_or_insert_with(|| PyramidBuilder::new(q.clone(), widths_us))
+            .add(f, q);
+    }
+    let issues = r.issues().to_vec();
+    let (quantizer, levels) = match builder {
+        Some(b) => b.finish(),
+        None => (
+            Arc::new(Quantizer::default()),
+            widths_us
+                .iter()
+                .map(|&w| Level {
+                    width_us: w,
+                    summaries: Vec::new(),
+                })
+                .collect(),
+        ),
+    };
+    Ok(DayPyramid {
+        quantizer,
+        source_len,
+        levels,
+        issues,
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct SidecarHeader {
+    schema: String,
+    version: u32,
+    source_len: u64,
+    precision: f64,
+    widths_us: Vec<u64>,
+}
+
+/// Encodes the persisted levels of `p` as a sidecar.
+pub fn encode_sidecar(p: &DayPyramid) -> Vec<u8> {
+    let levels: Vec<&Level> = p
+        .levels
+        .iter()
+        .filter(|l| PERSISTED_WIDTHS_US.contains(&l.width_us))
+        .collect();
+    let header = SidecarHeader {
+        schema: SIDECAR_SCHEMA.into(),
+        version: SIDECAR_VERSION,
+        source_len: p.source_len,
+        precision: p.quantizer.precision(),
+        widths_us: levels.iter().map(|l| l.width_us).collect(),
+    };
+    let mut out = Vec::new();
+    let _ = header.serialize(&mut rmp_serde::Serializer::new(&mut out).with_struct_map());
+    for (li, l) in levels.iter().enumerate() {
+        for s in &l.summaries {
+            let c = &s.counts;
+            let _ = rmp::encode::write_array_len(&mut out, 11);
+            for v in [
+                li as u64,
+                s.start_us / l.width_us,
+                u64::from(s.frames),
+                u64::from(c.sent),
+                u64::from(c.received),
+                u64::from(c.lost),
+                u64::from(c.duplicates),
+                u64::from(c.late),
+                u64::from(c.errors),
+                u64::from(s.flags),
+            ] {
+                let _ = rmp::encode::write_uint(&mut out, v);
+            }
+            let e = s.hist.entries();
+            let _ = rmp::encode::write_array_len(&mut out, 2 * e.len() as u32);
+            let mut prev = 0;
+            for (i, &(code, n)) in e.iter().enumerate() {
+                let d = if i == 0 { code } else { code - prev };
+                let _ = rmp::encode::write_uint(&mut out, u64::from(d));
+                let _ = rmp::encode::write_uint(&mut out, u64::from(n));
+                prev = code;
+            }
+        }
+    }
+    out
+}
+
+/// Why a sidecar could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SidecarError {
+    /// Header missing or of another schema/version.
+    #[error("sidecar header: {0}")]
+    Header(String),
+    /// A summary record is invalid.
+    #[error("sidecar record at byte {offset}: {reason}")]
+    Record {
+        /// Byte offset of the problem.
+        offset: usize,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// Decodes a sidecar.
+pub fn decode_sidecar(buf: &[u8]) -> Result<DayPyramid, SidecarError> {
+    let mut rd = buf;
+    let h = SidecarHeader::deserialize(&mut rmp_serde::Deserializer::new(&mut rd))
+        .map_err(|e| SidecarError::Header(e.to_string()))?;
+    if h.schema != SIDECAR_SCHEMA || h.version != SIDECAR_VERSION {
+        return Err(SidecarError::Header(format!(
+            "schema {:?} version {} (expected {SIDECAR_SCHEMA:?} {SIDECAR_VERSION})",
+            h.schema, h.version
+        )));
+    }
+    if h.widths_us.contains(&0) {
+        return Err(SidecarError::Header("zero level width".into()));
+    }
+    let q = Quantizer::new(h.precision).map_err(|e| SidecarError::Header(e.to_string()))?;
+    let mut levels: Vec<Level> = h
+        .widths_us
+        .iter()
+        .map(|&w| Level {
+            width_us: w,
+            summaries: Vec::new(),
+        })
+        .collect();
+    let mut cur = Cursor {
+        buf,
+        pos: buf.len() - rd.len(),
+    };
+    let bad = |offset: usize, e: DecodeError| SidecarError::Record {
+        offset,
+        reason: e.to_string(),
+    };
+    while cur.pos < buf.len() {
+        let at = cur.pos;
+        let n = cur.array_len().map_err(|e| bad(at, e))?;
+        if n != 11 {
+            return Err(bad(
+                at,
+                DecodeError::Invalid {
+                    offset: 0,
+                    reason: "expected 11 fields",
+                },
+            ));
+        }
+        let mut f = [0u64; 10];
+        for v in f.iter_mut() {
+            let x = cur.int().map_err(|e| bad(at, e))?;
+            *v = u64::try_from(x).map_err(|_| {
+                bad(
+                    at,
+                    DecodeError::Invalid {
+                        offset: 0,
+                        reason: "negative field",
+                    },
+                )
+            })?;
+        }
+        let small = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        let li = f[0] as usize;
+        let Some(level) = levels.get_mut(li) else {
+            return Err(bad(
+                at,
+                DecodeError::Invalid {
+                    offset: 0,
+                    reason: "unknown level",
+                },
+            ));
+        };
+        let m = cur.array_len().map_err(|e| bad(at, e))?;
+        if m % 2 != 0 || m / 2 > q.code_count() {
+            return Err(bad(
+                at,
+                DecodeError::Invalid {
+                    offset: 0,
+                    reason: "bad histogram length",
+                },
+            ));
+        }
+        let mut entries = Vec::with_capacity((m / 2) as usize);
+        let mut prev = 0u64;
+        for i in 0..m / 2 {
+            let d = cur.u32().map_err(|e| bad(at, e))?;
+            let n = cur.u32().map_err(|e| bad(at, e))?;
+            let code = if i == 0 {
+                u64::from(d)
+            } else {
+                prev + u64::from(d)
+            };
+            if code >= u64::from(q.code_count()) || (i > 0 && d == 0) || n == 0 {
+                return Err(bad(
+                    at,
+                    DecodeError::Invalid {
+                        offset: 0,
+                        reason: "bad histogram entry",
+                    },
+                ));
+            }
+            entries.push((code as u32, n));
+            prev = code;
+        }
+        let start_us = f[1].checked_mul(level.width_us).ok_or_else(|| {
+            bad(
+                at,
+                DecodeError::Invalid {
+                    offset: 0,
+                    reason: "bucket out of range",
+                },
+            )
+        })?;
+        level.summaries.push(Summary {
+            start_us,
+            width_us: level.width_us,
+            frames: small(f[2]),
+            counts: Counts {
+                sent: small(f[3]),
+                received: small(f[4]),
+                lost: small(f[5]),
+                duplicates: small(f[6]),
+                late: small(f[7]),
+                errors: small(f[8]),
+            },
+            flags: f[9] as u8,
+            hist: Histogram::from_entries(entries).expect("checked ascending and non-zero"),
+        });
+    }
+    for l in &levels {
+        if !l
+            .summaries
+            .windows(2)
+            .all(|w| w[0].start_us < w[1].start_us)
+        {
+            return Err(SidecarError::Header("summaries out of order".into()));
+        }
+    }
+    Ok(DayPyramid {
+        quantizer: Arc::new(q),
+        source_len: h.source_len,
+        levels,
+        issues: Vec::new(),
+    })
+}
+
+/// How [`load_or_build`] got its pyramid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// The sidecar was present and matched the frame file.
+    Fresh,
+    /// The sidecar was missing, stale or unreadable (the reason) and was rebuilt.
+    Rebuilt(String),
+}
+
+/// Loads the sidecar of `frame_file` if it is fresh; otherwise rebuilds the persisted
+/// levels from raw frames and, when `persist`, rewrites the sidecar (atomically, via a
+/// temporary file and a rename; a sidecar is derived data, so replacing it is safe).
+pub fn load_or_build(
+    frame_file: &Path,
+    persist: bool,
+) -> Result<(DayPyramid, Freshness), FileError> {
+    let side = sidecar_path(frame_file);
+    let len = std::fs::metadata(frame_file)
+        .map_err(FileError::io(frame_file, "stat"))?
+        .len();
+    let reason = match std::fs::read(&side) {
+        Ok(buf) => match decode_sidecar(&buf) {
+            Ok(p) if p.source_len == len => return Ok((p, Freshness::Fresh)),
+            Ok(p) => format!("stale: built from {} bytes, file has {len}", p.source_len),
+            Err(e) => format!("unreadable: {e}"),
+        },
+        Err(e) => format!("missing: {e}"),
+    };
+    let p = build(frame_file, &PERSISTED_WIDTHS_US)?;
+    if persist {
+        let tmp = side.with_extension("zzs.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&encode_sidecar(&p))?;
+            f.sync_data()?;
+            std::fs::rename(&tmp, &side)
+        };
+        write().map_err(FileError::io(&side, "write sidecar"))?;
+    }
+    Ok((p, Freshness::Rebuilt(reason)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::file::{HostInfo, HostWriter, WriterConfig, day_file};
+    use crate::frame::Frame;
+    use crate::summary::nearest_rank;
+    use proptest::prelude::*;
+
+    const T0: u64 = 20_000 * crate::time::US_PER_DAY + 3_600_000_000;
+
+    fn write(dir: &Path, frames: &[Frame]) -> PathBuf {
+        let mut w = HostWriter::open(
+            dir,
+            HostInfo {
+                label: "h".into(),
+                address: "198.18.0.2".parse().unwrap(),
+                name: None,
+            },
+            WriterConfig {
+                period_us: 100_000,
+                precision: 0.01,
+                writer: "t".into(),
+            },
+        )
+        .unwrap();
+        for f in frames {
+            w.append(f).unwrap();
+        }
+        w.sync().unwrap();
+        day_file(&dir.join("h"), T0)
+    }
+
+    fn frames(raw: &[(u64, Vec<u32>, u32)]) -> Vec<Frame> {
+        raw.iter()
+            .map(|(slot, rtts, lost)| {
+                let mut f = Frame::new(T0 + slot * 100_000, 100_000);
+                f.rtts_us = rtts.clone();
+                f.lost = *lost;
+                f.sent = rtts.len() as u32 + lost;
+                f
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn every_level_matches_raw(
+            raw in prop::collection::vec((0u64..3_000, prop::collection::vec(100u32..500_000, 0..12), 0u32..3), 1..200),
+            pct in 0.0f64..=100.0,
+        ) {
+            let mut raw = raw;
+            raw.sort_by_key(|r| r.0);
+            raw.dedup_by_key(|r| r.0);
+            let dir = tempfile::tempdir().unwrap();
+            let fr = frames(&raw);
+            let path = write(dir.path(), &fr);
+            let p = build(&path, &LEVEL_WIDTHS_US).unwrap();
+            let q = p.quantizer.clone();
+            for level in &p.levels {
+                // Each summary equals the raw frames of its span.
+                for s in &level.summaries {
+                    let mut rtts: Vec<u32> = fr.iter()
+                        .filter(|f| f.start_us >= s.start_us && f.start_us < s.end_us())
+                        .flat_map(|f| f.rtts_us.iter().copied()).collect();
+                    rtts.sort_unstable();
+                    let lost: u32 = fr.iter()
+                        .filter(|f| f.start_us >= s.start_us && f.start_us < s.end_us())
+                        .map(|f| f.lost).sum();
+                    prop_assert_eq!(s.counts.lost, lost);
+                    prop_assert_eq!(s.counts.received as usize, rtts.len());
+                    if let (Some(e), Some(g)) = (nearest_rank(&rtts, pct / 100.0), s.percentile_us(&q, pct)) {
+                        prop_assert!((f64::from(g) - f64::from(e)).abs() <= 0.005 * f64::from(e) * (1.0 + 1e-12));
+                    } else {
+                        prop_assert!(rtts.is_empty());
+                    }
+                }
+                let total: u32 = level.summaries.iter().map(|s| s.counts.sent).sum();
+                prop_assert_eq!(total, fr.iter().map(|f| f.sent).sum::<u32>());
+            }
+            // Persisted levels survive the sidecar round trip.
+            let (loaded, fresh) = load_or_build(&path, true).unwrap();
+            prop_assert!(matches!(fresh, Freshness::Rebuilt(_)));
+            let (again, fresh) = load_or_build(&path, true).unwrap();
+            prop_assert_eq!(fresh, Freshness::Fresh);
+            prop_assert_eq!(&again.levels, &loaded.levels);
+            for l in &again.levels {
+                prop_assert_eq!(Some(l), p.level(l.width_us));
+            }
+        }
+
+        #[test]
+        fn corrupt_sidecars_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_sidecar(&bytes);
+        }
+    }
+
+    #[test]
+    fn stale_sidecar_is_rebuilt_after_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            &frames(&[(0, vec![1000], 0), (1, vec![2000], 1)]),
+        );
+        let (a, _) = load_or_build(&path, true).unwrap();
+        assert_eq!(a.levels[0].summaries[0].counts.sent, 3);
+        write(dir.path(), &frames(&[(2, vec![3000], 0)]));
+        let (b, fresh) = load_or_build(&path, true).unwrap();
+        assert!(
+            matches!(fresh, Freshness::Rebuilt(ref r) if r.starts_with("stale")),
+            "{fresh:?}"
+        );
+        assert_eq!(b.levels[0].summaries[0].counts.sent, 4);
+        std::fs::write(sidecar_path(&path), b"garbage").unwrap();
+        let (_, fresh) = load_or_build(&path, false).unwrap();
+        assert!(matches!(fresh, Freshness::Rebuilt(ref r) if r.starts_with("unreadable")));
+    }
+
+    #[test]
+    fn level_range_selects_overlaps() {
+        let l = Level {
+            width_us: 10,
+            summaries: (0..5).map(|i| Summary::new(i * 10, 10)).collect(),
+        };
+        assert_eq!(l.range(15, 31).len(), 3);
+        assert_eq!(l.range(50, 60).len(), 0);
+        assert_eq!(l.range(0, 1).len(), 1);
+    }
+}

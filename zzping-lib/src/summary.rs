@@ -1,0 +1,365 @@
+//! Mergeable summaries of spans of frames.
+//!
+//! A [`Summary`] holds the counters of a span of frames and a sparse histogram of their
+//! RTT codes. Codes are the quantizer's buckets, so merging two histograms is exact: the
+//! summary of summaries *is* the summary of the raw frames, bit for bit, and every
+//! percentile of a merged summary is the percentile of the underlying pings (decoded to
+//! its bucket's representative, i.e. within the quantizer's `p/2`).
+//!
+//! Percentiles use the nearest-rank definition: the `q`-quantile of `n` values is the
+//! smallest value `x` such that at least `ceil(q * n)` values are `<= x` (`q = 0` gives
+//! the minimum). Because quantization is monotonic, the `q`-quantile of the codes is the
+//! code of the `q`-quantile of the raw RTTs.
+
+use crate::codec::QFrame;
+use crate::frame::Counts;
+use crate::quantizer::Quantizer;
+
+/// A sparse histogram of quantizer codes: `(code, count)` pairs, codes strictly ascending,
+/// counts non-zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Histogram {
+    entries: Vec<(u32, u32)>,
+    total: u64,
+}
+
+impl Histogram {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds from `(code, count)` pairs that are strictly ascending by code with non-zero
+    /// counts; returns `None` otherwise.
+    pub fn from_entries(entries: Vec<(u32, u32)>) -> Option<Self> {
+        let ok = entries.windows(2).all(|w| w[0].0 < w[1].0) && entries.iter().all(|e| e.1 > 0);
+        ok.then(|| {
+            let total = entries.iter().map(|e| u64::from(e.1)).sum();
+            Self { entries, total }
+        })
+    }
+
+    /// The `(code, count)` pairs, ascending.
+    pub fn entries(&self) -> &[(u32, u32)] {
+        &self.entries
+    }
+
+    /// Number of values counted.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// True when nothing is counted.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Removes everything, keeping capacity.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.total = 0;
+    }
+
+    /// Adds sorted codes (as a [`QFrame`] holds them).
+    pub fn add_sorted_codes(&mut self, codes: &[u32]) {
+        debug_assert!(codes.is_sorted());
+        let mut i = 0;
+        let mut scratch = std::mem::take(&mut self.entries);
+        let mut merged = Vec::with_capacity(scratch.len() + codes.len());
+        let mut k = 0;
+        while k < codes.len() {
+            let c = codes[k];
+            let mut n = 0u32;
+            while k < codes.len() && codes[k] == c {
+                n += 1;
+                k += 1;
+            }
+            while i < scratch.len() && scratch[i].0 < c {
+                merged.push(scratch[i]);
+                i += 1;
+            }
+            if i < scratch.len() && scratch[i].0 == c {
+                merged.push((c, scratch[i].1.saturating_add(n)));
+                i += 1;
+            } else {
+                merged.push((c, n));
+            }
+            self.total += u64::from(n);
+        }
+        merged.extend_from_slice(&scratch[i..]);
+        scratch.clear();
+        self.entries = merged;
+    }
+
+    /// Adds every count of `other` (exact).
+    pub fn merge(&mut self, other: &Histogram) {
+        if other.entries.is_empty() {
+            return;
+        }
+        if self.entries.is_empty() {
+            self.entries.extend_from_slice(&other.entries);
+            self.total = other.total;
+            return;
+        }
+        let a = std::mem::take(&mut self.entries);
+        let b = &other.entries;
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => {
+                    out.push(a[i]);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(b[j]);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    out.push((a[i].0, a[i].1.saturating_add(b[j].1)));
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        self.entries = out;
+        self.total += other.total;
+    }
+
+    /// Smallest code counted.
+    pub fn min_code(&self) -> Option<u32> {
+        self.entries.first().map(|e| e.0)
+    }
+
+    /// Largest code counted.
+    pub fn max_code(&self) -> Option<u32> {
+        self.entries.last().map(|e| e.0)
+    }
+
+    /// The nearest-rank `q`-quantile code (`q` clamped to `[0, 1]`).
+    pub fn quantile_code(&self, q: f64) -> Option<u32> {
+        if self.total == 0 {
+            return None;
+        }
+        let q = if q.is_nan() { 0.5 } else { q.clamp(0.0, 1.0) };
+        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0u64;
+        for &(code, n) in &self.entries {
+            seen += u64::from(n);
+            if seen >= rank {
+                return Some(code);
+            }
+        }
+        self.max_code()
+    }
+
+    /// Several quantile codes in one pass; `qs` must be ascending. Writes `None`s when empty.
+    pub fn quantile_codes(&self, qs: &[f64], out: &mut [Option<u32>]) {
+        let mut it = self.entries.iter();
+        let mut seen = 0u64;
+        let mut cur = None;
+        for (q, o) in qs.iter().zip(out.iter_mut()) {
+            if self.total == 0 {
+                *o = None;
+                continue;
+            }
+            let rank = ((q.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).clamp(1, self.total);
+            while seen < rank {
+                match it.next() {
+                    Some(&(c, n)) => {
+                        seen += u64::from(n);
+                        cur = Some(c);
+                    }
+                    None => break,
+                }
+            }
+            *o = cur;
+        }
+    }
+
+    /// Mean of the decoded values.
+    pub fn mean(&self, q: &Quantizer) -> Option<f64> {
+        (self.total > 0).then(|| {
+            let s: f64 = self
+                .entries
+                .iter()
+                .map(|&(c, n)| f64::from(q.decode_saturating(c)) * f64::from(n))
+                .sum();
+            s / self.total as f64
+        })
+    }
+}
+
+/// Counters and RTT histogram of a span of frames `[start_us, start_us + width_us)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Start of the span, µs since the epoch.
+    pub start_us: u64,
+    /// Length of the span, µs.
+    pub width_us: u64,
+    /// Number of frames merged in.
+    pub frames: u32,
+    /// Summed counters.
+    pub counts: Counts,
+    /// OR of the frames' flags.
+    pub flags: u8,
+    /// RTT codes of every received reply.
+    pub hist: Histogram,
+}
+
+impl Summary {
+    /// An empty summary of the span `[start_us, start_us + width_us)`.
+    pub fn new(start_us: u64, width_us: u64) -> Self {
+        Self {
+            start_us,
+            width_us,
+            ..Self::default()
+        }
+    }
+
+    /// Adds one frame.
+    pub fn add_frame(&mut self, f: &QFrame) {
+        self.frames += 1;
+        self.counts.merge(&f.counts());
+        self.flags |= f.flags;
+        self.hist.add_sorted_codes(&f.codes);
+    }
+
+    /// Merges another summary (exact). The span grows to cover both.
+    pub fn merge(&mut self, other: &Summary) {
+        if self.frames == 0 && self.width_us == 0 {
+            self.start_us = other.start_us;
+            self.width_us = other.width_us;
+        } else if other.width_us > 0 {
+            let end = self.end_us().max(other.end_us());
+            self.start_us = self.start_us.min(other.start_us);
+            self.width_us = end - self.start_us;
+        }
+        self.frames = self.frames.saturating_add(other.frames);
+        self.counts.merge(&other.counts);
+        self.flags |= other.flags;
+        self.hist.merge(&other.hist);
+    }
+
+    /// End of the span (exclusive).
+    pub fn end_us(&self) -> u64 {
+        self.start_us + self.width_us
+    }
+
+    /// Loss ratio (lost over received + lost).
+    pub fn loss_ratio(&self) -> Option<f64> {
+        self.counts.loss_ratio()
+    }
+
+    /// Smallest RTT, µs (bucket representative).
+    pub fn min_us(&self, q: &Quantizer) -> Option<u32> {
+        self.hist.min_code().map(|c| q.decode_saturating(c))
+    }
+
+    /// Largest RTT, µs.
+    pub fn max_us(&self, q: &Quantizer) -> Option<u32> {
+        self.hist.max_code().map(|c| q.decode_saturating(c))
+    }
+
+    /// Mean RTT, µs.
+    pub fn mean_us(&self, q: &Quantizer) -> Option<f64> {
+        self.hist.mean(q)
+    }
+
+    /// Nearest-rank percentile (`pct` in 0..=100) of RTTs, µs.
+    pub fn percentile_us(&self, q: &Quantizer, pct: f64) -> Option<u32> {
+        self.hist
+            .quantile_code(pct / 100.0)
+            .map(|c| q.decode_saturating(c))
+    }
+}
+
+/// Nearest-rank `q`-quantile of already sorted values (the definition summaries use).
+pub fn nearest_rank<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let n = sorted.len() as u64;
+    let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).clamp(1, n);
+    Some(sorted[(rank - 1) as usize])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Frame;
+    use proptest::prelude::*;
+
+    fn qframes(q: &Quantizer, raw: &[Vec<u32>]) -> Vec<QFrame> {
+        raw.iter()
+            .enumerate()
+            .map(|(i, rtts)| {
+                let mut f = Frame::new(i as u64 * 100_000, 100_000);
+                f.sent = rtts.len() as u32 + (i % 3) as u32;
+                f.lost = (i % 3) as u32;
+                f.rtts_us = rtts.clone();
+                let mut qf = QFrame::default();
+                qf.set_from(&f, q);
+                qf
+            })
+            .collect()
+    }
+
+    #[test]
+    fn quantiles_nearest_rank() {
+        let h = Histogram::from_entries(vec![(1, 1), (2, 2), (5, 1)]).unwrap();
+        assert_eq!(h.quantile_code(0.0), Some(1));
+        assert_eq!(h.quantile_code(0.25), Some(1));
+        assert_eq!(h.quantile_code(0.5), Some(2));
+        assert_eq!(h.quantile_code(0.75), Some(2));
+        assert_eq!(h.quantile_code(0.76), Some(5));
+        assert_eq!(h.quantile_code(1.0), Some(5));
+        let mut out = [None; 3];
+        h.quantile_codes(&[0.0, 0.5, 1.0], &mut out);
+        assert_eq!(out, [Some(1), Some(2), Some(5)]);
+        assert_eq!(Histogram::new().quantile_code(0.5), None);
+        assert!(Histogram::from_entries(vec![(2, 1), (1, 1)]).is_none());
+        assert!(Histogram::from_entries(vec![(2, 0)]).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn merge_of_summaries_equals_summary_of_raw(
+            raw in prop::collection::vec(prop::collection::vec(0u32..2_000_000, 0..30), 1..40),
+            split in 0usize..40,
+            pct in 0.0f64..=100.0,
+        ) {
+            let q = Quantizer::default();
+            let frames = qframes(&q, &raw);
+            let split = split.min(frames.len());
+            let mut whole = Summary::new(0, 0);
+            frames.iter().for_each(|f| whole.add_frame(f));
+            let mut a = Summary::new(0, 0);
+            let mut b = Summary::new(0, 0);
+            frames[..split].iter().for_each(|f| a.add_frame(f));
+            frames[split..].iter().for_each(|f| b.add_frame(f));
+            let mut merged = Summary::new(0, 0);
+            merged.merge(&a);
+            merged.merge(&b);
+            prop_assert_eq!(&merged.hist, &whole.hist);
+            prop_assert_eq!(merged.counts, whole.counts);
+            prop_assert_eq!(merged.frames, whole.frames);
+
+            // Percentiles agree with the raw RTTs within the quantizer's precision.
+            let mut all: Vec<u32> = raw.iter().flatten().copied().collect();
+            all.sort_unstable();
+            let exact = nearest_rank(&all, pct / 100.0);
+            let got = merged.percentile_us(&q, pct);
+            match (exact, got) {
+                (None, None) => {}
+                (Some(e), Some(g)) => {
+                    prop_assert!((f64::from(g) - f64::from(e)).abs() <= 0.005 * f64::from(e) * (1.0 + 1e-12),
+                        "pct {} exact {} got {}", pct, e, g);
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
+}
