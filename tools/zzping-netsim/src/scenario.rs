@@ -1,0 +1,815 @@
+//! Scenario files: the simulated network described in TOML.
+//!
+//! A scenario is one TOML file (the repository keeps them under
+//! `tests/scenarios/*.toml`). Every table and field is optional unless noted;
+//! unknown fields are rejected so that typos do not silently change a test.
+//!
+//! ```toml
+//! [simulation]
+//! name = "wifi-bad"        # default: the file name without extension
+//! seed = 42                # u64 seed of all randomness (default 0)
+//! description = "..."      # free text
+//!
+//! [network]                # addresses of the simulator itself
+//! local_v4 = "198.18.0.1"  # given to the TUN: the prober's source address
+//! local_v6 = "2001:db8::1"
+//! router_v4 = "198.18.0.254"  # source of ICMP unreachable errors
+//! router_v6 = "2001:db8::fe"
+//! tun_name = "zzsim0"      # TUN device name (max 15 bytes)
+//!
+//! [[outage]]               # the whole network goes away ...
+//! start_ms = 4000          # ... this long after the simulator started
+//! duration_ms = 2000       # ... and comes back after this long
+//! every_ms = 60000         # optional: repeat with this period
+//!
+//! [[host]]                 # one table per simulated host (at least one)
+//! name = "gateway"         # required, unique
+//! addresses = ["198.18.0.10", "2001:db8::10"]  # required, in the prefixes
+//! behavior = "echo"        # echo (default) | silent | unreachable
+//! rtt_ms = 2.0             # base round-trip time (default 0)
+//! jitter = { dist = "uniform", max_ms = 1.0 }
+//! max_delay_ms = 10000     # cap on rtt + jitter + reorder (default 10000)
+//! loss = 0.01              # probability a request is lost at random
+//! burst = [{ every_ms = 30000, duration_ms = 300, offset_ms = 5000 }]
+//! duplicate = { probability = 0.05, copies = 1, gap_ms = 0.5 }
+//! reorder = { probability = 0.05, extra_delay_ms = 30.0 }
+//! rate_limit = { per_second = 10.0, burst = 10 }
+//! ```
+//!
+//! Addresses must lie in 198.18.0.0/15 or 2001:db8::/32 (the simulated
+//! prefixes) and may not be the local or router address.
+//!
+//! Jitter distributions (`dist` selects one; the sample is added to `rtt_ms`):
+//! * `none` — no jitter (the default);
+//! * `uniform` — uniform in `[0, max_ms]`;
+//! * `normal` — normal with mean 0 and `stddev_ms`; the total delay is
+//!   clamped at 0;
+//! * `exponential` — exponential with mean `mean_ms`;
+//! * `pareto` — heavy tail: `scale_ms * (U^(-1/shape) - 1)` (Lomax), `shape > 0`.
+//!
+//! Loss bursts: the host drops everything while
+//! `(t - offset_ms) mod every_ms < duration_ms` (with `t` the time since the
+//! simulator started, `t >= offset_ms`). Outages drop every request to every
+//! host in `[start_ms, start_ms + duration_ms)` (repeating every `every_ms`
+//! when given).
+//!
+//! `duplicate`: with `probability`, the reply is followed by `copies` extra
+//! copies (1..=16), the k-th one `k * gap_ms` after the first (default gap
+//! 0.5 ms). `reorder`: with `probability`, the reply is held `extra_delay_ms`
+//! longer, so later replies overtake it. `rate_limit`: a token bucket of
+//! `burst` tokens (default: `ceil(per_second)`) refilled at `per_second`;
+//! requests that find it empty are dropped.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// First address of the simulated IPv4 prefix 198.18.0.0/15.
+pub const PREFIX_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
+/// Length of the simulated IPv4 prefix.
+pub const PREFIX_V4_LEN: u8 = 15;
+/// First address of the simulated IPv6 prefix 2001:db8::/32.
+pub const PREFIX_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0);
+/// Length of the simulated IPv6 prefix.
+pub const PREFIX_V6_LEN: u8 = 32;
+
+/// Largest delay the simulator applies to any reply, whatever the profile.
+pub const HARD_MAX_DELAY_MS: f64 = 60_000.0;
+
+/// Whether `addr` lies inside the simulated prefixes.
+pub fn in_simulated_prefix(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => a.octets()[0] == 198 && (a.octets()[1] & 0xfe) == 18,
+        IpAddr::V6(a) => a.segments()[0] == 0x2001 && a.segments()[1] == 0x0db8,
+    }
+}
+
+/// An error loading a scenario file. Its message names the file and, for
+/// invalid values, the host (or table) and the field.
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read scenario file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("scenario file {path}: {context}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where: `host "name" (#n)`, `[network]`, ...
+        context: String,
+        /// The parser's message (names the field).
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("scenario file {path}: {context}: field `{field}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Where: `host "name" (#n)`, `[network]`, `outage #n`, ...
+        context: String,
+        /// The offending field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// `[simulation]` table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulationSpec {
+    /// Scenario name (default: file stem).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Seed of all randomness.
+    #[serde(default)]
+    pub seed: u64,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `[network]` table: the simulator's own addresses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSpec {
+    /// IPv4 address given to the TUN device (the prober's source).
+    pub local_v4: Ipv4Addr,
+    /// IPv6 address given to the TUN device.
+    pub local_v6: Ipv6Addr,
+    /// Source of IPv4 ICMP errors.
+    pub router_v4: Ipv4Addr,
+    /// Source of ICMPv6 errors.
+    pub router_v6: Ipv6Addr,
+    /// TUN device name.
+    pub tun_name: String,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec {
+            local_v4: Ipv4Addr::new(198, 18, 0, 1),
+            local_v6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+            router_v4: Ipv4Addr::new(198, 18, 0, 254),
+            router_v6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe),
+            tun_name: "zzsim0".to_string(),
+        }
+    }
+}
+
+/// `[[outage]]`: every host is unreachable (requests dropped) for a while.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutageSpec {
+    /// Start, in ms after the simulator started.
+    pub start_ms: f64,
+    /// Length in ms.
+    pub duration_ms: f64,
+    /// Optional repetition period in ms.
+    #[serde(default)]
+    pub every_ms: Option<f64>,
+}
+
+/// How a host answers echo requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Behavior {
+    /// Answers with echo replies (subject to the profile).
+    #[default]
+    Echo,
+    /// Never answers.
+    Silent,
+    /// The router answers with ICMP destination unreachable.
+    Unreachable,
+}
+
+/// Jitter distribution added to the base RTT.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "dist", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Jitter {
+    /// No jitter.
+    #[default]
+    None,
+    /// Uniform in `[0, max_ms]`.
+    Uniform {
+        /// Upper bound in ms.
+        max_ms: f64,
+    },
+    /// Normal, mean 0; total delay clamped at 0.
+    Normal {
+        /// Standard deviation in ms.
+        stddev_ms: f64,
+    },
+    /// Exponential with the given mean.
+    Exponential {
+        /// Mean in ms.
+        mean_ms: f64,
+    },
+    /// Lomax (Pareto II): `scale_ms * (U^(-1/shape) - 1)`.
+    Pareto {
+        /// Scale in ms.
+        scale_ms: f64,
+        /// Tail index (> 0; smaller = heavier tail).
+        shape: f64,
+    },
+}
+
+impl fmt::Display for Jitter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Jitter::None => write!(f, "none"),
+            Jitter::Uniform { max_ms } => write!(f, "uniform(0..{max_ms}ms)"),
+            Jitter::Normal { stddev_ms } => write!(f, "normal(sd {stddev_ms}ms)"),
+            Jitter::Exponential { mean_ms } => write!(f, "exponential(mean {mean_ms}ms)"),
+            Jitter::Pareto { scale_ms, shape } => {
+                write!(f, "pareto(scale {scale_ms}ms, shape {shape})")
+            }
+        }
+    }
+}
+
+/// A periodic loss burst.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurstSpec {
+    /// Period in ms.
+    pub every_ms: f64,
+    /// Length of each burst in ms.
+    pub duration_ms: f64,
+    /// Start of the first burst, in ms after the simulator started.
+    #[serde(default)]
+    pub offset_ms: f64,
+}
+
+/// Duplicated replies.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicateSpec {
+    /// Probability that a reply is duplicated.
+    pub probability: f64,
+    /// Number of extra copies (1..=16).
+    #[serde(default = "one")]
+    pub copies: u32,
+    /// Gap between copies in ms.
+    #[serde(default = "half")]
+    pub gap_ms: f64,
+}
+
+fn one() -> u32 {
+    1
+}
+fn half() -> f64 {
+    0.5
+}
+
+/// Reordering by extra delay.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReorderSpec {
+    /// Probability that a reply is held back.
+    pub probability: f64,
+    /// Extra delay in ms.
+    pub extra_delay_ms: f64,
+}
+
+/// Token-bucket rate limit on answered requests.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// Refill rate, tokens per second.
+    pub per_second: f64,
+    /// Bucket size (default: `ceil(per_second)`).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// One `[[host]]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Unique name.
+    pub name: String,
+    /// Addresses answered by this host.
+    pub addresses: Vec<IpAddr>,
+    /// How it answers.
+    #[serde(default)]
+    pub behavior: Behavior,
+    /// Base RTT in ms.
+    #[serde(default)]
+    pub rtt_ms: f64,
+    /// Jitter distribution.
+    #[serde(default)]
+    pub jitter: Jitter,
+    /// Cap on the total delay in ms.
+    #[serde(default = "default_max_delay")]
+    pub max_delay_ms: f64,
+    /// Random loss probability.
+    #[serde(default)]
+    pub loss: f64,
+    /// Periodic loss bursts.
+    #[serde(default)]
+    pub burst: Vec<BurstSpec>,
+    /// Duplicated replies.
+    #[serde(default)]
+    pub duplicate: Option<DuplicateSpec>,
+    /// Reordering.
+    #[serde(default)]
+    pub reorder: Option<ReorderSpec>,
+    /// Rate limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSpec>,
+}
+
+fn default_max_delay() -> f64 {
+    10_000.0
+}
+
+impl HostSpec {
+    /// One-line human summary of the profile.
+    pub fn summary(&self) -> String {
+        let mut s = match self.behavior {
+            Behavior::Echo => format!("echo rtt={}ms jitter={}", self.rtt_ms, self.jitter),
+            Behavior::Silent => "silent".to_string(),
+            Behavior::Unreachable => format!("unreachable rtt={}ms", self.rtt_ms),
+        };
+        if self.behavior == Behavior::Echo {
+            if self.loss > 0.0 {
+                s += &format!(" loss={}%", self.loss * 100.0);
+            }
+            for b in &self.burst {
+                s += &format!(
+                    " burst={}ms/{}ms@{}ms",
+                    b.duration_ms, b.every_ms, b.offset_ms
+                );
+            }
+            if let Some(d) = &self.duplicate {
+                s += &format!(" dup={}%x{}", d.probability * 100.0, d.copies);
+            }
+            if let Some(r) = &self.reorder {
+                s += &format!(" reorder={}%+{}ms", r.probability * 100.0, r.extra_delay_ms);
+            }
+            if let Some(r) = &self.rate_limit {
+                s += &format!(" ratelimit={}/s", r.per_second);
+            }
+        }
+        s
+    }
+}
+
+/// A whole scenario file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// `[simulation]`.
+    #[serde(default)]
+    pub simulation: SimulationSpec,
+    /// `[network]`.
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// `[[outage]]`.
+    #[serde(default)]
+    pub outage: Vec<OutageSpec>,
+    /// `[[host]]`.
+    #[serde(default)]
+    pub host: Vec<HostSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    #[serde(default)]
+    simulation: Option<toml::Value>,
+    #[serde(default)]
+    network: Option<toml::Value>,
+    #[serde(default)]
+    outage: Vec<toml::Value>,
+    #[serde(default)]
+    host: Vec<toml::Value>,
+}
+
+impl Scenario {
+    /// Read and validate a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut s = Scenario::parse(&text, path)?;
+        if s.simulation.name.is_none() {
+            s.simulation.name = path.file_stem().map(|n| n.to_string_lossy().into_owned());
+        }
+        Ok(s)
+    }
+
+    /// Parse and validate scenario text; `path` is only used in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let perr = |context: String, e: &dyn fmt::Display| ScenarioError::Parse {
+            path: path.to_path_buf(),
+            context,
+            message: e.to_string().trim().replace('\n', " "),
+        };
+        // Two stages: the document structure first (syntax errors with their
+        // line), then each table on its own so that errors name the host.
+        let raw: RawScenario = toml::from_str(text).map_err(|e| perr("syntax".into(), &e))?;
+        let simulation = match raw.simulation {
+            Some(v) => {
+                SimulationSpec::deserialize(v).map_err(|e| perr("[simulation]".into(), &e))?
+            }
+            None => SimulationSpec::default(),
+        };
+        let network = match raw.network {
+            Some(v) => NetworkSpec::deserialize(v).map_err(|e| perr("[network]".into(), &e))?,
+            None => NetworkSpec::default(),
+        };
+        let mut outage = Vec::new();
+        for (i, v) in raw.outage.into_iter().enumerate() {
+            outage.push(
+                OutageSpec::deserialize(v).map_err(|e| perr(format!("outage #{}", i + 1), &e))?,
+            );
+        }
+        let mut host = Vec::new();
+        for (i, v) in raw.host.into_iter().enumerate() {
+            let ctx = host_context(&v, i);
+            host.push(HostSpec::deserialize(v).map_err(|e| perr(ctx, &e))?);
+        }
+        let s = Scenario {
+            simulation,
+            network,
+            outage,
+            host,
+        };
+        s.validate(path)?;
+        Ok(s)
+    }
+
+    /// Check ranges and consistency.
+    pub fn validate(&self, path: &Path) -> Result<(), ScenarioError> {
+        let bad = |context: &str, field: &str, message: String| ScenarioError::Invalid {
+            path: path.to_path_buf(),
+            context: context.to_string(),
+            field: field.to_string(),
+            message,
+        };
+        let n = &self.network;
+        let net = "[network]";
+        if n.tun_name.is_empty()
+            || n.tun_name.len() > 15
+            || !n
+                .tun_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(bad(
+                net,
+                "tun_name",
+                format!(
+                    "{:?} is not a valid interface name (1-15 of [A-Za-z0-9_-])",
+                    n.tun_name
+                ),
+            ));
+        }
+        let mut reserved: HashMap<IpAddr, &str> = HashMap::new();
+        for (field, a) in [
+            ("local_v4", IpAddr::V4(n.local_v4)),
+            ("local_v6", IpAddr::V6(n.local_v6)),
+            ("router_v4", IpAddr::V4(n.router_v4)),
+            ("router_v6", IpAddr::V6(n.router_v6)),
+        ] {
+            if !in_simulated_prefix(a) {
+                return Err(bad(
+                    net,
+                    field,
+                    format!("{a} is outside 198.18.0.0/15 and 2001:db8::/32"),
+                ));
+            }
+            if let Some(other) = reserved.insert(a, field) {
+                return Err(bad(net, field, format!("{a} is already used by `{other}`")));
+            }
+        }
+        for (i, o) in self.outage.iter().enumerate() {
+            let ctx = format!("outage #{}", i + 1);
+            check_range(o.start_ms, 0.0, f64::MAX, "start_ms")
+                .map_err(|m| bad(&ctx, "start_ms", m))?;
+            check_range(o.duration_ms, 0.0, f64::MAX, "duration_ms")
+                .map_err(|m| bad(&ctx, "duration_ms", m))?;
+            if let Some(e) = o.every_ms {
+                check_range(e, 1.0, f64::MAX, "every_ms").map_err(|m| bad(&ctx, "every_ms", m))?;
+                if o.duration_ms > e {
+                    return Err(bad(
+                        &ctx,
+                        "duration_ms",
+                        format!("{} is longer than every_ms {e}", o.duration_ms),
+                    ));
+                }
+            }
+        }
+        if self.host.is_empty() {
+            return Err(bad("scenario", "host", "no [[host]] defined".to_string()));
+        }
+        let mut names = HashSet::new();
+        let mut addrs: HashMap<IpAddr, String> = HashMap::new();
+        for (i, h) in self.host.iter().enumerate() {
+            let ctx = format!("host {:?} (#{})", h.name, i + 1);
+            if h.name.trim().is_empty() {
+                return Err(bad(&ctx, "name", "must not be empty".into()));
+            }
+            if !names.insert(h.name.as_str()) {
+                return Err(bad(
+                    &ctx,
+                    "name",
+                    format!("duplicate host name {:?}", h.name),
+                ));
+            }
+            if h.addresses.is_empty() {
+                return Err(bad(&ctx, "addresses", "needs at least one address".into()));
+            }
+            for a in &h.addresses {
+                if !in_simulated_prefix(*a) {
+                    return Err(bad(
+                        &ctx,
+                        "addresses",
+                        format!("{a} is outside 198.18.0.0/15 and 2001:db8::/32"),
+                    ));
+                }
+                if let Some(f) = reserved.get(a) {
+                    return Err(bad(
+                        &ctx,
+                        "addresses",
+                        format!("{a} is the simulator's own `{f}`"),
+                    ));
+                }
+                if let Some(other) = addrs.insert(*a, h.name.clone()) {
+                    return Err(bad(
+                        &ctx,
+                        "addresses",
+                        format!("{a} is also used by host {other:?}"),
+                    ));
+                }
+            }
+            let max = HARD_MAX_DELAY_MS;
+            check_range(h.rtt_ms, 0.0, max, "rtt_ms").map_err(|m| bad(&ctx, "rtt_ms", m))?;
+            check_range(h.max_delay_ms, 0.0, max, "max_delay_ms")
+                .map_err(|m| bad(&ctx, "max_delay_ms", m))?;
+            check_range(h.loss, 0.0, 1.0, "loss").map_err(|m| bad(&ctx, "loss", m))?;
+            let j = |f: &str, v: f64| {
+                check_range(v, 0.0, max, f).map_err(|m| bad(&ctx, &format!("jitter.{f}"), m))
+            };
+            match h.jitter {
+                Jitter::None => {}
+                Jitter::Uniform { max_ms } => j("max_ms", max_ms)?,
+                Jitter::Normal { stddev_ms } => j("stddev_ms", stddev_ms)?,
+                Jitter::Exponential { mean_ms } => j("mean_ms", mean_ms)?,
+                Jitter::Pareto { scale_ms, shape } => {
+                    j("scale_ms", scale_ms)?;
+                    if !(shape.is_finite() && shape > 0.0) {
+                        return Err(bad(
+                            &ctx,
+                            "jitter.shape",
+                            format!("must be > 0, got {shape}"),
+                        ));
+                    }
+                }
+            }
+            for (k, b) in h.burst.iter().enumerate() {
+                let f = |name: &str| format!("burst[{k}].{name}");
+                check_range(b.every_ms, 1.0, f64::MAX, "every_ms")
+                    .map_err(|m| bad(&ctx, &f("every_ms"), m))?;
+                check_range(b.duration_ms, 0.0, b.every_ms, "duration_ms").map_err(|m| {
+                    bad(
+                        &ctx,
+                        &f("duration_ms"),
+                        format!("{m} (must not exceed every_ms)"),
+                    )
+                })?;
+                check_range(b.offset_ms, 0.0, f64::MAX, "offset_ms")
+                    .map_err(|m| bad(&ctx, &f("offset_ms"), m))?;
+            }
+            if let Some(d) = &h.duplicate {
+                check_range(d.probability, 0.0, 1.0, "")
+                    .map_err(|m| bad(&ctx, "duplicate.probability", m))?;
+                if !(1..=16).contains(&d.copies) {
+                    return Err(bad(
+                        &ctx,
+                        "duplicate.copies",
+                        format!("must be in 1..=16, got {}", d.copies),
+                    ));
+                }
+                check_range(d.gap_ms, 0.0, 10_000.0, "")
+                    .map_err(|m| bad(&ctx, "duplicate.gap_ms", m))?;
+            }
+            if let Some(r) = &h.reorder {
+                check_range(r.probability, 0.0, 1.0, "")
+                    .map_err(|m| bad(&ctx, "reorder.probability", m))?;
+                check_range(r.extra_delay_ms, 0.0, max, "")
+                    .map_err(|m| bad(&ctx, "reorder.extra_delay_ms", m))?;
+            }
+            if let Some(r) = &h.rate_limit {
+                if !(r.per_second.is_finite() && r.per_second > 0.0 && r.per_second <= 1e9) {
+                    return Err(bad(
+                        &ctx,
+                        "rate_limit.per_second",
+                        format!("must be > 0, got {}", r.per_second),
+                    ));
+                }
+                if r.burst == Some(0) {
+                    return Err(bad(&ctx, "rate_limit.burst", "must be at least 1".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Scenario name (file stem when not given).
+    pub fn name(&self) -> &str {
+        self.simulation.name.as_deref().unwrap_or("unnamed")
+    }
+}
+
+fn host_context(v: &toml::Value, i: usize) -> String {
+    match v.get("name").and_then(|n| n.as_str()) {
+        Some(n) => format!("host {n:?} (#{})", i + 1),
+        None => format!("host #{}", i + 1),
+    }
+}
+
+fn check_range(v: f64, lo: f64, hi: f64, _field: &str) -> Result<(), String> {
+    if !v.is_finite() {
+        return Err(format!("must be a finite number, got {v}"));
+    }
+    if v < lo || v > hi {
+        if hi == f64::MAX {
+            return Err(format!("must be at least {lo}, got {v}"));
+        }
+        return Err(format!("must be between {lo} and {hi}, got {v}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(t, Path::new("x.toml"))
+    }
+
+    const OK: &str = r#"
+        [simulation]
+        seed = 7
+        [[host]]
+        name = "gw"
+        addresses = ["198.18.0.10", "2001:db8::10"]
+        rtt_ms = 1.5
+        jitter = { dist = "pareto", scale_ms = 1, shape = 2.5 }
+        burst = [{ every_ms = 30000, duration_ms = 300, offset_ms = 1000 }]
+        [[host]]
+        name = "quiet"
+        addresses = ["198.19.255.1"]
+        behavior = "silent"
+    "#;
+
+    #[test]
+    fn parses_full_example() {
+        let s = parse(OK).unwrap();
+        assert_eq!(s.simulation.seed, 7);
+        assert_eq!(s.host.len(), 2);
+        assert_eq!(
+            s.host[0].jitter,
+            Jitter::Pareto {
+                scale_ms: 1.0,
+                shape: 2.5
+            }
+        );
+        assert_eq!(s.host[1].behavior, Behavior::Silent);
+        assert_eq!(s.network, NetworkSpec::default());
+        assert!(s.host[0].summary().contains("burst=300ms/30000ms@1000ms"));
+    }
+
+    fn err(t: &str) -> String {
+        let e = parse(t).unwrap_err().to_string();
+        assert!(e.contains("x.toml"), "error does not name the file: {e}");
+        e
+    }
+
+    #[test]
+    fn errors_name_host_and_field() {
+        let e = err(r#"[[host]]
+            name = "gw"
+            addresses = ["198.18.0.10"]
+            loss = 1.5"#);
+        assert!(
+            e.contains("host \"gw\"") && e.contains("`loss`") && e.contains("1.5"),
+            "{e}"
+        );
+
+        let e = err(r#"[[host]]
+            name = "a"
+            addresses = ["198.18.0.10"]
+            [[host]]
+            name = "wifi"
+            addresses = ["198.18.0.11"]
+            rtt_ms = "fast""#);
+        assert!(
+            e.contains("host \"wifi\" (#2)") && e.contains("rtt_ms"),
+            "{e}"
+        );
+
+        let e = err(r#"[[host]]
+            name = "gw"
+            addresses = ["198.18.0.10"]
+            jiter = { dist = "none" }"#);
+        assert!(e.contains("host \"gw\"") && e.contains("jiter"), "{e}");
+
+        let e = err(r#"[[host]]
+            name = "gw"
+            addresses = ["10.0.0.1"]"#);
+        assert!(e.contains("`addresses`") && e.contains("10.0.0.1"), "{e}");
+
+        let e = err(r#"[[host]]
+            name = "gw"
+            addresses = ["198.18.0.1"]"#);
+        assert!(e.contains("local_v4"), "{e}");
+
+        let e = err(r#"[[host]]
+            name = "gw"
+            addresses = ["198.18.0.10"]
+            burst = [{ every_ms = 100, duration_ms = 300 }]"#);
+        assert!(e.contains("burst[0].duration_ms"), "{e}");
+
+        let e = err(r#"[[host]]
+            name = "gw"
+            addresses = ["198.18.0.10"]
+            jitter = { dist = "gauss", stddev_ms = 1 }"#);
+        assert!(e.contains("host \"gw\"") && e.contains("gauss"), "{e}");
+
+        let e = err(r#"[[host]]
+            name = "a"
+            addresses = ["198.18.0.10"]
+            [[host]]
+            name = "a"
+            addresses = ["198.18.0.11"]"#);
+        assert!(e.contains("duplicate host name"), "{e}");
+
+        let e = err(r#"[[host]]
+            name = "a"
+            addresses = ["198.18.0.10"]
+            [[host]]
+            name = "b"
+            addresses = ["198.18.0.10"]"#);
+        assert!(e.contains("also used by host \"a\""), "{e}");
+
+        let e = err("[[host]\nname=");
+        assert!(e.contains("syntax"), "{e}");
+        let e = err("");
+        assert!(e.contains("no [[host]]"), "{e}");
+        let e = err(r#"[network]
+            tun_name = "this-name-is-way-too-long"
+            [[host]]
+            name = "a"
+            addresses = ["198.18.0.10"]"#);
+        assert!(e.contains("[network]") && e.contains("tun_name"), "{e}");
+        let e = err(r#"[[host]]
+            name = "a"
+            addresses = ["198.18.0.10"]
+            rate_limit = { per_second = 0 }"#);
+        assert!(e.contains("rate_limit.per_second"), "{e}");
+    }
+
+    #[test]
+    fn prefix_membership() {
+        assert!(in_simulated_prefix("198.18.0.0".parse().unwrap()));
+        assert!(in_simulated_prefix("198.19.255.255".parse().unwrap()));
+        assert!(!in_simulated_prefix("198.20.0.1".parse().unwrap()));
+        assert!(!in_simulated_prefix("198.17.255.255".parse().unwrap()));
+        assert!(in_simulated_prefix("2001:db8:ffff::1".parse().unwrap()));
+        assert!(!in_simulated_prefix("2001:db9::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn repo_scenarios_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/scenarios");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(
+            n >= 8,
+            "expected at least 8 scenarios in {}, found {n}",
+            dir.display()
+        );
+    }
+}

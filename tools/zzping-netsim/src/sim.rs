@@ -1,0 +1,478 @@
+//! The running simulator: a reader thread and a scheduler thread around a TUN.
+//!
+//! * The **reader** waits (`ppoll`) on the TUN, timestamps each datagram as
+//!   soon as it is read (CLOCK_MONOTONIC for scheduling, CLOCK_REALTIME for
+//!   the truth), decides its fate ([`crate::profile`]), builds the replies
+//!   and pushes them onto a binary heap ordered by due time.
+//! * The **scheduler** sleeps with `ppoll` and a nanosecond timeout (timer
+//!   slack reduced to 1 ns) until [`SPIN_NS`] before the earliest due reply,
+//!   then spins on the monotonic clock for the remaining µs and writes the
+//!   reply to the TUN. The reader wakes it through an eventfd when it queues
+//!   a reply due earlier than the current head. It records the write time
+//!   and lateness of every reply in the truth.
+//!
+//! Both threads stop when [`Simulator::stop`] is called; the truth file then
+//! gets its `end` event and is flushed.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use thiserror::Error;
+
+use crate::netcfg::{self, NetConfigError};
+use crate::packet::{self, Family};
+use crate::profile::{Fate, Network};
+use crate::scenario::Scenario;
+use crate::sys::{self, EventFd, Tun};
+use crate::truth::{
+    EndEvent, Event, ReplyEvent, ReplyKind, RequestEvent, StartEvent, TruthHost, TruthSender,
+    TruthWriter,
+};
+
+/// The scheduler stops sleeping this long before a reply is due and spins
+/// for the rest, so that replies leave within a few µs of their due time.
+pub const SPIN_NS: u64 = 60_000;
+
+/// Error starting or stopping the simulator.
+#[derive(Debug, Error)]
+pub enum SimError {
+    /// The truth file could not be created or written.
+    #[error("truth file {path}: {source}")]
+    Truth {
+        /// The file.
+        path: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// The TUN device could not be created.
+    #[error(
+        "cannot create TUN device {name} (needs root / CAP_NET_ADMIN and /dev/net/tun): {source}"
+    )]
+    Tun {
+        /// Device name.
+        name: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// Configuring the namespace failed.
+    #[error(transparent)]
+    NetConfig(#[from] NetConfigError),
+    /// A thread could not be started, or a system call failed.
+    #[error("{what}: {source}")]
+    Sys {
+        /// What was attempted.
+        what: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// Counters reported when the simulator stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Echo requests seen.
+    pub requests: u64,
+    /// Packets read that were not valid echo requests.
+    pub ignored_packets: u64,
+    /// Replies written.
+    pub replies_sent: u64,
+    /// Replies still pending at shutdown.
+    pub replies_unsent: u64,
+    /// Failed TUN writes.
+    pub write_errors: u64,
+    /// Largest lateness of a reply, µs.
+    pub max_late_us: i64,
+}
+
+struct Pending {
+    due_mono_ns: u64,
+    order: u64,
+    pkt: Vec<u8>,
+    meta: ReplyEvent,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, o: &Self) -> bool {
+        (self.due_mono_ns, self.order) == (o.due_mono_ns, o.order)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.due_mono_ns, self.order).cmp(&(o.due_mono_ns, o.order))
+    }
+}
+
+type Heap = Mutex<BinaryHeap<Reverse<Pending>>>;
+
+fn lock(h: &Heap) -> MutexGuard<'_, BinaryHeap<Reverse<Pending>>> {
+    // A poisoned heap still holds valid data.
+    h.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Shared {
+    tun: Tun,
+    heap: Heap,
+    stop: AtomicBool,
+    wake_reader: EventFd,
+    wake_sched: EventFd,
+    start_mono_ns: u64,
+    truth: TruthSender,
+}
+
+/// A running simulator.
+#[derive(Debug)]
+pub struct Simulator {
+    shared: Arc<Shared>,
+    reader: Option<JoinHandle<ReaderStats>>,
+    sched: Option<JoinHandle<SchedStats>>,
+    writer: Option<TruthWriter>,
+    truth_path: Option<String>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("tun", &self.tun)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+struct ReaderStats {
+    requests: u64,
+    ignored: u64,
+}
+
+#[derive(Debug, Default)]
+struct SchedStats {
+    sent: u64,
+    write_errors: u64,
+    max_late_us: i64,
+}
+
+impl Simulator {
+    /// Create the TUN, configure the current namespace and start serving.
+    pub fn start(scenario: &Scenario, truth: Option<&Path>) -> Result<Simulator, SimError> {
+        let writer = match truth {
+            Some(p) => Some(TruthWriter::create(p).map_err(|source| SimError::Truth {
+                path: p.display().to_string(),
+                source,
+            })?),
+            None => None,
+        };
+        let sender = writer
+            .as_ref()
+            .map_or_else(TruthSender::disabled, |w| w.sender());
+        let name = scenario.network.tun_name.clone();
+        let tun = Tun::create(&name).map_err(|source| SimError::Tun {
+            name: name.clone(),
+            source,
+        })?;
+        netcfg::configure(&name, &scenario.network)?;
+        let sys_err = |what| move |source| SimError::Sys { what, source };
+        let shared = Arc::new(Shared {
+            tun,
+            heap: Mutex::new(BinaryHeap::new()),
+            stop: AtomicBool::new(false),
+            wake_reader: EventFd::new().map_err(sys_err("eventfd"))?,
+            wake_sched: EventFd::new().map_err(sys_err("eventfd"))?,
+            start_mono_ns: sys::mono_ns(),
+            truth: sender,
+        });
+        shared.truth.send(Event::Start(StartEvent {
+            time_us: sys::realtime_us(),
+            scenario: scenario.name().to_string(),
+            seed: scenario.simulation.seed,
+            tun: name.clone(),
+            hosts: scenario
+                .host
+                .iter()
+                .map(|h| TruthHost {
+                    name: h.name.clone(),
+                    addresses: h.addresses.clone(),
+                    summary: h.summary(),
+                })
+                .collect(),
+        }));
+        let network = Network::new(scenario);
+        let routers = (
+            IpAddr::V4(scenario.network.router_v4),
+            IpAddr::V6(scenario.network.router_v6),
+        );
+        let s2 = Arc::clone(&shared);
+        let sched = std::thread::Builder::new()
+            .name("netsim-sched".into())
+            .spawn(move || scheduler(&s2))
+            .map_err(sys_err("spawn scheduler"))?;
+        let s3 = Arc::clone(&shared);
+        let reader = std::thread::Builder::new()
+            .name("netsim-reader".into())
+            .spawn(move || reader(&s3, network, routers))
+            .map_err(sys_err("spawn reader"))?;
+        tracing::info!(tun = %name, scenario = scenario.name(), "simulator running");
+        Ok(Simulator {
+            shared,
+            reader: Some(reader),
+            sched: Some(sched),
+            writer,
+            truth_path: truth.map(|p| p.display().to_string()),
+        })
+    }
+
+    /// Stop both threads, write the `end` event and flush the truth file.
+    pub fn stop(mut self) -> Result<Summary, SimError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<Summary, SimError> {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake_reader.notify();
+        self.shared.wake_sched.notify();
+        let r = self
+            .reader
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let s = self
+            .sched
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let unsent = lock(&self.shared.heap).len() as u64;
+        let summary = Summary {
+            requests: r.requests,
+            ignored_packets: r.ignored,
+            replies_sent: s.sent,
+            replies_unsent: unsent,
+            write_errors: s.write_errors,
+            max_late_us: s.max_late_us,
+        };
+        self.shared.truth.send(Event::End(EndEvent {
+            time_us: sys::realtime_us(),
+            requests: summary.requests,
+            replies_sent: summary.replies_sent,
+            replies_unsent: summary.replies_unsent,
+            ignored_packets: summary.ignored_packets,
+            max_late_us: summary.max_late_us,
+        }));
+        // Drop our sender so the writer sees the end of the queue.
+        if let Some(sh) = Arc::get_mut(&mut self.shared) {
+            sh.truth = TruthSender::disabled();
+        }
+        if let Some(w) = self.writer.take() {
+            w.finish().map_err(|source| SimError::Truth {
+                path: self.truth_path.clone().unwrap_or_default(),
+                source,
+            })?;
+        }
+        tracing::info!(?summary, "simulator stopped");
+        Ok(summary)
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if self.reader.is_some() || self.sched.is_some() {
+            if let Err(e) = self.shutdown() {
+                tracing::error!(error = %e, "simulator shutdown failed");
+            }
+        }
+    }
+}
+
+fn reader(sh: &Shared, mut network: Network, routers: (IpAddr, IpAddr)) -> ReaderStats {
+    let mut stats = ReaderStats::default();
+    let mut buf = vec![0u8; 65_536];
+    let mut ip_id: u16 = 0;
+    let mut order: u64 = 0;
+    let fds = [sh.tun.as_raw_fd(), sh.wake_reader.as_raw_fd()];
+    if let Err(e) = sh.tun.set_nonblocking() {
+        tracing::error!(error = %e, "cannot make the TUN non-blocking");
+        return stats;
+    }
+    while !sh.stop.load(Ordering::SeqCst) {
+        match sys::ppoll_readable(&fds, None) {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "ppoll on TUN failed");
+                break;
+            }
+        }
+        loop {
+            let n = match sh.tun.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "TUN read failed");
+                    return stats;
+                }
+            };
+            let mono = sys::mono_ns();
+            let rt = sys::realtime_us();
+            let pkt = &buf[..n];
+            let req = match packet::parse_echo_request(pkt) {
+                Ok(r) => r,
+                Err(e) => {
+                    stats.ignored += 1;
+                    tracing::debug!(error = %e, len = n, "ignoring packet");
+                    continue;
+                }
+            };
+            let id = stats.requests;
+            stats.requests += 1;
+            let t_us = mono.saturating_sub(sh.start_mono_ns) / 1000;
+            let (host, d) = network.decide(req.dst, t_us);
+            let host = host.map(str::to_string);
+            let kind = if d.fate == Fate::Unreachable {
+                ReplyKind::Unreachable
+            } else {
+                ReplyKind::EchoReply
+            };
+            let mut pending = Vec::with_capacity(d.delays_us.len());
+            for (copy, &delay_us) in d.delays_us.iter().enumerate() {
+                ip_id = ip_id.wrapping_add(1);
+                let built = match kind {
+                    ReplyKind::EchoReply => packet::echo_reply(pkt, ip_id),
+                    ReplyKind::Unreachable => {
+                        let router = match req.family {
+                            Family::Ipv4 => routers.0,
+                            Family::Ipv6 => routers.1,
+                        };
+                        packet::unreachable(pkt, router, ip_id)
+                    }
+                };
+                let Ok(reply) = built else { continue };
+                order += 1;
+                pending.push(Pending {
+                    due_mono_ns: mono.saturating_add(delay_us.saturating_mul(1000)),
+                    order,
+                    pkt: reply,
+                    meta: ReplyEvent {
+                        request: id,
+                        host: host.clone(),
+                        dst: req.dst,
+                        icmp_id: req.ident,
+                        icmp_seq: req.seq,
+                        kind,
+                        copy: copy as u32,
+                        delay_us,
+                        due_us: rt.saturating_add(delay_us),
+                        sent_us: 0,
+                        late_us: 0,
+                    },
+                });
+            }
+            tracing::trace!(dst = %req.dst, seq = req.seq, fate = ?d.fate, "request");
+            sh.truth.send(Event::Request(RequestEvent {
+                id,
+                time_us: rt,
+                t_us,
+                family: req.family,
+                src: req.src,
+                dst: req.dst,
+                host,
+                icmp_id: req.ident,
+                icmp_seq: req.seq,
+                payload_len: req.payload_len as u64,
+                fate: d.fate,
+                replies: pending.len() as u32,
+                delay_us: d.delays_us.first().copied(),
+                reordered: d.reordered,
+            }));
+            if !pending.is_empty() {
+                let mut heap = lock(&sh.heap);
+                let head = heap.peek().map(|p| p.0.due_mono_ns);
+                let earliest = pending
+                    .iter()
+                    .map(|p| p.due_mono_ns)
+                    .min()
+                    .unwrap_or(u64::MAX);
+                for p in pending {
+                    heap.push(Reverse(p));
+                }
+                drop(heap);
+                if head.is_none_or(|h| earliest < h) {
+                    sh.wake_sched.notify();
+                }
+            }
+        }
+    }
+    stats
+}
+
+fn scheduler(sh: &Shared) -> SchedStats {
+    let mut stats = SchedStats::default();
+    if let Err(e) = sys::set_timer_slack_ns(1) {
+        tracing::warn!(error = %e, "cannot reduce timer slack; replies may be late");
+    }
+    let efd = [sh.wake_sched.as_raw_fd()];
+    let mut due_now: Vec<Pending> = Vec::new();
+    while !sh.stop.load(Ordering::SeqCst) {
+        let head = lock(&sh.heap).peek().map(|p| p.0.due_mono_ns);
+        let now = sys::mono_ns();
+        let wait = match head {
+            None => Some(None),
+            Some(due) if due > now + SPIN_NS => Some(Some(due - now - SPIN_NS)),
+            Some(_) => None,
+        };
+        if let Some(timeout) = wait {
+            match sys::ppoll_readable(&efd, timeout) {
+                Ok(r) if r[0] => sh.wake_sched.drain(),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduler ppoll failed");
+                    break;
+                }
+            }
+            continue;
+        }
+        // Within SPIN_NS of the head: spin until it is due, then send all due.
+        let due = head.unwrap_or(now);
+        while sys::mono_ns() < due {
+            if sh.stop.load(Ordering::Relaxed) {
+                return stats;
+            }
+            std::hint::spin_loop();
+        }
+        let now = sys::mono_ns();
+        {
+            let mut heap = lock(&sh.heap);
+            while heap.peek().is_some_and(|p| p.0.due_mono_ns <= now) {
+                if let Some(Reverse(p)) = heap.pop() {
+                    due_now.push(p);
+                }
+            }
+        }
+        for mut p in due_now.drain(..) {
+            match sh.tun.write(&p.pkt) {
+                Ok(_) => {
+                    let sent_mono = sys::mono_ns();
+                    p.meta.sent_us = sys::realtime_us();
+                    p.meta.late_us = (sent_mono as i64 - p.due_mono_ns as i64) / 1000;
+                    stats.sent += 1;
+                    stats.max_late_us = stats.max_late_us.max(p.meta.late_us);
+                    sh.truth.send(Event::Reply(p.meta));
+                }
+                Err(e) => {
+                    stats.write_errors += 1;
+                    tracing::warn!(error = %e, "TUN write failed");
+                }
+            }
+        }
+    }
+    stats
+}
