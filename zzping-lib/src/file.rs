@@ -162,9 +162,16 @@ pub enum FileError {
 }
 
 impl FileError {
-    pub(crate) fn io(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> FileError {
-        let path = path.to_path_buf();
-        move |source| FileError::Io { path, op, source }
+    /// An error constructor for `map_err` that copies `path` only if an error happens.
+    pub(crate) fn io<'a>(
+        path: &'a Path,
+        op: &'static str,
+    ) -> impl FnOnce(io::Error) -> FileError + 'a {
+        move |source| FileError::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
     }
 }
 

@@ -15,4 +15,5 @@ pub mod pyramid;
 pub mod quantizer;
 pub mod store;
 pub mod summary;
+pub mod synth;
 pub mod time;

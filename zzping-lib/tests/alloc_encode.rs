@@ -1,0 +1,98 @@
+//! The encode path allocates nothing per frame in steady state: quantizing, encoding,
+//! buffering and writing frames reuse their buffers. Proven with a counting allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+use zzping_lib::codec::{FrameEncoder, QFrame};
+use zzping_lib::file::{HostInfo, HostWriter, WriterConfig};
+use zzping_lib::frame::Frame;
+use zzping_lib::quantizer::Quantizer;
+use zzping_lib::synth::{Synth, SynthProfile};
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.load(Ordering::Relaxed)
+}
+
+#[test]
+fn codec_and_writer_allocate_nothing_per_frame() {
+    // One test function so no other test thread allocates concurrently.
+    let q = Quantizer::default();
+    let start = 20_000 * 86_400_000_000u64 + 3_600_000_000;
+    let mut synth = Synth::new(SynthProfile::wifi(), 1, start);
+    let mut frame = Frame::default();
+    frame.rtts_us.reserve(64);
+    let mut qf = QFrame::default();
+    let mut enc = FrameEncoder::new(start);
+    let mut out = Vec::with_capacity(1 << 20);
+    // Warm up, then measure.
+    for _ in 0..1_000 {
+        synth.next_frame(&mut frame);
+        qf.set_from(&frame, &q);
+        enc.encode(&qf, &mut out);
+    }
+    out.clear();
+    let before = allocs();
+    for _ in 0..10_000 {
+        synth.next_frame(&mut frame);
+        qf.set_from(&frame, &q);
+        enc.encode(&qf, &mut out);
+        if out.len() > (1 << 19) {
+            out.clear();
+        }
+    }
+    assert_eq!(allocs() - before, 0, "codec allocations in 10,000 frames");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = HostWriter::open(
+        dir.path(),
+        HostInfo {
+            label: "h".into(),
+            address: "198.18.0.1".parse().unwrap(),
+            name: None,
+        },
+        WriterConfig {
+            period_us: 100_000,
+            precision: 0.01,
+            writer: "t".into(),
+        },
+    )
+    .unwrap();
+    for i in 0..1_000 {
+        synth.next_frame(&mut frame);
+        w.append(&frame).unwrap();
+        if i % 50 == 49 {
+            w.flush().unwrap();
+        }
+    }
+    let before = allocs();
+    for i in 0..10_000 {
+        synth.next_frame(&mut frame);
+        w.append(&frame).unwrap();
+        if i % 50 == 49 {
+            w.flush().unwrap();
+        }
+    }
+    assert_eq!(allocs() - before, 0, "writer allocations in 10,000 frames");
+    w.sync().unwrap();
+    assert_eq!(w.frames_written(), 11_000);
+}
