@@ -338,6 +338,8 @@ pub struct Engine {
     stats: EngineStats,
     lateness: LatenessHistogram,
     last_offset: Option<(i128, u64)>,
+    /// Requests sent with no outcome yet.
+    unresolved: usize,
     /// Next period boundary (realtime µs) at which current frames rotate.
     next_boundary_us: u64,
 }
@@ -355,6 +357,7 @@ impl Engine {
             stats: EngineStats::default(),
             lateness: LatenessHistogram::default(),
             last_offset: None,
+            unresolved: 0,
             next_boundary_us: 0,
         }
     }
@@ -378,6 +381,24 @@ impl Engine {
     /// The identifier to write into requests of `family`.
     pub fn ident(&self, family: Family) -> u16 {
         self.tables[family.index()].ident
+    }
+
+    /// Starts the tokens (full sequence numbers carried in payloads) at `base`, so two
+    /// daemons sharing a raw identifier still tell their replies apart.
+    pub fn set_token_base(&mut self, base: u64) {
+        for t in &mut self.tables {
+            t.token = base;
+        }
+    }
+
+    /// Label of a host.
+    pub fn label(&self, id: HostId) -> Option<&str> {
+        self.host(id).map(|h| h.label.as_str())
+    }
+
+    /// Requests sent that have no outcome yet.
+    pub fn unresolved(&self) -> usize {
+        self.unresolved
     }
 
     /// Global counters.
@@ -675,6 +696,7 @@ impl Engine {
         t.next = t.next.wrapping_add(1);
         t.token = t.token.wrapping_add(1);
         self.stats.sent += 1;
+        self.unresolved += 1;
         SendOutcome::Sent {
             recovered_after: prev_errors,
         }
@@ -773,6 +795,7 @@ impl Engine {
                 let lost = e.state == State::InFlight;
                 t.entries[usize::from(seq)].state = State::Expired { lost };
                 if lost {
+                    self.unresolved = self.unresolved.saturating_sub(1);
                     self.with_frame(e.host, e.frame_serial, |of| {
                         of.frame.lost = of.frame.lost.saturating_add(1);
                         of.outstanding = of.outstanding.saturating_sub(1);
@@ -857,6 +880,7 @@ impl Engine {
                 return ReplyOutcome::Ignored;
             }
             self.tables[r.family.index()].entries[seq_i].state = State::Resolved;
+            self.unresolved = self.unresolved.saturating_sub(1);
             self.with_frame(e.host, e.frame_serial, |of| {
                 of.frame.errors = of.frame.errors.saturating_add(1);
                 of.outstanding = of.outstanding.saturating_sub(1);
@@ -873,6 +897,7 @@ impl Engine {
                     Clamp::None => {}
                 }
                 self.tables[r.family.index()].entries[seq_i].state = State::Resolved;
+                self.unresolved = self.unresolved.saturating_sub(1);
                 let outcome = if rtt_ns < timeout_ns {
                     let rtt_us = u32::try_from(rtt_ns.div_ceil(1000)).unwrap_or(u32::MAX);
                     self.with_frame(e.host, e.frame_serial, |of| {
@@ -920,6 +945,7 @@ impl Engine {
                 let e = t.entries[seq];
                 if e.state == State::InFlight {
                     t.entries[seq].state = State::Expired { lost: true };
+                    self.unresolved = self.unresolved.saturating_sub(1);
                     self.with_frame(e.host, e.frame_serial, |of| {
                         of.frame.lost = of.frame.lost.saturating_add(1);
                         of.outstanding = of.outstanding.saturating_sub(1);

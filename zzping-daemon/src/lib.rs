@@ -2,7 +2,19 @@
 //!
 //! The binary (`src/main.rs`) is a thin wrapper over [`daemon::run`]; the pieces are
 //! public so integration tests can drive them in-process.
+//!
+//! - [`icmp`]: pure wire format (zero-copy views, never panics);
+//! - [`engine`]: clock-injectable core (scheduling, sequence numbers, matching, frames);
+//! - [`sock`]: datagram/raw ICMP sockets with kernel receive timestamps;
+//! - [`recv`]: the receive thread and its bounded queue;
+//! - [`daemon`]: the mio event loop on the main thread;
+//! - [`config`]: CLI + TOML configuration.
 
 pub mod clock;
+pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod icmp;
+pub mod recv;
+pub mod sock;
+pub mod sys;

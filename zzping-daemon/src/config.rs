@@ -1,0 +1,539 @@
+//! Configuration: command line (clap) over a TOML file over built-in defaults.
+//!
+//! The file is `--config FILE`, else [`DEFAULT_CONFIG_PATH`] if it exists, else none
+//! (`--config none` ignores the default file). Hosts come from `--target` (which then
+//! replace the file's `[[host]]` list), else the file, else the embedded default:
+//! 127.0.0.1, ::1 and the IPv4 default gateway.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::sock::SocketMode;
+
+/// Config file read when `--config` is not given (if it exists).
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/zzping/zzping.toml";
+/// Default pings per second per host.
+pub const DEFAULT_RATE: f64 = 10.0;
+/// Slowest per-host rate.
+pub const MIN_RATE: f64 = 0.1;
+/// Fastest per-host rate.
+pub const MAX_RATE: f64 = 1000.0;
+
+/// A configuration problem.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("parsing {path}: {message}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Parser message.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Command line. Every setting of the file can be given here too and wins.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "zzping-daemon", version, about = "Accurate, frugal ICMP pinger recording per-host frames")]
+pub struct Cli {
+    /// Config file (TOML). Default: /etc/zzping/zzping.toml if it exists; `none`: no file.
+    #[arg(long, env = "ZZPING_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for frame files (one subdirectory per host).
+    #[arg(long, env = "ZZPING_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Host to ping (IP or name); repeatable. Replaces the config file's hosts.
+    #[arg(long = "target", value_name = "HOST")]
+    pub targets: Vec<String>,
+    /// Pings per second for --target hosts (and default for file hosts without `rate`).
+    #[arg(long, value_name = "PINGS_PER_S")]
+    pub rate: Option<f64>,
+    /// Frame period in ms (10..=60000).
+    #[arg(long, value_name = "N")]
+    pub period_ms: Option<u32>,
+    /// Reply timeout in ms (1..=60000).
+    #[arg(long, value_name = "N")]
+    pub timeout_ms: Option<u32>,
+    /// Live-stream UDP address, or `off`.
+    #[arg(long, value_name = "ADDR|off")]
+    pub live: Option<String>,
+    /// Stop cleanly after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Validate the configuration, print the effective one, exit.
+    #[arg(long)]
+    pub check_config: bool,
+    /// Print a per-host status table every second.
+    #[arg(long)]
+    pub status: bool,
+    /// Delete frame files older than N days (default: keep forever).
+    #[arg(long, value_name = "N")]
+    pub retention_days: Option<u32>,
+    /// Seconds between disk flushes.
+    #[arg(long, value_name = "SECONDS")]
+    pub flush_interval_s: Option<f64>,
+    /// Seconds between re-resolutions of host names.
+    #[arg(long, value_name = "SECONDS")]
+    pub resolve_interval_s: Option<f64>,
+    /// ICMP socket kind: auto (datagram, else raw), dgram, raw.
+    #[arg(long, value_enum)]
+    pub socket: Option<SocketMode>,
+    /// RTT quantizer relative precision for the files.
+    #[arg(long)]
+    pub precision: Option<f64>,
+    /// Log filter (tracing EnvFilter syntax), default `info` (or RUST_LOG).
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// One `[[host]]` entry of the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// IP address or host name.
+    pub target: String,
+    /// Label (directory name, status); default: the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Pings per second (0.1..=1000); default: the global `rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+}
+
+impl HostConfig {
+    /// The label (explicit, else the target).
+    pub fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.target)
+    }
+}
+
+/// The TOML file (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See [`Config::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`Config::rate`].
+    pub rate: Option<f64>,
+    /// See [`Config::period_ms`].
+    pub period_ms: Option<u32>,
+    /// See [`Config::timeout_ms`].
+    pub timeout_ms: Option<u32>,
+    /// See [`Config::live`].
+    pub live: Option<String>,
+    /// See [`Config::retention_days`].
+    pub retention_days: Option<u32>,
+    /// See [`Config::flush_interval_s`].
+    pub flush_interval_s: Option<f64>,
+    /// See [`Config::resolve_interval_s`].
+    pub resolve_interval_s: Option<f64>,
+    /// See [`Config::socket`].
+    pub socket: Option<SocketMode>,
+    /// See [`Config::precision`].
+    pub precision: Option<f64>,
+    /// Hosts.
+    #[serde(default)]
+    pub host: Vec<HostConfig>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// Where frame files go.
+    pub data_dir: PathBuf,
+    /// Default pings per second per host.
+    pub rate: f64,
+    /// Frame period, ms.
+    pub period_ms: u32,
+    /// Reply timeout, ms.
+    pub timeout_ms: u32,
+    /// Live-stream address (`off` = none). The live server is not implemented yet.
+    pub live: String,
+    /// Delete files older than this many days (absent: keep forever).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+    /// Seconds between flushes.
+    pub flush_interval_s: f64,
+    /// Seconds between name re-resolutions.
+    pub resolve_interval_s: f64,
+    /// Socket kind.
+    pub socket: SocketMode,
+    /// Quantizer precision.
+    pub precision: f64,
+    /// Stop after this many seconds (CLI only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    /// Print the status table (CLI only).
+    #[serde(skip)]
+    pub status: bool,
+    /// The file the config came from (for SIGHUP reloads).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+    /// Hosts (with resolved defaults: label and rate always set).
+    pub host: Vec<HostConfig>,
+}
+
+impl Config {
+    /// Parsed live address, `None` when off.
+    pub fn live_addr(&self) -> Option<SocketAddr> {
+        if self.live == "off" {
+            None
+        } else {
+            self.live.parse().ok()
+        }
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Which config file to read for `cli`, if any.
+pub fn config_path(cli: &Cli) -> Option<PathBuf> {
+    match &cli.config {
+        Some(p) if p.as_os_str() == "none" => None,
+        Some(p) => Some(p.clone()),
+        None => {
+            let p = Path::new(DEFAULT_CONFIG_PATH);
+            p.exists().then(|| p.to_path_buf())
+        }
+    }
+}
+
+/// Reads and parses a config file.
+pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Loads the file (if any) and merges it with the command line.
+pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+    let path = config_path(cli);
+    let file = match &path {
+        Some(p) => read_file(p)?,
+        None => FileConfig::default(),
+    };
+    let mut cfg = merge(cli, file, default_gateway)?;
+    cfg.source = path;
+    Ok(cfg)
+}
+
+/// Merges CLI over file over defaults and validates. `gateway` finds the default gateway
+/// for the embedded default host list.
+pub fn merge(
+    cli: &Cli,
+    file: FileConfig,
+    gateway: impl FnOnce() -> Option<Ipv4Addr>,
+) -> Result<Config, ConfigError> {
+    let rate = cli.rate.or(file.rate).unwrap_or(DEFAULT_RATE);
+    let hosts: Vec<HostConfig> = if !cli.targets.is_empty() {
+        cli.targets
+            .iter()
+            .map(|t| HostConfig {
+                target: t.clone(),
+                label: None,
+                rate: cli.rate,
+            })
+            .collect()
+    } else if !file.host.is_empty() {
+        file.host
+    } else {
+        let mut v = vec!["127.0.0.1".to_owned(), "::1".to_owned()];
+        if let Some(gw) = gateway() {
+            v.push(gw.to_string());
+        }
+        v.into_iter()
+            .map(|t| HostConfig {
+                target: t,
+                label: None,
+                rate: None,
+            })
+            .collect()
+    };
+    let host: Vec<HostConfig> = hosts
+        .into_iter()
+        .map(|h| HostConfig {
+            label: Some(h.label().to_owned()),
+            rate: Some(h.rate.unwrap_or(rate)),
+            target: h.target,
+        })
+        .collect();
+    let cfg = Config {
+        data_dir: cli
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(default_data_dir),
+        rate,
+        period_ms: cli.period_ms.or(file.period_ms).unwrap_or(100),
+        timeout_ms: cli.timeout_ms.or(file.timeout_ms).unwrap_or(1000),
+        live: cli
+            .live
+            .clone()
+            .or(file.live)
+            .unwrap_or_else(|| "127.0.0.1:7878".to_owned()),
+        retention_days: cli.retention_days.or(file.retention_days),
+        flush_interval_s: cli.flush_interval_s.or(file.flush_interval_s).unwrap_or(5.0),
+        resolve_interval_s: cli
+            .resolve_interval_s
+            .or(file.resolve_interval_s)
+            .unwrap_or(300.0),
+        socket: cli.socket.or(file.socket).unwrap_or_default(),
+        precision: cli
+            .precision
+            .or(file.precision)
+            .unwrap_or(zzping_lib::quantizer::DEFAULT_PRECISION),
+        duration_s: cli.duration,
+        status: cli.status,
+        source: None,
+        host,
+    };
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+fn validate(c: &Config) -> Result<(), ConfigError> {
+    let bad = |m: String| Err(ConfigError::Invalid(m));
+    if !(10..=60_000).contains(&c.period_ms) {
+        return bad(format!("period_ms {} not in 10..=60000", c.period_ms));
+    }
+    if !(1..=60_000).contains(&c.timeout_ms) {
+        return bad(format!("timeout_ms {} not in 1..=60000", c.timeout_ms));
+    }
+    if !(c.flush_interval_s.is_finite() && (0.1..=3600.0).contains(&c.flush_interval_s)) {
+        return bad(format!("flush_interval_s {} not in 0.1..=3600", c.flush_interval_s));
+    }
+    if !(c.resolve_interval_s.is_finite() && c.resolve_interval_s >= 1.0) {
+        return bad(format!("resolve_interval_s {} < 1", c.resolve_interval_s));
+    }
+    if let Some(d) = c.duration_s
+        && !(d.is_finite() && d >= 0.0)
+    {
+        return bad(format!("duration {d} is not a positive number of seconds"));
+    }
+    if c.live != "off" && c.live.parse::<SocketAddr>().is_err() {
+        return bad(format!("live {:?} is neither `off` nor an IP:port", c.live));
+    }
+    if zzping_lib::quantizer::Quantizer::new(c.precision).is_err() {
+        return bad(format!("precision {} out of range", c.precision));
+    }
+    if c.host.is_empty() {
+        return bad("no hosts".into());
+    }
+    let mut labels = std::collections::HashSet::new();
+    for h in &c.host {
+        let r = h.rate.unwrap_or(c.rate);
+        if !(r.is_finite() && (MIN_RATE..=MAX_RATE).contains(&r)) {
+            return bad(format!("rate {r} of {} not in 0.1..=1000", h.target));
+        }
+        if h.target.trim().is_empty() {
+            return bad("empty target".into());
+        }
+        if !labels.insert(h.label().to_owned()) {
+            return bad(format!("duplicate host label {:?}", h.label()));
+        }
+    }
+    Ok(())
+}
+
+/// Default data directory: `$STATE_DIRECTORY` (systemd `StateDirectory=`), else
+/// `/var/lib/zzping` for root, else `$XDG_DATA_HOME/zzping` or `~/.local/share/zzping`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(s) = std::env::var_os("STATE_DIRECTORY")
+        && !s.is_empty()
+    {
+        // May be a colon-separated list; the first is ours.
+        let s = s.to_string_lossy();
+        return PathBuf::from(s.split(':').next().unwrap_or("/var/lib/zzping"));
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/zzping");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("zzping");
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => PathBuf::from(h).join(".local/share/zzping"),
+        None => PathBuf::from("/var/lib/zzping"),
+    }
+}
+
+/// Parses `/proc/net/route` text: the gateway of the first default route.
+pub fn parse_default_gateway(route: &str) -> Option<Ipv4Addr> {
+    for line in route.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 {
+            continue;
+        }
+        let (dest, gw, flags) = (f[1], f[2], f[3]);
+        let flags = u32::from_str_radix(flags, 16).ok()?;
+        // RTF_UP | RTF_GATEWAY
+        if dest == "00000000" && flags & 0x3 == 0x3 {
+            let g = u32::from_str_radix(gw, 16).ok()?;
+            // Little-endian hex of the network-order address.
+            return Some(Ipv4Addr::from(g.swap_bytes()));
+        }
+    }
+    None
+}
+
+/// The IPv4 default gateway of this machine, if any.
+pub fn default_gateway() -> Option<Ipv4Addr> {
+    parse_default_gateway(&std::fs::read_to_string("/proc/net/route").ok()?)
+}
+
+/// Resolves a target: an IP literal, else the first address the system resolver gives.
+/// Blocks for as long as the resolver does.
+pub fn resolve(target: &str) -> std::io::Result<IpAddr> {
+    if let Ok(ip) = target.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    (target, 0)
+        .to_socket_addrs()?
+        .next()
+        .map(|a| a.ip())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))
+}
+
+/// True when the target is a name (needs periodic re-resolution).
+pub fn is_name(target: &str) -> bool {
+    target.parse::<IpAddr>().is_err()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut v = vec!["zzping-daemon"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn embedded_default_pings_loopback_and_gateway() {
+        let c = merge(&cli(&[]), FileConfig::default(), || {
+            Some(Ipv4Addr::new(192, 168, 1, 1))
+        })
+        .unwrap();
+        let t: Vec<&str> = c.host.iter().map(|h| h.target.as_str()).collect();
+        assert_eq!(t, ["127.0.0.1", "::1", "192.168.1.1"]);
+        assert_eq!(c.period_ms, 100);
+        assert_eq!(c.timeout_ms, 1000);
+        assert_eq!(c.live_addr(), Some("127.0.0.1:7878".parse().unwrap()));
+        let c = merge(&cli(&[]), FileConfig::default(), || None).unwrap();
+        assert_eq!(c.host.len(), 2);
+    }
+
+    #[test]
+    fn cli_overrides_file() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            data_dir = "/tmp/x"
+            rate = 20
+            period_ms = 50
+            live = "off"
+            [[host]]
+            target = "10.0.0.1"
+            label = "router"
+            rate = 100
+            [[host]]
+            target = "example.invalid"
+            "#,
+        )
+        .unwrap();
+        let c = merge(&cli(&[]), file.clone(), || None).unwrap();
+        assert_eq!(c.host[0].label(), "router");
+        assert_eq!(c.host[0].rate, Some(100.0));
+        assert_eq!(c.host[1].rate, Some(20.0));
+        assert_eq!(c.live_addr(), None);
+        assert_eq!(c.period_ms, 50);
+        let c = merge(
+            &cli(&[
+                "--target", "127.0.0.1", "--target", "::1", "--rate", "500", "--period-ms",
+                "10", "--data-dir", "/d", "--live", "[::1]:9",
+            ]),
+            file,
+            || None,
+        )
+        .unwrap();
+        assert_eq!(c.host.len(), 2);
+        assert!(c.host.iter().all(|h| h.rate == Some(500.0)));
+        assert_eq!(c.data_dir, PathBuf::from("/d"));
+        assert_eq!(c.period_ms, 10);
+        assert_eq!(c.live_addr(), Some("[::1]:9".parse().unwrap()));
+        // Round trip through --check-config output.
+        let back: FileConfig = toml::from_str(
+            &c.to_toml()
+                .lines()
+                .filter(|l| !l.starts_with("duration"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+        .unwrap();
+        assert_eq!(back.host.len(), 2);
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        for args in [
+            &["--period-ms", "5"][..],
+            &["--timeout-ms", "0"],
+            &["--rate", "2000"],
+            &["--rate", "0.01"],
+            &["--live", "nonsense"],
+            &["--target", "a", "--target", "a"],
+            &["--precision", "2"],
+        ] {
+            assert!(
+                merge(&cli(args), FileConfig::default(), || None).is_err(),
+                "{args:?} accepted"
+            );
+        }
+        assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn gateway_from_proc_net_route() {
+        let route = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+            eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n\
+            eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\n";
+        assert_eq!(
+            parse_default_gateway(route),
+            Some(Ipv4Addr::new(192, 168, 1, 1))
+        );
+        assert_eq!(parse_default_gateway("header only\n"), None);
+        assert_eq!(parse_default_gateway(""), None);
+    }
+
+    #[test]
+    fn resolve_literals_without_dns() {
+        assert_eq!(resolve("::1").unwrap(), "::1".parse::<IpAddr>().unwrap());
+        assert!(!is_name("127.0.0.1"));
+        assert!(is_name("gateway.lan"));
+    }
+}

@@ -1,0 +1,728 @@
+//! The main thread: one mio event loop.
+//!
+//! Tokens: [`TIMER`] (a `CLOCK_MONOTONIC` timerfd armed at the next deadline: a send, a
+//! request expiry, a frame rotation, a flush, a status line, a re-resolution, the end of
+//! `--duration`), [`SIGNALS`] (signalfd: SIGINT/SIGTERM stop gracefully, SIGHUP reloads
+//! the config), [`WAKER`] (the receive thread has replies queued). [`LIVE`] is reserved
+//! for the live-stream UDP server: register its socket with that token and give
+//! [`Outputs::live`] a [`FrameOutput`] to receive every final frame.
+//!
+//! Each iteration: read the clocks, check for a wall-clock step, drain the reply queue,
+//! send what is due, expire/rotate/finalize frames, do housekeeping, arm the timer, poll.
+//!
+//! Name re-resolution runs on this thread (the only other thread is the receiver): it is
+//! a blocking `getaddrinfo` per named host every `resolve_interval_s` (default 5 min).
+//! With a working resolver that takes well under a millisecond for cached or
+//! `/etc/hosts` names; when DNS is down it can stall sends for the resolver's timeout.
+//! Hosts given as IP addresses are never resolved. Replies keep their kernel timestamps
+//! during such a stall, so RTTs stay exact; only send times slip (and are recorded as
+//! lateness).
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use tracing::{debug, error, info, warn};
+use zzping_lib::file::{HostInfo, HostWriter, WriterConfig};
+use zzping_lib::frame::{FLAG_RECV_OVERFLOW, Frame};
+
+use crate::clock::{self, Now};
+use crate::config::{self, Cli, Config, HostConfig};
+use crate::engine::{Engine, EngineConfig, FrameOutput, HostId, Reply, SendOutcome};
+use crate::icmp::{self, Family};
+use crate::recv::{Receiver, ReplyQueue};
+use crate::sock::IcmpSocket;
+use crate::sys::{self, SignalFd, TimerFd};
+
+/// Timer token.
+pub const TIMER: Token = Token(0);
+/// Signal token.
+pub const SIGNALS: Token = Token(1);
+/// Receive-thread waker token.
+pub const WAKER: Token = Token(2);
+/// Reserved for the live-stream server.
+pub const LIVE: Token = Token(3);
+
+/// Replies the receive queue holds.
+const QUEUE_CAPACITY: usize = 16_384;
+const SEC: u64 = 1_000_000_000;
+
+/// Where final frames go: one file writer per host, plus an optional live tap.
+pub struct Outputs {
+    writers: HashMap<HostId, HostWriter>,
+    /// Receives every final frame too (the live-stream server's seam).
+    pub live: Option<Box<dyn FrameOutput>>,
+    write_errors: u64,
+    failing: bool,
+    /// Frames handed over.
+    pub frames: u64,
+}
+
+impl Outputs {
+    fn new() -> Self {
+        Outputs {
+            writers: HashMap::new(),
+            live: None,
+            write_errors: 0,
+            failing: false,
+            frames: 0,
+        }
+    }
+
+    fn note_error(&mut self, what: &str, label: &str, e: &dyn std::fmt::Display) {
+        self.write_errors += 1;
+        if !self.failing {
+            error!("{label}: {what} failed: {e} (further write errors are counted, not logged)");
+            self.failing = true;
+        }
+    }
+
+    fn flush(&mut self, fsync: bool) {
+        let mut errs = Vec::new();
+        for w in self.writers.values_mut() {
+            let r = if fsync { w.sync() } else { w.flush() };
+            if let Err(e) = r {
+                errs.push((w.host().label.clone(), e));
+            }
+        }
+        if errs.is_empty() {
+            if self.failing {
+                info!(
+                    "writes recovered ({} errors while failing)",
+                    self.write_errors
+                );
+            }
+            self.failing = false;
+        }
+        for (l, e) in errs {
+            self.note_error("flush", &l, &e);
+        }
+    }
+}
+
+impl FrameOutput for Outputs {
+    fn frame(&mut self, host: HostId, label: &str, frame: &Frame) {
+        self.frames += 1;
+        if let Some(w) = self.writers.get_mut(&host)
+            && let Err(e) = w.append(frame)
+        {
+            self.note_error("append", label, &e);
+        }
+        if let Some(l) = &mut self.live {
+            l.frame(host, label, frame);
+        }
+    }
+
+    fn host_retired(&mut self, host: HostId, label: &str) {
+        if let Some(mut w) = self.writers.remove(&host)
+            && let Err(e) = w.sync()
+        {
+            self.note_error("sync", label, &e);
+        }
+        if let Some(l) = &mut self.live {
+            l.host_retired(host, label);
+        }
+        info!("{label}: removed");
+    }
+}
+
+/// What a run did (returned for tests and logged at exit).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunReport {
+    /// Requests sent.
+    pub sent: u64,
+    /// Replies received in time.
+    pub received: u64,
+    /// Frames written.
+    pub frames: u64,
+    /// Process CPU time, ns.
+    pub cpu_ns: u64,
+    /// Send lateness, 99th percentile upper bound, µs.
+    pub late_p99_us: u64,
+}
+
+struct Target {
+    cfg: HostConfig,
+    id: Option<HostId>,
+    addr: Option<IpAddr>,
+}
+
+struct Daemon {
+    cfg: Config,
+    cli: Cli,
+    engine: Engine,
+    outputs: Outputs,
+    sockets: [Option<Arc<IcmpSocket>>; 2],
+    targets: Vec<Target>,
+    writer_cfg: WriterConfig,
+    status_lines: usize,
+}
+
+fn engine_config(cfg: &Config) -> EngineConfig {
+    EngineConfig {
+        period_us: cfg.period_ms * 1000,
+        timeout_ns: u64::from(cfg.timeout_ms) * 1_000_000,
+        grace_ns: 5_000_000,
+    }
+}
+
+fn secs_ns(s: f64) -> u64 {
+    (s * 1e9).clamp(1.0, 1e18) as u64
+}
+
+/// Opens the sockets of both families. Fails only when neither opens.
+fn open_sockets(cfg: &Config) -> Result<[Option<Arc<IcmpSocket>>; 2]> {
+    let mut socks = [None, None];
+    let mut errors = Vec::new();
+    for fam in [Family::V4, Family::V6] {
+        match IcmpSocket::open(fam, cfg.socket) {
+            Ok(s) => {
+                info!(
+                    "{fam:?}: {:?} ICMP socket, identifier {}",
+                    s.kind(),
+                    s.ident()
+                );
+                socks[fam.index()] = Some(Arc::new(s));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if socks.iter().all(Option::is_none) {
+        let msg = errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        bail!("{msg}");
+    }
+    for e in errors {
+        warn!("{e}");
+    }
+    Ok(socks)
+}
+
+/// Deletes frame files of every host older than `days` days.
+pub fn apply_retention(data_dir: &Path, days: u32, now_us: u64) -> Vec<std::path::PathBuf> {
+    let today = zzping_lib::time::day_start_us(now_us);
+    let cutoff = today.saturating_sub(u64::from(days) * 86_400_000_000);
+    let mut removed = Vec::new();
+    let Ok(hosts) = std::fs::read_dir(data_dir) else {
+        return removed;
+    };
+    for h in hosts.flatten() {
+        let Ok(files) = std::fs::read_dir(h.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let p = f.path();
+            if p.extension().and_then(|e| e.to_str()) != Some(zzping_lib::file::FRAME_FILE_EXT) {
+                continue;
+            }
+            let Some(day) = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(zzping_lib::time::parse_day_name)
+            else {
+                continue;
+            };
+            if day < cutoff {
+                match std::fs::remove_file(&p) {
+                    Ok(()) => removed.push(p),
+                    Err(e) => warn!("retention: cannot remove {}: {e}", p.display()),
+                }
+            }
+        }
+    }
+    removed
+}
+
+impl Daemon {
+    /// Resolves and starts (or updates) a target. `index`/`count` stagger first sends.
+    fn start_target(&mut self, i: usize, now: Now, index: usize, count: usize) {
+        let t = &self.targets[i];
+        if t.id.is_some() {
+            return;
+        }
+        let addr = match config::resolve(&t.cfg.target) {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("{}: cannot resolve {:?}: {e}; will retry", t.cfg.label(), t.cfg.target);
+                return;
+            }
+        };
+        let rate = t.cfg.rate.unwrap_or(self.cfg.rate);
+        let label = t.cfg.label().to_owned();
+        if self.sockets[Family::of(&addr).index()].is_none() {
+            warn!("{label}: no {:?} socket; its sends count as errors", Family::of(&addr));
+        }
+        let interval = crate::engine::interval_ns(rate);
+        let offset = (interval as u128 * index as u128 / count.max(1) as u128) as u64;
+        let id = self
+            .engine
+            .add_host(&label, addr, rate, now.mono_ns + offset, now);
+        let info = HostInfo {
+            label: label.clone(),
+            address: addr,
+            name: config::is_name(&t.cfg.target).then(|| t.cfg.target.clone()),
+        };
+        match HostWriter::open(&self.cfg.data_dir, info, self.writer_cfg.clone()) {
+            Ok(w) => {
+                self.outputs.writers.insert(id, w);
+            }
+            Err(e) => error!("{label}: cannot open frame files: {e}; frames are not recorded"),
+        }
+        info!("{label}: pinging {addr} at {rate}/s");
+        let t = &mut self.targets[i];
+        t.id = Some(id);
+        t.addr = Some(addr);
+    }
+
+    fn re_resolve(&mut self, now: Now) {
+        let n = self.targets.len();
+        for i in 0..n {
+            let t = &self.targets[i];
+            if !config::is_name(&t.cfg.target) {
+                continue;
+            }
+            let Some(id) = t.id else {
+                self.start_target(i, now, 0, 1);
+                continue;
+            };
+            match config::resolve(&t.cfg.target) {
+                Ok(a) if Some(a) != t.addr => {
+                    info!(
+                        "{}: {} now resolves to {a} (was {:?})",
+                        t.cfg.label(),
+                        t.cfg.target,
+                        t.addr
+                    );
+                    self.engine.set_address(id, a);
+                    if let Some(w) = self.outputs.writers.get_mut(&id)
+                        && let Err(e) = w.set_address(a)
+                    {
+                        warn!("{}: recording the new address failed: {e}", t.cfg.label());
+                    }
+                    self.targets[i].addr = Some(a);
+                }
+                Ok(_) => {}
+                Err(e) => debug!("{}: re-resolution failed: {e}", t.cfg.label()),
+            }
+        }
+    }
+
+    fn reload(&mut self, now: Now) {
+        let new = match config::load(&self.cli) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("SIGHUP: keeping the current configuration: {e}");
+                return;
+            }
+        };
+        if new.period_ms != self.cfg.period_ms
+            || new.timeout_ms != self.cfg.timeout_ms
+            || new.data_dir != self.cfg.data_dir
+            || new.socket != self.cfg.socket
+            || new.precision != self.cfg.precision
+        {
+            warn!("SIGHUP: period, timeout, data_dir, socket and precision changes need a restart");
+        }
+        let new_labels: HashMap<&str, &HostConfig> =
+            new.host.iter().map(|h| (h.label(), h)).collect();
+        // Remove hosts gone or whose target changed.
+        let mut keep = Vec::new();
+        for t in std::mem::take(&mut self.targets) {
+            match new_labels.get(t.cfg.label()) {
+                Some(h) if h.target == t.cfg.target => keep.push(t),
+                _ => {
+                    if let Some(id) = t.id {
+                        self.engine.remove_host(id, &mut self.outputs);
+                    }
+                    info!("{}: removing", t.cfg.label());
+                }
+            }
+        }
+        self.targets = keep;
+        // Update rates, add new ones.
+        let mut added = Vec::new();
+        for h in &new.host {
+            match self.targets.iter_mut().find(|t| t.cfg.label() == h.label()) {
+                Some(t) => {
+                    if t.cfg.rate != h.rate {
+                        if let (Some(id), Some(r)) = (t.id, h.rate) {
+                            self.engine.set_rate(id, r);
+                            info!("{}: rate now {r}/s", h.label());
+                        }
+                        t.cfg.rate = h.rate;
+                    }
+                }
+                None => {
+                    self.targets.push(Target {
+                        cfg: h.clone(),
+                        id: None,
+                        addr: None,
+                    });
+                    added.push(self.targets.len() - 1);
+                }
+            }
+        }
+        let count = added.len();
+        for (k, i) in added.into_iter().enumerate() {
+            self.start_target(i, now, k, count);
+        }
+        self.cfg.host = new.host;
+        self.cfg.rate = new.rate;
+        info!("SIGHUP: configuration reloaded, {} hosts", self.targets.len());
+    }
+
+    fn print_status(&mut self, out: &mut impl Write, tty: bool) {
+        if tty && self.status_lines > 0 {
+            let _ = write!(out, "\x1b[{}A", self.status_lines);
+        }
+        let clear = if tty { "\x1b[2K" } else { "" };
+        let h = self.engine.lateness();
+        let _ = writeln!(
+            out,
+            "{clear}{:<24} {:>7} {:>7} {:>6} {:>9} {:>9} {:>9} {:>6}   send late p50<{}µs p99<{}µs max {}µs",
+            "host",
+            "sent",
+            "recv",
+            "loss%",
+            "rtt min",
+            "avg",
+            "max",
+            "errors",
+            h.quantile_us(0.5),
+            h.quantile_us(0.99),
+            h.max_ns / 1000
+        );
+        let mut lines = 1;
+        let ids: Vec<(HostId, String)> = self
+            .engine
+            .hosts()
+            .map(|(id, l, _)| (id, l.to_owned()))
+            .collect();
+        for (id, label) in ids {
+            let s = self.engine.take_status(id);
+            let outcome = s.received + s.lost;
+            let loss = if outcome > 0 {
+                100.0 * s.lost as f64 / outcome as f64
+            } else {
+                0.0
+            };
+            let (min, avg, max) = if s.received > 0 {
+                (
+                    f64::from(s.rtt_min_us) / 1000.0,
+                    s.rtt_sum_us as f64 / s.received as f64 / 1000.0,
+                    f64::from(s.rtt_max_us) / 1000.0,
+                )
+            } else {
+                (0.0, 0.0, 0.0)
+            };
+            let _ = writeln!(
+                out,
+                "{clear}{label:<24} {:>7} {:>7} {loss:>6.2} {min:>7.3}ms {avg:>7.3}ms {max:>7.3}ms {:>6}",
+                s.sent, s.received, s.errors
+            );
+            lines += 1;
+        }
+        if tty && lines < self.status_lines {
+            // Hosts were removed: clear the leftover lines.
+            for _ in lines..self.status_lines {
+                let _ = writeln!(out, "{clear}");
+            }
+            lines = self.status_lines;
+        }
+        self.status_lines = lines;
+        let _ = out.flush();
+    }
+}
+
+/// Runs the daemon until SIGINT/SIGTERM or the end of `--duration`.
+pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
+    let cpu0 = sys::process_cpu_ns();
+    // Block the signals before any thread exists, so only the signalfd sees them.
+    let signals = SignalFd::new().context("creating the signalfd")?;
+    let sockets = open_sockets(&cfg)?;
+    match sys::drop_all_capabilities() {
+        Ok(true) => info!("sockets open; all capabilities dropped"),
+        Ok(false) => {}
+        Err(e) => warn!("could not drop capabilities: {e}"),
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
+    if cfg.live_addr().is_some() {
+        debug!(
+            "live stream {} configured; the live server is not implemented yet",
+            cfg.live
+        );
+    }
+
+    let mut poll = Poll::new().context("creating the event loop")?;
+    let timer = TimerFd::new().context("creating the timerfd")?;
+    poll.registry()
+        .register(&mut SourceFd(&timer.as_raw_fd()), TIMER, Interest::READABLE)?;
+    poll.registry().register(
+        &mut SourceFd(&signals.as_raw_fd()),
+        SIGNALS,
+        Interest::READABLE,
+    )?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let queue = Arc::new(ReplyQueue::new(QUEUE_CAPACITY));
+    let receiver = Receiver::spawn(
+        sockets.iter().flatten().cloned().collect(),
+        queue.clone(),
+        waker.clone(),
+    )
+    .context("starting the receive thread")?;
+
+    let mut engine = Engine::new(engine_config(&cfg));
+    for s in sockets.iter().flatten() {
+        engine.set_ident(s.family(), s.ident());
+    }
+    let seed = clock::now();
+    engine.set_token_base(seed.real_ns ^ (u64::from(std::process::id()) << 40));
+
+    let writer_cfg = WriterConfig {
+        period_us: cfg.period_ms * 1000,
+        precision: cfg.precision,
+        writer: format!("zzping-daemon {}", env!("CARGO_PKG_VERSION")),
+    };
+    let mut d = Daemon {
+        targets: cfg
+            .host
+            .iter()
+            .map(|h| Target {
+                cfg: h.clone(),
+                id: None,
+                addr: None,
+            })
+            .collect(),
+        cfg,
+        cli,
+        engine,
+        outputs: Outputs::new(),
+        sockets,
+        writer_cfg,
+        status_lines: 0,
+    };
+    let now = clock::now();
+    if let Some(days) = d.cfg.retention_days {
+        for p in apply_retention(&d.cfg.data_dir, days, now.real_us()) {
+            info!("retention: removed {}", p.display());
+        }
+    }
+    let count = d.targets.len();
+    for i in 0..count {
+        d.start_target(i, now, i, count);
+    }
+
+    let start = now.mono_ns;
+    let flush_every = secs_ns(d.cfg.flush_interval_s);
+    let resolve_every = secs_ns(d.cfg.resolve_interval_s);
+    let mut flush_at = start + flush_every;
+    let mut status_at = start + SEC;
+    let mut resolve_at = start + resolve_every;
+    let mut retention_at = start + 3600 * SEC;
+    let end_at = d.cfg.duration_s.map(|s| start + secs_ns(s));
+    let mut stopping: Option<u64> = None;
+    let mut armed = 0u64;
+    let mut events = Events::with_capacity(16);
+    let mut batch: Vec<Reply> = Vec::with_capacity(queue.capacity());
+    let mut packet = [0u8; icmp::PACKET_LEN];
+    let mut seen_dropped = 0u64;
+    let tty = std::io::stdout().is_terminal();
+
+    loop {
+        let now = clock::now();
+        if let Some(step) = d.engine.observe_clock(now) {
+            warn!(
+                "wall clock stepped by {:.3} s; frames flagged",
+                step as f64 / 1e9
+            );
+        }
+        batch.clear();
+        queue.drain_into(&mut batch);
+        for r in &batch {
+            d.engine.on_reply(r, &mut d.outputs);
+        }
+        let dropped = queue.dropped();
+        if dropped != seen_dropped {
+            warn!(
+                "receive queue overflow: {} replies dropped",
+                dropped - seen_dropped
+            );
+            seen_dropped = dropped;
+            d.engine.flag_all(FLAG_RECV_OVERFLOW);
+        }
+        if stopping.is_none() {
+            while let Some(p) = d.engine.poll_send(now) {
+                let sock = d.sockets[p.family.index()].as_deref();
+                let mut err = None;
+                let tx;
+                match sock {
+                    Some(s) if p.sendable => {
+                        let _ = icmp::emit_echo_request(
+                            p.family,
+                            &mut packet,
+                            s.ident(),
+                            p.seq,
+                            p.token,
+                        );
+                        tx = clock::now();
+                        if let Err(e) = s.send_to(&packet, p.addr) {
+                            err = Some(e);
+                        }
+                    }
+                    _ => tx = clock::now(),
+                }
+                let ok = err.is_none() && sock.is_some() && p.sendable;
+                match d.engine.commit_send(&p, tx, ok, &mut d.outputs) {
+                    SendOutcome::Failed {
+                        consecutive: 1,
+                        seq_exhausted,
+                    } => {
+                        let label = d.engine.label(p.host).unwrap_or("?");
+                        match (&err, seq_exhausted) {
+                            (Some(e), _) => warn!(
+                                "{label}: sending to {} failed: {e} (counting errors until it recovers)",
+                                p.addr
+                            ),
+                            (None, true) => {
+                                warn!("{label}: sequence space full, send refused")
+                            }
+                            (None, false) => warn!("{label}: no socket for {}", p.addr),
+                        }
+                    }
+                    SendOutcome::Sent { recovered_after } if recovered_after > 0 => {
+                        let label = d.engine.label(p.host).unwrap_or("?");
+                        info!("{label}: sending works again after {recovered_after} errors");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        d.engine.tick(now, &mut d.outputs);
+
+        if now.mono_ns >= flush_at {
+            d.outputs.flush(false);
+            flush_at = now.mono_ns.max(flush_at) + flush_every;
+        }
+        if now.mono_ns >= status_at {
+            status_at += SEC;
+            if d.cfg.status {
+                d.print_status(&mut std::io::stdout().lock(), tty);
+            }
+        }
+        if now.mono_ns >= resolve_at {
+            resolve_at = now.mono_ns + resolve_every;
+            d.re_resolve(now);
+        }
+        if now.mono_ns >= retention_at {
+            retention_at = now.mono_ns + 3600 * SEC;
+            if let Some(days) = d.cfg.retention_days {
+                for p in apply_retention(&d.cfg.data_dir, days, now.real_us()) {
+                    info!("retention: removed {}", p.display());
+                }
+            }
+        }
+        if stopping.is_none() && end_at.is_some_and(|e| now.mono_ns >= e) {
+            info!("duration reached, stopping");
+            stopping = Some(now.mono_ns + d.engine.config().timeout_ns + 5_000_000);
+        }
+        if let Some(deadline) = stopping
+            && (d.engine.unresolved() == 0 || now.mono_ns >= deadline)
+        {
+            break;
+        }
+
+        let mut next = d
+            .engine
+            .next_deadline(now)
+            .min(flush_at)
+            .min(status_at)
+            .min(resolve_at)
+            .min(retention_at);
+        if let Some(e) = end_at {
+            next = next.min(e);
+        }
+        if let Some(s) = stopping {
+            next = next.min(s);
+        }
+        if next != armed {
+            if let Err(e) = timer.arm(next) {
+                error!("arming the timer failed: {e}");
+            }
+            armed = next;
+        }
+        match poll.poll(&mut events, None) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("polling"),
+        }
+        for ev in events.iter() {
+            match ev.token() {
+                TIMER => {
+                    timer.drain();
+                    armed = 0;
+                }
+                SIGNALS => {
+                    while let Some(sig) = signals.read() {
+                        match sig {
+                            libc::SIGHUP => d.reload(clock::now()),
+                            _ if stopping.is_some() => {
+                                info!("second signal: stopping now");
+                                stopping = Some(0);
+                            }
+                            _ => {
+                                info!("signal {sig}: stopping (waiting for replies in flight)");
+                                let n = clock::mono_ns();
+                                stopping = Some(n + d.engine.config().timeout_ns + 5_000_000);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    d.engine.finish(&mut d.outputs);
+    d.outputs.flush(true);
+    receiver.stop();
+    let st = d.engine.stats();
+    let cpu_ns = sys::process_cpu_ns().saturating_sub(cpu0);
+    let h = d.engine.lateness();
+    let report = RunReport {
+        sent: st.sent,
+        received: st.received,
+        frames: d.outputs.frames,
+        cpu_ns,
+        late_p99_us: h.quantile_us(0.99),
+    };
+    info!(
+        "stopped: {} sent, {} received, {} unmatched, {} frames, {} write errors; CPU {:.1} ms ({:.2} ms per 1000 pings); send lateness p50<{}µs p99<{}µs max {}µs; clock steps {}, queue drops {}",
+        st.sent,
+        st.received,
+        st.unmatched,
+        d.outputs.frames,
+        d.outputs.write_errors,
+        cpu_ns as f64 / 1e6,
+        if st.sent > 0 {
+            cpu_ns as f64 / 1e6 / st.sent as f64 * 1000.0
+        } else {
+            0.0
+        },
+        h.quantile_us(0.5),
+        h.quantile_us(0.99),
+        h.max_ns / 1000,
+        st.clock_steps,
+        seen_dropped,
+    );
+    Ok(report)
+}

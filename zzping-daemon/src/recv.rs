@@ -1,0 +1,301 @@
+//! The receive thread and its hand-over queue.
+//!
+//! The thread blocks in `poll(2)` on both ICMP sockets (and an eventfd used to stop it),
+//! drains every readable socket with non-blocking `recvmsg`, parses each message into a
+//! small `Copy` [`Reply`] and pushes it into a [`ReplyQueue`]: a fixed ring allocated
+//! once, behind a mutex (uncontended in practice: the main thread holds it only to swap
+//! out a batch). After a batch it wakes the main loop through a mio [`Waker`] (one
+//! eventfd write per batch, not per packet). When the ring is full replies are dropped
+//! and counted; the main loop flags frames with `FLAG_RECV_OVERFLOW`.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use mio::Waker;
+
+use crate::clock;
+use crate::engine::Reply;
+use crate::icmp::{self, Family, Message};
+use crate::sock::IcmpSocket;
+
+/// Bounded, pre-allocated multi-producer queue of replies.
+pub struct ReplyQueue {
+    ring: Mutex<Ring>,
+    dropped: AtomicU64,
+    received: AtomicU64,
+}
+
+struct Ring {
+    buf: Box<[Reply]>,
+    head: usize,
+    len: usize,
+}
+
+const EMPTY: Reply = Reply {
+    family: Family::V4,
+    src: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    msg: Message::Other,
+    kernel_real_ns: None,
+    user: clock::Now {
+        mono_ns: 0,
+        real_ns: 0,
+    },
+};
+
+impl ReplyQueue {
+    /// A queue holding up to `capacity` replies.
+    pub fn new(capacity: usize) -> Self {
+        ReplyQueue {
+            ring: Mutex::new(Ring {
+                buf: vec![EMPTY; capacity.max(1)].into_boxed_slice(),
+                head: 0,
+                len: 0,
+            }),
+            dropped: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+        }
+    }
+
+    /// Capacity.
+    pub fn capacity(&self) -> usize {
+        self.lock().buf.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
+        // A poisoned lock only means a panic elsewhere; the ring is always consistent.
+        self.ring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends a reply; returns false (and counts it) when the queue is full.
+    pub fn push(&self, r: Reply) -> bool {
+        let mut ring = self.lock();
+        let cap = ring.buf.len();
+        if ring.len == cap {
+            drop(ring);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let i = (ring.head + ring.len) % cap;
+        ring.buf[i] = r;
+        ring.len += 1;
+        drop(ring);
+        self.received.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Moves every queued reply into `out` (which should have the queue's capacity, so
+    /// this never allocates). Returns how many were moved.
+    pub fn drain_into(&self, out: &mut Vec<Reply>) -> usize {
+        let mut ring = self.lock();
+        let cap = ring.buf.len();
+        let n = ring.len;
+        for k in 0..n {
+            let i = (ring.head + k) % cap;
+            out.push(ring.buf[i]);
+        }
+        ring.head = (ring.head + n) % cap;
+        ring.len = 0;
+        n
+    }
+
+    /// Replies dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Replies queued so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
+/// Handle to the running receive thread.
+pub struct Receiver {
+    stop: OwnedFd,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Receiver {
+    /// Starts the thread on the given sockets.
+    pub fn spawn(
+        sockets: Vec<Arc<IcmpSocket>>,
+        queue: Arc<ReplyQueue>,
+        waker: Arc<Waker>,
+    ) -> io::Result<Receiver> {
+        // SAFETY: plain syscall; the fd is owned below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor we own.
+        let stop = unsafe { OwnedFd::from_raw_fd(fd) };
+        let stop_raw = stop.as_raw_fd();
+        let handle = std::thread::Builder::new()
+            .name("zzping-recv".into())
+            .spawn(move || receive_loop(&sockets, &queue, &waker, stop_raw))?;
+        Ok(Receiver {
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// Stops and joins the thread.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a live u64 to our eventfd.
+        unsafe {
+            libc::write(
+                self.stop.as_raw_fd(),
+                (&one as *const u64).cast(),
+                size_of::<u64>(),
+            )
+        };
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+fn receive_loop(sockets: &[Arc<IcmpSocket>], queue: &ReplyQueue, waker: &Waker, stop: i32) {
+    let mut fds = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 3];
+    for (i, s) in sockets.iter().take(2).enumerate() {
+        fds[i] = libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+    }
+    fds[2] = libc::pollfd {
+        fd: stop,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut buf = [0u8; 2048];
+    let mut error_logged = false;
+    loop {
+        // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
+        if rc < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            tracing::error!("receive thread: poll failed: {}", io::Error::last_os_error());
+            return;
+        }
+        if fds[2].revents != 0 {
+            return;
+        }
+        let mut batch = 0u32;
+        for (i, s) in sockets.iter().take(2).enumerate() {
+            if fds[i].revents == 0 {
+                continue;
+            }
+            loop {
+                match s.recv(&mut buf) {
+                    Ok(Some(d)) => {
+                        let user = clock::now();
+                        let Some(icmp_bytes) = buf.get(d.start..d.end) else {
+                            continue;
+                        };
+                        let Ok(msg) = icmp::parse(s.family(), icmp_bytes) else {
+                            continue;
+                        };
+                        if msg == Message::Other {
+                            continue;
+                        }
+                        let src = match msg {
+                            Message::Error { orig_dst, .. } => orig_dst,
+                            _ => d.src,
+                        };
+                        queue.push(Reply {
+                            family: s.family(),
+                            src,
+                            msg,
+                            kernel_real_ns: d.kernel_real_ns,
+                            user,
+                        });
+                        batch += 1;
+                        // Hand over regularly during long bursts.
+                        if batch % 256 == 0 {
+                            let _ = waker.wake();
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // Errors surfacing on recv (e.g. ICMP errors reported to datagram
+                        // sockets) are not fatal.
+                        if !error_logged {
+                            tracing::debug!("receive: {e}");
+                            error_logged = true;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        if batch > 0 {
+            let _ = waker.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(seq: u16) -> Reply {
+        Reply {
+            msg: Message::EchoReply {
+                ident: 1,
+                seq,
+                token: None,
+            },
+            ..EMPTY
+        }
+    }
+
+    #[test]
+    fn ring_keeps_order_counts_overflow_and_wraps() {
+        let q = ReplyQueue::new(4);
+        let mut out = Vec::with_capacity(4);
+        for round in 0..3u16 {
+            for i in 0..6 {
+                q.push(r(round * 10 + i));
+            }
+            out.clear();
+            assert_eq!(q.drain_into(&mut out), 4);
+            let seqs: Vec<u16> = out
+                .iter()
+                .map(|x| match x.msg {
+                    Message::EchoReply { seq, .. } => seq,
+                    _ => 0,
+                })
+                .collect();
+            assert_eq!(seqs, (0..4).map(|i| round * 10 + i).collect::<Vec<_>>());
+            // Partial drain leaves head in the middle: next round wraps.
+            q.push(r(999));
+            out.clear();
+            assert_eq!(q.drain_into(&mut out), 1);
+        }
+        assert_eq!(q.dropped(), 6);
+        assert_eq!(q.received(), 15);
+        assert_eq!(out.capacity(), 4);
+    }
+}

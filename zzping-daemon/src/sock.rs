@@ -1,0 +1,324 @@
+//! ICMP sockets: one per address family, shared by all hosts.
+//!
+//! Unprivileged datagram ICMP sockets (`SOCK_DGRAM`/`IPPROTO_ICMP[V6]`, allowed when the
+//! process's group is in `net.ipv4.ping_group_range`) are preferred; raw sockets
+//! (`CAP_NET_RAW`) are the fallback. Differences handled here:
+//!
+//! - datagram sockets: the kernel writes the socket's "port" as the echo identifier and
+//!   only delivers replies carrying it; we bind to port 0 and read the assigned port back.
+//!   No IP header is delivered.
+//! - raw sockets: every ICMP message of the host reaches us (other processes' pings too):
+//!   we pick an identifier and the engine drops replies without it; a kernel filter
+//!   (`ICMP_FILTER` / `ICMP6_FILTER`) passes only echo replies and errors. Raw IPv4
+//!   sockets deliver the IP header, which is stripped.
+//!
+//! Receive timestamps come from `SO_TIMESTAMPNS` control messages (`CLOCK_REALTIME`).
+
+use std::io;
+use std::mem::{MaybeUninit, size_of};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use thiserror::Error;
+
+use crate::icmp::{self, Family};
+
+/// Which kind of ICMP socket to use.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SocketMode {
+    /// Datagram if allowed, else raw.
+    #[default]
+    Auto,
+    /// Datagram ICMP sockets only (`net.ipv4.ping_group_range`).
+    Dgram,
+    /// Raw sockets only (`CAP_NET_RAW`).
+    Raw,
+}
+
+/// The kind of an open socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `SOCK_DGRAM`.
+    Dgram,
+    /// `SOCK_RAW`.
+    Raw,
+}
+
+/// Opening a socket failed.
+#[derive(Debug, Error)]
+pub enum SockError {
+    /// Neither kind could be opened.
+    #[error(
+        "cannot open an ICMP socket for {family:?}: datagram: {dgram}; raw: {raw}.\n\
+         Remedies (any one):\n  \
+         - allow unprivileged ICMP for your group: sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"\n  \
+         - give the binary CAP_NET_RAW: sudo setcap cap_net_raw+ep /path/to/zzping-daemon\n  \
+         - under systemd: AmbientCapabilities=CAP_NET_RAW (see dist/zzping-daemon.service)"
+    )]
+    Unavailable {
+        /// Family.
+        family: Family,
+        /// Datagram error (or "not tried").
+        dgram: String,
+        /// Raw error (or "not tried").
+        raw: String,
+    },
+    /// Configuring an opened socket failed.
+    #[error("configuring the {family:?} ICMP socket: {source}")]
+    Setup {
+        /// Family.
+        family: Family,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// An open ICMP socket.
+#[derive(Debug)]
+pub struct IcmpSocket {
+    sock: Socket,
+    family: Family,
+    kind: Kind,
+    ident: u16,
+}
+
+/// One received datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Datagram {
+    /// Bytes of the ICMP message in the caller's buffer (`buf[start..end]`).
+    pub start: usize,
+    /// End of the ICMP message.
+    pub end: usize,
+    /// Sender.
+    pub src: IpAddr,
+    /// `SO_TIMESTAMPNS`, realtime ns.
+    pub kernel_real_ns: Option<u64>,
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live T of the given size for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl IcmpSocket {
+    /// Opens the socket of `family` in `mode`.
+    pub fn open(family: Family, mode: SocketMode) -> Result<IcmpSocket, SockError> {
+        let (domain, proto) = match family {
+            Family::V4 => (Domain::IPV4, Protocol::ICMPV4),
+            Family::V6 => (Domain::IPV6, Protocol::ICMPV6),
+        };
+        let mut dgram_err = "not tried".to_owned();
+        let mut raw_err = "not tried".to_owned();
+        if mode != SocketMode::Raw {
+            match Socket::new(domain, Type::DGRAM, Some(proto)) {
+                Ok(s) => return Self::setup(s, family, Kind::Dgram),
+                Err(e) => dgram_err = e.to_string(),
+            }
+        }
+        if mode != SocketMode::Dgram {
+            match Socket::new(domain, Type::RAW, Some(proto)) {
+                Ok(s) => return Self::setup(s, family, Kind::Raw),
+                Err(e) => raw_err = e.to_string(),
+            }
+        }
+        Err(SockError::Unavailable {
+            family,
+            dgram: dgram_err,
+            raw: raw_err,
+        })
+    }
+
+    fn setup(sock: Socket, family: Family, kind: Kind) -> Result<IcmpSocket, SockError> {
+        let err = |source| SockError::Setup { family, source };
+        sock.set_nonblocking(true).map_err(err)?;
+        // Room for bursts while the receive thread is descheduled.
+        let _ = sock.set_recv_buffer_size(1 << 20);
+        let fd = sock.as_raw_fd();
+        let one: libc::c_int = 1;
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &one).map_err(err)?;
+        let ident = match kind {
+            Kind::Dgram => {
+                let any: SocketAddr = match family {
+                    Family::V4 => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into(),
+                    Family::V6 => SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0).into(),
+                };
+                sock.bind(&any.into()).map_err(err)?;
+                let local = sock.local_addr().map_err(err)?;
+                local.as_socket().map_or(0, |a| a.port())
+            }
+            Kind::Raw => {
+                match family {
+                    Family::V4 => {
+                        // ICMP_FILTER (SOL_RAW, 1): a set bit blocks that type.
+                        let pass = (1u32 << icmp::V4_ECHO_REPLY)
+                            | (1u32 << icmp::V4_DEST_UNREACH)
+                            | (1u32 << icmp::V4_TIME_EXCEEDED);
+                        let _ = setsockopt(fd, libc::SOL_RAW, 1, &!pass);
+                    }
+                    Family::V6 => {
+                        // ICMP6_FILTER: struct icmp6_filter { u32 data[8] }, set bit = block.
+                        let mut filt = [u32::MAX; 8];
+                        for t in [
+                            icmp::V6_ECHO_REPLY,
+                            icmp::V6_DEST_UNREACH,
+                            icmp::V6_PACKET_TOO_BIG,
+                            icmp::V6_TIME_EXCEEDED,
+                        ] {
+                            filt[usize::from(t >> 5)] &= !(1u32 << (t & 31));
+                        }
+                        let _ = setsockopt(fd, libc::IPPROTO_ICMPV6, 1, &filt);
+                    }
+                }
+                raw_ident()
+            }
+        };
+        Ok(IcmpSocket {
+            sock,
+            family,
+            kind,
+            ident,
+        })
+    }
+
+    /// Family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Datagram or raw.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Identifier our replies carry.
+    pub fn ident(&self) -> u16 {
+        self.ident
+    }
+
+    /// Sends a prepared ICMP message to `addr`.
+    pub fn send_to(&self, packet: &[u8], addr: IpAddr) -> io::Result<()> {
+        let sa = SockAddr::from(SocketAddr::new(addr, 0));
+        self.sock.send_to(packet, &sa).map(|_| ())
+    }
+
+    /// Receives one datagram without blocking (`Ok(None)` when none is queued). `buf` gets
+    /// the packet; the ICMP message is `buf[d.start..d.end]` (IPv4 header stripped on raw
+    /// sockets). Datagrams whose IP header is malformed are returned with an empty range.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Datagram>> {
+        // u64 array: correctly aligned for cmsghdr.
+        let mut control = [0u64; 16];
+        let mut addr = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: all-zero is a valid msghdr.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = addr.as_mut_ptr().cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of::<[u64; 16]>() as _;
+        // SAFETY: msg points to valid buffers that outlive the call.
+        let n = unsafe { libc::recvmsg(self.sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(None),
+                _ => Err(e),
+            };
+        }
+        let n = (n as usize).min(buf.len());
+        // SAFETY: the kernel filled msg_namelen bytes of a sockaddr_storage.
+        let src = unsafe { sockaddr_ip(addr.as_ptr(), msg.msg_namelen) };
+        let mut kernel_real_ns = None;
+        // SAFETY: walking the control buffer the kernel filled, with the libc macros.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
+                {
+                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                    kernel_real_ns = Some(crate::clock::timespec_ns(&ts));
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        let Some(src) = src else {
+            return Ok(Some(Datagram {
+                start: 0,
+                end: 0,
+                src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                kernel_real_ns,
+            }));
+        };
+        let start = if self.kind == Kind::Raw && self.family == Family::V4 {
+            match icmp::strip_ipv4_header(&buf[..n]) {
+                Ok(rest) => n - rest.len(),
+                Err(_) => n,
+            }
+        } else {
+            0
+        };
+        Ok(Some(Datagram {
+            start,
+            end: n,
+            src,
+            kernel_real_ns,
+        }))
+    }
+}
+
+impl AsRawFd for IcmpSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+/// # Safety
+/// `sa` must point to a sockaddr_storage holding `len` initialized bytes.
+unsafe fn sockaddr_ip(sa: *const libc::sockaddr_storage, len: libc::socklen_t) -> Option<IpAddr> {
+    // SAFETY: guaranteed by the caller; fields read only when the length covers them.
+    unsafe {
+        match i32::from((*sa).ss_family) {
+            libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
+                let sin = &*(sa.cast::<libc::sockaddr_in>());
+                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+            }
+            libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
+                let sin6 = &*(sa.cast::<libc::sockaddr_in6>());
+                Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An identifier for raw sockets: pid mixed with the clock, so two daemons in the same
+/// network namespace rarely collide (a collision only costs `unmatched` counts: the token
+/// in the payload still rejects the other's replies).
+fn raw_ident() -> u16 {
+    let pid = std::process::id();
+    let t = crate::clock::mono_ns();
+    let x = (u64::from(pid) << 16) ^ t ^ (t >> 17);
+    ((x ^ (x >> 16) ^ (x >> 32)) & 0xffff) as u16
+}
