@@ -1,0 +1,104 @@
+//! Helpers for tests that send packets: everything runs inside a network namespace the
+//! test creates, targeting only loopback or 198.18.0.0/15 / 2001:db8::/32.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use zzping_lib::file::FileReader;
+
+/// The daemon binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_zzping-daemon");
+
+/// True when network namespaces can be created here. When they can't: skip (print why),
+/// unless `CI=true`, where it is a failure.
+pub fn netns_available(test: &str) -> bool {
+    let ok = Command::new("unshare")
+        .args(["--net", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let msg = format!(
+            "{test}: cannot create a network namespace (needs root or user namespaces and util-linux `unshare`); skipping"
+        );
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{msg} (CI=true: failing)"
+        );
+        eprintln!("{msg}");
+    }
+    ok
+}
+
+/// A command running the daemon in a fresh network namespace with `lo` up. With
+/// `dgram_allowed`, `net.ipv4.ping_group_range` is opened inside the namespace.
+pub fn daemon_in_netns(dgram_allowed: bool, args: &[&str]) -> Command {
+    let sysctl = if dgram_allowed {
+        "sysctl -qw net.ipv4.ping_group_range='0 2147483647' && "
+    } else {
+        ""
+    };
+    let script = format!("ip link set lo up && ip addr add 127.0.0.2/8 dev lo 2>/dev/null; {sysctl}exec \"$0\" \"$@\"");
+    let mut c = Command::new("timeout");
+    c.args(["60", "unshare", "--net", "sh", "-c", &script, BIN]);
+    c.args(["--config", "none"]);
+    c.args(args);
+    c.env_remove("RUST_LOG");
+    c
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone)]
+pub struct F {
+    pub start_us: u64,
+    pub sent: u32,
+    pub received: u32,
+    pub lost: u32,
+    pub errors: u32,
+    pub duplicates: u32,
+    pub late: u32,
+    pub flags: u8,
+    pub rtts_us: Vec<u32>,
+}
+
+/// All frames of one host directory (via zzping-lib's reader).
+pub fn read_host(dir: &Path) -> Vec<F> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let mut r = FileReader::open(&f).unwrap();
+        loop {
+            let q = {
+                let Some(fr) = r.next_frame().unwrap() else {
+                    break;
+                };
+                fr.clone()
+            };
+            let quant = r.quantizer().unwrap().clone();
+            out.push(F {
+                start_us: q.start_us,
+                sent: q.sent,
+                received: q.received(),
+                lost: q.lost,
+                errors: q.errors,
+                duplicates: q.duplicates,
+                late: q.late,
+                flags: q.flags,
+                rtts_us: q.codes.iter().map(|&c| quant.decode_saturating(c)).collect(),
+            });
+        }
+        assert!(r.issues().is_empty(), "{}: {:?}", f.display(), r.issues());
+    }
+    out
+}
+
+/// Sum of a field over frames.
+pub fn sum(frames: &[F], pick: impl Fn(&F) -> u32) -> u32 {
+    frames.iter().map(pick).sum()
+}

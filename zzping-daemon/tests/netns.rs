@@ -1,0 +1,299 @@
+//! End-to-end tests: the real binary, inside a fresh network namespace, pinging loopback
+//! (and an unroutable 198.18.0.0/15 address), frames read back with zzping-lib's reader.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+
+use common::*;
+
+const RATE: f64 = 250.0;
+const DURATION: f64 = 3.0;
+
+fn check_loopback_run(dgram: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mode = if dgram { "dgram" } else { "raw" };
+    let out = daemon_in_netns(
+        dgram,
+        &[
+            "--data-dir",
+            data,
+            "--socket",
+            mode,
+            "--target",
+            "127.0.0.1",
+            "--target",
+            "::1",
+            "--target",
+            "127.0.0.2",
+            "--rate",
+            &RATE.to_string(),
+            "--timeout-ms",
+            "500",
+            "--duration",
+            &DURATION.to_string(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "daemon failed: {stderr}");
+    let kind = if dgram { "Dgram" } else { "Raw" };
+    assert!(
+        stderr.contains(&format!("V4: {kind} ICMP socket")),
+        "expected {kind} sockets: {stderr}"
+    );
+    let expected = RATE * DURATION;
+    for host in ["127.0.0.1", "__1", "127.0.0.2"] {
+        let frames = read_host(&dir.path().join(host));
+        assert!(!frames.is_empty(), "{host}: no frames");
+        let sent = f64::from(sum(&frames, |f| f.sent));
+        assert!(
+            (sent - expected).abs() <= expected * 0.005,
+            "{host}: sent {sent}, expected {expected} ± 0.5 %\n{stderr}"
+        );
+        for f in &frames {
+            assert_eq!(f.sent, f.received + f.lost + f.errors, "{host}: {f:?}");
+            assert_eq!(f.start_us % 100_000, 0, "frames aligned to the period");
+        }
+        assert_eq!(sum(&frames, |f| f.lost), 0, "{host}: losses on loopback");
+        assert_eq!(sum(&frames, |f| f.errors), 0, "{host}: errors on loopback");
+        assert_eq!(sum(&frames, |f| f.received), sent as u32);
+        let max_rtt = frames.iter().flat_map(|f| &f.rtts_us).max().copied();
+        assert!(max_rtt.is_some_and(|r| r < 5_000), "{host}: max RTT {max_rtt:?} µs");
+    }
+}
+
+#[test]
+fn loopback_raw_sockets() {
+    if !netns_available("loopback_raw_sockets") {
+        return;
+    }
+    check_loopback_run(false);
+}
+
+#[test]
+fn loopback_datagram_sockets() {
+    if !netns_available("loopback_datagram_sockets") {
+        return;
+    }
+    check_loopback_run(true);
+}
+
+#[test]
+fn unroutable_host_counts_errors_and_keeps_running() {
+    if !netns_available("unroutable_host_counts_errors_and_keeps_running") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = daemon_in_netns(
+        false,
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--target",
+            "198.18.0.5",
+            "--target",
+            "2001:db8::5",
+            "--target",
+            "127.0.0.1",
+            "--rate",
+            "100",
+            "--duration",
+            "1",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Logged once per burst, not once per send.
+    assert_eq!(
+        stderr.matches("198.18.0.5: sending to 198.18.0.5 failed").count(),
+        1,
+        "{stderr}"
+    );
+    for host in ["198.18.0.5", "2001_db8__5"] {
+        let frames = read_host(&dir.path().join(host));
+        let sent = sum(&frames, |f| f.sent);
+        assert!((99..=101).contains(&sent), "{host}: sent {sent}");
+        assert_eq!(sum(&frames, |f| f.errors), sent, "{host}");
+        assert_eq!(sum(&frames, |f| f.received), 0);
+    }
+    let lo = read_host(&dir.path().join("127.0.0.1"));
+    assert_eq!(sum(&lo, |f| f.lost), 0);
+    assert!(sum(&lo, |f| f.received) >= 99);
+}
+
+#[test]
+fn no_icmp_socket_explains_the_remedies() {
+    if !netns_available("no_icmp_socket_explains_the_remedies") {
+        return;
+    }
+    // Datagram sockets only, in a namespace where ping_group_range forbids them.
+    let dir = tempfile::tempdir().unwrap();
+    let out = daemon_in_netns(
+        false,
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--socket",
+            "dgram",
+            "--target",
+            "127.0.0.1",
+            "--duration",
+            "1",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "setcap cap_net_raw+ep",
+        "net.ipv4.ping_group_range",
+        "AmbientCapabilities=CAP_NET_RAW",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in: {stderr}");
+    }
+}
+
+/// Waits until the daemon's stderr has a line containing `needle`; returns the lines read.
+fn wait_for(lines: &mut impl Iterator<Item = String>, needle: &str, log: &mut String) {
+    for l in lines.by_ref() {
+        log.push_str(&l);
+        log.push('\n');
+        if l.contains(needle) {
+            return;
+        }
+    }
+    panic!("daemon ended before logging {needle:?}:\n{log}");
+}
+
+#[test]
+fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
+    if !netns_available("sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let conf = dir.path().join("zzping.toml");
+    let write_conf = |hosts: &[&str]| {
+        let mut f = std::fs::File::create(&conf).unwrap();
+        writeln!(f, "data_dir = {:?}\nrate = 100\nflush_interval_s = 0.2", data).unwrap();
+        for h in hosts {
+            writeln!(f, "[[host]]\ntarget = {h:?}").unwrap();
+        }
+    };
+    write_conf(&["127.0.0.1"]);
+    let mut cmd = daemon_in_netns(false, &["--duration", "30", "--socket", "raw"]);
+    // Replace the `--config none` the helper adds: last --config wins? No: pass ours via env.
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if a == "none" {
+                conf.to_string_lossy().into_owned()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    cmd = std::process::Command::new("timeout");
+    cmd.args(&args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let mut log = String::new();
+    wait_for(&mut lines, "127.0.0.1: pinging", &mut log);
+    // `timeout` is the child; the daemon is its descendant: signal the daemon by name
+    // within our own process tree.
+    let daemon_pid = find_daemon_pid(child.id());
+    write_conf(&["::1"]);
+    kill(daemon_pid, libc::SIGHUP);
+    wait_for(&mut lines, "::1: pinging", &mut log);
+    wait_for(&mut lines, "127.0.0.1: removed", &mut log);
+    kill(daemon_pid, libc::SIGTERM);
+    wait_for(&mut lines, "stopped:", &mut log);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{log}");
+    let a = read_host(&data.join("127.0.0.1"));
+    let b = read_host(&data.join("__1"));
+    assert!(sum(&a, |f| f.received) > 0, "{log}");
+    assert!(sum(&b, |f| f.received) > 0, "{log}");
+    for f in a.iter().chain(&b) {
+        assert_eq!(f.sent, f.received + f.lost + f.errors);
+    }
+    assert_eq!(sum(&a, |f| f.lost) + sum(&b, |f| f.lost), 0, "{log}");
+}
+
+fn kill(pid: i32, sig: i32) {
+    // SAFETY: plain kill(2) on a pid of our own process tree.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}
+
+/// The zzping-daemon process under `root` (timeout -> unshare -> sh exec'd daemon).
+fn find_daemon_pid(root: u32) -> i32 {
+    let mut frontier = vec![root];
+    for _ in 0..5 {
+        let mut next = Vec::new();
+        for p in &frontier {
+            let exe = std::fs::read_link(format!("/proc/{p}/exe")).unwrap_or_default();
+            if exe.file_name().is_some_and(|n| n == "zzping-daemon") {
+                return *p as i32;
+            }
+            let children =
+                std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+            next.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        }
+        frontier = next;
+    }
+    panic!("daemon process not found under {root}");
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "--config",
+            "none",
+            "--check-config",
+            "--target",
+            "198.18.0.1",
+            "--rate",
+            "42",
+            "--period-ms",
+            "250",
+            "--live",
+            "off",
+            "--data-dir",
+            "/nonexistent/zz",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "period_ms = 250",
+        "live = \"off\"",
+        "target = \"198.18.0.1\"",
+        "rate = 42.0",
+        "data_dir = \"/nonexistent/zz\"",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    let bad = std::process::Command::new(BIN)
+        .args(["--config", "none", "--check-config", "--period-ms", "1"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}
