@@ -261,6 +261,9 @@ pub struct FileReader<R = File> {
     /// Cache of quantizers by precision bits (segments of a file share them).
     quantizers: Vec<Arc<Quantizer>>,
     segments_seen: u64,
+    /// Cached result of the search for the next segment magic in `buf`: `None` when not
+    /// searched since the buffer last changed, `Some(None)` when there is none.
+    next_magic: Option<Option<usize>>,
 }
 
 impl FileReader<File> {
@@ -288,6 +291,7 @@ impl<R: Read> FileReader<R> {
             issue_count: 0,
             quantizers: Vec::new(),
             segments_seen: 0,
+            next_magic: None,
         }
     }
 
@@ -343,6 +347,7 @@ impl<R: Read> FileReader<R> {
         if self.eof {
             return Ok(false);
         }
+        self.next_magic = None;
         if self.pos > 0 {
             self.buf.drain(..self.pos);
             self.buf_offset += self.pos as u64;
@@ -472,7 +477,16 @@ impl<R: Read> FileReader<R> {
                 continue;
             };
             // A frame never spans a segment start.
-            let limit = find_magic(rest, 1).map_or(rest.len(), |m| m - 1);
+            let pos = self.pos;
+            let magic = match self.next_magic {
+                Some(m) if m.is_none_or(|i| i > pos) => m,
+                _ => {
+                    let m = find_magic(&self.buf, pos + 1);
+                    self.next_magic = Some(m);
+                    m
+                }
+            };
+            let limit = magic.map_or(rest.len(), |m| m - 1 - pos);
             let mut trial = seg.decoder.clone();
             match trial.decode(&rest[..limit], &mut self.frame) {
                 Ok(used) => {
