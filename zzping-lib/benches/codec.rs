@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
 //! Encode and decode throughput of the frame codec and the file reader, and pyramid
 //! build speed. Run: `cargo bench -p zzping-lib --bench codec`.
 //!
