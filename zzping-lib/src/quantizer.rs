@@ -270,3 +270,26 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod conformance {
+    use super::Quantizer;
+
+    /// Values computed by the Python reference in docs/format.md:
+    /// `len(reps)` and `sum(reps) % 1000003` for each precision.
+    #[test]
+    fn table_matches_the_documented_python_reference() {
+        for (p, count, checksum) in [
+            (0.01, 1885, 535_705),
+            (0.001, 16_544, 475_901),
+            (0.05, 409, 261_954),
+        ] {
+            let q = Quantizer::new(p).unwrap();
+            assert_eq!(q.code_count(), count);
+            let sum: u64 = (0..q.code_count())
+                .map(|c| u64::from(q.decode(c).unwrap()))
+                .sum();
+            assert_eq!(sum % 1_000_003, checksum, "p = {p}");
+        }
+    }
+}
