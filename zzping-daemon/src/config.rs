@@ -50,7 +50,11 @@ pub enum ConfigError {
 
 /// Command line. Every setting of the file can be given here too and wins.
 #[derive(Debug, Clone, Default, Parser)]
-#[command(name = "zzping-daemon", version, about = "Accurate, frugal ICMP pinger recording per-host frames")]
+#[command(
+    name = "zzping-daemon",
+    version,
+    about = "Accurate, frugal ICMP pinger recording per-host frames"
+)]
 pub struct Cli {
     /// Config file (TOML). Default: /etc/zzping/zzping.toml if it exists; `none`: no file.
     #[arg(long, env = "ZZPING_CONFIG", value_name = "FILE")]
@@ -296,7 +300,10 @@ pub fn merge(
             .or(file.live)
             .unwrap_or_else(|| "127.0.0.1:7878".to_owned()),
         retention_days: cli.retention_days.or(file.retention_days),
-        flush_interval_s: cli.flush_interval_s.or(file.flush_interval_s).unwrap_or(5.0),
+        flush_interval_s: cli
+            .flush_interval_s
+            .or(file.flush_interval_s)
+            .unwrap_or(5.0),
         resolve_interval_s: cli
             .resolve_interval_s
             .or(file.resolve_interval_s)
@@ -324,7 +331,10 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         return bad(format!("timeout_ms {} not in 1..=60000", c.timeout_ms));
     }
     if !(c.flush_interval_s.is_finite() && (0.1..=3600.0).contains(&c.flush_interval_s)) {
-        return bad(format!("flush_interval_s {} not in 0.1..=3600", c.flush_interval_s));
+        return bad(format!(
+            "flush_interval_s {} not in 0.1..=3600",
+            c.flush_interval_s
+        ));
     }
     if !(c.resolve_interval_s.is_finite() && c.resolve_interval_s >= 1.0) {
         return bad(format!("resolve_interval_s {} < 1", c.resolve_interval_s));
@@ -474,8 +484,18 @@ mod tests {
         assert_eq!(c.period_ms, 50);
         let c = merge(
             &cli(&[
-                "--target", "127.0.0.1", "--target", "::1", "--rate", "500", "--period-ms",
-                "10", "--data-dir", "/d", "--live", "[::1]:9",
+                "--target",
+                "127.0.0.1",
+                "--target",
+                "::1",
+                "--rate",
+                "500",
+                "--period-ms",
+                "10",
+                "--data-dir",
+                "/d",
+                "--live",
+                "[::1]:9",
             ]),
             file,
             || None,

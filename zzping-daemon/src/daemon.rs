@@ -252,14 +252,21 @@ impl Daemon {
         let addr = match config::resolve(&t.cfg.target) {
             Ok(a) => a,
             Err(e) => {
-                warn!("{}: cannot resolve {:?}: {e}; will retry", t.cfg.label(), t.cfg.target);
+                warn!(
+                    "{}: cannot resolve {:?}: {e}; will retry",
+                    t.cfg.label(),
+                    t.cfg.target
+                );
                 return;
             }
         };
         let rate = t.cfg.rate.unwrap_or(self.cfg.rate);
         let label = t.cfg.label().to_owned();
         if self.sockets[Family::of(&addr).index()].is_none() {
-            warn!("{label}: no {:?} socket; its sends count as errors", Family::of(&addr));
+            warn!(
+                "{label}: no {:?} socket; its sends count as errors",
+                Family::of(&addr)
+            );
         }
         let interval = crate::engine::interval_ns(rate);
         let offset = (interval as u128 * index as u128 / count.max(1) as u128) as u64;
@@ -377,7 +384,10 @@ impl Daemon {
         }
         self.cfg.host = new.host;
         self.cfg.rate = new.rate;
-        info!("SIGHUP: configuration reloaded, {} hosts", self.targets.len());
+        info!(
+            "SIGHUP: configuration reloaded, {} hosts",
+            self.targets.len()
+        );
     }
 
     fn print_status(&mut self, out: &mut impl Write, tty: bool) {

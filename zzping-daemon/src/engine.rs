@@ -142,21 +142,12 @@ pub struct EngineStats {
 }
 
 /// Log2 histogram of send lateness (actual minus scheduled send time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LatenessHistogram {
     /// `buckets[0]`: < 1 µs; `buckets[i]`: `[2^(i-1), 2^i)` µs; the last is open-ended.
     pub buckets: [u64; 26],
     /// Largest lateness seen, ns.
     pub max_ns: u64,
-}
-
-impl Default for LatenessHistogram {
-    fn default() -> Self {
-        LatenessHistogram {
-            buckets: [0; 26],
-            max_ns: 0,
-        }
-    }
 }
 
 impl LatenessHistogram {
@@ -269,7 +260,9 @@ enum State {
     /// Outcome known (received or error) but the timeout has not passed: the seq is held.
     Resolved,
     /// Timeout passed; `lost` tells whether a reply would be late (else duplicate).
-    Expired { lost: bool },
+    Expired {
+        lost: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -338,6 +331,8 @@ pub struct Engine {
     stats: EngineStats,
     lateness: LatenessHistogram,
     last_offset: Option<(i128, u64)>,
+    /// RTT capacity every recycled frame gets, from the fastest host's sends per period.
+    rtt_capacity: usize,
     /// Requests sent with no outcome yet.
     unresolved: usize,
     /// Next period boundary (realtime µs) at which current frames rotate.
@@ -357,6 +352,7 @@ impl Engine {
             stats: EngineStats::default(),
             lateness: LatenessHistogram::default(),
             last_offset: None,
+            rtt_capacity: 0,
             unresolved: 0,
             next_boundary_us: 0,
         }
@@ -412,13 +408,23 @@ impl Engine {
     }
 
     fn new_frame(&mut self, start_us: u64) -> Frame {
-        match self.free_frames.pop() {
+        let mut f = match self.free_frames.pop() {
             Some(mut f) => {
                 f.clear(start_us, self.cfg.period_us);
                 f
             }
             None => Frame::new(start_us, self.cfg.period_us),
-        }
+        };
+        // Pre-size so late sends bunching into one period don't reallocate later.
+        f.rtts_us.reserve(self.rtt_capacity);
+        f
+    }
+
+    /// Open frames a host holds at most: the timeout's worth of periods plus the current
+    /// one and some slack.
+    fn frames_per_host(&self) -> usize {
+        let period_ns = u64::from(self.cfg.period_us.max(1)) * 1000;
+        ((self.cfg.timeout_ns + self.cfg.grace_ns) / period_ns) as usize + 4
     }
 
     /// Adds a host pinging `addr` at `rate` per second; the first send is due at
@@ -432,6 +438,7 @@ impl Engine {
         now: Now,
     ) -> HostId {
         let interval_ns = interval_ns(rate);
+        self.note_rate(interval_ns);
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1).max(1);
         let slot = match self.hosts.iter().position(Option::is_none) {
@@ -443,7 +450,7 @@ impl Engine {
         };
         let start = period_start(now.real_us(), self.cfg.period_us);
         let frame = self.new_frame(start);
-        let mut frames = VecDeque::with_capacity(16);
+        let mut frames = VecDeque::with_capacity(self.frames_per_host());
         frames.push_back(OpenFrame {
             serial: 0,
             frame,
@@ -506,9 +513,19 @@ impl Engine {
 
     /// Changes a host's rate (applies after its next send).
     pub fn set_rate(&mut self, id: HostId, rate: f64) {
+        let interval = interval_ns(rate);
         if let Some(h) = self.host_mut(id) {
-            h.interval_ns = interval_ns(rate);
+            h.interval_ns = interval;
         }
+        self.note_rate(interval);
+    }
+
+    /// Grows the RTT capacity recycled frames get (sends per period, with 25 % slack for
+    /// late sends bunching up).
+    fn note_rate(&mut self, interval_ns: u64) {
+        let period_ns = u64::from(self.cfg.period_us) * 1000;
+        let per_period = period_ns.div_ceil(interval_ns.max(1)) as usize;
+        self.rtt_capacity = self.rtt_capacity.max(per_period + per_period / 4 + 4);
     }
 
     /// Changes a host's address (re-resolution). Requests in flight keep matching their
@@ -580,8 +597,8 @@ impl Engine {
             }
         }
         // Re-derive the next rotation from the new wall clock.
-        self.next_boundary_us = period_start(now.real_us(), self.cfg.period_us)
-            + u64::from(self.cfg.period_us);
+        self.next_boundary_us =
+            period_start(now.real_us(), self.cfg.period_us) + u64::from(self.cfg.period_us);
         Some(step)
     }
 
@@ -654,7 +671,7 @@ impl Engine {
         self.lateness.record(late);
         let period_ns = u64::from(self.cfg.period_us) * 1000;
         let timeout_ns = self.cfg.timeout_ns;
-        let full = !probe.sendable || self.tables[probe.family.index()].live() >= MAX_LIVE;
+        let full = !probe.sendable || self.tables[probe.family.index()].live() == MAX_LIVE;
         let serial = self.frame_for_send(probe.host, tx.real_us(), out);
         let Some(h) = self.host_mut(probe.host) else {
             return SendOutcome::Ignored;

@@ -196,7 +196,10 @@ fn receive_loop(sockets: &[Arc<IcmpSocket>], queue: &ReplyQueue, waker: &Waker, 
             if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            tracing::error!("receive thread: poll failed: {}", io::Error::last_os_error());
+            tracing::error!(
+                "receive thread: poll failed: {}",
+                io::Error::last_os_error()
+            );
             return;
         }
         if fds[2].revents != 0 {

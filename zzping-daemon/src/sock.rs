@@ -26,7 +26,15 @@ use crate::icmp::{self, Family};
 
 /// Which kind of ICMP socket to use.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum SocketMode {
@@ -255,8 +263,7 @@ impl IcmpSocket {
         unsafe {
             let mut c = libc::CMSG_FIRSTHDR(&msg);
             while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
-                {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
                     let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
                     kernel_real_ns = Some(crate::clock::timespec_ns(&ts));
                 }
@@ -302,7 +309,9 @@ unsafe fn sockaddr_ip(sa: *const libc::sockaddr_storage, len: libc::socklen_t) -
         match i32::from((*sa).ss_family) {
             libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
                 let sin = &*(sa.cast::<libc::sockaddr_in>());
-                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))))
             }
             libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
                 let sin6 = &*(sa.cast::<libc::sockaddr_in6>());

@@ -62,7 +62,10 @@ fn check_loopback_run(dgram: bool) {
         assert_eq!(sum(&frames, |f| f.errors), 0, "{host}: errors on loopback");
         assert_eq!(sum(&frames, |f| f.received), sent as u32);
         let max_rtt = frames.iter().flat_map(|f| &f.rtts_us).max().copied();
-        assert!(max_rtt.is_some_and(|r| r < 5_000), "{host}: max RTT {max_rtt:?} µs");
+        assert!(
+            max_rtt.is_some_and(|r| r < 5_000),
+            "{host}: max RTT {max_rtt:?} µs"
+        );
     }
 }
 
@@ -111,7 +114,9 @@ fn unroutable_host_counts_errors_and_keeps_running() {
     assert!(out.status.success(), "{stderr}");
     // Logged once per burst, not once per send.
     assert_eq!(
-        stderr.matches("198.18.0.5: sending to 198.18.0.5 failed").count(),
+        stderr
+            .matches("198.18.0.5: sending to 198.18.0.5 failed")
+            .count(),
         1,
         "{stderr}"
     );
@@ -182,7 +187,12 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
     let conf = dir.path().join("zzping.toml");
     let write_conf = |hosts: &[&str]| {
         let mut f = std::fs::File::create(&conf).unwrap();
-        writeln!(f, "data_dir = {:?}\nrate = 100\nflush_interval_s = 0.2", data).unwrap();
+        writeln!(
+            f,
+            "data_dir = {:?}\nrate = 100\nflush_interval_s = 0.2",
+            data
+        )
+        .unwrap();
         for h in hosts {
             writeln!(f, "[[host]]\ntarget = {h:?}").unwrap();
         }
@@ -205,9 +215,7 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
         })
         .collect();
     cmd = std::process::Command::new("timeout");
-    cmd.args(&args)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null());
+    cmd.args(&args).stderr(Stdio::piped()).stdout(Stdio::null());
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap())
         .lines()
@@ -253,7 +261,11 @@ fn find_daemon_pid(root: u32) -> i32 {
             }
             let children =
                 std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
-            next.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+            next.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
         }
         frontier = next;
     }

@@ -489,7 +489,9 @@ fn absolute_deadlines_hold_the_rate_with_a_jittery_loop() {
         }
         e.tick(now, &mut sink);
         let next = e.next_deadline(now).saturating_sub(MONO0);
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let jitter = (x >> 33) % (3 * MS);
         t_ns = next.max(t_ns + 1) + jitter;
     }

@@ -39,7 +39,9 @@ pub fn daemon_in_netns(dgram_allowed: bool, args: &[&str]) -> Command {
     } else {
         ""
     };
-    let script = format!("ip link set lo up && ip addr add 127.0.0.2/8 dev lo 2>/dev/null; {sysctl}exec \"$0\" \"$@\"");
+    let script = format!(
+        "ip link set lo up && ip addr add 127.0.0.2/8 dev lo 2>/dev/null; {sysctl}exec \"$0\" \"$@\""
+    );
     let mut c = Command::new("timeout");
     c.args(["60", "unshare", "--net", "sh", "-c", &script, BIN]);
     c.args(["--config", "none"]);
@@ -90,7 +92,11 @@ pub fn read_host(dir: &Path) -> Vec<F> {
                 duplicates: q.duplicates,
                 late: q.late,
                 flags: q.flags,
-                rtts_us: q.codes.iter().map(|&c| quant.decode_saturating(c)).collect(),
+                rtts_us: q
+                    .codes
+                    .iter()
+                    .map(|&c| quant.decode_saturating(c))
+                    .collect(),
             });
         }
         assert!(r.issues().is_empty(), "{}: {:?}", f.display(), r.issues());
