@@ -22,7 +22,10 @@
 //!   runs COMMAND there, forwards SIGINT/SIGTERM to it, stops the simulator
 //!   when it exits (flushing the truth) and exits with its status (128+N
 //!   when it was killed by signal N). The namespace and the TUN disappear
-//!   with the process.
+//!   with the process. Replies still pending when COMMAND exits are dropped
+//!   (`replies_unsent` in the truth's `end` event).
+//! * Errors of the simulator itself (bad scenario, no privileges, COMMAND
+//!   not found) exit with status 125 and a message on stderr.
 //! * `run` serves in the *current* namespace until SIGINT/SIGTERM, then
 //!   flushes the truth and exits 0. It prints `ready TUN` on stdout once the
 //!   device and routes are up.

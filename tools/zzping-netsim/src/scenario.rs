@@ -785,6 +785,33 @@ mod tests {
         assert!(e.contains("rate_limit.per_second"), "{e}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(t in "[\\[\\]a-z_=\"0-9.,{} \n-]{0,200}") {
+            let _ = parse(&t);
+        }
+
+        #[test]
+        fn arbitrary_host_values_never_panic(
+            rtt in proptest::num::f64::ANY,
+            loss in proptest::num::f64::ANY,
+            every in proptest::num::f64::ANY,
+            dur in proptest::num::f64::ANY,
+            rate in proptest::num::f64::ANY,
+        ) {
+            let t = format!(
+                "[[host]]\nname = \"h\"\naddresses = [\"198.18.0.10\"]\nrtt_ms = {rtt:?}\nloss = {loss:?}\nburst = [{{ every_ms = {every:?}, duration_ms = {dur:?} }}]\nrate_limit = {{ per_second = {rate:?} }}\n"
+            );
+            if let Ok(s) = parse(&t) {
+                // Whatever validates is usable by the decision engine.
+                let mut n = crate::profile::Network::new(&s);
+                for i in 0..20u64 {
+                    let _ = n.decide("198.18.0.10".parse().unwrap(), i * 1_000_003);
+                }
+            }
+        }
+    }
+
     #[test]
     fn prefix_membership() {
         assert!(in_simulated_prefix("198.18.0.0".parse().unwrap()));
