@@ -165,16 +165,23 @@ fn no_icmp_socket_explains_the_remedies() {
     }
 }
 
-/// Waits until the daemon's stderr has a line containing `needle`; returns the lines read.
-fn wait_for(lines: &mut impl Iterator<Item = String>, needle: &str, log: &mut String) {
+/// Waits until the daemon's stderr has had a line containing each of `needles` (in any
+/// order); appends the lines read to `log`.
+fn wait_for_all(lines: &mut impl Iterator<Item = String>, needles: &[&str], log: &mut String) {
+    let mut missing: Vec<&str> = needles.to_vec();
     for l in lines.by_ref() {
         log.push_str(&l);
         log.push('\n');
-        if l.contains(needle) {
+        missing.retain(|n| !l.contains(n));
+        if missing.is_empty() {
             return;
         }
     }
-    panic!("daemon ended before logging {needle:?}:\n{log}");
+    panic!("daemon ended before logging {missing:?}:\n{log}");
+}
+
+fn wait_for(lines: &mut impl Iterator<Item = String>, needle: &str, log: &mut String) {
+    wait_for_all(lines, &[needle], log);
 }
 
 #[test]
@@ -227,8 +234,12 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
     let daemon_pid = find_daemon_pid(child.id());
     write_conf(&["::1"]);
     kill(daemon_pid, libc::SIGHUP);
-    wait_for(&mut lines, "::1: pinging", &mut log);
-    wait_for(&mut lines, "127.0.0.1: removed", &mut log);
+    // Removal (once its requests are resolved) and addition may log in either order.
+    wait_for_all(
+        &mut lines,
+        &["::1: pinging", "127.0.0.1: removed"],
+        &mut log,
+    );
     kill(daemon_pid, libc::SIGTERM);
     wait_for(&mut lines, "stopped:", &mut log);
     let status = child.wait().unwrap();
