@@ -65,6 +65,33 @@
 //! (CLOCK_REALTIME). The full schema is in [`truth`]; parse it with
 //! [`truth::read_truth`].
 //!
+//! # Using the library from tests in other crates
+//!
+//! Network namespaces belong to threads, so a test can move one thread into
+//! a fresh namespace and start the simulator there; threads and processes
+//! it starts afterwards inherit the namespace, the rest of the process is
+//! unaffected:
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use zzping_netsim::{Scenario, Simulator, sys, truth};
+//!
+//! let scenario = Scenario::load(Path::new("tests/scenarios/clean.toml")).unwrap();
+//! let out = Path::new("/tmp/truth.jsonl");
+//! std::thread::spawn(move || {
+//!     sys::unshare_net().expect("needs root");
+//!     let sim = Simulator::start(&scenario, Some(out)).unwrap();
+//!     // ... open sockets / run the code under test in this thread ...
+//!     sim.stop().unwrap();
+//! })
+//! .join()
+//! .unwrap();
+//! let t = truth::read_truth(out).unwrap();
+//! # let _ = t;
+//! ```
+//!
+//! Otherwise run the binary with `exec` around the program under test.
+//!
 //! # Timing
 //!
 //! Replies are kept in a binary heap served by a dedicated thread that

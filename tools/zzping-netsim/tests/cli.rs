@@ -3,13 +3,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::mem::MaybeUninit;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{bin, scenario, wait_bounded};
-use socket2::{Domain, Protocol, Socket, Type};
 use zzping_netsim::packet;
 use zzping_netsim::profile::Fate;
 use zzping_netsim::truth::read_truth;
@@ -185,52 +183,6 @@ fn exec_forwards_sigterm_and_sigint() {
     signal_forwarded(libc::SIGINT);
 }
 
-/// Send an echo request from a raw socket and return the first ICMP message
-/// (as a full IP datagram for IPv4, ICMPv6 message for IPv6) that quotes or
-/// answers our identifier.
-fn probe(dst: IpAddr, ident: u16, seq: u16) -> Option<(Vec<u8>, IpAddr)> {
-    let (dom, proto) = match dst {
-        IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4),
-        IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6),
-    };
-    let s = Socket::new(dom, Type::RAW, Some(proto)).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let mut icmp = vec![if dst.is_ipv4() { 8 } else { 128 }, 0, 0, 0];
-    icmp.extend_from_slice(&ident.to_be_bytes());
-    icmp.extend_from_slice(&seq.to_be_bytes());
-    icmp.extend_from_slice(b"zzping-netsim probe");
-    if dst.is_ipv4() {
-        let c = packet::checksum(&icmp);
-        icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    } // The kernel fills in the ICMPv6 checksum.
-    s.send_to(&icmp, &SocketAddr::new(dst, 0).into()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
-    while Instant::now() < deadline {
-        let Ok((n, from)) = s.recv_from(&mut buf) else {
-            continue;
-        };
-        // SAFETY: recv_from initialised the first n bytes.
-        let data: Vec<u8> = buf[..n]
-            .iter()
-            .map(|b| unsafe { b.assume_init() })
-            .collect();
-        let from = from.as_socket().unwrap().ip();
-        let body = if dst.is_ipv4() {
-            &data[((data[0] & 15) as usize) * 4..]
-        } else {
-            &data[..]
-        };
-        let ours = body.windows(2).any(|w| w == ident.to_be_bytes())
-            && (body[0] == 0 || body[0] == 129 || body[0] == 3 || body[0] == 1);
-        if ours {
-            return Some((data, from));
-        }
-    }
-    None
-}
-
 #[test]
 fn run_mode_serves_current_namespace_until_sigint() {
     require!(common::netns());
@@ -258,10 +210,10 @@ fn run_mode_serves_current_namespace_until_sigint() {
             .unwrap();
         let results = (
             line,
-            probe("198.18.0.10".parse().unwrap(), 0x5a5a, 1),
-            probe("2001:db8::10".parse().unwrap(), 0x5a5b, 2),
-            probe("2001:db8::30".parse().unwrap(), 0x5a5c, 3),
-            probe("198.18.0.30".parse().unwrap(), 0x5a5d, 4),
+            common::probe("198.18.0.10".parse().unwrap(), 0x5a5a, 1),
+            common::probe("2001:db8::10".parse().unwrap(), 0x5a5b, 2),
+            common::probe("2001:db8::30".parse().unwrap(), 0x5a5c, 3),
+            common::probe("198.18.0.30".parse().unwrap(), 0x5a5d, 4),
         );
         // SAFETY: signal to our own child.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };

@@ -5,11 +5,15 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use socket2::{Domain, Protocol, Socket, Type};
+use zzping_netsim::packet;
 use zzping_netsim::truth::{Truth, read_truth};
 
 /// The binary under test.
@@ -181,4 +185,50 @@ pub fn parse_fping(stderr: &str) -> HashMap<String, Vec<Option<f64>>> {
         }
     }
     m
+}
+
+/// Send an echo request from a raw socket and return the first ICMP message
+/// (as a full IP datagram for IPv4, ICMPv6 message for IPv6) that quotes or
+/// answers our identifier.
+pub fn probe(dst: IpAddr, ident: u16, seq: u16) -> Option<(Vec<u8>, IpAddr)> {
+    let (dom, proto) = match dst {
+        IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4),
+        IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6),
+    };
+    let s = Socket::new(dom, Type::RAW, Some(proto)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut icmp = vec![if dst.is_ipv4() { 8 } else { 128 }, 0, 0, 0];
+    icmp.extend_from_slice(&ident.to_be_bytes());
+    icmp.extend_from_slice(&seq.to_be_bytes());
+    icmp.extend_from_slice(b"zzping-netsim probe");
+    if dst.is_ipv4() {
+        let c = packet::checksum(&icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    } // The kernel fills in the ICMPv6 checksum.
+    s.send_to(&icmp, &SocketAddr::new(dst, 0).into()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
+    while Instant::now() < deadline {
+        let Ok((n, from)) = s.recv_from(&mut buf) else {
+            continue;
+        };
+        // SAFETY: recv_from initialised the first n bytes.
+        let data: Vec<u8> = buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
+        let from = from.as_socket().unwrap().ip();
+        let body = if dst.is_ipv4() {
+            &data[((data[0] & 15) as usize) * 4..]
+        } else {
+            &data[..]
+        };
+        let ours = body.windows(2).any(|w| w == ident.to_be_bytes())
+            && (body[0] == 0 || body[0] == 129 || body[0] == 3 || body[0] == 1);
+        if ours {
+            return Some((data, from));
+        }
+    }
+    None
 }
