@@ -19,7 +19,8 @@
 //!
 //! * `exec` creates a fresh network namespace (`unshare(CLONE_NEWNET)` first
 //!   thing in `main`, before any thread exists), starts the simulator in it,
-//!   runs COMMAND there, forwards SIGINT/SIGTERM to it, stops the simulator
+//!   runs COMMAND there, forwards SIGINT/SIGTERM to it (except a terminal
+//!   Ctrl-C, which already reached it), stops the simulator
 //!   when it exits (flushing the truth) and exits with its status (128+N
 //!   when it was killed by signal N). The namespace and the TUN disappear
 //!   with the process. Replies still pending when COMMAND exits are dropped

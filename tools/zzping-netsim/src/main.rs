@@ -160,8 +160,13 @@ fn exec(path: &std::path::Path, truth: Option<PathBuf>, command: &[String]) -> R
         }
     };
     let status = loop {
-        match signals.wait(200) {
-            Ok(Some(sig)) if sig == libc::SIGINT || sig == libc::SIGTERM => {
+        match signals.wait_info(200) {
+            Ok(Some((sig, true))) if sig == libc::SIGINT => {
+                // Ctrl-C: the terminal already sent it to the command, which
+                // is in our process group; forwarding would deliver it twice.
+                tracing::info!(sig, "terminal interrupt, not forwarded");
+            }
+            Ok(Some((sig, _))) if sig == libc::SIGINT || sig == libc::SIGTERM => {
                 tracing::info!(sig, "forwarding signal to the command");
                 if let Err(e) = sys::kill(child.id(), sig) {
                     tracing::warn!(error = %e, "cannot forward signal");

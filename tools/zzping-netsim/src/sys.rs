@@ -237,12 +237,22 @@ impl SigSet {
     /// Wait up to `timeout_ms` for one of these (blocked) signals; returns it,
     /// or None on timeout.
     pub fn wait(&self, timeout_ms: u64) -> io::Result<Option<libc::c_int>> {
+        Ok(self.wait_info(timeout_ms)?.map(|(sig, _)| sig))
+    }
+
+    /// Like [`SigSet::wait`], also returning whether the kernel generated
+    /// the signal (`si_code == SI_KERNEL`, e.g. Ctrl-C on the terminal,
+    /// which reaches the whole foreground process group) rather than
+    /// `kill()` from a process.
+    pub fn wait_info(&self, timeout_ms: u64) -> io::Result<Option<(libc::c_int, bool)>> {
         let ts = libc::timespec {
             tv_sec: (timeout_ms / 1000) as libc::time_t,
             tv_nsec: ((timeout_ms % 1000) * 1_000_000) as libc::c_long,
         };
-        // SAFETY: valid set and timespec; info pointer may be null.
-        let r = unsafe { libc::sigtimedwait(&self.0, std::ptr::null_mut(), &ts) };
+        // SAFETY: siginfo_t is plain data; all-zero is valid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid set, info and timespec pointers.
+        let r = unsafe { libc::sigtimedwait(&self.0, &mut info, &ts) };
         if r < 0 {
             let e = io::Error::last_os_error();
             return match e.raw_os_error() {
@@ -250,7 +260,7 @@ impl SigSet {
                 _ => Err(e),
             };
         }
-        Ok(Some(r))
+        Ok(Some((r, info.si_code == libc::SI_KERNEL)))
     }
 }
 
