@@ -12,6 +12,7 @@ pub mod codec;
 pub mod file;
 pub mod frame;
 pub mod legacy;
+pub mod live;
 pub mod pyramid;
 pub mod quantizer;
 pub mod store;

@@ -1,0 +1,783 @@
+//! The live-stream viewer: a sans-IO core ([`LiveClient`]) and a blocking wrapper over a
+//! std `UdpSocket` ([`UdpLiveClient`]).
+
+use super::wire::{self, Rd, Rng};
+use super::{
+    HEARTBEAT_INTERVAL_US, HostMeta, LiveError, MAX_RESEND_RANGE, MIN_SUBSCRIBE_LEN, RECV_BUFFER,
+    SUBSCRIPTION_TIMEOUT_US,
+};
+use crate::codec::{FrameDecoder, QFrame};
+use crate::frame::{MAX_PERIOD_US, MIN_PERIOD_US};
+use crate::quantizer::Quantizer;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// A missing datagram is asked for again after this long without it (200 ms).
+pub const RESEND_TIMEOUT_US: u64 = 200_000;
+/// After this many unanswered resend requests a missing datagram is declared lost.
+pub const RESEND_ATTEMPTS: u32 = 3;
+/// Most out-of-order datagrams buffered while waiting for a missing one.
+pub const REORDER_LIMIT: usize = 2048;
+/// Most missing ranges asked for in one round of resend requests.
+const RESEND_RANGES: usize = 8;
+/// Sequence numbers further than this ahead of the next expected one are refused.
+const SEQ_WINDOW: u64 = 1 << 20;
+
+/// Viewer configuration.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The daemon's live address.
+    pub server: SocketAddr,
+    /// Shared secret (must match the daemon's when it has one).
+    pub secret: Option<[u8; 32]>,
+    /// Host labels to receive; `None` (or empty) for all hosts.
+    pub filter: Option<Vec<String>>,
+    /// Seconds of history to prefill on subscribe.
+    pub prefill_s: u32,
+}
+
+impl ClientConfig {
+    /// All hosts from `server`, no prefill, no secret.
+    pub fn new(server: SocketAddr) -> Self {
+        Self {
+            server,
+            secret: None,
+            filter: None,
+            prefill_s: 0,
+        }
+    }
+}
+
+/// What a viewer learns from the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveEvent {
+    /// The first subscription was accepted.
+    Subscribed,
+    /// The subscription was lost (server restart, expiry, long silence) and set up again;
+    /// the prefill asked for covers the time since the last frame received, and frames
+    /// already seen are not delivered twice.
+    Reconnected,
+    /// The server refused the subscription (e.g. too many subscribers); the client
+    /// retries later.
+    Refused,
+    /// Metadata of a host (new, or changed).
+    Host {
+        /// Host index.
+        host: u32,
+        /// Its metadata.
+        meta: HostMeta,
+    },
+    /// A host is no longer streamed.
+    HostRemoved {
+        /// Host index.
+        host: u32,
+    },
+    /// A frame, delivered per host in time order.
+    Frame {
+        /// Host index.
+        host: u32,
+        /// The frame.
+        frame: QFrame,
+    },
+    /// Frames of `host` between `from_us` and `to_us` were lost for good.
+    Gap {
+        /// Host index.
+        host: u32,
+        /// End of the last frame received before the gap.
+        from_us: u64,
+        /// Start of the first frame received after it.
+        to_us: u64,
+        /// Number of frames lost (exact when the server numbered them, otherwise the
+        /// span divided by the period).
+        frames: u64,
+    },
+}
+
+/// Counters of a [`LiveClient`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams that could not be parsed, dropped.
+    pub malformed: u64,
+    /// Datagrams of an unknown type or version, ignored.
+    pub unknown_types: u64,
+    /// Datagrams from another address or for another token, ignored.
+    pub foreign: u64,
+    /// Sequenced datagrams received twice.
+    pub duplicates: u64,
+    /// Resend requests sent (ranges).
+    pub resend_requests: u64,
+    /// Sequenced datagrams declared lost.
+    pub lost_datagrams: u64,
+    /// Gap events emitted.
+    pub gaps: u64,
+    /// Frames delivered.
+    pub frames: u64,
+    /// Frames dropped: unknown host, already delivered, or undecodable.
+    pub frames_dropped: u64,
+    /// Subscriptions set up again.
+    pub reconnects: u64,
+}
+
+struct HostState {
+    meta: HostMeta,
+    code_limit: u32,
+    last_end: Option<u64>,
+    expected_no: Option<u64>,
+    loss: bool,
+}
+
+/// The sans-IO viewer. Feed it datagrams from the server with
+/// [`LiveClient::handle_datagram`], send what [`LiveClient::poll_transmit`] gives to
+/// [`ClientConfig::server`], wake up at [`LiveClient::next_deadline`], and drain
+/// [`LiveClient::poll_event`].
+pub struct LiveClient {
+    cfg: ClientConfig,
+    rng: Rng,
+    client_id: u64,
+    token: Option<u64>,
+    subscribed_once: bool,
+    cookie: Option<[u8; wire::COOKIE_LEN]>,
+    next_sub_at: u64,
+    sub_attempts: u32,
+    expected: u64,
+    highest: Option<u64>,
+    reorder: BTreeMap<u64, Vec<u8>>,
+    skip_to: u64,
+    hole_head: Option<u64>,
+    hole_attempts: u32,
+    next_resend_at: u64,
+    last_rx: u64,
+    next_hb: u64,
+    need_meta: bool,
+    hosts: HashMap<u32, HostState>,
+    out: VecDeque<Vec<u8>>,
+    events: VecDeque<LiveEvent>,
+    stats: ClientStats,
+    q: QFrame,
+}
+
+impl LiveClient {
+    /// A client that will subscribe at `now_us` (its first `poll_transmit`).
+    pub fn new(cfg: ClientConfig, now_us: u64) -> Result<Self, LiveError> {
+        let mut rng = Rng::from_os().map_err(|e| LiveError::Random(e.to_string()))?;
+        let client_id = rng.u64();
+        Ok(Self {
+            cfg,
+            rng,
+            client_id,
+            token: None,
+            subscribed_once: false,
+            cookie: None,
+            next_sub_at: now_us,
+            sub_attempts: 0,
+            expected: 0,
+            highest: None,
+            reorder: BTreeMap::new(),
+            skip_to: 0,
+            hole_head: None,
+            hole_attempts: 0,
+            next_resend_at: 0,
+            last_rx: now_us,
+            next_hb: now_us,
+            need_meta: false,
+            hosts: HashMap::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: ClientStats::default(),
+            q: QFrame::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// True while a subscription is established.
+    pub fn is_subscribed(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Metadata of a host announced by the server.
+    pub fn host(&self, host: u32) -> Option<&HostMeta> {
+        self.hosts.get(&host).map(|h| &h.meta)
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<LiveEvent> {
+        self.events.pop_front()
+    }
+
+    /// Queues an `UNSUBSCRIBE` (sent by the next `poll_transmit`) and forgets the
+    /// subscription; the client will not subscribe again until [`LiveClient::resubscribe`].
+    pub fn close(&mut self) {
+        if let Some(token) = self.token.take() {
+            let mut m = Vec::new();
+            wire::write_control(
+                &mut m,
+                wire::T_UNSUBSCRIBE,
+                token,
+                0,
+                0,
+                self.cfg.secret.as_ref(),
+            );
+            self.out.push_back(m);
+        }
+        self.next_sub_at = u64::MAX;
+    }
+
+    /// Starts a new subscription at `now_us` (after [`LiveClient::close`], or to force
+    /// one).
+    pub fn resubscribe(&mut self, now_us: u64) {
+        self.token = None;
+        self.cookie = None;
+        self.sub_attempts = 0;
+        self.next_sub_at = now_us;
+    }
+
+    /// When [`LiveClient::poll_transmit`] has something to do next (µs); at or before now
+    /// means now.
+    pub fn next_deadline(&self) -> u64 {
+        if !self.out.is_empty() {
+            return 0;
+        }
+        match self.token {
+            None => self.next_sub_at,
+            Some(_) => {
+                let mut d = self.next_hb.min(self.last_rx + SUBSCRIPTION_TIMEOUT_US);
+                if self.hole_head.is_some() {
+                    d = d.min(self.next_resend_at);
+                }
+                d
+            }
+        }
+    }
+
+    /// The next datagram for the server, written into `out`; false when none is due.
+    pub fn poll_transmit(&mut self, now_us: u64, out: &mut Vec<u8>) -> bool {
+        if let Some(m) = self.out.pop_front() {
+            out.clear();
+            out.extend_from_slice(&m);
+            return true;
+        }
+        if let Some(token) = self.token {
+            if now_us.saturating_sub(self.last_rx) >= SUBSCRIPTION_TIMEOUT_US {
+                // The server went silent: subscribe again.
+                self.resubscribe(now_us);
+            } else {
+                if self.hole_head.is_some() && now_us >= self.next_resend_at {
+                    self.request_resends(now_us, token);
+                    if let Some(m) = self.out.pop_front() {
+                        out.clear();
+                        out.extend_from_slice(&m);
+                        return true;
+                    }
+                }
+                if now_us >= self.next_hb {
+                    self.next_hb = now_us + HEARTBEAT_INTERVAL_US;
+                    wire::write_control(
+                        out,
+                        wire::T_HEARTBEAT,
+                        token,
+                        now_us,
+                        u64::from(self.need_meta),
+                        self.cfg.secret.as_ref(),
+                    );
+                    self.need_meta = false;
+                    return true;
+                }
+                return false;
+            }
+        }
+        if now_us < self.next_sub_at {
+            return false;
+        }
+        self.sub_attempts += 1;
+        if self.sub_attempts > 3 {
+            // The cookie may have expired; start the round trip again.
+            self.cookie = None;
+            self.sub_attempts = 1;
+        }
+        self.next_sub_at = now_us + (500_000u64 << self.sub_attempts.min(3));
+        self.write_subscribe(now_us, out);
+        true
+    }
+
+    fn write_subscribe(&mut self, now_us: u64, out: &mut Vec<u8>) {
+        let mut nonce = [0u8; wire::NONCE_LEN];
+        nonce.copy_from_slice(&self.rng.bytes32()[..wire::NONCE_LEN]);
+        // On a reconnect, ask for everything since the oldest host's last frame.
+        let mut prefill = self.cfg.prefill_s;
+        if let Some(oldest) = self.hosts.values().filter_map(|h| h.last_end).min() {
+            let since = now_us.saturating_sub(oldest) / 1_000_000 + 1;
+            prefill = u32::try_from(since).unwrap_or(u32::MAX);
+        }
+        wire::write_subscribe(
+            out,
+            self.client_id,
+            now_us,
+            &nonce,
+            prefill,
+            self.cfg.filter.as_deref(),
+            self.cookie.as_ref(),
+            self.cfg.secret.as_ref(),
+            MIN_SUBSCRIBE_LEN,
+        );
+    }
+
+    fn request_resends(&mut self, now_us: u64, token: u64) {
+        let Some(high) = self.highest else {
+            self.hole_head = None;
+            return;
+        };
+        if self.hole_attempts >= RESEND_ATTEMPTS {
+            // Give up on the head run of missing datagrams.
+            let end = self
+                .reorder
+                .range(self.expected..)
+                .next()
+                .map_or(high + 1, |(&k, _)| k);
+            self.skip_to = self.skip_to.max(end);
+            self.process(now_us);
+            return;
+        }
+        self.hole_attempts += 1;
+        self.next_resend_at = now_us + RESEND_TIMEOUT_US;
+        let mut s = self.expected;
+        let mut ranges = 0;
+        while s <= high && ranges < RESEND_RANGES {
+            if self.reorder.contains_key(&s) {
+                s += 1;
+                continue;
+            }
+            let end = self
+                .reorder
+                .range(s..)
+                .next()
+                .map_or(high + 1, |(&k, _)| k)
+                .min(s + MAX_RESEND_RANGE);
+            let mut m = Vec::new();
+            wire::write_control(
+                &mut m,
+                wire::T_RESEND,
+                token,
+                s,
+                end - s,
+                self.cfg.secret.as_ref(),
+            );
+            self.out.push_back(m);
+            self.stats.resend_requests += 1;
+            ranges += 1;
+            s = end;
+        }
+    }
+
+    /// Handles a datagram from `src` (anything not from the server is ignored). Never
+    /// panics; bad datagrams are counted.
+    pub fn handle_datagram(&mut self, src: SocketAddr, bytes: &[u8], now_us: u64) {
+        self.stats.datagrams_in += 1;
+        if src != self.cfg.server {
+            self.stats.foreign += 1;
+            return;
+        }
+        if self.handle(bytes, now_us).is_err() {
+            self.stats.malformed += 1;
+        }
+    }
+
+    fn handle(&mut self, bytes: &[u8], now: u64) -> Result<(), wire::Malformed> {
+        let (v, t, n, mut r) = wire::head(bytes)?;
+        if v != wire::VERSION {
+            self.stats.unknown_types += 1;
+            return Ok(());
+        }
+        match t {
+            wire::T_COOKIE => {
+                let id = r.u64()?;
+                let c: [u8; wire::COOKIE_LEN] = r.bin()?.try_into().map_err(|_| wire::Malformed)?;
+                if id != self.client_id || self.token.is_some() {
+                    self.stats.foreign += 1;
+                    return Ok(());
+                }
+                self.cookie = Some(c);
+                // Answer at once.
+                let mut m = Vec::new();
+                self.write_subscribe(now, &mut m);
+                self.out.push_back(m);
+                self.next_sub_at = now + 1_000_000;
+            }
+            wire::T_WELCOME => {
+                let id = r.u64()?;
+                let token = r.u64()?;
+                if id != self.client_id || self.token.is_some() {
+                    self.stats.foreign += 1;
+                    return Ok(());
+                }
+                self.token = Some(token);
+                self.cookie = None;
+                self.sub_attempts = 0;
+                self.expected = 0;
+                self.highest = None;
+                self.reorder.clear();
+                self.skip_to = 0;
+                self.hole_head = None;
+                self.last_rx = now;
+                self.next_hb = now + HEARTBEAT_INTERVAL_US;
+                for h in self.hosts.values_mut() {
+                    h.expected_no = None;
+                    h.loss = true;
+                }
+                if self.subscribed_once {
+                    self.stats.reconnects += 1;
+                    self.events.push_back(LiveEvent::Reconnected);
+                } else {
+                    self.subscribed_once = true;
+                    self.events.push_back(LiveEvent::Subscribed);
+                }
+            }
+            wire::T_REFUSED => {
+                let id = r.u64()?;
+                if id == self.client_id && self.token.is_none() {
+                    self.events.push_back(LiveEvent::Refused);
+                    self.next_sub_at = now + HEARTBEAT_INTERVAL_US;
+                    self.cookie = None;
+                }
+            }
+            wire::T_UNKNOWN | wire::T_ACK | wire::T_UNAVAILABLE => {
+                let token = r.u64()?;
+                if Some(token) != self.token {
+                    self.stats.foreign += 1;
+                    return Ok(());
+                }
+                match t {
+                    wire::T_UNKNOWN => self.resubscribe(now),
+                    wire::T_ACK => {
+                        self.last_rx = now;
+                        let next = r.u64()?;
+                        if next > self.expected && next - self.expected <= SEQ_WINDOW {
+                            self.highest = Some(self.highest.map_or(next - 1, |h| h.max(next - 1)));
+                            self.process(now);
+                        }
+                    }
+                    _ => {
+                        let from = r.u64()?;
+                        let count = r.u64()?;
+                        if from <= self.expected + SEQ_WINDOW && count <= SEQ_WINDOW {
+                            self.skip_to = self.skip_to.max(from + count);
+                            self.process(now);
+                        }
+                    }
+                }
+            }
+            wire::T_HOST | wire::T_HOST_GONE | wire::T_FRAMES => {
+                let token = r.u64()?;
+                if Some(token) != self.token {
+                    self.stats.foreign += 1;
+                    return Ok(());
+                }
+                let seq = r.u64()?;
+                self.last_rx = now;
+                if seq < self.expected || self.reorder.contains_key(&seq) {
+                    self.stats.duplicates += 1;
+                    return Ok(());
+                }
+                if seq - self.expected > SEQ_WINDOW {
+                    return Err(wire::Malformed);
+                }
+                self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
+                if seq == self.expected {
+                    if self.apply(t, r, n).is_err() {
+                        self.stats.malformed += 1;
+                    }
+                    self.expected += 1;
+                } else {
+                    if self.reorder.len() >= REORDER_LIMIT {
+                        let end = self.reorder.keys().next().copied().unwrap_or(seq);
+                        self.skip_to = self.skip_to.max(end);
+                    }
+                    self.reorder.insert(seq, bytes.to_vec());
+                }
+                self.process(now);
+            }
+            _ => self.stats.unknown_types += 1,
+        }
+        Ok(())
+    }
+
+    /// Delivers buffered datagrams in order and skips those declared lost.
+    fn process(&mut self, now: u64) {
+        loop {
+            if let Some(d) = self.reorder.remove(&self.expected) {
+                if let Ok((_, t, n, mut r)) = wire::head(&d)
+                    && r.u64().is_ok()
+                    && r.u64().is_ok()
+                {
+                    if self.apply(t, r, n).is_err() {
+                        self.stats.malformed += 1;
+                    }
+                } else {
+                    self.stats.malformed += 1;
+                }
+                self.expected += 1;
+            } else if self.expected < self.skip_to {
+                self.expected += 1;
+                self.stats.lost_datagrams += 1;
+                for h in self.hosts.values_mut() {
+                    h.loss = true;
+                }
+            } else {
+                break;
+            }
+        }
+        let hole = self.highest.is_some_and(|h| self.expected <= h);
+        if !hole {
+            self.hole_head = None;
+        } else if self.hole_head != Some(self.expected) {
+            self.hole_head = Some(self.expected);
+            self.hole_attempts = 0;
+            self.next_resend_at = now;
+        }
+    }
+
+    /// Applies a sequenced message; `r` is positioned after the sequence number and `n`
+    /// counts the elements after version and type.
+    fn apply(&mut self, t: u64, mut r: Rd<'_>, n: usize) -> Result<(), wire::Malformed> {
+        match t {
+            wire::T_HOST => {
+                if n < 8 {
+                    return Err(wire::Malformed);
+                }
+                let host = r.u32()?;
+                let label = r.str()?.to_owned();
+                let address: IpAddr = r.str()?.parse().map_err(|_| wire::Malformed)?;
+                let name = if r.nil()? {
+                    None
+                } else {
+                    Some(r.str()?.to_owned())
+                };
+                let period_us = r.u32()?;
+                let precision = r.f64()?;
+                if !(MIN_PERIOD_US..=MAX_PERIOD_US).contains(&period_us) {
+                    return Err(wire::Malformed);
+                }
+                let q = Quantizer::new(precision).map_err(|_| wire::Malformed)?;
+                let meta = HostMeta {
+                    label,
+                    address,
+                    name,
+                    period_us,
+                    precision,
+                };
+                let h = self.hosts.entry(host).or_insert_with(|| HostState {
+                    meta: meta.clone(),
+                    code_limit: q.code_count(),
+                    last_end: None,
+                    expected_no: None,
+                    loss: false,
+                });
+                h.meta = meta.clone();
+                h.code_limit = q.code_count();
+                self.events.push_back(LiveEvent::Host { host, meta });
+            }
+            wire::T_HOST_GONE => {
+                let host = r.u32()?;
+                if self.hosts.remove(&host).is_some() {
+                    self.events.push_back(LiveEvent::HostRemoved { host });
+                }
+            }
+            _ => {
+                if n < 3 {
+                    return Err(wire::Malformed);
+                }
+                let groups = r.array_len()?;
+                for _ in 0..groups {
+                    if r.array_len()? < 4 {
+                        return Err(wire::Malformed);
+                    }
+                    let host = r.u32()?;
+                    let first_no = if r.nil()? { None } else { Some(r.u64()?) };
+                    let base = r.u64()?;
+                    let bytes = r.bin()?;
+                    self.apply_group(host, first_no, base, bytes);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_group(&mut self, host: u32, first_no: Option<u64>, base: u64, bytes: &[u8]) {
+        let Some(h) = self.hosts.get_mut(&host) else {
+            self.stats.frames_dropped += 1;
+            self.need_meta = true;
+            return;
+        };
+        let period = h.meta.period_us;
+        let mut dec = FrameDecoder::new(base, period, h.code_limit);
+        let mut pos = 0;
+        let mut i = 0u64;
+        while pos < bytes.len() {
+            let q = &mut self.q;
+            match dec.decode(&bytes[pos..], q) {
+                Ok(used) => pos += used,
+                Err(_) => {
+                    self.stats.malformed += 1;
+                    return;
+                }
+            }
+            let no = first_no.map(|n| n.saturating_add(i));
+            i += 1;
+            if h.last_end.is_some_and(|e| q.start_us < e) {
+                self.stats.frames_dropped += 1;
+                continue;
+            }
+            let mut gap = None;
+            if let (Some(n), Some(e)) = (no, h.expected_no) {
+                if n > e {
+                    gap = Some(n - e);
+                }
+            } else if h.loss
+                && let Some(e) = h.last_end
+                && q.start_us > e
+            {
+                gap = Some(((q.start_us - e) / u64::from(period.max(1))).max(1));
+            }
+            if let Some(frames) = gap {
+                self.stats.gaps += 1;
+                self.events.push_back(LiveEvent::Gap {
+                    host,
+                    from_us: h.last_end.unwrap_or(q.start_us),
+                    to_us: q.start_us,
+                    frames,
+                });
+            }
+            h.loss = false;
+            h.expected_no = no.map(|n| n + 1);
+            h.last_end = Some(q.end_us());
+            self.stats.frames += 1;
+            self.events.push_back(LiveEvent::Frame {
+                host,
+                frame: q.clone(),
+            });
+        }
+    }
+}
+
+/// A blocking viewer over a std `UdpSocket`, for the CLI (`zzping tail`) and tests. Uses
+/// the wall clock.
+pub struct UdpLiveClient {
+    sock: UdpSocket,
+    core: LiveClient,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+}
+
+impl UdpLiveClient {
+    /// Binds an ephemeral local port (of the server's address family) and prepares to
+    /// subscribe; nothing is sent until [`UdpLiveClient::next_event`].
+    pub fn connect(cfg: ClientConfig) -> Result<Self, LiveError> {
+        let local: SocketAddr = if cfg.server.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let sock = UdpSocket::bind(local)?;
+        let core = LiveClient::new(cfg, crate::file::wall_clock_us())?;
+        Ok(Self {
+            sock,
+            core,
+            rx: vec![0; RECV_BUFFER],
+            tx: Vec::with_capacity(1024),
+        })
+    }
+
+    /// The local address of the socket.
+    pub fn local_addr(&self) -> Result<SocketAddr, LiveError> {
+        Ok(self.sock.local_addr()?)
+    }
+
+    /// The sans-IO core (stats, hosts).
+    pub fn client(&self) -> &LiveClient {
+        &self.core
+    }
+
+    /// The sans-IO core, mutably.
+    pub fn client_mut(&mut self) -> &mut LiveClient {
+        &mut self.core
+    }
+
+    fn flush(&mut self) -> Result<(), LiveError> {
+        let now = crate::file::wall_clock_us();
+        while self.core.poll_transmit(now, &mut self.tx) {
+            match self.sock.send_to(&self.tx, self.core.cfg.server) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the protocol until an event is available or `timeout` passes.
+    pub fn next_event(&mut self, timeout: Duration) -> Result<Option<LiveEvent>, LiveError> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.core.poll_event() {
+                return Ok(Some(e));
+            }
+            self.flush()?;
+            let now_i = Instant::now();
+            if now_i >= end {
+                return Ok(None);
+            }
+            let now = crate::file::wall_clock_us();
+            let until_deadline =
+                Duration::from_micros(self.core.next_deadline().saturating_sub(now).max(1_000));
+            let wait = (end - now_i)
+                .min(until_deadline)
+                .max(Duration::from_millis(1));
+            self.sock.set_read_timeout(Some(wait))?;
+            match self.sock.recv_from(&mut self.rx) {
+                Ok((n, src)) => {
+                    let now = crate::file::wall_clock_us();
+                    self.core.handle_datagram(src, &self.rx[..n], now);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Sends an `UNSUBSCRIBE` and stops.
+    pub fn close(&mut self) -> Result<(), LiveError> {
+        self.core.close();
+        self.flush()
+    }
+}
+
+impl Drop for UdpLiveClient {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}

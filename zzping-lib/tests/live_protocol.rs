@@ -1,0 +1,508 @@
+//! Sans-IO tests of the live stream: server and clients connected by an in-memory
+//! network with an explicit clock.
+#![allow(missing_docs)]
+
+mod live_common;
+
+use live_common::*;
+use std::collections::HashMap;
+use zzping_lib::file::{FileReader, HostInfo, HostWriter, WriterConfig, day_file, host_dir_name};
+use zzping_lib::live::*;
+
+fn setup(cfg: LiveConfig, labels: &[&str]) -> Net {
+    let mut net = Net::new(cfg, T0);
+    for (i, l) in labels.iter().enumerate() {
+        net.s.add_host(i as u32 + 1, meta(l)).unwrap();
+    }
+    net
+}
+
+/// Pushes `n` frames per host (hosts 1..=hosts), advancing 100 ms per frame.
+fn feed(
+    net: &mut Net,
+    hosts: u32,
+    n: usize,
+    codes: usize,
+) -> HashMap<u32, Vec<zzping_lib::codec::QFrame>> {
+    let mut sent: HashMap<u32, Vec<_>> = HashMap::new();
+    for _ in 0..n {
+        net.advance(u64::from(PERIOD));
+        let start = net.now - u64::from(PERIOD) - 20_000;
+        let start = start - start % u64::from(PERIOD);
+        for h in 1..=hosts {
+            let f = frame(h, start, codes);
+            net.s.on_frame(h, &f, net.now);
+            sent.entry(h).or_default().push(quantize(&f));
+        }
+    }
+    net.advance(300_000);
+    sent
+}
+
+#[test]
+fn viewers_with_filters_get_exactly_their_hosts() {
+    let mut net = setup(LiveConfig::default(), &["a", "b", "c"]);
+    let cfg_a = net.client_cfg(Some(&["a"]), 0);
+    let cfg_bc = net.client_cfg(Some(&["b", "c"]), 0);
+    let cfg_all = net.client_cfg(None, 0);
+    let va = net.add_viewer(cfg_a);
+    let vbc = net.add_viewer(cfg_bc);
+    let vall = net.add_viewer(cfg_all);
+    net.advance(50_000);
+    assert!(net.v.iter().all(|v| v.subscribed()));
+    let sent = feed(&mut net, 3, 50, 10);
+    assert_eq!(net.v[va].hosts_seen(), vec![1]);
+    assert_eq!(net.v[vbc].hosts_seen(), vec![2, 3]);
+    assert_eq!(net.v[vall].hosts_seen(), vec![1, 2, 3]);
+    assert_eq!(net.v[va].frames(1), sent[&1]);
+    assert_eq!(net.v[vbc].frames(2), sent[&2]);
+    assert_eq!(net.v[vbc].frames(3), sent[&3]);
+    for h in 1..=3 {
+        assert_eq!(net.v[vall].frames(h), sent[&h]);
+    }
+    // Host metadata came first, once per host.
+    let metas: Vec<_> = net.v[vbc]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            LiveEvent::Host { host, meta } => Some((*host, meta.label.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(metas, vec![(2, "b".to_string()), (3, "c".to_string())]);
+    assert_eq!(net.v[vbc].c.host(2).unwrap(), &meta("b"));
+    // Batching keeps datagrams few: 50 frames x 3 hosts in far fewer datagrams.
+    assert!(net.v[vall].received < 100, "{}", net.v[vall].received);
+}
+
+#[test]
+fn frames_arrive_within_250ms() {
+    let mut net = setup(LiveConfig::default(), &["a"]);
+    let c = net.client_cfg(None, 0);
+    let v = net.add_viewer(c);
+    net.advance(50_000);
+    for k in 0..20u64 {
+        let start = T0 + k * 100_000;
+        net.s.on_frame(1, &frame(1, start, 5), net.now);
+        let closed = net.now;
+        let before = net.v[v].frames(1).len();
+        let mut waited = 0;
+        while net.v[v].frames(1).len() == before {
+            // The event loop sleeps until next_deadline.
+            let d = net.s.next_deadline().unwrap();
+            assert!(d <= closed + 100_000, "deadline {} after close", d - closed);
+            net.now = net.now.max(d);
+            net.pump();
+            waited += 1;
+            assert!(waited < 10);
+        }
+        assert!(net.now - closed <= 250_000);
+        net.advance(37_000);
+    }
+}
+
+#[test]
+fn late_viewer_gets_prefill_equal_to_what_the_server_saw() {
+    let mut net = setup(LiveConfig::default(), &["a", "b"]);
+    let sent = feed(&mut net, 2, 600, 12);
+    let c = net.client_cfg(None, 3600);
+    let v = net.add_viewer(c);
+    net.advance(2_000_000);
+    for h in 1..=2 {
+        assert_eq!(net.v[v].frames(h), sent[&h], "host {h}");
+        assert!(net.v[v].gaps(h).is_empty());
+    }
+    // A viewer asking for 10 s gets the last 10 s.
+    let c = net.client_cfg(Some(&["a"]), 10);
+    let t = net.now;
+    let v2 = net.add_viewer(c);
+    net.advance(1_000_000);
+    let got = net.v[v2].frames(1);
+    let want: Vec<_> = sent[&1]
+        .iter()
+        .filter(|q| q.start_us >= t - 10_000_000)
+        .cloned()
+        .collect();
+    assert!(
+        got.len().abs_diff(want.len()) <= 1,
+        "{} vs {}",
+        got.len(),
+        want.len()
+    );
+    assert_eq!(&want[want.len() - got.len()..], &got[..]);
+}
+
+#[test]
+fn prefill_reads_older_history_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LiveConfig {
+        ring_seconds: 10,
+        ..LiveConfig::default()
+    };
+    let mut net = setup(cfg, &["gw", "dns"]);
+    let mut writers: Vec<HostWriter> = ["gw", "dns"]
+        .iter()
+        .map(|l| {
+            HostWriter::open(
+                dir.path(),
+                HostInfo {
+                    label: l.to_string(),
+                    address: "198.18.0.1".parse().unwrap(),
+                    name: None,
+                },
+                WriterConfig {
+                    period_us: PERIOD,
+                    precision: 0.01,
+                    writer: "test".into(),
+                },
+            )
+            .unwrap()
+        })
+        .collect();
+    // 40 s of frames: all on disk, the last 10 s also in the ring.
+    for k in 0..400u64 {
+        let start = T0 + k * 100_000;
+        for h in 1..=2u32 {
+            let f = frame(h, start, 8);
+            writers[h as usize - 1].append(&f).unwrap();
+            net.s.on_frame(h, &f, start + 150_000);
+        }
+    }
+    for w in &mut writers {
+        w.flush().unwrap();
+    }
+    net.now = T0 + 400 * 100_000 + 50_000;
+    net.hist = Box::new(FileHistory {
+        dir: dir.path().to_path_buf(),
+        labels: [(1, "gw".to_string()), (2, "dns".to_string())].into(),
+        calls: 0,
+    });
+    let c = net.client_cfg(None, 3600);
+    let v = net.add_viewer(c);
+    net.advance(3_000_000);
+    for (h, l) in [(1u32, "gw"), (2, "dns")] {
+        let mut r = FileReader::open(day_file(&dir.path().join(host_dir_name(l)), T0)).unwrap();
+        let mut on_disk = Vec::new();
+        while let Some(q) = r.next_frame().unwrap() {
+            on_disk.push(q.clone());
+        }
+        assert_eq!(on_disk.len(), 400);
+        let got = net.v[v].frames(h);
+        assert_eq!(got.len(), 400, "host {h}");
+        assert_eq!(got, on_disk, "host {h}");
+    }
+    assert!(net.s.stats().history_frames >= 2 * 300);
+}
+
+#[test]
+fn dropped_datagrams_are_resent() {
+    let mut net = setup(LiveConfig::default(), &["a", "b", "c"]);
+    net.drop = Box::new(|_, n, _| n % 5 == 0);
+    let c = net.client_cfg(None, 0);
+    let v = net.add_viewer(c);
+    net.advance(500_000);
+    assert!(net.v[v].subscribed());
+    let sent = feed(&mut net, 3, 300, 20);
+    // A lost tail is noticed at the next heartbeat acknowledgement (every 5 s).
+    net.advance(11_000_000);
+    for h in 1..=3 {
+        let got = net.v[v].frames(h);
+        let first_bad = got.iter().zip(&sent[&h]).position(|(a, b)| a != b);
+        assert_eq!(
+            (got.len(), first_bad),
+            (sent[&h].len(), None),
+            "host {h}: {:?}",
+            net.v[v].c.stats()
+        );
+        assert!(net.v[v].gaps(h).is_empty());
+    }
+    let st = net.s.stats();
+    assert!(st.resent > 0 && st.unavailable == 0, "{st:?}");
+    assert!(net.v[v].c.stats().resend_requests > 0);
+}
+
+#[test]
+fn unrecoverable_losses_become_gaps() {
+    let cfg = LiveConfig {
+        retransmit_bytes: 16 << 10,
+        ..LiveConfig::default()
+    };
+    let mut net = setup(cfg, &["a", "b", "c", "d"]);
+    let c = net.client_cfg(None, 0);
+    let v = net.add_viewer(c);
+    net.advance(100_000);
+    // A 5 s blackout towards the viewer while ~20 KB of frames flow, then recovery.
+    let blackout = (net.now + 1_000_000, net.now + 6_000_000);
+    let now_cell = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let nc = now_cell.clone();
+    net.drop = Box::new(move |_, _, _| (blackout.0..blackout.1).contains(&nc.get()));
+    let mut sent: HashMap<u32, Vec<_>> = HashMap::new();
+    for k in 0..100u64 {
+        now_cell.set(net.now);
+        net.advance(100_000);
+        now_cell.set(net.now);
+        for h in 1..=4 {
+            let f = frame(h, T0 + k * 100_000, 100);
+            net.s.on_frame(h, &f, net.now);
+            sent.entry(h).or_default().push(quantize(&f));
+        }
+    }
+    now_cell.set(net.now);
+    net.advance(6_000_000);
+    assert!(net.s.stats().unavailable > 0);
+    for h in 1..=4 {
+        let got = net.v[v].frames(h);
+        let gaps = net.v[v].gaps(h);
+        assert!(!gaps.is_empty(), "host {h}");
+        let lost: u64 = gaps.iter().map(|g| g.2).sum();
+        assert_eq!(got.len() as u64 + lost, 100, "host {h}");
+        // What arrived is exactly the frames sent, minus the gaps' time ranges.
+        let want: Vec<_> = sent[&h]
+            .iter()
+            .filter(|q| !gaps.iter().any(|g| q.start_us >= g.0 && q.start_us < g.1))
+            .cloned()
+            .collect();
+        assert_eq!(got, want);
+        // The frames after the blackout arrived.
+        assert_eq!(got.last(), sent[&h].last());
+    }
+}
+
+#[test]
+fn silent_viewer_expires_after_15s() {
+    let mut net = setup(LiveConfig::default(), &["a"]);
+    let c = net.client_cfg(None, 0);
+    let quiet = net.add_viewer(c.clone());
+    let chatty = net.add_viewer(c);
+    net.advance(100_000);
+    assert_eq!(net.s.stats().subscribers, 2);
+    net.v[quiet].alive = false;
+    let t = net.now;
+    while net.now < t + 14_800_000 {
+        net.advance(100_000);
+        net.s.on_frame(1, &frame(1, net.now - 200_000, 3), net.now);
+    }
+    assert_eq!(net.s.stats().subscribers, 2);
+    net.advance(400_000);
+    assert_eq!(net.s.stats().subscribers, 1);
+    assert_eq!(net.s.stats().expired, 1);
+    // The other keeps heartbeating for a minute.
+    net.advance(60_000_000);
+    assert_eq!(net.s.stats().subscribers, 1);
+    assert!(net.v[chatty].c.is_subscribed());
+    // The vanished viewer comes back: it learns its token is unknown and resubscribes.
+    net.v[quiet].alive = true;
+    net.advance(20_000_000);
+    assert_eq!(net.s.stats().subscribers, 2);
+    assert!(net.v[quiet].events.contains(&LiveEvent::Reconnected));
+}
+
+#[test]
+fn secret_wrong_key_gets_nothing_and_replays_are_refused() {
+    let secret = [7u8; 32];
+    let cfg = LiveConfig {
+        secret: Some(secret),
+        ..LiveConfig::default()
+    };
+    let mut net = setup(cfg, &["a"]);
+    net.keep_log = true;
+    let good = net.client_cfg(None, 0);
+    let mut bad = good.clone();
+    bad.secret = Some([8u8; 32]);
+    let mut none = good.clone();
+    none.secret = None;
+    let vg = net.add_viewer(good);
+    let vb = net.add_viewer(bad);
+    let vn = net.add_viewer(none);
+    net.advance(3_000_000);
+    for h in 0..20 {
+        net.s.on_frame(1, &frame(1, T0 + h * 100_000, 4), net.now);
+        net.advance(100_000);
+    }
+    assert!(net.v[vg].subscribed());
+    assert_eq!(net.v[vg].frames(1).len(), 20);
+    for v in [vb, vn] {
+        let addr = net.v[v].addr;
+        assert!(
+            net.log.iter().all(|(d, _)| *d != addr),
+            "viewer {v} got a reply"
+        );
+        assert!(net.v[v].events.is_empty());
+    }
+    assert!(net.s.stats().auth_failures >= 2);
+
+    // Replay the good viewer's cookie-bearing subscribe (captured on the wire).
+    let mut c = LiveClient::new(net.v[vg].c.config().clone(), net.now).unwrap();
+    let mut first = Vec::new();
+    assert!(c.poll_transmit(net.now, &mut first));
+    let addr = viewer_addr(99);
+    net.s.on_datagram(addr, &first, net.now, &mut NoHistory);
+    let mut out = vec![0u8; RECV_BUFFER];
+    let (dst, n) = net.s.poll_transmit(net.now, &mut out).unwrap();
+    assert_eq!(dst, addr);
+    assert!(n <= first.len());
+    c.handle_datagram(server_addr(), &out[..n], net.now);
+    let mut second = Vec::new();
+    assert!(c.poll_transmit(net.now, &mut second));
+    net.s.on_datagram(addr, &second, net.now, &mut NoHistory);
+    let subs = net.s.stats().subscribers;
+    while net.s.poll_transmit(net.now, &mut out).is_some() {}
+    let replays = net.s.stats().replays;
+    net.s
+        .on_datagram(addr, &second, net.now + 1000, &mut NoHistory);
+    assert_eq!(net.s.stats().replays, replays + 1);
+    assert_eq!(net.s.stats().subscribers, subs);
+    assert!(net.s.poll_transmit(net.now + 1000, &mut out).is_none());
+    // A tampered copy fails the MAC.
+    let mut t = second.clone();
+    let k = t.len() / 2;
+    t[k] ^= 1;
+    let af = net.s.stats().auth_failures;
+    net.s.on_datagram(addr, &t, net.now, &mut NoHistory);
+    assert_eq!(net.s.stats().auth_failures, af + 1);
+    // An old subscribe (outside the timestamp window) is refused.
+    net.s
+        .on_datagram(addr, &second, net.now + 31_000_000, &mut NoHistory);
+    assert!(net.s.stats().stale >= 1);
+}
+
+#[test]
+fn spoofed_subscribe_never_amplifies() {
+    let mut net = setup(LiveConfig::default(), &["a", "b"]);
+    feed(&mut net, 2, 100, 30);
+    let victim = viewer_addr(77);
+    let mut out = vec![0u8; RECV_BUFFER];
+    let mut c = LiveClient::new(net.client_cfg(None, 3600), net.now).unwrap();
+    let mut total_in = 0;
+    let mut total_out = 0;
+    for i in 0..50u64 {
+        let now = net.now + i * 1_100_000;
+        let mut req = Vec::new();
+        c.resubscribe(now);
+        assert!(c.poll_transmit(now, &mut req));
+        assert!(req.len() >= MIN_SUBSCRIBE_LEN);
+        net.s.on_datagram(victim, &req, now, &mut NoHistory);
+        total_in += req.len();
+        while let Some((dst, n)) = net.s.poll_transmit(now, &mut out) {
+            assert_eq!(dst, victim);
+            assert!(n <= req.len(), "reply {n} > request {}", req.len());
+            total_out += n;
+        }
+        // Forged heartbeats / resends for guessed tokens.
+        for t in [wire::T_HEARTBEAT, wire::T_RESEND] {
+            let mut m = vec![0x96, 1, t as u8, 0xcf];
+            m.extend_from_slice(&(i * 7919).to_be_bytes());
+            m.extend_from_slice(&[0, 100, 0xc4, 0]);
+            net.s.on_datagram(victim, &m, now, &mut NoHistory);
+            while let Some((_, n)) = net.s.poll_transmit(now, &mut out) {
+                assert!(n <= m.len());
+            }
+        }
+    }
+    assert!(total_out * 4 < total_in, "{total_out} vs {total_in}");
+    assert_eq!(net.s.stats().subscribers, 0);
+    // A forged cookie gets nothing.
+    let mut req = Vec::new();
+    c.resubscribe(net.now);
+    c.poll_transmit(net.now, &mut req);
+    net.s
+        .on_datagram(viewer_addr(5), &req, net.now, &mut NoHistory);
+    let (_, n) = net.s.poll_transmit(net.now, &mut out).unwrap();
+    c.handle_datagram(server_addr(), &out[..n], net.now);
+    let mut with_cookie = Vec::new();
+    c.poll_transmit(net.now, &mut with_cookie);
+    net.s
+        .on_datagram(viewer_addr(6), &with_cookie, net.now, &mut NoHistory);
+    assert!(net.s.poll_transmit(net.now, &mut out).is_none());
+    assert_eq!(net.s.stats().bad_cookies, 1);
+}
+
+#[test]
+fn sixteen_subscribers_at_once() {
+    let mut net = setup(LiveConfig::default(), &["h0", "h1", "h2", "h3"]);
+    for i in 0..16 {
+        let f = [format!("h{}", i % 4)];
+        let mut c = net.client_cfg(None, 60);
+        if i % 2 == 1 {
+            c.filter = Some(f.to_vec());
+        }
+        net.add_viewer(c);
+    }
+    let sent = feed(&mut net, 4, 100, 10);
+    assert_eq!(net.s.stats().subscribers, 16);
+    for (i, v) in net.v.iter().enumerate() {
+        let hosts: Vec<u32> = if i % 2 == 1 {
+            vec![i as u32 % 4 + 1]
+        } else {
+            vec![1, 2, 3, 4]
+        };
+        assert_eq!(v.hosts_seen(), hosts, "viewer {i}");
+        for h in hosts {
+            assert_eq!(v.frames(h), sent[&h]);
+        }
+    }
+    // A 17th beyond max_subscribers is refused.
+    let cfg = LiveConfig {
+        max_subscribers: 16,
+        ..LiveConfig::default()
+    };
+    let mut net2 = setup(cfg, &["a"]);
+    for _ in 0..17 {
+        let c = net2.client_cfg(None, 0);
+        net2.add_viewer(c);
+    }
+    net2.advance(100_000);
+    assert_eq!(net2.s.stats().subscribers, 16);
+    assert!(net2.v[16].events.contains(&LiveEvent::Refused));
+}
+
+#[test]
+fn unknown_types_and_versions_are_counted_and_ignored() {
+    let mut net = setup(LiveConfig::default(), &["a"]);
+    let a = viewer_addr(1);
+    net.s
+        .on_datagram(a, &[0x93, 1, 99, 0], net.now, &mut NoHistory);
+    net.s
+        .on_datagram(a, &[0x93, 2, 1, 0], net.now, &mut NoHistory);
+    net.s.on_datagram(a, &[0xc1, 1], net.now, &mut NoHistory);
+    let s = net.s.stats();
+    assert_eq!((s.unknown_types, s.bad_version, s.malformed), (1, 1, 1));
+    let mut out = vec![0u8; 2048];
+    assert!(net.s.poll_transmit(net.now, &mut out).is_none());
+    let mut c = LiveClient::new(net.client_cfg(None, 0), net.now).unwrap();
+    c.handle_datagram(server_addr(), &[0x93, 1, 99, 0], net.now);
+    c.handle_datagram(server_addr(), &[0x92, 1], net.now);
+    assert_eq!(c.stats().unknown_types, 1);
+    assert_eq!(c.stats().malformed, 1);
+}
+
+#[test]
+fn hosts_added_and_removed_while_subscribed() {
+    let mut net = setup(LiveConfig::default(), &["a"]);
+    let c = net.client_cfg(None, 0);
+    let v = net.add_viewer(c);
+    net.advance(100_000);
+    net.s.add_host(9, meta("late")).unwrap();
+    net.s.on_frame(9, &frame(9, T0, 3), net.now);
+    net.advance(200_000);
+    net.s.remove_host(1);
+    net.advance(200_000);
+    let ev = &net.v[v].events;
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, LiveEvent::Host { host: 9, .. }))
+    );
+    assert!(ev.contains(&LiveEvent::HostRemoved { host: 1 }));
+    assert_eq!(net.v[v].frames(9).len(), 1);
+    assert_eq!(net.s.stats().hosts, 1);
+}
+
+#[test]
+fn listening_beyond_loopback_needs_a_secret() {
+    let mut cfg = LiveConfig::default();
+    assert!(check_listen_addr(DEFAULT_ADDR, &cfg).is_ok());
+    assert!(check_listen_addr("[::1]:7878".parse().unwrap(), &cfg).is_ok());
+    assert!(check_listen_addr("0.0.0.0:7878".parse().unwrap(), &cfg).is_err());
+    cfg.secret = Some([1; 32]);
+    assert!(check_listen_addr("0.0.0.0:7878".parse().unwrap(), &cfg).is_ok());
+}
