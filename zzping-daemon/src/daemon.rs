@@ -488,6 +488,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         sockets.iter().flatten().cloned().collect(),
         queue.clone(),
         waker.clone(),
+        false,
     )
     .context("starting the receive thread")?;
 
@@ -678,7 +679,8 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         for ev in events.iter() {
             match ev.token() {
                 TIMER => {
-                    timer.drain();
+                    // No read needed: mio is edge-triggered and re-arming resets the
+                    // timerfd. Force the re-arm.
                     armed = 0;
                 }
                 SIGNALS => {

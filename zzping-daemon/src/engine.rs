@@ -42,6 +42,9 @@ use crate::icmp::{Family, Message};
 
 /// Size of a family's sequence space.
 const SEQ_SPACE: usize = 1 << 16;
+/// How much later than due an expiry may be processed (saves wakeups; the outcome is
+/// decided by timestamps, only the frame's emission is delayed).
+const EXPIRY_SLACK_NS: u64 = 2_000_000;
 /// Largest number of requests in flight per family.
 const MAX_LIVE: u16 = u16::MAX;
 
@@ -562,10 +565,18 @@ impl Engine {
         if let Some(Reverse((t, _, _))) = self.schedule.peek() {
             d = d.min(*t);
         }
-        for t in &self.tables {
-            if t.live() > 0 {
-                let e = &t.entries[usize::from(t.oldest)];
-                d = d.min(e.deadline_ns.saturating_add(self.cfg.grace_ns));
+        // Expiries only matter while some request has no outcome (answered ones are swept
+        // lazily at any later wakeup); a little slack lets a send's wakeup do the sweep.
+        if self.unresolved > 0 {
+            for t in &self.tables {
+                if t.live() > 0 {
+                    let e = &t.entries[usize::from(t.oldest)];
+                    d = d.min(
+                        e.deadline_ns
+                            .saturating_add(self.cfg.grace_ns)
+                            .saturating_add(EXPIRY_SLACK_NS),
+                    );
+                }
             }
         }
         if self.next_boundary_us != 0 {

@@ -3,10 +3,17 @@
 //! The thread blocks in `poll(2)` on both ICMP sockets (and an eventfd used to stop it),
 //! drains every readable socket with non-blocking `recvmsg`, parses each message into a
 //! small `Copy` [`Reply`] and pushes it into a [`ReplyQueue`]: a fixed ring allocated
-//! once, behind a mutex (uncontended in practice: the main thread holds it only to swap
-//! out a batch). After a batch it wakes the main loop through a mio [`Waker`] (one
-//! eventfd write per batch, not per packet). When the ring is full replies are dropped
-//! and counted; the main loop flags frames with `FLAG_RECV_OVERFLOW`.
+//! once, behind a mutex (uncontended in practice: the main thread holds it only to copy
+//! out a batch). When the ring is full replies are dropped and counted; the main loop
+//! flags frames with `FLAG_RECV_OVERFLOW`.
+//!
+//! Waking the main loop per reply would double its wakeups for nothing: it drains the
+//! queue on every iteration anyway, and iterates at least at every send and every frame
+//! boundary (the timerfd). RTTs come from kernel timestamps, so a reply's processing
+//! delay does not affect it; the engine's grace period covers the expiry race. So the
+//! thread wakes the main loop (mio [`Waker`], an eventfd write) only when the queue
+//! reaches [`WAKE_THRESHOLD`] of its capacity, or with `wake_every_batch` (tests, and
+//! configurations where the loop would otherwise sleep long).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -69,21 +76,23 @@ impl ReplyQueue {
         self.ring.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends a reply; returns false (and counts it) when the queue is full.
-    pub fn push(&self, r: Reply) -> bool {
+    /// Appends a reply; returns the queue length after the push, or `None` (and counts
+    /// the drop) when the queue was full.
+    pub fn push(&self, r: Reply) -> Option<usize> {
         let mut ring = self.lock();
         let cap = ring.buf.len();
         if ring.len == cap {
             drop(ring);
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            return false;
+            return None;
         }
         let i = (ring.head + ring.len) % cap;
         ring.buf[i] = r;
         ring.len += 1;
+        let len = ring.len;
         drop(ring);
         self.received.fetch_add(1, Ordering::Relaxed);
-        true
+        Some(len)
     }
 
     /// Moves every queued reply into `out` (which should have the queue's capacity, so
@@ -112,6 +121,9 @@ impl ReplyQueue {
     }
 }
 
+/// Fraction of the queue (1/n) at which the receive thread wakes the main loop.
+pub const WAKE_THRESHOLD: usize = 4;
+
 /// Handle to the running receive thread.
 pub struct Receiver {
     stop: OwnedFd,
@@ -124,6 +136,7 @@ impl Receiver {
         sockets: Vec<Arc<IcmpSocket>>,
         queue: Arc<ReplyQueue>,
         waker: Arc<Waker>,
+        wake_every_batch: bool,
     ) -> io::Result<Receiver> {
         // SAFETY: plain syscall; the fd is owned below.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -135,7 +148,7 @@ impl Receiver {
         let stop_raw = stop.as_raw_fd();
         let handle = std::thread::Builder::new()
             .name("zzping-recv".into())
-            .spawn(move || receive_loop(&sockets, &queue, &waker, stop_raw))?;
+            .spawn(move || receive_loop(&sockets, &queue, &waker, stop_raw, wake_every_batch))?;
         Ok(Receiver {
             stop,
             handle: Some(handle),
@@ -169,7 +182,14 @@ impl Drop for Receiver {
     }
 }
 
-fn receive_loop(sockets: &[Arc<IcmpSocket>], queue: &ReplyQueue, waker: &Waker, stop: i32) {
+fn receive_loop(
+    sockets: &[Arc<IcmpSocket>],
+    queue: &ReplyQueue,
+    waker: &Waker,
+    stop: i32,
+    wake_every_batch: bool,
+) {
+    let wake_at = (queue.capacity() / WAKE_THRESHOLD).max(1);
     let mut fds = [libc::pollfd {
         fd: -1,
         events: 0,
@@ -210,6 +230,8 @@ fn receive_loop(sockets: &[Arc<IcmpSocket>], queue: &ReplyQueue, waker: &Waker, 
             if fds[i].revents == 0 {
                 continue;
             }
+            // One datagram per socket per poll: when more are queued poll returns at once,
+            // and at ordinary rates this saves the recvmsg that would return EAGAIN.
             loop {
                 match s.recv(&mut buf) {
                     Ok(Some(d)) => {
@@ -227,7 +249,7 @@ fn receive_loop(sockets: &[Arc<IcmpSocket>], queue: &ReplyQueue, waker: &Waker, 
                             Message::Error { orig_dst, .. } => orig_dst,
                             _ => d.src,
                         };
-                        queue.push(Reply {
+                        let len = queue.push(Reply {
                             family: s.family(),
                             src,
                             msg,
@@ -235,10 +257,10 @@ fn receive_loop(sockets: &[Arc<IcmpSocket>], queue: &ReplyQueue, waker: &Waker, 
                             user,
                         });
                         batch += 1;
-                        // Hand over regularly during long bursts.
-                        if batch % 256 == 0 {
+                        if len == Some(wake_at) {
                             let _ = waker.wake();
                         }
+                        break;
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -253,7 +275,7 @@ fn receive_loop(sockets: &[Arc<IcmpSocket>], queue: &ReplyQueue, waker: &Waker, 
                 }
             }
         }
-        if batch > 0 {
+        if batch > 0 && wake_every_batch {
             let _ = waker.wake();
         }
     }
