@@ -1,0 +1,195 @@
+//! Child processes measured with `wait4`: the daemon (this binary re-executed) and fping.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// First argument that makes this binary act as the daemon.
+pub const DAEMON_ARG: &str = "__daemon";
+/// Environment variable `T1,T2` (seconds): the steady-state allocation window.
+const WINDOW_ENV: &str = "ZZPING_BENCH_ALLOC_WINDOW";
+
+/// What the kernel says a finished child cost.
+#[derive(Debug, Clone, Default)]
+pub struct Usage {
+    /// User CPU, seconds.
+    pub user_s: f64,
+    /// System CPU, seconds.
+    pub sys_s: f64,
+    /// Peak resident set of the child's image, MB (sampled every 100 ms from `VmHWM`).
+    pub maxrss_mb: f64,
+    /// Exit status as returned by `wait4`.
+    pub status: i32,
+}
+
+impl Usage {
+    /// User + system CPU, seconds.
+    pub fn cpu_s(&self) -> f64 {
+        self.user_s + self.sys_s
+    }
+}
+
+/// What the daemon child reports on stdout.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DaemonReport {
+    /// Requests sent.
+    pub sent: u64,
+    /// Replies received.
+    pub received: u64,
+    /// Frames written.
+    pub frames: u64,
+    /// Send lateness p99 upper bound, µs.
+    pub late_p99_us: u64,
+    /// Allocations during the window.
+    pub allocs_window: u64,
+    /// Window length, s.
+    pub window_s: f64,
+}
+
+/// Runs `cmd` to completion, returning its usage and stdout.
+pub fn run_measured(cmd: &mut Command) -> Result<(Usage, String)> {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning {:?}", cmd.get_program()))?;
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.context("child stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+        s
+    });
+    // ru_maxrss survives exec (it would report this process's size for a small child),
+    // so sample the child's own high-water mark instead, until it exits.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done2 = done.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut hwm_kb = 0u64;
+        while !done2.load(Ordering::Relaxed) {
+            if let Some(kb) = vm_hwm_kb(pid) {
+                hwm_kb = hwm_kb.max(kb);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        hwm_kb
+    });
+    let mut status = 0;
+    // SAFETY: rusage is plain data; zeroed is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is our child; pointers are valid for the call.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e).context("wait4");
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    let hwm_kb = sampler.join().unwrap_or(0);
+    let out = reader.join().unwrap_or_default();
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok((
+        Usage {
+            user_s: tv(ru.ru_utime),
+            sys_s: tv(ru.ru_stime),
+            maxrss_mb: hwm_kb as f64 / 1024.0,
+            status,
+        },
+        out,
+    ))
+}
+
+/// `VmHWM` (peak RSS of the current image) of process `pid`, kB.
+fn vm_hwm_kb(pid: libc::pid_t) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs the daemon for `duration_s` on `targets` at `rate` pings/s each (as a child of the
+/// calling thread, so inside its namespace) and returns its usage and report.
+pub fn run_daemon(
+    data_dir: &std::path::Path,
+    targets: &[String],
+    rate: f64,
+    duration_s: f64,
+    extra: &[&str],
+) -> Result<(Usage, DaemonReport)> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(DAEMON_ARG)
+        .args(["--config", "none", "--live", "off", "--log", "warn"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--rate",
+            &rate.to_string(),
+            "--duration",
+            &duration_s.to_string(),
+        ]);
+    for t in targets {
+        cmd.args(["--target", t]);
+    }
+    cmd.args(extra);
+    cmd.env(
+        WINDOW_ENV,
+        format!("{},{}", duration_s * 0.3, duration_s * 0.9),
+    );
+    let (usage, out) = run_measured(&mut cmd)?;
+    if usage.status != 0 {
+        bail!("daemon exited with status {}: {out}", usage.status);
+    }
+    let report: DaemonReport = serde_json::from_str(out.lines().last().unwrap_or(""))
+        .with_context(|| format!("daemon report: {out:?}"))?;
+    Ok((usage, report))
+}
+
+static WINDOW_ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+/// `zzping-bench __daemon ARGS...`: the daemon's own code path (`daemon::run`), plus an
+/// allocation count over a steady-state window, reported as JSON on stdout.
+pub fn daemon_main(args: Vec<OsString>) -> Result<()> {
+    use clap::Parser;
+    use zzping_daemon::{config, daemon};
+    let mut argv = vec![OsString::from("zzping-daemon")];
+    argv.extend(args);
+    let cli = config::Cli::parse_from(argv);
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            cli.log.clone().unwrap_or_else(|| "warn".into()),
+        ))
+        .with_writer(std::io::stderr)
+        .init();
+    let cfg = config::load(&cli).context("loading the configuration")?;
+    let (t1, t2) = std::env::var(WINDOW_ENV)
+        .ok()
+        .and_then(|w| {
+            let (a, b) = w.split_once(',')?;
+            Some((a.parse::<f64>().ok()?, b.parse::<f64>().ok()?))
+        })
+        .unwrap_or((1.0, 2.0));
+    // The measuring thread only sleeps between two counter reads.
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs_f64(t1));
+        let a = crate::alloc::count();
+        std::thread::sleep(Duration::from_secs_f64(t2 - t1));
+        WINDOW_ALLOCS.store(crate::alloc::count() - a, Ordering::Relaxed);
+    });
+    let r = daemon::run(cli, cfg)?;
+    let report = DaemonReport {
+        sent: r.sent,
+        received: r.received,
+        frames: r.frames,
+        late_p99_us: r.late_p99_us,
+        allocs_window: WINDOW_ALLOCS.load(Ordering::Relaxed),
+        window_s: t2 - t1,
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
