@@ -781,3 +781,106 @@ impl Drop for UdpLiveClient {
         let _ = self.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Frame;
+    use crate::live::{LiveConfig, LiveServer, NoHistory};
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    const T: u64 = 1_795_000_000_000_000;
+
+    /// A subscribed client's identity and every datagram the server sent it.
+    fn corpus() -> &'static (u64, u64, Vec<Vec<u8>>) {
+        static C: OnceLock<(u64, u64, Vec<Vec<u8>>)> = OnceLock::new();
+        C.get_or_init(|| {
+            let server: SocketAddr = "127.0.0.1:7878".parse().unwrap();
+            let me: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+            let mut s = LiveServer::new(LiveConfig::default()).unwrap();
+            for h in 1..=2u32 {
+                let meta = HostMeta {
+                    label: format!("h{h}"),
+                    address: "::1".parse().unwrap(),
+                    name: None,
+                    period_us: 100_000,
+                    precision: 0.01,
+                };
+                s.add_host(h, meta).unwrap();
+            }
+            let mut c = LiveClient::new(ClientConfig::new(server), T).unwrap();
+            let (mut out, mut tx) = (vec![0u8; RECV_BUFFER], Vec::new());
+            let mut log = Vec::new();
+            let mut now = T;
+            for k in 0..200u64 {
+                now += 10_000;
+                if k % 10 == 5 {
+                    for h in 1..=2u32 {
+                        let mut f = Frame::new(T + k * 10_000, 100_000);
+                        f.sent = 5;
+                        f.lost = (k % 3) as u32;
+                        f.rtts_us
+                            .extend((0..(k % 7) as u32).map(|i| 300 + i * 977 + h));
+                        s.on_frame(h, &f, now);
+                    }
+                }
+                while c.poll_transmit(now, &mut tx) {
+                    s.on_datagram(me, &tx, now, &mut NoHistory);
+                }
+                while let Some((_, n)) = s.poll_transmit(now, &mut out) {
+                    log.push(out[..n].to_vec());
+                    c.handle_datagram(server, &out[..n], now);
+                }
+            }
+            assert!(c.stats().frames > 20);
+            (c.client_id, c.token.unwrap(), log)
+        })
+    }
+
+    fn mutate(msg: &[u8], ops: &[(u8, u16, u8)]) -> Vec<u8> {
+        let mut m = msg.to_vec();
+        for &(op, at, val) in ops {
+            let i = usize::from(at) % (m.len() + 1);
+            match op % 5 {
+                0 if i < m.len() => m[i] = val,
+                1 if i < m.len() => m[i] ^= 1 << (val % 8),
+                2 => m.truncate(i),
+                3 => m.insert(i, val),
+                _ if i < m.len() => {
+                    m.remove(i);
+                }
+                _ => {}
+            }
+        }
+        m
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        #[test]
+        fn subscribed_client_survives_mutated_stream(
+            at in any::<prop::sample::Index>(),
+            ops in prop::collection::vec((any::<u8>(), any::<u16>(), any::<u8>()), 1..4),
+            junk in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let (id, token, msgs) = corpus();
+            let server: SocketAddr = "127.0.0.1:7878".parse().unwrap();
+            let mut c = LiveClient::new(ClientConfig::new(server), T).unwrap();
+            c.client_id = *id;
+            c.token = Some(*token);
+            let cut = at.index(msgs.len());
+            let mut tx = Vec::new();
+            for (k, m) in msgs.iter().enumerate() {
+                if k == cut {
+                    c.handle_datagram(server, &mutate(m, &ops), T);
+                    c.handle_datagram(server, &junk, T);
+                } else {
+                    c.handle_datagram(server, m, T);
+                }
+                while c.poll_event().is_some() {}
+                while c.poll_transmit(T + 300_000, &mut tx) {}
+            }
+        }
+    }
+}

@@ -122,6 +122,8 @@ pub struct Net {
     tx: Vec<u8>,
     /// Every datagram the server sent, with destination.
     pub log: Vec<(SocketAddr, Vec<u8>)>,
+    /// Every datagram the viewers sent.
+    pub log_in: Vec<Vec<u8>>,
     pub keep_log: bool,
 }
 
@@ -137,6 +139,7 @@ impl Net {
             out: vec![0; RECV_BUFFER],
             tx: Vec::new(),
             log: Vec::new(),
+            log_in: Vec::new(),
             keep_log: false,
         }
     }
@@ -168,6 +171,9 @@ impl Net {
             let mut any = false;
             for v in self.v.iter_mut().filter(|v| v.alive) {
                 while v.c.poll_transmit(self.now, &mut self.tx) {
+                    if self.keep_log {
+                        self.log_in.push(self.tx.clone());
+                    }
                     self.s
                         .on_datagram(v.addr, &self.tx, self.now, &mut *self.hist);
                     any = true;
