@@ -1,0 +1,128 @@
+//! `LiveServer::on_frame` + `poll_transmit` (+ `next_deadline`) allocate nothing in
+//! steady state, counted with a global allocator.
+#![allow(missing_docs)]
+
+mod live_common;
+
+use live_common::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use zzping_lib::live::*;
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn on_frame_and_poll_transmit_allocate_nothing_in_steady_state() {
+    let cfg = LiveConfig {
+        ring_seconds: 10,
+        retransmit_bytes: 64 << 10,
+        ..LiveConfig::default()
+    };
+    let mut net = Net::new(cfg, T0);
+    let hosts = 8u32;
+    for h in 1..=hosts {
+        net.s.add_host(h, meta(&format!("h{h}"))).unwrap();
+    }
+    for i in 0..6 {
+        let f = if i % 2 == 0 {
+            None
+        } else {
+            Some(vec![format!("h{}", i % 8 + 1)])
+        };
+        let mut c = net.client_cfg(None, 0);
+        c.filter = f;
+        net.add_viewer(c);
+    }
+    net.advance(50_000);
+    // Warm up: fill the host rings and wrap the retransmit rings (30 s of frames with a
+    // varying number of replies, up to the largest used below).
+    let mut frames: Vec<_> = (1..=hosts).map(|h| frame(h, T0, 60)).collect();
+    let mut k = 0u64;
+    let mut step =
+        |net: &mut Net, k: u64, frames: &mut Vec<zzping_lib::frame::Frame>, deliver: bool| {
+            for (i, f) in frames.iter_mut().enumerate() {
+                let want = 10 + ((k as usize + i * 7) % 50);
+                f.start_us = T0 + k * 100_000;
+                f.sent = want as u32;
+                f.rtts_us.truncate(want.min(f.rtts_us.len()));
+                while f.rtts_us.len() < want {
+                    f.rtts_us
+                        .push(900 + (f.rtts_us.len() as u32 * 131 + k as u32) % 9000);
+                }
+                net.s.on_frame(i as u32 + 1, f, net.now);
+            }
+            if deliver {
+                net.advance(100_000);
+            }
+        };
+    for _ in 0..300 {
+        step(&mut net, k, &mut frames, true);
+        k += 1;
+    }
+    let before = net.s.stats();
+    assert_eq!(before.subscribers, 6);
+    // Measure: 10 s of frames, every due datagram polled (and thrown away: the viewers'
+    // side is not under test).
+    let mut out = vec![0u8; RECV_BUFFER];
+    let mut sent = 0u64;
+    let mut now = net.now;
+    // The counter works.
+    COUNTING.store(true, Ordering::SeqCst);
+    drop(std::hint::black_box(vec![1u8; 10]));
+    COUNTING.store(false, Ordering::SeqCst);
+    assert_eq!(ALLOCS.swap(0, Ordering::SeqCst), 1);
+    COUNTING.store(true, Ordering::SeqCst);
+    for _ in 0..100 {
+        for _ in 0..10 {
+            now += 10_000;
+            let _ = net.s.next_deadline();
+            while let Some((_, n)) = net.s.poll_transmit(now, &mut out) {
+                sent += n as u64;
+            }
+        }
+        for (i, f) in frames.iter_mut().enumerate() {
+            f.start_us = T0 + k * 100_000;
+            f.lost = (k % 4) as u32;
+            f.rtts_us.rotate_left(i + 1);
+            net.s.on_frame(i as u32 + 1, f, now);
+        }
+        k += 1;
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let allocs = ALLOCS.load(Ordering::SeqCst);
+    let after = net.s.stats();
+    assert!(sent > 100_000, "only {sent} bytes sent");
+    assert_eq!(after.frames_in - before.frames_in, 100 * u64::from(hosts));
+    assert_eq!(after.frames_dropped, 0);
+    assert_eq!(after.subscribers, 6);
+    assert_eq!(allocs, 0, "{allocs} allocations in steady state");
+}
