@@ -67,7 +67,7 @@ fn on_frame_and_poll_transmit_allocate_nothing_in_steady_state() {
     // varying number of replies, up to the largest used below).
     let mut frames: Vec<_> = (1..=hosts).map(|h| frame(h, T0, 60)).collect();
     let mut k = 0u64;
-    let mut step =
+    let step =
         |net: &mut Net, k: u64, frames: &mut Vec<zzping_lib::frame::Frame>, deliver: bool| {
             for (i, f) in frames.iter_mut().enumerate() {
                 let want = 10 + ((k as usize + i * 7) % 50);
