@@ -1,0 +1,141 @@
+//! Open and redraw benchmark of the viewer (headless, tiny-skia).
+//!
+//! ```text
+//! ICED_TEST_BACKEND=tiny-skia cargo bench -p zzping-gui --bench timeline            # 1 day
+//! ZZPING_BENCH_DAYS=7 ICED_TEST_BACKEND=tiny-skia cargo bench -p zzping-gui --bench timeline
+//! ```
+//!
+//! Environment: `ZZPING_BENCH_DAYS` (default 1), `ZZPING_BENCH_HOSTS` (default 3),
+//! `ZZPING_BENCH_DIR` (default `target/zzping-gui-bench-<days>d`; kept between runs, so
+//! the data set and its sidecars are generated once).
+//!
+//! Prints: generation time, first open (builds the sidecars), open with sidecars (time
+//! and peak RSS, in a fresh child process), and per zoom level the median time to
+//! recompute the columns after a pan and to render the whole window at 1600×900.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use zzping_gui::App;
+use zzping_gui::timeline::TimeView;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn peak_rss_mb() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn open(dir: &Path) -> (App, f64) {
+    let t = Instant::now();
+    let mut app = App::empty(1600.0);
+    app.plot_width = 1600.0 - zzping_gui::app::LEGEND_WIDTH - 28.0;
+    app.open_blocking(&[dir.to_path_buf()]);
+    (app, t.elapsed().as_secs_f64())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--open-only") {
+        let dir = PathBuf::from(&args[i + 1]);
+        let (app, secs) = open(&dir);
+        println!("{secs:.3} {:.1} {}", peak_rss_mb(), app.offline.len());
+        return;
+    }
+    if args.iter().any(|a| a == "--list" || a == "--test") {
+        // `cargo test --benches` / `cargo bench -- --list`: nothing to list or check.
+        return;
+    }
+    let days = env_u64("ZZPING_BENCH_DAYS", 1).max(1);
+    let hosts = env_u64("ZZPING_BENCH_HOSTS", 3).clamp(1, 3) as usize;
+    let dir = std::env::var("ZZPING_BENCH_DIR").map_or_else(
+        |_| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target")
+                .join(format!("zzping-gui-bench-{days}d-{hosts}h"))
+        },
+        PathBuf::from,
+    );
+    let end = 1_767_225_600_000_000u64; // 2026-01-01 UTC
+    let dur = days * 86_400_000_000;
+    if !dir.exists() {
+        let t = Instant::now();
+        let n = zzping_gui::demo::write_demo(&dir, end - dur, dur, hosts).expect("write data");
+        println!(
+            "generated {n} frames ({days} d × {hosts} hosts) in {:.1} s into {}",
+            t.elapsed().as_secs_f64(),
+            dir.display()
+        );
+        let (_, secs) = open(&dir);
+        println!("first open (builds sidecars): {secs:.2} s");
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .arg("--open-only")
+        .arg(&dir)
+        .output()
+        .expect("run child");
+    let line = String::from_utf8_lossy(&out.stdout);
+    let mut it = line.split_whitespace();
+    println!(
+        "open with sidecars: {} s, peak RSS {} MB, {} hosts",
+        it.next().unwrap_or("?"),
+        it.next().unwrap_or("?"),
+        it.next().unwrap_or("?")
+    );
+
+    let (mut app, _) = open(&dir);
+    let (a, b) = app.extent().expect("data");
+    for (name, span) in [
+        ("all", (b - a) as f64),
+        ("1 day", 86_400e6),
+        ("1 hour", 3_600e6),
+        ("5 min", 300e6),
+        ("10 s", 10e6),
+    ] {
+        let mid = (a + b) as f64 / 2.0;
+        app.offline_view = TimeView::new(mid - span / 2.0, mid + span / 2.0);
+        app.offline_pristine = false;
+        app.recompute();
+        let mut recompute = Vec::new();
+        let mut render = Vec::new();
+        for i in 0..15 {
+            let t = Instant::now();
+            let _ = app.update(zzping_gui::Message::Pan(if i % 2 == 0 {
+                0.01
+            } else {
+                -0.01
+            }));
+            recompute.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            let mut ui = iced_test::Simulator::with_size(
+                iced::Settings::default(),
+                (1600.0, 900.0),
+                app.view(),
+            );
+            let _ = ui.snapshot(&iced::Theme::Dark).expect("snapshot");
+            render.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        println!(
+            "view {name:>6}: level {:>12}, recompute median {:.2} ms, full render median {:.1} ms (3200×1800 physical px: the simulator renders at scale 2)",
+            match app.offline[0].lane.level_us {
+                0 => "raw frames".to_string(),
+                w => format!("{} s", w / 1_000_000),
+            },
+            median(recompute),
+            median(render)
+        );
+    }
+}

@@ -1,0 +1,655 @@
+//! The data behind the lanes: where a host's summaries come from (files or a live
+//! stream), and how they are folded into one summary per pixel column.
+//!
+//! # Level choice
+//! For a view of `u` µs per pixel the fold reads, per host:
+//! - `u ≥ 10 s`: the coarsest persisted pyramid level (10 s, 100 s, 1,000 s, 10,000 s) whose
+//!   width is at most `u`, i.e. 1-10 summaries per column, from the sidecars loaded at open;
+//! - `1 s ≤ u < 10 s`: 1 s summaries computed from the raw frames of the visible range
+//!   (±50 %), cached until the view leaves that range;
+//! - `u < 1 s`: the raw frames themselves.
+//!
+//! Summaries merge exactly, so every column holds the exact histogram of its pings and
+//! switching levels never changes a column's percentiles (only which pings fall in which
+//! column, by at most one level width at the edges).
+//!
+//! A summary no wider than a column goes to the column holding its midpoint; a wider one
+//! (a 100 ms frame when zoomed in to milliseconds) goes to every column it covers.
+
+use crate::timeline::TimeView;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use zzping_lib::codec::QFrame;
+use zzping_lib::pyramid::{DayPyramid, PERSISTED_WIDTHS_US};
+use zzping_lib::quantizer::Quantizer;
+use zzping_lib::store::HostFrames;
+use zzping_lib::summary::Summary;
+
+/// Quantiles drawn per column: min, p5, p25, median, p75, p95, max.
+pub const BAND_QUANTILES: [f64; 7] = [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0];
+
+/// Frames kept per live host (one hour at 100 ms frames).
+pub const LIVE_RING_FRAMES: usize = 36_000;
+/// Width of the coarse summaries a live host keeps for zoomed-out views, µs.
+pub const LIVE_COARSE_US: u64 = 10_000_000;
+
+/// What one pixel column shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ColumnStats {
+    /// Frames merged into the column (0 = no data: a gap).
+    pub frames: u32,
+    /// Requests sent.
+    pub sent: u64,
+    /// Replies received.
+    pub received: u64,
+    /// Requests lost.
+    pub lost: u64,
+    /// RTTs at [`BAND_QUANTILES`], µs (meaningful when `received > 0`).
+    pub q_us: [f32; 7],
+}
+
+impl ColumnStats {
+    /// True when the column has no data (no frame, or frames that sent nothing).
+    pub fn is_gap(&self) -> bool {
+        self.frames == 0 || self.received + self.lost == 0
+    }
+
+    /// Loss ratio, when anything was sent.
+    pub fn loss_ratio(&self) -> Option<f64> {
+        let n = self.received + self.lost;
+        (n > 0).then(|| self.lost as f64 / n as f64)
+    }
+
+    /// True when the column lost at least as many pings as one of its frames sends on
+    /// average: a short outage (or worse) somewhere in the column.
+    pub fn lost_whole_frame(&self) -> bool {
+        self.frames > 0 && self.lost > 0 && self.lost * u64::from(self.frames) >= self.sent
+    }
+
+    /// True when every request of the column was lost.
+    pub fn is_outage(&self) -> bool {
+        self.received == 0 && self.lost > 0
+    }
+}
+
+/// Statistics of a lane over the whole visible range (the legend).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LaneTotals {
+    /// Frames in range.
+    pub frames: u64,
+    /// Replies received.
+    pub received: u64,
+    /// Requests lost.
+    pub lost: u64,
+    /// Median RTT, µs.
+    pub median_us: Option<u32>,
+    /// 99th percentile RTT, µs.
+    pub p99_us: Option<u32>,
+    /// Outages: maximal runs of columns that lost at least a whole frame's worth of pings
+    /// (see [`ColumnStats::lost_whole_frame`]); at raw-frame zoom, runs of lost frames.
+    pub outages: u32,
+}
+
+impl LaneTotals {
+    /// Loss ratio over the range.
+    pub fn loss_ratio(&self) -> Option<f64> {
+        let n = self.received + self.lost;
+        (n > 0).then(|| self.lost as f64 / n as f64)
+    }
+}
+
+/// Identity of a host, for the legend.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostLabel {
+    /// Label (directory name or configured target).
+    pub label: String,
+    /// Address, when known.
+    pub address: Option<String>,
+    /// Configured name, when known.
+    pub name: Option<String>,
+}
+
+impl HostLabel {
+    /// The legend's title: the name (or label), then the address when different.
+    pub fn title(&self) -> String {
+        let main = self.name.clone().unwrap_or_else(|| self.label.clone());
+        match &self.address {
+            Some(a) if *a != main => format!("{main} ({a})"),
+            _ => main,
+        }
+    }
+}
+
+/// Loading state of one day file.
+#[derive(Debug, Clone)]
+pub enum DayState {
+    /// Not loaded yet.
+    Pending,
+    /// Sidecar levels loaded.
+    Loaded(Arc<DayPyramid>),
+    /// Could not be loaded (the reason).
+    Failed(String),
+}
+
+/// One day file of an offline host.
+#[derive(Debug, Clone)]
+pub struct Day {
+    /// Start of the UTC day, µs.
+    pub day_start_us: u64,
+    /// The frame file.
+    pub path: PathBuf,
+    /// Its pyramid.
+    pub state: DayState,
+}
+
+/// Summaries of the visible range computed from raw frames.
+#[derive(Debug, Default)]
+struct FineCache {
+    from_us: u64,
+    to_us: u64,
+    /// 0: one summary per frame; otherwise the bucket width.
+    width_us: u64,
+    items: Vec<Summary>,
+    valid: bool,
+}
+
+/// A live host's in-memory history.
+#[derive(Debug, Default)]
+pub struct LiveData {
+    /// Latest frames, one summary each, ascending.
+    pub frames: VecDeque<Summary>,
+    /// [`LIVE_COARSE_US`] summaries of everything received, ascending.
+    pub coarse: Vec<Summary>,
+    /// Frames lost in transport (reported gaps).
+    pub gap_frames: u64,
+}
+
+impl LiveData {
+    /// Appends a frame (ignored when older than the latest one).
+    pub fn push(&mut self, f: &QFrame) {
+        if let Some(last) = self.frames.back()
+            && f.start_us < last.end_us()
+        {
+            return;
+        }
+        let mut s = Summary::new(f.start_us, u64::from(f.period_us));
+        s.add_frame(f);
+        let bucket = f.start_us / LIVE_COARSE_US * LIVE_COARSE_US;
+        match self.coarse.last_mut() {
+            Some(c) if c.start_us == bucket => {
+                let w = c.width_us;
+                c.merge(&s);
+                c.start_us = bucket;
+                c.width_us = w;
+            }
+            _ => {
+                let mut c = Summary::new(bucket, LIVE_COARSE_US);
+                c.frames = 0;
+                c.merge(&s);
+                c.start_us = bucket;
+                c.width_us = LIVE_COARSE_US;
+                self.coarse.push(c);
+            }
+        }
+        if self.frames.len() >= LIVE_RING_FRAMES {
+            self.frames.pop_front();
+        }
+        self.frames.push_back(s);
+    }
+
+    /// Start of the first and end of the last frame.
+    pub fn extent(&self) -> Option<(u64, u64)> {
+        let a = self.coarse.first().map(|s| s.start_us)?;
+        let b = self.frames.back().map(Summary::end_us)?;
+        Some((a, b))
+    }
+}
+
+/// Where a lane's data comes from.
+#[derive(Debug)]
+pub enum Source {
+    /// Day files of a host directory.
+    Files(Vec<Day>),
+    /// A live stream.
+    Live(LiveData),
+}
+
+/// One host's lane: its data and the per-column statistics of the current view.
+#[derive(Debug)]
+pub struct Lane {
+    /// Who.
+    pub host: HostLabel,
+    /// Where the data comes from.
+    pub source: Source,
+    /// Quantizer of the lane's codes (the first loaded day's or the stream's).
+    pub quantizer: Option<Arc<Quantizer>>,
+    /// One entry per pixel column of the current view.
+    pub columns: Vec<ColumnStats>,
+    /// The legend's numbers for the current view.
+    pub totals: LaneTotals,
+    /// Problems found in this lane's data (shown as banners).
+    pub issues: Vec<String>,
+    /// Width (µs) of the summaries the current columns were folded from (0 = raw frames).
+    pub level_us: u64,
+    buf: Vec<Summary>,
+    total: Summary,
+    fine: FineCache,
+    qbuf: [Option<u32>; 7],
+}
+
+impl Lane {
+    /// A lane over `source`.
+    pub fn new(host: HostLabel, source: Source) -> Self {
+        Self {
+            host,
+            source,
+            quantizer: None,
+            columns: Vec::new(),
+            totals: LaneTotals::default(),
+            issues: Vec::new(),
+            level_us: 0,
+            buf: Vec::new(),
+            total: Summary::default(),
+            fine: FineCache::default(),
+            qbuf: [None; 7],
+        }
+    }
+
+    /// Records the loaded pyramid of day `idx` (or its failure).
+    pub fn set_day(&mut self, idx: usize, state: DayState) {
+        let Source::Files(days) = &mut self.source else {
+            return;
+        };
+        let Some(day) = days.get_mut(idx) else {
+            return;
+        };
+        match &state {
+            DayState::Loaded(p) => {
+                for issue in &p.issues {
+                    self.issues.push(format!("{}: {issue}", day.path.display()));
+                }
+                match &self.quantizer {
+                    None => self.quantizer = Some(p.quantizer.clone()),
+                    Some(q) if **q != *p.quantizer => {
+                        self.issues.push(format!(
+                            "{}: precision {} differs from the host's {}; day not shown",
+                            day.path.display(),
+                            p.quantizer.precision(),
+                            q.precision()
+                        ));
+                        day.state = DayState::Failed("mixed precision".into());
+                        return;
+                    }
+                    Some(_) => {}
+                }
+            }
+            DayState::Failed(e) => self.issues.push(e.clone()),
+            DayState::Pending => {}
+        }
+        day.state = state;
+        self.fine.valid = false;
+    }
+
+    /// Time covered by the lane's data, µs (start of the first summary, end of the last).
+    pub fn extent(&self) -> Option<(u64, u64)> {
+        match &self.source {
+            Source::Live(l) => l.extent(),
+            Source::Files(days) => {
+                let mut lo = u64::MAX;
+                let mut hi = 0;
+                for d in days {
+                    if let DayState::Loaded(p) = &d.state
+                        && let Some(l) = p.levels.first()
+                        && let (Some(a), Some(b)) = (l.summaries.first(), l.summaries.last())
+                    {
+                        lo = lo.min(a.start_us);
+                        hi = hi.max(b.end_us());
+                    }
+                }
+                (hi > lo).then_some((lo, hi))
+            }
+        }
+    }
+
+    /// Recomputes the columns for `view` on a plot `width_px` wide. Cost: the summaries
+    /// in range (about one to ten per column) plus, at fine zooms, reading raw frames once
+    /// per ±50 % of the view.
+    pub fn recompute(&mut self, view: &TimeView, width_px: f32) {
+        let n = width_px.round().clamp(1.0, 16_384.0) as usize;
+        let upp = view.span_us() / n as f64;
+        let t0 = view.t0_us;
+        if self.buf.len() != n {
+            self.buf.resize_with(n, Summary::default);
+        }
+        for s in &mut self.buf {
+            reset(s);
+        }
+        reset(&mut self.total);
+        let from = t0.max(0.0) as u64;
+        let to = view.t1_us.max(0.0) as u64;
+        let mut fine_err = None;
+        match &self.source {
+            Source::Live(live) => {
+                let ring_start = live.frames.front().map_or(u64::MAX, |s| s.start_us);
+                if upp < LIVE_COARSE_US as f64 && ring_start <= from {
+                    self.level_us = 0;
+                    let a = live.frames.partition_point(|s| s.end_us() <= from);
+                    let b = live.frames.partition_point(|s| s.start_us < to);
+                    fold(
+                        &mut self.buf,
+                        &mut self.total,
+                        t0,
+                        upp,
+                        live.frames.range(a..b.max(a)),
+                    );
+                } else {
+                    self.level_us = LIVE_COARSE_US;
+                    let a = live.coarse.partition_point(|s| s.end_us() <= from);
+                    let b = live.coarse.partition_point(|s| s.start_us < to);
+                    fold(
+                        &mut self.buf,
+                        &mut self.total,
+                        t0,
+                        upp,
+                        live.coarse[a..b.max(a)].iter(),
+                    );
+                }
+            }
+            Source::Files(days) => {
+                if upp >= PERSISTED_WIDTHS_US[0] as f64 {
+                    let w = PERSISTED_WIDTHS_US
+                        .iter()
+                        .copied()
+                        .filter(|&w| w as f64 <= upp)
+                        .max()
+                        .unwrap_or(PERSISTED_WIDTHS_US[0]);
+                    self.level_us = w;
+                    for d in days {
+                        if d.day_start_us >= to
+                            || d.day_start_us + zzping_lib::time::US_PER_DAY <= from
+                        {
+                            continue;
+                        }
+                        if let DayState::Loaded(p) = &d.state
+                            && let Some(l) = p.level(w)
+                        {
+                            fold(
+                                &mut self.buf,
+                                &mut self.total,
+                                t0,
+                                upp,
+                                l.range(from, to).iter(),
+                            );
+                        }
+                    }
+                } else {
+                    let width = if upp >= 1e6 { 1_000_000 } else { 0 };
+                    self.level_us = width;
+                    let f = &self.fine;
+                    if !(f.valid && f.width_us == width && f.from_us <= from && f.to_us >= to) {
+                        let span = to - from;
+                        let lo = from.saturating_sub(span / 2);
+                        let hi = to.saturating_add(span / 2);
+                        let files: Vec<PathBuf> = days
+                            .iter()
+                            .filter(|d| {
+                                !matches!(d.state, DayState::Failed(_))
+                                    && d.day_start_us < hi
+                                    && d.day_start_us + zzping_lib::time::US_PER_DAY > lo
+                            })
+                            .map(|d| d.path.clone())
+                            .collect();
+                        match read_fine(files, lo, hi, width, &mut self.fine.items) {
+                            Ok((q, issues)) => {
+                                if self.quantizer.is_none() {
+                                    self.quantizer = q;
+                                }
+                                for i in issues {
+                                    if !self.issues.contains(&i) {
+                                        self.issues.push(i);
+                                    }
+                                }
+                            }
+                            Err(e) => fine_err = Some(e),
+                        }
+                        self.fine.from_us = lo;
+                        self.fine.to_us = hi;
+                        self.fine.width_us = width;
+                        self.fine.valid = true;
+                    }
+                    let items = &self.fine.items;
+                    let a = items.partition_point(|s| s.end_us() <= from);
+                    let b = items.partition_point(|s| s.start_us < to);
+                    fold(
+                        &mut self.buf,
+                        &mut self.total,
+                        t0,
+                        upp,
+                        items[a..b.max(a)].iter(),
+                    );
+                }
+            }
+        }
+        if let Some(e) = fine_err
+            && !self.issues.contains(&e)
+        {
+            self.issues.push(e);
+        }
+        self.finish_columns();
+    }
+
+    fn finish_columns(&mut self) {
+        self.columns.clear();
+        let q = self.quantizer.clone();
+        let mut outages = 0;
+        let mut in_outage = false;
+        for s in &self.buf {
+            let mut c = ColumnStats {
+                frames: s.frames,
+                sent: u64::from(s.counts.sent),
+                received: u64::from(s.counts.received),
+                lost: u64::from(s.counts.lost),
+                q_us: [0.0; 7],
+            };
+            if let Some(q) = &q
+                && !s.hist.is_empty()
+            {
+                s.hist.quantile_codes(&BAND_QUANTILES, &mut self.qbuf);
+                for (o, code) in c.q_us.iter_mut().zip(self.qbuf) {
+                    *o = code.map_or(0.0, |c| q.decode_saturating(c) as f32);
+                }
+            }
+            if c.is_outage() || c.lost_whole_frame() {
+                if !in_outage {
+                    outages += 1;
+                }
+                in_outage = true;
+            } else if !c.is_gap() {
+                in_outage = false;
+            }
+            self.columns.push(c);
+        }
+        let t = &self.total;
+        self.totals = LaneTotals {
+            frames: u64::from(t.frames),
+            received: u64::from(t.counts.received),
+            lost: u64::from(t.counts.lost),
+            median_us: q.as_ref().and_then(|q| t.percentile_us(q, 50.0)),
+            p99_us: q.as_ref().and_then(|q| t.percentile_us(q, 99.0)),
+            outages,
+        };
+    }
+}
+
+fn reset(s: &mut Summary) {
+    s.start_us = 0;
+    s.width_us = 0;
+    s.frames = 0;
+    s.counts = Default::default();
+    s.flags = 0;
+    s.hist.clear();
+}
+
+/// Folds `items` (ascending, overlapping the view) into `cols` (see the module docs) and
+/// into `total` (each item once).
+fn fold<'a>(
+    cols: &mut [Summary],
+    total: &mut Summary,
+    t0: f64,
+    upp: f64,
+    items: impl Iterator<Item = &'a Summary>,
+) {
+    let n = cols.len() as f64;
+    for s in items {
+        let a = (s.start_us as f64 - t0) / upp;
+        let b = (s.end_us() as f64 - t0) / upp;
+        if b <= 0.0 || a >= n {
+            continue;
+        }
+        merge_counts_only(total, s);
+        if b - a <= 1.0 {
+            let mid = ((a + b) / 2.0).floor();
+            if mid >= 0.0 && mid < n {
+                merge_counts_only(&mut cols[mid as usize], s);
+            }
+        } else {
+            let lo = a.floor().max(0.0) as usize;
+            let hi = (b.ceil() as usize).min(cols.len());
+            for c in &mut cols[lo..hi] {
+                merge_counts_only(c, s);
+            }
+        }
+    }
+}
+
+/// Merges `s` into `acc` (histogram and counters; the span is irrelevant here).
+fn merge_counts_only(acc: &mut Summary, s: &Summary) {
+    acc.frames = acc.frames.saturating_add(s.frames);
+    acc.counts.merge(&s.counts);
+    acc.flags |= s.flags;
+    acc.hist.merge(&s.hist);
+}
+
+type FineResult = Result<(Option<Arc<Quantizer>>, Vec<String>), String>;
+
+/// Reads frames of `files` in `[from, to)` into summaries of `width_us` (0 = per frame).
+fn read_fine(
+    files: Vec<PathBuf>,
+    from: u64,
+    to: u64,
+    width_us: u64,
+    out: &mut Vec<Summary>,
+) -> FineResult {
+    out.clear();
+    let mut hf = HostFrames::new(files, from, to);
+    let mut err = None;
+    loop {
+        match hf.next_frame() {
+            Ok(Some(f)) => match f.start_us.checked_div(width_us) {
+                None => {
+                    let mut s = Summary::new(f.start_us, u64::from(f.period_us));
+                    s.add_frame(f);
+                    out.push(s);
+                }
+                Some(k) => {
+                    let b = k * width_us;
+                    match out.last_mut() {
+                        Some(s) if s.start_us == b => s.add_frame(f),
+                        _ => {
+                            let mut s = Summary::new(b, width_us);
+                            s.add_frame(f);
+                            out.push(s);
+                        }
+                    }
+                }
+            },
+            Ok(None) => break,
+            Err(e) => {
+                err = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if !out.is_sorted_by_key(|s| s.start_us) {
+        out.sort_by_key(|s| s.start_us);
+    }
+    let q = hf.quantizer().cloned();
+    let issues = hf
+        .issues()
+        .into_iter()
+        .map(|(p, i)| format!("{}: {i}", p.display()))
+        .collect();
+    match err {
+        Some(e) if out.is_empty() => Err(e),
+        _ => Ok((q, issues)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(start: u64, rtts: &[u32], lost: u32, q: &Quantizer) -> QFrame {
+        let mut f = zzping_lib::frame::Frame::new(start, 100_000);
+        f.rtts_us = rtts.to_vec();
+        f.lost = lost;
+        f.sent = rtts.len() as u32 + lost;
+        let mut qf = QFrame::default();
+        qf.set_from(&f, q);
+        qf
+    }
+
+    fn live_lane(frames: &[QFrame]) -> Lane {
+        let mut l = LiveData::default();
+        for f in frames {
+            l.push(f);
+        }
+        let mut lane = Lane::new(HostLabel::default(), Source::Live(l));
+        lane.quantizer = Some(Arc::new(Quantizer::default()));
+        lane
+    }
+
+    #[test]
+    fn columns_are_exact_and_outage_is_counted() {
+        let q = Quantizer::default();
+        let t0 = 1_700_000_000_000_000;
+        let mut frames = Vec::new();
+        for i in 0..100u64 {
+            let lost = if (40..43).contains(&i) { 10 } else { 0 };
+            let rtts: Vec<u32> = if lost > 0 {
+                vec![]
+            } else {
+                (1..=10).map(|k| k * 1000).collect()
+            };
+            frames.push(frame(t0 + i * 100_000, &rtts, lost, &q));
+        }
+        let mut lane = live_lane(&frames);
+        let view = TimeView::new(t0 as f64, (t0 + 10_000_000) as f64);
+        lane.recompute(&view, 100.0);
+        assert_eq!(lane.columns.len(), 100);
+        assert_eq!(lane.level_us, 0);
+        assert!(lane.columns[41].is_outage());
+        assert!(!lane.columns[39].is_outage());
+        assert_eq!(lane.totals.outages, 1);
+        assert_eq!(lane.totals.lost, 30);
+        assert_eq!(lane.totals.frames, 100);
+        let c = lane.columns[0];
+        assert!(c.q_us[0] <= c.q_us[3] && c.q_us[3] <= c.q_us[6]);
+        assert!((c.q_us[0] - 1000.0).abs() < 20.0);
+        assert!((c.q_us[6] - 10_000.0).abs() < 200.0);
+    }
+
+    #[test]
+    fn columns_past_the_data_are_gaps() {
+        let q = Quantizer::default();
+        let t0 = 1_700_000_000_000_000;
+        let frames: Vec<QFrame> = (0..10)
+            .map(|i| frame(t0 + i * 100_000, &[5000], 0, &q))
+            .collect();
+        let mut lane = live_lane(&frames);
+        lane.recompute(&TimeView::new(t0 as f64, (t0 + 2_000_000) as f64), 20.0);
+        assert!(!lane.columns[5].is_gap());
+        assert!(lane.columns[15].is_gap());
+    }
+}

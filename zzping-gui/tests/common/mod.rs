@@ -1,0 +1,81 @@
+//! Test data: hosts written with the real writer, with known RTTs, outages and gaps.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use zzping_gui::App;
+use zzping_lib::file::{HostInfo, HostWriter, WriterConfig};
+use zzping_lib::frame::Frame;
+
+/// 2026-01-01 00:00:00 UTC + 10 h, µs.
+pub const T0: u64 = 1_767_225_600_000_000 + 10 * 3_600_000_000;
+/// Frame period, µs.
+pub const PERIOD: u64 = 100_000;
+
+/// What one frame of a test host holds.
+pub enum Slot {
+    /// Ten replies: 10, 11, ..., 19 ms.
+    Normal,
+    /// Ten requests, all lost.
+    Outage,
+    /// No frame at all.
+    Gap,
+}
+
+/// Writes `n` frames for host `label` from [`T0`], `slot(i)` deciding each.
+pub fn write_host(dir: &Path, label: &str, n: u64, slot: impl Fn(u64) -> Slot) -> PathBuf {
+    let mut w = HostWriter::open(
+        dir,
+        HostInfo {
+            label: label.into(),
+            address: "192.0.2.9".parse().unwrap(),
+            name: None,
+        },
+        WriterConfig {
+            period_us: PERIOD as u32,
+            precision: 0.01,
+            writer: "test".into(),
+        },
+    )
+    .unwrap();
+    for i in 0..n {
+        let mut f = Frame::new(T0 + i * PERIOD, PERIOD as u32);
+        match slot(i) {
+            Slot::Gap => continue,
+            Slot::Normal => {
+                f.rtts_us = (10..20).map(|ms| ms * 1000).collect();
+                f.sent = 10;
+            }
+            Slot::Outage => {
+                f.sent = 10;
+                f.lost = 10;
+            }
+        }
+        w.append(&f).unwrap();
+    }
+    w.sync().unwrap();
+    w.host_dir().to_path_buf()
+}
+
+/// 60 s of frames with a 300 ms outage at 30.0 s and (if `gap`) no data 45-50 s.
+pub fn standard_host(dir: &Path, label: &str, gap: bool) -> PathBuf {
+    write_host(dir, label, 600, |i| {
+        if (300..303).contains(&i) {
+            Slot::Outage
+        } else if gap && (450..500).contains(&i) {
+            Slot::Gap
+        } else {
+            Slot::Normal
+        }
+    })
+}
+
+/// An app showing `paths`, exactly 60 s from [`T0`] on a plot `plot_width` px wide.
+pub fn app_with(paths: &[PathBuf], plot_width: f32) -> App {
+    let mut app = App::empty(1024.0);
+    app.plot_width = plot_width;
+    app.open_blocking(paths);
+    app.offline_view = zzping_gui::timeline::TimeView::new(T0 as f64, (T0 + 60_000_000) as f64);
+    app.offline_pristine = false;
+    app.recompute();
+    app
+}
