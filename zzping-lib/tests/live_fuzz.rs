@@ -93,7 +93,7 @@ fn drain(s: &mut LiveServer, now: u64, from: SocketAddr, limit: usize, subscribe
 #[test]
 fn server_survives_arbitrary_datagrams() {
     for secret in [None, Some([3u8; 32])] {
-        let mut net = busy_net(secret);
+        let net = busy_net(secret);
         let subscribed: Vec<SocketAddr> = net.v.iter().map(|v| v.addr).collect();
         let stranger = viewer_addr(500);
         let now = net.now;
@@ -114,7 +114,7 @@ fn server_survives_arbitrary_datagrams() {
 #[test]
 fn server_survives_mutated_messages() {
     for secret in [None, Some([3u8; 32])] {
-        let mut net = busy_net(secret);
+        let net = busy_net(secret);
         let corpus = net.log_in.clone();
         let subscribed: Vec<SocketAddr> = net.v.iter().map(|v| v.addr).collect();
         let addrs = [net.v[0].addr, net.v[1].addr, viewer_addr(501)];
