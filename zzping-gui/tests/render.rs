@@ -1,0 +1,187 @@
+//! Pixel assertions on headless tiny-skia renders (iced_test snapshots, scale factor 2).
+
+mod common;
+
+use common::{T0, app_with, standard_host};
+use iced::widget::canvas;
+use iced::{Element, Length, Theme};
+use iced_test::Simulator;
+use std::path::Path;
+use zzping_gui::Message;
+use zzping_gui::canvas::{GAP, LaneCanvas, MEDIAN};
+
+const W: f32 = 600.0;
+const H: f32 = 150.0;
+
+struct Image {
+    w: usize,
+    h: usize,
+    rgba: Vec<u8>,
+}
+
+impl Image {
+    fn px(&self, x: usize, y: usize) -> [u8; 3] {
+        let i = (y * self.w + x) * 4;
+        [self.rgba[i], self.rgba[i + 1], self.rgba[i + 2]]
+    }
+}
+
+fn read_png(dir: &Path) -> Image {
+    let path = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "png"))
+        .expect("snapshot png");
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut r = dec.read_info().unwrap();
+    let mut buf = vec![0; r.output_buffer_size().unwrap()];
+    let info = r.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgba);
+    buf.truncate(info.buffer_size());
+    Image {
+        w: info.width as usize,
+        h: info.height as usize,
+        rgba: buf,
+    }
+}
+
+/// Renders `el` at `size` and returns the pixels.
+fn render(el: Element<'_, Message>, size: (f32, f32)) -> Image {
+    let out = tempfile::tempdir().unwrap();
+    let mut ui = Simulator::with_size(iced::Settings::default(), size, el);
+    let snap = ui.snapshot(&Theme::Dark).unwrap();
+    assert!(snap.matches_image(out.path().join("shot")).unwrap());
+    read_png(out.path())
+}
+
+/// Renders the first lane of a 60 s data set alone, one column per logical pixel.
+fn render_lane() -> Image {
+    let dir = tempfile::tempdir().unwrap();
+    let p = standard_host(dir.path(), "alpha", true);
+    let app = app_with(&[p], W);
+    let s = &app.offline[0];
+    assert_eq!(s.lane.columns.len(), W as usize);
+    let el = canvas(LaneCanvas {
+        lane: &s.lane,
+        cache: &s.cache,
+        view: app.view_range(),
+        y: s.y,
+        hover: None,
+        primary: false,
+        plot_width: W,
+    })
+    .width(Length::Fill)
+    .height(Length::Fill);
+    let img = render(el.into(), (W, H));
+    assert_eq!((img.w, img.h), (1200, 300));
+    img
+}
+
+fn is_red(p: [u8; 3]) -> bool {
+    p[0] > 200 && p[1] < 90 && p[2] < 90
+}
+
+fn near(p: [u8; 3], c: iced::Color, tol: i32) -> bool {
+    let c = c.into_rgba8();
+    (0..3).all(|i| (i32::from(p[i]) - i32::from(c[i])).abs() <= tol)
+}
+
+#[test]
+fn a_300_ms_outage_is_red_at_its_time() {
+    let img = render_lane();
+    // The outage is 30.0-30.3 s of 60 s: columns 300-302 of 600, physical x 600-605.
+    for x in [601, 603, 605] {
+        for y in [20, 150, 280] {
+            assert!(is_red(img.px(x, y)), "x {x} y {y}: {:?}", img.px(x, y));
+        }
+    }
+    // No red where every ping came back, nor just outside the outage.
+    for x in [400, 596, 610, 800] {
+        for y in (0..img.h).step_by(7) {
+            assert!(!is_red(img.px(x, y)), "x {x} y {y}: {:?}", img.px(x, y));
+        }
+    }
+}
+
+#[test]
+fn a_gap_is_grey_and_not_interpolated() {
+    let img = render_lane();
+    // No frames 45-50 s: columns 450-499, physical x 900-999.
+    for x in [905, 950, 995] {
+        for y in [20, 150, 280] {
+            assert!(
+                near(img.px(x, y), GAP, 12),
+                "x {x} y {y}: {:?}",
+                img.px(x, y)
+            );
+        }
+    }
+    // Data on both sides is not grey.
+    assert!(!near(img.px(880, 150), GAP, 12));
+    assert!(!near(img.px(1020, 150), GAP, 12));
+}
+
+#[test]
+fn bands_are_ordered_min_below_median_below_max() {
+    let img = render_lane();
+    for x in [200, 300, 700, 1100] {
+        let blue: Vec<usize> = (0..img.h)
+            .filter(|&y| {
+                let p = img.px(x, y);
+                i32::from(p[2]) > i32::from(p[0]) + 40
+            })
+            .collect();
+        let median: Vec<usize> = (0..img.h)
+            .filter(|&y| near(img.px(x, y), MEDIAN, 20))
+            .collect();
+        assert!(!blue.is_empty() && !median.is_empty(), "x {x}");
+        let (top, bottom) = (blue[0], *blue.last().unwrap());
+        let m = median[median.len() / 2];
+        // Pixel y grows downwards: max (top) < median < min (bottom).
+        assert!(
+            top < m && m < bottom,
+            "x {x}: max at {top}, median at {m}, min at {bottom}"
+        );
+        // 10..19 ms on a 0..23.75 ms axis: min at 10/23.75 of the height, max at 19/23.75.
+        let plot = (img.h - 12) as f32;
+        let y_of = |ms: f32| 6.0 + plot * (1.0 - ms / 23.75);
+        assert!(
+            (top as f32 - y_of(19.0)).abs() < 8.0,
+            "x {x}: top {top} vs {}",
+            y_of(19.0)
+        );
+        assert!(
+            (bottom as f32 - y_of(10.0)).abs() < 8.0,
+            "x {x}: bottom {bottom} vs {}",
+            y_of(10.0)
+        );
+    }
+}
+
+#[test]
+fn whole_window_renders_dark_and_not_blank() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = standard_host(dir.path(), "alpha", true);
+    let mut app = app_with(&[p], 700.0);
+    app.offline_view = zzping_gui::timeline::TimeView::new(T0 as f64, (T0 + 60_000_000) as f64);
+    app.recompute();
+    let img = render(app.view(), (1024.0, 768.0));
+    let mut dark = 0usize;
+    let mut colors = std::collections::HashSet::new();
+    for y in (0..img.h).step_by(3) {
+        for x in (0..img.w).step_by(3) {
+            let p = img.px(x, y);
+            if u32::from(p[0]) + u32::from(p[1]) + u32::from(p[2]) < 200 {
+                dark += 1;
+            }
+            colors.insert(p);
+        }
+    }
+    let total = img.h.div_ceil(3) * img.w.div_ceil(3);
+    assert!(
+        dark * 2 > total,
+        "dark theme: {dark} of {total} samples dark"
+    );
+    assert!(colors.len() > 50, "only {} colours", colors.len());
+}
