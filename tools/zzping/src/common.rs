@@ -1,0 +1,470 @@
+//! Shared pieces: input resolution, time arguments and formatting, progress bars, and a
+//! streaming scan over a host's files.
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use zzping_lib::codec::QFrame;
+use zzping_lib::file::{FileReader, Issue, SegmentHeader, host_dir_name};
+use zzping_lib::quantizer::Quantizer;
+use zzping_lib::store::{HostDir, list_hosts};
+use zzping_lib::time::{US_PER_DAY, parse_day_name};
+
+/// Version string written into segment headers by this tool.
+pub const WRITER: &str = concat!("zzping ", env!("CARGO_PKG_VERSION"));
+
+/// Inputs of one host: its label and its frame files in time order.
+#[derive(Debug, Clone)]
+pub struct HostInput {
+    /// Host label (the host directory's name).
+    pub label: String,
+    /// Frame files, oldest first.
+    pub files: Vec<PathBuf>,
+}
+
+impl HostInput {
+    /// The address in the first readable segment header, if any.
+    pub fn address(&self) -> Option<String> {
+        self.files
+            .iter()
+            .find_map(|f| first_header(f))
+            .map(|h| h.host)
+    }
+}
+
+/// The first segment header of `path`, when the file starts with one.
+pub fn first_header(path: &Path) -> Option<SegmentHeader> {
+    let mut buf = Vec::with_capacity(4096);
+    std::fs::File::open(path)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut buf)
+        .ok()?;
+    SegmentHeader::decode(&buf).ok().map(|(h, _)| h)
+}
+
+/// The label of the host a lone frame file belongs to: its directory's name.
+fn label_of_file(path: &Path) -> String {
+    path.parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Resolves positional paths (data directories, host directories, frame files, in any mix)
+/// into hosts, filtered by `hosts` (labels or addresses; empty = all).
+pub fn resolve_inputs(paths: &[PathBuf], hosts: &[String]) -> Result<Vec<HostInput>> {
+    if paths.is_empty() {
+        bail!("no input given: pass a data directory, host directories or .zzp files");
+    }
+    let mut by_label: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).with_context(|| format!("{}", p.display()))?;
+        if meta.is_file() {
+            by_label
+                .entry(label_of_file(p))
+                .or_default()
+                .push(p.clone());
+            continue;
+        }
+        let host = HostDir::new(p);
+        let days = host
+            .day_files()
+            .with_context(|| format!("{}: cannot list", p.display()))?;
+        if !days.is_empty() {
+            by_label
+                .entry(host.label.clone())
+                .or_default()
+                .extend(days.into_iter().map(|d| d.path));
+            continue;
+        }
+        let hosts = list_hosts(p).with_context(|| format!("{}: cannot list", p.display()))?;
+        if hosts.is_empty() {
+            bail!(
+                "{}: no frame files (neither a data directory nor a host directory)",
+                p.display()
+            );
+        }
+        for h in hosts {
+            let files = h.day_files()?.into_iter().map(|d| d.path);
+            by_label.entry(h.label.clone()).or_default().extend(files);
+        }
+    }
+    let mut out: Vec<HostInput> = by_label
+        .into_iter()
+        .map(|(label, mut files)| {
+            files.sort_by(|a, b| a.file_name().cmp(&b.file_name()).then(a.cmp(b)));
+            files.dedup();
+            HostInput { label, files }
+        })
+        .collect();
+    if !hosts.is_empty() {
+        let available: Vec<String> = out.iter().map(|h| h.label.clone()).collect();
+        out.retain(|h| hosts.iter().any(|want| host_matches(h, want)));
+        for want in hosts {
+            if !out.iter().any(|h| host_matches(h, want)) {
+                bail!(
+                    "--host {want}: no such host among the inputs (available: {})",
+                    available.join(", ")
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// True when `want` names `h` by label, directory name or address.
+fn host_matches(h: &HostInput, want: &str) -> bool {
+    if h.label == want || h.label == host_dir_name(want) {
+        return true;
+    }
+    let Some(addr) = h.address() else {
+        return false;
+    };
+    match (addr.parse::<IpAddr>(), want.parse::<IpAddr>()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => addr == want,
+    }
+}
+
+/// Parses a time argument: RFC 3339 (`2026-11-22T08:00:00Z`, any offset), a date
+/// (`2026-11-22`, UTC midnight), `now`, or relative to now (`-2h`, `-30m`, `-7d`, `-45s`).
+pub fn parse_time(s: &str, now_us: u64, flag: &str) -> Result<u64> {
+    let s = s.trim();
+    if s == "now" {
+        return Ok(now_us);
+    }
+    if let Some(rel) = s.strip_prefix('-') {
+        let (num, unit) = rel.split_at(rel.len().saturating_sub(1));
+        let mult: u64 = match unit {
+            "s" => 1_000_000,
+            "m" => 60_000_000,
+            "h" => 3_600_000_000,
+            "d" => US_PER_DAY,
+            _ => bail!("{flag} {s}: a relative time ends in s, m, h or d (e.g. -2h)"),
+        };
+        let n: u64 = num
+            .parse()
+            .with_context(|| format!("{flag} {s}: {num:?} is not a whole number"))?;
+        return Ok(now_us.saturating_sub(n.saturating_mul(mult)));
+    }
+    if let Some(day) = parse_day_name(s) {
+        return Ok(day);
+    }
+    let ts: jiff::Timestamp = s.parse().with_context(|| {
+        format!("{flag} {s}: expected RFC 3339 (2026-11-22T08:00:00Z), a date or -2h/-30m/-7d")
+    })?;
+    u64::try_from(ts.as_microsecond())
+        .with_context(|| format!("{flag} {s}: before 1970 is not supported"))
+}
+
+/// The `[from, to)` range of `--from`/`--to` (defaults: everything).
+pub fn time_range(from: Option<&str>, to: Option<&str>) -> Result<(u64, u64)> {
+    let now = zzping_lib::file::wall_clock_us();
+    let from = from.map(|s| parse_time(s, now, "--from")).transpose()?;
+    let to = to.map(|s| parse_time(s, now, "--to")).transpose()?;
+    let (from, to) = (from.unwrap_or(0), to.unwrap_or(u64::MAX / 2));
+    if from >= to {
+        bail!("--from must be before --to");
+    }
+    Ok((from, to))
+}
+
+/// True when a day file `path` (named `YYYY-MM-DD.zzp`) cannot hold frames in `[from, to)`.
+/// Files with other names are always read.
+pub fn file_outside(path: &Path, from: u64, to: u64) -> bool {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(parse_day_name)
+        .is_some_and(|d| d + US_PER_DAY <= from || d >= to)
+}
+
+/// How times are printed.
+#[derive(Debug, Clone)]
+pub enum TimeFmt {
+    /// RFC 3339 UTC with µs (`...Z`).
+    Utc,
+    /// RFC 3339 in the system's local time zone with its offset.
+    Local(jiff::tz::TimeZone),
+}
+
+impl TimeFmt {
+    /// UTC, or the local zone when `local`.
+    pub fn new(local: bool) -> Self {
+        if local {
+            TimeFmt::Local(jiff::tz::TimeZone::system())
+        } else {
+            TimeFmt::Utc
+        }
+    }
+
+    /// Appends the time `t_us` to `out`.
+    pub fn write(&self, t_us: u64, out: &mut Vec<u8>) {
+        match self {
+            TimeFmt::Utc => write_rfc3339_utc(t_us, out),
+            TimeFmt::Local(tz) => match jiff::Timestamp::from_microsecond(t_us as i64) {
+                Ok(ts) => {
+                    let z = ts.to_zoned(tz.clone());
+                    out.extend_from_slice(
+                        z.strftime("%Y-%m-%dT%H:%M:%S%.6f%:z")
+                            .to_string()
+                            .as_bytes(),
+                    );
+                }
+                Err(_) => write_rfc3339_utc(t_us, out),
+            },
+        }
+    }
+
+    /// The time `t_us` as a string.
+    pub fn string(&self, t_us: u64) -> String {
+        let mut v = Vec::with_capacity(32);
+        self.write(t_us, &mut v);
+        String::from_utf8(v).unwrap_or_default()
+    }
+}
+
+/// Appends `YYYY-MM-DDTHH:MM:SS.uuuuuuZ` without allocating.
+pub fn write_rfc3339_utc(t_us: u64, out: &mut Vec<u8>) {
+    let (y, mo, d) = zzping_lib::time::civil_from_days((t_us / US_PER_DAY) as i64);
+    let in_day = t_us % US_PER_DAY;
+    let s = in_day / 1_000_000;
+    let us = in_day % 1_000_000;
+    let mut b = [0u8; 27];
+    let put = |b: &mut [u8], mut v: u64| {
+        for c in b.iter_mut().rev() {
+            *c = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(&mut b[0..4], y.clamp(0, 9999) as u64);
+    b[4] = b'-';
+    put(&mut b[5..7], u64::from(mo));
+    b[7] = b'-';
+    put(&mut b[8..10], u64::from(d));
+    b[10] = b'T';
+    put(&mut b[11..13], s / 3600);
+    b[13] = b':';
+    put(&mut b[14..16], s / 60 % 60);
+    b[16] = b':';
+    put(&mut b[17..19], s % 60);
+    b[19] = b'.';
+    put(&mut b[20..26], us);
+    b[26] = b'Z';
+    out.extend_from_slice(&b);
+}
+
+/// A progress bar over bytes, drawn only when stderr is a terminal.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    done: std::cell::Cell<u64>,
+}
+
+impl Progress {
+    /// A bar for `files` (their total size).
+    pub fn for_files<'a>(files: impl IntoIterator<Item = &'a PathBuf>, what: &str) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self {
+                bar: None,
+                done: Default::default(),
+            };
+        }
+        let total: u64 = files
+            .into_iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum();
+        let bar = ProgressBar::new(total);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(what.to_string());
+        Self {
+            bar: Some(bar),
+            done: Default::default(),
+        }
+    }
+
+    /// Marks `pos` bytes of the current file as done.
+    pub fn at(&self, pos: u64) {
+        if let Some(b) = &self.bar {
+            b.set_position(self.done.get() + pos);
+        }
+    }
+
+    /// Marks a file of `len` bytes as finished.
+    pub fn file_done(&self, len: u64) {
+        self.done.set(self.done.get() + len);
+        self.at(0);
+    }
+
+    /// Prints a line without garbling the bar.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// What [`scan`] reports.
+pub enum Ev<'a> {
+    /// A new segment starts (reported before its first frame in range).
+    Segment {
+        /// The file.
+        path: &'a Path,
+        /// Its header.
+        header: &'a SegmentHeader,
+    },
+    /// A frame in range.
+    Frame {
+        /// The frame.
+        frame: &'a QFrame,
+        /// Its segment's quantizer.
+        q: &'a Quantizer,
+    },
+    /// A file is finished; `issues` is what the reader recovered from.
+    FileEnd {
+        /// The file.
+        path: &'a Path,
+        /// The issues (at most 256 kept).
+        issues: &'a [Issue],
+        /// The number of issues.
+        issue_count: u64,
+    },
+}
+
+/// Streams the frames of `files` starting in `[from, to)`, in file order, in constant
+/// memory.
+pub fn scan(
+    files: &[PathBuf],
+    from: u64,
+    to: u64,
+    progress: &Progress,
+    mut f: impl FnMut(Ev<'_>) -> Result<()>,
+) -> Result<()> {
+    for path in files {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if file_outside(path, from, to) {
+            progress.file_done(len);
+            continue;
+        }
+        let mut r = FileReader::open(path)?;
+        let mut seg_seen = 0;
+        let mut n = 0u64;
+        while let Some(frame) = r.next_frame()? {
+            if frame.start_us < from || frame.start_us >= to {
+                continue;
+            }
+            n += 1;
+            if n % 65_536 == 0 {
+                progress.at(r.offset());
+            }
+            let (Some(h), Some(q), Some(frame)) = (r.header(), r.quantizer(), r.last_frame())
+            else {
+                continue;
+            };
+            if r.segments_seen() != seg_seen {
+                seg_seen = r.segments_seen();
+                f(Ev::Segment { path, header: h })?;
+            }
+            f(Ev::Frame { frame, q })?;
+        }
+        f(Ev::FileEnd {
+            path,
+            issues: r.issues(),
+            issue_count: r.issue_count(),
+        })?;
+        progress.file_done(len);
+    }
+    Ok(())
+}
+
+/// Names of the `FLAG_*` bits set in `flags`, comma-separated, or `-`.
+pub fn flag_names(flags: u8) -> String {
+    use zzping_lib::frame::*;
+    let names: Vec<&str> = [
+        (FLAG_CLOCK_STEP, "clock_step"),
+        (FLAG_SEND_LATE, "send_late"),
+        (FLAG_RECV_OVERFLOW, "recv_overflow"),
+        (FLAG_APPROXIMATE, "approximate"),
+    ]
+    .iter()
+    .filter(|(b, _)| flags & b != 0)
+    .map(|&(_, n)| n)
+    .collect();
+    let unknown = flags & !0x0f;
+    match (names.is_empty(), unknown) {
+        (true, 0) => "-".into(),
+        (_, 0) => names.join(","),
+        _ => {
+            let mut s = names.join(",");
+            if !s.is_empty() {
+                s.push(',');
+            }
+            s + &format!("0x{unknown:02x}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        let now = 1_700_000_000_000_000;
+        assert_eq!(
+            parse_time("-2h", now, "--from").unwrap(),
+            now - 7_200_000_000
+        );
+        assert_eq!(
+            parse_time("-7d", now, "--from").unwrap(),
+            now - 7 * US_PER_DAY
+        );
+        assert_eq!(parse_time("now", now, "--to").unwrap(), now);
+        assert_eq!(
+            parse_time("2021-01-01T09:00:00.5+01:00", now, "--from").unwrap(),
+            1_609_488_000_500_000
+        );
+        assert_eq!(
+            parse_time("2021-01-01", now, "--from").unwrap(),
+            1_609_459_200_000_000
+        );
+        for bad in ["-2x", "-h", "yesterday", "2021-13-01T00:00:00Z"] {
+            let e = parse_time(bad, now, "--from").unwrap_err().to_string();
+            assert!(e.contains("--from"), "{e}");
+        }
+        let mut v = Vec::new();
+        write_rfc3339_utc(1_609_488_000_123_456, &mut v);
+        assert_eq!(v, b"2021-01-01T08:00:00.123456Z");
+        assert_eq!(
+            zzping_lib::time::rfc3339_us(1_609_488_000_123_456).as_bytes(),
+            &v[..]
+        );
+    }
+
+    #[test]
+    fn flags() {
+        use zzping_lib::frame::*;
+        assert_eq!(flag_names(0), "-");
+        assert_eq!(
+            flag_names(FLAG_CLOCK_STEP | FLAG_APPROXIMATE),
+            "clock_step,approximate"
+        );
+        assert_eq!(flag_names(0x80), "0x80");
+    }
+}

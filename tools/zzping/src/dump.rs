@@ -1,0 +1,113 @@
+//! `zzping dump`: frames as readable text.
+
+use crate::common::{Ev, Progress, TimeFmt, flag_names, resolve_inputs, scan, time_range};
+use anyhow::Result;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Print frames as readable text.
+///
+/// One line per frame on stdout:
+/// `TIME HOST sent=N recv=N lost=N dup=N late=N err=N flags=F rtt_ms=[...]`
+/// (RTTs in ms, ascending, as decoded: within the file's quantizer precision).
+/// Segment headers and any damage found (torn tail, garbage, with file and byte offset)
+/// go to stderr; every good frame is still printed.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Data directories, host directories or .zzp files.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Only this host (label or address); repeat for several.
+    #[arg(long)]
+    pub host: Vec<String>,
+    /// Start of the range: RFC 3339, YYYY-MM-DD (UTC), or relative (-2h, -30m, -7d).
+    #[arg(long, allow_hyphen_values = true)]
+    pub from: Option<String>,
+    /// End of the range (exclusive), same forms as --from.
+    #[arg(long, allow_hyphen_values = true)]
+    pub to: Option<String>,
+    /// Print times in the local time zone instead of UTC.
+    #[arg(long)]
+    pub local: bool,
+    /// Do not print segment headers on stderr.
+    #[arg(long)]
+    pub no_headers: bool,
+}
+
+/// Runs `zzping dump`.
+pub fn run(a: Args) -> Result<ExitCode> {
+    let (from, to) = time_range(a.from.as_deref(), a.to.as_deref())?;
+    let hosts = resolve_inputs(&a.paths, &a.host)?;
+    let tf = TimeFmt::new(a.local);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut line = Vec::with_capacity(4096);
+    let progress = Progress::for_files(hosts.iter().flat_map(|h| &h.files), "dump");
+    for h in &hosts {
+        scan(&h.files, from, to, &progress, |ev| {
+            match ev {
+                Ev::Segment { path, header } => {
+                    if !a.no_headers {
+                        progress.println(&format!(
+                            "# {}: segment host={} name={} period_us={} precision={} \
+                             writer={:?} created={} base={}",
+                            path.display(),
+                            header.host,
+                            header.name.as_deref().unwrap_or("-"),
+                            header.period_us,
+                            header.precision,
+                            header.writer,
+                            tf.string(header.created_us),
+                            tf.string(header.base_us),
+                        ));
+                    }
+                }
+                Ev::Frame { frame: f, q, .. } => {
+                    line.clear();
+                    tf.write(f.start_us, &mut line);
+                    let _ = write!(
+                        line,
+                        " {} sent={} recv={} lost={} dup={} late={} err={} flags={} rtt_ms=[",
+                        h.label,
+                        f.sent,
+                        f.received(),
+                        f.lost,
+                        f.duplicates,
+                        f.late,
+                        f.errors,
+                        flag_names(f.flags)
+                    );
+                    for (i, us) in f.rtts_us(q).enumerate() {
+                        if i > 0 {
+                            line.push(b',');
+                        }
+                        let _ = write!(line, "{}.{:03}", us / 1000, us % 1000);
+                    }
+                    line.extend_from_slice(b"]\n");
+                    out.write_all(&line)?;
+                }
+                Ev::FileEnd {
+                    path,
+                    issues,
+                    issue_count,
+                } => {
+                    for i in issues {
+                        progress.println(&format!("warning: {}: {i}", path.display()));
+                    }
+                    if issue_count > issues.len() as u64 {
+                        progress.println(&format!(
+                            "warning: {}: {} more issues not shown",
+                            path.display(),
+                            issue_count - issues.len() as u64
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    out.flush()?;
+    progress.finish();
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,212 @@
+//! `zzping export`: one row per frame as CSV (RFC 4180) or JSON Lines.
+
+use crate::common::{Ev, Progress, resolve_inputs, scan, time_range, write_rfc3339_utc};
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use zzping_lib::codec::QFrame;
+use zzping_lib::quantizer::Quantizer;
+use zzping_lib::summary::nearest_rank;
+
+/// Output format of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// RFC 4180 CSV with a header row.
+    Csv,
+    /// One JSON object per line, with the RTT list.
+    Jsonl,
+}
+
+/// Export one row per frame.
+///
+/// Columns (CSV header row; same keys in JSONL): time (RFC 3339 UTC, µs), host, start_us,
+/// period_us, sent, received, lost, duplicates, late, errors, flags (the FLAG_* bits as a
+/// number), min_us, p50_us, p95_us, p99_us, max_us. All RTTs are integer microseconds (the
+/// quantizer's bucket representatives); percentiles are nearest-rank over the frame's
+/// RTTs; they are empty (CSV) or null (JSONL) when the frame has no reply. JSONL rows also
+/// carry `rtts_us`, the frame's RTTs ascending.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Data directories, host directories or .zzp files.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: Format,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Only this host (label or address); repeat for several.
+    #[arg(long)]
+    pub host: Vec<String>,
+    /// Start of the range: RFC 3339, YYYY-MM-DD (UTC), or relative (-2h, -30m, -7d).
+    #[arg(long, allow_hyphen_values = true)]
+    pub from: Option<String>,
+    /// End of the range (exclusive), same forms as --from.
+    #[arg(long, allow_hyphen_values = true)]
+    pub to: Option<String>,
+}
+
+/// CSV column names.
+pub const COLUMNS: [&str; 16] = [
+    "time",
+    "host",
+    "start_us",
+    "period_us",
+    "sent",
+    "received",
+    "lost",
+    "duplicates",
+    "late",
+    "errors",
+    "flags",
+    "min_us",
+    "p50_us",
+    "p95_us",
+    "p99_us",
+    "max_us",
+];
+
+/// The RTT statistics columns of a frame: min, p50, p95, p99, max (µs).
+fn stats(f: &QFrame, q: &Quantizer) -> [Option<u32>; 5] {
+    let c = &f.codes;
+    let d = |x: Option<u32>| x.map(|code| q.decode_saturating(code));
+    [
+        d(c.first().copied()),
+        d(nearest_rank(c, 0.50)),
+        d(nearest_rank(c, 0.95)),
+        d(nearest_rank(c, 0.99)),
+        d(c.last().copied()),
+    ]
+}
+
+/// Runs `zzping export`.
+pub fn run(a: Args) -> Result<ExitCode> {
+    let (from, to) = time_range(a.from.as_deref(), a.to.as_deref())?;
+    let hosts = resolve_inputs(&a.paths, &a.host)?;
+    let sink: Box<dyn Write> = match &a.output {
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("{}: create", p.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let out = std::io::BufWriter::with_capacity(256 * 1024, sink);
+    let progress = Progress::for_files(hosts.iter().flat_map(|h| &h.files), "export");
+    let report_issue = |ev: &Ev<'_>| {
+        if let Ev::FileEnd { path, issues, .. } = ev {
+            for i in *issues {
+                progress.println(&format!("warning: {}: {i}", path.display()));
+            }
+        }
+    };
+    let out_name = a
+        .output
+        .as_ref()
+        .map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
+    match a.format {
+        Format::Csv => {
+            let mut w = csv::WriterBuilder::new()
+                .terminator(csv::Terminator::CRLF)
+                .from_writer(out);
+            w.write_record(COLUMNS)?;
+            let mut tbuf = Vec::with_capacity(32);
+            let mut ib = itoa::Buffer::new();
+            for h in &hosts {
+                scan(&h.files, from, to, &progress, |ev| {
+                    report_issue(&ev);
+                    let Ev::Frame { frame: f, q, .. } = ev else {
+                        return Ok(());
+                    };
+                    tbuf.clear();
+                    write_rfc3339_utc(f.start_us, &mut tbuf);
+                    w.write_field(&tbuf)?;
+                    w.write_field(&h.label)?;
+                    w.write_field(ib.format(f.start_us))?;
+                    for v in [
+                        f.period_us,
+                        f.sent,
+                        f.received(),
+                        f.lost,
+                        f.duplicates,
+                        f.late,
+                        f.errors,
+                        u32::from(f.flags),
+                    ] {
+                        w.write_field(ib.format(v))?;
+                    }
+                    for s in stats(f, q) {
+                        match s {
+                            Some(v) => w.write_field(ib.format(v))?,
+                            None => w.write_field(b"")?,
+                        }
+                    }
+                    w.write_record(std::iter::empty::<&[u8]>())?;
+                    Ok(())
+                })?;
+            }
+            w.flush().with_context(|| format!("{out_name}: write"))?;
+        }
+        Format::Jsonl => {
+            let mut out = out;
+            let mut line: Vec<u8> = Vec::with_capacity(64 * 1024);
+            let mut ib = itoa::Buffer::new();
+            for h in &hosts {
+                let host_json = serde_json::to_string(&h.label)?;
+                scan(&h.files, from, to, &progress, |ev| {
+                    report_issue(&ev);
+                    let Ev::Frame { frame: f, q, .. } = ev else {
+                        return Ok(());
+                    };
+                    line.clear();
+                    line.extend_from_slice(b"{\"time\":\"");
+                    write_rfc3339_utc(f.start_us, &mut line);
+                    line.extend_from_slice(b"\",\"host\":");
+                    line.extend_from_slice(host_json.as_bytes());
+                    line.extend_from_slice(b",\"start_us\":");
+                    line.extend_from_slice(ib.format(f.start_us).as_bytes());
+                    for (k, v) in [
+                        ("period_us", f.period_us),
+                        ("sent", f.sent),
+                        ("received", f.received()),
+                        ("lost", f.lost),
+                        ("duplicates", f.duplicates),
+                        ("late", f.late),
+                        ("errors", f.errors),
+                        ("flags", u32::from(f.flags)),
+                    ] {
+                        line.extend_from_slice(b",\"");
+                        line.extend_from_slice(k.as_bytes());
+                        line.extend_from_slice(b"\":");
+                        line.extend_from_slice(ib.format(v).as_bytes());
+                    }
+                    for (k, s) in ["min_us", "p50_us", "p95_us", "p99_us", "max_us"]
+                        .iter()
+                        .zip(stats(f, q))
+                    {
+                        line.extend_from_slice(b",\"");
+                        line.extend_from_slice(k.as_bytes());
+                        line.extend_from_slice(b"\":");
+                        match s {
+                            Some(v) => line.extend_from_slice(ib.format(v).as_bytes()),
+                            None => line.extend_from_slice(b"null"),
+                        }
+                    }
+                    line.extend_from_slice(b",\"rtts_us\":[");
+                    for (i, v) in f.rtts_us(q).enumerate() {
+                        if i > 0 {
+                            line.push(b',');
+                        }
+                        line.extend_from_slice(ib.format(v).as_bytes());
+                    }
+                    line.extend_from_slice(b"]}\n");
+                    out.write_all(&line)?;
+                    Ok(())
+                })?;
+            }
+            out.flush().with_context(|| format!("{out_name}: write"))?;
+        }
+    }
+    progress.finish();
+    Ok(ExitCode::SUCCESS)
+}

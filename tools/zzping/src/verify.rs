@@ -1,0 +1,321 @@
+//! `zzping verify`: check frame files and sidecars; optionally repair damaged files.
+
+use crate::common::{Progress, resolve_inputs};
+use anyhow::{Context, Result, bail};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use zzping_lib::file::{FileReader, Issue};
+use zzping_lib::pyramid::{decode_sidecar, load_or_build, sidecar_path};
+use zzping_lib::time::{US_PER_DAY, parse_day_name};
+
+/// Check frame files: segment headers, torn tails, garbage, frames filed under the wrong
+/// day, and pyramid sidecars (stale or unreadable ones are problems; a missing one is only
+/// noted).
+///
+/// Exit status: 0 when everything is clean, 1 when problems were found (after --repair:
+/// when some remain), 2 on a usage error.
+///
+/// --repair writes, for each file with torn tails or garbage, a copy without the damaged
+/// bytes, checks that it reads clean with every good frame, then renames the original to
+/// `<file>.bak` (never overwriting an existing backup) and puts the copy in its place; the
+/// sidecar is rebuilt. Do not repair a file the daemon is still appending to (today's).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Data directories, host directories or .zzp files.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Only this host (label or address); repeat for several.
+    #[arg(long)]
+    pub host: Vec<String>,
+    /// Repair damaged files (the original is kept as <file>.bak).
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// What was found in one file.
+#[derive(Debug, Default)]
+struct FileCheck {
+    frames: u64,
+    segments: u64,
+    issues: Vec<Issue>,
+    issue_count: u64,
+    error: Option<String>,
+    wrong_day: u64,
+    first_wrong_day_offset: Option<u64>,
+    sidecar: Option<String>,
+    sidecar_missing: bool,
+}
+
+impl FileCheck {
+    fn damaged(&self) -> bool {
+        self.issue_count > 0
+    }
+    fn problems(&self) -> bool {
+        self.damaged() || self.error.is_some() || self.wrong_day > 0 || self.sidecar.is_some()
+    }
+}
+
+fn check(path: &Path) -> FileCheck {
+    let mut c = FileCheck::default();
+    let day = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(parse_day_name);
+    match FileReader::open(path) {
+        Err(e) => c.error = Some(e.to_string()),
+        Ok(mut r) => {
+            loop {
+                let before = r.offset();
+                match r.next_frame() {
+                    Ok(Some(f)) => {
+                        c.frames += 1;
+                        if let Some(d) = day
+                            && (f.start_us < d || f.start_us >= d + US_PER_DAY)
+                        {
+                            c.wrong_day += 1;
+                            c.first_wrong_day_offset.get_or_insert(before);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        c.error = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            c.segments = r.segments_seen();
+            c.issues = r.issues().to_vec();
+            c.issue_count = r.issue_count();
+        }
+    }
+    let side = sidecar_path(path);
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    match std::fs::read(&side) {
+        Ok(buf) => match decode_sidecar(&buf) {
+            Ok(p) if p.source_len == len => {}
+            Ok(p) => {
+                c.sidecar = Some(format!(
+                    "stale sidecar {} (built from {} bytes, the file has {len}; run zzping rollup)",
+                    side.display(),
+                    p.source_len
+                ))
+            }
+            Err(e) => {
+                c.sidecar = Some(format!(
+                    "unreadable sidecar {}: {e} (run zzping rollup)",
+                    side.display()
+                ))
+            }
+        },
+        Err(_) => c.sidecar_missing = true,
+    }
+    c
+}
+
+/// Byte ranges `[offset, offset + len)` of the damage, sorted.
+fn damaged_ranges(issues: &[Issue]) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = issues
+        .iter()
+        .map(|i| match i {
+            Issue::TornTail { offset, len } | Issue::Garbage { offset, len, .. } => {
+                (*offset, offset + len)
+            }
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Writes `path` minus the damaged ranges to `out`, streaming.
+fn copy_without(path: &Path, ranges: &[(u64, u64)], out: &Path) -> Result<()> {
+    let mut src = std::fs::File::open(path).with_context(|| format!("{}: open", path.display()))?;
+    let len = src.metadata()?.len();
+    let mut dst = std::io::BufWriter::new(
+        std::fs::File::create(out).with_context(|| format!("{}: create", out.display()))?,
+    );
+    let mut keep = Vec::new();
+    let mut pos = 0u64;
+    for &(a, b) in ranges {
+        if a > pos {
+            keep.push((pos, a));
+        }
+        pos = pos.max(b);
+    }
+    if pos < len {
+        keep.push((pos, len));
+    }
+    let mut buf = vec![0u8; 256 * 1024];
+    for (a, b) in keep {
+        src.seek(SeekFrom::Start(a))?;
+        let mut left = b - a;
+        while left > 0 {
+            let n = (left as usize).min(buf.len());
+            src.read_exact(&mut buf[..n])
+                .with_context(|| format!("{}: read", path.display()))?;
+            dst.write_all(&buf[..n])
+                .with_context(|| format!("{}: write", out.display()))?;
+            left -= n as u64;
+        }
+    }
+    let f = dst
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("{}: write", out.display()))?;
+    f.sync_all()
+        .with_context(|| format!("{}: fsync", out.display()))?;
+    Ok(())
+}
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Repairs `path`; returns a description of what was done.
+fn repair(path: &Path, c: &FileCheck) -> Result<String> {
+    if c.issue_count as usize > c.issues.len() {
+        bail!(
+            "{}: {} issues, too many to repair safely (at most {} are tracked)",
+            path.display(),
+            c.issue_count,
+            c.issues.len()
+        );
+    }
+    let bak = with_suffix(path, ".bak");
+    if bak.exists() {
+        bail!(
+            "{}: backup {} already exists; move it away first",
+            path.display(),
+            bak.display()
+        );
+    }
+    let tmp = with_suffix(path, ".repair.tmp");
+    let ranges = damaged_ranges(&c.issues);
+    let removed: u64 = ranges.iter().map(|(a, b)| b - a).sum();
+    copy_without(path, &ranges, &tmp)?;
+    let again = check(&tmp);
+    if again.damaged() || again.error.is_some() || again.frames != c.frames {
+        let _ = std::fs::remove_file(&tmp);
+        bail!(
+            "{}: the repaired copy does not read clean ({} frames instead of {}, {} issues); \
+             the original is untouched",
+            path.display(),
+            again.frames,
+            c.frames,
+            again.issue_count
+        );
+    }
+    std::fs::rename(path, &bak).with_context(|| format!("{}: rename to backup", path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("{}: put the repaired copy in place", tmp.display()))?;
+    if sidecar_path(path).exists() {
+        load_or_build(path, true)?;
+    }
+    Ok(format!(
+        "repaired {}: removed {removed} damaged bytes, kept {} frames; original saved as {}",
+        path.display(),
+        c.frames,
+        bak.display()
+    ))
+}
+
+/// Runs `zzping verify`.
+pub fn run(a: Args) -> Result<ExitCode> {
+    let hosts = resolve_inputs(&a.paths, &a.host)?;
+    let progress = Progress::for_files(hosts.iter().flat_map(|h| &h.files), "verify");
+    let (mut files, mut bad, mut repaired) = (0u64, 0u64, 0u64);
+    let mut out = std::io::stdout().lock();
+    for h in &hosts {
+        for path in &h.files {
+            files += 1;
+            let c = check(path);
+            let mut lines = Vec::new();
+            if let Some(e) = &c.error {
+                lines.push(format!("error: {e}"));
+            }
+            for i in &c.issues {
+                lines.push(i.to_string());
+            }
+            if c.issue_count > c.issues.len() as u64 {
+                lines.push(format!(
+                    "{} more issues not shown",
+                    c.issue_count - c.issues.len() as u64
+                ));
+            }
+            if c.wrong_day > 0 {
+                lines.push(format!(
+                    "{} frames outside the file's UTC day (first before byte {})",
+                    c.wrong_day,
+                    c.first_wrong_day_offset.unwrap_or(0)
+                ));
+            }
+            if let Some(s) = &c.sidecar {
+                lines.push(s.clone());
+            }
+            let note = if c.sidecar_missing {
+                ", no sidecar"
+            } else {
+                ""
+            };
+            progress.file_done(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
+            if !c.problems() {
+                writeln!(
+                    out,
+                    "OK      {}: {} frames in {} segments{note}",
+                    path.display(),
+                    c.frames,
+                    c.segments
+                )?;
+                continue;
+            }
+            writeln!(
+                out,
+                "PROBLEM {}: {} frames in {} segments{note}",
+                path.display(),
+                c.frames,
+                c.segments
+            )?;
+            for l in &lines {
+                writeln!(out, "        {}: {l}", path.display())?;
+            }
+            let mut still_bad = true;
+            if a.repair && c.damaged() && c.error.is_none() {
+                match repair(path, &c) {
+                    Ok(msg) => {
+                        writeln!(out, "        {msg}")?;
+                        let after = check(path);
+                        still_bad = after.problems();
+                        if !still_bad {
+                            repaired += 1;
+                        }
+                    }
+                    Err(e) => writeln!(out, "        repair failed: {e:#}")?,
+                }
+            } else if a.repair && c.sidecar.is_some() && !c.damaged() && c.error.is_none() {
+                load_or_build(path, true)?;
+                writeln!(out, "        rebuilt the sidecar")?;
+                still_bad = check(path).problems();
+                if !still_bad {
+                    repaired += 1;
+                }
+            }
+            if still_bad {
+                bad += 1;
+            }
+        }
+    }
+    progress.finish();
+    let rep = if a.repair {
+        format!(", {repaired} repaired")
+    } else {
+        String::new()
+    };
+    writeln!(out, "verify: {files} files, {bad} with problems{rep}")?;
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

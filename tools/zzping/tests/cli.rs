@@ -1,0 +1,710 @@
+//! Integration tests: the real `zzping` binary on temporary directories.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use zzping_lib::codec::QFrame;
+use zzping_lib::file::{FileReader, HostInfo, HostWriter, Issue, WriterConfig, day_file};
+use zzping_lib::frame::{FLAG_APPROXIMATE, Frame};
+use zzping_lib::legacy::{
+    FdqHeader, FdqTime, FrameDataTime, encode_fdq_frame, encode_fdq_header, encode_framedata_frame,
+};
+use zzping_lib::quantizer::Quantizer;
+
+/// 2021-01-01T08:00:00Z.
+const T0: u64 = 1_609_488_000_000_000;
+const P: u32 = 100_000;
+
+fn zz(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zzping"))
+        .args(args)
+        .output()
+        .expect("run zzping")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    o
+}
+
+fn writer(dir: &Path, label: &str, addr: &str) -> HostWriter {
+    HostWriter::open(
+        dir,
+        HostInfo {
+            label: label.into(),
+            address: addr.parse().unwrap(),
+            name: None,
+        },
+        WriterConfig {
+            period_us: P,
+            precision: 0.01,
+            writer: "test".into(),
+        },
+    )
+    .unwrap()
+}
+
+/// A frame at slot `i` with `n` replies around `base_us` and `lost` losses.
+fn frame(i: u64, base_us: u32, n: u32, lost: u32) -> Frame {
+    let mut f = Frame::new(T0 + i * u64::from(P), P);
+    f.sent = n + lost;
+    f.lost = lost;
+    f.duplicates = (i % 7 == 0) as u32;
+    f.errors = 0;
+    for k in 0..n {
+        f.rtts_us.push(base_us + (k * 37 + i as u32 * 11) % 900);
+    }
+    f
+}
+
+fn write_host(dir: &Path, label: &str, addr: &str, frames: &[Frame]) -> PathBuf {
+    let mut w = writer(dir, label, addr);
+    for f in frames {
+        w.append(f).unwrap();
+    }
+    w.sync().unwrap();
+    day_file(&dir.join(label), T0)
+}
+
+fn read_frames(path: &Path) -> (Vec<QFrame>, Quantizer, Vec<Issue>) {
+    let mut r = FileReader::open(path).unwrap();
+    let mut v = Vec::new();
+    while let Some(f) = r.next_frame().unwrap() {
+        v.push(f.clone());
+    }
+    let q = r.quantizer().map(|q| (**q).clone()).unwrap_or_default();
+    (v, q, r.issues().to_vec())
+}
+
+#[test]
+fn usage_errors_exit_2_and_bad_flags_name_the_flag() {
+    let o = zz(&["dump"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = zz(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    write_host(dir.path(), "gw", "192.168.1.1", &[frame(0, 1000, 3, 0)]);
+    let o = zz(&["dump", s(dir.path()), "--from", "-2x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--from -2x"), "{}", stderr(&o));
+    let o = zz(&["dump", s(dir.path()), "--host", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--host nope"), "{}", stderr(&o));
+    let missing = dir.path().join("missing");
+    let o = zz(&["dump", s(&missing)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(s(&missing)), "{}", stderr(&o));
+}
+
+#[test]
+fn export_csv_and_jsonl_parse_back_and_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let a: Vec<Frame> = (0..50)
+        .map(|i| frame(i, 1000, (i % 5) as u32, (i % 3) as u32))
+        .collect();
+    let b: Vec<Frame> = (0..20).map(|i| frame(i, 20_000, 4, 0)).collect();
+    write_host(dir.path(), "gw", "192.168.1.1", &a);
+    // A label needing CSV quoting.
+    write_host(dir.path(), "x,\"y", "8.8.8.8", &b);
+    let q = Quantizer::new(0.01).unwrap();
+    let expect = |label: &str, frames: &[Frame]| -> Vec<(String, Frame)> {
+        frames
+            .iter()
+            .map(|f| {
+                let mut qf = QFrame::default();
+                qf.set_from(f, &q);
+                let mut g = Frame::default();
+                qf.to_frame_into(&q, &mut g);
+                (label.to_string(), g)
+            })
+            .collect()
+    };
+    let dirlabel = zzping_lib::file::host_dir_name("x,\"y");
+    let mut want = expect("gw", &a);
+    want.extend(expect(&dirlabel, &b));
+    want.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.start_us.cmp(&y.1.start_us)));
+
+    let o = ok(zz(&["export", "--format", "csv", s(dir.path())]));
+    let mut rd = csv::Reader::from_reader(&o.stdout[..]);
+    let headers = rd.headers().unwrap().clone();
+    assert_eq!(headers.get(0), Some("time"));
+    assert_eq!(headers.len(), 16);
+    let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), want.len());
+    for (row, (label, f)) in rows.iter().zip(&want) {
+        assert_eq!(&row[1], label);
+        assert_eq!(row[0], zzping_lib::time::rfc3339_us(f.start_us));
+        assert_eq!(row[2].parse::<u64>().unwrap(), f.start_us);
+        assert_eq!(row[4].parse::<u32>().unwrap(), f.sent);
+        assert_eq!(row[5].parse::<u32>().unwrap(), f.received());
+        assert_eq!(row[6].parse::<u32>().unwrap(), f.lost);
+        assert_eq!(row[7].parse::<u32>().unwrap(), f.duplicates);
+        let mut r = f.rtts_us.clone();
+        r.sort_unstable();
+        match r.first() {
+            None => assert_eq!(&row[11], ""),
+            Some(&m) => {
+                assert_eq!(row[11].parse::<u32>().unwrap(), m);
+                assert_eq!(row[15].parse::<u32>().unwrap(), *r.last().unwrap());
+                let p50 = zzping_lib::summary::nearest_rank(&r, 0.5).unwrap();
+                assert_eq!(row[12].parse::<u32>().unwrap(), p50);
+            }
+        }
+    }
+
+    let o = ok(zz(&["export", "--format", "jsonl", s(dir.path())]));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), want.len());
+    for (v, (label, f)) in lines.iter().zip(&want) {
+        assert_eq!(v["host"], label.as_str());
+        assert_eq!(v["start_us"], f.start_us);
+        assert_eq!(v["lost"], f.lost);
+        let mut r = f.rtts_us.clone();
+        r.sort_unstable();
+        let got: Vec<u32> = serde_json::from_value(v["rtts_us"].clone()).unwrap();
+        assert_eq!(got, r);
+        if r.is_empty() {
+            assert!(v["p50_us"].is_null());
+        }
+    }
+
+    // --output and a time range.
+    let out = dir.path().join("out.csv");
+    let from = zzping_lib::time::rfc3339_us(T0 + 10 * u64::from(P));
+    let to = zzping_lib::time::rfc3339_us(T0 + 15 * u64::from(P));
+    ok(zz(&[
+        "export",
+        s(dir.path()),
+        "--host",
+        "gw",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "-o",
+        s(&out),
+    ]));
+    let mut rd = csv::Reader::from_path(&out).unwrap();
+    assert_eq!(rd.records().count(), 5);
+}
+
+/// Writes frames, garbage, more frames in a new segment, and a torn tail.
+fn damaged_file(dir: &Path) -> (PathBuf, u64, u64) {
+    let path = write_host(
+        dir,
+        "gw",
+        "192.168.1.1",
+        &(0..5).map(|i| frame(i, 1000, 2, 0)).collect::<Vec<_>>(),
+    );
+    let garbage_at = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&[0xc1, 0xff, 0x00, 0x13, 0x37])
+        .unwrap();
+    write_host(
+        dir,
+        "gw",
+        "192.168.1.1",
+        &(10..13).map(|i| frame(i, 1000, 2, 0)).collect::<Vec<_>>(),
+    );
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 2)
+        .unwrap();
+    // The torn frame is the last one: it starts where the previous frame ended.
+    let (frames, _, issues) = read_frames(&path);
+    assert_eq!(frames.len(), 7);
+    let torn_at = match issues.last() {
+        Some(Issue::TornTail { offset, .. }) => *offset,
+        other => panic!("{other:?}"),
+    };
+    (path, garbage_at, torn_at)
+}
+
+#[test]
+fn dump_reports_damage_with_offsets_and_keeps_good_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, garbage_at, torn_at) = damaged_file(dir.path());
+    let o = ok(zz(&["dump", s(dir.path())]));
+    let out = stdout(&o);
+    let err = stderr(&o);
+    assert_eq!(out.lines().count(), 7, "{out}");
+    assert!(
+        out.starts_with("2021-01-01T08:00:00.000000Z gw sent=2 recv=2 lost=0"),
+        "{out}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}: skipped 5 undecodable bytes at byte {garbage_at}",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{}: torn tail", path.display())),
+        "{err}"
+    );
+    assert!(err.contains(&format!("at byte {torn_at}")), "{err}");
+    assert!(err.contains("segment host=192.168.1.1"), "{err}");
+    // --local prints an offset instead of Z.
+    let o = ok(zz(&["dump", "--local", "--no-headers", s(&path)]));
+    let first = stdout(&o).lines().next().unwrap().to_string();
+    assert!(!first.split(' ').next().unwrap().ends_with('Z'), "{first}");
+}
+
+#[test]
+fn verify_and_repair_keep_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = write_host(
+        dir.path(),
+        "ok",
+        "192.168.1.2",
+        &(0..5).map(|i| frame(i, 1000, 2, 0)).collect::<Vec<_>>(),
+    );
+    let o = ok(zz(&["verify", s(&clean)]));
+    assert!(stdout(&o).contains("OK"), "{}", stdout(&o));
+
+    let (path, garbage_at, _) = damaged_file(dir.path());
+    let original = std::fs::read(&path).unwrap();
+    let o = zz(&["verify", s(dir.path())]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("PROBLEM {}", path.display())),
+        "{out}"
+    );
+    assert!(out.contains(&format!("at byte {garbage_at}")), "{out}");
+    assert!(out.contains("verify: 2 files, 1 with problems"), "{out}");
+    // Verify did not touch anything.
+    assert_eq!(std::fs::read(&path).unwrap(), original);
+
+    let o = ok(zz(&["verify", "--repair", s(dir.path())]));
+    assert!(stdout(&o).contains("repaired"), "{}", stdout(&o));
+    let bak = PathBuf::from(format!("{}.bak", path.display()));
+    assert_eq!(
+        std::fs::read(&bak).unwrap(),
+        original,
+        "the backup is the original"
+    );
+    let (frames, _, issues) = read_frames(&path);
+    assert_eq!(frames.len(), 7);
+    assert!(issues.is_empty(), "{issues:?}");
+    ok(zz(&["verify", s(&path)]));
+    // A second repair would need to overwrite the backup: the file is clean, so nothing.
+    let o = ok(zz(&["verify", "--repair", s(dir.path())]));
+    assert!(stdout(&o).contains("0 with problems"));
+}
+
+#[test]
+fn merge_dedups_overlaps_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let a_dir = dir.path().join("a");
+    let b_dir = dir.path().join("b");
+    // Source a: slots 0..20; source b: slots 10..30 with more sent in slots 10..15.
+    write_host(
+        &a_dir,
+        "gw",
+        "192.168.1.1",
+        &(0..20).map(|i| frame(i, 1000, 2, 0)).collect::<Vec<_>>(),
+    );
+    let b: Vec<Frame> = (10..30)
+        .map(|i| {
+            if i < 15 {
+                frame(i, 1000, 3, 0)
+            } else {
+                frame(i, 1000, 2, 0)
+            }
+        })
+        .collect();
+    write_host(&b_dir, "gw", "192.168.1.1", &b);
+    let out = dir.path().join("out");
+    let o = ok(zz(&[
+        "merge",
+        s(&a_dir.join("gw")),
+        s(&b_dir),
+        "--host",
+        "gw",
+        "--data-dir",
+        s(&out),
+    ]));
+    assert!(
+        stdout(&o).contains("30 frames written, 10 duplicates dropped"),
+        "{}",
+        stdout(&o)
+    );
+    let (frames, _, issues) = read_frames(&day_file(&out.join("gw"), T0));
+    assert!(issues.is_empty());
+    let starts: Vec<u64> = frames.iter().map(|f| f.start_us).collect();
+    let want: Vec<u64> = (0..30).map(|i| T0 + i * u64::from(P)).collect();
+    assert_eq!(starts, want);
+    // The documented choice: the frame with more `sent` wins, else the first source.
+    assert_eq!(frames[12].sent, 3);
+    assert_eq!(frames[17].sent, 2);
+    // Refuses to merge into a directory that already has frames.
+    let o = zz(&["merge", s(&a_dir), "--data-dir", s(&out)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("already holds frame files"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn rollup_is_incremental() {
+    let dir = tempfile::tempdir().unwrap();
+    write_host(
+        dir.path(),
+        "gw",
+        "192.168.1.1",
+        &(0..50).map(|i| frame(i, 1000, 2, 0)).collect::<Vec<_>>(),
+    );
+    write_host(
+        dir.path(),
+        "b",
+        "8.8.8.8",
+        &(0..50).map(|i| frame(i, 9000, 2, 0)).collect::<Vec<_>>(),
+    );
+    let o = ok(zz(&["rollup", s(dir.path())]));
+    assert!(
+        stdout(&o).contains("rollup: 2 files, 2 rebuilt, 0 fresh"),
+        "{}",
+        stdout(&o)
+    );
+    let o = ok(zz(&["rollup", s(dir.path())]));
+    assert!(
+        stdout(&o).contains("rollup: 2 files, 0 rebuilt, 2 fresh"),
+        "{}",
+        stdout(&o)
+    );
+    // Growing one file makes only its sidecar stale.
+    write_host(dir.path(), "b", "8.8.8.8", &[frame(60, 9000, 2, 0)]);
+    let o = ok(zz(&["rollup", s(dir.path())]));
+    let out = stdout(&o);
+    assert!(out.contains("rollup: 2 files, 1 rebuilt, 1 fresh"), "{out}");
+    assert!(out.contains("b/2021-01-01.zzs (stale"), "{out}");
+    ok(zz(&["verify", s(dir.path())]));
+}
+
+/// Three hosts over 60 s: gw (private, 1 ms), a and b (beyond, 20 ms). Bursts: 300 ms on
+/// all at 10 s; 500 ms on a and b at 30 s; 200 ms on b only at 45 s; a frame with a
+/// minority loss on a at 50 s (not a burst).
+fn outage_data(dir: &Path) {
+    let burst = |label: &str, i: u64| -> bool {
+        (100..103).contains(&i)
+            || (label != "gw" && (300..305).contains(&i))
+            || (label == "b" && (450..452).contains(&i))
+    };
+    for (label, addr, base) in [
+        ("gw", "192.168.1.1", 1000),
+        ("a", "9.9.9.9", 20_000),
+        ("b", "1.1.1.1", 20_000),
+    ] {
+        let frames: Vec<Frame> = (0..600u64)
+            .map(|i| {
+                if burst(label, i) {
+                    frame(i, base, 0, 10)
+                } else if label == "a" && i == 500 {
+                    frame(i, base, 9, 1)
+                } else {
+                    frame(i, base, 10, 0)
+                }
+            })
+            .collect();
+        write_host(dir, label, addr, &frames);
+    }
+}
+
+#[test]
+fn report_finds_outages_and_gives_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    outage_data(dir.path());
+    let o = ok(zz(&["report", s(dir.path()), "--gateway", "gw", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["gateway"], "gw");
+    let outages = v["outages"].as_array().unwrap();
+    assert_eq!(outages.len(), 3, "{v:#}");
+    assert_eq!(outages[0]["start_us"], T0 + 100 * u64::from(P));
+    assert_eq!(outages[0]["duration_us"], 300_000);
+    assert_eq!(outages[0]["lost"], 90);
+    assert_eq!(outages[0]["verdict"], "local");
+    assert_eq!(outages[0]["hosts"].as_array().unwrap().len(), 3);
+    assert_eq!(outages[1]["duration_us"], 500_000);
+    assert_eq!(outages[1]["verdict"], "upstream");
+    assert_eq!(outages[1]["unaffected"], serde_json::json!(["gw"]));
+    assert_eq!(outages[2]["verdict"], "host");
+    assert_eq!(outages[2]["hosts"][0]["label"], "b");
+    let hosts = v["hosts"].as_array().unwrap();
+    let a = hosts.iter().find(|h| h["label"] == "a").unwrap();
+    assert_eq!(a["lost"], 3 * 10 + 5 * 10 + 1);
+    assert_eq!(a["sent"], 600 * 10);
+    let gw = hosts.iter().find(|h| h["label"] == "gw").unwrap();
+    let p50 = gw["p50_us"].as_u64().unwrap();
+    assert!((1000..1900).contains(&p50), "{p50}");
+    assert!(gw["jitter_us"].as_f64().unwrap() > 0.0);
+
+    let o = ok(zz(&["report", s(dir.path()), "--gateway", "gw"]));
+    let text = stdout(&o);
+    assert!(text.contains("Outages (3):"), "{text}");
+    assert!(
+        text.contains("2021-01-01T08:00:10.000000Z     300 ms      90 lost"),
+        "{text}"
+    );
+    assert!(
+        text.contains("-> local network (Wi-Fi, cable, powerline)"),
+        "{text}"
+    );
+    assert!(text.contains("-> upstream/ISP"), "{text}");
+    assert!(text.contains("-> that host (b)"), "{text}");
+
+    // Automatic gateway: the private host with the lowest RTT.
+    let o = ok(zz(&["report", s(dir.path()), "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["gateway"], "gw", "{v:#}");
+    // A time range that only holds the second outage; two hosts only.
+    let from = zzping_lib::time::rfc3339_us(T0 + 20_000_000);
+    let o = ok(zz(&[
+        "report",
+        s(dir.path()),
+        "--gateway",
+        "gw",
+        "--json",
+        "--from",
+        &from,
+        "--to",
+        &zzping_lib::time::rfc3339_us(T0 + 40_000_000),
+        "--host",
+        "gw",
+        "--host",
+        "a",
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let outages = v["outages"].as_array().unwrap();
+    assert_eq!(outages.len(), 1, "{v:#}");
+    assert_eq!(outages[0]["verdict"], "upstream");
+}
+
+fn fdq_header(p: Option<f64>) -> FdqHeader {
+    FdqHeader {
+        version: 101,
+        full_encode_secs: 15,
+        recv_llq: p,
+        delta_enc: false,
+    }
+}
+
+#[test]
+fn convert_framedata_with_torn_tail_and_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("pingd-log-192.168.1.1-20210101T08.log");
+    let mut buf = Vec::new();
+    // 20 frames of 100 ms, then a 60 s gap, then 5 frames; full timestamps every 15 s
+    // (here: at the start and after the gap). The times are not period-aligned.
+    let t = T0 + 12_345;
+    for i in 0..20u64 {
+        let time = if i == 0 {
+            FrameDataTime::Full(t)
+        } else {
+            FrameDataTime::Delta(i * 100_000)
+        };
+        encode_framedata_frame(&mut buf, time, 3, 7, &[1000 + i as u32, 2000]);
+    }
+    let t2 = t + 62_000_000;
+    for i in 0..5u64 {
+        let time = if i == 0 {
+            FrameDataTime::Full(t2)
+        } else {
+            FrameDataTime::Delta(i * 100_000)
+        };
+        encode_framedata_frame(&mut buf, time, 0, 0, &[500]);
+    }
+    let good = buf.len();
+    encode_framedata_frame(&mut buf, FrameDataTime::Delta(600_000), 0, 0, &[1, 2, 3]);
+    buf.truncate(buf.len() - 2);
+    std::fs::write(&log, &buf).unwrap();
+    let out = dir.path().join("data");
+    let o = ok(zz(&["convert", s(&log), "--data-dir", s(&out)]));
+    let err = stderr(&o);
+    assert!(err.contains("25 legacy frames, 45 replies"), "{err}");
+    assert!(err.contains("inflight max 3, rolling lost max 7"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "torn tail: {} bytes at byte {good}",
+            buf.len() - good
+        )),
+        "{err}"
+    );
+    let (frames, q, issues) = read_frames(&day_file(&out.join("192.168.1.1"), T0));
+    assert!(issues.is_empty());
+    assert_eq!(frames.len(), 25);
+    assert_eq!(frames[0].start_us, T0);
+    assert_eq!(frames[19].start_us, T0 + 1_900_000);
+    assert_eq!(frames[20].start_us, T0 + 62_000_000);
+    assert_eq!(frames[0].sent, 2);
+    assert_eq!(
+        frames[0].lost, 0,
+        "legacy rolling lost is not mapped to lost"
+    );
+    assert_eq!(frames[0].flags, 0);
+    assert_eq!(
+        frames[5].rtts_us(&q).collect::<Vec<_>>(),
+        vec![q.round_trip(1005), q.round_trip(2000)]
+    );
+    assert_eq!(frames[24].rtts_us(&q).collect::<Vec<_>>(), vec![500]);
+
+    // Re-frame to 1 s and re-quantize to 0.001: counts are summed exactly.
+    let out2 = dir.path().join("data2");
+    ok(zz(&[
+        "convert",
+        s(&out),
+        "--data-dir",
+        s(&out2),
+        "--period-ms",
+        "1000",
+        "--precision",
+        "0.001",
+    ]));
+    let (frames2, q2, _) = read_frames(&day_file(&out2.join("192.168.1.1"), T0));
+    assert_eq!(q2.precision(), 0.001);
+    assert_eq!(frames2.len(), 2 + 1);
+    assert_eq!(frames2[0].period_us, 1_000_000);
+    assert_eq!(frames2[0].sent, 20);
+    assert_eq!(frames2[1].sent, 20);
+    assert_eq!(frames2[2].sent, 5);
+    assert_eq!(frames2[2].start_us, T0 + 62_000_000);
+    // A period that is not a multiple of the input's is refused, naming the file.
+    let o = zz(&[
+        "convert",
+        s(&out),
+        "--data-dir",
+        s(&dir.path().join("x")),
+        "--period-ms",
+        "150",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("2021-01-01.zzp") && stderr(&o).contains("multiple"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn convert_fdq_reconstructs_and_flags_approximate() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = 0.01;
+    let h = fdq_header(Some(p));
+    let mut buf = Vec::new();
+    encode_fdq_header(&mut buf, &h);
+    let v = [1000i64, 1100, 1200, 1300, 1400, 1500, 9000];
+    let s0 = T0 / 1_000_000;
+    encode_fdq_frame(
+        &mut buf,
+        &h,
+        FdqTime::Full { unix_s: s0, ms: 0 },
+        0,
+        0,
+        8,
+        &v,
+    );
+    encode_fdq_frame(&mut buf, &h, FdqTime::Delta { ms: 100 }, 2, 5, 0, &[-1; 7]);
+    encode_fdq_frame(&mut buf, &h, FdqTime::Delta { ms: 60_000 }, 0, 0, 3, &v);
+    let f = dir.path().join("old.fdq");
+    std::fs::write(&f, &buf).unwrap();
+    let out = dir.path().join("data");
+    let o = ok(zz(&[
+        "convert",
+        s(&f),
+        "--host-address",
+        "10.0.0.1",
+        "--data-dir",
+        s(&out),
+    ]));
+    assert!(
+        stderr(&o).contains("3 legacy frames, 11 replies"),
+        "{}",
+        stderr(&o)
+    );
+    let (frames, q, _) = read_frames(&day_file(&out.join("10.0.0.1"), T0));
+    assert_eq!(frames.len(), 3);
+    assert_eq!(frames[0].flags & FLAG_APPROXIMATE, FLAG_APPROXIMATE);
+    let r: Vec<u32> = frames[0].rtts_us(&q).collect();
+    assert_eq!(r.len(), 8);
+    // min and max survive within both quantizers' precision.
+    assert!((f64::from(r[0]) - 1000.0).abs() <= 1000.0 * 0.011, "{r:?}");
+    assert!((f64::from(r[7]) - 9000.0).abs() <= 9000.0 * 0.011, "{r:?}");
+    assert_eq!(frames[1].received(), 0);
+    assert_eq!(frames[2].start_us, T0 + 60_100_000);
+    assert_eq!(frames[2].received(), 3);
+
+    // delta_enc files are refused with the file's name.
+    let mut bad = Vec::new();
+    encode_fdq_header(
+        &mut bad,
+        &FdqHeader {
+            delta_enc: true,
+            ..fdq_header(None)
+        },
+    );
+    let fb = dir.path().join("bad.fdq");
+    std::fs::write(&fb, &bad).unwrap();
+    let o = zz(&[
+        "convert",
+        s(&fb),
+        "--host-address",
+        "10.0.0.1",
+        "--data-dir",
+        s(&out),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("bad.fdq") && stderr(&o).contains("delta_enc"),
+        "{}",
+        stderr(&o)
+    );
+    // No host address: the name does not tell it.
+    let o = zz(&["convert", s(&f), "--data-dir", s(&out)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--host-address"), "{}", stderr(&o));
+}
+
+#[test]
+fn tail_without_a_daemon_fails_clearly() {
+    // A port nobody listens on.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap().to_string();
+    drop(sock);
+    let o = zz(&["tail", "--daemon", &addr, "--duration", "0.5"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no answer from the daemon"),
+        "{}",
+        stderr(&o)
+    );
+}
