@@ -599,13 +599,18 @@ impl LiveClient {
                 }
                 let groups = r.array_len()?;
                 for _ in 0..groups {
-                    if r.array_len()? < 4 {
+                    let glen = r.array_len()?;
+                    if glen < 4 {
                         return Err(wire::Malformed);
                     }
                     let host = r.u32()?;
                     let first_no = if r.nil()? { None } else { Some(r.u64()?) };
                     let base = r.u64()?;
                     let bytes = r.bin()?;
+                    // Later versions may append fields to a group.
+                    for _ in 4..glen {
+                        r.skip(0)?;
+                    }
                     self.apply_group(host, first_no, base, bytes);
                 }
             }
