@@ -19,8 +19,10 @@ use zzping_lib::quantizer::Quantizer;
 
 /// Width of the legend column, px.
 pub const LEGEND_WIDTH: f32 = 230.0;
-/// Height of a lane, px.
+/// Height of a lane when there are more than [`MAX_FILL_LANES`] (they then scroll), px.
 pub const LANE_HEIGHT: f32 = 150.0;
+/// Up to this many lanes share the window's height.
+pub const MAX_FILL_LANES: usize = 6;
 /// Default span shown in live mode, µs (5 minutes).
 pub const LIVE_SPAN_US: f64 = 300e6;
 
@@ -747,6 +749,13 @@ impl App {
         let view = self.view_range();
         let mut lanes = Column::new().spacing(4);
         let slots = self.lanes();
+        // A few lanes share the window's height; many scroll at a fixed height.
+        let fill = slots.len() <= MAX_FILL_LANES;
+        let lane_h = if fill {
+            Length::Fill
+        } else {
+            Length::Fixed(LANE_HEIGHT)
+        };
         if slots.is_empty() {
             let msg = match self.mode {
                 Mode::Offline if self.loading.1 > 0 => "loading…".to_string(),
@@ -784,8 +793,8 @@ impl App {
                 plot_width: self.plot_width,
             })
             .width(Length::Fill)
-            .height(Length::Fixed(LANE_HEIGHT));
-            lanes = lanes.push(row![legend, c].spacing(8));
+            .height(lane_h);
+            lanes = lanes.push(row![legend, c].spacing(8).height(lane_h));
         }
         let axis = canvas(AxisCanvas {
             cache: &self.axis_cache,
@@ -795,10 +804,27 @@ impl App {
         .width(Length::Fill)
         .height(Length::Fixed(26.0));
         lanes = lanes.push(row![space().width(Length::Fixed(LEGEND_WIDTH)), axis].spacing(8));
-        body = body.push(scrollable(lanes).height(Length::Fill));
+        body = if fill {
+            body.push(lanes.height(Length::Fill))
+        } else {
+            body.push(scrollable(lanes).height(Length::Fill))
+        };
 
         let mut hover = Column::new().spacing(1);
-        for l in self.hover_lines() {
+        let lines = self.hover_lines();
+        if lines.is_empty() && !slots.is_empty() {
+            hover = hover.push(
+                text(
+                    "Bands: min–max, p5–p95, p25–p75 and the median line · red: loss \
+                     (height = loss ratio; half the lane or more = a whole frame's worth \
+                     lost) · grey: no data · wheel: zoom · drag: pan · shift/right-drag: \
+                     box zoom · double-click: reset",
+                )
+                .size(13)
+                .color(Color::from_rgb(0.6, 0.63, 0.68)),
+            );
+        }
+        for l in lines {
             hover = hover.push(text(l).size(13));
         }
         body = body.push(container(hover).height(Length::Shrink));
