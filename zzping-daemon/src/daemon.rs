@@ -644,6 +644,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         }
         if stopping.is_none() && end_at.is_some_and(|e| now.mono_ns >= e) {
             info!("duration reached, stopping");
+            d.engine.stop_sending();
             stopping = Some(now.mono_ns + d.engine.config().timeout_ns + 5_000_000);
         }
         if let Some(deadline) = stopping
@@ -659,7 +660,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
             .min(status_at)
             .min(resolve_at)
             .min(retention_at);
-        if let Some(e) = end_at {
+        if let (Some(e), None) = (end_at, stopping) {
             next = next.min(e);
         }
         if let Some(s) = stopping {
@@ -679,8 +680,9 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         for ev in events.iter() {
             match ev.token() {
                 TIMER => {
-                    // No read needed: mio is edge-triggered and re-arming resets the
-                    // timerfd. Force the re-arm.
+                    // Consume the expiration: an unread timerfd keeps signalling
+                    // readiness even after being re-armed (measured: a busy loop).
+                    timer.drain();
                     armed = 0;
                 }
                 SIGNALS => {
@@ -693,6 +695,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
                             }
                             _ => {
                                 info!("signal {sig}: stopping (waiting for replies in flight)");
+                                d.engine.stop_sending();
                                 let n = clock::mono_ns();
                                 stopping = Some(n + d.engine.config().timeout_ns + 5_000_000);
                             }
@@ -718,9 +721,11 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         late_p99_us: h.quantile_us(0.99),
     };
     info!(
-        "stopped: {} sent, {} received, {} unmatched, {} frames, {} write errors; CPU {:.1} ms ({:.2} ms per 1000 pings); send lateness p50<{}µs p99<{}µs max {}µs; clock steps {}, queue drops {}",
+        "stopped: {} sent, {} received, {} lost, {} errors, {} unmatched, {} frames, {} write errors; CPU {:.1} ms ({:.2} ms per 1000 pings); send lateness p50<{}µs p99<{}µs max {}µs; clock steps {}, queue drops {}",
         st.sent,
         st.received,
+        st.lost,
+        st.errors,
         st.unmatched,
         d.outputs.frames,
         d.outputs.write_errors,

@@ -128,6 +128,10 @@ pub struct EngineStats {
     pub sent: u64,
     /// Replies matched as first replies within the timeout.
     pub received: u64,
+    /// Requests declared lost.
+    pub lost: u64,
+    /// Requests with an error outcome (send failure or ICMP error).
+    pub errors: u64,
     /// Messages that matched nothing (wrong identifier, unknown seq, wrong source or
     /// token, removed host).
     pub unmatched: u64,
@@ -589,14 +593,15 @@ impl Engine {
     }
 
     /// Checks the wall clock against the monotonic clock; on a step (offset change beyond
-    /// 1 ms + 500 ppm of the elapsed time, more than NTP slewing can do) flags every
-    /// host's current frame with `FLAG_CLOCK_STEP` and returns the step in ns.
+    /// 5 ms + 500 ppm of the elapsed time: more than NTP slewing can do, less than the
+    /// 128 ms beyond which NTP steps) flags every host's current frame with
+    /// `FLAG_CLOCK_STEP` and returns the step in ns.
     pub fn observe_clock(&mut self, now: Now) -> Option<i128> {
         let off = now.offset_ns();
         let prev = self.last_offset.replace((off, now.mono_ns));
         let (prev_off, prev_mono) = prev?;
         let elapsed = now.mono_ns.saturating_sub(prev_mono);
-        let tolerance = 1_000_000 + i128::from(elapsed / 2000);
+        let tolerance = 5_000_000 + i128::from(elapsed / 2000);
         let step = off - prev_off;
         if step.abs() <= tolerance {
             return None;
@@ -611,6 +616,11 @@ impl Engine {
         self.next_boundary_us =
             period_start(now.real_us(), self.cfg.period_us) + u64::from(self.cfg.period_us);
         Some(step)
+    }
+
+    /// Cancels every scheduled send (shutdown): only expiries and frame rotations remain.
+    pub fn stop_sending(&mut self) {
+        self.schedule.clear();
     }
 
     /// Flags every host's current frame (e.g. `FLAG_RECV_OVERFLOW`).
@@ -699,6 +709,7 @@ impl Engine {
             h.consecutive_errors = h.consecutive_errors.saturating_add(1);
             let n = h.consecutive_errors;
             self.stats.sent += 1;
+            self.stats.errors += 1;
             if full {
                 self.stats.seq_exhausted += 1;
             }
@@ -824,6 +835,7 @@ impl Engine {
                 t.entries[usize::from(seq)].state = State::Expired { lost };
                 if lost {
                     self.unresolved = self.unresolved.saturating_sub(1);
+                    self.stats.lost += 1;
                     self.with_frame(e.host, e.frame_serial, |of| {
                         of.frame.lost = of.frame.lost.saturating_add(1);
                         of.outstanding = of.outstanding.saturating_sub(1);
@@ -909,6 +921,7 @@ impl Engine {
             }
             self.tables[r.family.index()].entries[seq_i].state = State::Resolved;
             self.unresolved = self.unresolved.saturating_sub(1);
+            self.stats.errors += 1;
             self.with_frame(e.host, e.frame_serial, |of| {
                 of.frame.errors = of.frame.errors.saturating_add(1);
                 of.outstanding = of.outstanding.saturating_sub(1);
@@ -936,6 +949,7 @@ impl Engine {
                     ReplyOutcome::Received { rtt_ns }
                 } else {
                     // Stamped after the timeout: lost, and a late reply.
+                    self.stats.lost += 1;
                     self.with_frame(e.host, e.frame_serial, |of| {
                         of.frame.lost = of.frame.lost.saturating_add(1);
                         of.frame.late = of.frame.late.saturating_add(1);
@@ -974,6 +988,7 @@ impl Engine {
                 if e.state == State::InFlight {
                     t.entries[seq].state = State::Expired { lost: true };
                     self.unresolved = self.unresolved.saturating_sub(1);
+                    self.stats.lost += 1;
                     self.with_frame(e.host, e.frame_serial, |of| {
                         of.frame.lost = of.frame.lost.saturating_add(1);
                         of.outstanding = of.outstanding.saturating_sub(1);

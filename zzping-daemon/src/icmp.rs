@@ -386,6 +386,44 @@ pub fn parse_v6(icmp: &[u8]) -> Result<Message, WireError> {
     }
 }
 
+/// Kind of an ICMP error given its type (as reported by `IP_RECVERR`/`IPV6_RECVERR`).
+pub fn error_kind(family: Family, icmp_type: u8) -> Option<ErrorKind> {
+    match (family, icmp_type) {
+        (Family::V4, V4_DEST_UNREACH) | (Family::V6, V6_DEST_UNREACH) => {
+            Some(ErrorKind::Unreachable)
+        }
+        (Family::V4, V4_TIME_EXCEEDED) | (Family::V6, V6_TIME_EXCEEDED) => {
+            Some(ErrorKind::TimeExceeded)
+        }
+        (Family::V6, V6_PACKET_TOO_BIG) => Some(ErrorKind::TooBig),
+        _ => None,
+    }
+}
+
+/// Builds the [`Message::Error`] for an error a datagram socket queued (`MSG_ERRQUEUE`):
+/// `quoted` is our original echo request (from its ICMP header on), `orig_dst` where it
+/// was sent. `Other` when the quote is not an echo request of `family`.
+pub fn queued_error(
+    family: Family,
+    icmp_type: u8,
+    quoted: &[u8],
+    orig_dst: IpAddr,
+) -> Result<Message, WireError> {
+    let p = Packet::new_checked(quoted)?;
+    let Some(kind) = error_kind(family, icmp_type) else {
+        return Ok(Message::Other);
+    };
+    if p.msg_type() != family.echo_request() {
+        return Ok(Message::Other);
+    }
+    Ok(Message::Error {
+        kind,
+        ident: p.ident(),
+        seq: p.seq_no(),
+        orig_dst,
+    })
+}
+
 /// Classifies a message of `family`.
 pub fn parse(family: Family, icmp: &[u8]) -> Result<Message, WireError> {
     match family {
@@ -520,6 +558,39 @@ mod tests {
         assert_eq!(
             emit_echo_request(Family::V4, &mut small, 0, 0, 0),
             Err(WireError::Truncated)
+        );
+    }
+
+    #[test]
+    fn queued_errors_from_datagram_sockets() {
+        let mut req = [0u8; PACKET_LEN];
+        emit_echo_request(Family::V4, &mut req, 77, 1234, 5).unwrap();
+        let dst: IpAddr = "198.18.0.5".parse().unwrap();
+        assert_eq!(
+            queued_error(Family::V4, V4_DEST_UNREACH, &req, dst).unwrap(),
+            Message::Error {
+                kind: ErrorKind::Unreachable,
+                ident: 77,
+                seq: 1234,
+                orig_dst: dst
+            }
+        );
+        // Echo request type of the other family, unknown error types, short quotes.
+        assert_eq!(
+            queued_error(Family::V6, V6_TIME_EXCEEDED, &req, dst).unwrap(),
+            Message::Other
+        );
+        assert_eq!(
+            queued_error(Family::V4, 5, &req, dst).unwrap(),
+            Message::Other
+        );
+        assert_eq!(
+            queued_error(Family::V4, V4_DEST_UNREACH, &req[..4], dst),
+            Err(WireError::Truncated)
+        );
+        assert_eq!(
+            error_kind(Family::V6, V6_PACKET_TOO_BIG),
+            Some(ErrorKind::TooBig)
         );
     }
 

@@ -230,6 +230,28 @@ fn receive_loop(
             if fds[i].revents == 0 {
                 continue;
             }
+            if fds[i].revents & libc::POLLERR != 0 {
+                // Queued ICMP errors (datagram sockets with IP_RECVERR). Draining the
+                // queue also clears the socket error, so poll stops reporting it.
+                let mut read_any = false;
+                while let Ok(Some((msg, kernel_real_ns))) = s.recv_error(&mut buf) {
+                    read_any = true;
+                    if let Message::Error { orig_dst, .. } = msg {
+                        queue.push(Reply {
+                            family: s.family(),
+                            src: orig_dst,
+                            msg,
+                            kernel_real_ns,
+                            user: clock::now(),
+                        });
+                        batch += 1;
+                    }
+                }
+                // Nothing queued: a pending socket error; the plain recv below consumes it.
+                if read_any && fds[i].revents & libc::POLLIN == 0 {
+                    continue;
+                }
+            }
             // One datagram per socket per poll: when more are queued poll returns at once,
             // and at ordinary rates this saves the recvmsg that would return EAGAIN.
             loop {

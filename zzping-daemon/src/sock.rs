@@ -22,7 +22,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use thiserror::Error;
 
-use crate::icmp::{self, Family};
+use crate::icmp::{self, Family, Message};
 
 /// Which kind of ICMP socket to use.
 #[derive(
@@ -169,6 +169,13 @@ impl IcmpSocket {
                     Family::V6 => SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0).into(),
                 };
                 sock.bind(&any.into()).map_err(err)?;
+                // ICMP errors about our requests reach datagram sockets only through the
+                // error queue (read with MSG_ERRQUEUE, see `recv_error`).
+                match family {
+                    Family::V4 => setsockopt(fd, libc::SOL_IP, libc::IP_RECVERR, &one),
+                    Family::V6 => setsockopt(fd, libc::SOL_IPV6, libc::IPV6_RECVERR, &one),
+                }
+                .map_err(err)?;
                 let local = sock.local_addr().map_err(err)?;
                 local.as_socket().map_or(0, |a| a.port())
             }
@@ -292,6 +299,75 @@ impl IcmpSocket {
             src,
             kernel_real_ns,
         }))
+    }
+}
+
+impl IcmpSocket {
+    /// Reads one queued ICMP error (datagram sockets, `MSG_ERRQUEUE`) without blocking:
+    /// `Ok(None)` when the queue is empty; `Ok(Some(Message::Other))` for errors that are
+    /// not about one of our echo requests (e.g. local errors).
+    pub fn recv_error(&self, buf: &mut [u8]) -> io::Result<Option<(Message, Option<u64>)>> {
+        let mut control = [0u64; 32];
+        let mut addr = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: all-zero is a valid msghdr.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = addr.as_mut_ptr().cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of::<[u64; 32]>() as _;
+        // SAFETY: msg points to valid buffers that outlive the call.
+        let n = unsafe {
+            libc::recvmsg(
+                self.sock.as_raw_fd(),
+                &mut msg,
+                libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(None),
+                _ => Err(e),
+            };
+        }
+        let n = (n as usize).min(buf.len());
+        // SAFETY: the kernel filled msg_namelen bytes of a sockaddr_storage.
+        let dst = unsafe { sockaddr_ip(addr.as_ptr(), msg.msg_namelen) };
+        let mut icmp_type = None;
+        let mut kernel_real_ns = None;
+        // SAFETY: walking the control buffer the kernel filled, with the libc macros.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
+                if (level == libc::SOL_IP && ty == libc::IP_RECVERR)
+                    || (level == libc::SOL_IPV6 && ty == libc::IPV6_RECVERR)
+                {
+                    let ee: libc::sock_extended_err =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                    if ee.ee_origin == libc::SO_EE_ORIGIN_ICMP
+                        || ee.ee_origin == libc::SO_EE_ORIGIN_ICMP6
+                    {
+                        icmp_type = Some(ee.ee_type);
+                    }
+                } else if level == libc::SOL_SOCKET && ty == libc::SCM_TIMESTAMPNS {
+                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                    kernel_real_ns = Some(crate::clock::timespec_ns(&ts));
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        let (Some(t), Some(dst)) = (icmp_type, dst) else {
+            return Ok(Some((Message::Other, kernel_real_ns)));
+        };
+        let m = icmp::queued_error(self.family, t, &buf[..n], dst).unwrap_or(Message::Other);
+        Ok(Some((m, kernel_real_ns)))
     }
 }
 

@@ -46,6 +46,14 @@ fn check_loopback_run(dgram: bool) {
         "expected {kind} sockets: {stderr}"
     );
     let expected = RATE * DURATION;
+    // Frugality (generous bound for debug builds on a shared machine; a busy loop would
+    // be seconds).
+    let cpu = reported_cpu_ms(&stderr);
+    assert!(
+        cpu < 3.0 * expected * 0.25,
+        "CPU {cpu} ms for {} pings",
+        3.0 * expected
+    );
     for host in ["127.0.0.1", "__1", "127.0.0.2"] {
         let frames = read_host(&dir.path().join(host));
         assert!(!frames.is_empty(), "{host}: no frames");
@@ -130,6 +138,62 @@ fn unroutable_host_counts_errors_and_keeps_running() {
     let lo = read_host(&dir.path().join("127.0.0.1"));
     assert_eq!(sum(&lo, |f| f.lost), 0);
     assert!(sum(&lo, |f| f.received) >= 99);
+}
+
+/// A veth pair whose peer answers nothing: neighbour resolution for 198.18.0.5 fails and
+/// the kernel sends ICMP host-unreachable errors back for the queued echo requests.
+fn check_icmp_errors(dgram: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = "ip link add v0 type veth peer name v1 && ip link set v0 up && \
+                 ip link set v1 up && ip addr add 198.18.0.1/24 dev v0 && ";
+    let out = daemon_in_netns_with(
+        setup,
+        dgram,
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--socket",
+            if dgram { "dgram" } else { "raw" },
+            "--target",
+            "198.18.0.5",
+            "--rate",
+            "10",
+            "--timeout-ms",
+            "6000",
+            "--duration",
+            "2",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The errors came back as ICMP, not from sendto.
+    assert!(!stderr.contains("sending to"), "{stderr}");
+    let frames = read_host(&dir.path().join("198.18.0.5"));
+    let sent = sum(&frames, |f| f.sent);
+    assert!((19..=21).contains(&sent), "sent {sent}");
+    // Waiting for the errors at shutdown must not spin (a past deadline once made the
+    // loop busy-wait: hundreds of ms of CPU for 20 pings).
+    let cpu = reported_cpu_ms(&stderr);
+    assert!(cpu < 200.0, "CPU {cpu} ms for {sent} pings");
+    assert_eq!(sum(&frames, |f| f.errors), sent, "{frames:?}\n{stderr}");
+}
+
+#[test]
+fn icmp_unreachable_counts_as_error_datagram() {
+    if !netns_available("icmp_unreachable_counts_as_error_datagram") {
+        return;
+    }
+    check_icmp_errors(true);
+}
+
+#[test]
+fn icmp_unreachable_counts_as_error_raw() {
+    if !netns_available("icmp_unreachable_counts_as_error_raw") {
+        return;
+    }
+    check_icmp_errors(false);
 }
 
 #[test]
@@ -232,6 +296,17 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
     // `timeout` is the child; the daemon is its descendant: signal the daemon by name
     // within our own process tree.
     let daemon_pid = find_daemon_pid(child.id());
+    // Started as root with raw sockets: every capability is gone once sockets are open.
+    let status = std::fs::read_to_string(format!("/proc/{daemon_pid}/status")).unwrap();
+    for key in ["CapEff:", "CapPrm:", "CapAmb:"] {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        assert!(
+            line.split_whitespace()
+                .nth(1)
+                .is_some_and(|v| v.chars().all(|c| c == '0')),
+            "{line}"
+        );
+    }
     write_conf(&["::1"]);
     kill(daemon_pid, libc::SIGHUP);
     // Removal (once its requests are resolved) and addition may log in either order.

@@ -399,6 +399,13 @@ fn clock_step_is_flagged_and_never_reported_as_rtt() {
     let mut slewed = at(1000.0);
     slewed.real_ns += 400_000; // 400 ppm over 1 s
     assert_eq!(e.observe_clock(slewed), None);
+    // Sampling jitter of a few ms is not a step either; 20 ms is.
+    let mut jitter = at(1001.0);
+    jitter.real_ns += 400_000 + 3_000_000;
+    assert_eq!(e.observe_clock(jitter), None);
+    let mut stepped = at(1002.0);
+    stepped.real_ns += 400_000 + 23_000_000;
+    assert_eq!(e.observe_clock(stepped), Some(20_000_000));
 }
 
 #[test]

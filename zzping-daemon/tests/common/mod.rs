@@ -34,13 +34,19 @@ pub fn netns_available(test: &str) -> bool {
 /// A command running the daemon in a fresh network namespace with `lo` up. With
 /// `dgram_allowed`, `net.ipv4.ping_group_range` is opened inside the namespace.
 pub fn daemon_in_netns(dgram_allowed: bool, args: &[&str]) -> Command {
+    daemon_in_netns_with("", dgram_allowed, args)
+}
+
+/// Like [`daemon_in_netns`], running the shell commands `setup` (each ending in `&& `)
+/// in the namespace first.
+pub fn daemon_in_netns_with(setup: &str, dgram_allowed: bool, args: &[&str]) -> Command {
     let sysctl = if dgram_allowed {
         "sysctl -qw net.ipv4.ping_group_range='0 2147483647' && "
     } else {
         ""
     };
     let script = format!(
-        "ip link set lo up && ip addr add 127.0.0.2/8 dev lo 2>/dev/null; {sysctl}exec \"$0\" \"$@\""
+        "ip link set lo up && ip addr add 127.0.0.2/8 dev lo 2>/dev/null; {setup}{sysctl}exec \"$0\" \"$@\""
     );
     let mut c = Command::new("timeout");
     c.args(["60", "unshare", "--net", "sh", "-c", &script, BIN]);
@@ -48,6 +54,20 @@ pub fn daemon_in_netns(dgram_allowed: bool, args: &[&str]) -> Command {
     c.args(args);
     c.env_remove("RUST_LOG");
     c
+}
+
+/// CPU time the daemon reported in its exit log line, ms.
+pub fn reported_cpu_ms(stderr: &str) -> f64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("stopped:"))
+        .unwrap_or_else(|| panic!("no exit line in: {stderr}"));
+    let after = line.split("CPU ").nth(1).expect("CPU field");
+    after
+        .split(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("CPU value")
 }
 
 /// One decoded frame.
