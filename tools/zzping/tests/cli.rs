@@ -708,3 +708,140 @@ fn tail_without_a_daemon_fails_clearly() {
         stderr(&o)
     );
 }
+
+/// Writes a large data set for manual performance runs:
+/// `ZZPING_PERF_DIR=/tmp/perf cargo nextest run -p zzping --run-ignored only perf_data`.
+#[test]
+#[ignore = "writes a large data set for manual performance measurements"]
+fn perf_data() {
+    let Some(dir) = std::env::var_os("ZZPING_PERF_DIR") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let mut w = writer(&dir, "gw", "192.168.1.1");
+    // 2 million 100 ms frames of 10 replies (about 2.3 days).
+    let mut f = Frame::new(T0, P);
+    for i in 0..2_000_000u64 {
+        f.clear(T0 + i * u64::from(P), P);
+        f.sent = 10;
+        f.lost = (i % 50 == 0) as u32;
+        for k in 0..(10 - f.lost) {
+            f.rtts_us
+                .push(1000 + ((i as u32).wrapping_mul(2654435761) >> 22) + k * 13);
+        }
+        w.append(&f).unwrap();
+        if i % 10_000 == 0 {
+            w.flush().unwrap();
+        }
+    }
+    w.sync().unwrap();
+}
+
+/// Writes the example data of docs/tools.md:
+/// `ZZPING_DEMO_DIR=/tmp/demo cargo nextest run -p zzping --run-ignored only demo_data`.
+#[test]
+#[ignore = "writes the documentation's example data"]
+fn demo_data() {
+    let Some(dir) = std::env::var_os("ZZPING_DEMO_DIR") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    outage_data(&dir.join("data"));
+    let mut buf = Vec::new();
+    for i in 0..600u64 {
+        let time = if i % 150 == 0 {
+            FrameDataTime::Full(T0 + i * 100_000 + 1234)
+        } else {
+            FrameDataTime::Delta((i % 150) * 100_000)
+        };
+        encode_framedata_frame(
+            &mut buf,
+            time,
+            0,
+            (i / 100) as u16,
+            &[1500 + i as u32 % 50, 1600],
+        );
+    }
+    buf.truncate(buf.len() - 3);
+    std::fs::write(dir.join("pingd-log-192.168.1.1-20210101T08.log"), &buf).unwrap();
+}
+
+#[test]
+fn tail_prints_live_frames_from_a_server() {
+    use zzping_lib::live::{HostMeta, LiveConfig, LiveServer, NoHistory, RECV_BUFFER};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(10)))
+        .unwrap();
+    let addr = sock.local_addr().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let server = std::thread::spawn(move || {
+        let mut srv = LiveServer::new(LiveConfig::default()).unwrap();
+        srv.add_host(
+            0,
+            HostMeta {
+                label: "gw".into(),
+                address: "192.168.1.1".parse().unwrap(),
+                name: None,
+                period_us: P,
+                precision: 0.01,
+            },
+        )
+        .unwrap();
+        let mut rx = vec![0u8; RECV_BUFFER];
+        let mut tx = vec![0u8; RECV_BUFFER];
+        let now = zzping_lib::file::wall_clock_us;
+        let mut next_frame = zzping_lib::frame::period_start(now(), P) + u64::from(P);
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((n, src)) = sock.recv_from(&mut rx) {
+                srv.on_datagram(src, &rx[..n], now(), &mut NoHistory);
+            }
+            while now() >= next_frame + u64::from(P) {
+                let mut f = Frame::new(next_frame, P);
+                f.sent = 3;
+                f.lost = 1;
+                f.rtts_us.extend([1500, 2500]);
+                srv.on_frame(0, &f, now());
+                next_frame += u64::from(P);
+            }
+            while let Some((dst, len)) = srv.poll_transmit(now(), &mut tx) {
+                let _ = sock.send_to(&tx[..len], dst);
+            }
+        }
+    });
+    let o = zz(&[
+        "tail",
+        "--daemon",
+        &addr.to_string(),
+        "--duration",
+        "2",
+        "--format",
+        "jsonl",
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
+    let o = ok(o);
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 5, "{} frames\n{}", lines.len(), stderr(&o));
+    for v in &lines {
+        assert_eq!(v["host"], "gw");
+        assert_eq!(v["sent"], 3);
+        assert_eq!(v["lost"], 1);
+        let q = Quantizer::new(0.01).unwrap();
+        assert_eq!(
+            v["rtts_us"],
+            serde_json::json!([q.round_trip(1500), q.round_trip(2500)])
+        );
+    }
+    let starts: Vec<u64> = lines
+        .iter()
+        .map(|v| v["start_us"].as_u64().unwrap())
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[1] == w[0] + u64::from(P)),
+        "{starts:?}"
+    );
+}
