@@ -506,3 +506,84 @@ fn listening_beyond_loopback_needs_a_secret() {
     cfg.secret = Some([1; 32]);
     assert!(check_listen_addr("0.0.0.0:7878".parse().unwrap(), &cfg).is_ok());
 }
+
+#[test]
+fn would_block_sends_are_counted_and_recovered() {
+    let mut net = setup(LiveConfig::default(), &["a"]);
+    let c = net.client_cfg(None, 0);
+    let v = net.add_viewer(c);
+    net.advance(100_000);
+    let mut out = vec![0u8; RECV_BUFFER];
+    let mut sent = Vec::new();
+    for k in 0..30u64 {
+        let f = frame(1, T0 + k * 100_000, 5);
+        net.s.on_frame(1, &f, net.now);
+        sent.push(quantize(&f));
+        if k % 3 == 0 {
+            // The daemon's non-blocking send fails: the datagram is gone.
+            net.now += 60_000;
+            if let Some((dst, _)) = net.s.poll_transmit(net.now, &mut out) {
+                net.s.on_send_would_block(dst, net.now);
+            }
+        }
+        net.advance(100_000);
+    }
+    net.advance(11_000_000);
+    assert!(net.s.stats().dropped_sends >= 5);
+    assert_eq!(net.v[v].frames(1), sent);
+    assert!(net.v[v].gaps(1).is_empty());
+}
+
+#[test]
+fn bad_local_input_is_refused_without_panics() {
+    let mut net = setup(LiveConfig::default(), &["a"]);
+    assert!(
+        net.s
+            .add_host(
+                5,
+                HostMeta {
+                    precision: 7.0,
+                    ..meta("x")
+                }
+            )
+            .is_err()
+    );
+    assert!(
+        net.s
+            .add_host(
+                5,
+                HostMeta {
+                    period_us: 1,
+                    ..meta("x")
+                }
+            )
+            .is_err()
+    );
+    assert!(
+        LiveServer::new(LiveConfig {
+            max_subscribers: 0,
+            ..LiveConfig::default()
+        })
+        .is_err()
+    );
+    let mut q = quantize(&frame(1, T0, 5));
+    net.s.on_qframe(1, &q, net.now);
+    q.start_us = u64::MAX;
+    net.s.on_qframe(1, &q, net.now);
+    q.start_us = T0 + 100_000;
+    q.codes = vec![5, 3];
+    net.s.on_qframe(1, &q, net.now);
+    q.codes = vec![u32::MAX];
+    net.s.on_qframe(1, &q, net.now);
+    q.codes.clear();
+    net.s.on_qframe(99, &q, net.now);
+    // Out of order.
+    q.start_us = T0 - 100_000;
+    net.s.on_qframe(1, &q, net.now);
+    let st = net.s.stats();
+    assert_eq!((st.frames_in, st.frames_dropped), (6, 5));
+    net.s.remove_host(42);
+    net.s.remove_host(1);
+    net.s.on_frame(1, &frame(1, T0, 3), net.now);
+    assert_eq!(net.s.stats().hosts, 0);
+}

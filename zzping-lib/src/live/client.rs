@@ -664,7 +664,7 @@ impl LiveClient {
                 });
             }
             h.loss = false;
-            h.expected_no = no.map(|n| n + 1);
+            h.expected_no = no.map(|n| n.saturating_add(1));
             h.last_end = Some(q.end_us());
             self.stats.frames += 1;
             self.events.push_back(LiveEvent::Frame {

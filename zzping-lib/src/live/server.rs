@@ -462,7 +462,8 @@ impl LiveServer {
         };
         let codes_ok =
             q.codes.is_sorted() && q.codes.last().is_none_or(|&c| c < h.quant.code_count());
-        if !codes_ok || h.last_start.is_some_and(|s| q.start_us <= s) {
+        // Start times beyond u64::MAX / 2 are outside what the codec decodes.
+        if !codes_ok || q.start_us > u64::MAX / 2 || h.last_start.is_some_and(|s| q.start_us <= s) {
             self.stats.frames_dropped += 1;
             return;
         }
@@ -749,7 +750,7 @@ impl LiveServer {
                 let mut stopped = false;
                 let code_limit = h.quant.code_count();
                 let delivered = source.read_frames(h.index, from, to, max_frames, &mut |q| {
-                    if stopped || q.start_us < last_end || q.start_us >= to {
+                    if stopped || q.start_us < last_end || q.start_us >= to.min(u64::MAX / 2) {
                         return;
                     }
                     if sc.hist_bytes.len() > stage_limit || accepted >= max_frames {
