@@ -52,6 +52,12 @@ pub fn subscription(keys: Vec<DaemonKey>) -> Subscription<LiveUpdate> {
 }
 
 fn stream(key: &DaemonKey) -> impl Stream<Item = LiveUpdate> + use<> {
+    spawn(key)
+}
+
+/// Starts the thread of one daemon; its updates arrive on the returned channel. The
+/// thread ends when the receiver is dropped.
+pub fn spawn(key: &DaemonKey) -> mpsc::Receiver<LiveUpdate> {
     let (tx, rx) = mpsc::channel(16);
     let key = key.clone();
     let spawned = std::thread::Builder::new()
