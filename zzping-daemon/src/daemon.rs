@@ -207,39 +207,16 @@ fn open_sockets(cfg: &Config) -> Result<[Option<Arc<IcmpSocket>>; 2]> {
     Ok(socks)
 }
 
-/// Deletes frame files of every host older than `days` days.
+/// Deletes frame files (and sidecars) of every host whose day ended more than `days`
+/// days ago (zzping-lib's retention). Errors are logged, never fatal.
 pub fn apply_retention(data_dir: &Path, days: u32, now_us: u64) -> Vec<std::path::PathBuf> {
-    let today = zzping_lib::time::day_start_us(now_us);
-    let cutoff = today.saturating_sub(u64::from(days) * 86_400_000_000);
-    let mut removed = Vec::new();
-    let Ok(hosts) = std::fs::read_dir(data_dir) else {
-        return removed;
-    };
-    for h in hosts.flatten() {
-        let Ok(files) = std::fs::read_dir(h.path()) else {
-            continue;
-        };
-        for f in files.flatten() {
-            let p = f.path();
-            if p.extension().and_then(|e| e.to_str()) != Some(zzping_lib::file::FRAME_FILE_EXT) {
-                continue;
-            }
-            let Some(day) = p
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(zzping_lib::time::parse_day_name)
-            else {
-                continue;
-            };
-            if day < cutoff {
-                match std::fs::remove_file(&p) {
-                    Ok(()) => removed.push(p),
-                    Err(e) => warn!("retention: cannot remove {}: {e}", p.display()),
-                }
-            }
+    match zzping_lib::store::remove_older_than(data_dir, days, now_us) {
+        Ok(v) => v,
+        Err(e) => {
+            warn!("retention: {e}");
+            Vec::new()
         }
     }
-    removed
 }
 
 impl Daemon {
@@ -391,66 +368,72 @@ impl Daemon {
     }
 
     fn print_status(&mut self, out: &mut impl Write, tty: bool) {
-        if tty && self.status_lines > 0 {
-            let _ = write!(out, "\x1b[{}A", self.status_lines);
-        }
-        let clear = if tty { "\x1b[2K" } else { "" };
-        let h = self.engine.lateness();
+        self.status_lines = write_status(&mut self.engine, out, tty, self.status_lines);
+    }
+}
+
+/// Writes the status table (one line per host, totals since the previous call). On a
+/// TTY it first moves the cursor up over the previous table (`prev_lines` lines) and
+/// clears each line, so the table refreshes in place. Returns the lines written.
+pub fn write_status(
+    engine: &mut Engine,
+    out: &mut impl Write,
+    tty: bool,
+    prev_lines: usize,
+) -> usize {
+    if tty && prev_lines > 0 {
+        let _ = write!(out, "\x1b[{prev_lines}A");
+    }
+    let clear = if tty { "\x1b[2K" } else { "" };
+    let h = *engine.lateness();
+    let _ = writeln!(
+        out,
+        "{clear}{:<24} {:>7} {:>7} {:>6} {:>9} {:>9} {:>9} {:>6}   send late p50<{}µs p99<{}µs max {}µs",
+        "host",
+        "sent",
+        "recv",
+        "loss%",
+        "rtt min",
+        "avg",
+        "max",
+        "errors",
+        h.quantile_us(0.5),
+        h.quantile_us(0.99),
+        h.max_ns / 1000
+    );
+    let mut lines = 1;
+    engine.drain_status(|label, _addr, s| {
+        let outcome = s.received + s.lost;
+        let loss = if outcome > 0 {
+            100.0 * s.lost as f64 / outcome as f64
+        } else {
+            0.0
+        };
+        let (min, avg, max) = if s.received > 0 {
+            (
+                f64::from(s.rtt_min_us) / 1000.0,
+                s.rtt_sum_us as f64 / s.received as f64 / 1000.0,
+                f64::from(s.rtt_max_us) / 1000.0,
+            )
+        } else {
+            (0.0, 0.0, 0.0)
+        };
         let _ = writeln!(
             out,
-            "{clear}{:<24} {:>7} {:>7} {:>6} {:>9} {:>9} {:>9} {:>6}   send late p50<{}µs p99<{}µs max {}µs",
-            "host",
-            "sent",
-            "recv",
-            "loss%",
-            "rtt min",
-            "avg",
-            "max",
-            "errors",
-            h.quantile_us(0.5),
-            h.quantile_us(0.99),
-            h.max_ns / 1000
+            "{clear}{label:<24} {:>7} {:>7} {loss:>6.2} {min:>7.3}ms {avg:>7.3}ms {max:>7.3}ms {:>6}",
+            s.sent, s.received, s.errors
         );
-        let mut lines = 1;
-        let ids: Vec<(HostId, String)> = self
-            .engine
-            .hosts()
-            .map(|(id, l, _)| (id, l.to_owned()))
-            .collect();
-        for (id, label) in ids {
-            let s = self.engine.take_status(id);
-            let outcome = s.received + s.lost;
-            let loss = if outcome > 0 {
-                100.0 * s.lost as f64 / outcome as f64
-            } else {
-                0.0
-            };
-            let (min, avg, max) = if s.received > 0 {
-                (
-                    f64::from(s.rtt_min_us) / 1000.0,
-                    s.rtt_sum_us as f64 / s.received as f64 / 1000.0,
-                    f64::from(s.rtt_max_us) / 1000.0,
-                )
-            } else {
-                (0.0, 0.0, 0.0)
-            };
-            let _ = writeln!(
-                out,
-                "{clear}{label:<24} {:>7} {:>7} {loss:>6.2} {min:>7.3}ms {avg:>7.3}ms {max:>7.3}ms {:>6}",
-                s.sent, s.received, s.errors
-            );
-            lines += 1;
+        lines += 1;
+    });
+    if tty && lines < prev_lines {
+        // Hosts were removed: blank the leftover lines of the previous table.
+        for _ in lines..prev_lines {
+            let _ = writeln!(out, "{clear}");
         }
-        if tty && lines < self.status_lines {
-            // Hosts were removed: clear the leftover lines.
-            for _ in lines..self.status_lines {
-                let _ = writeln!(out, "{clear}");
-            }
-            lines = self.status_lines;
-        }
-        self.status_lines = lines;
-        let _ = out.flush();
+        lines = prev_lines;
     }
+    let _ = out.flush();
+    lines
 }
 
 /// Runs the daemon until SIGINT/SIGTERM or the end of `--duration`.
@@ -742,4 +725,69 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         seen_dropped,
     );
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Probe, Reply};
+    use crate::icmp::Message;
+
+    struct Nothing;
+    impl FrameOutput for Nothing {
+        fn frame(&mut self, _: HostId, _: &str, _: &Frame) {}
+    }
+
+    #[test]
+    fn status_table_lists_hosts_and_refreshes_in_place_on_a_tty() {
+        let mut e = Engine::new(EngineConfig::default());
+        e.set_ident(Family::V4, 9);
+        let t0 = Now {
+            mono_ns: 1_000_000_000,
+            real_ns: 1_767_225_600_000_000_000,
+        };
+        let later = |ms: u64| Now {
+            mono_ns: t0.mono_ns + ms * 1_000_000,
+            real_ns: t0.real_ns + ms * 1_000_000,
+        };
+        e.add_host("gw", "198.18.0.1".parse().unwrap(), 10.0, t0.mono_ns, t0);
+        e.add_host("dead", "198.18.0.2".parse().unwrap(), 10.0, t0.mono_ns, t0);
+        let mut out = Nothing;
+        for ms in 0..1500 {
+            let now = later(ms);
+            while let Some(p) = e.poll_send(now) {
+                let p: Probe = p;
+                e.commit_send(&p, now, true, &mut out);
+                if p.addr.to_string() == "198.18.0.1" {
+                    let r = Reply {
+                        family: Family::V4,
+                        src: p.addr,
+                        msg: Message::EchoReply {
+                            ident: 9,
+                            seq: p.seq,
+                            token: Some(p.token),
+                        },
+                        kernel_real_ns: Some(later(ms + 2).real_ns),
+                        user: later(ms + 2),
+                    };
+                    e.on_reply(&r, &mut out);
+                }
+            }
+            e.tick(now, &mut out);
+        }
+        let mut plain = Vec::new();
+        let n = write_status(&mut e, &mut plain, false, 0);
+        let text = String::from_utf8(plain).unwrap();
+        assert_eq!(n, 3);
+        assert!(!text.contains('\x1b'));
+        let gw = text.lines().find(|l| l.starts_with("gw ")).unwrap();
+        let dead = text.lines().find(|l| l.starts_with("dead ")).unwrap();
+        assert!(gw.contains("0.00") && gw.contains("2.000ms"), "{gw}");
+        assert!(dead.contains("100.00"), "{dead}");
+        // Totals were reset; on a TTY the table moves the cursor up over the old one.
+        let mut tty = Vec::new();
+        assert_eq!(write_status(&mut e, &mut tty, true, 5), 5);
+        let text = String::from_utf8(tty).unwrap();
+        assert!(text.starts_with("\x1b[5A\x1b[2K"), "{text:?}");
+    }
 }

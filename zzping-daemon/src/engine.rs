@@ -562,6 +562,17 @@ impl Engine {
         }
     }
 
+    /// Calls `f` with each live host's label, address and status totals, and resets the
+    /// totals (for the status display; allocates nothing).
+    pub fn drain_status(&mut self, mut f: impl FnMut(&str, IpAddr, HostStatus)) {
+        for h in self.hosts.iter_mut().flatten() {
+            if !h.retiring {
+                let st = std::mem::replace(&mut h.status, HostStatus::empty());
+                f(&h.label, h.addr, st);
+            }
+        }
+    }
+
     /// Monotonic time of the next thing the engine must do (a send, an expiry, or a frame
     /// rotation), given the current clocks.
     pub fn next_deadline(&self, now: Now) -> u64 {

@@ -395,3 +395,36 @@ fn check_config_prints_the_effective_configuration() {
         .unwrap();
     assert!(!bad.status.success());
 }
+
+#[test]
+fn retention_deletes_old_day_files_only() {
+    if !netns_available("retention_deletes_old_day_files_only") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("198.18.0.9");
+    std::fs::create_dir_all(&host).unwrap();
+    let old = host.join("2020-01-01.zzp");
+    std::fs::write(&old, b"").unwrap();
+    let out = daemon_in_netns(
+        false,
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--target",
+            "127.0.0.1",
+            "--retention-days",
+            "30",
+            "--duration",
+            "0.3",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!old.exists(), "old file kept: {stderr}");
+    assert!(stderr.contains("retention: removed"), "{stderr}");
+    // Today's file of the pinged host is kept.
+    assert!(!read_host(&dir.path().join("127.0.0.1")).is_empty());
+}

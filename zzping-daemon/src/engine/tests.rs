@@ -559,8 +559,15 @@ fn hosts_are_staggered_and_removed_cleanly() {
     let st = e.take_status(a);
     assert!(st.sent >= 8 && st.received + 1 == st.sent, "{st:?}");
     e.flag_all(FLAG_RECV_OVERFLOW);
+    let n = sink.frames.len();
     e.finish(&mut sink);
     sink.check_invariants();
+    // The current frame of a live host carries the flag.
+    assert!(
+        sink.frames[n..]
+            .iter()
+            .any(|(id, _, f)| *id == a && f.flags & FLAG_RECV_OVERFLOW != 0)
+    );
 }
 
 #[test]
