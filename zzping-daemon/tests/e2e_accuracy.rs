@@ -1,0 +1,169 @@
+//! End-to-end accuracy: the real daemon binary in a simulated network (zzping-netsim in a
+//! fresh network namespace), its frame files held against the simulator's ground truth.
+//! The method is documented in `e2e/mod.rs`. One test per scenario file, so nextest runs
+//! them in parallel; `every_scenario_file_has_a_test` makes sure no `e2e-*.toml` (the
+//! scenarios written for this suite) is forgotten.
+//!
+//! ```text
+//! cargo nextest run -p zzping-daemon -E 'binary(e2e_accuracy)' --no-capture
+//! ```
+
+mod e2e;
+
+use std::net::IpAddr;
+
+use e2e::{Run, check, run};
+
+/// `(test name, scenario file, extra "# e2e:" settings)`. Settings of scenarios shared
+/// with other suites live here; files written for this suite carry their own.
+const SCENARIOS: &[(&str, &str, &str)] = &[
+    (
+        "clean",
+        "clean.toml",
+        "rate = 200\nfping = \"198.18.0.10\"\nexpect_counts = [\"received\"]",
+    ),
+    (
+        "wifi_bad",
+        "wifi-bad.toml",
+        "timeout_ms = 1500\nexpect_fates = [\"dropped_burst\", \"dropped_random\"]\nexpect_counts = [\"lost\"]",
+    ),
+    (
+        "dupes_reorder",
+        "dupes-reorder.toml",
+        "expect_fates = [\"duplicated\"]\nexpect_counts = [\"duplicates\"]",
+    ),
+    (
+        "unreachable_silent",
+        "unreachable-silent.toml",
+        "expect_fates = [\"unreachable\", \"silent\"]\nexpect_counts = [\"errors\", \"lost\"]",
+    ),
+    (
+        "ratelimit",
+        "ratelimit.toml",
+        "rate = 50\nexpect_fates = [\"dropped_ratelimit\"]\nexpect_counts = [\"lost\"]",
+    ),
+    (
+        "outage",
+        "outage.toml",
+        "duration_s = 8\nexpect_fates = [\"dropped_outage\"]\nexpect_counts = [\"lost\"]",
+    ),
+    (
+        "ipv6",
+        "ipv6.toml",
+        "fping = \"2001:db8::10\"\nexpect_counts = [\"errors\", \"lost\"]",
+    ),
+    ("demo", "demo.toml", "rate = 50\nduration_s = 10"),
+    ("late_replies", "e2e-late.toml", ""),
+    ("high_rate", "e2e-high-rate.toml", ""),
+];
+
+fn scenario(test: &str) -> Option<Run> {
+    let (_, file, extra) = SCENARIOS
+        .iter()
+        .find(|(n, _, _)| *n == test)
+        .unwrap_or_else(|| panic!("no scenario {test}"));
+    let r = run(test, file, extra)?;
+    check(&r);
+    Some(r)
+}
+
+#[test]
+fn every_scenario_file_has_a_test() {
+    let mut missing = Vec::new();
+    for e in std::fs::read_dir(e2e::scenarios_dir()).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let ours = name.starts_with("e2e-") && name.ends_with(".toml");
+        if ours && !SCENARIOS.iter().any(|(_, f, _)| *f == name) {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "scenario files without an e2e test (add a line to SCENARIOS and a #[test]): {missing:?}"
+    );
+    // Every settings text parses.
+    for (_, file, extra) in SCENARIOS {
+        e2e::load(file, extra);
+    }
+}
+
+#[test]
+fn clean() {
+    scenario("clean");
+}
+
+#[test]
+fn wifi_bad() {
+    scenario("wifi_bad");
+}
+
+#[test]
+fn dupes_reorder() {
+    scenario("dupes_reorder");
+}
+
+#[test]
+fn unreachable_silent() {
+    let Some(r) = scenario("unreachable_silent") else {
+        return;
+    };
+    // The healthy host is unaffected by its dead neighbours: everything answered.
+    for a in ["198.18.0.10", "2001:db8::10"] {
+        let f = &r.frames[&a.parse::<IpAddr>().unwrap()];
+        let (sent, recv): (u32, u32) = (
+            f.iter().map(|f| f.sent).sum(),
+            f.iter().map(|f| f.received).sum(),
+        );
+        assert!(sent > 0 && recv == sent, "{a}: {recv} of {sent} answered");
+    }
+}
+
+#[test]
+fn ratelimit() {
+    scenario("ratelimit");
+}
+
+#[test]
+fn outage() {
+    let Some(r) = scenario("outage") else {
+        return;
+    };
+    // The network went away (1 s .. 2.5 s after the simulator started) and came back:
+    // every target lost pings in it and received again after it.
+    let start = r.truth.start().unwrap().time_us;
+    let (from, to) = (start + 1_000_000, start + 2_500_000);
+    for (a, frames) in &r.frames {
+        let during: u32 = frames
+            .iter()
+            .filter(|f| f.start_us >= from && f.start_us + 100_000 <= to)
+            .map(|f| f.lost)
+            .sum();
+        let after: u32 = frames
+            .iter()
+            .filter(|f| f.start_us >= to + 100_000)
+            .map(|f| f.received)
+            .sum();
+        assert!(during > 0, "{a}: no loss during the outage");
+        assert!(after > 0, "{a}: nothing received after the outage");
+    }
+}
+
+#[test]
+fn ipv6() {
+    scenario("ipv6");
+}
+
+#[test]
+fn demo() {
+    scenario("demo");
+}
+
+#[test]
+fn late_replies() {
+    scenario("late_replies");
+}
+
+#[test]
+fn high_rate() {
+    scenario("high_rate");
+}
