@@ -23,8 +23,13 @@ mod ring;
 mod server;
 pub mod wire;
 
-pub use client::{ClientConfig, ClientStats, LiveClient, LiveEvent, UdpLiveClient};
-pub use server::{HistorySource, LiveConfig, LiveServer, LiveStats, NoHistory, check_listen_addr};
+pub use client::{
+    ClientConfig, ClientStats, LiveClient, LiveEvent, REORDER_LIMIT, RESEND_ATTEMPTS,
+    RESEND_TIMEOUT_US, UdpLiveClient,
+};
+pub use server::{
+    HistorySource, LiveConfig, LiveServer, LiveStats, NoHistory, REPLAY_CACHE, check_listen_addr,
+};
 
 use std::net::{IpAddr, SocketAddr};
 use thiserror::Error;
