@@ -47,6 +47,68 @@ fn open(dir: &Path) -> (App, f64) {
     (app, t.elapsed().as_secs_f64())
 }
 
+/// Live mode with 10 hosts: every 100 ms a batch of one frame per host arrives, the
+/// lanes are recomputed and the window is rendered. Returns the median cost of one batch
+/// (ms); ten batches a second make the CPU share.
+fn live_batch_ms() -> f64 {
+    use zzping_lib::live::{HostMeta, LiveEvent};
+    use zzping_lib::synth::{Synth, SynthProfile};
+    let mut app = App::empty(1600.0);
+    app.plot_width = 1600.0 - zzping_gui::app::LEGEND_WIDTH - 28.0;
+    app.mode = zzping_gui::Mode::Live;
+    let now = zzping_lib::file::wall_clock_us();
+    let start = now - 300_000_000;
+    let q = zzping_lib::quantizer::Quantizer::new(0.01).expect("quantizer");
+    let mut synths: Vec<Synth> = (0..10)
+        .map(|h| {
+            app.live_event(
+                0,
+                LiveEvent::Host {
+                    host: h,
+                    meta: HostMeta {
+                        label: format!("host-{h}"),
+                        address: std::net::Ipv4Addr::new(192, 0, 2, h as u8 + 1).into(),
+                        name: None,
+                        period_us: 100_000,
+                        precision: 0.01,
+                    },
+                },
+            );
+            Synth::new(SynthProfile::wifi(), u64::from(h), start)
+        })
+        .collect();
+    let mut f = zzping_lib::frame::Frame::new(start, 100_000);
+    let mut push_all = |app: &mut App| {
+        for (h, s) in synths.iter_mut().enumerate() {
+            s.next_frame(&mut f);
+            let mut qf = zzping_lib::codec::QFrame::default();
+            qf.set_from(&f, &q);
+            app.live_event(
+                0,
+                LiveEvent::Frame {
+                    host: h as u32,
+                    frame: qf,
+                },
+            );
+        }
+    };
+    // Prefill: five minutes.
+    for _ in 0..3000 {
+        push_all(&mut app);
+    }
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        push_all(&mut app);
+        app.recompute();
+        let mut ui =
+            iced_test::Simulator::with_size(iced::Settings::default(), (1600.0, 900.0), app.view());
+        let _ = ui.snapshot(&iced::Theme::Dark).expect("snapshot");
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    median(times)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--open-only") {
@@ -94,6 +156,12 @@ fn main() {
         it.next().unwrap_or("?"),
         it.next().unwrap_or("?"),
         it.next().unwrap_or("?")
+    );
+
+    let live = live_batch_ms();
+    println!(
+        "live, 10 hosts: {live:.1} ms per 100 ms batch (update + recompute + full render at scale 2) = {:.0} % of one core",
+        live / 100.0 * 100.0
     );
 
     let (mut app, _) = open(&dir);

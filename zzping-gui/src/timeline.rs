@@ -227,6 +227,9 @@ pub fn time_ticks(view: &TimeView, width_px: f32, min_px: f32) -> Vec<TimeTick> 
         .copied()
         .find(|&s| s >= want)
         .unwrap_or(*STEPS_US.last().unwrap_or(&31_536_000e6));
+    if step >= 2_592_000e6 {
+        return month_ticks(view, step);
+    }
     let off = local_offset_us(view.t0_us);
     let first = ((view.t0_us + off) / step).ceil() * step - off;
     let mut out = Vec::new();
@@ -239,6 +242,37 @@ pub fn time_ticks(view: &TimeView, width_px: f32, min_px: f32) -> Vec<TimeTick> 
         });
         t += step;
         guard += 1;
+    }
+    out
+}
+
+/// Ticks on the first day of every 1, 3 or 12 months, at local midnight.
+fn month_ticks(view: &TimeView, step: f64) -> Vec<TimeTick> {
+    let months: i64 = if step <= 2_592_000e6 {
+        1
+    } else if step <= 7_776_000e6 {
+        3
+    } else {
+        12
+    };
+    let (y, m, ..) = local_parts(view.t0_us);
+    let mut idx = i64::from(y) * 12 + i64::from(m) - 1;
+    idx = idx.div_euclid(months) * months;
+    let mut out = Vec::new();
+    for _ in 0..1000 {
+        let (yy, mm) = (idx.div_euclid(12) as i32, (idx.rem_euclid(12) + 1) as u32);
+        let midnight_utc = zzping_lib::time::days_from_civil(yy, mm, 1) as f64 * 86_400e6;
+        let t = midnight_utc - local_offset_us(midnight_utc);
+        if t >= view.t1_us {
+            break;
+        }
+        if t >= view.t0_us {
+            out.push(TimeTick {
+                t_us: t,
+                label: format!("{yy:04}-{mm:02}"),
+            });
+        }
+        idx += months;
     }
     out
 }
@@ -378,6 +412,20 @@ mod tests {
             assert!(t.windows(2).all(|w| w[1].t_us > w[0].t_us));
             let px = (t.len() as f64) * 90.0;
             assert!(px <= 1600.0 + 180.0, "span {span}: {} ticks", t.len());
+        }
+    }
+
+    #[test]
+    fn month_ticks_fall_on_local_first_days() {
+        for span_days in [400.0, 700.0, 3000.0] {
+            let v = TimeView::new(1.7e15, 1.7e15 + span_days * 86_400e6);
+            let t = time_ticks(&v, 1600.0, 90.0);
+            assert!(t.len() >= 2, "{span_days} d");
+            for tick in &t {
+                let (y, m, d, h, mi, ..) = local_parts(tick.t_us);
+                assert_eq!((d, h, mi), (1, 0, 0), "{}", tick.label);
+                assert_eq!(tick.label, format!("{y:04}-{m:02}"));
+            }
         }
     }
 
