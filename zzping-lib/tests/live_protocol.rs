@@ -132,8 +132,10 @@ fn late_viewer_gets_prefill_equal_to_what_the_server_saw() {
     assert_eq!(&want[want.len() - got.len()..], &got[..]);
 }
 
-#[test]
-fn prefill_reads_older_history_from_disk() {
+/// 40 s of frames for two hosts starting at `t0`, all written to disk and the last 10 s
+/// also in the server's ring; a late viewer asks for an hour and must get exactly the
+/// files' contents.
+fn disk_prefill(t0: u64, store: bool) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = LiveConfig {
         ring_seconds: 10,
@@ -159,9 +161,8 @@ fn prefill_reads_older_history_from_disk() {
             .unwrap()
         })
         .collect();
-    // 40 s of frames: all on disk, the last 10 s also in the ring.
     for k in 0..400u64 {
-        let start = T0 + k * 100_000;
+        let start = t0 + k * 100_000;
         for h in 1..=2u32 {
             let f = frame(h, start, 8);
             writers[h as usize - 1].append(&f).unwrap();
@@ -171,20 +172,33 @@ fn prefill_reads_older_history_from_disk() {
     for w in &mut writers {
         w.flush().unwrap();
     }
-    net.now = T0 + 400 * 100_000 + 50_000;
-    net.hist = Box::new(FileHistory {
-        dir: dir.path().to_path_buf(),
-        labels: [(1, "gw".to_string()), (2, "dns".to_string())].into(),
-        calls: 0,
-    });
+    drop(writers);
+    net.now = t0 + 400 * 100_000 + 50_000;
+    net.hist = if store {
+        let mut h = StoreHistory::new(dir.path());
+        h.set_host(1, "gw");
+        h.set_host(2, "dns");
+        Box::new(h)
+    } else {
+        Box::new(FileHistory {
+            dir: dir.path().to_path_buf(),
+            labels: [(1, "gw".to_string()), (2, "dns".to_string())].into(),
+            calls: 0,
+        })
+    };
     let c = net.client_cfg(None, 3600);
     let v = net.add_viewer(c);
     net.advance(3_000_000);
     for (h, l) in [(1u32, "gw"), (2, "dns")] {
-        let mut r = FileReader::open(day_file(&dir.path().join(host_dir_name(l)), T0)).unwrap();
+        let host_dir = dir.path().join(host_dir_name(l));
         let mut on_disk = Vec::new();
-        while let Some(q) = r.next_frame().unwrap() {
-            on_disk.push(q.clone());
+        for day in [t0, t0 + 86_400_000_000] {
+            let Ok(mut r) = FileReader::open(day_file(&host_dir, day)) else {
+                continue;
+            };
+            while let Some(q) = r.next_frame().unwrap() {
+                on_disk.push(q.clone());
+            }
         }
         assert_eq!(on_disk.len(), 400);
         let got = net.v[v].frames(h);
@@ -192,6 +206,18 @@ fn prefill_reads_older_history_from_disk() {
         assert_eq!(got, on_disk, "host {h}");
     }
     assert!(net.s.stats().history_frames >= 2 * 300);
+}
+
+#[test]
+fn prefill_reads_older_history_from_disk() {
+    disk_prefill(T0, false);
+}
+
+#[test]
+fn store_history_streams_prefill_across_midnight() {
+    // Starts 20 s before a UTC midnight: two day files per host.
+    let midnight = (T0 / 86_400_000_000 + 1) * 86_400_000_000;
+    disk_prefill(midnight - 20_000_000, true);
 }
 
 #[test]

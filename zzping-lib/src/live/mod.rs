@@ -19,6 +19,7 @@
 //! `std::net::UdpSocket` for the CLI and tests.
 
 mod client;
+mod history;
 mod ring;
 mod server;
 pub mod wire;
@@ -27,6 +28,7 @@ pub use client::{
     ClientConfig, ClientStats, LiveClient, LiveEvent, REORDER_LIMIT, RESEND_ATTEMPTS,
     RESEND_TIMEOUT_US, UdpLiveClient,
 };
+pub use history::StoreHistory;
 pub use server::{
     HistorySource, LiveConfig, LiveServer, LiveStats, NoHistory, REPLAY_CACHE, check_listen_addr,
 };
