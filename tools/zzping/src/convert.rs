@@ -30,6 +30,7 @@ use zzping_lib::quantizer::DEFAULT_PRECISION;
 /// both precisions adds up); `--period-ms` (a multiple of the input period) merges
 /// consecutive frames exactly: counts summed, RTT lists concatenated, flags OR-ed.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Legacy .log / .fdq files, or data directories, host directories, .zzp files.
     #[arg(required = true)]

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 /// Segment headers and any damage found (torn tail, garbage, with file and byte offset)
 /// go to stderr; every good frame is still printed.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Data directories, host directories or .zzp files.
     #[arg(required = true)]

@@ -18,7 +18,7 @@ pub enum Format {
     Jsonl,
 }
 
-/// Export one row per frame.
+/// Export one row per frame as CSV (RFC 4180) or JSON Lines.
 ///
 /// Columns (CSV header row; same keys in JSONL): time (RFC 3339 UTC, µs), host, start_us,
 /// period_us, sent, received, lost, duplicates, late, errors, flags (the FLAG_* bits as a
@@ -27,6 +27,7 @@ pub enum Format {
 /// RTTs; they are empty (CSV) or null (JSONL) when the frame has no reply. JSONL rows also
 /// carry `rtts_us`, the frame's RTTs ascending.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Data directories, host directories or .zzp files.
     #[arg(required = true)]

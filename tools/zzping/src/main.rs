@@ -30,22 +30,15 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+/// The subcommands; each one's help is its `Args` doc comment.
 enum Command {
-    /// Print frames as readable text; segment headers and damage go to stderr.
     Dump(dump::Args),
-    /// Export one row per frame as CSV or JSON Lines.
     Export(export::Args),
-    /// Import original-zzping logs (.log, .fdq), or re-quantize / re-frame our files.
     Convert(convert::Args),
-    /// Combine files or directories of one host, ordered by time, without duplicates.
     Merge(merge::Args),
-    /// Build or rebuild the zoom-pyramid sidecars (.zzs) that are missing or stale.
     Rollup(rollup::Args),
-    /// Check files (headers, torn tails, garbage, sidecars); exit 1 when problems.
     Verify(verify::Args),
-    /// Per-host loss, percentiles and jitter, and an outage log with a verdict.
     Report(report::Args),
-    /// Follow live frames from a running daemon.
     Tail(tail::Args),
 }
 

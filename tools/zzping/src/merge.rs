@@ -23,6 +23,7 @@ use zzping_lib::quantizer::Quantizer;
 ///
 /// The output host directory must not hold frame files yet.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Sources: host directories, data directories (with --host) or .zzp files.
     #[arg(required = true)]

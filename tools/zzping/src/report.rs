@@ -24,13 +24,17 @@ use zzping_lib::summary::{Summary, nearest_rank};
 ///   it); bursts of different hosts that overlap or touch in time are merged into one
 ///   *outage*.
 ///
-/// Verdicts, among the hosts that have data during the outage: the gateway and every other
-/// host lost → "local network (Wi-Fi, cable, powerline)"; the gateway fine and every other
-/// host lost → "upstream/ISP"; one host only → "that host"; otherwise the partial cases
-/// are named as such. The gateway is --gateway LABEL; by default the host whose address is
-/// the default IPv4 gateway in /proc/net/route, else the host with a private, link-local or
-/// ULA address and the lowest median RTT; `--gateway none` disables.
+/// Verdicts, among the hosts that have data during the outage:
+/// - the gateway and every other host lost → "local network (Wi-Fi, cable, powerline)";
+/// - the gateway fine and every host beyond it lost (even one) → "upstream/ISP";
+/// - one host only (of several beyond the gateway, or the gateway alone) → "that host";
+/// - otherwise "partial" / "partial-upstream"; without a known gateway, "unknown".
+///
+/// The gateway is --gateway LABEL; by default the host whose address is the default IPv4
+/// gateway in /proc/net/route, else the host with a private (RFC 1918), link-local or ULA
+/// address and the lowest median RTT; `--gateway none` disables.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Data directories, host directories or .zzp files.
     #[arg(required = true)]

@@ -12,6 +12,7 @@ use zzping_lib::pyramid::{Freshness, load_or_build, sidecar_path};
 /// stale or unreadable ones are rebuilt from the raw frames. Prints each rebuilt sidecar
 /// and why, then a summary line.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Data directories, host directories or .zzp files.
     #[arg(required = true)]

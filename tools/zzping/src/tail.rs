@@ -27,6 +27,7 @@ pub enum Format {
 /// `{"gap": ...}` line in JSONL). Runs until interrupted, or for --duration seconds.
 /// Exits 1 if the daemon never answered.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// The daemon's live-stream address (host:port).
     #[arg(long, default_value_t = DEFAULT_ADDR.to_string())]

@@ -9,9 +9,10 @@ use zzping_lib::file::{FileReader, Issue};
 use zzping_lib::pyramid::{decode_sidecar, load_or_build, sidecar_path};
 use zzping_lib::time::{US_PER_DAY, parse_day_name};
 
-/// Check frame files: segment headers, torn tails, garbage, frames filed under the wrong
-/// day, and pyramid sidecars (stale or unreadable ones are problems; a missing one is only
-/// noted).
+/// Check frame files and their sidecars; exit 1 when problems are found.
+///
+/// Checks segment headers, torn tails, garbage, frames filed under the wrong UTC day, and
+/// pyramid sidecars (stale or unreadable ones are problems; a missing one is only noted).
 ///
 /// Exit status: 0 when everything is clean, 1 when problems were found (after --repair:
 /// when some remain), 2 on a usage error.
@@ -21,6 +22,7 @@ use zzping_lib::time::{US_PER_DAY, parse_day_name};
 /// `<file>.bak` (never overwriting an existing backup) and puts the copy in its place; the
 /// sidecar is rebuilt. Do not repair a file the daemon is still appending to (today's).
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Data directories, host directories or .zzp files.
     #[arg(required = true)]
