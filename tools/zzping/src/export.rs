@@ -82,6 +82,59 @@ fn stats(f: &QFrame, q: &Quantizer) -> [Option<u32>; 5] {
     ]
 }
 
+/// Appends the JSONL row of `f` (with its newline) to `line`, cleared first; `host_json` is
+/// the host label already JSON-encoded. Allocates nothing once `line` has grown.
+pub fn jsonl_row(
+    line: &mut Vec<u8>,
+    host_json: &str,
+    f: &QFrame,
+    q: &Quantizer,
+    ib: &mut itoa::Buffer,
+) {
+    line.clear();
+    line.extend_from_slice(b"{\"time\":\"");
+    write_rfc3339_utc(f.start_us, line);
+    line.extend_from_slice(b"\",\"host\":");
+    line.extend_from_slice(host_json.as_bytes());
+    line.extend_from_slice(b",\"start_us\":");
+    line.extend_from_slice(ib.format(f.start_us).as_bytes());
+    for (k, v) in [
+        ("period_us", f.period_us),
+        ("sent", f.sent),
+        ("received", f.received()),
+        ("lost", f.lost),
+        ("duplicates", f.duplicates),
+        ("late", f.late),
+        ("errors", f.errors),
+        ("flags", u32::from(f.flags)),
+    ] {
+        line.extend_from_slice(b",\"");
+        line.extend_from_slice(k.as_bytes());
+        line.extend_from_slice(b"\":");
+        line.extend_from_slice(ib.format(v).as_bytes());
+    }
+    for (k, s) in ["min_us", "p50_us", "p95_us", "p99_us", "max_us"]
+        .iter()
+        .zip(stats(f, q))
+    {
+        line.extend_from_slice(b",\"");
+        line.extend_from_slice(k.as_bytes());
+        line.extend_from_slice(b"\":");
+        match s {
+            Some(v) => line.extend_from_slice(ib.format(v).as_bytes()),
+            None => line.extend_from_slice(b"null"),
+        }
+    }
+    line.extend_from_slice(b",\"rtts_us\":[");
+    for (i, v) in f.rtts_us(q).enumerate() {
+        if i > 0 {
+            line.push(b',');
+        }
+        line.extend_from_slice(ib.format(v).as_bytes());
+    }
+    line.extend_from_slice(b"]}\n");
+}
+
 /// Runs `zzping export`.
 pub fn run(a: Args) -> Result<ExitCode> {
     let (from, to) = time_range(a.from.as_deref(), a.to.as_deref())?;
@@ -159,48 +212,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     let Ev::Frame { frame: f, q, .. } = ev else {
                         return Ok(());
                     };
-                    line.clear();
-                    line.extend_from_slice(b"{\"time\":\"");
-                    write_rfc3339_utc(f.start_us, &mut line);
-                    line.extend_from_slice(b"\",\"host\":");
-                    line.extend_from_slice(host_json.as_bytes());
-                    line.extend_from_slice(b",\"start_us\":");
-                    line.extend_from_slice(ib.format(f.start_us).as_bytes());
-                    for (k, v) in [
-                        ("period_us", f.period_us),
-                        ("sent", f.sent),
-                        ("received", f.received()),
-                        ("lost", f.lost),
-                        ("duplicates", f.duplicates),
-                        ("late", f.late),
-                        ("errors", f.errors),
-                        ("flags", u32::from(f.flags)),
-                    ] {
-                        line.extend_from_slice(b",\"");
-                        line.extend_from_slice(k.as_bytes());
-                        line.extend_from_slice(b"\":");
-                        line.extend_from_slice(ib.format(v).as_bytes());
-                    }
-                    for (k, s) in ["min_us", "p50_us", "p95_us", "p99_us", "max_us"]
-                        .iter()
-                        .zip(stats(f, q))
-                    {
-                        line.extend_from_slice(b",\"");
-                        line.extend_from_slice(k.as_bytes());
-                        line.extend_from_slice(b"\":");
-                        match s {
-                            Some(v) => line.extend_from_slice(ib.format(v).as_bytes()),
-                            None => line.extend_from_slice(b"null"),
-                        }
-                    }
-                    line.extend_from_slice(b",\"rtts_us\":[");
-                    for (i, v) in f.rtts_us(q).enumerate() {
-                        if i > 0 {
-                            line.push(b',');
-                        }
-                        line.extend_from_slice(ib.format(v).as_bytes());
-                    }
-                    line.extend_from_slice(b"]}\n");
+                    jsonl_row(&mut line, &host_json, f, q, &mut ib);
                     out.write_all(&line)?;
                     Ok(())
                 })?;

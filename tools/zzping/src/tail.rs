@@ -105,6 +105,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::LineWriter::new(stdout.lock());
     let mut line = Vec::with_capacity(4096);
+    let mut ib = itoa::Buffer::new();
     loop {
         let now = Instant::now();
         let wait = match end {
@@ -200,23 +201,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
                         line.extend_from_slice(b"]\n");
                     }
                     Format::Jsonl => {
-                        let rtts: Vec<u32> = f.rtts_us(q).collect();
-                        let v = serde_json::json!({
-                            "time": zzping_lib::time::rfc3339_us(f.start_us),
-                            "host": meta.label,
-                            "start_us": f.start_us,
-                            "period_us": f.period_us,
-                            "sent": f.sent,
-                            "received": f.received(),
-                            "lost": f.lost,
-                            "duplicates": f.duplicates,
-                            "late": f.late,
-                            "errors": f.errors,
-                            "flags": f.flags,
-                            "rtts_us": rtts,
-                        });
-                        serde_json::to_writer(&mut line, &v)?;
-                        line.push(b'\n');
+                        let host_json = serde_json::to_string(&meta.label)?;
+                        crate::export::jsonl_row(&mut line, &host_json, &f, q, &mut ib);
                     }
                 }
                 out.write_all(&line)?;

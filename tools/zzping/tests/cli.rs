@@ -766,14 +766,17 @@ fn demo_data() {
     std::fs::write(dir.join("pingd-log-192.168.1.1-20210101T08.log"), &buf).unwrap();
 }
 
-#[test]
-fn tail_prints_live_frames_from_a_server() {
+type Stop = std::sync::Arc<std::sync::atomic::AtomicBool>;
+
+/// A live-stream server in a thread, streaming one host "gw" with a frame every 100 ms
+/// (3 sent, 1 lost, RTTs 1.5 and 2.5 ms) until told to stop.
+fn spawn_live_server(bind: &str) -> (std::net::SocketAddr, Stop, std::thread::JoinHandle<()>) {
     use zzping_lib::live::{HostMeta, LiveConfig, LiveServer, NoHistory, RECV_BUFFER};
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sock = std::net::UdpSocket::bind(bind).unwrap();
     sock.set_read_timeout(Some(std::time::Duration::from_millis(10)))
         .unwrap();
     let addr = sock.local_addr().unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop: Stop = Default::default();
     let stop2 = stop.clone();
     let server = std::thread::spawn(move || {
         let mut srv = LiveServer::new(LiveConfig::default()).unwrap();
@@ -809,6 +812,23 @@ fn tail_prints_live_frames_from_a_server() {
             }
         }
     });
+    (addr, stop, server)
+}
+
+/// Runs a live server on 127.0.0.1:17879 for 20 s, for the documentation's example:
+/// `cargo nextest run -p zzping --run-ignored only demo_live_server`.
+#[test]
+#[ignore = "serves the documentation's live example"]
+fn demo_live_server() {
+    let (_, stop, server) = spawn_live_server("127.0.0.1:17879");
+    std::thread::sleep(std::time::Duration::from_secs(20));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
+}
+
+#[test]
+fn tail_prints_live_frames_from_a_server() {
+    let (addr, stop, server) = spawn_live_server("127.0.0.1:0");
     let o = zz(&[
         "tail",
         "--daemon",
