@@ -428,3 +428,81 @@ fn retention_deletes_old_day_files_only() {
     // Today's file of the pinged host is kept.
     assert!(!read_host(&dir.path().join("127.0.0.1")).is_empty());
 }
+
+#[test]
+fn names_are_resolved_and_re_resolved() {
+    if !netns_available("names_are_resolved_and_re_resolved") {
+        return;
+    }
+    // A private /etc/hosts (mount namespace + bind mount) the test rewrites mid-run.
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.5 zz-test-host\n").unwrap();
+    let data = dir.path().join("data");
+    let script = format!(
+        "ip link set lo up && mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
+        hosts.display()
+    );
+    let mut child = std::process::Command::new("timeout")
+        .args([
+            "60", "unshare", "--net", "--mount", "sh", "-c", &script, BIN,
+        ])
+        .args([
+            "--config",
+            "none",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--target",
+            "zz-test-host",
+            "--rate",
+            "20",
+            "--resolve-interval-s",
+            "1",
+            "--duration",
+            "20",
+        ])
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let mut log = String::new();
+    wait_for(&mut lines, "zz-test-host: pinging 127.0.0.5", &mut log);
+    // Same inode (the bind mount follows it), new content.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&hosts)
+        .unwrap()
+        .write_all(b"127.0.0.6 zz-test-host\n")
+        .unwrap();
+    wait_for(&mut lines, "now resolves to 127.0.0.6", &mut log);
+    let pid = find_daemon_pid(child.id());
+    kill(pid, libc::SIGTERM);
+    wait_for(&mut lines, "stopped:", &mut log);
+    assert!(child.wait().unwrap().success(), "{log}");
+    let frames = read_host(&data.join("zz-test-host"));
+    assert!(sum(&frames, |f| f.received) > 0, "{log}");
+    assert_eq!(sum(&frames, |f| f.lost), 0, "{log}");
+    // Both addresses are recorded in segment headers.
+    let files: Vec<_> = std::fs::read_dir(data.join("zz-test-host"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let mut addrs = std::collections::BTreeSet::new();
+    for f in files {
+        let mut r = zzping_lib::file::FileReader::open(&f).unwrap();
+        while r.next_frame().unwrap().is_some() {
+            addrs.insert(r.header().unwrap().host.clone());
+        }
+    }
+    assert_eq!(
+        addrs.into_iter().collect::<Vec<_>>(),
+        ["127.0.0.5", "127.0.0.6"],
+        "{log}"
+    );
+}
