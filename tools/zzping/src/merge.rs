@@ -105,6 +105,25 @@ pub fn run(a: Args) -> Result<ExitCode> {
             ),
         }
     }
+    // Check the periods up front, so that a mismatch writes nothing.
+    let mut period: Option<(u32, PathBuf)> = None;
+    for f in inputs.iter().flat_map(|h| &h.files) {
+        let Some(h) = crate::common::first_header(f) else {
+            continue;
+        };
+        match &period {
+            None => period = Some((h.period_us, f.clone())),
+            Some((p, first)) if *p != h.period_us => bail!(
+                "{}: frame period {} ms differs from {} ms in {}; re-frame with zzping \
+                 convert --period-ms first",
+                f.display(),
+                f64::from(h.period_us) / 1000.0,
+                f64::from(*p) / 1000.0,
+                first.display()
+            ),
+            Some(_) => {}
+        }
+    }
     let label = a.label.clone().unwrap_or_else(|| inputs[0].label.clone());
     let dest = a.data_dir.join(zzping_lib::file::host_dir_name(&label));
     if zzping_lib::store::HostDir::new(&dest)

@@ -366,6 +366,25 @@ fn merge_dedups_overlaps_in_time_order() {
     // The documented choice: the frame with more `sent` wins, else the first source.
     assert_eq!(frames[12].sent, 3);
     assert_eq!(frames[17].sent, 2);
+    // Different periods are refused before anything is written.
+    let c_dir = dir.path().join("c");
+    ok(zz(&[
+        "convert",
+        s(&b_dir),
+        "--data-dir",
+        s(&c_dir),
+        "--period-ms",
+        "200",
+    ]));
+    let out2 = dir.path().join("out2");
+    let o = zz(&["merge", s(&a_dir), s(&c_dir), "--data-dir", s(&out2)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("frame period 200 ms differs from 100 ms"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out2.join("gw").exists());
     // Refuses to merge into a directory that already has frames.
     let o = zz(&["merge", s(&a_dir), "--data-dir", s(&out)]);
     assert_eq!(o.status.code(), Some(1));
