@@ -641,14 +641,13 @@ impl FdqDecoder {
             }
             s * 1_000_000 + ms * 1000
         };
-        let (inflight, lost) = if r.peek()? == 0xff {
-            r.pos += 1;
-            (0, 0)
-        } else {
-            (
-                r.uint(u64::from(u32::MAX), "inflight")? as u32,
-                r.uint(u64::from(u32::MAX), "lost")? as u32,
-            )
+        // `-1` (normally a negative fixint, but any integer width is accepted) means both 0.
+        let iat = r.pos;
+        let first = r.int()?;
+        let (inflight, lost) = match first {
+            -1 => (0, 0),
+            0..=0xffff_ffff => (first as u32, r.uint(u64::from(u32::MAX), "lost")? as u32),
+            _ => return r.invalid(iat, format!("inflight out of range: {first}")),
         };
         let nat = r.pos;
         let n = r.uint(MAX_LEGACY_REPLIES, "n")? as u32;
@@ -1210,6 +1209,29 @@ mod tests {
                 len: (cut - good) as u64
             }
         );
+    }
+
+    #[test]
+    fn fdq_minus_one_in_any_width() {
+        let h = hdr(None);
+        let mut buf = Vec::new();
+        rmp::encode::write_uint(&mut buf, 1_600_000_000).unwrap();
+        rmp::encode::write_uint(&mut buf, 5).unwrap();
+        rmp::encode::write_i16(&mut buf, -1).unwrap();
+        rmp::encode::write_uint(&mut buf, 0).unwrap();
+        let mut f = LegacyFrame::default();
+        let used = FdqDecoder::new(h.clone()).decode(&buf, &mut f).unwrap();
+        assert_eq!(used, buf.len());
+        assert_eq!((f.inflight, f.lost_rolling, f.replies), (0, 0, 0));
+        assert_eq!(f.time_us, 1_600_000_000_005_000);
+        let mut bad = Vec::new();
+        rmp::encode::write_uint(&mut bad, 1_600_000_000).unwrap();
+        rmp::encode::write_uint(&mut bad, 5).unwrap();
+        rmp::encode::write_sint(&mut bad, -2).unwrap();
+        assert!(matches!(
+            FdqDecoder::new(h).decode(&bad, &mut f),
+            Err(LegacyError::Invalid { offset: 6, .. })
+        ));
     }
 
     #[test]

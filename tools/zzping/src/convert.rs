@@ -120,6 +120,9 @@ impl Reframer {
     }
 }
 
+/// Legacy frames at or after 10000-01-01 are skipped (a corrupt timestamp).
+const MAX_LEGACY_TIME_US: u64 = 253_402_300_800_000_000;
+
 fn period_us_of(ms: u32) -> Result<u32> {
     let us = ms
         .checked_mul(1000)
@@ -192,22 +195,31 @@ fn convert_legacy(a: &Args, files: &[PathBuf], period_us: u32) -> Result<()> {
     for (addr, mut files) in by_host {
         files.sort_by(|x, y| x.file_name().cmp(&y.file_name()));
         let label = a.label.clone().unwrap_or_else(|| addr.to_string());
-        let mut w = HostWriter::open(
-            &a.data_dir,
-            HostInfo {
-                label: label.clone(),
-                address: addr,
-                name: None,
-            },
-            WriterConfig {
-                period_us,
-                precision,
-                writer: format!("{WRITER} convert (legacy)"),
-            },
-        )
-        .with_context(|| format!("{}: open output for {label}", a.data_dir.display()))?;
+        // The writer opens with the first frame: a refused input creates nothing.
+        let mut w: Option<HostWriter> = None;
         let mut rf = Reframer::new(period_us);
         let mut emit = |f: &Frame| -> Result<()> {
+            let w = match &mut w {
+                Some(w) => w,
+                None => w.insert(
+                    HostWriter::open(
+                        &a.data_dir,
+                        HostInfo {
+                            label: label.clone(),
+                            address: addr,
+                            name: None,
+                        },
+                        WriterConfig {
+                            period_us,
+                            precision,
+                            writer: format!("{WRITER} convert (legacy)"),
+                        },
+                    )
+                    .with_context(|| {
+                        format!("{}: open output for {label}", a.data_dir.display())
+                    })?,
+                ),
+            };
             w.append(f)
                 .with_context(|| format!("{}: write", a.data_dir.display()))
         };
@@ -223,8 +235,8 @@ fn convert_legacy(a: &Args, files: &[PathBuf], period_us: u32) -> Result<()> {
             } else {
                 LegacyReader::framedata(src)
             };
-            let (mut n_in, mut replies, mut max_inflight, mut max_lost, mut no_rtt) =
-                (0u64, 0u64, 0u32, 0u32, 0u64);
+            let (mut n_in, mut replies, mut max_inflight, mut max_lost, mut no_rtt, mut bad_time) =
+                (0u64, 0u64, 0u32, 0u32, 0u64, 0u64);
             while let Some(lf) = r
                 .next_frame()
                 .with_context(|| format!("{}: read", path.display()))?
@@ -232,6 +244,10 @@ fn convert_legacy(a: &Args, files: &[PathBuf], period_us: u32) -> Result<()> {
                 n_in += 1;
                 max_inflight = max_inflight.max(lf.inflight);
                 max_lost = max_lost.max(lf.lost_rolling);
+                if lf.time_us >= MAX_LEGACY_TIME_US {
+                    bad_time += 1;
+                    continue;
+                }
                 if lf.replies as usize != lf.rtts_us.len() {
                     // FrameDataQ replies without any RTT value: nothing trustworthy.
                     no_rtt += 1;
@@ -253,6 +269,9 @@ fn convert_legacy(a: &Args, files: &[PathBuf], period_us: u32) -> Result<()> {
             );
             if no_rtt > 0 {
                 line += &format!("; {no_rtt} frames skipped (replies without RTT data)");
+            }
+            if bad_time > 0 {
+                line += &format!("; {bad_time} frames skipped (time after year 9999)");
             }
             progress.println(&line);
             match r.end() {
@@ -282,13 +301,18 @@ fn convert_legacy(a: &Args, files: &[PathBuf], period_us: u32) -> Result<()> {
                 rf.out_of_order
             ));
         }
-        w.sync()
-            .with_context(|| format!("{}: write", a.data_dir.display()))?;
-        progress.println(&format!(
-            "wrote {} frames to {}",
-            w.frames_written(),
-            w.host_dir().display()
-        ));
+        match &mut w {
+            Some(w) => {
+                w.sync()
+                    .with_context(|| format!("{}: write", a.data_dir.display()))?;
+                progress.println(&format!(
+                    "wrote {} frames to {}",
+                    w.frames_written(),
+                    w.host_dir().display()
+                ));
+            }
+            None => progress.println(&format!("{label}: no frames to write")),
+        }
     }
     progress.finish();
     Ok(())

@@ -697,7 +697,7 @@ fn convert_fdq_reconstructs_and_flags_approximate() {
         "convert",
         s(&fb),
         "--host-address",
-        "10.0.0.1",
+        "10.0.0.2",
         "--data-dir",
         s(&out),
     ]);
@@ -706,6 +706,10 @@ fn convert_fdq_reconstructs_and_flags_approximate() {
         stderr(&o).contains("bad.fdq") && stderr(&o).contains("delta_enc"),
         "{}",
         stderr(&o)
+    );
+    assert!(
+        !out.join("10.0.0.2").exists(),
+        "a refused input creates nothing"
     );
     // No host address: the name does not tell it.
     let o = zz(&["convert", s(&f), "--data-dir", s(&out)]);
