@@ -52,6 +52,8 @@ pub const LIVE: Token = Token(3);
 /// Replies the receive queue holds.
 const QUEUE_CAPACITY: usize = 16_384;
 const SEC: u64 = 1_000_000_000;
+/// How often targets whose name did not resolve are retried.
+const RETRY_UNRESOLVED_NS: u64 = 10 * SEC;
 
 /// Where final frames go: one file writer per host, plus an optional live tap.
 pub struct Outputs {
@@ -151,6 +153,7 @@ struct Target {
     cfg: HostConfig,
     id: Option<HostId>,
     addr: Option<IpAddr>,
+    resolve_warned: bool,
 }
 
 struct Daemon {
@@ -229,11 +232,17 @@ impl Daemon {
         let addr = match config::resolve(&t.cfg.target) {
             Ok(a) => a,
             Err(e) => {
-                warn!(
-                    "{}: cannot resolve {:?}: {e}; will retry",
-                    t.cfg.label(),
-                    t.cfg.target
-                );
+                if t.resolve_warned {
+                    debug!("{}: cannot resolve {:?}: {e}", t.cfg.label(), t.cfg.target);
+                } else {
+                    warn!(
+                        "{}: cannot resolve {:?}: {e}; retrying every {} s",
+                        t.cfg.label(),
+                        t.cfg.target,
+                        RETRY_UNRESOLVED_NS / SEC
+                    );
+                }
+                self.targets[i].resolve_warned = true;
                 return;
             }
         };
@@ -350,6 +359,7 @@ impl Daemon {
                         cfg: h.clone(),
                         id: None,
                         addr: None,
+                        resolve_warned: false,
                     });
                     added.push(self.targets.len() - 1);
                 }
@@ -495,6 +505,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
                 cfg: h.clone(),
                 id: None,
                 addr: None,
+                resolve_warned: false,
             })
             .collect(),
         cfg,
@@ -522,6 +533,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
     let mut flush_at = start + flush_every;
     let mut status_at = start + SEC;
     let mut resolve_at = start + resolve_every;
+    let mut retry_at = start + RETRY_UNRESOLVED_NS;
     let mut retention_at = start + 3600 * SEC;
     let end_at = d.cfg.duration_s.map(|s| start + secs_ns(s));
     let mut stopping: Option<u64> = None;
@@ -617,6 +629,17 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
             resolve_at = now.mono_ns + resolve_every;
             d.re_resolve(now);
         }
+        // Targets that could not be resolved yet are retried more often.
+        if now.mono_ns >= retry_at {
+            retry_at = now.mono_ns + RETRY_UNRESOLVED_NS;
+            let n = d.targets.len();
+            for i in 0..n {
+                if d.targets[i].id.is_none() {
+                    d.start_target(i, now, 0, 1);
+                }
+            }
+        }
+        let any_unresolved = d.targets.iter().any(|t| t.id.is_none());
         if now.mono_ns >= retention_at {
             retention_at = now.mono_ns + 3600 * SEC;
             if let Some(days) = d.cfg.retention_days {
@@ -642,6 +665,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
             .min(flush_at)
             .min(status_at)
             .min(resolve_at)
+            .min(if any_unresolved { retry_at } else { u64::MAX })
             .min(retention_at);
         if let (Some(e), None) = (end_at, stopping) {
             next = next.min(e);

@@ -456,8 +456,17 @@ impl Engine {
             }
         };
         let start = period_start(now.real_us(), self.cfg.period_us);
+        // Pre-fill the frame pool with what this host will hold open at most, so steady
+        // state (even with replies or expiries processed late) never allocates frames.
+        let per_host = self.frames_per_host();
+        self.free_frames.reserve(per_host);
+        for _ in 0..per_host {
+            let mut f = Frame::new(start, self.cfg.period_us);
+            f.rtts_us.reserve(self.rtt_capacity);
+            self.free_frames.push(f);
+        }
         let frame = self.new_frame(start);
-        let mut frames = VecDeque::with_capacity(self.frames_per_host());
+        let mut frames = VecDeque::with_capacity(per_host);
         frames.push_back(OpenFrame {
             serial: 0,
             frame,

@@ -23,7 +23,9 @@ thread_local! { static IN: std::cell::Cell<bool> = const { std::cell::Cell::new(
 /// Debug aid: print where an allocation comes from (guarded against recursion).
 fn trace() {
     if TRACE.load(Ordering::Relaxed) && !IN.with(|c| c.replace(true)) {
+        TRACE.store(false, Ordering::Relaxed);
         eprintln!("ALLOC {}", std::backtrace::Backtrace::force_capture());
+        TRACE.store(true, Ordering::Relaxed);
         IN.with(|c| c.set(false));
     }
 }
@@ -100,11 +102,10 @@ fn steady_state_allocates_nothing_per_ping() {
     // only has to fall inside the run, which lasts 4 s.)
     let sampler = std::thread::spawn(|| {
         std::thread::sleep(Duration::from_millis(1500));
-        let a = ALLOCS.load(Ordering::Relaxed);
         // ZZPING_ALLOC_TRACE=1 prints a backtrace for each allocation in the window.
-        if std::env::var_os("ZZPING_ALLOC_TRACE").is_some() {
-            TRACE.store(true, Ordering::Relaxed);
-        }
+        let trace = std::env::var_os("ZZPING_ALLOC_TRACE").is_some();
+        let a = ALLOCS.load(Ordering::Relaxed);
+        TRACE.store(trace, Ordering::Relaxed);
         let t0 = zzping_daemon::clock::mono_ns();
         std::thread::sleep(Duration::from_millis(2000));
         let b = ALLOCS.load(Ordering::Relaxed);

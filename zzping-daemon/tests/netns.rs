@@ -110,6 +110,8 @@ fn unroutable_host_counts_errors_and_keeps_running() {
             "2001:db8::5",
             "--target",
             "127.0.0.1",
+            "--target",
+            "name-that-does-not-resolve.invalid",
             "--rate",
             "100",
             "--duration",
@@ -120,6 +122,14 @@ fn unroutable_host_counts_errors_and_keeps_running() {
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    // An unresolvable name is reported once and retried; the others carry on.
+    assert_eq!(
+        stderr
+            .matches("name-that-does-not-resolve.invalid: cannot resolve")
+            .count(),
+        1,
+        "{stderr}"
+    );
     // Logged once per burst, not once per send.
     assert_eq!(
         stderr
