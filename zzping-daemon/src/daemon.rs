@@ -52,6 +52,8 @@ pub const LIVE: Token = Token(3);
 /// Replies the receive queue holds.
 const QUEUE_CAPACITY: usize = 16_384;
 const SEC: u64 = 1_000_000_000;
+/// How often the totals are logged (info).
+const STATS_EVERY_NS: u64 = 900 * SEC;
 /// How often targets whose name did not resolve are retried.
 const RETRY_UNRESOLVED_NS: u64 = 10 * SEC;
 
@@ -446,6 +448,38 @@ pub fn write_status(
     lines
 }
 
+/// One-line totals since start (for the periodic and the exit log lines).
+fn summary(engine: &Engine, outputs: &Outputs, cpu_ns: u64, queue_drops: u64) -> String {
+    let st = engine.stats();
+    let h = engine.lateness();
+    format!(
+        "{} sent, {} received, {} lost, {} errors, {} unmatched, {} frames, {} write errors; \
+         CPU {:.1} ms ({:.2} ms per 1000 pings); send lateness p50<{}µs p99<{}µs max {}µs; \
+         clock steps {}, RTTs clamped {} low / {} high, sends skipped {}, queue drops {}",
+        st.sent,
+        st.received,
+        st.lost,
+        st.errors,
+        st.unmatched,
+        outputs.frames,
+        outputs.write_errors,
+        cpu_ns as f64 / 1e6,
+        if st.sent > 0 {
+            cpu_ns as f64 / 1e6 / st.sent as f64 * 1000.0
+        } else {
+            0.0
+        },
+        h.quantile_us(0.5),
+        h.quantile_us(0.99),
+        h.max_ns / 1000,
+        st.clock_steps,
+        st.rtt_clamped_low,
+        st.rtt_clamped_high,
+        st.skipped_sends,
+        queue_drops,
+    )
+}
+
 /// Runs the daemon until SIGINT/SIGTERM or the end of `--duration`.
 pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
     let cpu0 = sys::process_cpu_ns();
@@ -534,6 +568,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
     let mut status_at = start + SEC;
     let mut resolve_at = start + resolve_every;
     let mut retry_at = start + RETRY_UNRESOLVED_NS;
+    let mut stats_at = start + STATS_EVERY_NS;
     let mut retention_at = start + 3600 * SEC;
     let end_at = d.cfg.duration_s.map(|s| start + secs_ns(s));
     let mut stopping: Option<u64> = None;
@@ -640,6 +675,18 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
             }
         }
         let any_unresolved = d.targets.iter().any(|t| t.id.is_none());
+        if now.mono_ns >= stats_at {
+            stats_at = now.mono_ns + STATS_EVERY_NS;
+            info!(
+                "running: {}",
+                summary(
+                    &d.engine,
+                    &d.outputs,
+                    sys::process_cpu_ns().saturating_sub(cpu0),
+                    seen_dropped
+                )
+            );
+        }
         if now.mono_ns >= retention_at {
             retention_at = now.mono_ns + 3600 * SEC;
             if let Some(days) = d.cfg.retention_days {
@@ -665,6 +712,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
             .min(flush_at)
             .min(status_at)
             .min(resolve_at)
+            .min(stats_at)
             .min(if any_unresolved { retry_at } else { u64::MAX })
             .min(retention_at);
         if let (Some(e), None) = (end_at, stopping) {
@@ -728,25 +776,8 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         late_p99_us: h.quantile_us(0.99),
     };
     info!(
-        "stopped: {} sent, {} received, {} lost, {} errors, {} unmatched, {} frames, {} write errors; CPU {:.1} ms ({:.2} ms per 1000 pings); send lateness p50<{}µs p99<{}µs max {}µs; clock steps {}, queue drops {}",
-        st.sent,
-        st.received,
-        st.lost,
-        st.errors,
-        st.unmatched,
-        d.outputs.frames,
-        d.outputs.write_errors,
-        cpu_ns as f64 / 1e6,
-        if st.sent > 0 {
-            cpu_ns as f64 / 1e6 / st.sent as f64 * 1000.0
-        } else {
-            0.0
-        },
-        h.quantile_us(0.5),
-        h.quantile_us(0.99),
-        h.max_ns / 1000,
-        st.clock_steps,
-        seen_dropped,
+        "stopped: {}",
+        summary(&d.engine, &d.outputs, cpu_ns, seen_dropped)
     );
     Ok(report)
 }
