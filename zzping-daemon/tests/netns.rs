@@ -516,3 +516,37 @@ fn names_are_resolved_and_re_resolved() {
         "{log}"
     );
 }
+
+#[test]
+fn five_thousand_pings_per_second() {
+    if !netns_available("five_thousand_pings_per_second") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let targets = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "::1"];
+    let mut args = vec![
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--rate",
+        "1000",
+        "--duration",
+        "2",
+    ];
+    for t in &targets {
+        args.extend(["--target", t]);
+    }
+    let out = daemon_in_netns(false, &args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let mut total = 0;
+    for t in targets {
+        let frames = read_host(&dir.path().join(t.replace(':', "_")));
+        let sent = sum(&frames, |f| f.sent);
+        assert!((1990..=2010).contains(&sent), "{t}: sent {sent}\n{stderr}");
+        assert_eq!(sum(&frames, |f| f.received), sent, "{t}: {stderr}");
+        total += sent;
+    }
+    assert!(total >= 9_950, "{total}");
+    // No reply was dropped on the way from the receive thread.
+    assert!(stderr.contains("queue drops 0"), "{stderr}");
+}
