@@ -697,10 +697,9 @@ impl Engine {
     }
 
     /// Records a probe returned by [`Engine::poll_send`]: `tx` is the clock reading taken
-    /// immediately before `sendto`, `ok` whether the send succeeded. Returns the number
-    /// of consecutive send errors of this host when the send failed (1 = start of a burst,
-    /// for logging), else 0 (or, on the first success after a burst, nothing is logged by
-    /// the engine; see [`Engine::last_burst`]).
+    /// immediately before `sendto`, `ok` whether the send succeeded (false when it was
+    /// not sendable). The outcome tells the caller when an error burst starts or ends,
+    /// so it can log once per burst.
     pub fn commit_send(
         &mut self,
         probe: &Probe,
