@@ -10,7 +10,8 @@ use crate::model::{ColumnStats, Lane};
 use crate::timeline::{TimeView, YScale, format_ms, time_ticks};
 use iced::keyboard::{self, key};
 use iced::mouse;
-use iced::widget::canvas::{self, Cache, Event, Frame, Geometry, Path, Stroke, Text};
+use iced::widget::canvas::{self, Cache, Event, Frame, Geometry, Text};
+use iced::widget::image;
 use iced::{Color, Pixels, Point, Rectangle, Renderer, Size, Theme};
 use std::time::{Duration, Instant};
 
@@ -245,24 +246,41 @@ impl canvas::Program<Message> for LaneCanvas<'_> {
     }
 }
 
+/// Draws a translucent rectangle as an image of its own size, so that it sits above the
+/// lane's image (a renderer draws a layer's images after its paths; and tiny-skia places
+/// scaled images on a grid of their scale, so the image is never scaled).
+fn overlay_rect(frame: &mut Frame, rgba: [u8; 4], r: Rectangle) {
+    let (w, h) = (
+        r.width.round().max(1.0) as u32,
+        r.height.round().max(1.0) as u32,
+    );
+    let px: Vec<u8> = std::iter::repeat_n(rgba, (w * h) as usize)
+        .flatten()
+        .collect();
+    frame.draw_image(
+        Rectangle::new(r.position(), Size::new(w as f32, h as f32)),
+        canvas::Image::new(image::Handle::from_rgba(w, h, px))
+            .filter_method(image::FilterMethod::Nearest),
+    );
+}
+
 fn draw_overlay(frame: &mut Frame, state: &Interaction, hover: Option<f64>, size: Size) {
     if let Some((DragKind::Box, a, b)) = state.drag {
         let (l, r) = (a.min(b), a.max(b));
-        frame.fill_rectangle(
-            Point::new(l, 0.0),
-            Size::new(r - l, size.height),
-            Color::from_rgba(1.0, 1.0, 1.0, 0.12),
+        overlay_rect(
+            frame,
+            [255, 255, 255, 36],
+            Rectangle::new(Point::new(l, 0.0), Size::new(r - l, size.height)),
         );
     }
     if let Some(h) = hover
         && (0.0..=1.0).contains(&h)
     {
-        let x = (h as f32 * size.width).floor() + 0.5;
-        frame.stroke(
-            &Path::line(Point::new(x, 0.0), Point::new(x, size.height)),
-            Stroke::default()
-                .with_color(Color::from_rgba(1.0, 1.0, 1.0, 0.45))
-                .with_width(1.0),
+        let x = (h as f32 * size.width).floor();
+        overlay_rect(
+            frame,
+            [255, 255, 255, 130],
+            Rectangle::new(Point::new(x, 0.0), Size::new(1.0, size.height)),
         );
     }
 }
@@ -280,82 +298,26 @@ pub fn loss_mark_height(c: &ColumnStats, plot_h: f32) -> f32 {
     h.min(plot_h)
 }
 
-/// Draws a lane's columns: gaps, bands, median, loss, grid and Y labels.
+/// Draws a lane: its pixels (see [`lane_pixels`]) as one image, then the Y labels.
 pub fn draw_lane(frame: &mut Frame, cols: &[ColumnStats], view: &TimeView, y: &YScale) {
     let size = frame.size();
-    frame.fill_rectangle(Point::ORIGIN, size, LANE_BG);
-    let top = PAD;
+    let (w, h) = (
+        size.width.ceil().max(1.0) as u32,
+        size.height.ceil().max(1.0) as u32,
+    );
+    let px = lane_pixels(cols, view, y, w, h);
+    let handle = image::Handle::from_rgba(w, h, px);
+    frame.draw_image(
+        Rectangle::new(Point::ORIGIN, Size::new(w as f32, h as f32)),
+        canvas::Image::new(handle).filter_method(image::FilterMethod::Nearest),
+    );
     let bottom = size.height - PAD;
-    let plot_h = (bottom - top).max(1.0);
+    let plot_h = (bottom - PAD).max(1.0);
     let ypx = |v: f32| -> f32 {
         let f = y.frac(f64::from(v)).clamp(0.0, 1.0) as f32;
         bottom - f * plot_h
     };
-    // Time grid.
-    for t in time_ticks(view, size.width, 110.0) {
-        let x = (view.frac_of(t.t_us) as f32 * size.width).floor() + 0.5;
-        frame.fill_rectangle(Point::new(x, 0.0), Size::new(1.0, size.height), GRID);
-    }
-    // Y grid.
     let yt = y.ticks(size.height, 22.0);
-    for &v in &yt {
-        let py = ypx(v as f32).floor() + 0.5;
-        frame.fill_rectangle(Point::new(0.0, py), Size::new(size.width, 1.0), GRID);
-    }
-    let n = cols.len().max(1);
-    let cw = size.width / n as f32;
-    let mut gaps = canvas::path::Builder::new();
-    let mut outer = canvas::path::Builder::new();
-    let mut mid = canvas::path::Builder::new();
-    let mut inner = canvas::path::Builder::new();
-    let mut median = canvas::path::Builder::new();
-    let mut loss = canvas::path::Builder::new();
-    let mut outage = canvas::path::Builder::new();
-    let mut used = [false; 7];
-    let mut rect =
-        |k: usize, b: &mut canvas::path::Builder, x: f32, y0: f32, y1: f32, min_h: f32| {
-            let (a, c) = (y0.min(y1), y0.max(y1));
-            let h = (c - a).max(min_h);
-            b.rectangle(Point::new(x, c - h), Size::new(cw, h));
-            used[k] = true;
-        };
-    for (i, c) in cols.iter().enumerate() {
-        let x = i as f32 * cw;
-        if c.is_gap() {
-            rect(0, &mut gaps, x, 0.0, size.height, 0.0);
-            continue;
-        }
-        if c.is_outage() {
-            rect(6, &mut outage, x, 0.0, size.height, 0.0);
-            continue;
-        }
-        if c.received > 0 {
-            let q = c.q_us;
-            rect(1, &mut outer, x, ypx(q[0]), ypx(q[6]), 1.0);
-            rect(2, &mut mid, x, ypx(q[1]), ypx(q[5]), 1.0);
-            rect(3, &mut inner, x, ypx(q[2]), ypx(q[4]), 1.0);
-            let m = ypx(q[3]);
-            rect(4, &mut median, x, m - 1.0, m + 1.0, 2.0);
-        }
-        if c.lost > 0 {
-            let h = loss_mark_height(c, plot_h);
-            rect(5, &mut loss, x, 0.0, h, 0.0);
-        }
-    }
-    let fills = [
-        (gaps, GAP),
-        (outer, BAND_OUTER),
-        (mid, BAND_MID),
-        (inner, BAND_INNER),
-        (median, MEDIAN),
-        (loss, LOSS),
-        (outage, LOSS),
-    ];
-    for (k, (b, color)) in fills.into_iter().enumerate() {
-        if used[k] {
-            frame.fill(&b.build(), color);
-        }
-    }
     // Y labels last, over the data.
     for &v in &yt {
         let py = ypx(v as f32);
@@ -363,11 +325,6 @@ pub fn draw_lane(frame: &mut Frame, cols: &[ColumnStats], view: &TimeView, y: &Y
             continue;
         }
         let label = format_ms(v);
-        frame.fill_rectangle(
-            Point::new(2.0, py - 14.0),
-            Size::new(label.chars().count() as f32 * 6.2 + 4.0, 13.0),
-            Color::from_rgba(0.075, 0.082, 0.10, 0.75),
-        );
         frame.fill_text(Text {
             content: label,
             position: Point::new(4.0, py - 1.0),
@@ -428,5 +385,115 @@ impl canvas::Program<Message> for AxisCanvas<'_> {
         let mut overlay = Frame::new(renderer, bounds.size());
         draw_overlay(&mut overlay, state, self.hover, bounds.size());
         vec![g, overlay.into_geometry()]
+    }
+}
+
+/// An RGBA image of a lane, `w`×`h` pixels: background, grid, then per pixel column its
+/// gap, outage, bands, median and loss mark, composited in software. O(pixels) whatever
+/// the data, crisp (no anti-aliasing across columns) and identical on every renderer.
+pub fn lane_pixels(cols: &[ColumnStats], view: &TimeView, y: &YScale, w: u32, h: u32) -> Vec<u8> {
+    let (wu, hu) = (w as usize, h as usize);
+    let mut px = vec![0u8; wu * hu * 4];
+    let bg = LANE_BG.into_rgba8();
+    for p in px.chunks_exact_mut(4) {
+        p.copy_from_slice(&bg);
+    }
+    let hf = h as f32;
+    let bottom = hf - PAD;
+    let plot_h = (bottom - PAD).max(1.0);
+    let ypx = |v: f32| -> f32 {
+        let f = y.frac(f64::from(v)).clamp(0.0, 1.0) as f32;
+        bottom - f * plot_h
+    };
+    // Fills rows [y0, y1) of column x with `c` (alpha-blended).
+    let span = |px: &mut [u8], x: usize, y0: f32, y1: f32, c: Color| {
+        let a = (y0.min(y1).floor().max(0.0)) as usize;
+        let b = (y0.max(y1).ceil().min(hf)) as usize;
+        let src = [c.r * 255.0, c.g * 255.0, c.b * 255.0];
+        for row in a..b {
+            let i = (row * wu + x) * 4;
+            for k in 0..3 {
+                let d = f32::from(px[i + k]);
+                px[i + k] = (src[k] * c.a + d * (1.0 - c.a)).round() as u8;
+            }
+            px[i + 3] = 255;
+        }
+    };
+    // Grid.
+    for t in time_ticks(view, w as f32, 110.0) {
+        let x = (view.frac_of(t.t_us) * f64::from(w)).floor();
+        if x >= 0.0 && (x as usize) < wu {
+            span(&mut px, x as usize, 0.0, hf, GRID);
+        }
+    }
+    let yt = y.ticks(hf, 22.0);
+    for &v in &yt {
+        let row = ypx(v as f32).floor();
+        if row >= 0.0 && row < hf {
+            for x in 0..wu {
+                span(&mut px, x, row, row + 1.0, GRID);
+            }
+        }
+    }
+    let n = cols.len();
+    if n == 0 {
+        label_backgrounds(&mut px, wu, &yt, &ypx);
+        return px;
+    }
+    for x in 0..wu {
+        let c = &cols[(x * n / wu).min(n - 1)];
+        if c.is_gap() {
+            span(&mut px, x, 0.0, hf, GAP);
+            continue;
+        }
+        if c.is_outage() {
+            span(&mut px, x, 0.0, hf, LOSS);
+            continue;
+        }
+        if c.received > 0 {
+            let q = c.q_us;
+            let band = |lo: f32, hi: f32| {
+                let (a, b) = (ypx(hi), ypx(lo));
+                if b - a < 1.0 {
+                    (a.floor(), a.floor() + 1.0)
+                } else {
+                    (a, b)
+                }
+            };
+            let (a, b) = band(q[0], q[6]);
+            span(&mut px, x, a, b, BAND_OUTER);
+            let (a, b) = band(q[1], q[5]);
+            span(&mut px, x, a, b, BAND_MID);
+            let (a, b) = band(q[2], q[4]);
+            span(&mut px, x, a, b, BAND_INNER);
+            let m = ypx(q[3]).round();
+            span(&mut px, x, m - 1.0, m + 1.0, MEDIAN);
+        }
+        if c.lost > 0 {
+            span(&mut px, x, 0.0, loss_mark_height(c, plot_h), LOSS);
+        }
+    }
+    label_backgrounds(&mut px, wu, &yt, &ypx);
+    px
+}
+
+/// Darkens the boxes behind the Y labels (the labels are text, drawn above the image).
+fn label_backgrounds(px: &mut [u8], wu: usize, ticks: &[f64], ypx: &dyn Fn(f32) -> f32) {
+    let hu = px.len() / 4 / wu.max(1);
+    for &v in ticks {
+        let py = ypx(v as f32);
+        if py < 14.0 {
+            continue;
+        }
+        let w = (format_ms(v).chars().count() as f32 * 6.2 + 4.0) as usize;
+        let y0 = (py - 14.0).max(0.0) as usize;
+        for row in y0..(y0 + 13).min(hu) {
+            for x in 2..(2 + w).min(wu) {
+                let i = (row * wu + x) * 4;
+                for k in 0..3 {
+                    px[i + k] = (f32::from(px[i + k]) * 0.3 + [19.0, 21.0, 25.5][k] * 0.7) as u8;
+                }
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Live mode's connection to daemons: one background thread per daemon drives a
-//! [`UdpLiveClient`] and forwards its events in batches (at most ten a second, so a busy
-//! stream costs one redraw per batch, not one per frame).
+//! [`UdpLiveClient`] and forwards its events in batches (four a second, so a busy stream
+//! costs one redraw per batch, not one per frame).
 
 use iced::Subscription;
 use iced::futures::channel::mpsc;
@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use zzping_lib::live::{ClientConfig, LiveEvent, UdpLiveClient};
 
-/// Batching interval of live events.
-pub const BATCH: Duration = Duration::from_millis(100);
+/// Batching interval of live events (the live view scrolls at this rate).
+pub const BATCH: Duration = Duration::from_millis(250);
 /// With no event for this long, a daemon is shown as "waiting".
 pub const SILENCE: Duration = Duration::from_secs(3);
 

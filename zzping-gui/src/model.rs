@@ -232,10 +232,8 @@ pub struct Lane {
     pub issues: Vec<String>,
     /// Width (µs) of the summaries the current columns were folded from (0 = raw frames).
     pub level_us: u64,
-    buf: Vec<Summary>,
-    total: Summary,
+    folder: Folder,
     fine: FineCache,
-    qbuf: [Option<u32>; 7],
 }
 
 impl Lane {
@@ -249,10 +247,8 @@ impl Lane {
             totals: LaneTotals::default(),
             issues: Vec::new(),
             level_us: 0,
-            buf: Vec::new(),
-            total: Summary::default(),
+            folder: Folder::default(),
             fine: FineCache::default(),
-            qbuf: [None; 7],
         }
     }
 
@@ -319,13 +315,8 @@ impl Lane {
         let n = width_px.round().clamp(1.0, 16_384.0) as usize;
         let upp = view.span_us() / n as f64;
         let t0 = view.t0_us;
-        if self.buf.len() != n {
-            self.buf.resize_with(n, Summary::default);
-        }
-        for s in &mut self.buf {
-            reset(s);
-        }
-        reset(&mut self.total);
+        self.folder.start(n, t0, upp, &mut self.columns);
+        self.folder.quantizer = self.quantizer.clone();
         let from = t0.max(0.0) as u64;
         let to = view.t1_us.max(0.0) as u64;
         let mut fine_err = None;
@@ -337,10 +328,8 @@ impl Lane {
                     let a = live.frames.partition_point(|s| s.end_us() <= from);
                     let b = live.frames.partition_point(|s| s.start_us < to);
                     fold(
-                        &mut self.buf,
-                        &mut self.total,
-                        t0,
-                        upp,
+                        &mut self.folder,
+                        &mut self.columns,
                         live.frames.range(a..b.max(a)),
                     );
                 } else {
@@ -348,10 +337,8 @@ impl Lane {
                     let a = live.coarse.partition_point(|s| s.end_us() <= from);
                     let b = live.coarse.partition_point(|s| s.start_us < to);
                     fold(
-                        &mut self.buf,
-                        &mut self.total,
-                        t0,
-                        upp,
+                        &mut self.folder,
+                        &mut self.columns,
                         live.coarse[a..b.max(a)].iter(),
                     );
                 }
@@ -375,10 +362,8 @@ impl Lane {
                             && let Some(l) = p.level(w)
                         {
                             fold(
-                                &mut self.buf,
-                                &mut self.total,
-                                t0,
-                                upp,
+                                &mut self.folder,
+                                &mut self.columns,
                                 l.range(from, to).iter(),
                             );
                         }
@@ -418,14 +403,13 @@ impl Lane {
                         self.fine.width_us = width;
                         self.fine.valid = true;
                     }
+                    self.folder.quantizer = self.quantizer.clone();
                     let items = &self.fine.items;
                     let a = items.partition_point(|s| s.end_us() <= from);
                     let b = items.partition_point(|s| s.start_us < to);
                     fold(
-                        &mut self.buf,
-                        &mut self.total,
-                        t0,
-                        upp,
+                        &mut self.folder,
+                        &mut self.columns,
                         items[a..b.max(a)].iter(),
                     );
                 }
@@ -440,26 +424,11 @@ impl Lane {
     }
 
     fn finish_columns(&mut self) {
-        self.columns.clear();
         let q = self.quantizer.clone();
+        self.folder.flush(&mut self.columns);
         let mut outages = 0;
         let mut in_outage = false;
-        for s in &self.buf {
-            let mut c = ColumnStats {
-                frames: s.frames,
-                sent: u64::from(s.counts.sent),
-                received: u64::from(s.counts.received),
-                lost: u64::from(s.counts.lost),
-                q_us: [0.0; 7],
-            };
-            if let Some(q) = &q
-                && !s.hist.is_empty()
-            {
-                s.hist.quantile_codes(&BAND_QUANTILES, &mut self.qbuf);
-                for (o, code) in c.q_us.iter_mut().zip(self.qbuf) {
-                    *o = code.map_or(0.0, |c| q.decode_saturating(c) as f32);
-                }
-            }
+        for c in &self.columns {
             if c.is_outage() || c.lost_whole_frame() {
                 if !in_outage {
                     outages += 1;
@@ -468,67 +437,209 @@ impl Lane {
             } else if !c.is_gap() {
                 in_outage = false;
             }
-            self.columns.push(c);
         }
-        let t = &self.total;
+        let f = &self.folder;
+        let pct = |p: f64| {
+            let q = q.as_ref()?;
+            dense_quantile(&f.total_dense, f.total_replies, p).map(|c| q.decode_saturating(c))
+        };
         self.totals = LaneTotals {
-            frames: u64::from(t.frames),
-            received: u64::from(t.counts.received),
-            lost: u64::from(t.counts.lost),
-            median_us: q.as_ref().and_then(|q| t.percentile_us(q, 50.0)),
-            p99_us: q.as_ref().and_then(|q| t.percentile_us(q, 99.0)),
+            frames: f.total_frames,
+            received: f.total_received,
+            lost: f.total_lost,
+            median_us: pct(0.5),
+            p99_us: pct(0.99),
             outages,
         };
     }
 }
 
-fn reset(s: &mut Summary) {
-    s.start_us = 0;
-    s.width_us = 0;
-    s.frames = 0;
-    s.counts = Default::default();
-    s.flags = 0;
-    s.hist.clear();
-}
-
-/// Folds `items` (ascending, overlapping the view) into `cols` (see the module docs) and
-/// into `total` (each item once).
-fn fold<'a>(
-    cols: &mut [Summary],
-    total: &mut Summary,
+/// Streams summaries (ascending by start) into per-column statistics with dense
+/// histograms: each summary's entries are added once per column it lands in, and each
+/// column's seven quantiles are read in one pass over its sorted codes. Exact: the same
+/// nearest-rank definition as [`zzping_lib::summary::Histogram::quantile_codes`].
+#[derive(Debug, Default)]
+struct Folder {
+    n: usize,
     t0: f64,
     upp: f64,
-    items: impl Iterator<Item = &'a Summary>,
-) {
-    let n = cols.len() as f64;
-    for s in items {
-        let a = (s.start_us as f64 - t0) / upp;
-        let b = (s.end_us() as f64 - t0) / upp;
-        if b <= 0.0 || a >= n {
-            continue;
+    cur: Option<usize>,
+    frames: u32,
+    sent: u64,
+    received: u64,
+    lost: u64,
+    dense: Vec<u64>,
+    touched: Vec<u32>,
+    total_dense: Vec<u64>,
+    total_replies: u64,
+    total_frames: u64,
+    total_received: u64,
+    total_lost: u64,
+    quantizer: Option<Arc<Quantizer>>,
+}
+
+impl Folder {
+    fn start(&mut self, n: usize, t0: f64, upp: f64, cols: &mut Vec<ColumnStats>) {
+        self.n = n;
+        self.t0 = t0;
+        self.upp = upp;
+        self.cur = None;
+        self.clear_column();
+        self.total_dense.iter_mut().for_each(|c| *c = 0);
+        self.total_replies = 0;
+        self.total_frames = 0;
+        self.total_received = 0;
+        self.total_lost = 0;
+        cols.clear();
+        cols.resize(n, ColumnStats::default());
+    }
+
+    fn clear_column(&mut self) {
+        for &c in &self.touched {
+            self.dense[c as usize] = 0;
         }
-        merge_counts_only(total, s);
-        if b - a <= 1.0 {
-            let mid = ((a + b) / 2.0).floor();
-            if mid >= 0.0 && mid < n {
-                merge_counts_only(&mut cols[mid as usize], s);
+        self.touched.clear();
+        self.frames = 0;
+        self.sent = 0;
+        self.received = 0;
+        self.lost = 0;
+    }
+
+    fn add(&mut self, s: &Summary, cols: &mut [ColumnStats]) {
+        let n = self.n as f64;
+        let a = (s.start_us as f64 - self.t0) / self.upp;
+        let b = (s.end_us() as f64 - self.t0) / self.upp;
+        if b <= 0.0 || a >= n || a.is_nan() || b.is_nan() {
+            return;
+        }
+        // Totals: each summary once.
+        self.total_frames += u64::from(s.frames);
+        self.total_received += u64::from(s.counts.received);
+        self.total_lost += u64::from(s.counts.lost);
+        for &(code, count) in s.hist.entries() {
+            let i = code as usize;
+            if i >= self.total_dense.len() {
+                self.total_dense.resize(i + 1, 0);
             }
+            self.total_dense[i] += u64::from(count);
+            self.total_replies += u64::from(count);
+        }
+        let (lo, hi) = if b - a <= 1.0 {
+            let mid = ((a + b) / 2.0).floor();
+            if mid < 0.0 || mid >= n {
+                return;
+            }
+            (mid as usize, mid as usize)
         } else {
-            let lo = a.floor().max(0.0) as usize;
-            let hi = (b.ceil() as usize).min(cols.len());
-            for c in &mut cols[lo..hi] {
-                merge_counts_only(c, s);
+            (
+                a.floor().max(0.0) as usize,
+                (b.ceil() as usize).min(self.n) - 1,
+            )
+        };
+        for col in lo..=hi {
+            match self.cur {
+                Some(c) if c == col => {}
+                Some(c) if c > col => {
+                    // Out of order (overlapping input): keep the counters truthful.
+                    let cs = &mut cols[col];
+                    cs.frames = cs.frames.saturating_add(s.frames);
+                    cs.sent += u64::from(s.counts.sent);
+                    cs.received += u64::from(s.counts.received);
+                    cs.lost += u64::from(s.counts.lost);
+                    continue;
+                }
+                _ => {
+                    self.flush(cols);
+                    self.cur = Some(col);
+                }
+            }
+            self.frames = self.frames.saturating_add(s.frames);
+            self.sent += u64::from(s.counts.sent);
+            self.received += u64::from(s.counts.received);
+            self.lost += u64::from(s.counts.lost);
+            for &(code, count) in s.hist.entries() {
+                let i = code as usize;
+                if i >= self.dense.len() {
+                    self.dense.resize(i + 1, 0);
+                }
+                if self.dense[i] == 0 {
+                    self.touched.push(code);
+                }
+                self.dense[i] += u64::from(count);
             }
         }
     }
+
+    fn flush(&mut self, cols: &mut [ColumnStats]) {
+        let Some(col) = self.cur.take() else {
+            return;
+        };
+        let mut c = ColumnStats {
+            frames: self.frames,
+            sent: self.sent,
+            received: self.received,
+            lost: self.lost,
+            q_us: [0.0; 7],
+        };
+        if let Some(q) = &self.quantizer
+            && !self.touched.is_empty()
+        {
+            self.touched.sort_unstable();
+            let total: u64 = self.touched.iter().map(|&k| self.dense[k as usize]).sum();
+            let mut seen = 0u64;
+            let mut it = self.touched.iter();
+            let mut code = self.touched[0];
+            for (o, &qq) in c.q_us.iter_mut().zip(BAND_QUANTILES.iter()) {
+                let rank = rank_of(qq, total);
+                while seen < rank {
+                    match it.next() {
+                        Some(&k) => {
+                            seen += self.dense[k as usize];
+                            code = k;
+                        }
+                        None => break,
+                    }
+                }
+                *o = q.decode_saturating(code) as f32;
+            }
+        }
+        if let Some(slot) = cols.get_mut(col) {
+            *slot = c;
+        }
+        self.clear_column();
+    }
 }
 
-/// Merges `s` into `acc` (histogram and counters; the span is irrelevant here).
-fn merge_counts_only(acc: &mut Summary, s: &Summary) {
-    acc.frames = acc.frames.saturating_add(s.frames);
-    acc.counts.merge(&s.counts);
-    acc.flags |= s.flags;
-    acc.hist.merge(&s.hist);
+/// Nearest rank (1-based) of quantile `q` among `total` values.
+fn rank_of(q: f64, total: u64) -> u64 {
+    ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).clamp(1, total.max(1))
+}
+
+/// The nearest-rank `q`-quantile code of a dense histogram.
+fn dense_quantile(dense: &[u64], total: u64, q: f64) -> Option<u32> {
+    if total == 0 {
+        return None;
+    }
+    let rank = rank_of(q, total);
+    let mut seen = 0;
+    for (code, &n) in dense.iter().enumerate() {
+        seen += n;
+        if n > 0 && seen >= rank {
+            return Some(code as u32);
+        }
+    }
+    None
+}
+
+/// Folds `items` (ascending, overlapping the view) into the columns (see the module docs).
+fn fold<'a>(
+    folder: &mut Folder,
+    cols: &mut [ColumnStats],
+    items: impl Iterator<Item = &'a Summary>,
+) {
+    for s in items {
+        folder.add(s, cols);
+    }
 }
 
 type FineResult = Result<(Option<Arc<Quantizer>>, Vec<String>), String>;
@@ -638,6 +749,71 @@ mod tests {
         assert!(c.q_us[0] <= c.q_us[3] && c.q_us[3] <= c.q_us[6]);
         assert!((c.q_us[0] - 1000.0).abs() < 20.0);
         assert!((c.q_us[6] - 10_000.0).abs() < 200.0);
+    }
+
+    #[test]
+    fn dense_fold_equals_exact_summary_merge() {
+        let q = Quantizer::default();
+        let t0 = 1_700_000_000_000_000u64;
+        let mut state = 0x1234_5678_u64;
+        let mut rnd = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let frames: Vec<QFrame> = (0..2000u64)
+            .map(|i| {
+                let n = (rnd() % 12) as usize;
+                let rtts: Vec<u32> = (0..n).map(|_| 200 + (rnd() % 80_000) as u32).collect();
+                frame(t0 + i * 100_000, &rtts, (rnd() % 3) as u32, &q)
+            })
+            .collect();
+        let mut lane = live_lane(&frames);
+        for (span_s, width) in [(200.0, 173.0), (37.0, 400.0), (3.0, 90.0)] {
+            let view = TimeView::new(t0 as f64 + 5e6, t0 as f64 + 5e6 + span_s * 1e6);
+            lane.recompute(&view, width);
+            let n = lane.columns.len();
+            let upp = view.span_us() / n as f64;
+            let mut expect = vec![Summary::default(); n];
+            let mut total = Summary::default();
+            for f in &frames {
+                let a = (f.start_us as f64 - view.t0_us) / upp;
+                let b = (f.end_us() as f64 - view.t0_us) / upp;
+                if b <= 0.0 || a >= n as f64 {
+                    continue;
+                }
+                let mut s = Summary::new(f.start_us, 100_000);
+                s.add_frame(f);
+                total.merge(&s);
+                let cols = if b - a <= 1.0 {
+                    let m = ((a + b) / 2.0).floor();
+                    if m < 0.0 || m >= n as f64 {
+                        0..0
+                    } else {
+                        m as usize..m as usize + 1
+                    }
+                } else {
+                    a.floor().max(0.0) as usize..(b.ceil() as usize).min(n)
+                };
+                for c in cols {
+                    expect[c].merge(&s);
+                }
+            }
+            let mut codes = [None; 7];
+            for (c, e) in lane.columns.iter().zip(&expect) {
+                assert_eq!(u64::from(e.counts.lost), c.lost);
+                assert_eq!(u64::from(e.counts.received), c.received);
+                e.hist.quantile_codes(&BAND_QUANTILES, &mut codes);
+                for (got, want) in c.q_us.iter().zip(codes) {
+                    let want = want.map_or(0.0, |w| q.decode_saturating(w) as f32);
+                    assert_eq!(*got, want);
+                }
+            }
+            assert_eq!(lane.totals.median_us, total.percentile_us(&q, 50.0));
+            assert_eq!(lane.totals.p99_us, total.percentile_us(&q, 99.0));
+            assert_eq!(lane.totals.lost, u64::from(total.counts.lost));
+        }
     }
 
     #[test]
