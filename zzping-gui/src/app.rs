@@ -488,9 +488,13 @@ impl App {
             Message::Live(u) => self.live_update(u),
             Message::DismissErrors => self.errors.clear(),
             Message::TakeScreenshot => {
-                return window::latest()
-                    .and_then(window::screenshot)
-                    .map(Message::Screenshot);
+                // If no window answers, quit anyway rather than hang a script.
+                return Task::batch([
+                    window::latest()
+                        .and_then(window::screenshot)
+                        .map(Message::Screenshot),
+                    sleep(10_000).map(|()| Message::Exit),
+                ]);
             }
             Message::Screenshot(shot) => {
                 if let Some(path) = &self.screenshot {
