@@ -77,6 +77,10 @@ pub struct Cli {
     /// Live-stream UDP address, or `off`.
     #[arg(long, value_name = "ADDR|off")]
     pub live: Option<String>,
+    /// File holding the live stream's shared secret (64 hex digits); required to listen
+    /// on a non-loopback address.
+    #[arg(long, value_name = "FILE")]
+    pub live_secret_file: Option<PathBuf>,
     /// Stop cleanly after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
@@ -141,6 +145,8 @@ pub struct FileConfig {
     pub timeout_ms: Option<u32>,
     /// See [`Config::live`].
     pub live: Option<String>,
+    /// See [`Config::live_secret_file`].
+    pub live_secret_file: Option<PathBuf>,
     /// See [`Config::retention_days`].
     pub retention_days: Option<u32>,
     /// See [`Config::flush_interval_s`].
@@ -167,8 +173,11 @@ pub struct Config {
     pub period_ms: u32,
     /// Reply timeout, ms.
     pub timeout_ms: u32,
-    /// Live-stream address (`off` = none). The live server is not implemented yet.
+    /// Live-stream address (`off` = none).
     pub live: String,
+    /// Shared secret of the live stream (file with 64 hex digits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_secret_file: Option<PathBuf>,
     /// Delete files older than this many days (absent: keep forever).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
@@ -299,6 +308,7 @@ pub fn merge(
             .clone()
             .or(file.live)
             .unwrap_or_else(|| "127.0.0.1:7878".to_owned()),
+        live_secret_file: cli.live_secret_file.clone().or(file.live_secret_file),
         retention_days: cli.retention_days.or(file.retention_days),
         flush_interval_s: cli
             .flush_interval_s

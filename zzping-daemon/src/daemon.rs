@@ -3,9 +3,8 @@
 //! Tokens: [`TIMER`] (a `CLOCK_MONOTONIC` timerfd armed at the next deadline: a send, a
 //! request expiry, a frame rotation, a flush, a status line, a re-resolution, the end of
 //! `--duration`), [`SIGNALS`] (signalfd: SIGINT/SIGTERM stop gracefully, SIGHUP reloads
-//! the config), [`WAKER`] (the receive thread has replies queued). [`LIVE`] is reserved
-//! for the live-stream UDP server: register its socket with that token and give
-//! [`Outputs::live`] a [`FrameOutput`] to receive every final frame.
+//! the config), [`WAKER`] (the receive thread's queue is filling up), [`LIVE`] (the
+//! live-stream UDP socket, see [`crate::live`]; [`Outputs::live`] gets every final frame).
 //!
 //! Each iteration: read the clocks, check for a wall-clock step, drain the reply queue,
 //! send what is due, expire/rotate/finalize frames, do housekeeping, arm the timer, poll.
@@ -36,6 +35,7 @@ use crate::clock::{self, Now};
 use crate::config::{self, Cli, Config, HostConfig};
 use crate::engine::{Engine, EngineConfig, FrameOutput, HostId, Reply, SendOutcome};
 use crate::icmp::{self, Family};
+use crate::live::Live;
 use crate::recv::{Receiver, ReplyQueue};
 use crate::sock::IcmpSocket;
 use crate::sys::{self, SignalFd, TimerFd};
@@ -60,8 +60,8 @@ const RETRY_UNRESOLVED_NS: u64 = 10 * SEC;
 /// Where final frames go: one file writer per host, plus an optional live tap.
 pub struct Outputs {
     writers: HashMap<HostId, HostWriter>,
-    /// Receives every final frame too (the live-stream server's seam).
-    pub live: Option<Box<dyn FrameOutput>>,
+    /// The live-stream server, when enabled: gets every final frame too.
+    pub live: Option<Live>,
     write_errors: u64,
     failing: bool,
     /// Frames handed over.
@@ -119,7 +119,7 @@ impl FrameOutput for Outputs {
             self.note_error("append", label, &e);
         }
         if let Some(l) = &mut self.live {
-            l.frame(host, label, frame);
+            l.on_frame(host, frame, zzping_lib::file::wall_clock_us());
         }
     }
 
@@ -130,7 +130,7 @@ impl FrameOutput for Outputs {
             self.note_error("sync", label, &e);
         }
         if let Some(l) = &mut self.live {
-            l.host_retired(host, label);
+            l.remove_host(host);
         }
         info!("{label}: removed");
     }
@@ -272,6 +272,16 @@ impl Daemon {
             }
             Err(e) => error!("{label}: cannot open frame files: {e}; frames are not recorded"),
         }
+        if let Some(l) = &mut self.outputs.live {
+            l.set_host(
+                id,
+                &label,
+                addr,
+                config::is_name(&t.cfg.target).then(|| t.cfg.target.clone()),
+                self.writer_cfg.period_us,
+                self.writer_cfg.precision,
+            );
+        }
         info!("{label}: pinging {addr} at {rate}/s");
         let t = &mut self.targets[i];
         t.id = Some(id);
@@ -302,6 +312,18 @@ impl Daemon {
                         && let Err(e) = w.set_address(a)
                     {
                         warn!("{}: recording the new address failed: {e}", t.cfg.label());
+                    }
+                    let name = Some(t.cfg.target.clone());
+                    let label = t.cfg.label().to_owned();
+                    if let Some(l) = &mut self.outputs.live {
+                        l.set_host(
+                            id,
+                            &label,
+                            a,
+                            name,
+                            self.writer_cfg.period_us,
+                            self.writer_cfg.precision,
+                        );
                     }
                     self.targets[i].addr = Some(a);
                 }
@@ -493,12 +515,6 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
-    if cfg.live_addr().is_some() {
-        debug!(
-            "live stream {} configured; the live server is not implemented yet",
-            cfg.live
-        );
-    }
 
     let mut poll = Poll::new().context("creating the event loop")?;
     let timer = TimerFd::new().context("creating the timerfd")?;
@@ -510,6 +526,34 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         Interest::READABLE,
     )?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    // The live stream is a side channel: if it cannot start, log and keep pinging.
+    let live = match cfg.live_addr() {
+        None => None,
+        Some(addr) => {
+            let secret = match &cfg.live_secret_file {
+                Some(p) => match crate::live::read_secret(p) {
+                    Ok(s) => Some(Some(s)),
+                    Err(e) => {
+                        error!("live stream disabled: {e}");
+                        None
+                    }
+                },
+                None => Some(None),
+            };
+            secret.and_then(|secret| {
+                match Live::open(addr, secret, &cfg.data_dir, poll.registry(), LIVE) {
+                    Ok(l) => {
+                        info!("live stream on {addr}");
+                        Some(l)
+                    }
+                    Err(e) => {
+                        error!("live stream disabled: {e}");
+                        None
+                    }
+                }
+            })
+        }
+    };
     let queue = Arc::new(ReplyQueue::new(QUEUE_CAPACITY));
     let receiver = Receiver::spawn(
         sockets.iter().flatten().cloned().collect(),
@@ -531,6 +575,8 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         precision: cfg.precision,
         writer: format!("zzping-daemon {}", env!("CARGO_PKG_VERSION")),
     };
+    let mut outputs = Outputs::new();
+    outputs.live = live;
     let mut d = Daemon {
         targets: cfg
             .host
@@ -545,7 +591,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         cfg,
         cli,
         engine,
-        outputs: Outputs::new(),
+        outputs,
         sockets,
         writer_cfg,
         status_lines: 0,
@@ -649,6 +695,9 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
             }
         }
         d.engine.tick(now, &mut d.outputs);
+        if let Some(l) = &mut d.outputs.live {
+            l.pump(now.real_us());
+        }
 
         if now.mono_ns >= flush_at {
             d.outputs.flush(false);
@@ -715,6 +764,16 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
             .min(stats_at)
             .min(if any_unresolved { retry_at } else { u64::MAX })
             .min(retention_at);
+        if let Some(t) = d
+            .outputs
+            .live
+            .as_ref()
+            .and_then(|l| l.next_deadline_us(now.real_us()))
+        {
+            // Wall-clock µs to monotonic ns.
+            let mono = i128::from(t) * 1000 - now.offset_ns();
+            next = next.min(mono.clamp(0, i128::from(u64::MAX)) as u64);
+        }
         if let (Some(e), None) = (end_at, stopping) {
             next = next.min(e);
         }
@@ -757,12 +816,21 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
                         }
                     }
                 }
+                LIVE => {
+                    if let Some(l) = &mut d.outputs.live {
+                        l.on_readable(clock::now().real_us());
+                    }
+                }
                 _ => {}
             }
         }
     }
 
     d.engine.finish(&mut d.outputs);
+    if let Some(l) = &mut d.outputs.live {
+        // Let subscribers have the last frames.
+        l.pump(clock::now().real_us());
+    }
     d.outputs.flush(true);
     receiver.stop();
     let st = d.engine.stats();

@@ -8,13 +8,15 @@
 //! - [`sock`]: datagram/raw ICMP sockets with kernel receive timestamps;
 //! - [`recv`]: the receive thread and its bounded queue;
 //! - [`daemon`]: the mio event loop on the main thread;
-//! - [`config`]: CLI + TOML configuration.
+//! - [`config`]: CLI + TOML configuration;
+//! - [`live`]: the live-stream server (zzping-lib's sans-IO server on a UDP socket).
 
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod icmp;
+pub mod live;
 pub mod recv;
 pub mod sock;
 pub mod sys;

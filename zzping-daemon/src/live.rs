@@ -1,0 +1,230 @@
+//! The live stream: zzping-lib's sans-IO [`LiveServer`] driven by the event loop.
+//!
+//! One non-blocking UDP socket registered with token [`crate::daemon::LIVE`]. Incoming
+//! datagrams are handed to the server when the socket is readable; after every loop
+//! iteration the server's queued datagrams are sent (a full socket buffer is reported
+//! back with `on_send_would_block`; the viewer asks for a resend), and history (prefill
+//! older than the in-memory ring) is read from the frame files a bounded amount at a
+//! time. Host indexes are the engine's host slots. Time is the wall clock in µs, as the
+//! protocol's timestamps are.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use mio::Registry;
+use mio::net::UdpSocket;
+use thiserror::Error;
+use tracing::{debug, warn};
+use zzping_lib::frame::Frame;
+use zzping_lib::live::{
+    HostMeta, LiveConfig, LiveError, LiveServer, RECV_BUFFER, StoreHistory, check_listen_addr,
+};
+
+use crate::engine::HostId;
+
+/// Setting up the live stream failed.
+#[derive(Debug, Error)]
+pub enum LiveSetupError {
+    /// The secret file could not be read or is not 64 hex digits.
+    #[error("live secret file {path}: {message}")]
+    Secret {
+        /// File.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The server refused the configuration (e.g. non-loopback without a secret).
+    #[error(transparent)]
+    Live(#[from] LiveError),
+    /// Binding or registering the socket failed.
+    #[error("live socket {addr}: {source}")]
+    Socket {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Reads a shared secret: 64 hex digits (surrounding whitespace ignored).
+pub fn read_secret(path: &Path) -> Result<[u8; 32], LiveSetupError> {
+    let err = |message: String| LiveSetupError::Secret {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    parse_secret(text.trim()).ok_or_else(|| err("expected 64 hexadecimal digits".into()))
+}
+
+/// Parses 64 hex digits.
+pub fn parse_secret(hex: &str) -> Option<[u8; 32]> {
+    let b = hex.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        let s = std::str::from_utf8(&b[2 * i..2 * i + 2]).ok()?;
+        *o = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The live-stream server with its socket.
+pub struct Live {
+    sock: UdpSocket,
+    server: LiveServer,
+    history: StoreHistory,
+    buf: Box<[u8]>,
+    send_error_logged: bool,
+}
+
+impl Live {
+    /// Binds `addr` and registers it with `token`.
+    pub fn open(
+        addr: SocketAddr,
+        secret: Option<[u8; 32]>,
+        data_dir: &Path,
+        registry: &Registry,
+        token: mio::Token,
+    ) -> Result<Live, LiveSetupError> {
+        let cfg = LiveConfig {
+            secret,
+            ..LiveConfig::default()
+        };
+        check_listen_addr(addr, &cfg)?;
+        let server = LiveServer::new(cfg)?;
+        let sock_err = |source| LiveSetupError::Socket { addr, source };
+        let mut sock = UdpSocket::bind(addr).map_err(sock_err)?;
+        registry
+            .register(&mut sock, token, mio::Interest::READABLE)
+            .map_err(sock_err)?;
+        Ok(Live {
+            sock,
+            server,
+            history: StoreHistory::new(data_dir),
+            buf: vec![0u8; RECV_BUFFER].into_boxed_slice(),
+            send_error_logged: false,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+
+    /// Declares (or updates: new address) a host.
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_host(
+        &mut self,
+        id: HostId,
+        label: &str,
+        address: IpAddr,
+        name: Option<String>,
+        period_us: u32,
+        precision: f64,
+    ) {
+        let meta = HostMeta {
+            label: label.to_owned(),
+            address,
+            name,
+            period_us,
+            precision,
+        };
+        if let Err(e) = self.server.add_host(id.slot, meta) {
+            warn!("{label}: not streamed live: {e}");
+            return;
+        }
+        self.history.set_host(id.slot, label);
+    }
+
+    /// A host is gone.
+    pub fn remove_host(&mut self, id: HostId) {
+        self.server.remove_host(id.slot);
+        self.history.remove_host(id.slot);
+    }
+
+    /// A final frame.
+    pub fn on_frame(&mut self, id: HostId, frame: &Frame, now_us: u64) {
+        self.server.on_frame(id.slot, frame, now_us);
+    }
+
+    /// The socket is readable: hands every queued datagram to the server.
+    pub fn on_readable(&mut self, now_us: u64) {
+        loop {
+            match self.sock.recv_from(&mut self.buf) {
+                Ok((n, src)) => {
+                    let bytes = &self.buf[..n.min(self.buf.len())];
+                    self.server
+                        .on_datagram(src, bytes, now_us, &mut self.history);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // ICMP errors from viewers that went away, etc.: not ours to act on.
+                Err(e) => {
+                    debug!("live: receive: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Sends what the server has queued and reads a bounded amount of history.
+    pub fn pump(&mut self, now_us: u64) {
+        if self.server.history_pending() {
+            self.server.pump_history(now_us, &mut self.history);
+        }
+        while let Some((dst, len)) = self.server.poll_transmit(now_us, &mut self.buf) {
+            let Some(bytes) = self.buf.get(..len) else {
+                continue;
+            };
+            match self.sock.send_to(bytes, dst) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.server.on_send_would_block(dst, now_us);
+                    break;
+                }
+                Err(e) => {
+                    if !self.send_error_logged {
+                        warn!("live: sending to {dst}: {e} (further errors not logged)");
+                        self.send_error_logged = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Wall-clock µs at which [`Live::pump`] has work next (history reading is paced
+    /// at 1 ms), or `None` when idle.
+    pub fn next_deadline_us(&self, now_us: u64) -> Option<u64> {
+        let d = self.server.next_deadline();
+        if self.server.history_pending() {
+            let h = now_us + 1_000;
+            return Some(d.map_or(h, |d| d.min(h)));
+        }
+        d
+    }
+
+    /// Subscribers and counters, for logs.
+    pub fn stats(&self) -> zzping_lib::live::LiveStats {
+        self.server.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_64_hex_digits() {
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
+        let s = parse_secret(hex).unwrap();
+        assert_eq!(s[1], 0x11);
+        assert_eq!(s[31], 0xff);
+        assert!(parse_secret(&hex[..62]).is_none());
+        assert!(parse_secret(&hex.replace('0', "g")).is_none());
+        assert!(parse_secret("é".repeat(32).as_str()).is_none());
+    }
+}
