@@ -175,6 +175,8 @@ pub struct App {
     pub hover: Option<f64>,
     /// The path field.
     pub path_input: String,
+    /// The path field is being edited: keys go to it, not to the timeline.
+    pub editing_path: bool,
     /// Error banners.
     pub errors: Vec<String>,
     /// Day files loaded / to load.
@@ -205,6 +207,7 @@ impl App {
             sf: 0.0,
             hover: None,
             path_input: String::new(),
+            editing_path: false,
             errors: Vec::new(),
             loading: (0, 0),
             generation: 0,
@@ -391,10 +394,12 @@ impl App {
     pub fn update(&mut self, message: Message) -> Task<Message> {
         match message {
             Message::Zoom { anchor, factor } => {
+                self.editing_path = false;
                 self.view_mut().zoom(anchor, factor);
                 self.recompute();
             }
             Message::Pan(f) => {
+                self.editing_path = false;
                 self.view_mut().pan(f);
                 self.recompute();
             }
@@ -454,8 +459,12 @@ impl App {
                     self.recompute();
                 }
             }
-            Message::PathChanged(p) => self.path_input = p,
+            Message::PathChanged(p) => {
+                self.path_input = p;
+                self.editing_path = true;
+            }
             Message::OpenPath => {
+                self.editing_path = false;
                 let p = PathBuf::from(self.path_input.trim());
                 return self.open(&[p]);
             }
@@ -794,6 +803,7 @@ impl App {
                 y: s.y,
                 hover: self.hover,
                 primary: i == 0,
+                keys: !self.editing_path,
                 plot_width: self.plot_width,
             })
             .width(Length::Fill)

@@ -69,6 +69,8 @@ pub struct LaneCanvas<'a> {
     pub hover: Option<f64>,
     /// Whether this canvas handles the keyboard and reports its width (the first lane).
     pub primary: bool,
+    /// Whether keys go to the timeline (false while the path field is being edited).
+    pub keys: bool,
     /// The width the columns were computed for.
     pub plot_width: f32,
 }
@@ -212,6 +214,9 @@ impl canvas::Program<Message> for LaneCanvas<'_> {
         bounds: Rectangle,
         cursor: mouse::Cursor,
     ) -> Option<canvas::Action<Message>> {
+        if !self.keys && matches!(event, Event::Keyboard(keyboard::Event::KeyPressed { .. })) {
+            return None;
+        }
         interact(state, event, bounds, cursor, self.primary, self.plot_width)
     }
 
@@ -494,6 +499,95 @@ fn label_backgrounds(px: &mut [u8], wu: usize, ticks: &[f64], ypx: &dyn Fn(f32) 
                     px[i + k] = (f32::from(px[i + k]) * 0.3 + [19.0, 21.0, 25.5][k] * 0.7) as u8;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(received: u64, lost: u64, q: [f32; 7]) -> ColumnStats {
+        ColumnStats {
+            frames: 10,
+            sent: received + lost,
+            received,
+            lost,
+            q_us: q,
+        }
+    }
+
+    fn px(img: &[u8], w: u32, x: u32, y: u32) -> [u8; 3] {
+        let i = ((y * w + x) * 4) as usize;
+        [img[i], img[i + 1], img[i + 2]]
+    }
+
+    fn red(p: [u8; 3]) -> bool {
+        p[0] > 200 && p[1] < 90 && p[2] < 90
+    }
+
+    #[test]
+    fn any_loss_is_visible_and_a_lost_frame_reaches_half_the_lane() {
+        let q = [1000.0, 1100.0, 1200.0, 1300.0, 1400.0, 1500.0, 1600.0];
+        // Column 0: one ping lost of 10,000 (below one frame); column 1: 100 lost of 1,000
+        // over 10 frames (a whole frame's worth, 10 %); column 2: no loss.
+        let cols = [col(9_999, 1, q), col(900, 100, q), col(1000, 0, q)];
+        let view = TimeView::new(0.0, 3e6);
+        for sf in [0.0, 30.0] {
+            let y = YScale { max_us: 2000.0, sf };
+            let img = lane_pixels(&cols, &view, &y, 3, 100);
+            let reds = |x: u32| (0..100).take_while(|&yy| red(px(&img, 3, x, yy))).count() as f32;
+            assert!(reds(0) >= MIN_LOSS_PX, "{}", reds(0));
+            assert!(reds(0) < 10.0);
+            assert!(reds(1) >= 47.0, "{}", reds(1));
+            assert_eq!(reds(2), 0.0);
+        }
+    }
+
+    #[test]
+    fn bands_keep_their_order_with_a_log_axis() {
+        let q = [500.0, 900.0, 1200.0, 2000.0, 3000.0, 8000.0, 40_000.0];
+        let cols = [col(100, 0, q)];
+        let view = TimeView::new(0.0, 1e6);
+        for sf in [0.0, 1.0, 10.0, 100.0] {
+            let y = YScale {
+                max_us: 50_000.0,
+                sf,
+            };
+            let img = lane_pixels(&cols, &view, &y, 1, 300);
+            let med: Vec<u32> = (0..300).filter(|&r| px(&img, 1, 0, r)[1] > 230).collect();
+            let band: Vec<u32> = (0..300)
+                .filter(|&r| {
+                    let p = px(&img, 1, 0, r);
+                    i32::from(p[2]) > i32::from(p[0]) + 40
+                })
+                .collect();
+            let (top, bottom) = (band[0], *band.last().unwrap());
+            let m = med[med.len() / 2];
+            assert!(top < m && m < bottom, "sf {sf}: {top} {m} {bottom}");
+        }
+    }
+
+    #[test]
+    fn gaps_and_outages_fill_the_column() {
+        let gap = ColumnStats::default();
+        let out = col(0, 10, [0.0; 7]);
+        let img = lane_pixels(
+            &[gap, out],
+            &TimeView::new(0.0, 2e6),
+            &YScale {
+                max_us: 1e4,
+                sf: 0.0,
+            },
+            2,
+            50,
+        );
+        for r in [0, 25, 49] {
+            assert_eq!(px(&img, 2, 0, r), {
+                let c = GAP.into_rgba8();
+                [c[0], c[1], c[2]]
+            });
+            assert!(red(px(&img, 2, 1, r)));
         }
     }
 }

@@ -289,3 +289,21 @@ fn y_controls_and_scale_factor() {
     // p95 of 10..19 ms is 19 ms: auto range is 1.25 × that.
     assert!((y0.max_us - 19_000.0 * 1.25).abs() < 300.0, "{}", y0.max_us);
 }
+
+#[test]
+fn keys_go_to_the_path_field_while_it_is_edited() {
+    let (_d, mut app) = setup();
+    let span = app.view_range().span_us();
+    let at = lane_point(&app, 0.5);
+    let _ = app.update(Message::PathChanged("/data/a+b".into()));
+    let plus = vec![iced_test::simulator::press_key(
+        iced::keyboard::Key::Character("+".into()),
+        None,
+    )];
+    run(&mut app, at, plus.clone());
+    assert_eq!(app.view_range().span_us(), span);
+    // Any zoom or pan in the graph gives the keys back to the timeline.
+    let _ = app.update(Message::Pan(0.0));
+    run(&mut app, at, plus);
+    assert!((app.view_range().span_us() - span / 2.0).abs() < 1.0);
+}

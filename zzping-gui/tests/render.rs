@@ -69,6 +69,7 @@ fn render_lane() -> Image {
         y: s.y,
         hover: None,
         primary: false,
+        keys: false,
         plot_width: W,
     })
     .width(Length::Fill)
