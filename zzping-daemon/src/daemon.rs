@@ -288,6 +288,44 @@ impl Daemon {
         t.addr = Some(addr);
     }
 
+    /// Resolves target `i` again and, if its address changed, re-points the host
+    /// (engine, files, live stream).
+    fn re_point(&mut self, i: usize) {
+        let t = &self.targets[i];
+        let Some(id) = t.id else { return };
+        match config::resolve(&t.cfg.target) {
+            Ok(a) if Some(a) != t.addr => {
+                info!(
+                    "{}: {} now resolves to {a} (was {:?})",
+                    t.cfg.label(),
+                    t.cfg.target,
+                    t.addr
+                );
+                self.engine.set_address(id, a);
+                if let Some(w) = self.outputs.writers.get_mut(&id)
+                    && let Err(e) = w.set_address(a)
+                {
+                    warn!("{}: recording the new address failed: {e}", t.cfg.label());
+                }
+                let name = config::is_name(&t.cfg.target).then(|| t.cfg.target.clone());
+                let label = t.cfg.label().to_owned();
+                if let Some(l) = &mut self.outputs.live {
+                    l.set_host(
+                        id,
+                        &label,
+                        a,
+                        name,
+                        self.writer_cfg.period_us,
+                        self.writer_cfg.precision,
+                    );
+                }
+                self.targets[i].addr = Some(a);
+            }
+            Ok(_) => {}
+            Err(e) => debug!("{}: re-resolution failed: {e}", t.cfg.label()),
+        }
+    }
+
     fn re_resolve(&mut self, now: Now) {
         let n = self.targets.len();
         for i in 0..n {
@@ -295,41 +333,11 @@ impl Daemon {
             if !config::is_name(&t.cfg.target) {
                 continue;
             }
-            let Some(id) = t.id else {
+            if t.id.is_none() {
                 self.start_target(i, now, 0, 1);
                 continue;
-            };
-            match config::resolve(&t.cfg.target) {
-                Ok(a) if Some(a) != t.addr => {
-                    info!(
-                        "{}: {} now resolves to {a} (was {:?})",
-                        t.cfg.label(),
-                        t.cfg.target,
-                        t.addr
-                    );
-                    self.engine.set_address(id, a);
-                    if let Some(w) = self.outputs.writers.get_mut(&id)
-                        && let Err(e) = w.set_address(a)
-                    {
-                        warn!("{}: recording the new address failed: {e}", t.cfg.label());
-                    }
-                    let name = Some(t.cfg.target.clone());
-                    let label = t.cfg.label().to_owned();
-                    if let Some(l) = &mut self.outputs.live {
-                        l.set_host(
-                            id,
-                            &label,
-                            a,
-                            name,
-                            self.writer_cfg.period_us,
-                            self.writer_cfg.precision,
-                        );
-                    }
-                    self.targets[i].addr = Some(a);
-                }
-                Ok(_) => {}
-                Err(e) => debug!("{}: re-resolution failed: {e}", t.cfg.label()),
             }
+            self.re_point(i);
         }
     }
 
@@ -351,20 +359,37 @@ impl Daemon {
         }
         let new_labels: HashMap<&str, &HostConfig> =
             new.host.iter().map(|h| (h.label(), h)).collect();
-        // Remove hosts gone or whose target changed.
+        // Remove hosts gone. A label whose target changed keeps its host (and files): it
+        // is re-pointed below, like a re-resolution (two writers must never share a
+        // host directory).
         let mut keep = Vec::new();
         for t in std::mem::take(&mut self.targets) {
-            match new_labels.get(t.cfg.label()) {
-                Some(h) if h.target == t.cfg.target => keep.push(t),
-                _ => {
-                    if let Some(id) = t.id {
-                        self.engine.remove_host(id, &mut self.outputs);
-                    }
-                    info!("{}: removing", t.cfg.label());
+            if new_labels.contains_key(t.cfg.label()) {
+                keep.push(t);
+            } else {
+                if let Some(id) = t.id {
+                    self.engine.remove_host(id, &mut self.outputs);
                 }
+                info!("{}: removing", t.cfg.label());
             }
         }
         self.targets = keep;
+        for i in 0..self.targets.len() {
+            let label = self.targets[i].cfg.label().to_owned();
+            let Some(h) = new_labels.get(label.as_str()) else {
+                continue;
+            };
+            if h.target == self.targets[i].cfg.target {
+                continue;
+            }
+            info!("{label}: target now {:?}", h.target);
+            self.targets[i].cfg.target = h.target.clone();
+            match self.targets[i].id {
+                // Resolved and re-pointed by the periodic path (names) or here (IPs).
+                Some(_) => self.re_point(i),
+                None => self.start_target(i, now, 0, 1),
+            }
+        }
         // Update rates, add new ones.
         let mut added = Vec::new();
         for h in &new.host {

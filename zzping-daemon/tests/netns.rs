@@ -266,7 +266,7 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let conf = dir.path().join("zzping.toml");
-    let write_conf = |hosts: &[&str]| {
+    let write_conf = |hosts: &[(&str, Option<&str>)]| {
         let mut f = std::fs::File::create(&conf).unwrap();
         writeln!(
             f,
@@ -274,13 +274,16 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
             data
         )
         .unwrap();
-        for h in hosts {
-            writeln!(f, "[[host]]\ntarget = {h:?}").unwrap();
+        for (target, label) in hosts {
+            writeln!(f, "[[host]]\ntarget = {target:?}").unwrap();
+            if let Some(l) = label {
+                writeln!(f, "label = {l:?}").unwrap();
+            }
         }
     };
-    write_conf(&["127.0.0.1"]);
-    let mut cmd = daemon_in_netns(false, &["--duration", "30", "--socket", "raw"]);
-    // Replace the `--config none` the helper adds: last --config wins? No: pass ours via env.
+    write_conf(&[("127.0.0.1", None), ("127.0.0.2", Some("x"))]);
+    let mut cmd = daemon_in_netns(false, &["--duration", "30", "--socket", "raw", "--status"]);
+    // Point the helper's `--config none` at our file.
     let args: Vec<String> = cmd
         .get_args()
         .map(|a| a.to_string_lossy().into_owned())
@@ -296,9 +299,15 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
         })
         .collect();
     cmd = std::process::Command::new("timeout");
-    cmd.args(&args).stderr(Stdio::piped()).stdout(Stdio::null());
+    cmd.args(&args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    // The status table (plain lines: stdout is not a TTY) tells when hosts got replies.
+    let mut table = BufReader::new(child.stdout.take().unwrap())
         .lines()
         .map_while(Result::ok);
     let mut log = String::new();
@@ -317,26 +326,55 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
             "{line}"
         );
     }
-    write_conf(&["::1"]);
+    wait_for(&mut lines, "x: pinging 127.0.0.2", &mut log);
+    wait_for_replies(&mut table, &["127.0.0.1", "x"]);
+    // 127.0.0.1 goes, ::1 comes, label x moves to another address (same files).
+    write_conf(&[("::1", None), ("127.0.0.3", Some("x"))]);
     kill(daemon_pid, libc::SIGHUP);
     // Removal (once its requests are resolved) and addition may log in either order.
     wait_for_all(
         &mut lines,
-        &["::1: pinging", "127.0.0.1: removed"],
+        &[
+            "::1: pinging",
+            "127.0.0.1: removed",
+            "x: 127.0.0.3 now resolves to 127.0.0.3",
+        ],
         &mut log,
     );
+    wait_for_replies(&mut table, &["::1", "x"]);
     kill(daemon_pid, libc::SIGTERM);
     wait_for(&mut lines, "stopped:", &mut log);
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{log}");
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{log}");
     let a = read_host(&data.join("127.0.0.1"));
     let b = read_host(&data.join("__1"));
+    let x = read_host(&data.join("x"));
+    assert!(sum(&x, |f| f.received) > 0, "{log}");
+    assert_eq!(sum(&x, |f| f.lost), 0, "{log}");
     assert!(sum(&a, |f| f.received) > 0, "{log}");
     assert!(sum(&b, |f| f.received) > 0, "{log}");
     for f in a.iter().chain(&b) {
         assert_eq!(f.sent, f.received + f.lost + f.errors);
     }
     assert_eq!(sum(&a, |f| f.lost) + sum(&b, |f| f.lost), 0, "{log}");
+}
+
+/// Reads status tables until each label has had a line with replies (column 3 > 0).
+fn wait_for_replies(status: &mut impl Iterator<Item = String>, labels: &[&str]) {
+    let mut missing: Vec<&str> = labels.to_vec();
+    let mut seen = String::new();
+    for l in status.by_ref() {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        if cols.len() > 2 && cols[2].parse::<u64>().is_ok_and(|r| r > 0) {
+            missing.retain(|m| *m != cols[0]);
+        }
+        seen.push_str(&l);
+        seen.push('\n');
+        if missing.is_empty() {
+            return;
+        }
+    }
+    panic!("status never showed replies for {missing:?}:\n{seen}");
 }
 
 fn kill(pid: i32, sig: i32) {
