@@ -508,13 +508,17 @@ fn names_are_resolved_and_re_resolved() {
             "1",
             "--duration",
             "20",
+            "--status",
         ])
         .env_remove("RUST_LOG")
         .stderr(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let mut table = BufReader::new(child.stdout.take().unwrap())
         .lines()
         .map_while(Result::ok);
     let mut log = String::new();
@@ -528,6 +532,10 @@ fn names_are_resolved_and_re_resolved() {
         .write_all(b"127.0.0.6 zz-test-host\n")
         .unwrap();
     wait_for(&mut lines, "now resolves to 127.0.0.6", &mut log);
+    // Frames finalized from now on are written under the new address. The first status
+    // table (at 1 s) may predate the change (also at 1 s); the second one cannot.
+    wait_for_replies(&mut table, &["zz-test-host"]);
+    wait_for_replies(&mut table, &["zz-test-host"]);
     let pid = find_daemon_pid(child.id());
     kill(pid, libc::SIGTERM);
     wait_for(&mut lines, "stopped:", &mut log);
