@@ -420,6 +420,7 @@ impl Daemon {
         }
         self.cfg.host = new.host;
         self.cfg.rate = new.rate;
+        self.cfg.retention_days = new.retention_days;
         info!(
             "SIGHUP: configuration reloaded, {} hosts",
             self.targets.len()
