@@ -155,7 +155,8 @@ fn unroutable_host_counts_errors_and_keeps_running() {
 fn check_icmp_errors(dgram: bool) {
     let dir = tempfile::tempdir().unwrap();
     let setup = "ip link add v0 type veth peer name v1 && ip link set v0 up && \
-                 ip link set v1 up && ip addr add 198.18.0.1/24 dev v0 && ";
+                 ip link set v1 up && ip addr add 198.18.0.1/24 dev v0 && \
+                 ip -6 addr add 2001:db8::1/64 dev v0 nodad && ";
     let out = daemon_in_netns_with(
         setup,
         dgram,
@@ -166,6 +167,8 @@ fn check_icmp_errors(dgram: bool) {
             if dgram { "dgram" } else { "raw" },
             "--target",
             "198.18.0.5",
+            "--target",
+            "2001:db8::5",
             "--rate",
             "10",
             "--timeout-ms",
@@ -180,14 +183,21 @@ fn check_icmp_errors(dgram: bool) {
     assert!(out.status.success(), "{stderr}");
     // The errors came back as ICMP, not from sendto.
     assert!(!stderr.contains("sending to"), "{stderr}");
-    let frames = read_host(&dir.path().join("198.18.0.5"));
-    let sent = sum(&frames, |f| f.sent);
-    assert!((19..=21).contains(&sent), "sent {sent}");
     // Waiting for the errors at shutdown must not spin (a past deadline once made the
-    // loop busy-wait: hundreds of ms of CPU for 20 pings).
+    // loop busy-wait: hundreds of ms of CPU for 40 pings).
     let cpu = reported_cpu_ms(&stderr);
-    assert!(cpu < 200.0, "CPU {cpu} ms for {sent} pings");
-    assert_eq!(sum(&frames, |f| f.errors), sent, "{frames:?}\n{stderr}");
+    assert!(cpu < 200.0, "CPU {cpu} ms\n{stderr}");
+    // ICMP host unreachable (v4) and address unreachable (v6, neighbour discovery).
+    for host in ["198.18.0.5", "2001_db8__5"] {
+        let frames = read_host(&dir.path().join(host));
+        let sent = sum(&frames, |f| f.sent);
+        assert!((19..=21).contains(&sent), "{host}: sent {sent}");
+        assert_eq!(
+            sum(&frames, |f| f.errors),
+            sent,
+            "{host}: {frames:?}\n{stderr}"
+        );
+    }
 }
 
 #[test]
