@@ -357,20 +357,11 @@ impl App {
             Mode::Offline => &mut self.offline,
             Mode::Live => &mut self.live,
         };
+        let mut p95s = Vec::new();
         for s in lanes.iter_mut() {
             s.lane.recompute(&view, width);
-            let auto = s
-                .lane
-                .columns
-                .iter()
-                .filter(|c| c.received > 0)
-                .map(|c| c.q_us[5])
-                .fold(0.0f32, f32::max);
-            let auto = if auto > 0.0 {
-                f64::from(auto) * 1.25
-            } else {
-                10_000.0
-            };
+            let auto = auto_max_us(&s.lane.columns, &mut p95s);
+            let auto = if auto > 0.0 { auto * 1.25 } else { 10_000.0 };
             s.y = YScale {
                 max_us: (auto * y_zoom).max(100.0),
                 sf,
@@ -891,6 +882,21 @@ impl App {
         }
         s
     }
+}
+
+/// The automatic top of a lane's Y axis, µs (before the 25 % headroom): the 99th
+/// percentile over the columns of their p95, so that the bands of almost every column fit
+/// while a few isolated spikes (every column is a single frame when zoomed in) clip at the
+/// top instead of flattening the rest.
+pub fn auto_max_us(cols: &[crate::model::ColumnStats], buf: &mut Vec<f32>) -> f64 {
+    buf.clear();
+    buf.extend(cols.iter().filter(|c| c.received > 0).map(|c| c.q_us[5]));
+    if buf.is_empty() {
+        return 0.0;
+    }
+    let k = ((buf.len() as f64 * 0.99).ceil() as usize).clamp(1, buf.len()) - 1;
+    let (_, v, _) = buf.select_nth_unstable_by(k, f32::total_cmp);
+    f64::from(*v)
 }
 
 /// Formats a ratio as a percentage that never rounds a loss to zero.
