@@ -2,12 +2,12 @@
 //! daemon (and without raw sockets):
 //!
 //! ```text
-//! cargo run -p zzping-gui --example live_demo_server -- 127.0.0.1:7879 [SECONDS]
+//! cargo run -p zzping-gui --example live_demo_server -- 127.0.0.1:7879 [SECONDS [HOSTS]]
 //! zzping-gui --live 127.0.0.1:7879
 //! ```
 //!
-//! Serves three hosts (the `demo` profiles: wired, Wi-Fi with a 300 ms loss burst every
-//! 30 s, internet) at 100 ms frames, with an hour of history for prefill, for SECONDS
+//! Serves HOSTS hosts (default 3, at most 30; profiles cycle through wired, Wi-Fi with a
+//! 300 ms loss burst every 30 s, and internet) at 100 ms frames, with an hour of history for prefill, for SECONDS
 //! (default 600) seconds. Listens on loopback only unless told otherwise.
 
 use std::collections::HashMap;
@@ -54,17 +54,28 @@ fn main() -> anyhow::Result<()> {
         .map_or("127.0.0.1:7879", String::as_str)
         .parse()?;
     let secs: u64 = args.get(2).map_or(Ok(600), |s| s.parse())?;
+    let n_hosts: usize = args.get(3).map_or(Ok(3), |s| s.parse())?;
     let cfg = LiveConfig::default();
     check_listen_addr(addr, &cfg)?;
     let sock = UdpSocket::bind(addr)?;
     sock.set_nonblocking(true)?;
     let mut server = LiveServer::new(cfg)?;
     let q = Quantizer::new(0.01)?;
-    let hosts = [
-        ("router", "192.0.2.1", SynthProfile::wired()),
-        ("wifi-ap", "192.0.2.2", SynthProfile::wifi()),
-        ("internet", "198.51.100.7", SynthProfile::internet()),
-    ];
+    let hosts: Vec<(String, String, SynthProfile)> = (0..n_hosts.clamp(1, 30))
+        .map(|i| {
+            let (name, profile) = match i % 3 {
+                0 => ("router", SynthProfile::wired()),
+                1 => ("wifi-ap", SynthProfile::wifi()),
+                _ => ("internet", SynthProfile::internet()),
+            };
+            let label = if i < 3 {
+                name.to_string()
+            } else {
+                format!("{name}-{}", i / 3 + 1)
+            };
+            (label, format!("192.0.2.{}", i + 1), profile)
+        })
+        .collect();
     let now = wall_clock_us() / 100_000 * 100_000;
     let history_us = 3_600_000_000;
     let mut synths = Vec::new();
@@ -75,7 +86,7 @@ fn main() -> anyhow::Result<()> {
         server.add_host(
             h,
             HostMeta {
-                label: label.into(),
+                label: label.clone(),
                 address: address.parse()?,
                 name: None,
                 period_us: profile.period_us,
@@ -92,7 +103,10 @@ fn main() -> anyhow::Result<()> {
         }
         synths.push(s);
     }
-    println!("serving 3 synthetic hosts on {addr} for {secs} s");
+    println!(
+        "serving {} synthetic hosts on {addr} for {secs} s",
+        synths.len()
+    );
     let (mut rx, mut tx) = (vec![0u8; RECV_BUFFER], vec![0u8; RECV_BUFFER]);
     let t0 = Instant::now();
     let mut next = now;

@@ -808,11 +808,13 @@ impl App {
         })
         .width(Length::Fill)
         .height(Length::Fixed(26.0));
-        lanes = lanes.push(row![space().width(Length::Fixed(LEGEND_WIDTH)), axis].spacing(8));
+        // The axis stays under the lanes, outside the scrolling area.
+        let axis_row = row![space().width(Length::Fixed(LEGEND_WIDTH)), axis].spacing(8);
         body = if fill {
-            body.push(lanes.height(Length::Fill))
+            body.push(lanes.height(Length::Fill)).push(axis_row)
         } else {
             body.push(scrollable(lanes).height(Length::Fill))
+                .push(axis_row)
         };
 
         let mut hover = Column::new().spacing(1);
@@ -829,8 +831,12 @@ impl App {
                 .color(Color::from_rgb(0.6, 0.63, 0.68)),
             );
         }
-        for l in lines {
+        let extra = lines.len().saturating_sub(MAX_FILL_LANES + 1);
+        for l in lines.into_iter().take(MAX_FILL_LANES + 1) {
             hover = hover.push(text(l).size(13));
+        }
+        if extra > 0 {
+            hover = hover.push(text(format!("(and {extra} more hosts)")).size(13));
         }
         body = body.push(container(hover).height(Length::Shrink));
         container(body)
