@@ -398,8 +398,11 @@ impl<R: Read> FileReader<R> {
         let start = self.offset();
         self.segment = None;
         loop {
-            // A segment starts one byte before the magic.
-            let search_from = self.pos + 1;
+            // A segment starts one byte before the magic, and strictly after `start`: the
+            // bytes at `start` may be an invalid header whose own magic must not be found
+            // again (that would loop forever).
+            let min_magic = (start + 2).saturating_sub(self.buf_offset) as usize;
+            let search_from = (self.pos + 1).max(min_magic);
             if let Some(m) = find_magic(&self.buf, search_from)
                 && m >= 1
                 && is_fixmap(self.buf[m - 1])
@@ -941,6 +944,49 @@ mod tests {
                 assert_eq!(*offset, good_len);
                 assert_eq!(*len, 5);
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_header_is_skipped_not_looped_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = day_file(&dir.path().join("gw"), T0);
+        let mut w = HostWriter::open(dir.path(), host(), cfg()).unwrap();
+        w.append(&frame(T0, &[700])).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let bad_at = std::fs::metadata(&path).unwrap().len();
+        // A well-formed header of an unsupported version: invalid, skipped as garbage.
+        let mut bad = SegmentHeader {
+            schema: SCHEMA.into(),
+            version: FORMAT_VERSION + 1,
+            host: "198.18.0.1".into(),
+            name: None,
+            period_us: 100_000,
+            precision: 0.01,
+            created_us: 0,
+            base_us: T0,
+            writer: "future".into(),
+        };
+        let mut buf = Vec::new();
+        bad.encode(&mut buf);
+        buf.extend_from_slice(&[0x93, 0x00, 0x01, 0x90]);
+        let bad_len = buf.len() as u64;
+        bad.version = FORMAT_VERSION;
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&buf)
+            .unwrap();
+        let mut w = HostWriter::open(dir.path(), host(), cfg()).unwrap();
+        w.append(&frame(T0 + 100_000, &[800])).unwrap();
+        w.sync().unwrap();
+        let (frames, issues) = read_all(&path);
+        assert_eq!(frames.len(), 2);
+        match &issues[..] {
+            [Issue::Garbage { offset, len, .. }] => assert_eq!((*offset, *len), (bad_at, bad_len)),
             other => panic!("{other:?}"),
         }
     }
