@@ -58,9 +58,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // A closed pipe (`zzping dump | head`) is not an error.
+            let broken = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
             if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                c.downcast_ref::<std::io::Error>().is_some_and(broken)
+                    || c.downcast_ref::<csv::Error>()
+                        .is_some_and(|ce| matches!(ce.kind(), csv::ErrorKind::Io(io) if broken(io)))
             }) {
                 return ExitCode::SUCCESS;
             }

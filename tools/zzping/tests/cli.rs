@@ -888,3 +888,101 @@ fn tail_prints_live_frames_from_a_server() {
         "{starts:?}"
     );
 }
+
+/// Damaged and random inputs never make any command panic (exit status 101) and every
+/// command exits 0 or 1.
+#[test]
+fn damaged_inputs_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_host(
+        dir.path(),
+        "gw",
+        "192.168.1.1",
+        &(0..40)
+            .map(|i| frame(i, 1000 + i as u32 * 100, (i % 6) as u32, (i % 4) as u32))
+            .collect::<Vec<_>>(),
+    );
+    let bytes = std::fs::read(&good).unwrap();
+    let mut legacy = Vec::new();
+    encode_framedata_frame(&mut legacy, FrameDataTime::Full(T0), 1, 2, &[1, 2, 3]);
+    encode_framedata_frame(&mut legacy, FrameDataTime::Delta(100_000), 1, 2, &[4]);
+    let mut fdq = Vec::new();
+    let h = fdq_header(Some(0.01));
+    encode_fdq_header(&mut fdq, &h);
+    let v = [1000, 1100, 1200, 1300, 1400, 1500, 9000];
+    encode_fdq_frame(
+        &mut fdq,
+        &h,
+        FdqTime::Full {
+            unix_s: T0 / 1_000_000,
+            ms: 5,
+        },
+        0,
+        0,
+        4,
+        &v,
+    );
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for case in 0..40 {
+        let case_dir = dir.path().join(format!("case{case}"));
+        let host = case_dir.join("gw");
+        std::fs::create_dir_all(&host).unwrap();
+        let mutate = |src: &[u8], rnd: &mut dyn FnMut() -> u64| -> Vec<u8> {
+            let mut b = src.to_vec();
+            match case % 3 {
+                0 => {
+                    for _ in 0..4 {
+                        let i = (rnd() as usize) % b.len();
+                        b[i] ^= 1 << (rnd() % 8);
+                    }
+                }
+                1 => b.truncate((rnd() as usize) % b.len()),
+                _ => {
+                    let i = (rnd() as usize) % b.len();
+                    let junk: Vec<u8> = (0..(rnd() % 40)).map(|_| rnd() as u8).collect();
+                    b.splice(i..i, junk);
+                }
+            }
+            b
+        };
+        let zzp = host.join("2021-01-01.zzp");
+        std::fs::write(&zzp, mutate(&bytes, &mut rnd)).unwrap();
+        let log = case_dir.join("pingd-log-10.0.0.1-20210101T08.log");
+        std::fs::write(&log, mutate(&legacy, &mut rnd)).unwrap();
+        let fdqf = case_dir.join("pingd-log-10.0.0.2-20210101T08.fdq");
+        std::fs::write(&fdqf, mutate(&fdq, &mut rnd)).unwrap();
+        let out = case_dir.join("out");
+        let cd = s(&case_dir);
+        for args in [
+            vec!["dump", cd],
+            vec!["export", "--format", "jsonl", cd],
+            vec!["export", cd],
+            vec!["report", cd, "--json"],
+            vec!["rollup", cd],
+            vec!["verify", cd],
+            vec!["verify", "--repair", cd],
+            vec!["convert", s(&log), s(&fdqf), "--data-dir", s(&out)],
+            vec!["merge", s(&host), "--data-dir", s(&case_dir.join("merged"))],
+        ] {
+            eprintln!("case {case} {args:?}");
+            let o = zz(&args);
+            assert!(
+                matches!(o.status.code(), Some(0 | 1)),
+                "case {case} {args:?}: {:?}\n{}",
+                o.status,
+                stderr(&o)
+            );
+            assert!(
+                !stderr(&o).contains("panicked"),
+                "case {case} {args:?}: {}",
+                stderr(&o)
+            );
+        }
+    }
+}
