@@ -89,7 +89,7 @@ fn open(dir: &Path) -> (App, f64) {
 }
 
 /// Live mode with 10 hosts: every [`zzping_gui::live::BATCH`] a batch of frames arrives
-/// (2.5 per host at 100 ms frames), the lanes are recomputed and the window is drawn.
+/// (five per host at 100 ms frames), the lanes are recomputed and the window is drawn.
 /// Returns the median cost of one batch (ms).
 fn live_batch_ms() -> f64 {
     use zzping_lib::live::{HostMeta, LiveEvent};
@@ -141,8 +141,8 @@ fn live_batch_ms() -> f64 {
     let mut times = Vec::new();
     for _ in 0..30 {
         let t = Instant::now();
-        // 250 ms of frames: two or three per host (three, to err on the heavy side).
-        for _ in 0..3 {
+        // 500 ms of frames: five per host.
+        for _ in 0..5 {
             push_all(&mut app);
         }
         app.recompute();

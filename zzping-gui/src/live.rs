@@ -1,5 +1,5 @@
 //! Live mode's connection to daemons: one background thread per daemon drives a
-//! [`UdpLiveClient`] and forwards its events in batches (four a second, so a busy stream
+//! [`UdpLiveClient`] and forwards its events in batches (twice a second, so a busy stream
 //! costs one redraw per batch, not one per frame).
 
 use iced::Subscription;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use zzping_lib::live::{ClientConfig, LiveEvent, UdpLiveClient};
 
 /// Batching interval of live events (the live view scrolls at this rate).
-pub const BATCH: Duration = Duration::from_millis(250);
+pub const BATCH: Duration = Duration::from_millis(500);
 /// With no event for this long, a daemon is shown as "waiting".
 pub const SILENCE: Duration = Duration::from_secs(3);
 
