@@ -139,7 +139,8 @@ pub fn parse_time(s: &str, now_us: u64, flag: &str) -> Result<u64> {
         return Ok(now_us);
     }
     if let Some(rel) = s.strip_prefix('-') {
-        let (num, unit) = rel.split_at(rel.len().saturating_sub(1));
+        let cut = rel.char_indices().last().map_or(0, |(i, _)| i);
+        let (num, unit) = rel.split_at(cut);
         let mult: u64 = match unit {
             "s" => 1_000_000,
             "m" => 60_000_000,
@@ -444,7 +445,7 @@ mod tests {
             parse_time("2021-01-01", now, "--from").unwrap(),
             1_609_459_200_000_000
         );
-        for bad in ["-2x", "-h", "yesterday", "2021-13-01T00:00:00Z"] {
+        for bad in ["-2x", "-h", "-2é", "-", "yesterday", "2021-13-01T00:00:00Z"] {
             let e = parse_time(bad, now, "--from").unwrap_err().to_string();
             assert!(e.contains("--from"), "{e}");
         }

@@ -56,12 +56,8 @@ fn read_secret(p: &PathBuf) -> Result<[u8; 32]> {
     let text =
         std::fs::read_to_string(p).with_context(|| format!("--secret-file {}", p.display()))?;
     let hex: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    if hex.len() != 64 {
-        bail!(
-            "--secret-file {}: expected 64 hex digits, found {} characters",
-            p.display(),
-            hex.len()
-        );
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("--secret-file {}: expected 64 hex digits", p.display());
     }
     let mut out = [0u8; 32];
     for (i, o) in out.iter_mut().enumerate() {
@@ -218,4 +214,26 @@ pub fn run(a: Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        std::fs::write(&p, format!("{}\n", "0f".repeat(32))).unwrap();
+        assert_eq!(read_secret(&p).unwrap(), [0x0f; 32]);
+        for bad in [
+            "0f".repeat(31),
+            "zz".repeat(32),
+            format!("{}é", "0".repeat(62)),
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            let e = read_secret(&p).unwrap_err().to_string();
+            assert!(e.contains("--secret-file"), "{e}");
+        }
+    }
 }
