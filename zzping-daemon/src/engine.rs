@@ -9,12 +9,15 @@
 //! round-robin. A request holds its sequence number until its timeout (plus a short
 //! grace), so numbers are never reused within the timeout. Since all requests of a family
 //! share one timeout, they expire in allocation order: the live window is
-//! `[oldest, next)` and expiring is a sweep from `oldest`. If the window is full (65,535
-//! requests in flight) the send is refused and counted as an error (and in
-//! [`EngineStats::seq_exhausted`]) rather than reusing a live number. After expiry the
-//! slot still remembers the request, so a late reply is recognized as late until the
-//! number is reused; the 64-bit token in the payload tells a reused number's replies
-//! apart from its previous user's.
+//! `[oldest, next)` and expiring is a sweep from `oldest`. Requests live in a table
+//! direct-mapped by `seq & mask`, sized from the configured rates to twice the requests
+//! that can be in flight (at least 1,024 slots, at most 65,536), so its memory follows the
+//! configuration. If the window fills the table the send is refused and counted as an
+//! error (and in [`EngineStats::seq_exhausted`]) rather than reusing a live slot. After
+//! expiry the slot still remembers the request, so a late reply is recognized as late
+//! until the slot is reused (at least one more timeout later, given the sizing); the
+//! 64-bit token in the payload tells a reused number's replies apart from its previous
+//! user's.
 //!
 //! # Attribution
 //! Exactly the rules of [`zzping_lib::frame`]: outcomes go to the frame the request was
@@ -40,8 +43,13 @@ use zzping_lib::frame::{FLAG_CLOCK_STEP, FLAG_SEND_LATE, Frame, period_start};
 use crate::clock::Now;
 use crate::icmp::{Family, Message};
 
-/// Size of a family's sequence space.
+/// Size of a family's sequence space (16-bit ICMP sequence numbers).
 const SEQ_SPACE: usize = 1 << 16;
+/// Smallest in-flight table per family. Tables are direct-mapped by `seq & mask` and sized
+/// to twice the requests that can be in flight at the configured rates (rate x (timeout +
+/// grace + slack + one period)), rounded up to a power of two, so memory follows the
+/// configuration (72 KB per family at 1,000 pings/s, 4.7 MB only at the 65,536 cap).
+const MIN_TABLE: usize = 1 << 10;
 /// How much later than due an expiry may be processed (saves wakeups; the outcome is
 /// decided by timestamps, only the frame's emission is delayed).
 const EXPIRY_SLACK_NS: u64 = 2_000_000;
@@ -275,6 +283,8 @@ enum State {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     state: State,
+    /// The ICMP sequence number the slot was allocated for.
+    seq: u16,
     host: HostId,
     frame_serial: u64,
     token: u64,
@@ -286,6 +296,7 @@ struct Entry {
 impl Entry {
     const FREE: Entry = Entry {
         state: State::Free,
+        seq: 0,
         host: HostId {
             slot: 0,
             generation: 0,
@@ -300,7 +311,9 @@ impl Entry {
 
 /// One family's sequence space.
 struct SeqTable {
+    /// Direct-mapped by `seq & mask`; the length is a power of two up to `SEQ_SPACE`.
     entries: Box<[Entry]>,
+    mask: u16,
     /// Oldest live (InFlight/Resolved) seq.
     oldest: u16,
     /// Next seq to allocate.
@@ -314,7 +327,8 @@ struct SeqTable {
 impl SeqTable {
     fn new() -> Self {
         SeqTable {
-            entries: vec![Entry::FREE; SEQ_SPACE].into_boxed_slice(),
+            entries: vec![Entry::FREE; MIN_TABLE].into_boxed_slice(),
+            mask: (MIN_TABLE - 1) as u16,
             oldest: 0,
             next: 0,
             token: 0,
@@ -324,6 +338,33 @@ impl SeqTable {
 
     fn live(&self) -> u16 {
         self.next.wrapping_sub(self.oldest)
+    }
+
+    /// Slot of `seq`.
+    fn idx(&self, seq: u16) -> usize {
+        usize::from(seq & self.mask)
+    }
+
+    /// True when no further request can be allocated without reusing a live slot.
+    fn full(&self) -> bool {
+        usize::from(self.live()) >= self.entries.len().min(usize::from(MAX_LIVE))
+    }
+
+    /// Grows the table to `size` slots (a power of two), moving live entries.
+    fn grow(&mut self, size: usize) {
+        if size <= self.entries.len() {
+            return;
+        }
+        let mut entries = vec![Entry::FREE; size].into_boxed_slice();
+        let mask = (size - 1) as u16;
+        let mut seq = self.oldest;
+        while seq != self.next {
+            let e = self.entries[self.idx(seq)];
+            entries[usize::from(seq & mask)] = e;
+            seq = seq.wrapping_add(1);
+        }
+        self.entries = entries;
+        self.mask = mask;
     }
 }
 
@@ -542,6 +583,23 @@ impl Engine {
         let period_ns = u64::from(self.cfg.period_us) * 1000;
         let per_period = period_ns.div_ceil(interval_ns.max(1)) as usize;
         self.rtt_capacity = self.rtt_capacity.max(per_period + per_period / 4 + 4);
+        // Size the in-flight tables for every host's rate plus this one (counted twice
+        // when an existing host changes rate: a harmless over-estimate).
+        let total_hz: f64 = self
+            .hosts
+            .iter()
+            .flatten()
+            .map(|h| 1e9 / h.interval_ns.max(1) as f64)
+            .sum::<f64>()
+            + 1e9 / interval_ns.max(1) as f64;
+        let window_s =
+            (self.cfg.timeout_ns + self.cfg.grace_ns + EXPIRY_SLACK_NS + period_ns) as f64 / 1e9;
+        let need = ((total_hz * window_s * 2.0).ceil() as usize)
+            .clamp(MIN_TABLE, SEQ_SPACE)
+            .next_power_of_two();
+        for t in &mut self.tables {
+            t.grow(need);
+        }
     }
 
     /// Changes a host's address (re-resolution). Requests in flight keep matching their
@@ -594,7 +652,7 @@ impl Engine {
         if self.unresolved > 0 {
             for t in &self.tables {
                 if t.live() > 0 {
-                    let e = &t.entries[usize::from(t.oldest)];
+                    let e = &t.entries[t.idx(t.oldest)];
                     d = d.min(
                         e.deadline_ns
                             .saturating_add(self.cfg.grace_ns)
@@ -711,7 +769,7 @@ impl Engine {
         self.lateness.record(late);
         let period_ns = u64::from(self.cfg.period_us) * 1000;
         let timeout_ns = self.cfg.timeout_ns;
-        let full = !probe.sendable || self.tables[probe.family.index()].live() == MAX_LIVE;
+        let full = !probe.sendable || self.tables[probe.family.index()].full();
         let serial = self.frame_for_send(probe.host, tx.real_us(), out);
         let Some(h) = self.host_mut(probe.host) else {
             return SendOutcome::Ignored;
@@ -742,8 +800,10 @@ impl Engine {
         let addr = probe.addr;
         let t = &mut self.tables[probe.family.index()];
         debug_assert_eq!(t.next, probe.seq);
-        t.entries[usize::from(probe.seq)] = Entry {
+        let slot = t.idx(probe.seq);
+        t.entries[slot] = Entry {
             state: State::InFlight,
+            seq: probe.seq,
             host: probe.host,
             frame_serial: serial,
             token: probe.token,
@@ -844,14 +904,14 @@ impl Engine {
                 if t.live() == 0 {
                     break;
                 }
-                let seq = t.oldest;
-                let e = t.entries[usize::from(seq)];
+                let slot = t.idx(t.oldest);
+                let e = t.entries[slot];
                 if e.deadline_ns.saturating_add(self.cfg.grace_ns) > now.mono_ns {
                     break;
                 }
                 t.oldest = t.oldest.wrapping_add(1);
                 let lost = e.state == State::InFlight;
-                t.entries[usize::from(seq)].state = State::Expired { lost };
+                t.entries[slot].state = State::Expired { lost };
                 if lost {
                     self.unresolved = self.unresolved.saturating_sub(1);
                     self.stats.lost += 1;
@@ -922,8 +982,9 @@ impl Engine {
             self.stats.unmatched += 1;
             return ReplyOutcome::Unmatched;
         }
-        let e = t.entries[usize::from(seq)];
+        let e = t.entries[t.idx(seq)];
         let known = e.state != State::Free
+            && e.seq == seq
             && e.addr == r.src
             && (is_error || token == Some(e.token))
             && self.host(e.host).is_some();
@@ -932,7 +993,7 @@ impl Engine {
             return ReplyOutcome::Unmatched;
         }
         let timeout_ns = self.cfg.timeout_ns;
-        let seq_i = usize::from(seq);
+        let seq_i = t.idx(seq);
         if is_error {
             if e.state != State::InFlight {
                 // Error about an already resolved request: nothing to record.
@@ -1001,7 +1062,7 @@ impl Engine {
         for fi in 0..2 {
             while self.tables[fi].live() > 0 {
                 let t = &mut self.tables[fi];
-                let seq = usize::from(t.oldest);
+                let seq = t.idx(t.oldest);
                 t.oldest = t.oldest.wrapping_add(1);
                 let e = t.entries[seq];
                 if e.state == State::InFlight {

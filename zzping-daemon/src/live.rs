@@ -81,6 +81,16 @@ pub struct Live {
     send_error_logged: bool,
 }
 
+/// Seconds of frames each host keeps in memory for prefill and resends. Older prefill is
+/// read from the frame files (paced, see `zzping_lib::live::StoreHistory`), so a viewer
+/// still gets its whole requested history. 30 minutes keeps the daemon within its memory
+/// budget (16 MB with 10 hosts at 100 pings/s): an index of 16 bytes per frame (288 KB at
+/// 100 ms frames) plus this arena per host.
+pub const LIVE_RING_SECONDS: u32 = 1800;
+/// Encoded-frame arena per host, bytes: 30 minutes of 100 ms frames of 10 pings (about
+/// 17 bytes each); faster hosts keep proportionally less time in memory.
+pub const LIVE_RING_BYTES_PER_HOST: usize = 384 * 1024;
+
 impl Live {
     /// Binds `addr` and registers it with `token`.
     pub fn open(
@@ -92,6 +102,8 @@ impl Live {
     ) -> Result<Live, LiveSetupError> {
         let cfg = LiveConfig {
             secret,
+            ring_seconds: LIVE_RING_SECONDS,
+            ring_bytes_per_host: LIVE_RING_BYTES_PER_HOST,
             ..LiveConfig::default()
         };
         check_listen_addr(addr, &cfg)?;
