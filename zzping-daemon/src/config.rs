@@ -81,6 +81,13 @@ pub struct Cli {
     /// on a non-loopback address.
     #[arg(long, value_name = "FILE")]
     pub live_secret_file: Option<PathBuf>,
+    /// Prometheus exporter TCP address (`GET /metrics`), or `off` (default).
+    #[arg(long, value_name = "ADDR|off")]
+    pub metrics: Option<String>,
+    /// After pinging stops (`--duration` or a signal), keep serving /metrics with the
+    /// final counts for this many seconds (default 0).
+    #[arg(long, value_name = "SECONDS")]
+    pub metrics_linger_s: Option<f64>,
     /// Stop cleanly after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
@@ -147,6 +154,10 @@ pub struct FileConfig {
     pub live: Option<String>,
     /// See [`Config::live_secret_file`].
     pub live_secret_file: Option<PathBuf>,
+    /// See [`Config::metrics`].
+    pub metrics: Option<String>,
+    /// See [`Config::metrics_linger_s`].
+    pub metrics_linger_s: Option<f64>,
     /// See [`Config::retention_days`].
     pub retention_days: Option<u32>,
     /// See [`Config::flush_interval_s`].
@@ -178,6 +189,10 @@ pub struct Config {
     /// Shared secret of the live stream (file with 64 hex digits).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live_secret_file: Option<PathBuf>,
+    /// Prometheus exporter address (`off` = none).
+    pub metrics: String,
+    /// Seconds /metrics stays up with the final counts after pinging stops.
+    pub metrics_linger_s: f64,
     /// Delete files older than this many days (absent: keep forever).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
@@ -209,6 +224,15 @@ impl Config {
             None
         } else {
             self.live.parse().ok()
+        }
+    }
+
+    /// Parsed Prometheus exporter address, `None` when off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        if self.metrics == "off" {
+            None
+        } else {
+            self.metrics.parse().ok()
         }
     }
 
@@ -309,6 +333,15 @@ pub fn merge(
             .or(file.live)
             .unwrap_or_else(|| "127.0.0.1:7878".to_owned()),
         live_secret_file: cli.live_secret_file.clone().or(file.live_secret_file),
+        metrics: cli
+            .metrics
+            .clone()
+            .or(file.metrics)
+            .unwrap_or_else(|| "off".to_owned()),
+        metrics_linger_s: cli
+            .metrics_linger_s
+            .or(file.metrics_linger_s)
+            .unwrap_or(0.0),
         retention_days: cli.retention_days.or(file.retention_days),
         flush_interval_s: cli
             .flush_interval_s
@@ -356,6 +389,18 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     if c.live != "off" && c.live.parse::<SocketAddr>().is_err() {
         return bad(format!("live {:?} is neither `off` nor an IP:port", c.live));
+    }
+    if c.metrics != "off" && c.metrics.parse::<SocketAddr>().is_err() {
+        return bad(format!(
+            "metrics {:?} is neither `off` nor an IP:port",
+            c.metrics
+        ));
+    }
+    if !(c.metrics_linger_s.is_finite() && (0.0..=3600.0).contains(&c.metrics_linger_s)) {
+        return bad(format!(
+            "metrics_linger_s {} not in 0..=3600",
+            c.metrics_linger_s
+        ));
     }
     if zzping_lib::quantizer::Quantizer::new(c.precision).is_err() {
         return bad(format!("precision {} out of range", c.precision));
@@ -465,6 +510,7 @@ mod tests {
         assert_eq!(c.period_ms, 100);
         assert_eq!(c.timeout_ms, 1000);
         assert_eq!(c.live_addr(), Some("127.0.0.1:7878".parse().unwrap()));
+        assert_eq!(c.metrics_addr(), None);
         let c = merge(&cli(&[]), FileConfig::default(), || None).unwrap();
         assert_eq!(c.host.len(), 2);
     }
@@ -536,6 +582,8 @@ mod tests {
             &["--rate", "2000"],
             &["--rate", "0.01"],
             &["--live", "nonsense"],
+            &["--metrics", "9100"],
+            &["--metrics-linger-s=-1"],
             &["--target", "a", "--target", "a"],
             &["--precision", "2"],
         ] {
@@ -545,6 +593,20 @@ mod tests {
             );
         }
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn metrics_is_a_flag_and_a_file_key() {
+        let file: FileConfig =
+            toml::from_str("metrics = \"127.0.0.1:9464\"\nmetrics_linger_s = 2.5").unwrap();
+        let c = merge(&cli(&[]), file.clone(), || None).unwrap();
+        assert_eq!(c.metrics_addr(), Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(c.metrics_linger_s, 2.5);
+        let c = merge(&cli(&["--metrics", "off"]), file.clone(), || None).unwrap();
+        assert_eq!(c.metrics_addr(), None);
+        let c = merge(&cli(&["--metrics", "[::1]:9"]), file, || None).unwrap();
+        assert_eq!(c.metrics_addr(), Some("[::1]:9".parse().unwrap()));
+        assert!(c.to_toml().contains("metrics = \"[::1]:9\""));
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! request expiry, a frame rotation, a flush, a status line, a re-resolution, the end of
 //! `--duration`), [`SIGNALS`] (signalfd: SIGINT/SIGTERM stop gracefully, SIGHUP reloads
 //! the config), [`WAKER`] (the receive thread's queue is filling up), [`LIVE`] (the
-//! live-stream UDP socket, see [`crate::live`]; [`Outputs::live`] gets every final frame).
+//! live-stream UDP socket, see [`crate::live`]; [`Outputs::live`] gets every final frame),
+//! [`METRICS`] (the Prometheus exporter's TCP listener, its connections use
+//! `metrics::CONN_BASE..`; see [`crate::metrics`]; [`Outputs::metrics`] counts every
+//! final frame).
 //!
 //! Each iteration: read the clocks, check for a wall-clock step, drain the reply queue,
 //! send what is due, expire/rotate/finalize frames, do housekeeping, arm the timer, poll.
@@ -36,6 +39,7 @@ use crate::config::{self, Cli, Config, HostConfig};
 use crate::engine::{Engine, EngineConfig, FrameOutput, HostId, Reply, SendOutcome};
 use crate::icmp::{self, Family};
 use crate::live::Live;
+use crate::metrics::{Health, Metrics};
 use crate::recv::{Receiver, ReplyQueue};
 use crate::sock::IcmpSocket;
 use crate::sys::{self, SignalFd, TimerFd};
@@ -48,6 +52,8 @@ pub const SIGNALS: Token = Token(1);
 pub const WAKER: Token = Token(2);
 /// Reserved for the live-stream server.
 pub const LIVE: Token = Token(3);
+/// The Prometheus exporter's listener (connections: `metrics::CONN_BASE + slot`).
+pub const METRICS: Token = Token(4);
 
 /// Replies the receive queue holds.
 const QUEUE_CAPACITY: usize = 16_384;
@@ -62,6 +68,8 @@ pub struct Outputs {
     writers: HashMap<HostId, HostWriter>,
     /// The live-stream server, when enabled: gets every final frame too.
     pub live: Option<Live>,
+    /// The Prometheus exporter, when enabled: counts every final frame.
+    pub metrics: Option<Metrics>,
     write_errors: u64,
     failing: bool,
     /// Frames handed over.
@@ -73,6 +81,7 @@ impl Outputs {
         Outputs {
             writers: HashMap::new(),
             live: None,
+            metrics: None,
             write_errors: 0,
             failing: false,
             frames: 0,
@@ -121,6 +130,9 @@ impl FrameOutput for Outputs {
         if let Some(l) = &mut self.live {
             l.on_frame(host, frame, zzping_lib::file::wall_clock_us());
         }
+        if let Some(m) = &mut self.metrics {
+            m.exporter.on_frame(host, frame);
+        }
     }
 
     fn host_retired(&mut self, host: HostId, label: &str) {
@@ -131,6 +143,9 @@ impl FrameOutput for Outputs {
         }
         if let Some(l) = &mut self.live {
             l.remove_host(host);
+        }
+        if let Some(m) = &mut self.metrics {
+            m.exporter.remove_host(host);
         }
         info!("{label}: removed");
     }
@@ -282,6 +297,9 @@ impl Daemon {
                 self.writer_cfg.precision,
             );
         }
+        if let Some(m) = &mut self.outputs.metrics {
+            m.exporter.set_host(id, &label, addr);
+        }
         info!("{label}: pinging {addr} at {rate}/s");
         let t = &mut self.targets[i];
         t.id = Some(id);
@@ -319,6 +337,9 @@ impl Daemon {
                         self.writer_cfg.precision,
                     );
                 }
+                if let Some(m) = &mut self.outputs.metrics {
+                    m.exporter.set_host(id, &label, a);
+                }
                 self.targets[i].addr = Some(a);
             }
             Ok(_) => {}
@@ -354,8 +375,11 @@ impl Daemon {
             || new.data_dir != self.cfg.data_dir
             || new.socket != self.cfg.socket
             || new.precision != self.cfg.precision
+            || new.metrics != self.cfg.metrics
         {
-            warn!("SIGHUP: period, timeout, data_dir, socket and precision changes need a restart");
+            warn!(
+                "SIGHUP: period, timeout, data_dir, socket, precision and metrics changes need a restart"
+            );
         }
         let new_labels: HashMap<&str, &HostConfig> =
             new.host.iter().map(|h| (h.label(), h)).collect();
@@ -429,6 +453,18 @@ impl Daemon {
 
     fn print_status(&mut self, out: &mut impl Write, tty: bool) {
         self.status_lines = write_status(&mut self.engine, out, tty, self.status_lines);
+    }
+
+    /// Daemon-wide values for a scrape.
+    fn health(&self, queue_drops: u64, stopped: bool) -> Health {
+        Health {
+            stats: self.engine.stats(),
+            lateness: *self.engine.lateness(),
+            queue_drops,
+            frames: self.outputs.frames,
+            write_errors: self.outputs.write_errors,
+            stopped,
+        }
     }
 }
 
@@ -528,6 +564,58 @@ fn summary(engine: &Engine, outputs: &Outputs, cpu_ns: u64, queue_drops: u64) ->
     )
 }
 
+/// After pinging stopped and every frame is final: keeps answering /metrics (with the
+/// final counts and `zzping_stopped 1`) for `for_ns`, or until a signal.
+fn linger_metrics(
+    poll: &mut Poll,
+    timer: &TimerFd,
+    signals: &SignalFd,
+    outputs: &mut Outputs,
+    h: &Health,
+    for_ns: u64,
+) {
+    let Some(m) = &mut outputs.metrics else {
+        return;
+    };
+    info!(
+        "pinging stopped, counts final; serving /metrics for {:.1} s more (a signal ends it)",
+        for_ns as f64 / 1e9
+    );
+    let end = clock::mono_ns().saturating_add(for_ns);
+    let mut events = Events::with_capacity(16);
+    loop {
+        let now = clock::mono_ns();
+        m.tick(now);
+        if now >= end {
+            return;
+        }
+        let next = m.next_deadline().unwrap_or(end).min(end);
+        if let Err(e) = timer.arm(next.max(1)) {
+            error!("arming the timer failed: {e}");
+            return;
+        }
+        match poll.poll(&mut events, None) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                error!("polling: {e}");
+                return;
+            }
+        }
+        for ev in events.iter() {
+            match ev.token() {
+                TIMER => timer.drain(),
+                SIGNALS if signals.read().is_some() => {
+                    info!("signal: stopping now");
+                    return;
+                }
+                t if m.owns(t) => m.on_event(t, clock::mono_ns(), h),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Runs the daemon until SIGINT/SIGTERM or the end of `--duration`.
 pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
     let cpu0 = sys::process_cpu_ns();
@@ -580,6 +668,23 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
             })
         }
     };
+    // The exporter is a side channel too.
+    let metrics = cfg.metrics_addr().and_then(|addr| {
+        let start_s = clock::now().real_ns as f64 / 1e9;
+        match Metrics::open(addr, poll.registry(), METRICS, start_s) {
+            Ok(mut m) => {
+                info!("metrics on http://{addr}/metrics");
+                for (f, s) in [Family::V4, Family::V6].iter().zip(&sockets) {
+                    m.exporter.set_socket(*f, s.as_ref().map(|s| s.kind()));
+                }
+                Some(m)
+            }
+            Err(e) => {
+                error!("metrics disabled: {addr}: {e}");
+                None
+            }
+        }
+    });
     let queue = Arc::new(ReplyQueue::new(QUEUE_CAPACITY));
     let receiver = Receiver::spawn(
         sockets.iter().flatten().cloned().collect(),
@@ -603,6 +708,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
     };
     let mut outputs = Outputs::new();
     outputs.live = live;
+    outputs.metrics = metrics;
     let mut d = Daemon {
         targets: cfg
             .host
@@ -664,6 +770,9 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         for r in &batch {
             d.engine.on_reply(r, &mut d.outputs);
         }
+        if let Some(m) = &mut d.outputs.metrics {
+            m.exporter.note_replies(&batch);
+        }
         let dropped = queue.dropped();
         if dropped != seen_dropped {
             warn!(
@@ -723,6 +832,9 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         d.engine.tick(now, &mut d.outputs);
         if let Some(l) = &mut d.outputs.live {
             l.pump(now.real_us());
+        }
+        if let Some(m) = &mut d.outputs.metrics {
+            m.tick(now.mono_ns);
         }
 
         if now.mono_ns >= flush_at {
@@ -800,6 +912,9 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
             let mono = i128::from(t) * 1000 - now.offset_ns();
             next = next.min(mono.clamp(0, i128::from(u64::MAX)) as u64);
         }
+        if let Some(t) = d.outputs.metrics.as_ref().and_then(Metrics::next_deadline) {
+            next = next.min(t);
+        }
         if let (Some(e), None) = (end_at, stopping) {
             next = next.min(e);
         }
@@ -847,6 +962,12 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
                         l.on_readable(clock::now().real_us());
                     }
                 }
+                t if d.outputs.metrics.as_ref().is_some_and(|m| m.owns(t)) => {
+                    let h = d.health(seen_dropped, false);
+                    if let Some(m) = &mut d.outputs.metrics {
+                        m.on_event(t, clock::mono_ns(), &h);
+                    }
+                }
                 _ => {}
             }
         }
@@ -859,6 +980,17 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
     }
     d.outputs.flush(true);
     receiver.stop();
+    if d.outputs.metrics.is_some() && d.cfg.metrics_linger_s > 0.0 && stopping != Some(0) {
+        let h = d.health(queue.dropped(), true);
+        linger_metrics(
+            &mut poll,
+            &timer,
+            &signals,
+            &mut d.outputs,
+            &h,
+            secs_ns(d.cfg.metrics_linger_s),
+        );
+    }
     let st = d.engine.stats();
     let cpu_ns = sys::process_cpu_ns().saturating_sub(cpu0);
     let h = d.engine.lateness();

@@ -163,6 +163,8 @@ pub struct LatenessHistogram {
     pub buckets: [u64; 26],
     /// Largest lateness seen, ns.
     pub max_ns: u64,
+    /// Sum of all lateness, ns (for the Prometheus histogram's `_sum`).
+    pub sum_ns: u64,
 }
 
 impl LatenessHistogram {
@@ -176,6 +178,7 @@ impl LatenessHistogram {
         };
         self.buckets[i] += 1;
         self.max_ns = self.max_ns.max(late_ns);
+        self.sum_ns = self.sum_ns.saturating_add(late_ns);
     }
 
     /// Number of samples.

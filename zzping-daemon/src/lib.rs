@@ -9,7 +9,8 @@
 //! - [`recv`]: the receive thread and its bounded queue;
 //! - [`daemon`]: the mio event loop on the main thread;
 //! - [`config`]: CLI + TOML configuration;
-//! - [`live`]: the live-stream server (zzping-lib's sans-IO server on a UDP socket).
+//! - [`live`]: the live-stream server (zzping-lib's sans-IO server on a UDP socket);
+//! - [`metrics`]: the Prometheus exporter (`GET /metrics` on the event loop).
 
 pub mod clock;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod daemon;
 pub mod engine;
 pub mod icmp;
 pub mod live;
+pub mod metrics;
 pub mod recv;
 pub mod sock;
 pub mod sys;
