@@ -124,7 +124,7 @@ pub fn run_daemon(
     let exe = std::env::current_exe().context("locating this binary")?;
     let mut cmd = Command::new(exe);
     cmd.arg(DAEMON_ARG)
-        .args(["--config", "none", "--live", "off", "--log", "warn"])
+        .args(["--config", "none", "--log", "warn"])
         .arg("--data-dir")
         .arg(data_dir)
         .args([
@@ -135,6 +135,9 @@ pub fn run_daemon(
         ]);
     for t in targets {
         cmd.args(["--target", t]);
+    }
+    if !extra.contains(&"--live") {
+        cmd.args(["--live", "off"]);
     }
     cmd.args(extra);
     cmd.env(

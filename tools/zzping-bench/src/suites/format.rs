@@ -102,6 +102,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let mut naive = Vec::new();
     naive_encode(&frames, &mut naive);
     let naive_bpp = naive.len() as f64 / pings as f64;
+    let legacy = crate::suites::tools::legacy_sizes(&frames, pings);
+    let framedata_bpp = legacy[0].value.unwrap_or(f64::NAN);
     let mut figs = Vec::new();
     for (p, name) in [
         (0.001, "format.bytes_per_ping_p0.001"),
@@ -113,15 +115,19 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
                 name,
                 bytes_per_ping(&frames, p)?,
                 "bytes",
-                "naive rmp-serde frames (raw RTTs)",
-                naive_bpp,
+                "original zzping FrameData log",
+                framedata_bpp,
             )
             .note(format!(
                 "Wi-Fi-like synthetic traffic, 100 pings/s, 100 ms frames, {n} frames, p = {p}"
             )),
         );
     }
-    figs.extend(crate::suites::tools::legacy_sizes(&frames, pings));
+    figs.extend(legacy);
+    figs.push(
+        Figure::new("format.naive_bytes_per_ping", naive_bpp, "bytes")
+            .note("one rmp-serde array per frame with raw RTTs"),
+    );
 
     let q = Quantizer::default();
     let mut out = Vec::with_capacity(naive.len());
