@@ -95,6 +95,17 @@ pub enum Message {
         /// The result.
         state: DayState,
     },
+    /// A day file's outage index was built.
+    DayOutages {
+        /// Open generation it belongs to.
+        generation: u64,
+        /// Lane index.
+        lane: usize,
+        /// Day index within the lane.
+        day: usize,
+        /// Runs of frames whose every request was lost (None: the file could not be read).
+        runs: Option<Vec<(u64, u64)>>,
+    },
     /// Switch mode.
     SetMode(Mode),
     /// News from a daemon.
@@ -290,7 +301,7 @@ impl App {
             .map(FoundHost::into_lane)
             .map(LaneSlot::new)
             .collect();
-        self.loading = (0, jobs.len());
+        self.loading = (0, 2 * jobs.len());
         self.mode = Mode::Offline;
         self.recompute();
         load_task(self.generation, jobs)
@@ -478,6 +489,23 @@ impl App {
                 }
                 if self.mode == Mode::Offline {
                     self.recompute();
+                }
+            }
+            Message::DayOutages {
+                generation,
+                lane,
+                day,
+                runs,
+            } => {
+                if generation != self.generation {
+                    return Task::none();
+                }
+                self.loading.0 += 1;
+                if let (Some(s), Some(runs)) = (self.offline.get_mut(lane), runs) {
+                    s.lane.set_outages(day, runs);
+                    if self.mode == Mode::Offline {
+                        self.recompute();
+                    }
                 }
             }
             Message::SetMode(m) => {
@@ -677,6 +705,9 @@ impl App {
             }
             let loss = c.loss_ratio().map_or("–".into(), format_pct);
             let mut line = format!("{name}: {} pings, loss {loss}", c.received + c.lost);
+            if c.has_outage {
+                line.push_str(" (outage: a frame lost entirely)");
+            }
             if c.received > 0 {
                 let q = c.q_us.map(|v| format_ms(f64::from(v)));
                 line.push_str(&format!(
@@ -822,10 +853,10 @@ impl App {
         if lines.is_empty() && !slots.is_empty() {
             hover = hover.push(
                 text(
-                    "Bands: min–max, p5–p95, p25–p75 and the median line · red: loss \
-                     (height = loss ratio; half the lane or more = a whole frame's worth \
-                     lost) · grey: no data · wheel: zoom · drag: pan · shift/right-drag: \
-                     box zoom · double-click: reset",
+                    "Bands: min–max, p5–p95, p25–p75 and the median line · red from the \
+                     top: loss ratio · red cap over the whole height: an outage (a frame \
+                     lost entirely) · grey: no data · wheel: zoom · drag: pan · \
+                     shift/right-drag: box zoom · double-click: reset",
                 )
                 .size(13)
                 .color(Color::from_rgb(0.6, 0.63, 0.68)),
@@ -867,7 +898,7 @@ impl App {
         );
         if self.loading.1 > 0 && self.loading.0 < self.loading.1 {
             s.push_str(&format!(
-                " · loading {}/{} day files",
+                " · loading {}/{} (day pyramids, then the outage index)",
                 self.loading.0, self.loading.1
             ));
         }
@@ -944,13 +975,26 @@ fn load_task(generation: u64, mut jobs: Vec<(usize, usize, PathBuf)>) -> Task<Me
     let spawned = std::thread::Builder::new()
         .name("loader".into())
         .spawn(move || {
-            for (lane, day, path) in jobs {
-                let state = data::load_day(&path);
+            // Pyramids first (the picture), then the outage index (the red marks of
+            // outages shorter than a column).
+            for (lane, day, path) in &jobs {
+                let state = data::load_day(path);
                 let msg = Message::DayLoaded {
+                    generation,
+                    lane: *lane,
+                    day: *day,
+                    state,
+                };
+                if tx.unbounded_send(msg).is_err() {
+                    return;
+                }
+            }
+            for (lane, day, path) in jobs {
+                let msg = Message::DayOutages {
                     generation,
                     lane,
                     day,
-                    state,
+                    runs: data::index_outages(&path).ok(),
                 };
                 if tx.unbounded_send(msg).is_err() {
                     return;

@@ -291,17 +291,16 @@ fn draw_overlay(frame: &mut Frame, state: &Interaction, hover: Option<f64>, size
 }
 
 /// Height of a column's loss mark (from the top of the lane), px: the loss ratio, at
-/// least [`MIN_LOSS_PX`] for any loss, and at least half the lane when the column lost a
-/// whole frame's worth of pings or more (a short outage: never averaged away by zooming
-/// out), the full lane when everything was lost.
+/// least [`MIN_LOSS_PX`] for any loss, so that a single lost ping stays visible at every
+/// zoom. Columns containing a frame whose every request was lost are marked over the whole
+/// height instead (see [`lane_pixels`]).
 pub fn loss_mark_height(c: &ColumnStats, plot_h: f32) -> f32 {
     let r = c.loss_ratio().unwrap_or(0.0) as f32;
-    let mut h = (r * plot_h).max(MIN_LOSS_PX);
-    if c.lost_whole_frame() {
-        h = h.max(plot_h * 0.5);
-    }
-    h.min(plot_h)
+    (r * plot_h).max(MIN_LOSS_PX).min(plot_h)
 }
+
+/// Outage marks over columns that still have replies: translucent, so the bands show.
+pub const OUTAGE_MARK: Color = Color::from_rgba(0.93, 0.20, 0.22, 0.55);
 
 /// Draws a lane: its pixels (see [`lane_pixels`]) as one image, then the Y labels.
 pub fn draw_lane(frame: &mut Frame, cols: &[ColumnStats], view: &TimeView, y: &YScale) {
@@ -474,8 +473,20 @@ pub fn lane_pixels(cols: &[ColumnStats], view: &TimeView, y: &YScale, w: u32, h:
             let m = ypx(q[3]).round();
             span(&mut px, x, m - 1.0, m + 1.0, MEDIAN);
         }
-        if c.lost > 0 {
+        if c.has_outage {
+            span(&mut px, x, 0.0, hf, OUTAGE_MARK);
+        } else if c.lost > 0 {
             span(&mut px, x, 0.0, loss_mark_height(c, plot_h), LOSS);
+        }
+    }
+    // A solid cap, three pixels wide, over every column holding an outage: a lone
+    // 300 ms outage in a week of data must not be a faint one-pixel line.
+    let cap = (0.08 * hf).clamp(4.0, 12.0);
+    for x in 0..wu {
+        if cols[(x * n / wu).min(n - 1)].has_outage {
+            for xx in x.saturating_sub(1)..(x + 2).min(wu) {
+                span(&mut px, xx, 0.0, cap, LOSS);
+            }
         }
     }
     label_backgrounds(&mut px, wu, &yt, &ypx);
@@ -514,6 +525,7 @@ mod tests {
             received,
             lost,
             q_us: q,
+            has_outage: false,
         }
     }
 
@@ -527,20 +539,28 @@ mod tests {
     }
 
     #[test]
-    fn any_loss_is_visible_and_a_lost_frame_reaches_half_the_lane() {
+    fn any_loss_is_visible_and_an_outage_spans_the_lane() {
         let q = [1000.0, 1100.0, 1200.0, 1300.0, 1400.0, 1500.0, 1600.0];
-        // Column 0: one ping lost of 10,000 (below one frame); column 1: 100 lost of 1,000
-        // over 10 frames (a whole frame's worth, 10 %); column 2: no loss.
-        let cols = [col(9_999, 1, q), col(900, 100, q), col(1000, 0, q)];
+        // Column 0: one ping lost of 10,000; column 1: the same loss, but it contains a
+        // frame whose every request was lost (a short outage); column 2: no loss.
+        let mut with_outage = col(9_999, 1, q);
+        with_outage.has_outage = true;
+        let cols = [col(9_999, 1, q), with_outage, col(1000, 0, q)];
         let view = TimeView::new(0.0, 3e6);
         for sf in [0.0, 30.0] {
             let y = YScale { max_us: 2000.0, sf };
-            let img = lane_pixels(&cols, &view, &y, 3, 100);
-            let reds = |x: u32| (0..100).take_while(|&yy| red(px(&img, 3, x, yy))).count() as f32;
+            // Three pixels per column: the outage's cap reaches one pixel into each neighbour.
+            let img = lane_pixels(&cols, &view, &y, 9, 100);
+            let reddish = |p: [u8; 3]| {
+                i32::from(p[0]) > i32::from(p[1]) + 60 && i32::from(p[0]) > i32::from(p[2]) + 60
+            };
+            let reds = |x: u32| (0..100).filter(|&yy| reddish(px(&img, 9, x, yy))).count() as f32;
             assert!(reds(0) >= MIN_LOSS_PX, "{}", reds(0));
             assert!(reds(0) < 10.0);
-            assert!(reds(1) >= 47.0, "{}", reds(1));
-            assert_eq!(reds(2), 0.0);
+            // Every row outside the bands (which show through the translucent mark).
+            assert!(reds(4) >= 40.0, "{}", reds(4));
+            assert!(red(px(&img, 9, 4, 0)) && reddish(px(&img, 9, 4, 99)));
+            assert_eq!(reds(8), 0.0);
         }
     }
 

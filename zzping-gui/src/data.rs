@@ -87,6 +87,7 @@ fn scan_one(p: &Path) -> Result<Vec<FoundHost>, OpenError> {
                 day_start_us: day,
                 path: p.to_path_buf(),
                 state: DayState::Pending,
+                outages: None,
             }],
         }]);
     }
@@ -121,6 +122,7 @@ fn found(h: &HostDir, days: Vec<zzping_lib::store::DayFile>) -> FoundHost {
                 day_start_us: d.day_start_us,
                 path: d.path,
                 state: DayState::Pending,
+                outages: None,
             })
             .collect(),
     }
@@ -170,6 +172,27 @@ pub fn load_day(path: &Path) -> DayState {
     }
 }
 
+/// Reads a day file's frames once and returns the runs `[start, end)` of frames whose
+/// every request was lost. Summaries cannot tell a 300 ms outage from the same number of
+/// pings lost here and there, so the viewer keeps this small index beside the pyramid
+/// (tens of bytes per outage) to mark every outage at every zoom.
+pub fn index_outages(path: &Path) -> Result<Vec<(u64, u64)>, String> {
+    let mut r = FileReader::open(path).map_err(|e| e.to_string())?;
+    let mut runs = Vec::new();
+    loop {
+        match r.next_frame() {
+            Ok(Some(f)) => {
+                if f.received() == 0 && f.lost > 0 {
+                    crate::model::push_outage(&mut runs, f.start_us, f.end_us());
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(runs)
+}
+
 /// Opens `paths` and loads every day synchronously (for tests, benchmarks and small data).
 pub fn open_blocking(paths: &[PathBuf]) -> (Vec<Lane>, Vec<String>) {
     let (hosts, errors) = scan(paths);
@@ -179,6 +202,9 @@ pub fn open_blocking(paths: &[PathBuf]) -> (Vec<Lane>, Vec<String>) {
         let mut lane = h.into_lane();
         for (i, p) in days.iter().enumerate() {
             lane.set_day(i, load_day(p));
+            if let Ok(runs) = index_outages(p) {
+                lane.set_outages(i, runs);
+            }
         }
         lanes.push(lane);
     }

@@ -47,6 +47,9 @@ pub struct ColumnStats {
     pub lost: u64,
     /// RTTs at [`BAND_QUANTILES`], µs (meaningful when `received > 0`).
     pub q_us: [f32; 7],
+    /// The column contains at least one frame whose every request was lost (exact, from
+    /// the outage index: a frame-level fact that summaries alone cannot give).
+    pub has_outage: bool,
 }
 
 impl ColumnStats {
@@ -59,12 +62,6 @@ impl ColumnStats {
     pub fn loss_ratio(&self) -> Option<f64> {
         let n = self.received + self.lost;
         (n > 0).then(|| self.lost as f64 / n as f64)
-    }
-
-    /// True when the column lost at least as many pings as one of its frames sends on
-    /// average: a short outage (or worse) somewhere in the column.
-    pub fn lost_whole_frame(&self) -> bool {
-        self.frames > 0 && self.lost > 0 && self.lost * u64::from(self.frames) >= self.sent
     }
 
     /// True when every request of the column was lost.
@@ -86,8 +83,9 @@ pub struct LaneTotals {
     pub median_us: Option<u32>,
     /// 99th percentile RTT, µs.
     pub p99_us: Option<u32>,
-    /// Outages: maximal runs of columns that lost at least a whole frame's worth of pings
-    /// (see [`ColumnStats::lost_whole_frame`]); at raw-frame zoom, runs of lost frames.
+    /// Outages in the visible range: runs of consecutive frames whose every request was
+    /// lost (exact at every zoom, once the outage index is built; until then, runs of
+    /// columns whose every request was lost).
     pub outages: u32,
 }
 
@@ -141,6 +139,16 @@ pub struct Day {
     pub path: PathBuf,
     /// Its pyramid.
     pub state: DayState,
+    /// Runs `[start, end)` of frames whose every request was lost, once indexed.
+    pub outages: Option<Vec<(u64, u64)>>,
+}
+
+/// Appends the frame `[start, end)` to outage runs, merging with a run it continues.
+pub fn push_outage(runs: &mut Vec<(u64, u64)>, start: u64, end: u64) {
+    match runs.last_mut() {
+        Some(last) if start <= last.1 && start >= last.0 => last.1 = last.1.max(end),
+        _ => runs.push((start, end)),
+    }
 }
 
 /// Summaries of the visible range computed from raw frames.
@@ -163,6 +171,8 @@ pub struct LiveData {
     pub coarse: Vec<Summary>,
     /// Frames lost in transport (reported gaps).
     pub gap_frames: u64,
+    /// Runs of frames whose every request was lost.
+    pub outages: Vec<(u64, u64)>,
 }
 
 impl LiveData {
@@ -175,6 +185,9 @@ impl LiveData {
         }
         let mut s = Summary::new(f.start_us, u64::from(f.period_us));
         s.add_frame(f);
+        if f.received() == 0 && f.lost > 0 {
+            push_outage(&mut self.outages, f.start_us, f.end_us());
+        }
         let bucket = f.start_us / LIVE_COARSE_US * LIVE_COARSE_US;
         match self.coarse.last_mut() {
             Some(c) if c.start_us == bucket => {
@@ -285,6 +298,15 @@ impl Lane {
         }
         day.state = state;
         self.fine.valid = false;
+    }
+
+    /// Records the outage index of day `idx`.
+    pub fn set_outages(&mut self, idx: usize, runs: Vec<(u64, u64)>) {
+        if let Source::Files(days) = &mut self.source
+            && let Some(d) = days.get_mut(idx)
+        {
+            d.outages = Some(runs);
+        }
     }
 
     /// Time covered by the lane's data, µs (start of the first summary, end of the last).
@@ -420,24 +442,73 @@ impl Lane {
         {
             self.issues.push(e);
         }
-        self.finish_columns();
+        self.finish_columns(view);
     }
 
-    fn finish_columns(&mut self) {
+    fn finish_columns(&mut self, view: &TimeView) {
         let q = self.quantizer.clone();
         self.folder.flush(&mut self.columns);
-        let mut outages = 0;
-        let mut in_outage = false;
-        for c in &self.columns {
-            if c.is_outage() || c.lost_whole_frame() {
-                if !in_outage {
-                    outages += 1;
+        let (t0, t1) = (view.t0_us, view.t1_us);
+        let n = self.columns.len();
+        let upp = (t1 - t0) / n.max(1) as f64;
+        // Exact outages where indexed: mark every column a lost frame touches.
+        let mut indexed = true;
+        let mut runs = 0u32;
+        let mut last_end = None;
+        let mut mark = |columns: &mut [ColumnStats], a: u64, b: u64| {
+            let (fa, fb) = (a as f64, b as f64);
+            if fb <= t0 || fa >= t1 {
+                return;
+            }
+            // Runs that continue across a day boundary count once.
+            if last_end != Some(a) {
+                runs += 1;
+            }
+            last_end = Some(b);
+            let lo = ((fa - t0) / upp).floor().max(0.0) as usize;
+            let hi = (((fb - t0) / upp).ceil().max(1.0) as usize).min(n);
+            for c in &mut columns[lo.min(hi)..hi] {
+                c.has_outage = true;
+            }
+        };
+        match &self.source {
+            Source::Live(l) => {
+                for &(a, b) in &l.outages {
+                    mark(&mut self.columns, a, b);
                 }
-                in_outage = true;
-            } else if !c.is_gap() {
-                in_outage = false;
+            }
+            Source::Files(days) => {
+                for d in days {
+                    match &d.outages {
+                        Some(v) => {
+                            for &(a, b) in v {
+                                mark(&mut self.columns, a, b);
+                            }
+                        }
+                        None => indexed = false,
+                    }
+                }
             }
         }
+        let outages = if indexed {
+            runs
+        } else {
+            // Not indexed yet: runs of columns where everything was lost.
+            let mut k = 0;
+            let mut in_outage = false;
+            for c in &mut self.columns {
+                if c.is_outage() {
+                    c.has_outage = true;
+                    if !in_outage {
+                        k += 1;
+                    }
+                    in_outage = true;
+                } else if !c.is_gap() {
+                    in_outage = false;
+                }
+            }
+            k
+        };
         let f = &self.folder;
         let pct = |p: f64| {
             let q = q.as_ref()?;
@@ -580,6 +651,7 @@ impl Folder {
             received: self.received,
             lost: self.lost,
             q_us: [0.0; 7],
+            has_outage: false,
         };
         if let Some(q) = &self.quantizer
             && !self.touched.is_empty()
@@ -814,6 +886,35 @@ mod tests {
             assert_eq!(lane.totals.p99_us, total.percentile_us(&q, 99.0));
             assert_eq!(lane.totals.lost, u64::from(total.counts.lost));
         }
+    }
+
+    #[test]
+    fn outages_are_marked_exactly_at_coarse_zoom_and_scattered_loss_is_not() {
+        let q = Quantizer::default();
+        let t0 = 1_700_000_000_000_000u64;
+        // One hour: a 300 ms outage at 1800 s; elsewhere one ping in ten frames is lost
+        // (far more than a frame's worth per column, but never a whole frame).
+        let frames: Vec<QFrame> = (0..36_000u64)
+            .map(|i| {
+                if (18_000..18_003).contains(&i) {
+                    frame(t0 + i * 100_000, &[], 10, &q)
+                } else {
+                    let lost = u32::from(i % 10 == 0);
+                    frame(t0 + i * 100_000, &vec![5000; 10 - lost as usize], lost, &q)
+                }
+            })
+            .collect();
+        let mut lane = live_lane(&frames);
+        // 3600 s over 120 px: 30 s per column, from the 10 s summaries.
+        lane.recompute(
+            &TimeView::new(t0 as f64, (t0 + 3_600_000_000) as f64),
+            120.0,
+        );
+        assert_eq!(lane.level_us, LIVE_COARSE_US);
+        let marked: Vec<usize> = (0..120).filter(|&i| lane.columns[i].has_outage).collect();
+        assert_eq!(marked, vec![60]);
+        assert!(lane.columns.iter().all(|c| c.lost > 0));
+        assert_eq!(lane.totals.outages, 1);
     }
 
     #[test]
