@@ -1,0 +1,747 @@
+//! The Prometheus exporter end to end, each test in a network namespace created for its
+//! thread (children inherit it):
+//!
+//! * `prometheus_matches_the_truth`: zzping-netsim simulates `tests/scenarios/metrics.toml`
+//!   (a host with 10 % random loss at 2 ms, a clean IPv6 host at 15 ms), the daemon pings
+//!   it with `--metrics`, and a **real Prometheus** (`/usr/bin/prometheus`, 1 s scrapes)
+//!   scrapes it. Through Prometheus's query API, the counters, the loss ratio and the
+//!   median RTT are held against the simulator's truth and the frame files.
+//!
+//!   Exactness: counters come from final frames only, and the daemon keeps serving
+//!   `/metrics` for `metrics_linger_s` after pinging stopped and every frame is final,
+//!   exporting `zzping_stopped 1` then. The test waits for a scrape with
+//!   `zzping_stopped == 1` and evaluates every query at that scrape's timestamp, so all
+//!   values come from that one scrape, which holds the final counts: they must equal the
+//!   truth's request fates exactly (sent = requests, replies = answered, lost = dropped)
+//!   and the files' sums.
+//!
+//!   Median: `histogram_quantile` interpolates linearly inside the bucket holding the
+//!   median, so it is only as precise as the bucket. The scenario's nominal RTTs sit
+//!   mid-bucket (2 ms in (1 ms, 2.5 ms]; 15 ms in (10 ms, 25 ms]). The test checks every
+//!   cumulative bucket count against the truth's holding times (between those certainly
+//!   and those possibly below the bound, with the e2e suite's RTT tolerance
+//!   max(100 µs, 1 %): the simulator's own overhead is in its holding times), that the
+//!   estimate lies in the truth median's bucket and within one bucket width of the
+//!   truth's median, and, when the truth's counts at that bucket's bounds are
+//!   unambiguous (the usual case), that it equals Prometheus's interpolation of the
+//!   truth's counts to 1e-9 s.
+//! * `bad_clients_do_not_delay_pings`: the daemon pings loopback at 2 x 200/s while
+//!   clients hold 20 half-sent requests open (slowloris), send 1 MB of junk, garbage
+//!   and wrong methods/paths. A normal scrape still succeeds during the attack, the
+//!   stuck connections are closed after 5 s, the frame files hold the expected number
+//!   of sends (within 0.5 %), send lateness stays low, and the final exposition passes
+//!   `promtool check metrics`.
+//!
+//! Without namespace privileges, `/dev/net/tun`, `prometheus` or `promtool` the tests
+//! say why and skip, unless `CI=true` (then they fail).
+//!
+//! ```text
+//! cargo nextest run -p zzping-daemon -E 'binary(metrics)' --no-capture
+//! ```
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use zzping_netsim::profile::Fate;
+use zzping_netsim::scenario::Scenario;
+use zzping_netsim::sim::Simulator;
+use zzping_netsim::truth::{ReplyKind, read_truth};
+
+const METRICS_ADDR: &str = "127.0.0.1:9464";
+const PROM_ADDR: &str = "127.0.0.1:9090";
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+const PROMTOOL: &str = "/usr/bin/promtool";
+/// The daemon's echo payload length (tells its requests apart in the truth).
+const DAEMON_PAYLOAD: u64 = 16;
+
+/// Prints why the test is skipped, unless `CI=true` (then panics).
+fn skip_or_fail(test: &str, why: &str) {
+    let msg = format!("{test}: {why}; skipping");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{msg} (CI=true: failing)"
+    );
+    eprintln!("{msg}");
+}
+
+/// Kills (and reaps) a child we started when dropped.
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Moves the calling thread into a new network namespace with `lo` up.
+fn enter_netns() -> Result<(), String> {
+    zzping_netsim::sys::unshare_net().map_err(|e| format!("unshare: {e}"))?;
+    let up = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .map_err(|e| format!("ip: {e}"))?;
+    if !up.success() {
+        return Err("ip link set lo up failed".into());
+    }
+    Ok(())
+}
+
+/// Spawns the daemon with `args`; its stderr lines go to the returned channel.
+fn spawn_daemon(args: &[&str]) -> (Kill, mpsc::Receiver<String>) {
+    let mut child = Command::new(common::BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the daemon");
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    (Kill(child), rx)
+}
+
+/// Collects log lines until one contains `needle` (or `limit` passes).
+fn wait_log(rx: &mpsc::Receiver<String>, log: &mut String, needle: &str, limit: Duration) {
+    let end = Instant::now() + limit;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                log.push_str(&l);
+                log.push('\n');
+                if l.contains(needle) {
+                    return;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no {needle:?} in the daemon's log within {limit:?}:\n{log}");
+}
+
+/// Waits for the child to exit (bounded), returns whether it succeeded.
+fn wait_exit(k: &mut Kill, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if let Some(s) = k.0.try_wait().unwrap() {
+            return s.success();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("still running after {limit:?}");
+}
+
+/// One HTTP exchange: sends `req` raw, returns (status, body) of the response.
+fn http(addr: SocketAddr, req: &[u8]) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(req)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Ok((status, body))
+}
+
+fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    http(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// Value of the exposition sample `series` (its exact text before the space).
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut o = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            o.push(b as char);
+        } else {
+            o.push_str(&format!("%{b:02X}"));
+        }
+    }
+    o
+}
+
+/// Instant query through Prometheus's HTTP API: every result's `(timestamp, value)`.
+/// (The JSON is simple enough to scan: each sample is `"value":[<ts>,"<v>"]`.)
+fn query(prom: SocketAddr, q: &str, time: Option<&str>) -> Vec<(String, f64)> {
+    let mut path = format!("/api/v1/query?query={}", percent_encode(q));
+    if let Some(t) = time {
+        path.push_str(&format!("&time={t}"));
+    }
+    let (status, body) = get(prom, &path).unwrap_or_else(|e| panic!("query {q}: {e}"));
+    assert!(
+        status == 200 && body.contains("\"status\":\"success\""),
+        "query {q}: {status} {body}"
+    );
+    body.split("\"value\":[")
+        .skip(1)
+        .map(|s| {
+            let (ts, rest) = s.split_once(',').unwrap();
+            let v = rest.split('"').nth(1).unwrap();
+            let v = match v {
+                "NaN" => f64::NAN,
+                "+Inf" => f64::INFINITY,
+                v => v.parse().unwrap(),
+            };
+            (ts.to_owned(), v)
+        })
+        .collect()
+}
+
+/// The single value of `q` at `time`.
+fn query1(prom: SocketAddr, q: &str, time: &str) -> f64 {
+    let r = query(prom, q, Some(time));
+    assert_eq!(r.len(), 1, "{q} at {time}: {r:?}");
+    r[0].1
+}
+
+/// Sums of a host's frame files: (sent, received, lost, errors).
+fn file_sums(data: &Path, label: &str) -> (u64, u64, u64, u64) {
+    let f = common::read_host(&data.join(zzping_lib::file::host_dir_name(label)));
+    let s = |p: fn(&common::F) -> u32| f.iter().map(|f| u64::from(p(f))).sum::<u64>();
+    (
+        s(|f| f.sent),
+        s(|f| f.received),
+        s(|f| f.lost),
+        s(|f| f.errors),
+    )
+}
+
+fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios")
+}
+
+/// What the Prometheus test checks per host.
+struct HostCase {
+    label: &'static str,
+    addr: &'static str,
+}
+
+const HOSTS: [HostCase; 2] = [
+    HostCase {
+        label: "lossy",
+        addr: "198.18.0.50",
+    },
+    HostCase {
+        label: "clean6",
+        addr: "2001:db8::51",
+    },
+];
+
+#[test]
+fn prometheus_matches_the_truth() {
+    const TEST: &str = "prometheus_matches_the_truth";
+    if !common::netns_available(TEST) {
+        return;
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        skip_or_fail(TEST, "no /dev/net/tun for the simulator");
+        return;
+    }
+    if !Path::new(PROMETHEUS).exists() {
+        skip_or_fail(
+            TEST,
+            "no /usr/bin/prometheus (apt-get install prometheus, see .ci/install-deps)",
+        );
+        return;
+    }
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let truth_path = dir.path().join("truth.jsonl");
+    let scenario = Scenario::load(&scenarios_dir().join("metrics.toml")).unwrap();
+    let cfg = dir.path().join("zzping.toml");
+    let mut toml = format!(
+        "data_dir = \"{}\"\nrate = 100\ntimeout_ms = 500\nlive = \"off\"\n\
+         metrics = \"{METRICS_ADDR}\"\nmetrics_linger_s = 4\nflush_interval_s = 1\n",
+        data.display()
+    );
+    for h in &HOSTS {
+        toml.push_str(&format!(
+            "[[host]]\ntarget = \"{}\"\nlabel = \"{}\"\n",
+            h.addr, h.label
+        ));
+    }
+    std::fs::write(&cfg, toml).unwrap();
+    let prom_cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: zzping\n    static_configs:\n      - targets: ['{METRICS_ADDR}']\n"
+        ),
+    )
+    .unwrap();
+    let tsdb = dir.path().join("tsdb");
+    let prom_log = dir.path().join("prometheus.log");
+
+    let tp = truth_path.clone();
+    let handle = std::thread::spawn(move || -> Result<_, String> {
+        enter_netns()?;
+        let sim = Simulator::start(&scenario, Some(&tp))
+            .map_err(|e| format!("cannot start the simulator: {e}"))?;
+
+        let plog = std::fs::File::create(&prom_log).unwrap();
+        let _prom = Kill(
+            Command::new(PROMETHEUS)
+                .arg(format!("--config.file={}", prom_cfg.display()))
+                .arg(format!("--storage.tsdb.path={}", tsdb.display()))
+                .arg(format!("--web.listen-address={PROM_ADDR}"))
+                .arg("--log.level=warn")
+                .stdout(plog.try_clone().unwrap())
+                .stderr(plog)
+                .spawn()
+                .map_err(|e| format!("cannot start prometheus: {e}"))?,
+        );
+        // Prometheus first: its service discovery delays the first scrape by ~5 s.
+        let (mut daemon, rx) =
+            spawn_daemon(&["--config", cfg.to_str().unwrap(), "--duration", "8"]);
+        let prom: SocketAddr = PROM_ADDR.parse().unwrap();
+        let mut log = String::new();
+        wait_log(&rx, &mut log, "metrics on", Duration::from_secs(10));
+        // At least two successful scrapes while pinging (bounded poll: Prometheus is an
+        // external process starting up).
+        let end = Instant::now() + Duration::from_secs(15);
+        let mut scrapes = 0.0;
+        while Instant::now() < end {
+            if let Ok((200, _)) = get(prom, "/-/ready") {
+                let r = query(prom, "sum_over_time(up{job=\"zzping\"}[1m])", None);
+                scrapes = r.first().map_or(0.0, |v| v.1);
+                if scrapes >= 2.0 {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            scrapes >= 2.0,
+            "only {scrapes} successful scrapes; prometheus log:\n{}",
+            std::fs::read_to_string(&prom_log).unwrap_or_default()
+        );
+        // Mid-run the counters already move, and never break sent = replies+lost+errors.
+        let mid = query(
+            prom,
+            "zzping_requests_sent_total - zzping_replies_total - zzping_lost_total - zzping_errors_total",
+            None,
+        );
+        assert_eq!(mid.len(), 2, "{mid:?}");
+        assert!(mid.iter().all(|v| v.1 == 0.0), "{mid:?}");
+        // The documented PromQL, while pinging.
+        let loss5m = query(
+            prom,
+            "rate(zzping_lost_total[5m]) / (rate(zzping_replies_total[5m]) + rate(zzping_lost_total[5m]))",
+            None,
+        );
+        // Wait for a scrape of the final counts.
+        wait_log(&rx, &mut log, "counts final", Duration::from_secs(15));
+        let end = Instant::now() + Duration::from_secs(4);
+        let mut at = None;
+        while Instant::now() < end && at.is_none() {
+            at = query(prom, "zzping_stopped == 1", None)
+                .first()
+                .map(|v| v.0.clone());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let at = at.ok_or("no scrape saw zzping_stopped 1 during the linger")?;
+        let mut got = Vec::new();
+        for h in &HOSTS {
+            let sel = format!("{{host=\"{}\"}}", h.label);
+            let v = |m: &str| query1(prom, &format!("{m}{sel}"), &at);
+            let ratio = query1(
+                prom,
+                &format!(
+                    "zzping_lost_total{sel} / (zzping_replies_total{sel} + zzping_lost_total{sel})"
+                ),
+                &at,
+            );
+            let median = query1(
+                prom,
+                &format!(
+                    "histogram_quantile(0.5, sum by (host, le) (zzping_rtt_seconds_bucket{sel}))"
+                ),
+                &at,
+            );
+            // Cumulative bucket counts, one query per bound.
+            let buckets: Vec<f64> = zzping_daemon::metrics::RTT_BUCKETS_LE
+                .iter()
+                .map(|le| {
+                    query1(
+                        prom,
+                        &format!(
+                            "zzping_rtt_seconds_bucket{{host=\"{}\",le=\"{le}\"}}",
+                            h.label
+                        ),
+                        &at,
+                    )
+                })
+                .collect();
+            let family = query(
+                prom,
+                &format!(
+                    "zzping_replies_total{{host=\"{}\",address=\"{}\"}}",
+                    h.label, h.addr
+                ),
+                Some(&at),
+            );
+            assert_eq!(family.len(), 1, "{}: address label", h.label);
+            got.push((
+                v("zzping_requests_sent_total"),
+                v("zzping_replies_total"),
+                v("zzping_lost_total"),
+                v("zzping_errors_total"),
+                ratio,
+                median,
+                buckets,
+            ));
+        }
+        let ok = wait_exit(&mut daemon, Duration::from_secs(15));
+        while let Ok(l) = rx.try_recv() {
+            log.push_str(&l);
+            log.push('\n');
+        }
+        assert!(ok, "daemon failed:\n{log}");
+        let summary = sim.stop().map_err(|e| format!("simulator: {e}"))?;
+        assert_eq!(summary.write_errors, 0);
+        Ok((got, loss5m))
+    });
+    let (got, loss5m) = match handle.join().unwrap() {
+        Ok(r) => r,
+        Err(e) => {
+            skip_or_fail(TEST, &e);
+            return;
+        }
+    };
+    let truth = read_truth(&truth_path).unwrap();
+    for (h, g) in HOSTS.iter().zip(&got) {
+        let (sent, replies, lost, errors, ratio, median, ref buckets) = *g;
+        let addr = h.addr.parse().unwrap();
+        let reqs: Vec<_> = truth
+            .requests_to(addr)
+            .into_iter()
+            .filter(|r| r.payload_len == DAEMON_PAYLOAD)
+            .collect();
+        let answered: Vec<_> = reqs.iter().filter(|r| r.fate.is_answered()).collect();
+        let dropped = reqs
+            .iter()
+            .filter(|r| r.fate == Fate::DroppedRandom)
+            .count();
+        assert_eq!(
+            answered.len() + dropped,
+            reqs.len(),
+            "{}: other fates",
+            h.label
+        );
+        // Counts: exact, against the truth and the files.
+        let l = h.label;
+        assert_eq!(sent as usize, reqs.len(), "{l}: sent vs truth");
+        assert_eq!(replies as usize, answered.len(), "{l}: replies vs truth");
+        assert_eq!(lost as usize, dropped, "{l}: lost vs truth");
+        assert_eq!(errors, 0.0, "{l}: errors");
+        let files = file_sums(&data, l);
+        assert_eq!(
+            files,
+            (sent as u64, replies as u64, lost as u64, 0),
+            "{l}: files vs Prometheus"
+        );
+        let truth_ratio = dropped as f64 / (answered.len() + dropped) as f64;
+        assert!(
+            (ratio - truth_ratio).abs() < 1e-12,
+            "{l}: loss ratio {ratio} vs truth {truth_ratio}"
+        );
+        // RTTs: every truth holding time in the expected bucket.
+        let mut hold: Vec<f64> = answered
+            .iter()
+            .map(|r| {
+                let rep = truth
+                    .replies_for(r.id)
+                    .into_iter()
+                    .find(|p| p.copy == 0 && p.kind == ReplyKind::EchoReply)
+                    .expect("first reply");
+                (rep.sent_us - r.time_us) as f64 / 1e6
+            })
+            .collect();
+        hold.sort_by(f64::total_cmp);
+        // Each cumulative bucket count lies between the truth's holding times certainly
+        // below the bound and those possibly below it (the daemon's kernel-stamped RTT
+        // and the simulator's holding time differ by its own overhead: the e2e suite's
+        // tolerance, max(100 µs, 1 %) + 1 µs).
+        let tol = |x: f64| (x * 0.01).max(100e-6) + 1e-6;
+        let bounds: Vec<f64> = zzping_daemon::metrics::RTT_BUCKETS_US
+            .iter()
+            .map(|&b| b as f64 / 1e6)
+            .collect();
+        let mut exact = Vec::new();
+        for (b, &c) in bounds.iter().zip(buckets) {
+            let lo = hold.iter().filter(|&&x| x + tol(x) <= *b).count() as f64;
+            let hi = hold.iter().filter(|&&x| x - tol(x) <= *b).count() as f64;
+            assert!(
+                (lo..=hi).contains(&c),
+                "{l}: bucket le={b}: {c} not in truth's [{lo}, {hi}]"
+            );
+            exact.push(lo == hi);
+        }
+        // The median: in the truth median's bucket, and, when the truth's counts at that
+        // bucket's bounds are unambiguous, exactly Prometheus's interpolation of them.
+        let truth_median = hold[hold.len() / 2];
+        let k = bounds.partition_point(|&b| b < truth_median);
+        assert!(k < bounds.len(), "{l}: median beyond the last bucket");
+        let (lo, hi) = (if k == 0 { 0.0 } else { bounds[k - 1] }, bounds[k]);
+        let below = if k == 0 { 0.0 } else { buckets[k - 1] };
+        assert!(
+            median > lo && median <= hi && (median - truth_median).abs() <= hi - lo,
+            "{l}: median {median} vs truth {truth_median}, bucket ({lo}, {hi}]"
+        );
+        if exact[k] && (k == 0 || exact[k - 1]) {
+            let expect = lo + (hi - lo) * (0.5 * replies - below) / (buckets[k] - below);
+            assert!(
+                (median - expect).abs() < 1e-9,
+                "{l}: median {median} vs interpolated truth {expect}"
+            );
+        }
+        eprintln!(
+            "{l}: sent {sent}, replies {replies}, lost {lost}: loss ratio {ratio:.4} (truth {truth_ratio:.4}); \
+             median estimate {:.3} ms (truth {:.3} ms, bucket ({lo}, {hi}] s)",
+            median * 1e3,
+            truth_median * 1e3
+        );
+    }
+    // The documented 5-minute loss ratio, evaluated while pinging: sane per host.
+    assert_eq!(loss5m.len(), 2, "{loss5m:?}");
+    assert!(
+        loss5m.iter().all(|v| (0.0..0.3).contains(&v.1)),
+        "{loss5m:?}"
+    );
+    let wall = t0.elapsed();
+    eprintln!("{TEST}: {wall:?}");
+    assert!(wall < Duration::from_secs(40), "took {wall:?}");
+}
+
+#[test]
+fn bad_clients_do_not_delay_pings() {
+    const TEST: &str = "bad_clients_do_not_delay_pings";
+    if !common::netns_available(TEST) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.display().to_string();
+    const RATE: f64 = 200.0;
+    const DURATION_S: f64 = 8.0;
+    let handle = std::thread::spawn(move || -> Result<_, String> {
+        enter_netns()?;
+        let (mut daemon, rx) = spawn_daemon(&[
+            "--config",
+            "none",
+            "--data-dir",
+            &data_s,
+            "--target",
+            "127.0.0.1",
+            "--target",
+            "::1",
+            "--rate",
+            &RATE.to_string(),
+            "--timeout-ms",
+            "200",
+            "--live",
+            "off",
+            "--metrics",
+            METRICS_ADDR,
+            "--metrics-linger-s",
+            "3",
+            "--duration",
+            &DURATION_S.to_string(),
+        ]);
+        let mut log = String::new();
+        wait_log(&rx, &mut log, "::1: pinging", Duration::from_secs(10));
+        assert!(
+            log.contains("metrics on http://127.0.0.1:9464/metrics"),
+            "{log}"
+        );
+        let addr: SocketAddr = METRICS_ADDR.parse().unwrap();
+        let attack_start = Instant::now();
+        // Slowloris: 20 connections with half a request each, held open.
+        let mut stuck = Vec::new();
+        for _ in 0..20 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            stuck.push(s);
+        }
+        // 1 MB of junk without a line end: 431 after 8 KiB (or a reset: the server
+        // closes with the rest unread).
+        let junk = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(8))).unwrap();
+            let _ = s.write_all(&vec![b'A'; 1 << 20]);
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        });
+        // Binary garbage: 400 at once.
+        let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let (g, _) = http(addr, &garbage).map_err(|e| format!("garbage: {e}"))?;
+        assert_eq!(g, 400);
+        // Wrong method, wrong path, oversized header.
+        assert_eq!(
+            http(addr, b"POST /metrics HTTP/1.1\r\n\r\n").unwrap().0,
+            405
+        );
+        assert_eq!(get(addr, "/").unwrap().0, 404);
+        let mut big = b"GET /metrics HTTP/1.1\r\n".to_vec();
+        for _ in 0..400 {
+            big.extend_from_slice(b"X-Padding: 0123456789012345678901234567890123456789\r\n");
+        }
+        big.extend_from_slice(b"\r\n");
+        assert_eq!(http(addr, &big).unwrap().0, 431);
+        // A normal scrape during the attack (20 stuck connections, 16 slots).
+        let t = Instant::now();
+        let (code, body) = get(addr, "/metrics").map_err(|e| format!("scrape: {e}"))?;
+        let scrape_ms = t.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            body.contains("zzping_requests_sent_total{host=\"::1\""),
+            "{body}"
+        );
+        // The junk client got its answer (or a reset).
+        let junk = junk.join().unwrap();
+        assert!(
+            junk.is_empty() || junk.starts_with("HTTP/1.1 431 "),
+            "junk: {junk:?}"
+        );
+        // Every stuck connection is closed by the server within 5 s (+ margin).
+        for s in &mut stuck {
+            s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+            let mut b = [0u8; 64];
+            match s.read(&mut b) {
+                Ok(0) | Err(_) => {}
+                Ok(n) => panic!("stuck connection got {:?}", &b[..n]),
+            }
+        }
+        let closed_after = attack_start.elapsed();
+        assert!(
+            closed_after < Duration::from_secs(7),
+            "stuck connections closed after {closed_after:?}"
+        );
+        // The final exposition, during the linger.
+        wait_log(&rx, &mut log, "counts final", Duration::from_secs(10));
+        let (code, fin) = get(addr, "/metrics").map_err(|e| format!("final scrape: {e}"))?;
+        assert_eq!(code, 200);
+        let ok = wait_exit(&mut daemon, Duration::from_secs(10));
+        while let Ok(l) = rx.try_recv() {
+            log.push_str(&l);
+            log.push('\n');
+        }
+        assert!(ok, "daemon failed:\n{log}");
+        Ok((fin, scrape_ms, closed_after, log))
+    });
+    let (fin, scrape_ms, closed_after, log) = match handle.join().unwrap() {
+        Ok(r) => r,
+        Err(e) => {
+            skip_or_fail(TEST, &e);
+            return;
+        }
+    };
+    // Sends: the schedule is exact (rate x duration + 1 per host); allow 0.5 %.
+    let expect = RATE * DURATION_S;
+    for (label, series) in [
+        (
+            "127.0.0.1",
+            "host=\"127.0.0.1\",address=\"127.0.0.1\",family=\"ipv4\"",
+        ),
+        ("::1", "host=\"::1\",address=\"::1\",family=\"ipv6\""),
+    ] {
+        let (sent, received, lost, errors) = file_sums(&data, label);
+        assert!(
+            (sent as f64 - expect).abs() <= expect * 0.005,
+            "{label}: {sent} sent, expected {expect}"
+        );
+        assert_eq!((received, lost, errors), (sent, 0, 0), "{label}");
+        // The exporter's final counts are the files' sums.
+        let m = |name: &str| sample(&fin, &format!("{name}{{{series}}}")).unwrap();
+        assert_eq!(m("zzping_requests_sent_total"), sent as f64, "{label}");
+        assert_eq!(m("zzping_replies_total"), received as f64, "{label}");
+    }
+    // Send lateness from the final exposition.
+    let late = |le: &str| {
+        sample(
+            &fin,
+            &format!("zzping_send_lateness_seconds_bucket{{le=\"{le}\"}}"),
+        )
+        .unwrap()
+    };
+    let total = sample(&fin, "zzping_send_lateness_seconds_count").unwrap();
+    let within_16ms = late("0.016384") / total;
+    let within_262ms = late("0.262144") / total;
+    let dropped = |r: &str| {
+        sample(
+            &fin,
+            &format!("zzping_metrics_http_connections_dropped_total{{reason=\"{r}\"}}"),
+        )
+        .unwrap()
+    };
+    eprintln!(
+        "{TEST}: scrape during the attack {scrape_ms:.1} ms; stuck connections closed after \
+         {closed_after:?}; lateness <=16 ms: {:.3} %, <=262 ms: {:.3} %; dropped: {} timeout, {} evicted\n{}",
+        within_16ms * 100.0,
+        within_262ms * 100.0,
+        dropped("timeout"),
+        dropped("evicted"),
+        log.lines().last().unwrap_or("")
+    );
+    assert!(within_16ms >= 0.99, "p99 send lateness above 16 ms");
+    assert_eq!(within_262ms, 1.0, "a send was more than 262 ms late");
+    assert!(dropped("evicted") >= 4.0, "20 stuck connections, 16 slots");
+    assert!(dropped("timeout") >= 1.0);
+    assert_eq!(sample(&fin, "zzping_stopped"), Some(1.0));
+
+    // The exposition passes promtool's checks.
+    if !Path::new(PROMTOOL).exists() {
+        skip_or_fail(TEST, "no /usr/bin/promtool (apt-get install prometheus)");
+        return;
+    }
+    let mut c = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(fin.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}\n{fin}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
