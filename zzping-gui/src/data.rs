@@ -195,6 +195,12 @@ pub fn index_outages(path: &Path) -> Result<Vec<(u64, u64)>, String> {
 
 /// Opens `paths` and loads every day synchronously (for tests, benchmarks and small data).
 pub fn open_blocking(paths: &[PathBuf]) -> (Vec<Lane>, Vec<String>) {
+    open_blocking_with(paths, true)
+}
+
+/// [`open_blocking`], optionally without building the outage index (what the window shows
+/// first: the index follows in the background).
+pub fn open_blocking_with(paths: &[PathBuf], outages: bool) -> (Vec<Lane>, Vec<String>) {
     let (hosts, errors) = scan(paths);
     let mut lanes = Vec::new();
     for h in hosts {
@@ -202,6 +208,9 @@ pub fn open_blocking(paths: &[PathBuf]) -> (Vec<Lane>, Vec<String>) {
         let mut lane = h.into_lane();
         for (i, p) in days.iter().enumerate() {
             lane.set_day(i, load_day(p));
+            if !outages {
+                continue;
+            }
             if let Ok(runs) = index_outages(p) {
                 lane.set_outages(i, runs);
             }
