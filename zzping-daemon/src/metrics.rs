@@ -531,6 +531,16 @@ impl Exporter {
             "zzping_metrics_http_connections_dropped_total{{reason=\"evicted\"}} {}",
             hs.evicted
         );
+        keep_slack(out);
+    }
+}
+
+/// Leaves at least 1/8 of spare capacity (and 1 KiB), so counters gaining digits do not
+/// make the next render reallocate: the buffer grows in rare steps, not per scrape.
+fn keep_slack(out: &mut String) {
+    let want = out.len() / 8 + 1024;
+    if out.capacity() - out.len() < want {
+        out.reserve(want * 2);
     }
 }
 
@@ -681,6 +691,11 @@ pub fn write_response(out: &mut Vec<u8>, req: Request, body: &str) {
     out.extend_from_slice(b"\r\n");
     if !matches!(req, Request::Metrics { head: true }) {
         out.extend_from_slice(body.as_bytes());
+    }
+    // Spare room, as for the body (see `keep_slack`).
+    let want = out.len() / 8 + 1024;
+    if out.capacity() - out.len() < want {
+        out.reserve(want * 2);
     }
 }
 
