@@ -166,6 +166,8 @@ pub struct HttpStats {
     pub timeouts: u64,
     /// Connections evicted or refused because all slots were taken.
     pub evicted: u64,
+    /// Responses whose write had to wait for the socket (partial writes; not exported).
+    pub write_waits: u64,
 }
 
 /// Escapes a label value (backslash, double quote, newline).
@@ -956,7 +958,10 @@ impl Metrics {
             match stream.write(&s.out[s.out_pos..]) {
                 Ok(0) => break,
                 Ok(n) => s.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.exporter.http.write_waits += 1;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break,
             }

@@ -365,3 +365,89 @@ fn serves_over_loopback() {
     assert_eq!(m.http_stats().client_errors, 1);
     assert_eq!(m.next_deadline(), None, "connections closed");
 }
+
+/// A big body (200 hosts) to a client with a tiny receive window that reads slowly: the
+/// server writes what the socket takes, keeps the rest, finishes on WRITABLE events,
+/// and meanwhile keeps serving another client.
+#[test]
+fn partial_writes_complete_for_slow_readers() {
+    let mut poll = Poll::new().unwrap();
+    let Ok(mut m) = Metrics::open(
+        "127.0.0.1:0".parse().unwrap(),
+        poll.registry(),
+        Token(4),
+        0.0,
+    ) else {
+        eprintln!("partial_writes_complete_for_slow_readers: cannot bind 127.0.0.1; skipping");
+        return;
+    };
+    // Accepted sockets inherit a small, fixed send buffer (no autotuning).
+    socket2::SockRef::from(&m.listener)
+        .set_send_buffer_size(4096)
+        .unwrap();
+    for i in 0..200 {
+        m.exporter
+            .set_host(id(i), &format!("host-{i}"), "198.18.0.1".parse().unwrap());
+    }
+    let addr = m.local_addr().unwrap();
+    let slow = std::thread::spawn(move || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_recv_buffer_size(2048).unwrap();
+        s.connect(&addr.into()).unwrap();
+        let mut s: std::net::TcpStream = s.into();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            std::thread::sleep(Duration::from_millis(2));
+            match s.read(&mut buf).unwrap() {
+                0 => break,
+                n => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        (Instant::now(), String::from_utf8(out).unwrap())
+    });
+    let quick = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /x HTTP/1.1\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        (Instant::now(), out)
+    });
+    let mut events = Events::with_capacity(16);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !(slow.is_finished() && quick.is_finished()) && Instant::now() < end {
+        poll.poll(&mut events, Some(Duration::from_millis(10)))
+            .unwrap();
+        let now = crate::clock::mono_ns();
+        for ev in events.iter() {
+            m.on_event(ev.token(), now, &Health::default());
+        }
+        m.tick(now);
+    }
+    let (quick_done, nf) = quick.join().unwrap();
+    let (slow_done, ok) = slow.join().unwrap();
+    assert!(nf.starts_with("HTTP/1.1 404 "), "{nf}");
+    let (head, body) = ok.split_once("\r\n\r\n").unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(len > 100_000, "body of {len} bytes is not big enough");
+    assert_eq!(body.len(), len);
+    assert!(body.contains("zzping_requests_sent_total{host=\"host-199\""));
+    assert!(body.ends_with("{reason=\"evicted\"} 0\n"));
+    assert!(
+        quick_done < slow_done,
+        "the slow reader held up the other client"
+    );
+    assert!(
+        m.http_stats().write_waits > 0,
+        "the write never had to wait"
+    );
+}
