@@ -203,6 +203,13 @@ fn main() {
         .output()
         .expect("run child");
     let line = String::from_utf8_lossy(&out.stdout);
+    // Machine-readable figures for zzping-bench's gui suite: `FIGURE name value unit`.
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() >= 4 {
+        println!("FIGURE gui.open_s_{days}d_{hosts}h {} s", f[0]);
+        println!("FIGURE gui.open_rss_mb_{days}d_{hosts}h {} MB", f[1]);
+        println!("FIGURE gui.outage_index_s_{days}d_{hosts}h {} s", f[3]);
+    }
     let mut it = line.split_whitespace();
     println!(
         "open with sidecars: first picture {} s, peak RSS {} MB, {} hosts; with the outage index {} s",
@@ -214,11 +221,16 @@ fn main() {
 
     let live = live_batch_ms();
     println!(
+        "FIGURE gui.live_cpu_pct_10_hosts {:.2} %",
+        live / zzping_gui::live::BATCH.as_secs_f64() / 10.0
+    );
+    println!(
         "live, 10 hosts: {live:.1} ms per {} ms batch (frames in, recompute, view, draw + rasterize 1600×900) = {:.1} % of one core",
         zzping_gui::live::BATCH.as_millis(),
         live / zzping_gui::live::BATCH.as_secs_f64() / 10.0
     );
 
+    let mut all_render = Vec::new();
     let (mut app, _) = open(&dir);
     let (a, b) = app.extent().expect("data");
     for (name, span) in [
@@ -249,6 +261,12 @@ fn main() {
             render.push(t.elapsed().as_secs_f64() * 1e3);
         }
         println!(
+            "FIGURE gui.redraw_ms_p50_{} {:.3} ms",
+            name.replace(' ', "_"),
+            median(render.clone())
+        );
+        all_render.extend_from_slice(&render);
+        println!(
             "view {name:>6}: level {:>12}, pan → recompute median {:.2} ms, view + draw + rasterize 1600×900 median {:.1} ms",
             match app.offline[0].lane.level_us {
                 0 => "raw frames".to_string(),
@@ -258,4 +276,5 @@ fn main() {
             median(render)
         );
     }
+    println!("FIGURE gui.redraw_ms_p50 {:.3} ms", median(all_render));
 }
