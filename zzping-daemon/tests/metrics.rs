@@ -17,14 +17,12 @@
 //!
 //!   Median: `histogram_quantile` interpolates linearly inside the bucket holding the
 //!   median, so it is only as precise as the bucket. The scenario's nominal RTTs sit
-//!   mid-bucket (2 ms in (1 ms, 2.5 ms]; 15 ms in (10 ms, 25 ms]). The test checks every
-//!   cumulative bucket count against the truth's holding times (between those certainly
-//!   and those possibly below the bound, with the e2e suite's RTT tolerance
-//!   max(100 µs, 1 %): the simulator's own overhead is in its holding times), that the
-//!   estimate lies in the truth median's bucket and within one bucket width of the
-//!   truth's median, and, when the truth's counts at that bucket's bounds are
-//!   unambiguous (the usual case), that it equals Prometheus's interpolation of the
-//!   truth's counts to 1e-9 s.
+//!   mid-bucket (2 ms in (1 ms, 2.5 ms]; 15 ms in (10 ms, 25 ms]). The test checks that
+//!   the estimate lies in the truth median's bucket and within one bucket width of the
+//!   truth's median, and that it equals Prometheus's interpolation of the truth's own
+//!   bucket counts, up to what the few replies near a bound can move it (the daemon's
+//!   RTT includes the simulator's read lag, the truth's holding time does not: each
+//!   cumulative bucket count may differ from the truth's by max(3, 1 %)).
 //! * `bad_clients_do_not_delay_pings`: the daemon pings loopback at 2 x 200/s while
 //!   clients hold 20 half-sent requests open (slowloris), send 1 MB of junk, garbage
 //!   and wrong methods/paths. A normal scrape still succeeds during the attack, the
@@ -490,48 +488,54 @@ fn prometheus_matches_the_truth() {
             })
             .collect();
         hold.sort_by(f64::total_cmp);
-        // Each cumulative bucket count lies between the truth's holding times certainly
-        // below the bound and those possibly below it (the daemon's kernel-stamped RTT
-        // and the simulator's holding time differ by its own overhead: the e2e suite's
-        // tolerance, max(100 µs, 1 %) + 1 µs).
-        let tol = |x: f64| (x * 0.01).max(100e-6) + 1e-6;
+        // Bucket counts vs the truth. The daemon's RTT runs from its send stamp (just
+        // before `sendto`), the truth's holding time from the simulator's read of the
+        // request, later by the simulator's read lag (up to a few ms on a loaded
+        // machine; the e2e suite allows 5 ms). So a reply within that lag of a bucket
+        // bound can land on either side: each cumulative count may differ from the
+        // truth's by at most max(3, 1 % of the replies) (typically 0 to 2 here).
         let bounds: Vec<f64> = zzping_daemon::metrics::RTT_BUCKETS_US
             .iter()
             .map(|&b| b as f64 / 1e6)
             .collect();
-        let mut exact = Vec::new();
-        for (b, &c) in bounds.iter().zip(buckets) {
-            let lo = hold.iter().filter(|&&x| x + tol(x) <= *b).count() as f64;
-            let hi = hold.iter().filter(|&&x| x - tol(x) <= *b).count() as f64;
+        let truth_c: Vec<f64> = bounds
+            .iter()
+            .map(|b| hold.iter().filter(|&&x| x <= *b).count() as f64)
+            .collect();
+        let allowed = (replies * 0.01).max(3.0);
+        let mut max_diff: f64 = 0.0;
+        for ((b, &c), &t) in bounds.iter().zip(buckets).zip(&truth_c) {
             assert!(
-                (lo..=hi).contains(&c),
-                "{l}: bucket le={b}: {c} not in truth's [{lo}, {hi}]"
+                (c - t).abs() <= allowed,
+                "{l}: bucket le={b}: {c}, truth {t}"
             );
-            exact.push(lo == hi);
+            max_diff = max_diff.max((c - t).abs());
         }
-        // The median: in the truth median's bucket, and, when the truth's counts at that
-        // bucket's bounds are unambiguous, exactly Prometheus's interpolation of them.
+        // The median: in the truth median's bucket, within one bucket width of the
+        // truth's median, and equal to Prometheus's interpolation of the truth's own
+        // bucket counts up to what the differing counts above can move it.
         let truth_median = hold[hold.len() / 2];
         let k = bounds.partition_point(|&b| b < truth_median);
         assert!(k < bounds.len(), "{l}: median beyond the last bucket");
         let (lo, hi) = (if k == 0 { 0.0 } else { bounds[k - 1] }, bounds[k]);
-        let below = if k == 0 { 0.0 } else { buckets[k - 1] };
         assert!(
             median > lo && median <= hi && (median - truth_median).abs() <= hi - lo,
             "{l}: median {median} vs truth {truth_median}, bucket ({lo}, {hi}]"
         );
-        if exact[k] && (k == 0 || exact[k - 1]) {
-            let expect = lo + (hi - lo) * (0.5 * replies - below) / (buckets[k] - below);
-            assert!(
-                (median - expect).abs() < 1e-9,
-                "{l}: median {median} vs interpolated truth {expect}"
-            );
-        }
+        let below = if k == 0 { 0.0 } else { truth_c[k - 1] };
+        let expect = lo + (hi - lo) * (0.5 * replies - below) / (truth_c[k] - below);
+        let slack = (hi - lo) * 2.0 * max_diff / (truth_c[k] - below - max_diff).max(1.0);
+        assert!(
+            (median - expect).abs() <= slack + 1e-9,
+            "{l}: median {median} vs interpolated truth {expect} (slack {slack})"
+        );
         eprintln!(
             "{l}: sent {sent}, replies {replies}, lost {lost}: loss ratio {ratio:.4} (truth {truth_ratio:.4}); \
-             median estimate {:.3} ms (truth {:.3} ms, bucket ({lo}, {hi}] s)",
+             median estimate {:.3} ms (truth {:.3} ms, bucket ({lo}, {hi}] s, \
+             interpolated truth counts {:.3} ms; bucket counts differ by <= {max_diff})",
             median * 1e3,
-            truth_median * 1e3
+            truth_median * 1e3,
+            expect * 1e3,
         );
     }
     // The documented 5-minute loss ratio, evaluated while pinging: sane per host.
