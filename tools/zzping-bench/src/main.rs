@@ -40,6 +40,11 @@ struct Cli {
     /// Also write the figures as a JSON array to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Rewrite the generated section of this Markdown file (between the
+    /// `<!-- BEGIN zzping-bench -->` and `<!-- END zzping-bench -->` markers) with this
+    /// run's date, machine, command and figures.
+    #[arg(long, value_name = "FILE")]
+    update_doc: Option<PathBuf>,
     /// Suites to run (default: all): daemon, accuracy, format, pyramid, gui, live, tools.
     #[arg(value_name = "SUITE")]
     suites: Vec<String>,
@@ -117,6 +122,14 @@ fn main() -> Result<()> {
     if let Some(path) = &cli.json {
         let json = serde_json::to_string_pretty(&figures)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &cli.update_doc {
+        let doc =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let section = figure::markdown(&figures, &std::env::args().collect::<Vec<_>>().join(" "));
+        let updated = figure::replace_section(&doc, &section)
+            .with_context(|| format!("{}: no zzping-bench markers", path.display()))?;
+        std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))?;
     }
     if figures.iter().any(|f| f.unit == "error") {
         bail!("some suites failed (see the table)");
