@@ -444,8 +444,10 @@ impl<R: Read> FileReader<R> {
             let rest = &self.buf[self.pos..];
             let at = self.offset();
             if is_fixmap(rest[0]) {
-                // A segment header, or garbage.
-                match SegmentHeader::decode(rest) {
+                // A segment header, or garbage. Like a frame, a header never spans the
+                // next segment start (its own magic is at +1; look from +2).
+                let limit = find_magic(rest, 2).map_or(rest.len(), |m| m - 1);
+                match SegmentHeader::decode(&rest[..limit]) {
                     Ok((header, used)) => {
                         let q = self.quantizer_for(header.precision, at)?;
                         let decoder =
@@ -457,6 +459,12 @@ impl<R: Read> FileReader<R> {
                         });
                         self.segments_seen += 1;
                         self.pos += used;
+                        continue;
+                    }
+                    Err(HeaderError::Truncated) if limit < rest.len() => {
+                        self.skip_to_next_segment(
+                            "segment header cut short by the next segment".into(),
+                        )?;
                         continue;
                     }
                     Err(HeaderError::Truncated) if !self.eof && rest.len() < MAX_VALUE_LEN => {
