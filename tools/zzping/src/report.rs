@@ -21,7 +21,8 @@ use zzping_lib::summary::{Summary, nearest_rank};
 ///   (adjacent in time, both with at least one reply);
 /// - a *lossy frame* has lost > 0 and either no reply or lost >= received (loss >= 50 %);
 ///   a *burst* is a run of consecutive lossy frames of one host (a gap in the data ends
-///   it); bursts of different hosts that overlap or touch in time are merged into one
+///   it), extended by the adjacent frame on either side when that frame lost some
+///   requests (an outage rarely starts or ends on a frame boundary); bursts of different hosts that overlap or touch in time are merged into one
 ///   *outage*.
 ///
 /// Verdicts, among the hosts that have data during the outage:
@@ -148,6 +149,9 @@ struct HostAcc {
     jitter_n: u64,
     bursts: Vec<(u64, u64, u64)>,
     burst: Option<(u64, u64, u64)>,
+    /// The previous frame, when it lost some but not most requests: the leading edge of
+    /// a burst that may start next.
+    edge: Option<(u64, u64, u64)>,
     coverage: Vec<(u64, u64)>,
     address: Option<String>,
     first: Option<u64>,
@@ -164,6 +168,7 @@ impl HostAcc {
             jitter_n: 0,
             bursts: Vec::new(),
             burst: None,
+            edge: None,
             coverage: Vec::new(),
             address: None,
             first: None,
@@ -203,8 +208,11 @@ impl HostAcc {
             _ => {}
         }
         self.prev = med.map(|m| (end, m));
-        // Bursts.
+        // Bursts: runs of lossy frames, plus the partly lost frame on either edge (an
+        // outage rarely starts or ends on a frame boundary).
         let lossy = f.lost > 0 && (f.received() == 0 || f.lost >= f.received());
+        let partial = f.lost > 0 && !lossy;
+        let mut trailing_edge = false;
         match (&mut self.burst, lossy) {
             (Some((_, e, lost)), true) if *e == f.start_us => {
                 *e = end;
@@ -214,14 +222,27 @@ impl HostAcc {
                 if let Some(done) = b.take() {
                     self.bursts.push(done);
                 }
-                *b = Some((f.start_us, end, u64::from(f.lost)));
+                let (mut start, mut lost) = (f.start_us, u64::from(f.lost));
+                if let Some((es, ee, el)) = self.edge.take()
+                    && ee == f.start_us
+                {
+                    start = es;
+                    lost += el;
+                }
+                *b = Some((start, end, lost));
             }
             (b, false) => {
-                if let Some(done) = b.take() {
+                if let Some(mut done) = b.take() {
+                    if partial && done.1 == f.start_us {
+                        done.1 = end;
+                        done.2 += u64::from(f.lost);
+                        trailing_edge = true;
+                    }
                     self.bursts.push(done);
                 }
             }
         }
+        self.edge = (partial && !trailing_edge).then_some((f.start_us, end, u64::from(f.lost)));
     }
 
     fn finish(&mut self) {
