@@ -81,15 +81,14 @@ pub struct Live {
     send_error_logged: bool,
 }
 
-/// Seconds of frames each host keeps in memory for prefill and resends. Older prefill is
-/// read from the frame files (paced, see `zzping_lib::live::StoreHistory`), so a viewer
-/// still gets its whole requested history. 30 minutes keeps the daemon within its memory
-/// budget (16 MB with 10 hosts at 100 pings/s): an index of 16 bytes per frame (288 KB at
-/// 100 ms frames) plus this arena per host.
-pub const LIVE_RING_SECONDS: u32 = 1800;
-/// Encoded-frame arena per host, bytes: 30 minutes of 100 ms frames of 10 pings (about
-/// 17 bytes each); faster hosts keep proportionally less time in memory.
-pub const LIVE_RING_BYTES_PER_HOST: usize = 384 * 1024;
+/// Seconds of frames each host keeps in memory for prefill and resends: the last hour.
+/// Older prefill is read from the frame files (paced, see `zzping_lib::live::StoreHistory`).
+pub const LIVE_RING_SECONDS: u32 = 3600;
+/// Ring arena per host, bytes: an hour of 100 ms frames of 10 pings is 36,000 records of
+/// about 22 bytes (frame, length, time delta; the ring's index is sparse), 792 KB. With
+/// 10 such hosts the rings take 8 MB and the daemon stays within its 16 MB budget; hosts
+/// pinged faster keep proportionally less time in memory (the rest comes from disk).
+pub const LIVE_RING_BYTES_PER_HOST: usize = 800 * 1024;
 
 impl Live {
     /// Binds `addr` and registers it with `token`.
