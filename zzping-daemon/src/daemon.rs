@@ -1,8 +1,10 @@
 //! The main thread: one mio event loop.
 //!
-//! Tokens: [`TIMER`] (a `CLOCK_MONOTONIC` timerfd armed at the next deadline: a send, a
-//! request expiry, a frame rotation, a flush, a status line, a re-resolution, the end of
-//! `--duration`), [`SIGNALS`] (signalfd: SIGINT/SIGTERM stop gracefully, SIGHUP reloads
+//! The loop sleeps until the next deadline (a send, a request expiry, a frame rotation, a
+//! flush, a status line, a re-resolution, the end of `--duration`) in `ppoll` on the
+//! epoll fd, with ns precision and 1 ns timer slack, and collects events only when some
+//! are pending: a send costs `ppoll` + `sendto`. Tokens: [`TIMER`] (a `CLOCK_MONOTONIC`
+//! timerfd, used only while lingering for /metrics after the end), [`SIGNALS`] (signalfd: SIGINT/SIGTERM stop gracefully, SIGHUP reloads
 //! the config), [`WAKER`] (the receive thread's queue is filling up), [`LIVE`] (the
 //! live-stream UDP socket, see [`crate::live`]; [`Outputs::live`] gets every final frame),
 //! [`METRICS`] (the Prometheus exporter's TCP listener, its connections use
@@ -10,7 +12,8 @@
 //! final frame).
 //!
 //! Each iteration: read the clocks, check for a wall-clock step, drain the reply queue,
-//! send what is due, expire/rotate/finalize frames, do housekeeping, arm the timer, poll.
+//! send what is due, expire/rotate/finalize frames, do housekeeping, sleep until the next
+//! deadline or event.
 //!
 //! Name re-resolution runs on this thread (the only other thread is the receiver): it is
 //! a blocking `getaddrinfo` per named host every `resolve_interval_s` (default 5 min).
@@ -750,7 +753,8 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
     let mut retention_at = start + 3600 * SEC;
     let end_at = d.cfg.duration_s.map(|s| start + secs_ns(s));
     let mut stopping: Option<u64> = None;
-    let mut armed = 0u64;
+    // Wake for sends on time: the default timer slack lets the kernel add 50 µs.
+    sys::set_timer_slack_ns(1);
     let mut events = Events::with_capacity(16);
     let mut batch: Vec<Reply> = Vec::with_capacity(queue.capacity());
     let mut packet = [0u8; icmp::PACKET_LEN];
@@ -921,24 +925,25 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         if let Some(s) = stopping {
             next = next.min(s);
         }
-        if next != armed {
-            if let Err(e) = timer.arm(next) {
-                error!("arming the timer failed: {e}");
-            }
-            armed = next;
-        }
-        match poll.poll(&mut events, None) {
-            Ok(()) => {}
+        // Sleep until the deadline or an event: ppoll on the epoll fd has ns precision and
+        // leaves events queued, so a wakeup for a send costs no epoll_wait and no timerfd
+        // round trip (two syscalls per ping instead of four). mio collects events only
+        // when some are pending.
+        match sys::wait_readable_until(poll.as_raw_fd(), next) {
+            Ok(true) => match poll.poll(&mut events, Some(std::time::Duration::ZERO)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("polling"),
+            },
+            Ok(false) => events.clear(),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("polling"),
+            Err(e) => return Err(e).context("waiting for events"),
         }
         for ev in events.iter() {
             match ev.token() {
                 TIMER => {
-                    // Consume the expiration: an unread timerfd keeps signalling
-                    // readiness even after being re-armed (measured: a busy loop).
+                    // Only armed while lingering for /metrics (see linger_metrics).
                     timer.drain();
-                    armed = 0;
                 }
                 SIGNALS => {
                     while let Some(sig) = signals.read() {
