@@ -1,10 +1,10 @@
 //! RTT accuracy against the simulator's ground truth, and our median against fping's
 //! pinging a twin host (same profile) at the same time.
 //!
-//! Method: frames and truth are both grouped by frame (the frame of the request's send;
-//! the simulator reads the request a few µs after the daemon sends it, so a request is
-//! put in the frame of `time_us - 50 µs`). Within a frame, the daemon's decoded RTTs and
-//! the truth's holding times (reply written − request read) are sorted and paired. The
+//! Method: the truth's requests to our host, in send order, are split into frames by
+//! the daemon's per-frame `sent` counts; received and lost must then match exactly.
+//! Within a frame, the daemon's decoded RTTs and the truth's holding times (reply
+//! written − request read) are sorted and paired. The
 //! error of a ping is ours − truth. Frames whose counts differ are counted as mismatches.
 
 use crate::child::run_daemon;
@@ -81,16 +81,22 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
             replies.insert(r.request, r.sent_us);
         }
     }
-    let period = 100_000u64;
-    let mut truth_frames: BTreeMap<u64, (u32, Vec<f64>)> = BTreeMap::new();
-    for q in truth.requests_to(ours_ip) {
-        let frame = (q.time_us - 50) / period * period;
-        let e = truth_frames.entry(frame).or_default();
-        e.0 += 1;
-        if let Some(&sent) = replies.get(&q.id) {
-            e.1.push(sent as f64 - q.time_us as f64);
-        }
-    }
+    // The truth's requests to our host in send order, with their holding time if
+    // answered. Frames take them in order by their `sent` counts (the daemon sends in
+    // order, so this is exact even when the simulator reads a request a few µs after a
+    // frame boundary the daemon sent it before).
+    let mut requests: Vec<(u64, Option<f64>)> = truth
+        .requests_to(ours_ip)
+        .iter()
+        .map(|q| {
+            let held = replies
+                .get(&q.id)
+                .map(|&sent| sent as f64 - q.time_us as f64);
+            (q.time_us, held)
+        })
+        .collect();
+    requests.sort_by_key(|r| r.0);
+    let mut next = 0usize;
 
     // Ours per frame.
     let host = HostDir::new(&data.join(OURS));
@@ -104,21 +110,25 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         let q = frames.quantizer().context("quantizer")?.clone();
         let mut ours: Vec<f64> = f.rtts_us(&q).map(f64::from).collect();
         ours_all.extend_from_slice(&ours);
-        // The last frames may be cut by the end of the run: compare final frames only.
-        let Some((sent, truth_rtts)) = truth_frames.get_mut(&f.start_us) else {
-            continue;
-        };
-        if f.sent == 0 {
-            continue;
-        }
+        let take = (f.sent as usize).min(requests.len() - next);
+        let mine = &requests[next..next + take];
+        next += take;
         compared += 1;
-        if *sent != f.sent || truth_rtts.len() != ours.len() {
+        let mut truth_rtts: Vec<f64> = mine.iter().filter_map(|r| r.1).collect();
+        let truth_lost = mine.len() - truth_rtts.len();
+        if take != f.sent as usize
+            || truth_rtts.len() != ours.len()
+            || truth_lost != f.lost as usize
+        {
             mismatched += 1;
             continue;
         }
         truth_rtts.sort_by(f64::total_cmp);
         ours.sort_by(f64::total_cmp);
         errors.extend(ours.iter().zip(truth_rtts.iter()).map(|(o, t)| o - t));
+    }
+    if next != requests.len() {
+        mismatched += 1;
     }
     let mut abs: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
     let our_median = percentile(&mut ours_all, 0.5);
