@@ -59,7 +59,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
             "fping not installed (apt-get install fping)",
         )]);
     }
-    let duration = if ctx.quick { 8.0 } else { 30.0 };
+    let duration = if ctx.quick { 10.0 } else { 30.0 };
     let points: Vec<Point> = if ctx.quick {
         vec![Point {
             total_rate: 1000,
