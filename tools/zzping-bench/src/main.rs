@@ -126,7 +126,9 @@ fn main() -> Result<()> {
     if let Some(path) = &cli.update_doc {
         let doc =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let section = figure::markdown(&figures, &std::env::args().collect::<Vec<_>>().join(" "));
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let command = format!("cargo run --release -p zzping-bench -- {}", args.join(" "));
+        let section = figure::markdown(&figures, &command);
         let updated = figure::replace_section(&doc, &section)
             .with_context(|| format!("{}: no zzping-bench markers", path.display()))?;
         std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))?;
