@@ -99,6 +99,10 @@ impl QFrame {
         self.errors = frame.errors;
         self.flags = frame.flags;
         self.codes.clear();
+        // Grow to the source's capacity at once, not to each new record length: a
+        // producer that pre-sizes its frames (the daemon does) then never makes this
+        // scratch reallocate in steady state.
+        self.codes.reserve(frame.rtts_us.capacity());
         self.codes
             .extend(frame.rtts_us.iter().map(|&r| q.encode(r)));
         self.codes.sort_unstable();
@@ -395,6 +399,27 @@ impl Cursor<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn set_from_grows_once_to_the_source_capacity() {
+        let q = Quantizer::new(0.01).unwrap();
+        let mut f = Frame::new(0, 100_000);
+        f.rtts_us.reserve_exact(130);
+        f.rtts_us.push(1_000);
+        let mut qf = QFrame::default();
+        qf.set_from(&f, &q);
+        assert!(qf.codes.capacity() >= f.rtts_us.capacity());
+        let buf = qf.codes.as_ptr();
+        // A later frame with more replies (up to the producer's bound) reuses the buffer.
+        f.rtts_us.extend((0..129).map(|i| 500 + i * 37));
+        qf.set_from(&f, &q);
+        assert_eq!(qf.codes.len(), 130);
+        assert_eq!(
+            qf.codes.as_ptr(),
+            buf,
+            "set_from reallocated below the bound"
+        );
+    }
 
     fn qframe(start_us: u64, sent: u32, codes: &[u32]) -> QFrame {
         QFrame {
