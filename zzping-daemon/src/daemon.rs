@@ -58,6 +58,10 @@ pub const LIVE: Token = Token(3);
 /// The Prometheus exporter's listener (connections: `metrics::CONN_BASE + slot`).
 pub const METRICS: Token = Token(4);
 
+/// Time after a request's timeout before it is declared lost (the engine's grace): a
+/// reply may wait one receive batching window in its socket before the receive thread
+/// hands it over, plus the main loop's own latency.
+pub const GRACE_NS: u64 = crate::recv::BATCH_NS + 5_000_000;
 /// Replies the receive queue holds.
 const QUEUE_CAPACITY: usize = 16_384;
 const SEC: u64 = 1_000_000_000;
@@ -191,7 +195,7 @@ fn engine_config(cfg: &Config) -> EngineConfig {
     EngineConfig {
         period_us: cfg.period_ms * 1000,
         timeout_ns: u64::from(cfg.timeout_ms) * 1_000_000,
-        grace_ns: 5_000_000,
+        grace_ns: GRACE_NS,
     }
 }
 
@@ -889,7 +893,8 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         if stopping.is_none() && end_at.is_some_and(|e| now.mono_ns >= e) {
             info!("duration reached, stopping");
             d.engine.stop_sending();
-            stopping = Some(now.mono_ns + d.engine.config().timeout_ns + 5_000_000);
+            stopping =
+                Some(now.mono_ns + d.engine.config().timeout_ns + d.engine.config().grace_ns);
         }
         if let Some(deadline) = stopping
             && (d.engine.unresolved() == 0 || now.mono_ns >= deadline)
@@ -957,7 +962,9 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
                                 info!("signal {sig}: stopping (waiting for replies in flight)");
                                 d.engine.stop_sending();
                                 let n = clock::mono_ns();
-                                stopping = Some(n + d.engine.config().timeout_ns + 5_000_000);
+                                stopping = Some(
+                                    n + d.engine.config().timeout_ns + d.engine.config().grace_ns,
+                                );
                             }
                         }
                     }

@@ -52,7 +52,12 @@ const SEQ_SPACE: usize = 1 << 16;
 const MIN_TABLE: usize = 1 << 10;
 /// How much later than due an expiry may be processed (saves wakeups; the outcome is
 /// decided by timestamps, only the frame's emission is delayed).
-const EXPIRY_SLACK_NS: u64 = 2_000_000;
+pub const EXPIRY_SLACK_NS: u64 = 2_000_000;
+/// How much later than a period boundary the rotation may run, at most (capped at a
+/// quarter period). Sends rotate their host's frame by their own timestamp, so a late
+/// rotation only delays the emission of the closed frames; in exchange the boundary needs
+/// no wakeup of its own whenever a send is due within the slack.
+pub const BOUNDARY_SLACK_NS: u64 = 20_000_000;
 /// Largest number of requests in flight per family.
 const MAX_LIVE: u16 = u16::MAX;
 
@@ -319,6 +324,10 @@ struct SeqTable {
     mask: u16,
     /// Oldest live (InFlight/Resolved) seq.
     oldest: u16,
+    /// Every seq in `[oldest, scan)` has an outcome: the first request still in flight is
+    /// at `scan` or later. Stale (behind `oldest`) after a sweep; see
+    /// [`SeqTable::first_in_flight_from`].
+    scan: u16,
     /// Next seq to allocate.
     next: u16,
     /// Next token (full 64-bit sequence number).
@@ -333,6 +342,7 @@ impl SeqTable {
             entries: vec![Entry::FREE; MIN_TABLE].into_boxed_slice(),
             mask: (MIN_TABLE - 1) as u16,
             oldest: 0,
+            scan: 0,
             next: 0,
             token: 0,
             ident: 0,
@@ -341,6 +351,35 @@ impl SeqTable {
 
     fn live(&self) -> u16 {
         self.next.wrapping_sub(self.oldest)
+    }
+
+    /// Where to start looking for the first request in flight: `scan`, unless a sweep
+    /// moved `oldest` past it.
+    fn first_in_flight_from(&self) -> u16 {
+        if self.scan.wrapping_sub(self.oldest) > self.live() {
+            self.oldest
+        } else {
+            self.scan
+        }
+    }
+
+    /// Moves `scan` past requests that have an outcome (amortized O(1): a request
+    /// never returns to flight). Answered requests stay in the table until their
+    /// timeout (to classify duplicates and late replies), but only requests in flight
+    /// need a wakeup at their deadline.
+    fn advance_scan(&mut self) {
+        let mut s = self.first_in_flight_from();
+        while s != self.next && self.entries[self.idx(s)].state != State::InFlight {
+            s = s.wrapping_add(1);
+        }
+        self.scan = s;
+    }
+
+    /// Deadline of the oldest request still in flight, if any (never later than the
+    /// true one: `scan` only lags).
+    fn first_in_flight_deadline(&self) -> Option<u64> {
+        let s = self.first_in_flight_from();
+        (s != self.next).then(|| self.entries[self.idx(s)].deadline_ns)
     }
 
     /// Slot of `seq`.
@@ -650,14 +689,13 @@ impl Engine {
         if let Some(Reverse((t, _, _))) = self.schedule.peek() {
             d = d.min(*t);
         }
-        // Expiries only matter while some request has no outcome (answered ones are swept
+        // Expiries only matter for requests still in flight (answered ones are swept
         // lazily at any later wakeup); a little slack lets a send's wakeup do the sweep.
         if self.unresolved > 0 {
             for t in &self.tables {
-                if t.live() > 0 {
-                    let e = &t.entries[t.idx(t.oldest)];
+                if let Some(deadline) = t.first_in_flight_deadline() {
                     d = d.min(
-                        e.deadline_ns
+                        deadline
                             .saturating_add(self.cfg.grace_ns)
                             .saturating_add(EXPIRY_SLACK_NS),
                     );
@@ -668,7 +706,8 @@ impl Engine {
             let boundary_real_ns = self.next_boundary_us.saturating_mul(1000);
             let mono = i128::from(boundary_real_ns) - now.offset_ns();
             let mono = mono.clamp(0, i128::from(u64::MAX)) as u64;
-            d = d.min(mono);
+            let slack = BOUNDARY_SLACK_NS.min(u64::from(self.cfg.period_us) * 250);
+            d = d.min(mono.saturating_add(slack));
         }
         d
     }
@@ -925,6 +964,7 @@ impl Engine {
                     self.try_finalize(e.host, out);
                 }
             }
+            self.tables[fi].advance_scan();
         }
         // Rotate.
         let now_us = now.real_us();

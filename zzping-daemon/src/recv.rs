@@ -7,6 +7,17 @@
 //! out a batch). When the ring is full replies are dropped and counted; the main loop
 //! flags frames with `FLAG_RECV_OVERFLOW`.
 //!
+//! Dense traffic is received in batches: when replies arrive less than [`BATCH_NS`]
+//! apart, the thread stops blocking in `poll` per reply and instead sleeps [`BATCH_NS`],
+//! then drains everything that queued up in the sockets meanwhile (one wakeup per window
+//! instead of one per reply: at 1,000 replies/s, 50 wakeups instead of 1,000). RTTs come
+//! from the kernel's receive timestamps, so waiting does not change them; the engine's
+//! grace period ([`crate::engine::EngineConfig::grace_ns`], at least [`BATCH_NS`] plus
+//! the loop's own slack) keeps a reply that waited in the socket from being expired as
+//! lost. Batching turns itself off for good if a reply comes without a kernel timestamp
+//! (the user-space stamp would then carry the wait), and a window that brings nothing
+//! returns the thread to blocking `poll`.
+//!
 //! Waking the main loop per reply would double its wakeups for nothing: it drains the
 //! queue on every iteration anyway, and iterates at least at every send and every frame
 //! boundary (the timerfd). RTTs come from kernel timestamps, so a reply's processing
@@ -124,6 +135,10 @@ impl ReplyQueue {
 /// Fraction of the queue (1/n) at which the receive thread wakes the main loop.
 pub const WAKE_THRESHOLD: usize = 4;
 
+/// Receive batching window, ns (see the module docs). 20 ms of replies at 5,000/s is 100
+/// datagrams: well within a socket's default receive buffer.
+pub const BATCH_NS: u64 = 20_000_000;
+
 /// Handle to the running receive thread.
 pub struct Receiver {
     stop: OwnedFd,
@@ -209,9 +224,40 @@ fn receive_loop(
     };
     let mut buf = [0u8; 2048];
     let mut error_logged = false;
+    // Batching: off for good once a reply has no kernel timestamp.
+    let mut batching = true;
+    let mut dense = false;
+    let mut last_wake_ns = 0u64;
     loop {
-        // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
+        let rc = if dense {
+            // Let replies queue in the sockets for a window (waking early only to stop),
+            // then look at all of them at once.
+            let until = clock::mono_ns().saturating_add(BATCH_NS);
+            match crate::sys::wait_readable_until(stop, until) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::error!("receive thread: ppoll failed: {e}");
+                    return;
+                }
+            }
+            // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
+            if rc == 0 {
+                // A whole window without a reply: block again.
+                dense = false;
+                continue;
+            }
+            rc
+        } else {
+            // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
+            let now = clock::mono_ns();
+            dense = batching && now.saturating_sub(last_wake_ns) < BATCH_NS;
+            last_wake_ns = now;
+            rc
+        };
         if rc < 0 {
             if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
@@ -252,12 +298,20 @@ fn receive_loop(
                     continue;
                 }
             }
-            // One datagram per socket per poll: when more are queued poll returns at once,
-            // and at ordinary rates this saves the recvmsg that would return EAGAIN.
-            loop {
+            // Blocking mode reads one datagram per socket per poll: when more are queued
+            // poll returns at once, and at ordinary rates this saves the recvmsg that
+            // would return EAGAIN. Batch mode drains the socket (bounded by the queue).
+            let mut budget = if dense { queue.capacity() } else { 1 };
+            while budget > 0 {
+                budget -= 1;
                 match s.recv(&mut buf) {
                     Ok(Some(d)) => {
                         let user = clock::now();
+                        if d.kernel_real_ns.is_none() && batching {
+                            batching = false;
+                            dense = false;
+                            tracing::debug!("receive: no kernel timestamps; batching off");
+                        }
                         let Some(icmp_bytes) = buf.get(d.start..d.end) else {
                             continue;
                         };
@@ -282,7 +336,6 @@ fn receive_loop(
                         if len == Some(wake_at) {
                             let _ = waker.wake();
                         }
-                        break;
                     }
                     Ok(None) => break,
                     Err(e) => {

@@ -310,6 +310,68 @@ fn timeouts_and_late_replies() {
 }
 
 #[test]
+fn answered_requests_need_no_wakeup_at_their_deadline() {
+    let mut e = Engine::new(EngineConfig {
+        period_us: 60_000_000,
+        timeout_ns: 1000 * MS,
+        grace_ns: 5 * MS,
+    });
+    e.set_ident(Family::V4, 0x4242);
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 1.0, at(0.0).mono_ns, at(0.0));
+    let p0 = send_due(&mut e, at(0.0), &mut sink).pop().unwrap();
+    e.on_reply(&reply(&p0, 0x4242, at(1.0)), &mut sink);
+    e.tick(at(1.0), &mut sink);
+    // Nothing in flight: the next wakeup is the next send, not seq 0's expiry.
+    assert_eq!(e.next_deadline(at(1.0)), at(1000.0).mono_ns);
+    let p1 = send_due(&mut e, at(1000.0), &mut sink).pop().unwrap();
+    e.tick(at(1000.0), &mut sink);
+    // Seq 0 is answered (held until 1005 ms to classify duplicates), seq 1 in flight: its
+    // expiry (3007 ms with grace and slack) is after the next send, which wins.
+    assert_eq!(e.next_deadline(at(1000.0)), at(2000.0).mono_ns);
+    // Left unanswered, seq 1 does bound the sleep once sends stop.
+    e.stop_sending();
+    assert_eq!(
+        e.next_deadline(at(1000.0)),
+        at(2000.0).mono_ns + 5 * MS + EXPIRY_SLACK_NS
+    );
+    e.on_reply(&reply(&p1, 0x4242, at(1010.0)), &mut sink);
+    e.tick(at(1010.0), &mut sink);
+    assert_eq!(
+        e.next_deadline(at(1010.0)),
+        at(60_000.0).mono_ns + BOUNDARY_SLACK_NS
+    );
+}
+
+#[test]
+fn period_boundaries_wait_for_a_nearby_wakeup() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 1.0, at(0.0).mono_ns, at(0.0));
+    let p = send_due(&mut e, at(0.0), &mut sink).pop().unwrap();
+    e.on_reply(&reply(&p, 0x4242, at(1.0)), &mut sink);
+    e.tick(at(1.0), &mut sink);
+    // Nothing else due before: the boundary at 100 ms is served 20 ms late.
+    assert_eq!(e.next_deadline(at(1.0)), at(120.0).mono_ns);
+    // Whichever wakeup comes first after the boundary rotates and emits the frame.
+    e.tick(at(105.0), &mut sink);
+    assert_eq!(sink.frames.len(), 1);
+    assert_eq!(sink.frames[0].2.start_us, REAL0 / 1000);
+    assert_eq!(sink.frames[0].2.received(), 1);
+    // A quarter period caps the slack for short periods.
+    let mut short = Engine::new(EngineConfig {
+        period_us: 10_000,
+        timeout_ns: 1000 * MS,
+        grace_ns: 5 * MS,
+    });
+    short.add_host("b", v4("127.0.0.2"), 1.0, at(0.0).mono_ns, at(0.0));
+    send_due(&mut short, at(0.0), &mut sink);
+    short.tick(at(1.0), &mut sink);
+    short.stop_sending();
+    assert!(short.next_deadline(at(1.0)) <= at(12.5).mono_ns);
+}
+
+#[test]
 fn reply_stamped_after_timeout_is_lost_and_late_even_if_processed_early() {
     let mut e = engine();
     let mut sink = Sink::default();

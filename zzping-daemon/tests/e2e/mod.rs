@@ -72,15 +72,16 @@ pub const SEND_EPS_US: u64 = 5_000;
 /// Holding times this close to the timeout are ambiguous (received or late).
 pub const TIMEOUT_AMB_US: u64 = 2_000;
 /// Daemon's grace after the timeout (daemon.rs `engine_config`).
-pub const GRACE_US: u64 = 5_000;
+pub const GRACE_US: u64 = zzping_daemon::daemon::GRACE_NS / 1000;
 /// Daemon's expiry slack (engine.rs `EXPIRY_SLACK_NS`) plus wake-up latency margin.
-pub const SWEEP_SLACK_US: u64 = 2_000 + 3_000;
-/// Margin after a period boundary for the rotating loop iteration to run.
-pub const ROTATE_AMB_US: u64 = 3_000;
+pub const SWEEP_SLACK_US: u64 = zzping_daemon::engine::EXPIRY_SLACK_NS / 1000 + 3_000;
+/// Margin after a period boundary for the rotating loop iteration to run (the engine may
+/// wait up to `BOUNDARY_SLACK_NS` for a wakeup it has anyway).
+pub const ROTATE_AMB_US: u64 = zzping_daemon::engine::BOUNDARY_SLACK_NS / 1000 + 3_000;
 /// How long the daemon's receive thread may take to hand a reply over to the main loop
-/// on a loaded machine: an extra the kernel received shortly before a rotation or sweep
-/// may still be processed after it.
-pub const HANDOVER_AMB_US: u64 = 20_000;
+/// on a loaded machine (one batching window, plus scheduling): an extra the kernel
+/// received shortly before a rotation or sweep may still be processed after it.
+pub const HANDOVER_AMB_US: u64 = zzping_daemon::recv::BATCH_NS / 1000 + 20_000;
 
 /// Suite settings of one scenario (`# e2e:` lines).
 #[derive(Debug, Clone, Deserialize)]
