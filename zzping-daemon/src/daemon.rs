@@ -171,6 +171,8 @@ pub struct RunReport {
     pub cpu_ns: u64,
     /// Send lateness, 99th percentile upper bound, µs.
     pub late_p99_us: u64,
+    /// Requests whose send time is the kernel's transmit stamp.
+    pub tx_stamped: u64,
 }
 
 struct Target {
@@ -546,7 +548,8 @@ fn summary(engine: &Engine, outputs: &Outputs, cpu_ns: u64, queue_drops: u64) ->
     format!(
         "{} sent, {} received, {} lost, {} errors, {} unmatched, {} frames, {} write errors; \
          CPU {:.1} ms ({:.2} ms per 1000 pings); send lateness p50<{}µs p99<{}µs max {}µs; \
-         clock steps {}, RTTs clamped {} low / {} high, sends skipped {}, queue drops {}",
+         clock steps {}, RTTs clamped {} low / {} high, sends skipped {}, queue drops {}; \
+         kernel send stamps {} ({} unmatched)",
         st.sent,
         st.received,
         st.lost,
@@ -568,6 +571,8 @@ fn summary(engine: &Engine, outputs: &Outputs, cpu_ns: u64, queue_drops: u64) ->
         st.rtt_clamped_high,
         st.skipped_sends,
         queue_drops,
+        st.tx_stamped,
+        st.tx_unmatched,
     )
 }
 
@@ -795,6 +800,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
                 let sock = d.sockets[p.family.index()].as_deref();
                 let mut err = None;
                 let tx;
+                let mut span_ns = 0;
                 match sock {
                     Some(s) if p.sendable => {
                         let _ = icmp::emit_echo_request(
@@ -808,11 +814,18 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
                         if let Err(e) = s.send_to(&packet, p.addr) {
                             err = Some(e);
                         }
+                        // The bracket a kernel transmit stamp of this send must fall in.
+                        span_ns = u32::try_from(clock::mono_ns().saturating_sub(tx.mono_ns))
+                            .unwrap_or(u32::MAX);
                     }
                     _ => tx = clock::now(),
                 }
                 let ok = err.is_none() && sock.is_some() && p.sendable;
-                match d.engine.commit_send(&p, tx, ok, &mut d.outputs) {
+                let stamps = ok && sock.is_some_and(|s| s.tx_stamps());
+                match d
+                    .engine
+                    .commit_send_timed(&p, tx, span_ns, stamps, ok, &mut d.outputs)
+                {
                     SendOutcome::Failed {
                         consecutive: 1,
                         seq_exhausted,
@@ -1012,6 +1025,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         frames: d.outputs.frames,
         cpu_ns,
         late_p99_us: h.quantile_us(0.99),
+        tx_stamped: st.tx_stamped,
     };
     info!(
         "stopped: {}",

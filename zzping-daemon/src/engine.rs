@@ -33,6 +33,14 @@
 //! `[0, monotonic receive time in user space - monotonic send time]`, so a wall-clock
 //! step is never reported as RTT and a reply stamped before its send (loopback) still
 //! matches with RTT 0.
+//!
+//! The send time is the clock read just before `sendto`, replaced by the kernel's
+//! transmit stamp when the socket has them ([`Message::TxStamp`]): the stamp names the
+//! send by the socket's counter of sends, and is accepted only if it falls within that
+//! request's `sendto` call (both wall clock): sends do not overlap, so a stamp inside
+//! the bracket is this request's. A stamp that fits no bracket re-synchronizes the
+//! counter against nearby requests by the same test, or is dropped (counted in
+//! [`EngineStats::tx_unmatched`]); the request keeps the user-space time either way.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -159,6 +167,11 @@ pub struct EngineStats {
     /// Replies whose kernel timestamp was inconsistent with the monotonic clock
     /// (RTT clamped to the user-space bound; a clock step).
     pub rtt_clamped_high: u64,
+    /// Requests whose send time is the kernel's transmit stamp.
+    pub tx_stamped: u64,
+    /// Transmit stamps that matched no request in flight (arrived after the reply, or the
+    /// kernel's counter could not be mapped): those requests keep the user-space stamp.
+    pub tx_unmatched: u64,
 }
 
 /// Log2 histogram of send lateness (actual minus scheduled send time).
@@ -299,6 +312,13 @@ struct Entry {
     addr: IpAddr,
     tx_mono_ns: u64,
     deadline_ns: u64,
+    /// Wall-clock reading taken with `tx_mono_ns`, ns.
+    tx_real_ns: u64,
+    /// `sendto`'s duration: a kernel transmit stamp must fall in
+    /// `[tx_real_ns, tx_real_ns + tx_span_ns]`.
+    tx_span_ns: u32,
+    /// Our count of the socket's stamped sends for this request (see [`SeqTable::keys`]).
+    tx_key: Option<u32>,
 }
 
 impl Entry {
@@ -314,6 +334,9 @@ impl Entry {
         addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         tx_mono_ns: 0,
         deadline_ns: 0,
+        tx_real_ns: 0,
+        tx_span_ns: 0,
+        tx_key: None,
     };
 }
 
@@ -334,6 +357,13 @@ struct SeqTable {
     token: u64,
     /// Expected identifier in replies.
     ident: u16,
+    /// Successful sends on a socket with kernel transmit stamps: the key of the next one.
+    keys: u32,
+    /// `key & mask` -> seq of the live request holding that key.
+    key_seq: Box<[u16]>,
+    /// Our key minus the kernel's (0 unless the kernel counted a send we did not, e.g.
+    /// one that failed after the packet was built; found again by matching times).
+    key_skew: u32,
 }
 
 impl SeqTable {
@@ -346,6 +376,9 @@ impl SeqTable {
             next: 0,
             token: 0,
             ident: 0,
+            keys: 0,
+            key_seq: vec![0; MIN_TABLE].into_boxed_slice(),
+            key_skew: 0,
         }
     }
 
@@ -407,6 +440,23 @@ impl SeqTable {
         }
         self.entries = entries;
         self.mask = mask;
+        let mut key_seq = vec![0u16; size].into_boxed_slice();
+        let mut seq = self.oldest;
+        while seq != self.next {
+            if let Some(k) = self.entries[self.idx(seq)].tx_key {
+                key_seq[k as usize & usize::from(mask)] = seq;
+            }
+            seq = seq.wrapping_add(1);
+        }
+        self.key_seq = key_seq;
+    }
+
+    /// The live request holding our key `ours`, if any.
+    fn by_key(&self, ours: u32) -> Option<usize> {
+        let seq = self.key_seq[ours as usize & usize::from(self.mask)];
+        let i = self.idx(seq);
+        let live = seq.wrapping_sub(self.oldest) < self.live();
+        (live && self.entries[i].tx_key == Some(ours)).then_some(i)
     }
 }
 
@@ -807,6 +857,22 @@ impl Engine {
         ok: bool,
         out: &mut dyn FrameOutput,
     ) -> SendOutcome {
+        self.commit_send_timed(probe, tx, 0, false, ok, out)
+    }
+
+    /// [`Engine::commit_send`] for a socket that may stamp its sends: `span_ns` is how
+    /// long `sendto` took (the kernel's transmit stamp of this send must fall within it)
+    /// and `kernel_stamps` whether the socket has transmit stamps on. A stamp that
+    /// arrives later ([`Message::TxStamp`]) then replaces `tx` as the send time.
+    pub fn commit_send_timed(
+        &mut self,
+        probe: &Probe,
+        tx: Now,
+        span_ns: u32,
+        kernel_stamps: bool,
+        ok: bool,
+        out: &mut dyn FrameOutput,
+    ) -> SendOutcome {
         let late = tx.mono_ns.saturating_sub(probe.scheduled_ns);
         self.lateness.record(late);
         let period_ns = u64::from(self.cfg.period_us) * 1000;
@@ -843,6 +909,12 @@ impl Engine {
         let t = &mut self.tables[probe.family.index()];
         debug_assert_eq!(t.next, probe.seq);
         let slot = t.idx(probe.seq);
+        let tx_key = kernel_stamps.then(|| {
+            let k = t.keys;
+            t.keys = k.wrapping_add(1);
+            t.key_seq[k as usize & usize::from(t.mask)] = probe.seq;
+            k
+        });
         t.entries[slot] = Entry {
             state: State::InFlight,
             seq: probe.seq,
@@ -852,6 +924,9 @@ impl Engine {
             addr,
             tx_mono_ns: tx.mono_ns,
             deadline_ns: tx.mono_ns.saturating_add(timeout_ns),
+            tx_real_ns: tx.real_ns,
+            tx_span_ns: span_ns,
+            tx_key,
         };
         t.next = t.next.wrapping_add(1);
         t.token = t.token.wrapping_add(1);
@@ -1019,6 +1094,7 @@ impl Engine {
         let (ident, seq, token, is_error) = match r.msg {
             Message::EchoReply { ident, seq, token } => (ident, seq, token, false),
             Message::Error { ident, seq, .. } => (ident, seq, None, true),
+            Message::TxStamp { key } => return self.on_tx_stamp(r.family, key, r.kernel_real_ns),
             Message::Other => return ReplyOutcome::Ignored,
         };
         if ident != t.ident {
@@ -1097,6 +1173,38 @@ impl Engine {
             }
             State::Free => ReplyOutcome::Unmatched,
         }
+    }
+
+    /// A kernel transmit stamp: the send time of the request whose key it names, if that
+    /// request is still in flight and the stamp falls within its `sendto` call (which
+    /// proves the mapping: sends do not overlap). Otherwise nearby keys are tried, and a
+    /// fit re-synchronizes the counters.
+    fn on_tx_stamp(&mut self, family: Family, key: u32, stamp: Option<u64>) -> ReplyOutcome {
+        let Some(stamp) = stamp else {
+            self.stats.tx_unmatched += 1;
+            return ReplyOutcome::Ignored;
+        };
+        let t = &mut self.tables[family.index()];
+        for d in KEY_RESYNC {
+            let ours = key.wrapping_add(t.key_skew).wrapping_add_signed(d);
+            let Some(i) = t.by_key(ours) else { continue };
+            let e = &mut t.entries[i];
+            let lo = e.tx_real_ns;
+            let hi = lo + u64::from(e.tx_span_ns) + TX_BRACKET_SLACK_NS;
+            if stamp < lo || stamp > hi {
+                continue;
+            }
+            t.key_skew = t.key_skew.wrapping_add_signed(d);
+            if e.state != State::InFlight {
+                // The reply was handed over first: it kept the user-space send time.
+                break;
+            }
+            e.tx_mono_ns += stamp - lo;
+            self.stats.tx_stamped += 1;
+            return ReplyOutcome::Ignored;
+        }
+        self.stats.tx_unmatched += 1;
+        ReplyOutcome::Ignored
     }
 
     /// Closes every frame and declares every request in flight lost, emitting all frames
@@ -1188,6 +1296,15 @@ enum Clamp {
     Low,
     High,
 }
+
+/// Slack for the transmit stamp bracket: the span is measured on the monotonic clock, the
+/// stamp on the wall clock (NTP slews them apart by at most 500 ppm).
+const TX_BRACKET_SLACK_NS: u64 = 1_000;
+
+/// Key offsets tried, in order, when a transmit stamp does not fit the request its
+/// kernel counter names (the counters drifted apart by a send the kernel counted and we
+/// did not, or the reverse).
+const KEY_RESYNC: [i32; 9] = [0, 1, -1, 2, -2, 3, -3, 4, -4];
 
 /// RTT of a reply to a request sent at `tx_mono_ns`. See the module docs.
 fn rtt_ns(tx_mono_ns: u64, r: &Reply) -> (u64, Clamp) {

@@ -70,6 +70,14 @@ impl Family {
         }
     }
 
+    /// The unspecified address of this family (`0.0.0.0` or `::`).
+    pub fn unspecified(self) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        }
+    }
+
     /// 0 for V4, 1 for V6 (for arrays indexed by family).
     pub fn index(self) -> usize {
         match self {
@@ -295,6 +303,13 @@ pub enum Message {
         seq: u16,
         /// Destination of the quoted request (the host we pinged).
         orig_dst: IpAddr,
+    },
+    /// The kernel's software transmit timestamp of one of our sends (`SO_TIMESTAMPING`
+    /// with `OPT_ID`, read from the error queue; the time is the reply's
+    /// `kernel_real_ns`). `key` counts the socket's stamped sends from 0.
+    TxStamp {
+        /// The kernel's per-socket send counter.
+        key: u32,
     },
     /// Anything else (echo requests, errors about other traffic, neighbour discovery...).
     Other,

@@ -258,6 +258,9 @@ impl Exporter {
     /// Counts the timestamp source of received messages.
     pub fn note_replies(&mut self, batch: &[Reply]) {
         for r in batch {
+            if matches!(r.msg, crate::icmp::Message::TxStamp { .. }) {
+                continue;
+            }
             if r.kernel_real_ns.is_some() {
                 self.stamps_kernel += 1;
             } else {
@@ -373,7 +376,14 @@ impl Exporter {
         );
         let _ = writeln!(out, "zzping_send_lateness_seconds_count {acc}");
         let st = &h.stats;
-        let plain: [(&str, &str, &str, f64); 10] = [
+        let plain: [(&str, &str, &str, f64); 11] = [
+            (
+                "zzping_send_kernel_timestamps_total",
+                "Requests whose send time is the kernel's transmit stamp (the others use the \
+                 clock read just before sendto).",
+                "counter",
+                st.tx_stamped as f64,
+            ),
             (
                 "zzping_receive_queue_drops_total",
                 "Replies dropped because the receive queue was full.",

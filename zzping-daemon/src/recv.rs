@@ -277,21 +277,26 @@ fn receive_loop(
                 continue;
             }
             if fds[i].revents & libc::POLLERR != 0 {
-                // Queued ICMP errors (datagram sockets with IP_RECVERR). Draining the
-                // queue also clears the socket error, so poll stops reporting it.
+                // The error queue: ICMP errors (datagram sockets with IP_RECVERR) and
+                // kernel transmit stamps. Read before the data, so a send's stamp reaches
+                // the engine before its reply. Draining the queue also clears the socket
+                // error, so poll stops reporting it.
                 let mut read_any = false;
                 while let Ok(Some((msg, kernel_real_ns))) = s.recv_error(&mut buf) {
                     read_any = true;
-                    if let Message::Error { orig_dst, .. } = msg {
-                        queue.push(Reply {
-                            family: s.family(),
-                            src: orig_dst,
-                            msg,
-                            kernel_real_ns,
-                            user: clock::now(),
-                        });
-                        batch += 1;
-                    }
+                    let src = match msg {
+                        Message::Error { orig_dst, .. } => orig_dst,
+                        Message::TxStamp { .. } => s.family().unspecified(),
+                        _ => continue,
+                    };
+                    queue.push(Reply {
+                        family: s.family(),
+                        src,
+                        msg,
+                        kernel_real_ns,
+                        user: clock::now(),
+                    });
+                    batch += 1;
                 }
                 // Nothing queued: a pending socket error; the plain recv below consumes it.
                 if read_any && fds[i].revents & libc::POLLIN == 0 {

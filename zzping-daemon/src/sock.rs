@@ -13,6 +13,12 @@
 //!   sockets deliver the IP header, which is stripped.
 //!
 //! Receive timestamps come from `SO_TIMESTAMPNS` control messages (`CLOCK_REALTIME`).
+//! Transmit timestamps, where the kernel supports them for the socket, come from
+//! `SO_TIMESTAMPING` (software stamps taken when the packet is handed to the device
+//! driver, the point a capture on the interface sees it): with `OPT_ID` and `OPT_TSONLY`
+//! each stamp arrives on the socket's error queue as a small message carrying a
+//! per-socket counter of sends, which the engine maps back to its request
+//! ([`Message::TxStamp`]).
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};
@@ -93,7 +99,20 @@ pub struct IcmpSocket {
     family: Family,
     kind: Kind,
     ident: u16,
+    tx_stamps: bool,
 }
+
+/// `SO_TIMESTAMPING` flags for software transmit stamps keyed by a per-socket counter,
+/// without the packet (`OPT_TSONLY`), and no receive stamps through this option
+/// (`OPT_RX_FILTER`, Linux 6.2; `SO_TIMESTAMPNS` provides them).
+const TX_STAMP_FLAGS: libc::c_uint = libc::SOF_TIMESTAMPING_TX_SOFTWARE
+    | libc::SOF_TIMESTAMPING_SOFTWARE
+    | libc::SOF_TIMESTAMPING_OPT_ID
+    | libc::SOF_TIMESTAMPING_OPT_TSONLY;
+/// `SOF_TIMESTAMPING_OPT_RX_FILTER` (not in every libc release).
+const OPT_RX_FILTER: libc::c_uint = 1 << 17;
+/// `SO_EE_ORIGIN_TIMESTAMPING`.
+const ORIGIN_TIMESTAMPING: u8 = 4;
 
 /// One received datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +181,11 @@ impl IcmpSocket {
         let fd = sock.as_raw_fd();
         let one: libc::c_int = 1;
         setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &one).map_err(err)?;
+        // Kernel transmit stamps: optional (older kernels lack them for ICMP sockets or
+        // the RX filter flag); without them the send time is read just before sendto.
+        let tx_stamps = [TX_STAMP_FLAGS | OPT_RX_FILTER, TX_STAMP_FLAGS]
+            .iter()
+            .any(|flags| setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPING, flags).is_ok());
         let ident = match kind {
             Kind::Dgram => {
                 let any: SocketAddr = match family {
@@ -210,6 +234,7 @@ impl IcmpSocket {
             family,
             kind,
             ident,
+            tx_stamps,
         })
     }
 
@@ -226,6 +251,11 @@ impl IcmpSocket {
     /// Identifier our replies carry.
     pub fn ident(&self) -> u16 {
         self.ident
+    }
+
+    /// Whether the kernel stamps our sends (see the module docs).
+    pub fn tx_stamps(&self) -> bool {
+        self.tx_stamps
     }
 
     /// Sends a prepared ICMP message to `addr`.
@@ -303,7 +333,8 @@ impl IcmpSocket {
 }
 
 impl IcmpSocket {
-    /// Reads one queued ICMP error (datagram sockets, `MSG_ERRQUEUE`) without blocking:
+    /// Reads one message of the error queue (`MSG_ERRQUEUE`) without blocking: a queued
+    /// ICMP error (datagram sockets) or a transmit timestamp ([`Message::TxStamp`]).
     /// `Ok(None)` when the queue is empty; `Ok(Some(Message::Other))` for errors that are
     /// not about one of our echo requests (e.g. local errors).
     pub fn recv_error(&self, buf: &mut [u8]) -> io::Result<Option<(Message, Option<u64>)>> {
@@ -341,6 +372,8 @@ impl IcmpSocket {
         let dst = unsafe { sockaddr_ip(addr.as_ptr(), msg.msg_namelen) };
         let mut icmp_type = None;
         let mut kernel_real_ns = None;
+        let mut tx_key = None;
+        let mut tx_real_ns = None;
         // SAFETY: walking the control buffer the kernel filled, with the libc macros.
         unsafe {
             let mut c = libc::CMSG_FIRSTHDR(&msg);
@@ -355,6 +388,16 @@ impl IcmpSocket {
                         || ee.ee_origin == libc::SO_EE_ORIGIN_ICMP6
                     {
                         icmp_type = Some(ee.ee_type);
+                    } else if ee.ee_origin == ORIGIN_TIMESTAMPING
+                        && ee.ee_errno == libc::ENOMSG as u32
+                    {
+                        tx_key = Some(ee.ee_data);
+                    }
+                } else if level == libc::SOL_SOCKET && ty == libc::SCM_TIMESTAMPING {
+                    // struct scm_timestamping { struct timespec ts[3]; }: [0] is software.
+                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                    if ts.tv_sec != 0 || ts.tv_nsec != 0 {
+                        tx_real_ns = Some(crate::clock::timespec_ns(&ts));
                     }
                 } else if level == libc::SOL_SOCKET && ty == libc::SCM_TIMESTAMPNS {
                     let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
@@ -362,6 +405,9 @@ impl IcmpSocket {
                 }
                 c = libc::CMSG_NXTHDR(&msg, c);
             }
+        }
+        if let Some(key) = tx_key {
+            return Ok(Some((Message::TxStamp { key }, tx_real_ns)));
         }
         let (Some(t), Some(dst)) = (icmp_type, dst) else {
             return Ok(Some((Message::Other, kernel_real_ns)));

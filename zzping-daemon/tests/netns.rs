@@ -54,6 +54,14 @@ fn check_loopback_run(dgram: bool) {
         "CPU {cpu} ms for {} pings",
         3.0 * expected
     );
+    // Every send is timed by the kernel's transmit stamp (this kernel supports them on
+    // both socket kinds and families; the counter mapping must not lose any).
+    let stamped = reported_tx_stamps(&stderr) as f64;
+    assert!(
+        stamped >= 3.0 * expected * 0.99,
+        "only {stamped} of ~{} sends have kernel transmit stamps\n{stderr}",
+        3.0 * expected
+    );
     for host in ["127.0.0.1", "__1", "127.0.0.2"] {
         let frames = read_host(&dir.path().join(host));
         assert!(!frames.is_empty(), "{host}: no frames");

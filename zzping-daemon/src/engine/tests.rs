@@ -700,3 +700,171 @@ mod prop {
         }
     }
 }
+
+/// Sends everything due at `now` as a socket with kernel transmit stamps would: each send
+/// takes `span_ns`.
+fn send_due_stamped(e: &mut Engine, now: Now, span_ns: u32, sink: &mut Sink) -> Vec<Probe> {
+    let mut v = Vec::new();
+    while let Some(p) = e.poll_send(now) {
+        e.commit_send_timed(&p, now, span_ns, true, p.sendable, sink);
+        v.push(p);
+    }
+    v
+}
+
+fn tx_stamp(family: Family, key: u32, real_ns: u64, rx: Now) -> Reply {
+    Reply {
+        family,
+        src: family.unspecified(),
+        msg: Message::TxStamp { key },
+        kernel_real_ns: Some(real_ns),
+        user: rx,
+    }
+}
+
+#[test]
+fn kernel_transmit_stamp_becomes_the_send_time() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 10.0, at(0.0).mono_ns, at(0.0));
+    let p = send_due_stamped(&mut e, at(0.0), 50_000, &mut sink)
+        .pop()
+        .unwrap();
+    // The kernel stamped the packet 20 µs into the 50 µs sendto.
+    let s = tx_stamp(Family::V4, 0, at(0.0).real_ns + 20_000, at(0.1));
+    assert_eq!(e.on_reply(&s, &mut sink), ReplyOutcome::Ignored);
+    assert_eq!(e.stats().tx_stamped, 1);
+    let r = reply(&p, 0x4242, at(0.3));
+    assert_eq!(
+        e.on_reply(&r, &mut sink),
+        ReplyOutcome::Received { rtt_ns: 280_000 }
+    );
+}
+
+#[test]
+fn transmit_stamp_outside_its_send_is_refused() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 10.0, at(0.0).mono_ns, at(0.0));
+    let p = send_due_stamped(&mut e, at(0.0), 50_000, &mut sink)
+        .pop()
+        .unwrap();
+    // 80 µs after a send that returned after 50 µs: not this send's stamp.
+    let s = tx_stamp(Family::V4, 0, at(0.0).real_ns + 80_000, at(0.1));
+    e.on_reply(&s, &mut sink);
+    // Nor one stamped before the send started, nor one without a time.
+    let s = tx_stamp(Family::V4, 0, at(0.0).real_ns - 1_000, at(0.1));
+    e.on_reply(&s, &mut sink);
+    let s = Reply {
+        kernel_real_ns: None,
+        ..tx_stamp(Family::V4, 0, 0, at(0.1))
+    };
+    e.on_reply(&s, &mut sink);
+    assert_eq!((e.stats().tx_stamped, e.stats().tx_unmatched), (0, 3));
+    // The user-space send time stands.
+    let r = reply(&p, 0x4242, at(0.3));
+    assert_eq!(
+        e.on_reply(&r, &mut sink),
+        ReplyOutcome::Received { rtt_ns: 300_000 }
+    );
+}
+
+#[test]
+fn transmit_stamp_counters_resynchronize_by_time() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 1000.0, at(0.0).mono_ns, at(0.0));
+    let mut probes = Vec::new();
+    for ms in 0..4 {
+        probes.extend(send_due_stamped(&mut e, at(ms as f64), 30_000, &mut sink));
+    }
+    assert_eq!(probes.len(), 4);
+    // The kernel counted one send more than we did before these (its keys run 1..=4):
+    // each stamp still finds its request by time, and the offset is learnt once.
+    for (i, p) in probes.iter().enumerate() {
+        let sent = at(i as f64);
+        let s = tx_stamp(Family::V4, i as u32 + 1, sent.real_ns + 10_000, at(4.0));
+        e.on_reply(&s, &mut sink);
+        let r = reply(p, 0x4242, plus(sent, 200_000));
+        assert_eq!(
+            e.on_reply(&r, &mut sink),
+            ReplyOutcome::Received { rtt_ns: 190_000 },
+            "request {i}"
+        );
+    }
+    assert_eq!((e.stats().tx_stamped, e.stats().tx_unmatched), (4, 0));
+}
+
+#[test]
+fn transmit_stamp_after_the_reply_changes_nothing() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 10.0, at(0.0).mono_ns, at(0.0));
+    let p = send_due_stamped(&mut e, at(0.0), 50_000, &mut sink)
+        .pop()
+        .unwrap();
+    let r = reply(&p, 0x4242, at(0.3));
+    assert_eq!(
+        e.on_reply(&r, &mut sink),
+        ReplyOutcome::Received { rtt_ns: 300_000 }
+    );
+    let s = tx_stamp(Family::V4, 0, at(0.0).real_ns + 20_000, at(0.4));
+    e.on_reply(&s, &mut sink);
+    assert_eq!((e.stats().tx_stamped, e.stats().tx_unmatched), (0, 1));
+    e.finish(&mut sink);
+    assert_eq!(sink.frames[0].2.rtts_us, vec![300]);
+}
+
+#[test]
+fn transmit_stamp_keys_survive_table_growth() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    // 200/s with a 1 s timeout fits the smallest table; adding a 1,000/s host grows it
+    // while ~200 stamped requests are in flight.
+    e.add_host("a", v4("127.0.0.1"), 200.0, at(0.0).mono_ns, at(0.0));
+    let mut probes = Vec::new();
+    let mut t = 0.0;
+    let send = |e: &mut Engine, t: f64, sink: &mut Sink| {
+        send_due_stamped(e, at(t), 1_000, sink)
+            .into_iter()
+            .map(move |p| (p, at(t)))
+            .collect::<Vec<_>>()
+    };
+    // First 1,200 requests answered at once (keys run past the small table's size).
+    let mut key = 0u32;
+    while key < 1200 {
+        for (p, sent) in send(&mut e, t, &mut sink) {
+            e.on_reply(
+                &tx_stamp(Family::V4, key, sent.real_ns + 500, sent),
+                &mut sink,
+            );
+            e.on_reply(&reply(&p, 0x4242, plus(sent, 100_000)), &mut sink);
+            key += 1;
+        }
+        e.tick(at(t), &mut sink);
+        t += 0.25;
+    }
+    let t0 = t;
+    while t < t0 + 900.0 {
+        probes.extend(send(&mut e, t, &mut sink));
+        t += 0.25;
+    }
+    let before = probes.len();
+    e.add_host("b", v4("127.0.0.2"), 1000.0, at(t).mono_ns, at(t));
+    while t < t0 + 1000.0 {
+        probes.extend(send(&mut e, t, &mut sink));
+        t += 0.25;
+    }
+    assert!(before >= 150 && probes.len() > before + 50);
+    for (k, (p, sent)) in probes.iter().enumerate() {
+        let s = tx_stamp(Family::V4, key + k as u32, sent.real_ns + 500, at(t));
+        e.on_reply(&s, &mut sink);
+        let r = reply(p, 0x4242, plus(*sent, 100_000));
+        assert_eq!(
+            e.on_reply(&r, &mut sink),
+            ReplyOutcome::Received { rtt_ns: 99_500 },
+            "request {k}"
+        );
+    }
+    assert_eq!(e.stats().tx_stamped, u64::from(key) + probes.len() as u64);
+}

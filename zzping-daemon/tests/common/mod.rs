@@ -70,6 +70,23 @@ pub fn reported_cpu_ms(stderr: &str) -> f64 {
         .expect("CPU value")
 }
 
+/// The exit line's count of requests timed by kernel transmit stamps.
+pub fn reported_tx_stamps(stderr: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("stopped:"))
+        .unwrap_or_else(|| panic!("no exit line in: {stderr}"));
+    let after = line
+        .split("kernel send stamps ")
+        .nth(1)
+        .expect("kernel send stamps field");
+    after
+        .split(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("kernel send stamps value")
+}
+
 /// One decoded frame.
 #[derive(Debug, Clone)]
 pub struct F {
