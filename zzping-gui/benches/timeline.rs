@@ -197,9 +197,19 @@ fn main() {
         let (_, secs) = open(&dir);
         println!("first open (builds sidecars): {secs:.2} s");
     }
+    // `ZZPING_BENCH_ONLY=views`: only the per-zoom redraw figures (for profiling).
+    let only_views = std::env::var("ZZPING_BENCH_ONLY").is_ok_and(|v| v == "views");
+    if !only_views {
+        open_and_live_figures(&dir, days, hosts);
+    }
+    views_figures(&dir, days);
+}
+
+/// Open time, RSS and the outage index (in a fresh child process), then live mode.
+fn open_and_live_figures(dir: &Path, days: u64, hosts: usize) {
     let out = std::process::Command::new(std::env::current_exe().expect("exe"))
         .arg("--open-only")
-        .arg(&dir)
+        .arg(dir)
         .output()
         .expect("run child");
     let line = String::from_utf8_lossy(&out.stdout);
@@ -229,17 +239,34 @@ fn main() {
         zzping_gui::live::BATCH.as_millis(),
         live / zzping_gui::live::BATCH.as_secs_f64() / 10.0
     );
+}
 
+/// Per zoom level, from the whole data set to 10 s: the median time to recompute the
+/// columns after a pan, to redraw (view + draw + rasterize), and both (a pan as the user
+/// sees it). The view moves as in a drag back and forth: every step lands on a position
+/// not seen before (so no cache of a previous view can answer it), within ±5 % of the
+/// middle of the data.
+fn views_figures(dir: &Path, days: u64) {
     let mut all_render = Vec::new();
-    let (mut app, _) = open(&dir);
+    let (mut app, _) = open(dir);
     let (a, b) = app.extent().expect("data");
+    let widest = if days == 1 {
+        "1 day".to_string()
+    } else {
+        format!("{days} days")
+    };
+    let mut views = vec![(widest, (b - a) as f64)];
     for (name, span) in [
-        ("all", (b - a) as f64),
         ("1 day", 86_400e6),
         ("1 hour", 3_600e6),
         ("5 min", 300e6),
         ("10 s", 10e6),
     ] {
+        if span < (b - a) as f64 * 0.9 {
+            views.push((name.to_string(), span));
+        }
+    }
+    for (name, span) in views {
         let mid = (a + b) as f64 / 2.0;
         app.offline_view = TimeView::new(mid - span / 2.0, mid + span / 2.0);
         app.offline_pristine = false;
@@ -247,33 +274,38 @@ fn main() {
         let mut r = renderer();
         let mut recompute = Vec::new();
         let mut render = Vec::new();
-        for i in 0..21 {
+        let mut pan = Vec::new();
+        let mut pos = 0.0f64;
+        for i in 1..=21 {
+            let next = 0.05 * (f64::from(i) * 0.7).sin();
             let t = Instant::now();
-            let _ = app.update(zzping_gui::Message::Pan(if i % 2 == 0 {
-                0.01
-            } else {
-                -0.01
-            }));
-            recompute.push(t.elapsed().as_secs_f64() * 1e3);
+            let _ = app.update(zzping_gui::Message::Pan(next - pos));
+            let rc = t.elapsed().as_secs_f64() * 1e3;
+            pos = next;
             let t = Instant::now();
             let _ = app.view();
             draw(&mut r, &app);
-            render.push(t.elapsed().as_secs_f64() * 1e3);
+            let rd = t.elapsed().as_secs_f64() * 1e3;
+            recompute.push(rc);
+            render.push(rd);
+            pan.push(rc + rd);
         }
+        let key = name.replace(' ', "_");
         println!(
-            "FIGURE gui.redraw_ms_p50_{} {:.3} ms",
-            name.replace(' ', "_"),
+            "FIGURE gui.redraw_ms_p50_{key} {:.3} ms",
             median(render.clone())
         );
+        println!("FIGURE gui.pan_ms_p50_{key} {:.3} ms", median(pan.clone()));
         all_render.extend_from_slice(&render);
         println!(
-            "view {name:>6}: level {:>12}, pan → recompute median {:.2} ms, view + draw + rasterize 1600×900 median {:.1} ms",
+            "view {name:>6}: level {:>12}, pan → recompute median {:.2} ms, view + draw + rasterize 1600×900 median {:.1} ms, pan + redraw median {:.1} ms",
             match app.offline[0].lane.level_us {
                 0 => "raw frames".to_string(),
                 w => format!("{} s", w / 1_000_000),
             },
             median(recompute),
-            median(render)
+            median(render),
+            median(pan)
         );
     }
     println!("FIGURE gui.redraw_ms_p50 {:.3} ms", median(all_render));
