@@ -1,18 +1,21 @@
 //! The canvas programs: one per lane, and the time axis.
 //!
 //! Drawing reads only the lane's precomputed columns (one entry per pixel), so a redraw
-//! costs O(pixels) whatever the amount of data; the static picture is kept in a
-//! [`Cache`] per lane that the app clears when the columns change, and only the hover
-//! line and the box-zoom rectangle are drawn per frame.
+//! costs O(pixels) whatever the amount of data. A lane's picture ([`lane_picture`]) is a
+//! dozen layers (grid, gaps, the three bands, the median, outage and loss marks), each
+//! filled as one path on whole pixels ([`layer_path`]); it is kept in a [`Cache`] per lane
+//! that the app clears when the columns or the Y scale change, so a hover or an exposure
+//! draws only the hover line and the box-zoom rectangle.
 
 use crate::app::Message;
 use crate::model::{ColumnStats, Lane};
 use crate::timeline::{TimeView, YScale, format_ms, time_ticks};
 use iced::keyboard::{self, key};
 use iced::mouse;
-use iced::widget::canvas::{self, Cache, Event, Frame, Geometry, Text};
+use iced::widget::canvas::{self, Cache, Event, Frame, Geometry, Path, Text};
 use iced::widget::image;
-use iced::{Color, Pixels, Point, Rectangle, Renderer, Size, Theme};
+use iced::{Color, Pixels, Point, Rectangle, Renderer, Size, Theme, Vector};
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 /// Background of a lane.
@@ -53,6 +56,8 @@ pub struct Interaction {
     last_click: Option<Instant>,
     modifiers: keyboard::Modifiers,
     hovering: bool,
+    /// The sub-pixel shift that put the cached lane on whole pixels (see `draw`).
+    snap: Cell<Option<Vector>>,
 }
 
 /// A lane on the canvas.
@@ -228,7 +233,16 @@ impl canvas::Program<Message> for LaneCanvas<'_> {
         bounds: Rectangle,
         _cursor: mouse::Cursor,
     ) -> Vec<Geometry> {
+        // The layout may put the lane at a fractional position: shift the picture onto
+        // whole pixels (at integer scale factors), or every edge would be blurred. The
+        // cached picture holds the shift, so it is redrawn when the shift changes.
+        let snap = Vector::new(bounds.x.round() - bounds.x, bounds.y.round() - bounds.y);
+        if state.snap.get() != Some(snap) {
+            self.cache.clear();
+            state.snap.set(Some(snap));
+        }
         let lane = self.cache.draw(renderer, bounds.size(), |frame| {
+            frame.translate(snap);
             draw_lane(frame, &self.lane.columns, &self.view, &self.y);
         });
         let mut overlay = Frame::new(renderer, bounds.size());
@@ -252,7 +266,7 @@ impl canvas::Program<Message> for LaneCanvas<'_> {
 }
 
 /// Draws a translucent rectangle as an image of its own size, so that it sits above the
-/// lane's image (a renderer draws a layer's images after its paths; and tiny-skia places
+/// lane's fills (a renderer draws a layer's images after its paths; and tiny-skia places
 /// scaled images on a grid of their scale, so the image is never scaled).
 fn overlay_rect(frame: &mut Frame, rgba: [u8; 4], r: Rectangle) {
     let (w, h) = (
@@ -293,7 +307,7 @@ fn draw_overlay(frame: &mut Frame, state: &Interaction, hover: Option<f64>, size
 /// Height of a column's loss mark (from the top of the lane), px: the loss ratio, at
 /// least [`MIN_LOSS_PX`] for any loss, so that a single lost ping stays visible at every
 /// zoom. Columns containing a frame whose every request was lost are marked over the whole
-/// height instead (see [`lane_pixels`]).
+/// height instead (see [`lane_picture`]).
 pub fn loss_mark_height(c: &ColumnStats, plot_h: f32) -> f32 {
     let r = c.loss_ratio().unwrap_or(0.0) as f32;
     (r * plot_h).max(MIN_LOSS_PX).min(plot_h)
@@ -302,35 +316,39 @@ pub fn loss_mark_height(c: &ColumnStats, plot_h: f32) -> f32 {
 /// Outage marks over columns that still have replies: translucent, so the bands show.
 pub const OUTAGE_MARK: Color = Color::from_rgba(0.93, 0.20, 0.22, 0.55);
 
-/// Draws a lane: its pixels (see [`lane_pixels`]) as one image, then the Y labels.
+/// Draws a lane: the background, then each layer of its [`LanePicture`] as one path
+/// (see [`layer_path`]), then the Y labels.
+///
+/// A band of a whole lane is a single fill, not one rectangle per column, and every edge
+/// lies on whole pixels, so the picture is as crisp as the software reference
+/// [`lane_pixels`] (anti-aliasing or not) and costs a few fills per lane whatever the zoom.
 pub fn draw_lane(frame: &mut Frame, cols: &[ColumnStats], view: &TimeView, y: &YScale) {
     let size = frame.size();
     let (w, h) = (
         size.width.ceil().max(1.0) as u32,
         size.height.ceil().max(1.0) as u32,
     );
-    let px = lane_pixels(cols, view, y, w, h);
-    let handle = image::Handle::from_rgba(w, h, px);
-    frame.draw_image(
-        Rectangle::new(Point::ORIGIN, Size::new(w as f32, h as f32)),
-        canvas::Image::new(handle).filter_method(image::FilterMethod::Nearest),
-    );
+    let pic = lane_picture(cols, view, y, w, h);
+    frame.fill_rectangle(Point::ORIGIN, Size::new(w as f32, h as f32), LANE_BG);
+    for layer in &pic.layers {
+        if let Some(path) = layer_path(&layer.spans) {
+            frame.fill(&path, layer.color);
+        }
+    }
     let bottom = size.height - PAD;
     let plot_h = (bottom - PAD).max(1.0);
     let ypx = |v: f32| -> f32 {
         let f = y.frac(f64::from(v)).clamp(0.0, 1.0) as f32;
         bottom - f * plot_h
     };
-    let yt = y.ticks(size.height, 22.0);
     // Y labels last, over the data.
-    for &v in &yt {
+    for &v in &pic.y_ticks {
         let py = ypx(v as f32);
         if py < 14.0 {
             continue;
         }
-        let label = format_ms(v);
         frame.fill_text(Text {
-            content: label,
+            content: y_label(v),
             position: Point::new(4.0, py - 1.0),
             color: LABEL,
             size: Pixels(11.0),
@@ -338,6 +356,61 @@ pub fn draw_lane(frame: &mut Frame, cols: &[ColumnStats], view: &TimeView, y: &Y
             ..Text::default()
         });
     }
+}
+
+/// The label of a Y tick: `12.5ms`. No space: the tiny-skia renderer caches only glyphs
+/// with pixels, so a space would be rasterized again (running the font's hinting program)
+/// at every redraw of every label.
+pub fn y_label(v_us: f64) -> String {
+    format_ms(v_us).replace(' ', "")
+}
+
+/// The outline of `spans` (ascending columns, at most one span each) as one path: for
+/// every run of adjacent columns whose spans overlap, a polygon whose top and bottom step
+/// along the spans. Its inside is exactly the union of the spans' pixels, and every vertex
+/// is on a whole pixel. `None` when there is nothing to fill.
+pub fn layer_path(spans: &[Span]) -> Option<Path> {
+    if spans.is_empty() {
+        return None;
+    }
+    let pt = |x: u32, y: u32| Point::new(x as f32, y as f32);
+    Some(Path::new(|b| {
+        let mut i = 0;
+        while i < spans.len() {
+            let mut j = i + 1;
+            while j < spans.len() {
+                let (p, s) = (spans[j - 1], spans[j]);
+                if s.x != p.x + 1 || s.y0 >= p.y1 || s.y1 <= p.y0 {
+                    break;
+                }
+                j += 1;
+            }
+            let run = &spans[i..j];
+            let (first, last) = (run[0], run[run.len() - 1]);
+            b.move_to(pt(first.x, first.y0));
+            let mut top = first.y0;
+            for s in &run[1..] {
+                if s.y0 != top {
+                    b.line_to(pt(s.x, top));
+                    b.line_to(pt(s.x, s.y0));
+                    top = s.y0;
+                }
+            }
+            b.line_to(pt(last.x + 1, top));
+            let mut bot = last.y1;
+            b.line_to(pt(last.x + 1, bot));
+            for s in run[..run.len() - 1].iter().rev() {
+                if s.y1 != bot {
+                    b.line_to(pt(s.x + 1, bot));
+                    b.line_to(pt(s.x + 1, s.y1));
+                    bot = s.y1;
+                }
+            }
+            b.line_to(pt(first.x, bot));
+            b.close();
+            i = j;
+        }
+    }))
 }
 
 /// The time axis under the lanes.
@@ -392,16 +465,58 @@ impl canvas::Program<Message> for AxisCanvas<'_> {
     }
 }
 
-/// An RGBA image of a lane, `w`×`h` pixels: background, grid, then per pixel column its
-/// gap, outage, bands, median and loss mark, composited in software. O(pixels) whatever
-/// the data, crisp (no anti-aliasing across columns) and identical on every renderer.
-pub fn lane_pixels(cols: &[ColumnStats], view: &TimeView, y: &YScale, w: u32, h: u32) -> Vec<u8> {
-    let (wu, hu) = (w as usize, h as usize);
-    let mut px = vec![0u8; wu * hu * 4];
-    let bg = LANE_BG.into_rgba8();
-    for p in px.chunks_exact_mut(4) {
-        p.copy_from_slice(&bg);
-    }
+/// Rows `[y0, y1)` of pixel column `x` of a lane (`y0 < y1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// Pixel column.
+    pub x: u32,
+    /// First row (0 = top).
+    pub y0: u32,
+    /// Row after the last.
+    pub y1: u32,
+}
+
+/// One colour of a lane's picture and the pixels it covers: at most one span per column,
+/// by ascending column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    /// The colour, alpha-blended over the layers below.
+    pub color: Color,
+    /// The pixels.
+    pub spans: Vec<Span>,
+}
+
+/// What a lane shows, `w`×`h` pixels: [`LANE_BG`], then `layers` in order (grid, gaps,
+/// bands, median, outage and loss marks, boxes behind the Y labels).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LanePicture {
+    /// Width, px.
+    pub w: u32,
+    /// Height, px.
+    pub h: u32,
+    /// Layers, bottom first.
+    pub layers: Vec<Layer>,
+    /// Y tick values, µs (labelled by [`draw_lane`]).
+    pub y_ticks: Vec<f64>,
+}
+
+/// Background of the Y labels (darkens what is under them).
+pub const LABEL_BG: Color = Color::from_rgba(19.0 / 255.0, 21.0 / 255.0, 25.5 / 255.0, 0.7);
+
+/// The picture of a lane of `w`×`h` pixels, one pixel column per column: per column its
+/// gap, outage, bands, median and loss mark. O(pixel columns) whatever the data.
+///
+/// Layers are painted whole, one after the other; within a column they come in the order
+/// a column is composited (bands, then the marks over them), so the result is the same as
+/// compositing column by column. Loss marks, outage columns and outage caps are one opaque
+/// layer painted last (over the bands), which is what compositing them in turn gives.
+pub fn lane_picture(
+    cols: &[ColumnStats],
+    view: &TimeView,
+    y: &YScale,
+    w: u32,
+    h: u32,
+) -> LanePicture {
     let hf = h as f32;
     let bottom = hf - PAD;
     let plot_h = (bottom - PAD).max(1.0);
@@ -409,109 +524,175 @@ pub fn lane_pixels(cols: &[ColumnStats], view: &TimeView, y: &YScale, w: u32, h:
         let f = y.frac(f64::from(v)).clamp(0.0, 1.0) as f32;
         bottom - f * plot_h
     };
-    // Fills rows [y0, y1) of column x with `c` (alpha-blended).
-    let span = |px: &mut [u8], x: usize, y0: f32, y1: f32, c: Color| {
-        let a = (y0.min(y1).floor().max(0.0)) as usize;
-        let b = (y0.max(y1).ceil().min(hf)) as usize;
-        let src = [c.r * 255.0, c.g * 255.0, c.b * 255.0];
-        for row in a..b {
-            let i = (row * wu + x) * 4;
-            for k in 0..3 {
-                let d = f32::from(px[i + k]);
-                px[i + k] = (src[k] * c.a + d * (1.0 - c.a)).round() as u8;
-            }
-            px[i + 3] = 255;
+    // The rows between y0 and y1 (either order), clipped to the lane.
+    let rows = |y0: f32, y1: f32| -> (u32, u32) {
+        let a = y0.min(y1).floor().max(0.0) as u32;
+        let b = y0.max(y1).ceil().min(hf) as u32;
+        (a, b)
+    };
+    let mut layers = Vec::new();
+    let push = |v: &mut Vec<Span>, x: u32, (y0, y1): (u32, u32)| {
+        if y1 > y0 {
+            v.push(Span { x, y0, y1 });
         }
     };
-    // Grid.
-    for t in time_ticks(view, w as f32, 110.0) {
-        let x = (view.frac_of(t.t_us) * f64::from(w)).floor();
-        if x >= 0.0 && (x as usize) < wu {
-            span(&mut px, x as usize, 0.0, hf, GRID);
-        }
-    }
-    let yt = y.ticks(hf, 22.0);
-    for &v in &yt {
+    // Grid: the time ticks, then the Y ticks.
+    let mut grid_x: Vec<u32> = time_ticks(view, w as f32, 110.0)
+        .iter()
+        .map(|t| (view.frac_of(t.t_us) * f64::from(w)).floor())
+        .filter(|&x| x >= 0.0 && x < f64::from(w))
+        .map(|x| x as u32)
+        .collect();
+    grid_x.sort_unstable();
+    grid_x.dedup();
+    layers.push(Layer {
+        color: GRID,
+        spans: grid_x.iter().map(|&x| Span { x, y0: 0, y1: h }).collect(),
+    });
+    let y_ticks = y.ticks(hf, 22.0);
+    for &v in &y_ticks {
         let row = ypx(v as f32).floor();
         if row >= 0.0 && row < hf {
-            for x in 0..wu {
-                span(&mut px, x, row, row + 1.0, GRID);
-            }
+            let row = row as u32;
+            layers.push(Layer {
+                color: GRID,
+                spans: (0..w)
+                    .map(|x| Span {
+                        x,
+                        y0: row,
+                        y1: row + 1,
+                    })
+                    .collect(),
+            });
         }
     }
     let n = cols.len();
-    if n == 0 {
-        label_backgrounds(&mut px, wu, &yt, &ypx);
-        return px;
-    }
-    for x in 0..wu {
-        let c = &cols[(x * n / wu).min(n - 1)];
-        if c.is_gap() {
-            span(&mut px, x, 0.0, hf, GAP);
-            continue;
+    let (mut gap, mut outer, mut mid, mut inner, mut median, mut outage) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    // Loss marks hang from the top: one height per column (0 = none).
+    let mut loss = vec![0u32; if n == 0 { 0 } else { w as usize }];
+    let col = |x: u32| &cols[(x as usize * n / w as usize).min(n - 1)];
+    if n > 0 {
+        for x in 0..w {
+            let c = col(x);
+            if c.is_gap() {
+                push(&mut gap, x, (0, h));
+                continue;
+            }
+            if c.is_outage() {
+                loss[x as usize] = h;
+                continue;
+            }
+            if c.received > 0 {
+                let q = c.q_us;
+                let band = |lo: f32, hi: f32| {
+                    let (a, b) = (ypx(hi), ypx(lo));
+                    if b - a < 1.0 {
+                        rows(a.floor(), a.floor() + 1.0)
+                    } else {
+                        rows(a, b)
+                    }
+                };
+                push(&mut outer, x, band(q[0], q[6]));
+                push(&mut mid, x, band(q[1], q[5]));
+                push(&mut inner, x, band(q[2], q[4]));
+                let m = ypx(q[3]).round();
+                push(&mut median, x, rows(m - 1.0, m + 1.0));
+            }
+            if c.has_outage {
+                push(&mut outage, x, (0, h));
+            } else if c.lost > 0 {
+                loss[x as usize] = rows(0.0, loss_mark_height(c, plot_h)).1;
+            }
         }
-        if c.is_outage() {
-            span(&mut px, x, 0.0, hf, LOSS);
-            continue;
-        }
-        if c.received > 0 {
-            let q = c.q_us;
-            let band = |lo: f32, hi: f32| {
-                let (a, b) = (ypx(hi), ypx(lo));
-                if b - a < 1.0 {
-                    (a.floor(), a.floor() + 1.0)
-                } else {
-                    (a, b)
+        // A solid cap, three pixels wide, over every column holding an outage: a lone
+        // 300 ms outage in a week of data must not be a faint one-pixel line.
+        let cap = rows(0.0, (0.08 * hf).clamp(4.0, 12.0)).1;
+        for x in 0..w {
+            if col(x).has_outage {
+                for xx in x.saturating_sub(1)..(x + 2).min(w) {
+                    let l = &mut loss[xx as usize];
+                    *l = (*l).max(cap);
                 }
-            };
-            let (a, b) = band(q[0], q[6]);
-            span(&mut px, x, a, b, BAND_OUTER);
-            let (a, b) = band(q[1], q[5]);
-            span(&mut px, x, a, b, BAND_MID);
-            let (a, b) = band(q[2], q[4]);
-            span(&mut px, x, a, b, BAND_INNER);
-            let m = ypx(q[3]).round();
-            span(&mut px, x, m - 1.0, m + 1.0, MEDIAN);
-        }
-        if c.has_outage {
-            span(&mut px, x, 0.0, hf, OUTAGE_MARK);
-        } else if c.lost > 0 {
-            span(&mut px, x, 0.0, loss_mark_height(c, plot_h), LOSS);
-        }
-    }
-    // A solid cap, three pixels wide, over every column holding an outage: a lone
-    // 300 ms outage in a week of data must not be a faint one-pixel line.
-    let cap = (0.08 * hf).clamp(4.0, 12.0);
-    for x in 0..wu {
-        if cols[(x * n / wu).min(n - 1)].has_outage {
-            for xx in x.saturating_sub(1)..(x + 2).min(wu) {
-                span(&mut px, xx, 0.0, cap, LOSS);
             }
         }
     }
-    label_backgrounds(&mut px, wu, &yt, &ypx);
-    px
-}
-
-/// Darkens the boxes behind the Y labels (the labels are text, drawn above the image).
-fn label_backgrounds(px: &mut [u8], wu: usize, ticks: &[f64], ypx: &dyn Fn(f32) -> f32) {
-    let hu = px.len() / 4 / wu.max(1);
-    for &v in ticks {
+    let loss: Vec<Span> = (0..w)
+        .zip(&loss)
+        .filter(|&(_, &y1)| y1 > 0)
+        .map(|(x, &y1)| Span { x, y0: 0, y1 })
+        .collect();
+    for (color, spans) in [
+        (GAP, gap),
+        (BAND_OUTER, outer),
+        (BAND_MID, mid),
+        (BAND_INNER, inner),
+        (MEDIAN, median),
+        (OUTAGE_MARK, outage),
+        (LOSS, loss),
+    ] {
+        layers.push(Layer { color, spans });
+    }
+    // Boxes behind the Y labels (the labels are text, drawn over the picture).
+    for &v in &y_ticks {
         let py = ypx(v as f32);
         if py < 14.0 {
             continue;
         }
-        let w = (format_ms(v).chars().count() as f32 * 6.2 + 4.0) as usize;
-        let y0 = (py - 14.0).max(0.0) as usize;
-        for row in y0..(y0 + 13).min(hu) {
-            for x in 2..(2 + w).min(wu) {
-                let i = (row * wu + x) * 4;
+        let bw = (y_label(v).chars().count() as f32 * 6.2 + 4.0) as u32;
+        let y0 = (py - 14.0).max(0.0) as u32;
+        let y1 = (y0 + 13).min(h);
+        if y1 > y0 {
+            layers.push(Layer {
+                color: LABEL_BG,
+                spans: (2..(2 + bw).min(w)).map(|x| Span { x, y0, y1 }).collect(),
+            });
+        }
+    }
+    layers.retain(|l| !l.spans.is_empty());
+    LanePicture {
+        w,
+        h,
+        layers,
+        y_ticks,
+    }
+}
+
+/// Composites a picture in software into RGBA pixels (the reference the renderer's fills
+/// must match; tests compare the two).
+pub fn rasterize(pic: &LanePicture) -> Vec<u8> {
+    let wu = pic.w as usize;
+    let mut px = vec![0u8; wu * pic.h as usize * 4];
+    let bg = LANE_BG.into_rgba8();
+    for p in px.chunks_exact_mut(4) {
+        p.copy_from_slice(&bg);
+    }
+    for layer in &pic.layers {
+        let c = layer.color;
+        let src = [c.r * 255.0, c.g * 255.0, c.b * 255.0];
+        for s in &layer.spans {
+            for row in s.y0..s.y1.min(pic.h) {
+                let i = (row as usize * wu + s.x as usize) * 4;
                 for k in 0..3 {
-                    px[i + k] = (f32::from(px[i + k]) * 0.3 + [19.0, 21.0, 25.5][k] * 0.7) as u8;
+                    let d = f32::from(px[i + k]);
+                    px[i + k] = (src[k] * c.a + d * (1.0 - c.a)).round() as u8;
                 }
+                px[i + 3] = 255;
             }
         }
     }
+    px
+}
+
+/// An RGBA image of a lane, `w`×`h` pixels: its [`lane_picture`] composited in software.
+pub fn lane_pixels(cols: &[ColumnStats], view: &TimeView, y: &YScale, w: u32, h: u32) -> Vec<u8> {
+    rasterize(&lane_picture(cols, view, y, w, h))
 }
 
 #[cfg(test)]

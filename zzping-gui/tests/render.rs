@@ -2,13 +2,13 @@
 
 mod common;
 
-use common::{T0, app_with, standard_host};
+use common::{Slot, T0, app_with, standard_host, write_host};
 use iced::widget::canvas;
 use iced::{Element, Length, Theme};
 use iced_test::Simulator;
 use std::path::Path;
 use zzping_gui::Message;
-use zzping_gui::canvas::{GAP, LaneCanvas, MEDIAN};
+use zzping_gui::canvas::{GAP, LaneCanvas, MEDIAN, lane_pixels};
 
 const W: f32 = 600.0;
 const H: f32 = 150.0;
@@ -185,4 +185,74 @@ fn whole_window_renders_dark_and_not_blank() {
         "dark theme: {dark} of {total} samples dark"
     );
     assert!(colors.len() > 50, "only {} colours", colors.len());
+}
+
+/// A host whose every frame differs: bands that jump up and down from column to column
+/// (some not even overlapping their neighbours), scattered loss, an outage and a gap.
+fn jumpy_host(dir: &Path) -> std::path::PathBuf {
+    write_host(dir, "jumpy", 600, |i| {
+        let mut state = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut rnd = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        match i {
+            200..203 => Slot::Outage,
+            400..420 => Slot::Gap,
+            _ => {
+                let base = 2_000 + (rnd() % 20_000) as u32;
+                let spread = 1 + (rnd() % 8_000) as u32;
+                let n = 1 + (rnd() % 12) as u32;
+                let rtts = (0..n).map(|k| base + spread * k / n).collect();
+                Slot::Custom(rtts, u32::from(rnd() % 5 == 0))
+            }
+        }
+    })
+}
+
+#[test]
+fn the_rendered_lane_matches_the_software_reference() {
+    // The renderer fills each layer as one path; the software compositor paints the same
+    // layers pixel by pixel. Every pixel must agree (to blending rounding), in particular
+    // every edge of the stepped outlines, so nothing is blurred, missing or doubled.
+    let dir = tempfile::tempdir().unwrap();
+    let p = jumpy_host(dir.path());
+    let mut app = app_with(&[p], W);
+    for sf in [0.0, 20.0] {
+        let _ = app.update(Message::ScaleFactor(sf));
+        let s = &app.offline[0];
+        assert_eq!(s.lane.columns.len(), W as usize);
+        let reference = lane_pixels(&s.lane.columns, &app.view_range(), &s.y, W as u32, H as u32);
+        let el = canvas(LaneCanvas {
+            lane: &s.lane,
+            cache: &s.cache,
+            view: app.view_range(),
+            y: s.y,
+            hover: None,
+            primary: false,
+            keys: false,
+            plot_width: W,
+        })
+        .width(Length::Fill)
+        .height(Length::Fill);
+        let img = render(el.into(), (W, H));
+        let mut worst = (0, 0, 0);
+        // Physical pixels at scale 2; the Y labels (text, left) are not in the reference.
+        for y in 0..img.h {
+            for x in 120..img.w {
+                let (lx, ly) = (x / 2, y / 2);
+                let i = (ly * W as usize + lx) * 4;
+                let p = img.px(x, y);
+                for k in 0..3 {
+                    let d = (i32::from(p[k]) - i32::from(reference[i + k])).abs();
+                    if d > worst.0 {
+                        worst = (d, x, y);
+                    }
+                }
+            }
+        }
+        assert!(worst.0 <= 2, "sf {sf}: worst difference {worst:?}");
+    }
 }

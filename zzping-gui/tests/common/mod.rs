@@ -19,6 +19,8 @@ pub enum Slot {
     Outage,
     /// No frame at all.
     Gap,
+    /// These replies (µs) and this many lost requests.
+    Custom(Vec<u32>, u32),
 }
 
 /// Writes `n` frames for host `label` from [`T0`], `slot(i)` deciding each.
@@ -48,6 +50,11 @@ pub fn write_host(dir: &Path, label: &str, n: u64, slot: impl Fn(u64) -> Slot) -
             Slot::Outage => {
                 f.sent = 10;
                 f.lost = 10;
+            }
+            Slot::Custom(rtts, lost) => {
+                f.sent = rtts.len() as u32 + lost;
+                f.rtts_us = rtts;
+                f.lost = lost;
             }
         }
         w.append(&f).unwrap();
