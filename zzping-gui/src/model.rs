@@ -540,7 +540,13 @@ struct Folder {
     received: u64,
     lost: u64,
     dense: Vec<u64>,
+    /// Codes of the current column (to clear `dense`), in no particular order.
     touched: Vec<u32>,
+    /// Smallest and largest code of the current column.
+    lo: u32,
+    hi: u32,
+    /// Replies in the current column.
+    replies: u64,
     total_dense: Vec<u64>,
     total_replies: u64,
     total_frames: u64,
@@ -570,6 +576,9 @@ impl Folder {
             self.dense[c as usize] = 0;
         }
         self.touched.clear();
+        self.lo = u32::MAX;
+        self.hi = 0;
+        self.replies = 0;
         self.frames = 0;
         self.sent = 0;
         self.received = 0;
@@ -587,12 +596,14 @@ impl Folder {
         self.total_frames += u64::from(s.frames);
         self.total_received += u64::from(s.counts.received);
         self.total_lost += u64::from(s.counts.lost);
-        for &(code, count) in s.hist.entries() {
-            let i = code as usize;
-            if i >= self.total_dense.len() {
-                self.total_dense.resize(i + 1, 0);
-            }
-            self.total_dense[i] += u64::from(count);
+        let entries = s.hist.entries();
+        if let Some(&(last, _)) = entries.last()
+            && last as usize >= self.total_dense.len()
+        {
+            self.total_dense.resize(last as usize + 1, 0);
+        }
+        for &(code, count) in entries {
+            self.total_dense[code as usize] += u64::from(count);
             self.total_replies += u64::from(count);
         }
         let (lo, hi) = if b - a <= 1.0 {
@@ -628,15 +639,22 @@ impl Folder {
             self.sent += u64::from(s.counts.sent);
             self.received += u64::from(s.counts.received);
             self.lost += u64::from(s.counts.lost);
-            for &(code, count) in s.hist.entries() {
-                let i = code as usize;
-                if i >= self.dense.len() {
-                    self.dense.resize(i + 1, 0);
+            let entries = s.hist.entries();
+            if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+                // Entries ascend by code.
+                self.lo = self.lo.min(first.0);
+                self.hi = self.hi.max(last.0);
+                if last.0 as usize >= self.dense.len() {
+                    self.dense.resize(last.0 as usize + 1, 0);
                 }
-                if self.dense[i] == 0 {
+            }
+            for &(code, count) in entries {
+                let d = &mut self.dense[code as usize];
+                if *d == 0 {
                     self.touched.push(code);
                 }
-                self.dense[i] += u64::from(count);
+                *d += u64::from(count);
+                self.replies += u64::from(count);
             }
         }
     }
@@ -654,22 +672,26 @@ impl Folder {
             has_outage: false,
         };
         if let Some(q) = &self.quantizer
-            && !self.touched.is_empty()
+            && self.replies > 0
         {
-            self.touched.sort_unstable();
-            let total: u64 = self.touched.iter().map(|&k| self.dense[k as usize]).sum();
+            // Walk the dense counts upwards from the smallest code: no sort, and the walk
+            // stops at the p95 (the last rank is the largest code, known already).
+            let total = self.replies;
             let mut seen = 0u64;
-            let mut it = self.touched.iter();
-            let mut code = self.touched[0];
+            let mut next = self.lo as usize;
+            let mut code = self.lo;
             for (o, &qq) in c.q_us.iter_mut().zip(BAND_QUANTILES.iter()) {
                 let rank = rank_of(qq, total);
-                while seen < rank {
-                    match it.next() {
-                        Some(&k) => {
-                            seen += self.dense[k as usize];
-                            code = k;
+                if rank == total {
+                    code = self.hi;
+                } else {
+                    while seen < rank && next <= self.hi as usize {
+                        let n = self.dense[next];
+                        if n > 0 {
+                            seen += n;
+                            code = next as u32;
                         }
-                        None => break,
+                        next += 1;
                     }
                 }
                 *o = q.decode_saturating(code) as f32;
@@ -842,22 +864,46 @@ mod tests {
             })
             .collect();
         let mut lane = live_lane(&frames);
-        for (span_s, width) in [(200.0, 173.0), (37.0, 400.0), (3.0, 90.0)] {
+        let per_frame: Vec<Summary> = frames
+            .iter()
+            .map(|f| {
+                let mut s = Summary::new(f.start_us, 100_000);
+                s.add_frame(f);
+                s
+            })
+            .collect();
+        let Source::Live(live) = &lane.source else {
+            unreachable!()
+        };
+        let coarse = live.coarse.clone();
+        // Raw frames (several columns per frame, several frames per column), then 10 s
+        // summaries (several per column: the dense walk over merged histograms).
+        for (span_s, width) in [
+            (200.0, 173.0),
+            (37.0, 400.0),
+            (3.0, 90.0),
+            (190.0, 7.0),
+            (180.0, 4.0),
+        ] {
             let view = TimeView::new(t0 as f64 + 5e6, t0 as f64 + 5e6 + span_s * 1e6);
             lane.recompute(&view, width);
+            let items = if lane.level_us == 0 {
+                &per_frame
+            } else {
+                assert_eq!(lane.level_us, LIVE_COARSE_US);
+                &coarse
+            };
             let n = lane.columns.len();
             let upp = view.span_us() / n as f64;
             let mut expect = vec![Summary::default(); n];
             let mut total = Summary::default();
-            for f in &frames {
-                let a = (f.start_us as f64 - view.t0_us) / upp;
-                let b = (f.end_us() as f64 - view.t0_us) / upp;
+            for s in items {
+                let a = (s.start_us as f64 - view.t0_us) / upp;
+                let b = (s.end_us() as f64 - view.t0_us) / upp;
                 if b <= 0.0 || a >= n as f64 {
                     continue;
                 }
-                let mut s = Summary::new(f.start_us, 100_000);
-                s.add_frame(f);
-                total.merge(&s);
+                total.merge(s);
                 let cols = if b - a <= 1.0 {
                     let m = ((a + b) / 2.0).floor();
                     if m < 0.0 || m >= n as f64 {
@@ -869,7 +915,7 @@ mod tests {
                     a.floor().max(0.0) as usize..(b.ceil() as usize).min(n)
                 };
                 for c in cols {
-                    expect[c].merge(&s);
+                    expect[c].merge(s);
                 }
             }
             let mut codes = [None; 7];
