@@ -363,6 +363,20 @@ impl App {
         }
         let view = self.view_range();
         let width = self.plot_width;
+        let lanes = match self.mode {
+            Mode::Offline => &mut self.offline,
+            Mode::Live => &mut self.live,
+        };
+        for s in lanes.iter_mut() {
+            s.lane.recompute(&view, width);
+        }
+        self.axis_cache.clear();
+        self.rescale();
+    }
+
+    /// Recomputes every visible lane's Y scale from its columns (which a change of the Y
+    /// range or scale factor leaves as they are: no fold), and clears the drawing caches.
+    pub fn rescale(&mut self) {
         let (y_zoom, sf) = (self.y_zoom, self.sf);
         let lanes = match self.mode {
             Mode::Offline => &mut self.offline,
@@ -370,7 +384,6 @@ impl App {
         };
         let mut p95s = Vec::new();
         for s in lanes.iter_mut() {
-            s.lane.recompute(&view, width);
             let auto = auto_max_us(&s.lane.columns, &mut p95s);
             let auto = if auto > 0.0 { auto * 1.25 } else { 10_000.0 };
             s.y = YScale {
@@ -379,7 +392,6 @@ impl App {
             };
             s.cache.clear();
         }
-        self.axis_cache.clear();
     }
 
     fn collect_issues(&mut self) {
@@ -448,17 +460,17 @@ impl App {
             Message::YZoom(f) => {
                 if f.is_finite() && f > 0.0 {
                     self.y_zoom = (self.y_zoom * f).clamp(1e-3, 1e3);
-                    self.recompute();
+                    self.rescale();
                 }
             }
             Message::YAuto => {
                 self.y_zoom = 1.0;
-                self.recompute();
+                self.rescale();
             }
             Message::ScaleFactor(sf) => {
                 if sf.is_finite() {
                     self.sf = sf.clamp(0.0, 1000.0);
-                    self.recompute();
+                    self.rescale();
                 }
             }
             Message::PathChanged(p) => {
