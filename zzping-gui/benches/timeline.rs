@@ -7,12 +7,15 @@
 //!
 //! Environment: `ZZPING_BENCH_DAYS` (default 1), `ZZPING_BENCH_HOSTS` (default 3),
 //! `ZZPING_BENCH_DIR` (default `target/zzping-gui-bench-<days>d`; kept between runs, so
-//! the data set and its sidecars are generated once).
+//! the data set and its sidecars are generated once), `ZZPING_BENCH_ONLY=views` (only the
+//! per-zoom figures, for profiling).
 //!
 //! Prints: generation time, first open (builds the sidecars), open with sidecars (time to
 //! the first picture, then with the outage index, and peak RSS, in a fresh child
-//! process), live mode with 10 hosts, and per zoom level the median time to recompute the
-//! columns after a pan and to draw and rasterize the lanes at 1600×900.
+//! process), live mode with 10 hosts, and per zoom level (the whole data set, 1 day,
+//! 1 hour, 5 minutes, 10 seconds) the median time to recompute the columns after a pan,
+//! to draw and rasterize the lanes at 1600×900 (`gui.redraw_ms_p50_<zoom>`), and both
+//! (`gui.pan_ms_p50_<zoom>`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -79,6 +82,25 @@ fn draw(r: &mut Renderer, app: &App) {
     }
     let px = r.screenshot(iced::Size::new(1600, 900), 1.0, iced::Color::BLACK);
     assert_eq!(px.len(), 1600 * 900 * 4);
+}
+
+/// Keeps freed memory in the process (glibc: no `mmap` for blocks up to 32 MB, no trim
+/// below 512 MB free) for the redraw figures.
+///
+/// Each `screenshot` allocates three frame-sized buffers (5.8 + 5.8 + 1.4 MB at
+/// 1600×900) where the window draws into one persistent buffer. Whether glibc serves
+/// them from memory the process already has or maps fresh zeroed pages depends on what
+/// else was allocated and freed before (page faults of up to 5 ms per frame, varying
+/// from one build or run to the next); with this setting the figures measure drawing,
+/// not the allocator's luck. It changes no drawing code, and the open and live figures
+/// are measured before it is set.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called from the only thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+    }
 }
 
 fn open(dir: &Path) -> (App, f64) {
@@ -247,6 +269,7 @@ fn open_and_live_figures(dir: &Path, days: u64, hosts: usize) {
 /// not seen before (so no cache of a previous view can answer it), within ±5 % of the
 /// middle of the data.
 fn views_figures(dir: &Path, days: u64) {
+    keep_freed_memory();
     let mut all_render = Vec::new();
     let (mut app, _) = open(dir);
     let (a, b) = app.extent().expect("data");
