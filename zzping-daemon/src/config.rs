@@ -115,6 +115,23 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax), default `info` (or RUST_LOG).
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
+    /// Where logs go: stderr, journald (the systemd journal's native protocol: levels
+    /// become priorities, fields stay structured), or auto (journald when stderr is
+    /// connected to the journal, as under systemd; else stderr).
+    #[arg(long, value_enum, default_value_t = LogTarget::Auto)]
+    pub log_target: LogTarget,
+}
+
+/// Where logs go (see [`Cli::log_target`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogTarget {
+    /// journald when `JOURNAL_STREAM` says stderr is the journal, else stderr.
+    #[default]
+    Auto,
+    /// Standard error.
+    Stderr,
+    /// The systemd journal (falls back to stderr, with a warning, if its socket is absent).
+    Journald,
 }
 
 /// One `[[host]]` entry of the file.
