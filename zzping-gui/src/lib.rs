@@ -10,10 +10,12 @@
 //! - [`data`]: finding and loading files;
 //! - [`live`]: daemon connections;
 //! - [`canvas`]: drawing and mouse/keyboard interaction;
-//! - [`app`]: state, messages, `update` and `view`.
+//! - [`app`]: state, messages, `update` and `view`;
+//! - [`config`]: the command line and the configuration file.
 
 pub mod app;
 pub mod canvas;
+pub mod config;
 pub mod data;
 pub mod demo;
 pub mod live;
