@@ -86,6 +86,9 @@ fn varint_len(mut v: u64) -> usize {
     n
 }
 
+/// Initial content of the arena (never read: records are located by their marks).
+const ARENA_FILL: u8 = 0xA5;
+
 impl ByteRing {
     /// A ring for records of up to `bytes` bytes of data (and about `bytes` in total) and
     /// at most `max_entries` records; the first key is 0.
@@ -93,8 +96,10 @@ impl ByteRing {
         let max_len = bytes.clamp(1, usize::from(WRAP) - 1);
         let max_entries = max_entries.max(1);
         Self {
-            // Room for one record of the largest size with its header.
-            buf: vec![0; bytes.max(max_len) + MAX_HEADER],
+            // Room for one record of the largest size with its header. Filled (not
+            // zeroed: zeroed memory is mapped lazily) so the whole arena is resident from
+            // the start: a daemon's memory on its first minute is its memory after a year.
+            buf: vec![ARENA_FILL; bytes.max(max_len) + MAX_HEADER],
             marks: VecDeque::with_capacity(max_entries / SPARSE as usize + 2),
             max_entries,
             max_len,
