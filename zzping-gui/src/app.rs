@@ -270,9 +270,30 @@ impl App {
         self.errors.extend(errors);
         self.offline = lanes.into_iter().map(LaneSlot::new).collect();
         self.offline_pristine = true;
+        self.sync_history(None);
         self.collect_issues();
         self.reset_offline();
         self.recompute();
+    }
+
+    /// Gives the live lanes the days on disk of the same host (see
+    /// [`HostLabel::same_host`]), so that a live window scrolls back into the history on
+    /// disk: all live lanes, or those of the offline lane `only`.
+    fn sync_history(&mut self, only: Option<usize>) {
+        for s in &mut self.live {
+            let found = self
+                .offline
+                .iter()
+                .position(|o| s.lane.host.same_host(&o.lane.host));
+            if only.is_some() && found != only {
+                continue;
+            }
+            let days = match found.map(|i| &self.offline[i].lane.source) {
+                Some(Source::Files(days)) => days.clone(),
+                _ => Vec::new(),
+            };
+            s.lane.set_history(days);
+        }
     }
 
     /// Replaces the offline lanes with the hosts under `paths`; returns the task loading
@@ -303,6 +324,7 @@ impl App {
             .collect();
         self.loading = (0, 2 * jobs.len());
         self.mode = Mode::Offline;
+        self.sync_history(None);
         self.recompute();
         load_task(self.generation, jobs)
     }
@@ -494,14 +516,13 @@ impl App {
                 if let Some(s) = self.offline.get_mut(lane) {
                     s.lane.set_day(day, state);
                 }
+                self.sync_history(Some(lane));
                 self.loading.0 += 1;
                 self.collect_issues();
                 if self.offline_pristine {
                     self.reset_offline();
                 }
-                if self.mode == Mode::Offline {
-                    self.recompute();
-                }
+                self.recompute();
             }
             Message::DayOutages {
                 generation,
@@ -515,9 +536,8 @@ impl App {
                 self.loading.0 += 1;
                 if let (Some(s), Some(runs)) = (self.offline.get_mut(lane), runs) {
                     s.lane.set_outages(day, runs);
-                    if self.mode == Mode::Offline {
-                        self.recompute();
-                    }
+                    self.sync_history(Some(lane));
+                    self.recompute();
                 }
             }
             Message::SetMode(m) => {
@@ -603,6 +623,7 @@ impl App {
                         self.live.push(LaneSlot::new(lane));
                     }
                 }
+                self.sync_history(None);
             }
             LiveEvent::Frame { host, frame } => {
                 if let Some(&i) = self.live_index.get(&(daemon, host))

@@ -15,9 +15,18 @@
 //!
 //! A summary no wider than a column goes to the column holding its midpoint; a wider one
 //! (a 100 ms frame when zoomed in to milliseconds) goes to every column it covers.
+//!
+//! # Live lanes with history on disk
+//! A live lane may also hold the same host's day files ([`Lane::set_history`]). Its
+//! columns then come from the files before the *cut* (the first 10 s boundary at or
+//! after the first live frame) and from the stream after it, each part at its own level
+//! (at 100 s per pixel: 100 s summaries from disk, 10 s summaries from the stream). Every
+//! frame is counted once: a coarse summary on disk that straddles the cut is replaced by
+//! its 10 s summaries before the cut, and the stream's frames before the cut are left out.
 
 use crate::timeline::TimeView;
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use zzping_lib::codec::QFrame;
@@ -109,6 +118,22 @@ pub struct HostLabel {
 }
 
 impl HostLabel {
+    /// True when `self` and `other` name the same host: the same label and, when both
+    /// addresses are known, the same address (a daemon's label is its host directory's
+    /// name, so this matches a live host with its data on disk).
+    pub fn same_host(&self, other: &HostLabel) -> bool {
+        if self.label != other.label {
+            return false;
+        }
+        match (&self.address, &other.address) {
+            (Some(a), Some(b)) => match (a.parse::<IpAddr>(), b.parse::<IpAddr>()) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => a == b,
+            },
+            _ => true,
+        }
+    }
+
     /// The legend's title: the name (or label), then the address when different.
     pub fn title(&self) -> String {
         let main = self.name.clone().unwrap_or_else(|| self.label.clone());
@@ -173,6 +198,8 @@ pub struct LiveData {
     pub gap_frames: u64,
     /// Runs of frames whose every request was lost.
     pub outages: Vec<(u64, u64)>,
+    /// Start of the first frame received, µs.
+    pub first_us: Option<u64>,
 }
 
 impl LiveData {
@@ -185,6 +212,7 @@ impl LiveData {
         }
         let mut s = Summary::new(f.start_us, u64::from(f.period_us));
         s.add_frame(f);
+        self.first_us.get_or_insert(f.start_us);
         if f.received() == 0 && f.lost > 0 {
             push_outage(&mut self.outages, f.start_us, f.end_us());
         }
@@ -245,6 +273,11 @@ pub struct Lane {
     pub issues: Vec<String>,
     /// Width (µs) of the summaries the current columns were folded from (0 = raw frames).
     pub level_us: u64,
+    /// A live lane's days on disk (see [`Lane::set_history`]).
+    history: Vec<Day>,
+    /// Where the current columns switch from the days on disk to the stream, µs (0: all
+    /// from the stream; `u64::MAX`: all from disk).
+    cut_us: u64,
     folder: Folder,
     fine: FineCache,
 }
@@ -260,9 +293,30 @@ impl Lane {
             totals: LaneTotals::default(),
             issues: Vec::new(),
             level_us: 0,
+            history: Vec::new(),
+            cut_us: u64::MAX,
             folder: Folder::default(),
             fine: FineCache::default(),
         }
+    }
+
+    /// Gives a live lane the same host's days on disk (loaded or not: pass them again as
+    /// they load). The lane then shows them for the times before its live data: from the
+    /// first 10 s boundary at or after its first live frame on, the columns come from the
+    /// live stream, before it from the files, so every frame is counted once and the two
+    /// meet without a seam. Days whose precision differs from the stream's are not shown
+    /// (an issue says so). No effect on a lane of files.
+    pub fn set_history(&mut self, days: Vec<Day>) {
+        if !matches!(self.source, Source::Live(_)) {
+            return;
+        }
+        self.history = days;
+        self.fine.valid = false;
+    }
+
+    /// The days on disk a live lane shows before its live data.
+    pub fn history(&self) -> &[Day] {
+        &self.history
     }
 
     /// Records the loaded pyramid of day `idx` (or its failure).
@@ -312,21 +366,11 @@ impl Lane {
     /// Time covered by the lane's data, µs (start of the first summary, end of the last).
     pub fn extent(&self) -> Option<(u64, u64)> {
         match &self.source {
-            Source::Live(l) => l.extent(),
-            Source::Files(days) => {
-                let mut lo = u64::MAX;
-                let mut hi = 0;
-                for d in days {
-                    if let DayState::Loaded(p) = &d.state
-                        && let Some(l) = p.levels.first()
-                        && let (Some(a), Some(b)) = (l.summaries.first(), l.summaries.last())
-                    {
-                        lo = lo.min(a.start_us);
-                        hi = hi.max(b.end_us());
-                    }
-                }
-                (hi > lo).then_some((lo, hi))
-            }
+            Source::Live(l) => match (l.extent(), days_extent(&self.history)) {
+                (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+                (a, b) => a.or(b),
+            },
+            Source::Files(days) => days_extent(days),
         }
     }
 
@@ -342,99 +386,62 @@ impl Lane {
         let from = t0.max(0.0) as u64;
         let to = view.t1_us.max(0.0) as u64;
         let mut fine_err = None;
+        let history_ok = self.history_usable();
+        let mut disk = DiskFold {
+            folder: &mut self.folder,
+            columns: &mut self.columns,
+            fine: &mut self.fine,
+            quantizer: &mut self.quantizer,
+            issues: &mut self.issues,
+            fine_err: &mut fine_err,
+        };
         match &self.source {
             Source::Live(live) => {
-                let ring_start = live.frames.front().map_or(u64::MAX, |s| s.start_us);
-                if upp < LIVE_COARSE_US as f64 && ring_start <= from {
-                    self.level_us = 0;
-                    let a = live.frames.partition_point(|s| s.end_us() <= from);
-                    let b = live.frames.partition_point(|s| s.start_us < to);
-                    fold(
-                        &mut self.folder,
-                        &mut self.columns,
-                        live.frames.range(a..b.max(a)),
-                    );
+                let cut = if history_ok {
+                    match live.first_us {
+                        Some(f) => f.div_ceil(LIVE_COARSE_US) * LIVE_COARSE_US,
+                        None => u64::MAX,
+                    }
                 } else {
-                    self.level_us = LIVE_COARSE_US;
-                    let a = live.coarse.partition_point(|s| s.end_us() <= from);
-                    let b = live.coarse.partition_point(|s| s.start_us < to);
-                    fold(
-                        &mut self.folder,
-                        &mut self.columns,
-                        live.coarse[a..b.max(a)].iter(),
-                    );
+                    0
+                };
+                self.cut_us = cut;
+                // Before the cut: the days on disk; from it: the stream.
+                let mut disk_level = None;
+                let disk_to = to.min(cut);
+                if from < disk_to {
+                    disk_level = Some(disk.fold_days(&self.history, from, disk_to, upp, cut));
                 }
+                let lfrom = from.max(cut);
+                let mut live_level = None;
+                if lfrom < to {
+                    let ring_start = live.frames.front().map_or(u64::MAX, |s| s.start_us);
+                    let (folder, columns) = (&mut *disk.folder, &mut *disk.columns);
+                    if upp < LIVE_COARSE_US as f64 && ring_start <= lfrom {
+                        live_level = Some(0);
+                        let a = live.frames.partition_point(|s| s.end_us() <= lfrom);
+                        let a = a.max(live.frames.partition_point(|s| s.start_us < cut));
+                        let b = live.frames.partition_point(|s| s.start_us < to);
+                        fold(folder, columns, live.frames.range(a..b.max(a)));
+                    } else {
+                        live_level = Some(LIVE_COARSE_US);
+                        let a = live.coarse.partition_point(|s| s.end_us() <= lfrom);
+                        let a = a.max(live.coarse.partition_point(|s| s.start_us < cut));
+                        let b = live.coarse.partition_point(|s| s.start_us < to);
+                        fold(folder, columns, live.coarse[a..b.max(a)].iter());
+                    }
+                }
+                // The status line names the level of the larger part.
+                self.level_us = match (disk_level, live_level) {
+                    (Some(d), Some(_)) if disk_to - from > to - lfrom => d,
+                    (_, Some(l)) => l,
+                    (Some(d), None) => d,
+                    (None, None) => LIVE_COARSE_US,
+                };
             }
             Source::Files(days) => {
-                if upp >= PERSISTED_WIDTHS_US[0] as f64 {
-                    let w = PERSISTED_WIDTHS_US
-                        .iter()
-                        .copied()
-                        .filter(|&w| w as f64 <= upp)
-                        .max()
-                        .unwrap_or(PERSISTED_WIDTHS_US[0]);
-                    self.level_us = w;
-                    for d in days {
-                        if d.day_start_us >= to
-                            || d.day_start_us + zzping_lib::time::US_PER_DAY <= from
-                        {
-                            continue;
-                        }
-                        if let DayState::Loaded(p) = &d.state
-                            && let Some(l) = p.level(w)
-                        {
-                            fold(
-                                &mut self.folder,
-                                &mut self.columns,
-                                l.range(from, to).iter(),
-                            );
-                        }
-                    }
-                } else {
-                    let width = if upp >= 1e6 { 1_000_000 } else { 0 };
-                    self.level_us = width;
-                    let f = &self.fine;
-                    if !(f.valid && f.width_us == width && f.from_us <= from && f.to_us >= to) {
-                        let span = to - from;
-                        let lo = from.saturating_sub(span / 2);
-                        let hi = to.saturating_add(span / 2);
-                        let files: Vec<PathBuf> = days
-                            .iter()
-                            .filter(|d| {
-                                !matches!(d.state, DayState::Failed(_))
-                                    && d.day_start_us < hi
-                                    && d.day_start_us + zzping_lib::time::US_PER_DAY > lo
-                            })
-                            .map(|d| d.path.clone())
-                            .collect();
-                        match read_fine(files, lo, hi, width, &mut self.fine.items) {
-                            Ok((q, issues)) => {
-                                if self.quantizer.is_none() {
-                                    self.quantizer = q;
-                                }
-                                for i in issues {
-                                    if !self.issues.contains(&i) {
-                                        self.issues.push(i);
-                                    }
-                                }
-                            }
-                            Err(e) => fine_err = Some(e),
-                        }
-                        self.fine.from_us = lo;
-                        self.fine.to_us = hi;
-                        self.fine.width_us = width;
-                        self.fine.valid = true;
-                    }
-                    self.folder.quantizer = self.quantizer.clone();
-                    let items = &self.fine.items;
-                    let a = items.partition_point(|s| s.end_us() <= from);
-                    let b = items.partition_point(|s| s.start_us < to);
-                    fold(
-                        &mut self.folder,
-                        &mut self.columns,
-                        items[a..b.max(a)].iter(),
-                    );
-                }
+                self.cut_us = u64::MAX;
+                self.level_us = disk.fold_days(days, from, to, upp, u64::MAX);
             }
         }
         if let Some(e) = fine_err
@@ -443,6 +450,34 @@ impl Lane {
             self.issues.push(e);
         }
         self.finish_columns(view);
+    }
+
+    /// True when a live lane's days on disk can be merged with its stream: same
+    /// quantizer (an issue is recorded once otherwise).
+    fn history_usable(&mut self) -> bool {
+        if self.history.is_empty() {
+            return false;
+        }
+        let Some(q) = &self.quantizer else {
+            return true;
+        };
+        for d in &self.history {
+            if let DayState::Loaded(p) = &d.state
+                && *p.quantizer != **q
+            {
+                let msg = format!(
+                    "{}: precision {} differs from the live stream's {}; history on disk not shown",
+                    d.path.display(),
+                    p.quantizer.precision(),
+                    q.precision()
+                );
+                if !self.issues.contains(&msg) {
+                    self.issues.push(msg);
+                }
+                return false;
+            }
+        }
+        true
     }
 
     fn finish_columns(&mut self, view: &TimeView) {
@@ -471,10 +506,24 @@ impl Lane {
                 c.has_outage = true;
             }
         };
+        let cut = self.cut_us;
         match &self.source {
             Source::Live(l) => {
-                for &(a, b) in &l.outages {
-                    mark(&mut self.columns, a, b);
+                // Disk before the cut, the stream from it (a run across the cut counts once).
+                if cut > 0 {
+                    for d in &self.history {
+                        match &d.outages {
+                            Some(v) => {
+                                for &(a, b) in v.iter().filter(|r| r.0 < cut) {
+                                    mark(&mut self.columns, a, b.min(cut));
+                                }
+                            }
+                            None => indexed = false,
+                        }
+                    }
+                }
+                for &(a, b) in l.outages.iter().filter(|r| r.1 > cut) {
+                    mark(&mut self.columns, a.max(cut), b);
                 }
             }
             Source::Files(days) => {
@@ -522,6 +571,116 @@ impl Lane {
             p99_us: pct(0.99),
             outages,
         };
+    }
+}
+
+/// The time covered by the loaded days, µs.
+fn days_extent(days: &[Day]) -> Option<(u64, u64)> {
+    let mut lo = u64::MAX;
+    let mut hi = 0;
+    for d in days {
+        if let DayState::Loaded(p) = &d.state
+            && let Some(l) = p.levels.first()
+            && let (Some(a), Some(b)) = (l.summaries.first(), l.summaries.last())
+        {
+            lo = lo.min(a.start_us);
+            hi = hi.max(b.end_us());
+        }
+    }
+    (hi > lo).then_some((lo, hi))
+}
+
+/// What folding days on disk needs of a lane: its fields, borrowed apart from its source.
+struct DiskFold<'a> {
+    folder: &'a mut Folder,
+    columns: &'a mut Vec<ColumnStats>,
+    fine: &'a mut FineCache,
+    quantizer: &'a mut Option<Arc<Quantizer>>,
+    issues: &'a mut Vec<String>,
+    fine_err: &'a mut Option<String>,
+}
+
+impl DiskFold<'_> {
+    /// Folds the data of `days` in `[from, to)` that starts before `cut` into the columns
+    /// (see the module docs for the level); returns the level's width (0 = raw frames).
+    /// A summary that straddles `cut` (10 s aligned) is replaced by its day's 10 s
+    /// summaries before `cut`, so nothing at or after `cut` is counted.
+    fn fold_days(&mut self, days: &[Day], from: u64, to: u64, upp: f64, cut: u64) -> u64 {
+        if upp >= PERSISTED_WIDTHS_US[0] as f64 {
+            let w = PERSISTED_WIDTHS_US
+                .iter()
+                .copied()
+                .filter(|&w| w as f64 <= upp)
+                .max()
+                .unwrap_or(PERSISTED_WIDTHS_US[0]);
+            for d in days {
+                if d.day_start_us >= to || d.day_start_us + zzping_lib::time::US_PER_DAY <= from {
+                    continue;
+                }
+                let DayState::Loaded(p) = &d.state else {
+                    continue;
+                };
+                let Some(l) = p.level(w) else {
+                    continue;
+                };
+                for s in l.range(from, to) {
+                    if s.start_us >= cut {
+                        break;
+                    }
+                    if s.end_us() <= cut {
+                        self.folder.add(s, self.columns);
+                    } else if let Some(tens) = p.level(PERSISTED_WIDTHS_US[0]) {
+                        fold(
+                            self.folder,
+                            self.columns,
+                            tens.range(s.start_us, cut).iter(),
+                        );
+                    }
+                }
+            }
+            return w;
+        }
+        let width = if upp >= 1e6 { 1_000_000 } else { 0 };
+        let f = &*self.fine;
+        if !(f.valid && f.width_us == width && f.from_us <= from && f.to_us >= to) {
+            let span = to - from;
+            let lo = from.saturating_sub(span / 2);
+            let hi = to.saturating_add(span / 2).min(cut);
+            let files: Vec<PathBuf> = days
+                .iter()
+                .filter(|d| {
+                    !matches!(d.state, DayState::Failed(_))
+                        && d.day_start_us < hi
+                        && d.day_start_us + zzping_lib::time::US_PER_DAY > lo
+                })
+                .map(|d| d.path.clone())
+                .collect();
+            match read_fine(files, lo, hi, width, &mut self.fine.items) {
+                Ok((q, issues)) => {
+                    if self.quantizer.is_none() {
+                        *self.quantizer = q;
+                    }
+                    for i in issues {
+                        if !self.issues.contains(&i) {
+                            self.issues.push(i);
+                        }
+                    }
+                }
+                Err(e) => *self.fine_err = Some(e),
+            }
+            self.fine.from_us = lo;
+            self.fine.to_us = hi;
+            self.fine.width_us = width;
+            self.fine.valid = true;
+        }
+        self.folder.quantizer = self.quantizer.clone();
+        let items = &self.fine.items;
+        let a = items.partition_point(|s| s.end_us() <= from);
+        let b = items
+            .partition_point(|s| s.start_us < to)
+            .min(items.partition_point(|s| s.start_us < cut));
+        fold(self.folder, self.columns, items[a..b.max(a)].iter());
+        width
     }
 }
 
