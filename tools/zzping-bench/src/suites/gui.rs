@@ -1,4 +1,5 @@
-//! Viewer open time, memory, live cost and redraw time (headless tiny-skia at 1600x900).
+//! Viewer open time, memory, live cost, and per zoom level (the whole data set, 1 day,
+//! 1 hour, 5 min, 10 s) the redraw and pan time (headless tiny-skia at 1600x900).
 //!
 //! Runs the GUI crate's own benchmark (`cargo bench -p zzping-gui --bench timeline`: it
 //! needs the GUI's renderer, which this tool does not link) on a fresh data set of 1 day
