@@ -408,7 +408,10 @@ height = 1080
         // The parser quotes the offending line, key included.
         let e = error("width = \"wide\"\n");
         assert!(e.contains("/cfg/gui.toml") && e.contains("line 1"), "{e}");
-        assert!(e.contains("width = \"wide\"") && e.contains("expected u32"), "{e}");
+        assert!(
+            e.contains("width = \"wide\"") && e.contains("expected u32"),
+            "{e}"
+        );
 
         let e = error("\nlive = [\"localhost:7878\"]\n");
         assert!(e.contains("/cfg/gui.toml") && e.contains("line 2"), "{e}");
