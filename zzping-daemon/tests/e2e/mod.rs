@@ -468,7 +468,7 @@ pub struct HostReport {
     pub rtt_err_sim_us: Vec<f64>,
     /// Simulator read time − wire transmit time of requests, µs.
     pub sim_read_lag_us: Vec<f64>,
-    /// Violations where the daemon's RTT was too *small* (never explained by load).
+    /// Violations where the daemon's RTT was too *small* (reported; counted with the rest).
     pub rtt_under: usize,
     /// Received requests the capture missed.
     pub wire_missing: usize,
@@ -980,17 +980,19 @@ pub fn check(run: &Run) -> Vec<HostReport> {
         for v in &r.rtt_violations {
             println!("    beyond bound: {v}");
         }
-        // The daemon stamps a request just before `sendto`: when it is preempted in
-        // between (a loaded 2-core machine), that time is added to the RTT. Allow such
-        // rare over-estimates (≤ 0.5 %, at least 3, and only positive); the
-        // distribution must still be tight (below).
+        // Rare outliers either way, from where each side reads its clock on a loaded
+        // 2-core VM: a request without a kernel transmit stamp is timed just before
+        // `sendto`, and a preemption in between adds to its RTT; a stamped request is
+        // timed in the TUN driver, just after the capture tap, and a vCPU interrupted
+        // between the two subtracts. Allow ≤ 0.5 % (at least 3) of them, in either
+        // direction; the distribution must still be tight (below).
         let allowed = (e.len() / 200).max(3);
-        if r.rtt_under > 0 || r.rtt_violations.len() > allowed {
+        if r.rtt_violations.len() > allowed {
             for v in r.rtt_violations.iter().take(10) {
                 failures.push(format!("{addr}: RTT {v}"));
             }
             failures.push(format!(
-                "{addr}: {} RTTs beyond the bound ({} too small); at most {allowed} over-estimates allowed",
+                "{addr}: {} RTTs beyond the bound ({} too small); at most {allowed} allowed",
                 r.rtt_violations.len(),
                 r.rtt_under
             ));
