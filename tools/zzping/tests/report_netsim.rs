@@ -82,6 +82,39 @@ fn dropped(truth: &Path) -> BTreeMap<String, Vec<u64>> {
     out
 }
 
+/// For a failure message: the recorded frames around an event (from `zzping export`)
+/// and the truth's drops in it, per host.
+fn around(data: &Path, truth: &BTreeMap<String, Vec<u64>>, drops: &[u64]) -> String {
+    let (lo, hi) = (
+        drops
+            .iter()
+            .min()
+            .unwrap_or(&0)
+            .saturating_sub(3 * PERIOD_US),
+        drops.iter().max().unwrap_or(&0) + 3 * PERIOD_US,
+    );
+    let mut out = String::from("truth drops (µs):\n");
+    for (host, times) in truth {
+        let t: Vec<_> = times.iter().filter(|t| (lo..hi).contains(*t)).collect();
+        out += &format!("  {host}: {} {t:?}\n", t.len());
+    }
+    let csv = Command::new(env!("CARGO_BIN_EXE_zzping"))
+        .args(["export", "--format", "csv"])
+        .arg(data)
+        .output()
+        .expect("zzping export");
+    out += "frames (export csv, start_us in range):\n";
+    for line in String::from_utf8_lossy(&csv.stdout).lines() {
+        let start = line.split(',').nth(2).and_then(|f| f.parse::<u64>().ok());
+        if start.is_none_or(|s| (lo..hi).contains(&s)) {
+            out += "  ";
+            out += line;
+            out += "\n";
+        }
+    }
+    out
+}
+
 #[test]
 fn report_finds_the_scenarios_outages_with_the_right_verdicts() {
     if !privileged("report_finds_the_scenarios_outages_with_the_right_verdicts") {
@@ -124,12 +157,24 @@ fn report_finds_the_scenarios_outages_with_the_right_verdicts() {
         "outages: {}",
         serde_json::to_string_pretty(outages).unwrap()
     );
-    // Split the truth's drops into the three events (they are 2 s apart).
-    let mut first_drop = u64::MAX;
-    for v in truth.values() {
-        first_drop = first_drop.min(v[0]);
-    }
-    let event_of = |t: u64| ((t - first_drop) / 1_000_000 / 2) as usize;
+    // Split the truth's drops into the three events: they are 2 s apart, each under
+    // 0.5 s long, so an event starts wherever drops are more than 1 s apart. (Not by
+    // the time since the first drop: each event's first drop falls up to one send
+    // interval after its window opens, so the next event's may come less than 2 s later.)
+    let mut all_drops: Vec<u64> = truth.values().flatten().copied().collect();
+    all_drops.sort_unstable();
+    let starts: Vec<u64> = all_drops
+        .iter()
+        .enumerate()
+        .filter(|&(j, &t)| j == 0 || t - all_drops[j - 1] > 1_000_000)
+        .map(|(_, &t)| t)
+        .collect();
+    assert_eq!(
+        starts.len(),
+        expect.len(),
+        "truth: drop events start at {starts:?}"
+    );
+    let event_of = |t: u64| starts.partition_point(|&s| s <= t) - 1;
     for (i, (o, (hosts, verdict))) in outages.iter().zip(&expect).enumerate() {
         let mut got: Vec<&str> = o["hosts"]
             .as_array()
@@ -152,7 +197,8 @@ fn report_finds_the_scenarios_outages_with_the_right_verdicts() {
         assert_eq!(
             o["lost"].as_u64().unwrap(),
             drops.len() as u64,
-            "outage {i}: lost requests"
+            "outage {i}: lost requests\n{}",
+            around(&data, &truth, &drops)
         );
         // Start within one frame of the first dropped request.
         let start = o["start_us"].as_u64().unwrap();
