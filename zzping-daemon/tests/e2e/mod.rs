@@ -46,10 +46,9 @@
 //!   request tap]`: the upper end is the wire RTT, the lower end is known to within the
 //!   simulator's read lag. Which end a correct prober lands near depends on where it
 //!   reads its send time: just before `sendto`, at the upper end; from the driver's
-//!   transmit stamp, after the tap — and the tap itself wakes the capture's reader,
-//!   which on a loaded VM (an IPI, a descheduled vCPU) can hold the `sendto` between
-//!   the tap and the driver for a millisecond, so the driver stamp rightly sits up to
-//!   there nearer the lower end. Per frame, the daemon's decoded RTTs (stored sorted)
+//!   transmit stamp, after the tap — and on a loaded VM about 1 % of sends were seen
+//!   held between the tap and the driver for up to 2 ms (probably the tap waking the
+//!   capture's reader), so the driver stamp rightly sits nearer the lower end. Per frame, the daemon's decoded RTTs (stored sorted)
 //!   are paired in sorted order with each end (if any pairing fits, the sorted one
 //!   does); each must lie within that interval widened by `max(100 µs, 1 %) + 0.5 %`
 //!   (quantization) `+ 1 µs` (rounding up to whole µs). Reported: the error against
