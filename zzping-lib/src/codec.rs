@@ -25,20 +25,20 @@
 //! MessagePack decoder can walk the stream.
 //!
 //! Encoding writes straight into a caller-owned `Vec<u8>` and allocates nothing once that
-//! buffer and the encoder's code scratch have grown to their working size. Decoding parses
-//! the bytes by hand with `rmp`'s marker reader so that a truncated value ([`DecodeError::Truncated`])
-//! is told apart from an invalid one, and never panics.
+//! buffer and the encoder's code scratch have grown to their working size. Decoding reads
+//! the bytes with the shared [`msgpack::Cursor`], so that a truncated value
+//! ([`DecodeError::Truncated`]) is told apart from an invalid one, and never panics.
 
 use crate::frame::Frame;
+use crate::msgpack::{self, Cursor};
 use crate::quantizer::Quantizer;
-use rmp::Marker;
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 use thiserror::Error;
 
 /// Most RTTs accepted in one frame (1000 pings/s for 60 s, with room for duplicates).
 pub const MAX_REPLIES_PER_FRAME: u32 = 65_536;
 /// Largest number of elements of a frame array.
-const MAX_FRAME_FIELDS: u32 = 8;
+const MAX_FRAME_FIELDS: usize = 8;
 
 /// A quantized frame: a [`Frame`] whose RTTs are quantizer codes, sorted ascending.
 ///
@@ -268,44 +268,44 @@ impl FrameDecoder {
     /// returns the number of bytes it took. On error the decoder's chain state is
     /// unchanged and `out` is unspecified.
     pub fn decode(&mut self, buf: &[u8], out: &mut QFrame) -> Result<usize, DecodeError> {
-        let mut r = Cursor { buf, pos: 0 };
+        let mut r = Cursor::new(buf);
         let n = r.array_len()?;
         if !(3..=MAX_FRAME_FIELDS).contains(&n) {
-            return Err(r.invalid("a frame is an array of 3 to 8 elements"));
+            return Err(invalid(&r, "a frame is an array of 3 to 8 elements"));
         }
-        let dt = r.int()?;
+        let dt = r.i64()?;
         let start = i128::from(self.expected_start_us) + i128::from(dt);
         if !(0..=i128::from(u64::MAX / 2)).contains(&start) {
-            return Err(r.invalid("frame start time out of range"));
+            return Err(invalid(&r, "frame start time out of range"));
         }
         let sent = r.u32()?;
         let ncodes = r.array_len()?;
-        if ncodes > MAX_REPLIES_PER_FRAME {
-            return Err(r.invalid("too many replies in one frame"));
+        if ncodes > MAX_REPLIES_PER_FRAME as usize {
+            return Err(invalid(&r, "too many replies in one frame"));
         }
         out.codes.clear();
         let mut prev = 0i64;
         for i in 0..ncodes {
-            let d = r.int()?;
+            let d = r.i64()?;
             let code = if i == 0 {
                 i64::from(self.prev_first_code) + d
             } else if d < 0 {
-                return Err(r.invalid("RTT codes must be ascending"));
+                return Err(invalid(&r, "RTT codes must be ascending"));
             } else {
                 prev + d
             };
             if code < 0 || code >= i64::from(self.code_limit) {
-                return Err(r.invalid("RTT code outside the quantizer's table"));
+                return Err(invalid(&r, "RTT code outside the quantizer's table"));
             }
             out.codes.push(code as u32);
             prev = code;
         }
         let mut tail = [0u32; 5];
-        for t in tail.iter_mut().take((n - 3) as usize) {
+        for t in tail.iter_mut().take(n - 3) {
             *t = r.u32()?;
         }
         if tail[4] > u32::from(u8::MAX) {
-            return Err(r.invalid("flags do not fit in 8 bits"));
+            return Err(invalid(&r, "flags do not fit in 8 bits"));
         }
         out.start_us = start as u64;
         out.period_us = self.period_us;
@@ -316,82 +316,28 @@ impl FrameDecoder {
         if let Some(&c) = out.codes.first() {
             self.prev_first_code = c;
         }
-        Ok(r.pos)
+        Ok(r.pos())
     }
 }
 
-/// A bounds-checked reader of MessagePack markers over a byte slice.
-pub(crate) struct Cursor<'a> {
-    pub(crate) buf: &'a [u8],
-    pub(crate) pos: usize,
+impl From<msgpack::Error> for DecodeError {
+    #[inline]
+    fn from(e: msgpack::Error) -> Self {
+        match e {
+            msgpack::Error::Truncated { .. } => DecodeError::Truncated,
+            msgpack::Error::Invalid { offset, what } => DecodeError::Invalid {
+                offset,
+                reason: what,
+            },
+        }
+    }
 }
 
-impl Cursor<'_> {
-    fn invalid(&self, reason: &'static str) -> DecodeError {
-        DecodeError::Invalid {
-            offset: self.pos,
-            reason,
-        }
-    }
-
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let end = self.pos + N;
-        let bytes = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
-        self.pos = end;
-        Ok(bytes.try_into().expect("slice of length N"))
-    }
-
-    fn marker(&mut self) -> Result<Marker, DecodeError> {
-        let [b] = self.take::<1>()?;
-        Ok(Marker::from_u8(b))
-    }
-
-    pub(crate) fn array_len(&mut self) -> Result<u32, DecodeError> {
-        let at = self.pos;
-        match self.marker()? {
-            Marker::FixArray(n) => Ok(u32::from(n)),
-            Marker::Array16 => Ok(u32::from(u16::from_be_bytes(self.take()?))),
-            Marker::Array32 => Ok(u32::from_be_bytes(self.take()?)),
-            _ => Err(DecodeError::Invalid {
-                offset: at,
-                reason: "expected an array",
-            }),
-        }
-    }
-
-    pub(crate) fn int(&mut self) -> Result<i64, DecodeError> {
-        let at = self.pos;
-        let v: i128 = match self.marker()? {
-            Marker::FixPos(v) => v.into(),
-            Marker::FixNeg(v) => v.into(),
-            Marker::U8 => u8::from_be_bytes(self.take()?).into(),
-            Marker::U16 => u16::from_be_bytes(self.take()?).into(),
-            Marker::U32 => u32::from_be_bytes(self.take()?).into(),
-            Marker::U64 => u64::from_be_bytes(self.take()?).into(),
-            Marker::I8 => i8::from_be_bytes(self.take()?).into(),
-            Marker::I16 => i16::from_be_bytes(self.take()?).into(),
-            Marker::I32 => i32::from_be_bytes(self.take()?).into(),
-            Marker::I64 => i64::from_be_bytes(self.take()?).into(),
-            _ => {
-                return Err(DecodeError::Invalid {
-                    offset: at,
-                    reason: "expected an integer",
-                });
-            }
-        };
-        i64::try_from(v).map_err(|_| DecodeError::Invalid {
-            offset: at,
-            reason: "integer out of range",
-        })
-    }
-
-    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
-        let at = self.pos;
-        let v = self.int()?;
-        u32::try_from(v).map_err(|_| DecodeError::Invalid {
-            offset: at,
-            reason: "expected an unsigned 32-bit integer",
-        })
+/// An invalid-frame error at the cursor's position.
+fn invalid(r: &Cursor<'_>, reason: &'static str) -> DecodeError {
+    DecodeError::Invalid {
+        offset: r.pos(),
+        reason,
     }
 }
 

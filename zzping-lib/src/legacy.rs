@@ -30,6 +30,7 @@
 //! `inflight` and `lost` values of both formats are rolling, unreliable counters: they are
 //! returned as-is and are not losses of the frame.
 
+use crate::msgpack::{self, Cursor};
 use std::io::{self, Read};
 use thiserror::Error;
 
@@ -65,153 +66,36 @@ pub enum LegacyError {
     Unsupported(String),
 }
 
-/// Bounds-checked MessagePack reader over a byte slice.
-struct Rd<'a> {
-    buf: &'a [u8],
-    pos: usize,
+impl From<msgpack::Error> for LegacyError {
+    fn from(e: msgpack::Error) -> Self {
+        match e {
+            msgpack::Error::Truncated { .. } => LegacyError::Truncated,
+            msgpack::Error::Invalid { offset, what } => LegacyError::Invalid {
+                offset,
+                reason: what.to_string(),
+            },
+        }
+    }
 }
 
-impl<'a> Rd<'a> {
-    fn invalid<T>(&self, at: usize, reason: impl Into<String>) -> Result<T, LegacyError> {
-        Err(LegacyError::Invalid {
-            offset: at,
-            reason: reason.into(),
-        })
-    }
+/// Most nesting of unknown header values skipped.
+const MAX_SKIP_DEPTH: u32 = 16;
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], LegacyError> {
-        let end = self.pos.checked_add(n).ok_or(LegacyError::Truncated)?;
-        let b = self.buf.get(self.pos..end).ok_or(LegacyError::Truncated)?;
-        self.pos = end;
-        Ok(b)
-    }
+fn invalid<T>(at: usize, reason: impl Into<String>) -> Result<T, LegacyError> {
+    Err(LegacyError::Invalid {
+        offset: at,
+        reason: reason.into(),
+    })
+}
 
-    fn be(&mut self, n: usize) -> Result<u64, LegacyError> {
-        Ok(self
-            .take(n)?
-            .iter()
-            .fold(0u64, |a, &b| (a << 8) | u64::from(b)))
+/// An integer in `0..=max`; `what` names it in the error.
+fn uint(r: &mut Cursor<'_>, max: u64, what: &str) -> Result<u64, LegacyError> {
+    let at = r.pos();
+    let v = r.int()?;
+    if v < 0 || v > i128::from(max) {
+        return invalid(at, format!("{what} out of range: {v}"));
     }
-
-    fn peek(&self) -> Result<u8, LegacyError> {
-        self.buf
-            .get(self.pos)
-            .copied()
-            .ok_or(LegacyError::Truncated)
-    }
-
-    /// Any integer, as i128 (covers u64 and i64).
-    fn int(&mut self) -> Result<i128, LegacyError> {
-        let at = self.pos;
-        let m = self.take(1)?[0];
-        Ok(match m {
-            0x00..=0x7f => i128::from(m),
-            0xe0..=0xff => i128::from(m as i8),
-            0xcc => i128::from(self.be(1)?),
-            0xcd => i128::from(self.be(2)?),
-            0xce => i128::from(self.be(4)?),
-            0xcf => i128::from(self.be(8)?),
-            0xd0 => i128::from(self.be(1)? as u8 as i8),
-            0xd1 => i128::from(self.be(2)? as u16 as i16),
-            0xd2 => i128::from(self.be(4)? as u32 as i32),
-            0xd3 => i128::from(self.be(8)? as i64),
-            _ => return self.invalid(at, "expected an integer"),
-        })
-    }
-
-    fn uint(&mut self, max: u64, what: &str) -> Result<u64, LegacyError> {
-        let at = self.pos;
-        let v = self.int()?;
-        if v < 0 || v > i128::from(max) {
-            return self.invalid(at, format!("{what} out of range: {v}"));
-        }
-        Ok(v as u64)
-    }
-
-    fn str(&mut self) -> Result<&'a str, LegacyError> {
-        let at = self.pos;
-        let m = self.take(1)?[0];
-        let n = match m {
-            0xa0..=0xbf => usize::from(m & 0x1f),
-            0xd9 => self.be(1)? as usize,
-            0xda => self.be(2)? as usize,
-            0xdb => self.be(4)? as usize,
-            _ => return self.invalid(at, "expected a string"),
-        };
-        let b = self.take(n)?;
-        std::str::from_utf8(b).or_else(|_| self.invalid(at, "string is not UTF-8"))
-    }
-
-    fn is_str(&self) -> Result<bool, LegacyError> {
-        let m = self.peek()?;
-        Ok(matches!(m, 0xa0..=0xbf | 0xd9..=0xdb))
-    }
-
-    fn array_len(&mut self) -> Result<usize, LegacyError> {
-        let at = self.pos;
-        let m = self.take(1)?[0];
-        Ok(match m {
-            0x90..=0x9f => usize::from(m & 0x0f),
-            0xdc => self.be(2)? as usize,
-            0xdd => self.be(4)? as usize,
-            _ => return self.invalid(at, "expected an array"),
-        })
-    }
-
-    fn map_len(&mut self) -> Result<usize, LegacyError> {
-        let at = self.pos;
-        let m = self.take(1)?[0];
-        Ok(match m {
-            0x80..=0x8f => usize::from(m & 0x0f),
-            0xde => self.be(2)? as usize,
-            0xdf => self.be(4)? as usize,
-            _ => return self.invalid(at, "expected a map"),
-        })
-    }
-
-    /// Skips one value of any type (depth-limited).
-    fn skip(&mut self, depth: u32) -> Result<(), LegacyError> {
-        let at = self.pos;
-        if depth > 16 {
-            return self.invalid(at, "value nested too deeply");
-        }
-        let m = self.peek()?;
-        match m {
-            0x00..=0x7f | 0xe0..=0xff | 0xcc..=0xd3 => {
-                self.int()?;
-            }
-            0xc0 | 0xc2 | 0xc3 => {
-                self.pos += 1;
-            }
-            0xca => {
-                self.take(5)?;
-            }
-            0xcb => {
-                self.take(9)?;
-            }
-            0xa0..=0xbf | 0xd9..=0xdb => {
-                self.str()?;
-            }
-            0xc4..=0xc6 => {
-                self.pos += 1;
-                let n = self.be(1 << (m - 0xc4))? as usize;
-                self.take(n)?;
-            }
-            0x90..=0x9f | 0xdc | 0xdd => {
-                for _ in 0..self.array_len()? {
-                    self.skip(depth + 1)?;
-                }
-            }
-            0x80..=0x8f | 0xde | 0xdf => {
-                for _ in 0..self.map_len()? {
-                    self.skip(depth + 1)?;
-                    self.skip(depth + 1)?;
-                }
-            }
-            _ => return self.invalid(at, format!("unsupported MessagePack marker 0x{m:02x}")),
-        }
-        Ok(())
-    }
+    Ok(v as u64)
 }
 
 /// Parses an RFC 3339 timestamp (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`) to µs since the
@@ -324,39 +208,39 @@ impl FrameDataDecoder {
     /// Decodes one frame from the start of `buf` into `out`; returns the bytes used. On
     /// error the decoder state is unchanged.
     pub fn decode(&mut self, buf: &[u8], out: &mut LegacyFrame) -> Result<usize, LegacyError> {
-        let mut r = Rd { buf, pos: 0 };
+        let mut r = Cursor::new(buf);
         let (time_us, full) = if r.is_str()? {
-            let at = r.pos;
+            let at = r.pos();
             let s = r.str()?;
             let Some(t) = parse_rfc3339_us(s) else {
-                return r.invalid(at, format!("invalid RFC 3339 timestamp {s:?}"));
+                return invalid(at, format!("invalid RFC 3339 timestamp {s:?}"));
             };
-            let at = r.pos;
+            let at = r.pos();
             if r.int()? != 0 {
-                return r.invalid(at, "a full timestamp must be followed by 0");
+                return invalid(at, "a full timestamp must be followed by 0");
             }
             (t, Some(t))
         } else {
-            let at = r.pos;
-            let d = r.uint(u64::MAX, "time delta")?;
+            let at = r.pos();
+            let d = uint(&mut r, u64::MAX, "time delta")?;
             let Some(base) = self.last_full_us else {
-                return r.invalid(at, "delta timestamp before any full timestamp");
+                return invalid(at, "delta timestamp before any full timestamp");
             };
             let Some(t) = base.checked_add(d) else {
-                return r.invalid(at, "time delta out of range");
+                return invalid(at, "time delta out of range");
             };
             (t, None)
         };
-        let inflight = r.uint(u64::from(u32::MAX), "inflight")? as u32;
-        let lost = r.uint(u64::from(u32::MAX), "lost")? as u32;
-        let at = r.pos;
+        let inflight = uint(&mut r, u64::from(u32::MAX), "inflight")? as u32;
+        let lost = uint(&mut r, u64::from(u32::MAX), "lost")? as u32;
+        let at = r.pos();
         let n = r.array_len()?;
         if n as u64 > MAX_LEGACY_REPLIES {
-            return r.invalid(at, "too many RTTs in one frame");
+            return invalid(at, "too many RTTs in one frame");
         }
         out.rtts_us.clear();
         for _ in 0..n {
-            let v = r.uint(u64::from(u32::MAX), "RTT")? as u32;
+            let v = uint(&mut r, u64::from(u32::MAX), "RTT")? as u32;
             out.rtts_us.push(v);
         }
         out.rtts_us.sort_unstable();
@@ -369,7 +253,7 @@ impl FrameDataDecoder {
         if full.is_some() {
             self.last_full_us = full;
         }
-        Ok(r.pos)
+        Ok(r.pos())
     }
 }
 
@@ -439,7 +323,7 @@ pub struct FdqHeader {
 
 /// Decodes (and validates) a FrameDataQ header; returns it and its length.
 pub fn decode_fdq_header(buf: &[u8]) -> Result<(FdqHeader, usize), LegacyError> {
-    let mut r = Rd { buf, pos: 0 };
+    let mut r = Cursor::new(buf);
     let n = r.map_len()?;
     let mut schema = None;
     let mut h = FdqHeader {
@@ -450,52 +334,42 @@ pub fn decode_fdq_header(buf: &[u8]) -> Result<(FdqHeader, usize), LegacyError> 
     };
     let mut version = None;
     for _ in 0..n {
-        let at = r.pos;
         if !r.is_str()? {
-            r.skip(0)?;
-            r.skip(0)?;
+            r.skip(MAX_SKIP_DEPTH)?;
+            r.skip(MAX_SKIP_DEPTH)?;
             continue;
         }
         let key = r.str()?;
-        let vat = r.pos;
+        let vat = r.pos();
         match key {
             "schema" => schema = Some(r.str()?.to_string()),
-            "version" => version = Some(r.uint(u64::MAX, "version")?),
-            "full_encode_secs" => h.full_encode_secs = r.uint(u64::MAX, "full_encode_secs")?,
+            "version" => version = Some(uint(&mut r, u64::MAX, "version")?),
+            "full_encode_secs" => {
+                h.full_encode_secs = uint(&mut r, u64::MAX, "full_encode_secs")?;
+            }
             "recv_llq" => {
-                let m = r.peek()?;
-                h.recv_llq = match m {
-                    0xc0 => {
-                        r.pos += 1;
-                        None
-                    }
-                    0xca => {
-                        r.pos += 1;
-                        Some(f64::from(f32::from_bits(r.be(4)? as u32)))
-                    }
-                    0xcb => {
-                        r.pos += 1;
-                        Some(f64::from_bits(r.be(8)?))
-                    }
-                    _ => Some(r.int()? as f64),
+                h.recv_llq = if r.nil()? {
+                    None
+                } else if matches!(r.peek()?, 0xca | 0xcb) {
+                    Some(r.f64()?)
+                } else {
+                    Some(r.int()? as f64)
                 };
                 if let Some(p) = h.recv_llq
                     && !(p.is_finite() && p > 0.0 && p <= 1.0)
                 {
-                    return r.invalid(vat, format!("recv_llq {p} is not in (0, 1]"));
+                    return invalid(vat, format!("recv_llq {p} is not in (0, 1]"));
                 }
             }
             "delta_enc" => {
-                h.delta_enc = match r.take(1)?[0] {
-                    0xc2 => false,
-                    0xc3 => true,
-                    _ => return r.invalid(vat, "delta_enc must be a boolean"),
-                }
+                h.delta_enc = match r.bool() {
+                    Err(msgpack::Error::Invalid { .. }) => {
+                        return invalid(vat, "delta_enc must be a boolean");
+                    }
+                    b => b?,
+                };
             }
-            _ => {
-                let _ = at;
-                r.skip(0)?;
-            }
+            _ => r.skip(MAX_SKIP_DEPTH)?,
         }
     }
     match schema.as_deref() {
@@ -523,7 +397,7 @@ pub fn decode_fdq_header(buf: &[u8]) -> Result<(FdqHeader, usize), LegacyError> 
                 .into(),
         ));
     }
-    Ok((h, r.pos))
+    Ok((h, r.pos()))
 }
 
 /// Appends a FrameDataQ header (the test and benchmark encoder; writes what is given,
@@ -622,49 +496,49 @@ impl FdqDecoder {
     /// Decodes one frame from the start of `buf` into `out` (RTTs reconstructed with
     /// [`reconstruct_rtts`]); returns the bytes used. On error the state is unchanged.
     pub fn decode(&mut self, buf: &[u8], out: &mut LegacyFrame) -> Result<usize, LegacyError> {
-        let mut r = Rd { buf, pos: 0 };
-        let at = r.pos;
-        let time_us = if r.peek()? == 0xc0 {
-            r.pos += 1;
-            let ms = r.uint(u64::MAX / 1000, "delta ms")?;
+        let mut r = Cursor::new(buf);
+        let at = r.pos();
+        let time_us = if r.nil()? {
+            let ms = uint(&mut r, u64::MAX / 1000, "delta ms")?;
             let Some(prev) = self.prev_us else {
-                return r.invalid(at, "delta frame before any full timestamp");
+                return invalid(at, "delta frame before any full timestamp");
             };
             prev.checked_add(ms * 1000)
-                .map_or_else(|| r.invalid(at, "time out of range"), Ok)?
+                .map_or_else(|| invalid(at, "time out of range"), Ok)?
         } else {
-            let s = r.uint(u64::MAX / 1_000_000 - 1, "timestamp")?;
-            let mat = r.pos;
-            let ms = r.uint(u64::MAX, "ms")?;
+            let s = uint(&mut r, u64::MAX / 1_000_000 - 1, "timestamp")?;
+            let mat = r.pos();
+            let ms = uint(&mut r, u64::MAX, "ms")?;
             if ms > 999 {
-                return r.invalid(mat, format!("ms within the second is {ms} (> 999)"));
+                return invalid(mat, format!("ms within the second is {ms} (> 999)"));
             }
             s * 1_000_000 + ms * 1000
         };
         // `-1` (normally a negative fixint, but any integer width is accepted) means both 0.
-        let iat = r.pos;
+        let iat = r.pos();
         let first = r.int()?;
         let (inflight, lost) = match first {
             -1 => (0, 0),
-            0..=0xffff_ffff => (first as u32, r.uint(u64::from(u32::MAX), "lost")? as u32),
-            _ => return r.invalid(iat, format!("inflight out of range: {first}")),
+            0..=0xffff_ffff => (
+                first as u32,
+                uint(&mut r, u64::from(u32::MAX), "lost")? as u32,
+            ),
+            _ => return invalid(iat, format!("inflight out of range: {first}")),
         };
-        let nat = r.pos;
-        let n = r.uint(MAX_LEGACY_REPLIES, "n")? as u32;
-        let _ = nat;
+        let n = uint(&mut r, MAX_LEGACY_REPLIES, "n")? as u32;
         let mut values = None;
         if n > 0 {
-            let aat = r.pos;
+            let aat = r.pos();
             if r.array_len()? != 7 {
-                return r.invalid(aat, "the percentile array must have 7 elements");
+                return invalid(aat, "the percentile array must have 7 elements");
             }
             let mut v = [0i64; 7];
             let mut acc: i128 = 0;
             for x in v.iter_mut() {
-                let vat = r.pos;
+                let vat = r.pos();
                 acc += r.int()?;
                 let Ok(a) = i64::try_from(acc) else {
-                    return r.invalid(vat, "percentile out of range");
+                    return invalid(vat, "percentile out of range");
                 };
                 *x = a;
             }
@@ -686,7 +560,7 @@ impl FdqDecoder {
             reconstruct_rtts(v, n, &mut out.rtts_us);
         }
         self.prev_us = Some(time_us);
-        Ok(r.pos)
+        Ok(r.pos())
     }
 }
 

@@ -13,6 +13,7 @@ pub mod file;
 pub mod frame;
 pub mod legacy;
 pub mod live;
+pub mod msgpack;
 pub mod pyramid;
 pub mod quantizer;
 pub mod store;

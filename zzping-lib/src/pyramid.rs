@@ -30,9 +30,10 @@
 //! Segments of one day written with different precisions are re-quantized to the first
 //! segment's precision (within both precisions' bounds; documented, rare).
 
-use crate::codec::{Cursor, DecodeError, QFrame};
+use crate::codec::{DecodeError, QFrame};
 use crate::file::{FileError, FileReader, Issue};
 use crate::frame::Counts;
+use crate::msgpack::Cursor;
 use crate::quantizer::Quantizer;
 use crate::summary::{Histogram, Summary};
 use serde::{Deserialize, Serialize};
@@ -399,17 +400,14 @@ pub fn decode_sidecar(buf: &[u8]) -> Result<DayPyramid, SidecarError> {
             summaries: Vec::new(),
         })
         .collect();
-    let mut cur = Cursor {
-        buf,
-        pos: buf.len() - rd.len(),
-    };
+    let mut cur = Cursor::at(buf, buf.len() - rd.len());
     let bad = |offset: usize, e: DecodeError| SidecarError::Record {
         offset,
         reason: e.to_string(),
     };
-    while cur.pos < buf.len() {
-        let at = cur.pos;
-        let n = cur.array_len().map_err(|e| bad(at, e))?;
+    while !cur.at_end() {
+        let at = cur.pos();
+        let n = cur.array_len().map_err(|e| bad(at, e.into()))?;
         if n != 11 {
             return Err(bad(
                 at,
@@ -421,7 +419,7 @@ pub fn decode_sidecar(buf: &[u8]) -> Result<DayPyramid, SidecarError> {
         }
         let mut f = [0u64; 10];
         for v in f.iter_mut() {
-            let x = cur.int().map_err(|e| bad(at, e))?;
+            let x = cur.i64().map_err(|e| bad(at, e.into()))?;
             *v = u64::try_from(x).map_err(|_| {
                 bad(
                     at,
@@ -443,8 +441,8 @@ pub fn decode_sidecar(buf: &[u8]) -> Result<DayPyramid, SidecarError> {
                 },
             ));
         };
-        let m = cur.array_len().map_err(|e| bad(at, e))?;
-        if m % 2 != 0 || m / 2 > q.code_count() {
+        let m = cur.array_len().map_err(|e| bad(at, e.into()))?;
+        if m % 2 != 0 || m / 2 > q.code_count() as usize {
             return Err(bad(
                 at,
                 DecodeError::Invalid {
@@ -453,11 +451,11 @@ pub fn decode_sidecar(buf: &[u8]) -> Result<DayPyramid, SidecarError> {
                 },
             ));
         }
-        let mut entries = Vec::with_capacity((m / 2) as usize);
+        let mut entries = Vec::with_capacity(m / 2);
         let mut prev = 0u64;
         for i in 0..m / 2 {
-            let d = cur.u32().map_err(|e| bad(at, e))?;
-            let n = cur.u32().map_err(|e| bad(at, e))?;
+            let d = cur.u32().map_err(|e| bad(at, e.into()))?;
+            let n = cur.u32().map_err(|e| bad(at, e.into()))?;
             let code = if i == 0 {
                 u64::from(d)
             } else {

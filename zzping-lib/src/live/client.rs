@@ -609,7 +609,7 @@ impl LiveClient {
                     let bytes = r.bin()?;
                     // Later versions may append fields to a group.
                     for _ in 4..glen {
-                        r.skip(0)?;
+                        r.skip(wire::MAX_SKIP_DEPTH)?;
                     }
                     self.apply_group(host, first_no, base, bytes);
                 }

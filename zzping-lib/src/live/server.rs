@@ -1000,7 +1000,7 @@ fn finish_frames(buf: &mut [u8], groups: u16) {
     // header (version, type, token, seq are positive ints).
     let mut r = Rd::new(buf);
     let ok = r.array_len().is_ok() && (0..4).all(|_| r.u64().is_ok());
-    let at = r.pos;
+    let at = r.pos();
     if ok && buf.get(at) == Some(&0xdc) && buf.len() >= at + 3 {
         buf[at + 1..at + 3].copy_from_slice(&groups.to_be_bytes());
     }

@@ -5,6 +5,7 @@
 //! `docs/live-protocol.md` for the byte layout of each message. Nothing here allocates
 //! except where a caller asks for owned strings, and nothing panics on any input.
 
+use crate::msgpack;
 use std::net::SocketAddr;
 
 /// Protocol version carried as the first element of every message.
@@ -45,188 +46,25 @@ pub const COOKIE_LEN: usize = 16;
 /// Length of a MAC (BLAKE3 keyed hash, untruncated).
 pub const MAC_LEN: usize = 32;
 
-/// Why a message could not be read.
+/// Why a message could not be read (the datagram is only counted, so the cursor's offset
+/// and reason are dropped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Malformed;
 
+impl From<msgpack::Error> for Malformed {
+    #[inline]
+    fn from(_: msgpack::Error) -> Self {
+        Malformed
+    }
+}
+
 pub(crate) type R<T> = Result<T, Malformed>;
 
-/// Bounds-checked MessagePack reader over a byte slice.
-#[derive(Clone)]
-pub(crate) struct Rd<'a> {
-    pub(crate) buf: &'a [u8],
-    pub(crate) pos: usize,
-}
+/// The MessagePack reader of datagrams.
+pub(crate) type Rd<'a> = msgpack::Cursor<'a>;
 
-impl<'a> Rd<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
-    }
-
-    fn take(&mut self, n: usize) -> R<&'a [u8]> {
-        let end = self.pos.checked_add(n).ok_or(Malformed)?;
-        let s = self.buf.get(self.pos..end).ok_or(Malformed)?;
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn byte(&mut self) -> R<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn be(&mut self, n: usize) -> R<u64> {
-        Ok(self
-            .take(n)?
-            .iter()
-            .fold(0u64, |a, &b| (a << 8) | u64::from(b)))
-    }
-
-    fn peek(&self) -> R<u8> {
-        self.buf.get(self.pos).copied().ok_or(Malformed)
-    }
-
-    pub(crate) fn array_len(&mut self) -> R<usize> {
-        match self.byte()? {
-            b @ 0x90..=0x9f => Ok(usize::from(b & 0x0f)),
-            0xdc => Ok(self.be(2)? as usize),
-            0xdd => Ok(self.be(4)? as usize),
-            _ => Err(Malformed),
-        }
-    }
-
-    /// Any integer that fits in an `i128` (u64 or i64 on the wire).
-    pub(crate) fn int(&mut self) -> R<i128> {
-        let b = self.byte()?;
-        Ok(match b {
-            0x00..=0x7f => i128::from(b),
-            0xe0..=0xff => i128::from(b as i8),
-            0xcc => i128::from(self.be(1)?),
-            0xcd => i128::from(self.be(2)?),
-            0xce => i128::from(self.be(4)?),
-            0xcf => i128::from(self.be(8)?),
-            0xd0 => i128::from(self.be(1)? as u8 as i8),
-            0xd1 => i128::from(self.be(2)? as u16 as i16),
-            0xd2 => i128::from(self.be(4)? as u32 as i32),
-            0xd3 => i128::from(self.be(8)? as i64),
-            _ => return Err(Malformed),
-        })
-    }
-
-    pub(crate) fn u64(&mut self) -> R<u64> {
-        u64::try_from(self.int()?).map_err(|_| Malformed)
-    }
-
-    pub(crate) fn u32(&mut self) -> R<u32> {
-        u32::try_from(self.int()?).map_err(|_| Malformed)
-    }
-
-    pub(crate) fn f64(&mut self) -> R<f64> {
-        match self.byte()? {
-            0xcb => Ok(f64::from_bits(self.be(8)?)),
-            0xca => Ok(f64::from(f32::from_bits(self.be(4)? as u32))),
-            _ => Err(Malformed),
-        }
-    }
-
-    /// Consumes a nil and returns true, or returns false without consuming.
-    pub(crate) fn nil(&mut self) -> R<bool> {
-        if self.peek()? == 0xc0 {
-            self.pos += 1;
-            Ok(true)
-        } else {
-            Ok(false)
-        }
-    }
-
-    pub(crate) fn bin(&mut self) -> R<&'a [u8]> {
-        let n = match self.byte()? {
-            0xc4 => self.be(1)?,
-            0xc5 => self.be(2)?,
-            0xc6 => self.be(4)?,
-            _ => return Err(Malformed),
-        };
-        self.take(n as usize)
-    }
-
-    pub(crate) fn str(&mut self) -> R<&'a str> {
-        let n = match self.byte()? {
-            b @ 0xa0..=0xbf => u64::from(b & 0x1f),
-            0xd9 => self.be(1)?,
-            0xda => self.be(2)?,
-            0xdb => self.be(4)?,
-            _ => return Err(Malformed),
-        };
-        std::str::from_utf8(self.take(n as usize)?).map_err(|_| Malformed)
-    }
-
-    /// Skips one value of any type (nesting at most 8 deep).
-    pub(crate) fn skip(&mut self, depth: u32) -> R<()> {
-        if depth > 8 {
-            return Err(Malformed);
-        }
-        let b = self.peek()?;
-        match b {
-            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => {
-                self.pos += 1;
-            }
-            0xcc..=0xd3 => {
-                self.int()?;
-            }
-            0xca | 0xcb => {
-                self.f64()?;
-            }
-            0xc4..=0xc6 => {
-                self.bin()?;
-            }
-            0xa0..=0xbf | 0xd9..=0xdb => {
-                self.pos += 1;
-                let n = match b {
-                    0xd9 => self.be(1)?,
-                    0xda => self.be(2)?,
-                    0xdb => self.be(4)?,
-                    _ => u64::from(b & 0x1f),
-                };
-                self.take(n as usize)?;
-            }
-            0x90..=0x9f | 0xdc | 0xdd => {
-                let n = self.array_len()?;
-                for _ in 0..n {
-                    self.skip(depth + 1)?;
-                }
-            }
-            0x80..=0x8f | 0xde | 0xdf => {
-                self.pos += 1;
-                let n = match b {
-                    0xde => self.be(2)?,
-                    0xdf => self.be(4)?,
-                    _ => u64::from(b & 0x0f),
-                };
-                for _ in 0..n {
-                    self.skip(depth + 1)?;
-                    self.skip(depth + 1)?;
-                }
-            }
-            // fixext / ext
-            0xd4..=0xd8 => {
-                self.pos += 1;
-                let n = [1usize, 2, 4, 8, 16][usize::from(b - 0xd4)];
-                self.take(n + 1)?;
-            }
-            0xc7..=0xc9 => {
-                self.pos += 1;
-                let n = self.be([1, 2, 4][usize::from(b - 0xc7)])?;
-                self.take(1)?;
-                self.take(n as usize)?;
-            }
-            0xc1 => return Err(Malformed),
-        }
-        Ok(())
-    }
-
-    pub(crate) fn at_end(&self) -> bool {
-        self.pos >= self.buf.len()
-    }
-}
+/// Most nesting of unknown values skipped in a datagram.
+pub(crate) const MAX_SKIP_DEPTH: u32 = 8;
 
 // ---- writer -------------------------------------------------------------------------
 
@@ -389,9 +227,9 @@ pub(crate) fn head(buf: &[u8]) -> R<(u64, u64, usize, Rd<'_>)> {
 /// MAC bytes and the offset at which the MAC element starts.
 pub(crate) fn tail_mac<'a>(r: &mut Rd<'a>, extra: usize) -> R<(&'a [u8], usize)> {
     for _ in 0..extra {
-        r.skip(0)?;
+        r.skip(MAX_SKIP_DEPTH)?;
     }
-    let at = r.pos;
+    let at = r.pos();
     let m = r.bin()?;
     if !(m.is_empty() || m.len() == MAC_LEN) || !r.at_end() {
         return Err(Malformed);
