@@ -11,7 +11,6 @@
 pub mod codec;
 pub mod file;
 pub mod frame;
-pub mod legacy;
 pub mod live;
 pub mod msgpack;
 pub mod pyramid;

@@ -3,19 +3,27 @@
 use crate::common::{Ev, Progress, WRITER, resolve_inputs, scan};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use zzping_lib::file::{HostInfo, HostWriter, WriterConfig};
+use zzping_legacy::{
+    DETECT_LEN, LegacyEnd, LegacyFormat, LegacyReader, detect, parse_framedata_name,
+};
+use zzping_lib::file::{HostInfo, HostWriter, SEGMENT_MAGIC, WriterConfig};
 use zzping_lib::frame::{FLAG_APPROXIMATE, Frame, MAX_PERIOD_US, MIN_PERIOD_US, period_start};
-use zzping_lib::legacy::{LegacyEnd, LegacyReader, parse_framedata_name};
 use zzping_lib::quantizer::DEFAULT_PRECISION;
 
 /// Convert legacy logs into frame files, or re-quantize / re-frame frame files.
 ///
-/// Inputs ending in `.log` are FrameData logs of the original zzping daemon, `.fdq` are
-/// FrameDataQ logs; anything else (directories, `.zzp` files) is read as our own format.
-/// Output goes to `<data-dir>/<host>/YYYY-MM-DD.zzp`, appended to what is there.
+/// Files are told apart by their content, whatever their names: a FrameDataQ file by its
+/// header map (`.fdq`, or `.fdq.log` as the original tools named them), a FrameData log of
+/// the original daemon by its leading timestamp, our own files by their segment headers.
+/// A file that is none of these is read by its ending (`.log` FrameData, `.fdq`
+/// FrameDataQ, so that the decoder says what is wrong and where), else as our own format;
+/// directories are our own format. Output goes to `<data-dir>/<host>/YYYY-MM-DD.zzp`,
+/// appended to what is there. An input that yields no frames is an error (exit status 1)
+/// after the other inputs have been converted.
 ///
 /// Legacy mapping (what is lossy): each legacy frame is placed in the period-aligned
 /// frame of `--period-ms` containing its timestamp (frames falling in the same slot are
@@ -38,8 +46,8 @@ pub struct Args {
     /// Output data directory.
     #[arg(long)]
     pub data_dir: PathBuf,
-    /// Address of the host of legacy inputs (default: parsed from the file name
-    /// `pingd-log-<address>-<YYYYMMDDTHH>.log`).
+    /// Address of the host of legacy inputs (default: parsed from the file name,
+    /// `pingd-log-<address>-<YYYYMMDDTHH>.log` or any name with one `-`-separated address).
     #[arg(long)]
     pub host_address: Option<IpAddr>,
     /// Host label (directory name) in the output (default: the address for legacy inputs,
@@ -130,22 +138,54 @@ fn period_us_of(ms: u32) -> Result<u32> {
     us.with_context(|| format!("--period-ms {ms}: must be between 10 and 60000"))
 }
 
-fn is_legacy(p: &Path) -> Option<bool> {
-    match p.extension().and_then(|e| e.to_str()) {
-        Some("log") => Some(false),
-        Some("fdq") => Some(true),
-        _ => None,
+/// The legacy format of the file `p`, told by its content (else by its ending), or `None`
+/// for our own format (directories, frame files, anything else: our reader reports it).
+fn legacy_format(p: &Path) -> Result<Option<LegacyFormat>> {
+    if std::fs::metadata(p)
+        .with_context(|| format!("{}", p.display()))?
+        .is_dir()
+    {
+        return Ok(None);
     }
+    let mut prefix = Vec::with_capacity(DETECT_LEN);
+    std::fs::File::open(p)
+        .and_then(|f| f.take(DETECT_LEN as u64).read_to_end(&mut prefix))
+        .with_context(|| format!("{}: read", p.display()))?;
+    if let Some(f) = detect(&prefix) {
+        return Ok(Some(f));
+    }
+    if prefix
+        .windows(SEGMENT_MAGIC.len())
+        .any(|w| w == SEGMENT_MAGIC)
+    {
+        return Ok(None);
+    }
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    Ok(if name.ends_with(".log") {
+        Some(LegacyFormat::FrameData)
+    } else if name.ends_with(".fdq") {
+        Some(LegacyFormat::FrameDataQ)
+    } else {
+        None
+    })
 }
 
-/// Address from a legacy file name (`pingd-log-<address>-<YYYYMMDDTHH>.log` or `.fdq`).
+/// Address from a legacy file name: `pingd-log-<address>-<YYYYMMDDTHH>` with any ending,
+/// else the one `-`-separated part of the name (endings removed) that is an address.
 fn address_from_name(p: &Path) -> Option<IpAddr> {
     let name = p.file_name()?.to_str()?;
-    let name = match name.strip_suffix(".fdq") {
-        Some(stem) => format!("{stem}.log"),
-        None => name.to_string(),
-    };
-    parse_framedata_name(&name).map(|(a, _)| a)
+    let mut stem = name;
+    while let Some(s) = [".log", ".fdq"].iter().find_map(|e| stem.strip_suffix(e)) {
+        stem = s;
+    }
+    if let Some((a, _)) = parse_framedata_name(&format!("{stem}.log")) {
+        return Some(a);
+    }
+    let mut found = stem
+        .split('-')
+        .filter_map(|part| part.parse::<IpAddr>().ok());
+    let a = found.next()?;
+    found.next().is_none().then_some(a)
 }
 
 /// Runs `zzping convert`.
@@ -154,24 +194,34 @@ pub fn run(a: Args) -> Result<ExitCode> {
         zzping_lib::quantizer::Quantizer::new(p).with_context(|| format!("--precision {p}"))?;
     }
     let out_period = a.period_ms.map(period_us_of).transpose()?;
-    let (legacy, ours): (Vec<PathBuf>, Vec<PathBuf>) = a
-        .paths
-        .iter()
-        .cloned()
-        .partition(|p| is_legacy(p).is_some());
+    let mut legacy = Vec::new();
+    let mut ours = Vec::new();
+    for p in &a.paths {
+        match legacy_format(p)? {
+            Some(f) => legacy.push((p.clone(), f)),
+            None => ours.push(p.clone()),
+        }
+    }
+    let mut empty = 0;
     if !legacy.is_empty() {
-        convert_legacy(&a, &legacy, out_period.unwrap_or(100_000))?;
+        empty += convert_legacy(&a, &legacy, out_period.unwrap_or(100_000))?;
     }
     if !ours.is_empty() {
-        convert_ours(&a, &ours, out_period)?;
+        empty += convert_ours(&a, &ours, out_period)?;
+    }
+    if empty > 0 {
+        eprintln!("zzping: error: {empty} input(s) yielded no frames (see above)");
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn convert_legacy(a: &Args, files: &[PathBuf], period_us: u32) -> Result<()> {
+/// Converts legacy files; returns how many yielded no frames (each reported).
+fn convert_legacy(a: &Args, files: &[(PathBuf, LegacyFormat)], period_us: u32) -> Result<u32> {
     // Group by host address, files in name (= time) order.
-    let mut by_host: BTreeMap<IpAddr, Vec<PathBuf>> = BTreeMap::new();
-    for f in files {
+    let mut by_host: BTreeMap<IpAddr, Vec<(PathBuf, LegacyFormat)>> = BTreeMap::new();
+    let mut empty = 0;
+    for (f, format) in files {
         let addr = match a.host_address {
             Some(x) => x,
             None => address_from_name(f).with_context(|| {
@@ -182,7 +232,7 @@ fn convert_legacy(a: &Args, files: &[PathBuf], period_us: u32) -> Result<()> {
                 )
             })?,
         };
-        by_host.entry(addr).or_default().push(f.clone());
+        by_host.entry(addr).or_default().push((f.clone(), *format));
     }
     if a.label.is_some() && by_host.len() > 1 {
         bail!(
@@ -191,9 +241,9 @@ fn convert_legacy(a: &Args, files: &[PathBuf], period_us: u32) -> Result<()> {
         );
     }
     let precision = a.precision.unwrap_or(DEFAULT_PRECISION);
-    let progress = Progress::for_files(files.iter(), "convert");
+    let progress = Progress::for_files(files.iter().map(|(f, _)| f), "convert");
     for (addr, mut files) in by_host {
-        files.sort_by(|x, y| x.file_name().cmp(&y.file_name()));
+        files.sort_by(|x, y| x.0.file_name().cmp(&y.0.file_name()));
         let label = a.label.clone().unwrap_or_else(|| addr.to_string());
         // The writer opens with the first frame: a refused input creates nothing.
         let mut w: Option<HostWriter> = None;
@@ -224,17 +274,31 @@ fn convert_legacy(a: &Args, files: &[PathBuf], period_us: u32) -> Result<()> {
                 .with_context(|| format!("{}: write", a.data_dir.display()))
         };
         let mut frame = Frame::default();
-        for path in &files {
-            let fdq = is_legacy(path) == Some(true);
+        for (path, format) in &files {
             let file =
                 std::fs::File::open(path).with_context(|| format!("{}: open", path.display()))?;
             let len = file.metadata().map(|m| m.len()).unwrap_or(0);
             let src = std::io::BufReader::with_capacity(64 * 1024, file);
-            let mut r = if fdq {
-                LegacyReader::fdq(src).with_context(|| format!("{}", path.display()))?
-            } else {
-                LegacyReader::framedata(src)
+            let mut r = match format {
+                LegacyFormat::FrameDataQ => match LegacyReader::fdq(src) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        progress.println(&format!(
+                            "error: {}: FrameDataQ: {e}; no frames converted",
+                            path.display()
+                        ));
+                        empty += 1;
+                        progress.file_done(len);
+                        continue;
+                    }
+                },
+                LegacyFormat::FrameData => LegacyReader::framedata(src),
             };
+            let format_name = match format {
+                LegacyFormat::FrameDataQ => "FrameDataQ",
+                LegacyFormat::FrameData => "FrameData",
+            };
+            let mut taken = 0u64;
             let (mut n_in, mut replies, mut max_inflight, mut max_lost, mut no_rtt, mut bad_time) =
                 (0u64, 0u64, 0u32, 0u32, 0u64, 0u64);
             while let Some(lf) = r
@@ -261,10 +325,12 @@ fn convert_legacy(a: &Args, files: &[PathBuf], period_us: u32) -> Result<()> {
                     frame.flags |= FLAG_APPROXIMATE;
                 }
                 rf.push(&frame, &mut emit)?;
+                taken += 1;
             }
             let mut line = format!(
-                "{}: {n_in} legacy frames, {replies} replies -> host {label} ({addr}); \
-                 legacy inflight max {max_inflight}, rolling lost max {max_lost} (not mapped)",
+                "{}: {format_name}: {n_in} legacy frames, {replies} replies -> host {label} \
+                 ({addr}); legacy inflight max {max_inflight}, rolling lost max {max_lost} \
+                 (not mapped)",
                 path.display()
             );
             if no_rtt > 0 {
@@ -291,6 +357,13 @@ fn convert_legacy(a: &Args, files: &[PathBuf], period_us: u32) -> Result<()> {
                     path.display()
                 )),
             }
+            if taken == 0 {
+                progress.println(&format!(
+                    "error: {}: no {format_name} frames to convert",
+                    path.display()
+                ));
+                empty += 1;
+            }
             progress.file_done(len);
         }
         rf.finish(&mut emit)?;
@@ -315,10 +388,11 @@ fn convert_legacy(a: &Args, files: &[PathBuf], period_us: u32) -> Result<()> {
         }
     }
     progress.finish();
-    Ok(())
+    Ok(empty)
 }
 
-fn convert_ours(a: &Args, paths: &[PathBuf], out_period: Option<u32>) -> Result<()> {
+/// Converts our own files; returns how many hosts yielded no frames (each reported).
+fn convert_ours(a: &Args, paths: &[PathBuf], out_period: Option<u32>) -> Result<u32> {
     let hosts = resolve_inputs(paths, &a.host)?;
     if a.label.is_some() && hosts.len() > 1 {
         bail!(
@@ -330,6 +404,7 @@ fn convert_ours(a: &Args, paths: &[PathBuf], out_period: Option<u32>) -> Result<
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("{}: create", a.data_dir.display()))?;
     let out_root = a.data_dir.canonicalize()?;
+    let mut empty = 0;
     for h in &hosts {
         let label = a.label.clone().unwrap_or_else(|| h.label.clone());
         let dest = out_root.join(zzping_lib::file::host_dir_name(&label));
@@ -345,9 +420,10 @@ fn convert_ours(a: &Args, paths: &[PathBuf], out_period: Option<u32>) -> Result<
         }
         let Some(first) = h.files.iter().find_map(|f| crate::common::first_header(f)) else {
             progress.println(&format!(
-                "warning: {}: no segment header found; skipped",
+                "error: {}: no segment header found; no frames converted",
                 h.label
             ));
+            empty += 1;
             continue;
         };
         let address: IpAddr = first.host.parse().with_context(|| {
@@ -423,9 +499,13 @@ fn convert_ours(a: &Args, paths: &[PathBuf], out_period: Option<u32>) -> Result<
             w.host_dir().display(),
             f64::from(period_us) / 1000.0
         ));
+        if n_in == 0 {
+            progress.println(&format!("error: {}: no frames to convert", h.label));
+            empty += 1;
+        }
     }
     progress.finish();
-    Ok(())
+    Ok(empty)
 }
 
 #[cfg(test)]
@@ -466,6 +546,16 @@ mod tests {
             address_from_name(Path::new("/x/pingd-log-10.0.0.1-20210101T08.fdq")),
             Some("10.0.0.1".parse().unwrap())
         );
+        assert_eq!(
+            address_from_name(Path::new("pingd-log-2001:db8::1-20210101T08.fdq.log")),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            address_from_name(Path::new("fdq-192.168.0.1-q001.fdq")),
+            Some("192.168.0.1".parse().unwrap())
+        );
         assert_eq!(address_from_name(Path::new("foo.log")), None);
+        // Two addresses: which one is the host's cannot be told.
+        assert_eq!(address_from_name(Path::new("10.0.0.1-10.0.0.2.log")), None);
     }
 }

@@ -3,12 +3,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use zzping_legacy::{
+    FdqHeader, FdqTime, FrameDataTime, encode_fdq_frame, encode_fdq_header, encode_framedata_frame,
+};
 use zzping_lib::codec::QFrame;
 use zzping_lib::file::{FileReader, HostInfo, HostWriter, Issue, WriterConfig, day_file};
 use zzping_lib::frame::{FLAG_APPROXIMATE, Frame};
-use zzping_lib::legacy::{
-    FdqHeader, FdqTime, FrameDataTime, encode_fdq_frame, encode_fdq_header, encode_framedata_frame,
-};
 use zzping_lib::quantizer::Quantizer;
 
 /// 2021-01-01T08:00:00Z.

@@ -8,10 +8,10 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-use zzping_lib::frame::Frame;
-use zzping_lib::legacy::{
+use zzping_legacy::{
     FdqHeader, FdqTime, FrameDataTime, encode_fdq_frame, encode_fdq_header, encode_framedata_frame,
 };
+use zzping_lib::frame::Frame;
 use zzping_lib::summary::nearest_rank;
 
 /// The original daemon's frame period: one FrameData frame per host every 20 ms.
