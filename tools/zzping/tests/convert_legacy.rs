@@ -67,7 +67,7 @@ fn original_framedata_log_converts_every_ping() {
     assert!(frames.iter().all(|f| f.flags & FLAG_APPROXIMATE == 0));
     // The first 100 ms hold legacy frames 0-4 (the README's first frames and the single
     // 800 µs and 60,000 µs replies), exact then quantized.
-    let mut first = vec![1263, 2189, 1722, 3241, 9193, 800, 60_000];
+    let mut first = [1263, 2189, 1722, 3241, 9193, 800, 60_000];
     first.sort_unstable();
     let want: Vec<u32> = first.iter().map(|&r| q.round_trip(r)).collect();
     assert_eq!(frames[0].start_us, T0_US);
