@@ -5,13 +5,16 @@
 //! replace the file's `[[host]]` list), else the file, else the embedded default:
 //! 127.0.0.1, ::1 and the IPv4 default gateway.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use zzping_lib::datadir::{Access, default_data_dir};
+
+use crate::listen::ListenAddr;
 use crate::sock::SocketMode;
 
 /// Config file read when `--config` is not given (if it exists).
@@ -59,7 +62,9 @@ pub struct Cli {
     /// Config file (TOML). Default: /etc/zzping/zzping.toml if it exists; `none`: no file.
     #[arg(long, env = "ZZPING_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Directory for frame files (one subdirectory per host).
+    /// Directory for frame files (one subdirectory per host). Default: $STATE_DIRECTORY,
+    /// else /var/lib/zzping when writable (root), else $XDG_DATA_HOME/zzping or
+    /// ~/.local/share/zzping.
     #[arg(long, env = "ZZPING_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Host to ping (IP or name); repeatable. Replaces the config file's hosts.
@@ -74,14 +79,16 @@ pub struct Cli {
     /// Reply timeout in ms (1..=60000).
     #[arg(long, value_name = "N")]
     pub timeout_ms: Option<u32>,
-    /// Live-stream UDP address, or `off`.
+    /// Live-stream UDP address: IP:PORT, [IPv6]:PORT, localhost:PORT, :PORT (every
+    /// interface; needs --live-secret-file), or `off`. Default 127.0.0.1:7878.
     #[arg(long, value_name = "ADDR|off")]
     pub live: Option<String>,
     /// File holding the live stream's shared secret (64 hex digits); required to listen
     /// on a non-loopback address.
     #[arg(long, value_name = "FILE")]
     pub live_secret_file: Option<PathBuf>,
-    /// Prometheus exporter TCP address (`GET /metrics`), or `off` (default).
+    /// Prometheus exporter TCP address (`GET /metrics`): IP:PORT, [IPv6]:PORT,
+    /// localhost:PORT, :PORT (every interface), or `off` (default). Conventional port: 9464.
     #[arg(long, value_name = "ADDR|off")]
     pub metrics: Option<String>,
     /// After pinging stops (`--duration` or a signal), keep serving /metrics with the
@@ -235,22 +242,14 @@ pub struct Config {
 }
 
 impl Config {
-    /// Parsed live address, `None` when off.
-    pub fn live_addr(&self) -> Option<SocketAddr> {
-        if self.live == "off" {
-            None
-        } else {
-            self.live.parse().ok()
-        }
+    /// Parsed live address, `None` when off (validated by [`merge`]).
+    pub fn live_addr(&self) -> Option<ListenAddr> {
+        ListenAddr::parse(&self.live).ok().flatten()
     }
 
-    /// Parsed Prometheus exporter address, `None` when off.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        if self.metrics == "off" {
-            None
-        } else {
-            self.metrics.parse().ok()
-        }
+    /// Parsed Prometheus exporter address, `None` when off (validated by [`merge`]).
+    pub fn metrics_addr(&self) -> Option<ListenAddr> {
+        ListenAddr::parse(&self.metrics).ok().flatten()
     }
 
     /// The effective configuration as TOML.
@@ -340,7 +339,7 @@ pub fn merge(
             .data_dir
             .clone()
             .or(file.data_dir)
-            .unwrap_or_else(default_data_dir),
+            .unwrap_or_else(|| default_data_dir(Access::Write)),
         rate,
         period_ms: cli.period_ms.or(file.period_ms).unwrap_or(100),
         timeout_ms: cli.timeout_ms.or(file.timeout_ms).unwrap_or(1000),
@@ -404,14 +403,11 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     {
         return bad(format!("duration {d} is not a positive number of seconds"));
     }
-    if c.live != "off" && c.live.parse::<SocketAddr>().is_err() {
-        return bad(format!("live {:?} is neither `off` nor an IP:port", c.live));
+    if let Err(e) = ListenAddr::parse(&c.live) {
+        return bad(format!("live: {e}"));
     }
-    if c.metrics != "off" && c.metrics.parse::<SocketAddr>().is_err() {
-        return bad(format!(
-            "metrics {:?} is neither `off` nor an IP:port",
-            c.metrics
-        ));
+    if let Err(e) = ListenAddr::parse(&c.metrics) {
+        return bad(format!("metrics: {e}"));
     }
     if !(c.metrics_linger_s.is_finite() && (0.0..=3600.0).contains(&c.metrics_linger_s)) {
         return bad(format!(
@@ -439,29 +435,6 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         }
     }
     Ok(())
-}
-
-/// Default data directory: `$STATE_DIRECTORY` (systemd `StateDirectory=`), else
-/// `/var/lib/zzping` for root, else `$XDG_DATA_HOME/zzping` or `~/.local/share/zzping`.
-pub fn default_data_dir() -> PathBuf {
-    if let Some(s) = std::env::var_os("STATE_DIRECTORY")
-        && !s.is_empty()
-    {
-        // May be a colon-separated list; the first is ours.
-        let s = s.to_string_lossy();
-        return PathBuf::from(s.split(':').next().unwrap_or("/var/lib/zzping"));
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return PathBuf::from("/var/lib/zzping");
-    }
-    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
-        return PathBuf::from(x).join("zzping");
-    }
-    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        Some(h) => PathBuf::from(h).join(".local/share/zzping"),
-        None => PathBuf::from("/var/lib/zzping"),
-    }
 }
 
 /// Parses `/proc/net/route` text: the gateway of the first default route.
@@ -526,7 +499,10 @@ mod tests {
         assert_eq!(t, ["127.0.0.1", "::1", "192.168.1.1"]);
         assert_eq!(c.period_ms, 100);
         assert_eq!(c.timeout_ms, 1000);
-        assert_eq!(c.live_addr(), Some("127.0.0.1:7878".parse().unwrap()));
+        assert_eq!(
+            c.live_addr(),
+            Some(ListenAddr::Ip("127.0.0.1:7878".parse().unwrap()))
+        );
         assert_eq!(c.metrics_addr(), None);
         let c = merge(&cli(&[]), FileConfig::default(), || None).unwrap();
         assert_eq!(c.host.len(), 2);
@@ -578,7 +554,10 @@ mod tests {
         assert!(c.host.iter().all(|h| h.rate == Some(500.0)));
         assert_eq!(c.data_dir, PathBuf::from("/d"));
         assert_eq!(c.period_ms, 10);
-        assert_eq!(c.live_addr(), Some("[::1]:9".parse().unwrap()));
+        assert_eq!(
+            c.live_addr(),
+            Some(ListenAddr::Ip("[::1]:9".parse().unwrap()))
+        );
         // Round trip through --check-config output.
         let back: FileConfig = toml::from_str(
             &c.to_toml()
@@ -617,13 +596,55 @@ mod tests {
         let file: FileConfig =
             toml::from_str("metrics = \"127.0.0.1:9464\"\nmetrics_linger_s = 2.5").unwrap();
         let c = merge(&cli(&[]), file.clone(), || None).unwrap();
-        assert_eq!(c.metrics_addr(), Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(
+            c.metrics_addr(),
+            Some(ListenAddr::Ip("127.0.0.1:9464".parse().unwrap()))
+        );
         assert_eq!(c.metrics_linger_s, 2.5);
         let c = merge(&cli(&["--metrics", "off"]), file.clone(), || None).unwrap();
         assert_eq!(c.metrics_addr(), None);
         let c = merge(&cli(&["--metrics", "[::1]:9"]), file, || None).unwrap();
-        assert_eq!(c.metrics_addr(), Some("[::1]:9".parse().unwrap()));
+        assert_eq!(
+            c.metrics_addr(),
+            Some(ListenAddr::Ip("[::1]:9".parse().unwrap()))
+        );
         assert!(c.to_toml().contains("metrics = \"[::1]:9\""));
+    }
+
+    #[test]
+    fn listen_addresses_take_every_documented_form() {
+        for (written, want) in [
+            (":9464", Some(ListenAddr::AllInterfaces(9464))),
+            (
+                "localhost:9464",
+                Some(ListenAddr::Ip("127.0.0.1:9464".parse().unwrap())),
+            ),
+            (
+                "[::1]:9464",
+                Some(ListenAddr::Ip("[::1]:9464".parse().unwrap())),
+            ),
+            (
+                "192.0.2.1:9464",
+                Some(ListenAddr::Ip("192.0.2.1:9464".parse().unwrap())),
+            ),
+            ("off", None),
+        ] {
+            let c = merge(
+                &cli(&["--metrics", written, "--live", written]),
+                FileConfig::default(),
+                || None,
+            )
+            .unwrap();
+            assert_eq!(c.metrics_addr(), want, "{written}");
+            assert_eq!(c.live_addr(), want, "{written}");
+            let file: FileConfig =
+                toml::from_str(&format!("metrics = {written:?}\nlive = {written:?}")).unwrap();
+            let c = merge(&cli(&[]), file, || None).unwrap();
+            assert_eq!(c.metrics_addr(), want, "{written}");
+            assert_eq!(c.live_addr(), want, "{written}");
+        }
+        let e = merge(&cli(&["--metrics", "9464"]), FileConfig::default(), || None).unwrap_err();
+        assert!(e.to_string().contains("metrics: \"9464\" is not"), "{e}");
     }
 
     #[test]

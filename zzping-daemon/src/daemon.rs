@@ -1,7 +1,8 @@
 //! The main thread: one mio event loop.
 //!
 //! The loop sleeps until the next deadline (a send, a request expiry, a frame rotation, a
-//! flush, a status line, a re-resolution, the end of `--duration`) in `ppoll` on the
+//! flush, a status line, a re-resolution, systemd's watchdog (see [`crate::notify`]), the
+//! end of `--duration`) in `ppoll` on the
 //! epoll fd, with ns precision and 1 ns timer slack, and collects events only when some
 //! are pending: a send costs `ppoll` + `sendto`. Tokens: [`TIMER`] (a `CLOCK_MONOTONIC`
 //! timerfd, used only while lingering for /metrics after the end), [`SIGNALS`] (signalfd: SIGINT/SIGTERM stop gracefully, SIGHUP reloads
@@ -43,6 +44,7 @@ use crate::engine::{Engine, EngineConfig, FrameOutput, HostId, Reply, SendOutcom
 use crate::icmp::{self, Family};
 use crate::live::Live;
 use crate::metrics::{Health, Metrics};
+use crate::notify::Notifier;
 use crate::recv::{Receiver, ReplyQueue};
 use crate::sock::IcmpSocket;
 use crate::sys::{self, SignalFd, TimerFd};
@@ -585,6 +587,7 @@ fn linger_metrics(
     outputs: &mut Outputs,
     h: &Health,
     for_ns: u64,
+    notifier: &mut Notifier,
 ) {
     let Some(m) = &mut outputs.metrics else {
         return;
@@ -598,10 +601,15 @@ fn linger_metrics(
     loop {
         let now = clock::mono_ns();
         m.tick(now);
+        notifier.tick(now);
         if now >= end {
             return;
         }
-        let next = m.next_deadline().unwrap_or(end).min(end);
+        let next = m
+            .next_deadline()
+            .unwrap_or(end)
+            .min(end)
+            .min(notifier.next_deadline().unwrap_or(u64::MAX));
         if let Err(e) = timer.arm(next.max(1)) {
             error!("arming the timer failed: {e}");
             return;
@@ -628,6 +636,52 @@ fn linger_metrics(
     }
 }
 
+/// Opens the live-stream socket, if `live` is not `off`.
+fn open_live(cfg: &Config, registry: &mio::Registry) -> Result<Option<Live>> {
+    let Some(addr) = cfg.live_addr() else {
+        return Ok(None);
+    };
+    let secret = match &cfg.live_secret_file {
+        Some(p) => Some(crate::live::read_secret(p).context("live stream")?),
+        None => None,
+    };
+    let l = Live::open(addr, secret, &cfg.data_dir, registry, LIVE).with_context(|| {
+        format!(
+            "cannot serve the live stream on {addr} (live = {:?}; `off` disables it)",
+            cfg.live
+        )
+    })?;
+    info!(
+        "live stream on {}",
+        l.local_addr().map_or(addr.to_string(), |a| a.to_string())
+    );
+    Ok(Some(l))
+}
+
+/// Opens the Prometheus exporter's listener, if `metrics` is not `off`.
+fn open_metrics(
+    cfg: &Config,
+    registry: &mio::Registry,
+    sockets: &[Option<Arc<IcmpSocket>>; 2],
+) -> Result<Option<Metrics>> {
+    let Some(addr) = cfg.metrics_addr() else {
+        return Ok(None);
+    };
+    let start_s = clock::now().real_ns as f64 / 1e9;
+    let mut m = Metrics::open(addr, registry, METRICS, start_s).with_context(|| {
+        format!(
+            "cannot serve /metrics on {addr} (metrics = {:?}; `off` disables it)",
+            cfg.metrics
+        )
+    })?;
+    let bound = m.local_addr().map_or(addr.to_string(), |a| a.to_string());
+    info!("metrics on http://{bound}/metrics");
+    for (f, s) in [Family::V4, Family::V6].iter().zip(sockets) {
+        m.exporter.set_socket(*f, s.as_ref().map(|s| s.kind()));
+    }
+    Ok(Some(m))
+}
+
 /// Runs the daemon until SIGINT/SIGTERM or the end of `--duration`.
 pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
     let cpu0 = sys::process_cpu_ns();
@@ -652,51 +706,10 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         Interest::READABLE,
     )?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    // The live stream is a side channel: if it cannot start, log and keep pinging.
-    let live = match cfg.live_addr() {
-        None => None,
-        Some(addr) => {
-            let secret = match &cfg.live_secret_file {
-                Some(p) => match crate::live::read_secret(p) {
-                    Ok(s) => Some(Some(s)),
-                    Err(e) => {
-                        error!("live stream disabled: {e}");
-                        None
-                    }
-                },
-                None => Some(None),
-            };
-            secret.and_then(|secret| {
-                match Live::open(addr, secret, &cfg.data_dir, poll.registry(), LIVE) {
-                    Ok(l) => {
-                        info!("live stream on {addr}");
-                        Some(l)
-                    }
-                    Err(e) => {
-                        error!("live stream disabled: {e}");
-                        None
-                    }
-                }
-            })
-        }
-    };
-    // The exporter is a side channel too.
-    let metrics = cfg.metrics_addr().and_then(|addr| {
-        let start_s = clock::now().real_ns as f64 / 1e9;
-        match Metrics::open(addr, poll.registry(), METRICS, start_s) {
-            Ok(mut m) => {
-                info!("metrics on http://{addr}/metrics");
-                for (f, s) in [Family::V4, Family::V6].iter().zip(&sockets) {
-                    m.exporter.set_socket(*f, s.as_ref().map(|s| s.kind()));
-                }
-                Some(m)
-            }
-            Err(e) => {
-                error!("metrics disabled: {addr}: {e}");
-                None
-            }
-        }
-    });
+    // A live stream or exporter that was asked for and cannot start is fatal: a service
+    // that runs without it looks healthy while its dashboards stay empty.
+    let live = open_live(&cfg, poll.registry())?;
+    let metrics = open_metrics(&cfg, poll.registry(), &sockets)?;
     let queue = Arc::new(ReplyQueue::new(QUEUE_CAPACITY));
     let receiver = Receiver::spawn(
         sockets.iter().flatten().cloned().collect(),
@@ -750,6 +763,9 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
     for i in 0..count {
         d.start_target(i, now, i, count);
     }
+    // Every socket is open and every target started: tell systemd (Type=notify).
+    let mut notifier = Notifier::from_env();
+    notifier.ready(&format!("pinging {count} hosts"));
 
     let start = now.mono_ns;
     let flush_every = secs_ns(d.cfg.flush_interval_s);
@@ -857,6 +873,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         if let Some(m) = &mut d.outputs.metrics {
             m.tick(now.mono_ns);
         }
+        notifier.tick(now.mono_ns);
 
         if now.mono_ns >= flush_at {
             d.outputs.flush(false);
@@ -905,6 +922,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
         }
         if stopping.is_none() && end_at.is_some_and(|e| now.mono_ns >= e) {
             info!("duration reached, stopping");
+            notifier.stopping();
             d.engine.stop_sending();
             stopping =
                 Some(now.mono_ns + d.engine.config().timeout_ns + d.engine.config().grace_ns);
@@ -935,6 +953,9 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
             next = next.min(mono.clamp(0, i128::from(u64::MAX)) as u64);
         }
         if let Some(t) = d.outputs.metrics.as_ref().and_then(Metrics::next_deadline) {
+            next = next.min(t);
+        }
+        if let Some(t) = notifier.next_deadline() {
             next = next.min(t);
         }
         if let (Some(e), None) = (end_at, stopping) {
@@ -973,6 +994,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
                             }
                             _ => {
                                 info!("signal {sig}: stopping (waiting for replies in flight)");
+                                notifier.stopping();
                                 d.engine.stop_sending();
                                 let n = clock::mono_ns();
                                 stopping = Some(
@@ -1014,6 +1036,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
             &mut d.outputs,
             &h,
             secs_ns(d.cfg.metrics_linger_s),
+            &mut notifier,
         );
     }
     let st = d.engine.stats();

@@ -9,16 +9,20 @@
 //! - [`recv`]: the receive thread and its bounded queue;
 //! - [`daemon`]: the mio event loop on the main thread;
 //! - [`config`]: CLI + TOML configuration;
+//! - [`listen`]: the listening addresses of the live stream and the exporter;
 //! - [`live`]: the live-stream server (zzping-lib's sans-IO server on a UDP socket);
-//! - [`metrics`]: the Prometheus exporter (`GET /metrics` on the event loop).
+//! - [`metrics`]: the Prometheus exporter (`GET /metrics` on the event loop);
+//! - [`notify`]: systemd's readiness and watchdog notifications.
 
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod icmp;
+pub mod listen;
 pub mod live;
 pub mod metrics;
+pub mod notify;
 pub mod recv;
 pub mod sock;
 pub mod sys;

@@ -22,6 +22,7 @@ use zzping_lib::live::{
 };
 
 use crate::engine::HostId;
+use crate::listen::ListenAddr;
 
 /// Setting up the live stream failed.
 #[derive(Debug, Error)]
@@ -91,9 +92,9 @@ pub const LIVE_RING_SECONDS: u32 = 3600;
 pub const LIVE_RING_BYTES_PER_HOST: usize = 800 * 1024;
 
 impl Live {
-    /// Binds `addr` and registers it with `token`.
+    /// Binds `addr` (see [`ListenAddr::bind_with`]) and registers it with `token`.
     pub fn open(
-        addr: SocketAddr,
+        addr: impl Into<ListenAddr>,
         secret: Option<[u8; 32]>,
         data_dir: &Path,
         registry: &Registry,
@@ -105,10 +106,16 @@ impl Live {
             ring_bytes_per_host: LIVE_RING_BYTES_PER_HOST,
             ..LiveConfig::default()
         };
-        check_listen_addr(addr, &cfg)?;
+        let addr = addr.into();
+        let first = addr.candidates()[0];
+        check_listen_addr(first, &cfg)?;
         let server = LiveServer::new(cfg)?;
-        let sock_err = |source| LiveSetupError::Socket { addr, source };
-        let mut sock = UdpSocket::bind(addr).map_err(sock_err)?;
+        let sock_err = |source| LiveSetupError::Socket {
+            addr: first,
+            source,
+        };
+        let (sock, _) = addr.bind_with(crate::listen::bind_udp).map_err(sock_err)?;
+        let mut sock = UdpSocket::from_std(sock);
         registry
             .register(&mut sock, token, mio::Interest::READABLE)
             .map_err(sock_err)?;

@@ -56,6 +56,7 @@ use zzping_lib::frame::Frame;
 
 use crate::engine::{EngineStats, HostId, LatenessHistogram, Reply};
 use crate::icmp::Family;
+use crate::listen::ListenAddr;
 use crate::sock::Kind;
 
 /// Largest request head (request line and headers), bytes.
@@ -760,15 +761,17 @@ pub fn resident_bytes() -> Option<u64> {
 }
 
 impl Metrics {
-    /// Binds `addr` and registers the listener with `token`; connections get tokens
+    /// Binds `addr` (see [`ListenAddr::bind_with`]) and registers the listener with
+    /// `token`; connections get tokens
     /// `CONN_BASE..CONN_BASE + MAX_CONNS`.
     pub fn open(
-        addr: SocketAddr,
+        addr: impl Into<ListenAddr>,
         registry: &Registry,
         token: Token,
         start_time_s: f64,
     ) -> io::Result<Metrics> {
-        let mut listener = TcpListener::bind(addr)?;
+        let (listener, _) = addr.into().bind_with(crate::listen::bind_tcp)?;
+        let mut listener = TcpListener::from_std(listener);
         registry.register(&mut listener, token, Interest::READABLE)?;
         let slots = (0..MAX_CONNS)
             .map(|_| Slot {

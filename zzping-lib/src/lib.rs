@@ -9,6 +9,7 @@
 //! Everything here is pure computation or plain file I/O: no sockets, no threads, no
 //! clocks except where a writer stamps a header.
 pub mod codec;
+pub mod datadir;
 pub mod file;
 pub mod frame;
 pub mod live;

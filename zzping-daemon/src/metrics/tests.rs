@@ -306,7 +306,7 @@ fn rendering_reuses_its_buffer() {
 fn serves_over_loopback() {
     let mut poll = Poll::new().unwrap();
     let Ok(mut m) = Metrics::open(
-        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(),
         poll.registry(),
         Token(4),
         0.0,
@@ -373,7 +373,7 @@ fn serves_over_loopback() {
 fn partial_writes_complete_for_slow_readers() {
     let mut poll = Poll::new().unwrap();
     let Ok(mut m) = Metrics::open(
-        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(),
         poll.registry(),
         Token(4),
         0.0,
