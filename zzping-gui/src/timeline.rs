@@ -3,6 +3,10 @@
 //! Times are µs since the Unix epoch held in `f64` (exact to well under a µs for any date
 //! this program will see). Tick labels are in local time.
 
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use std::sync::OnceLock;
+
 /// Shortest visible span, µs (20 ms): below that a 100 ms frame covers the whole plot.
 pub const MIN_SPAN_US: f64 = 20_000.0;
 /// Longest visible span, µs (about two years).
@@ -94,32 +98,40 @@ impl TimeView {
     }
 }
 
-/// Offset of local time from UTC at `t_us`, in µs (from the C library's time zone).
+/// The viewer's time zone: the system's, as `jiff` finds it (`TZ`, else /etc/localtime;
+/// UTC when neither is set).
+fn local_tz() -> &'static TimeZone {
+    static TZ: OnceLock<TimeZone> = OnceLock::new();
+    TZ.get_or_init(TimeZone::system)
+}
+
+/// The instant `t_us` (clamped to what `jiff` represents).
+fn instant(t_us: f64) -> Timestamp {
+    let us = if t_us.is_finite() { t_us.floor() } else { 0.0 };
+    let us = us.clamp(
+        Timestamp::MIN.as_microsecond() as f64,
+        Timestamp::MAX.as_microsecond() as f64,
+    ) as i64;
+    Timestamp::from_microsecond(us).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// Offset of local time from UTC at `t_us`, in µs.
 pub fn local_offset_us(t_us: f64) -> f64 {
-    let secs = (t_us / 1e6).floor() as libc::time_t;
-    // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for
-    // the call and localtime_r is the thread-safe variant.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
-    if ok { tm.tm_gmtoff as f64 * 1e6 } else { 0.0 }
+    f64::from(local_tz().to_offset(instant(t_us)).seconds()) * 1e6
 }
 
 /// Broken-down local time of `t_us`: (year, month 1-12, day, hour, minute, second, µs).
 pub fn local_parts(t_us: f64) -> (i32, u32, u32, u32, u32, u32, u32) {
-    let local = t_us + local_offset_us(t_us);
-    let total_us = local.max(0.0) as u64;
-    let days = (total_us / 86_400_000_000) as i64;
-    let rem = total_us % 86_400_000_000;
-    let (y, m, d) = zzping_lib::time::civil_from_days(days);
-    let s = rem / 1_000_000;
+    let dt = local_tz().to_datetime(instant(t_us.max(0.0)));
+    let u = |v: i8| u32::from(v.unsigned_abs());
     (
-        y,
-        m,
-        d,
-        (s / 3600) as u32,
-        ((s / 60) % 60) as u32,
-        (s % 60) as u32,
-        (rem % 1_000_000) as u32,
+        i32::from(dt.year()),
+        u(dt.month()),
+        u(dt.day()),
+        u(dt.hour()),
+        u(dt.minute()),
+        u(dt.second()),
+        dt.subsec_nanosecond().unsigned_abs() / 1000,
     )
 }
 
@@ -260,9 +272,17 @@ fn month_ticks(view: &TimeView, step: f64) -> Vec<TimeTick> {
     idx = idx.div_euclid(months) * months;
     let mut out = Vec::new();
     for _ in 0..1000 {
-        let (yy, mm) = (idx.div_euclid(12) as i32, (idx.rem_euclid(12) + 1) as u32);
-        let midnight_utc = zzping_lib::time::days_from_civil(yy, mm, 1) as f64 * 86_400e6;
-        let t = midnight_utc - local_offset_us(midnight_utc);
+        let (yy, mm) = (idx.div_euclid(12), idx.rem_euclid(12) + 1);
+        // Local midnight of the first day (the first instant of that day across a DST
+        // change).
+        let Some(t) = i16::try_from(yy)
+            .ok()
+            .and_then(|y| jiff::civil::Date::new(y, mm as i8, 1).ok())
+            .and_then(|d| d.to_zoned(local_tz().clone()).ok())
+            .map(|z| z.timestamp().as_microsecond() as f64)
+        else {
+            break;
+        };
         if t >= view.t1_us {
             break;
         }

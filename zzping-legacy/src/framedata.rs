@@ -3,68 +3,9 @@
 use crate::{LegacyError, LegacyFrame, MAX_LEGACY_REPLIES, invalid, uint};
 use zzping_lib::msgpack::Cursor;
 
-/// Parses an RFC 3339 timestamp (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`) to µs since the
-/// epoch. Fractions beyond µs are truncated. Returns `None` when invalid or before 1970.
-pub fn parse_rfc3339_us(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let d = b.get(r)?;
-        if d.is_empty() || !d.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        d.iter().try_fold(0i64, |a, &c| {
-            a.checked_mul(10)?.checked_add(i64::from(c - b'0'))
-        })
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let days = zzping_lib::time::days_from_civil(y as i32, mo as u32, d as u32);
-    if zzping_lib::time::civil_from_days(days) != (y as i32, mo as u32, d as u32) {
-        return None;
-    }
-    let mut i = 19;
-    let mut frac_us = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            if i - start < 6 {
-                frac_us = frac_us * 10 + i64::from(b[i] - b'0');
-            }
-            i += 1;
-        }
-        let digits = i - start;
-        if digits == 0 {
-            return None;
-        }
-        for _ in digits..6 {
-            frac_us *= 10;
-        }
-    }
-    let offset_s = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let o = oh * 3600 + om * 60;
-            if *sign == b'+' { o } else { -o }
-        }
-        _ => return None,
-    };
-    let t = (days * 86_400 + h * 3600 + mi * 60 + sec - offset_s) * 1_000_000 + frac_us;
-    u64::try_from(t).ok()
-}
+/// Parses the RFC 3339 timestamp of a full FrameData time (µs since the epoch; `None`
+/// when invalid or before 1970).
+pub use zzping_lib::time::parse_rfc3339_us;
 
 /// Time of a FrameData frame, as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,33 +140,8 @@ mod tests {
     const T0: u64 = 1_609_488_000_123_456; // 2021-01-01T08:00:00.123456Z
 
     #[test]
-    fn rfc3339_parsing() {
-        assert_eq!(
-            parse_rfc3339_us("2021-01-01T08:00:00.123456+00:00"),
-            Some(T0)
-        );
-        assert_eq!(parse_rfc3339_us("2021-01-01T08:00:00.123456Z"), Some(T0));
-        assert_eq!(
-            parse_rfc3339_us("2021-01-01T09:30:00.123456+01:30"),
-            Some(T0)
-        );
-        assert_eq!(parse_rfc3339_us("2021-01-01T08:00:00Z"), Some(T0 - 123_456));
-        assert_eq!(
-            parse_rfc3339_us("2021-01-01T08:00:00.1Z"),
-            Some(T0 - 23_456)
-        );
-        for bad in [
-            "",
-            "2021-01-01",
-            "2021-02-30T00:00:00Z",
-            "2021-01-01T08:00:00",
-            "2021-01-01T08:00:00.Z",
-            "2021-01-01T25:00:00Z",
-            "1969-12-31T23:59:59Z",
-            "2021-01-01T08:00:00+0100",
-        ] {
-            assert_eq!(parse_rfc3339_us(bad), None, "{bad}");
-        }
+    fn timestamps_as_the_original_wrote_them() {
+        assert_eq!(framedata_timestamp(T0), "2021-01-01T08:00:00.123456+00:00");
         assert_eq!(parse_rfc3339_us(&framedata_timestamp(T0)), Some(T0));
     }
 

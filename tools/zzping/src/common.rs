@@ -131,36 +131,12 @@ fn host_matches(h: &HostInput, want: &str) -> bool {
     }
 }
 
-/// Parses a time argument: RFC 3339 (`2026-11-22T08:00:00Z`, any offset), a date
-/// (`2026-11-22`, UTC midnight), `now`, or relative to now (`-2h`, `-30m`, `-7d`, `-45s`).
+/// Parses a time argument with the lib's parser ([`zzping_lib::time::parse_time_arg`]:
+/// RFC 3339, a date, `now`, `today`, `yesterday`, or a time ago such as `-2h30m` or
+/// `-1w`; days in the local time zone); errors name the flag.
 pub fn parse_time(s: &str, now_us: u64, flag: &str) -> Result<u64> {
-    let s = s.trim();
-    if s == "now" {
-        return Ok(now_us);
-    }
-    if let Some(rel) = s.strip_prefix('-') {
-        let cut = rel.char_indices().last().map_or(0, |(i, _)| i);
-        let (num, unit) = rel.split_at(cut);
-        let mult: u64 = match unit {
-            "s" => 1_000_000,
-            "m" => 60_000_000,
-            "h" => 3_600_000_000,
-            "d" => US_PER_DAY,
-            _ => bail!("{flag} {s}: a relative time ends in s, m, h or d (e.g. -2h)"),
-        };
-        let n: u64 = num
-            .parse()
-            .with_context(|| format!("{flag} {s}: {num:?} is not a whole number"))?;
-        return Ok(now_us.saturating_sub(n.saturating_mul(mult)));
-    }
-    if let Some(day) = parse_day_name(s) {
-        return Ok(day);
-    }
-    let ts: jiff::Timestamp = s.parse().with_context(|| {
-        format!("{flag} {s}: expected RFC 3339 (2026-11-22T08:00:00Z), a date or -2h/-30m/-7d")
-    })?;
-    u64::try_from(ts.as_microsecond())
-        .with_context(|| format!("{flag} {s}: before 1970 is not supported"))
+    zzping_lib::time::parse_time_arg(s, now_us, &jiff::tz::TimeZone::system())
+        .with_context(|| format!("{flag} {s}"))
 }
 
 /// The `[from, to)` range of `--from`/`--to` (defaults: everything).
@@ -230,11 +206,13 @@ impl TimeFmt {
 }
 
 /// Appends `YYYY-MM-DDTHH:MM:SS.uuuuuuZ` without allocating.
+///
+/// The calendar is `jiff`'s; the digits are written by hand because export writes one
+/// time per row. Measured on 2 million frames (the `perf_data` set of tests/cli.rs, user
+/// CPU, best of 5): `zzping export` CSV 0.63 s with this and 0.68 s with `jiff`'s
+/// `Display` (`{:.6}`), JSONL 0.49 s and 0.58 s: 8 % and 18 % of the command.
 pub fn write_rfc3339_utc(t_us: u64, out: &mut Vec<u8>) {
-    let (y, mo, d) = zzping_lib::time::civil_from_days((t_us / US_PER_DAY) as i64);
-    let in_day = t_us % US_PER_DAY;
-    let s = in_day / 1_000_000;
-    let us = in_day % 1_000_000;
+    let dt = jiff::tz::Offset::UTC.to_datetime(zzping_lib::time::timestamp(t_us));
     let mut b = [0u8; 27];
     let put = |b: &mut [u8], mut v: u64| {
         for c in b.iter_mut().rev() {
@@ -242,19 +220,20 @@ pub fn write_rfc3339_utc(t_us: u64, out: &mut Vec<u8>) {
             v /= 10;
         }
     };
-    put(&mut b[0..4], y.clamp(0, 9999) as u64);
+    let field = |v: i8| u64::from(v.unsigned_abs());
+    put(&mut b[0..4], u64::from(dt.year().unsigned_abs()));
     b[4] = b'-';
-    put(&mut b[5..7], u64::from(mo));
+    put(&mut b[5..7], field(dt.month()));
     b[7] = b'-';
-    put(&mut b[8..10], u64::from(d));
+    put(&mut b[8..10], field(dt.day()));
     b[10] = b'T';
-    put(&mut b[11..13], s / 3600);
+    put(&mut b[11..13], field(dt.hour()));
     b[13] = b':';
-    put(&mut b[14..16], s / 60 % 60);
+    put(&mut b[14..16], field(dt.minute()));
     b[16] = b':';
-    put(&mut b[17..19], s % 60);
+    put(&mut b[17..19], field(dt.second()));
     b[19] = b'.';
-    put(&mut b[20..26], us);
+    put(&mut b[20..26], t_us % 1_000_000);
     b[26] = b'Z';
     out.extend_from_slice(&b);
 }
@@ -433,10 +412,13 @@ mod tests {
             now - 7_200_000_000
         );
         assert_eq!(
-            parse_time("-7d", now, "--from").unwrap(),
-            now - 7 * US_PER_DAY
+            parse_time("-2h30m", now, "--from").unwrap(),
+            now - 9_000_000_000
         );
         assert_eq!(parse_time("now", now, "--to").unwrap(), now);
+        // A day in the local zone, whatever it is: within a day (and a DST hour) of now.
+        let y = parse_time("yesterday", now, "--from").unwrap();
+        assert!(y < now && now - y <= 2 * US_PER_DAY + 3_600_000_000, "{y}");
         assert_eq!(
             parse_time("2021-01-01T09:00:00.5+01:00", now, "--from").unwrap(),
             1_609_488_000_500_000
@@ -445,7 +427,7 @@ mod tests {
             parse_time("2021-01-01", now, "--from").unwrap(),
             1_609_459_200_000_000
         );
-        for bad in ["-2x", "-h", "-2é", "-", "yesterday", "2021-13-01T00:00:00Z"] {
+        for bad in ["-2x", "-h", "-2é", "-", "2h", "2021-13-01T00:00:00Z"] {
             let e = parse_time(bad, now, "--from").unwrap_err().to_string();
             assert!(e.contains("--from"), "{e}");
         }

@@ -43,7 +43,8 @@ pub struct Args {
     /// Only this host (label or address); repeat for several.
     #[arg(long)]
     pub host: Vec<String>,
-    /// Start of the range: RFC 3339, YYYY-MM-DD (UTC), or relative (-2h, -30m, -7d).
+    /// Start of the range: RFC 3339, YYYY-MM-DD (UTC), now, today, yesterday (local), or a
+    /// time ago (-2h, -30m, -1w, -2h30m, "3 days ago").
     #[arg(long, allow_hyphen_values = true)]
     pub from: Option<String>,
     /// End of the range (exclusive), same forms as --from.
