@@ -437,28 +437,15 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Parses `/proc/net/route` text: the gateway of the first default route.
-pub fn parse_default_gateway(route: &str) -> Option<Ipv4Addr> {
-    for line in route.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 4 {
-            continue;
-        }
-        let (dest, gw, flags) = (f[1], f[2], f[3]);
-        let flags = u32::from_str_radix(flags, 16).ok()?;
-        // RTF_UP | RTF_GATEWAY
-        if dest == "00000000" && flags & 0x3 == 0x3 {
-            let g = u32::from_str_radix(gw, 16).ok()?;
-            // Little-endian hex of the network-order address.
-            return Some(Ipv4Addr::from(g.swap_bytes()));
-        }
-    }
-    None
-}
-
-/// The IPv4 default gateway of this machine, if any.
+/// The IPv4 default gateway the kernel uses (lowest metric), if any. An IPv6 default
+/// router is usually link-local, which needs an interface scope a target cannot carry.
 pub fn default_gateway() -> Option<Ipv4Addr> {
-    parse_default_gateway(&std::fs::read_to_string("/proc/net/route").ok()?)
+    zzping_lib::gateway::default_gateways()
+        .into_iter()
+        .find_map(|a| match a {
+            std::net::IpAddr::V4(v4) => Some(v4),
+            std::net::IpAddr::V6(_) => None,
+        })
 }
 
 /// Resolves a target: an IP literal, else the first address the system resolver gives.
@@ -645,19 +632,6 @@ mod tests {
         }
         let e = merge(&cli(&["--metrics", "9464"]), FileConfig::default(), || None).unwrap_err();
         assert!(e.to_string().contains("metrics: \"9464\" is not"), "{e}");
-    }
-
-    #[test]
-    fn gateway_from_proc_net_route() {
-        let route = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
-            eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n\
-            eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\n";
-        assert_eq!(
-            parse_default_gateway(route),
-            Some(Ipv4Addr::new(192, 168, 1, 1))
-        );
-        assert_eq!(parse_default_gateway("header only\n"), None);
-        assert_eq!(parse_default_gateway(""), None);
     }
 
     #[test]

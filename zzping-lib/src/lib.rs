@@ -12,6 +12,7 @@ pub mod codec;
 pub mod datadir;
 pub mod file;
 pub mod frame;
+pub mod gateway;
 pub mod live;
 pub mod msgpack;
 pub mod pyramid;

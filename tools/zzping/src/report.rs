@@ -31,8 +31,8 @@ use zzping_lib::summary::{Summary, nearest_rank};
 /// - one host only (of several beyond the gateway, or the gateway alone) → "that host";
 /// - otherwise "partial" / "partial-upstream"; without a known gateway, "unknown".
 ///
-/// The gateway is --gateway LABEL; by default the host whose address is the default IPv4
-/// gateway in /proc/net/route, else the host with a private (RFC 1918), link-local or ULA
+/// The gateway is --gateway LABEL; by default the host whose address is a default gateway
+/// of this machine (IPv4 or IPv6, /proc/net/route and /proc/net/ipv6_route), else the host with a private (RFC 1918), link-local or ULA
 /// address and the lowest median RTT; `--gateway none` disables.
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -269,26 +269,6 @@ fn is_private(a: &IpAddr) -> bool {
     }
 }
 
-/// Default IPv4 gateways listed in /proc/net/route.
-fn default_gateways() -> Vec<IpAddr> {
-    let Ok(text) = std::fs::read_to_string("/proc/net/route") else {
-        return Vec::new();
-    };
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            if cols.len() < 4 || cols[1] != "00000000" {
-                return None;
-            }
-            let flags = u32::from_str_radix(cols[3], 16).ok()?;
-            let gw = u32::from_str_radix(cols[2], 16).ok()?;
-            (flags & 0x2 != 0 && gw != 0)
-                .then(|| IpAddr::from(std::net::Ipv4Addr::from(gw.to_le_bytes())))
-        })
-        .collect()
-}
-
 fn verdict(
     affected: &[String],
     observed: &[String],
@@ -426,14 +406,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         None => {
             let addr_of =
                 |h: &HostReport| h.address.as_deref().and_then(|a| a.parse::<IpAddr>().ok());
-            let gws = default_gateways();
+            let gws = zzping_lib::gateway::default_gateways();
             if let Some(h) = host_reports
                 .iter()
                 .find(|h| addr_of(h).is_some_and(|a| gws.contains(&a)))
             {
                 (
                     Some(h.label.clone()),
-                    "default route in /proc/net/route".into(),
+                    "default route (/proc/net/route, /proc/net/ipv6_route)".into(),
                 )
             } else if let Some(h) = host_reports
                 .iter()
