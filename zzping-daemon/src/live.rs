@@ -18,7 +18,8 @@ use thiserror::Error;
 use tracing::{debug, warn};
 use zzping_lib::frame::Frame;
 use zzping_lib::live::{
-    HostMeta, LiveConfig, LiveError, LiveServer, RECV_BUFFER, StoreHistory, check_listen_addr,
+    HostMeta, LiveConfig, LiveError, LiveServer, RECV_BUFFER, SecretError, StoreHistory,
+    check_listen_addr, read_secret_file,
 };
 
 use crate::engine::HostId;
@@ -28,13 +29,8 @@ use crate::listen::ListenAddr;
 #[derive(Debug, Error)]
 pub enum LiveSetupError {
     /// The secret file could not be read or is not 64 hex digits.
-    #[error("live secret file {path}: {message}")]
-    Secret {
-        /// File.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
+    #[error("live secret file {0}")]
+    Secret(#[from] SecretError),
     /// The server refused the configuration (e.g. non-loopback without a secret).
     #[error(transparent)]
     Live(#[from] LiveError),
@@ -49,28 +45,10 @@ pub enum LiveSetupError {
     },
 }
 
-/// Reads a shared secret: 64 hex digits (surrounding whitespace ignored).
+/// Reads the live stream's shared secret (the lib's one parser: 64 hex digits, whitespace
+/// ignored).
 pub fn read_secret(path: &Path) -> Result<[u8; 32], LiveSetupError> {
-    let err = |message: String| LiveSetupError::Secret {
-        path: path.display().to_string(),
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    parse_secret(text.trim()).ok_or_else(|| err("expected 64 hexadecimal digits".into()))
-}
-
-/// Parses 64 hex digits.
-pub fn parse_secret(hex: &str) -> Option<[u8; 32]> {
-    let b = hex.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        let s = std::str::from_utf8(&b[2 * i..2 * i + 2]).ok()?;
-        *o = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
+    Ok(read_secret_file(path)?)
 }
 
 /// The live-stream server with its socket.
@@ -228,21 +206,5 @@ impl Live {
     /// Subscribers and counters, for logs.
     pub fn stats(&self) -> zzping_lib::live::LiveStats {
         self.server.stats()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_64_hex_digits() {
-        let hex = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
-        let s = parse_secret(hex).unwrap();
-        assert_eq!(s[1], 0x11);
-        assert_eq!(s[31], 0xff);
-        assert!(parse_secret(&hex[..62]).is_none());
-        assert!(parse_secret(&hex.replace('0', "g")).is_none());
-        assert!(parse_secret("é".repeat(32).as_str()).is_none());
     }
 }

@@ -52,21 +52,6 @@ pub struct Args {
     pub local: bool,
 }
 
-fn read_secret(p: &PathBuf) -> Result<[u8; 32]> {
-    let text =
-        std::fs::read_to_string(p).with_context(|| format!("--secret-file {}", p.display()))?;
-    let hex: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("--secret-file {}: expected 64 hex digits", p.display());
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .with_context(|| format!("--secret-file {}: not hexadecimal", p.display()))?;
-    }
-    Ok(out)
-}
-
 /// Runs `zzping tail`.
 pub fn run(a: Args) -> Result<ExitCode> {
     let server: SocketAddr = a
@@ -86,7 +71,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         cfg.filter = Some(a.host.clone());
     }
     if let Some(p) = &a.secret_file {
-        cfg.secret = Some(read_secret(p)?);
+        cfg.secret = Some(zzping_lib::live::read_secret_file(p).context("--secret-file")?);
     }
     let mut client = UdpLiveClient::connect(cfg).context("live stream")?;
     let tf = TimeFmt::new(a.local);
@@ -214,26 +199,4 @@ pub fn run(a: Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s");
-        std::fs::write(&p, format!("{}\n", "0f".repeat(32))).unwrap();
-        assert_eq!(read_secret(&p).unwrap(), [0x0f; 32]);
-        for bad in [
-            "0f".repeat(31),
-            "zz".repeat(32),
-            format!("{}é", "0".repeat(62)),
-        ] {
-            std::fs::write(&p, bad).unwrap();
-            let e = read_secret(&p).unwrap_err().to_string();
-            assert!(e.contains("--secret-file"), "{e}");
-        }
-    }
 }

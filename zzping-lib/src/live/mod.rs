@@ -21,6 +21,7 @@
 mod client;
 mod history;
 mod ring;
+mod secret;
 mod server;
 pub mod wire;
 
@@ -29,6 +30,7 @@ pub use client::{
     RESEND_TIMEOUT_US, UdpLiveClient,
 };
 pub use history::StoreHistory;
+pub use secret::{MAX_SECRET_FILE_BYTES, SECRET_LEN, SecretError, parse_secret, read_secret_file};
 pub use server::{
     HistorySource, LiveConfig, LiveServer, LiveStats, NoHistory, REPLAY_CACHE, check_listen_addr,
 };
