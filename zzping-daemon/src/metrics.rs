@@ -8,7 +8,9 @@
 //! # Bounds (a bad client never stalls pinging)
 //! * **Request size**: the request head (request line + headers) must fit in
 //!   [`MAX_REQUEST`] bytes (8 KiB, the per-connection buffer, allocated once per slot);
-//!   otherwise `431`. A malformed request line or header is `400` as soon as it is seen.
+//!   otherwise `431` (also for more than 64 header lines). The head is parsed with
+//!   `httparse` (no allocation); a malformed request line or header is `400` as soon as it
+//!   is seen.
 //!   Request bodies are never read.
 //! * **Time**: a connection has [`CONN_TIMEOUT_NS`] (5 s) from being accepted to
 //!   deliver its request and take the whole response; then it is closed, whatever its
@@ -581,82 +583,38 @@ pub enum Request {
     TooLarge,
 }
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn strip_cr(l: &[u8]) -> &[u8] {
-    l.strip_suffix(b"\r").unwrap_or(l)
-}
-
-fn find_nl(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
-}
+/// Most header lines a request may carry (more: 431). The parser's header table lives on
+/// the stack: parsing allocates nothing.
+const MAX_HEADERS: usize = 64;
 
 /// Parses an HTTP/1.x request head from the bytes received so far (only the first
-/// [`MAX_REQUEST`] are looked at). Never panics; linear in the input.
+/// [`MAX_REQUEST`] are looked at) with `httparse`. Never panics; linear in the input.
 pub fn parse_request(buf: &[u8]) -> Request {
     let buf = &buf[..buf.len().min(MAX_REQUEST)];
     let full = buf.len() >= MAX_REQUEST;
-    let Some(eol) = find_nl(buf) else {
-        // Reject garbage early: a request line holds no control characters.
-        if buf.iter().any(|&b| b < 0x20 && b != b'\r' || b == 0x7f) {
-            return Request::BadRequest;
-        }
-        return if full {
-            Request::TooLarge
-        } else {
-            Request::Incomplete
-        };
-    };
-    let line = strip_cr(&buf[..eol]);
-    let mut parts = line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) if full => return Request::TooLarge,
+        Ok(httparse::Status::Partial) => return Request::Incomplete,
+        Err(httparse::Error::TooManyHeaders) => return Request::TooLarge,
+        Err(_) => return Request::BadRequest,
+    }
+    let (Some(method), Some(target)) = (req.method, req.path) else {
         return Request::BadRequest;
     };
-    if method.is_empty()
-        || !method.iter().all(|&b| is_tchar(b))
-        || !(version == b"HTTP/1.1" || version == b"HTTP/1.0")
-        || target.first() != Some(&b'/')
-        || !target.iter().all(|b| b.is_ascii_graphic())
-    {
+    // Origin form only (`/path?query`): no absolute URIs, no `*`.
+    if !target.starts_with('/') || !target.bytes().all(|b| b.is_ascii_graphic()) {
         return Request::BadRequest;
     }
-    let mut rest = &buf[eol + 1..];
-    loop {
-        let Some(e) = find_nl(rest) else {
-            return if full {
-                Request::TooLarge
-            } else {
-                Request::Incomplete
-            };
-        };
-        let l = strip_cr(&rest[..e]);
-        if l.is_empty() {
-            break;
-        }
-        let Some(colon) = l.iter().position(|&b| b == b':') else {
-            return Request::BadRequest;
-        };
-        if colon == 0
-            || !l[..colon].iter().all(|&b| is_tchar(b))
-            || l[colon + 1..]
-                .iter()
-                .any(|&b| b < 0x20 && b != b'\t' || b == 0x7f)
-        {
-            return Request::BadRequest;
-        }
-        rest = &rest[e + 1..];
-    }
-    let path = target.split(|&b| b == b'?').next().unwrap_or(target);
-    if path != b"/metrics" {
+    let path = target.split('?').next().unwrap_or(target);
+    if path != "/metrics" {
         return Request::NotFound;
     }
     match method {
-        b"GET" => Request::Metrics { head: false },
-        b"HEAD" => Request::Metrics { head: true },
+        "GET" => Request::Metrics { head: false },
+        "HEAD" => Request::Metrics { head: true },
         _ => Request::MethodNotAllowed,
     }
 }

@@ -61,6 +61,19 @@ fn parser_routes_requests() {
     assert_eq!(parse_request(&big), TooLarge);
     assert_eq!(parse_request(&[b'A'; MAX_REQUEST]), TooLarge);
     assert_eq!(parse_request(&[b'A'; 100]), Incomplete);
+    // More header lines than the parser's table holds, within 8 KiB: 431 too.
+    let mut many = b"GET /metrics HTTP/1.1\r\n".to_vec();
+    for i in 0..65 {
+        many.extend_from_slice(format!("X-{i}: a\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    assert!(many.len() < MAX_REQUEST);
+    assert_eq!(parse_request(&many), TooLarge);
+    // Only the origin form of a target.
+    assert_eq!(p("GET http://x/metrics HTTP/1.1\r\n\r\n"), BadRequest);
+    assert_eq!(p("OPTIONS * HTTP/1.1\r\n\r\n"), BadRequest);
+    // A control character in a header value.
+    assert_eq!(p("GET /metrics HTTP/1.1\r\nX: a\x01b\r\n\r\n"), BadRequest);
 }
 
 #[test]
