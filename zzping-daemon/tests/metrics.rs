@@ -225,7 +225,7 @@ fn query1(prom: SocketAddr, q: &str, time: &str) -> f64 {
 
 /// Sums of a host's frame files: (sent, received, lost, errors).
 fn file_sums(data: &Path, label: &str) -> (u64, u64, u64, u64) {
-    let f = common::read_host(&data.join(zzping_lib::file::host_dir_name(label)));
+    let f = common::read_host(&data.join(zzping_lib::store::layout::host_dir_name(label)));
     let s = |p: fn(&common::F) -> u32| f.iter().map(|f| u64::from(p(f))).sum::<u64>();
     (
         s(|f| f.sent),
@@ -495,7 +495,8 @@ fn prometheus_matches_the_truth() {
             .collect();
         // Bucket counts vs the files: the same RTTs, quantized in the files to within
         // 1 % (`precision`), so exact except for RTTs within 1 % of a bound.
-        let frames = common::read_host(&data.join(zzping_lib::file::host_dir_name(h.label)));
+        let frames =
+            common::read_host(&data.join(zzping_lib::store::layout::host_dir_name(h.label)));
         let file_rtts: Vec<f64> = frames
             .iter()
             .flat_map(|f| f.rtts_us.iter().map(|&r| f64::from(r) / 1e6))

@@ -95,17 +95,6 @@ pub enum Message {
         /// The result.
         state: DayState,
     },
-    /// A day file's outage index was built.
-    DayOutages {
-        /// Open generation it belongs to.
-        generation: u64,
-        /// Lane index.
-        lane: usize,
-        /// Day index within the lane.
-        day: usize,
-        /// Runs of frames whose every request was lost (None: the file could not be read).
-        runs: Option<Vec<(u64, u64)>>,
-    },
     /// Switch mode.
     SetMode(Mode),
     /// News from a daemon.
@@ -314,7 +303,7 @@ impl App {
                 h.days
                     .iter()
                     .enumerate()
-                    .map(move |(d, day)| (l, d, day.path.clone()))
+                    .map(move |(d, day)| (l, d, day.file.path.clone()))
             })
             .collect();
         self.offline = hosts
@@ -322,7 +311,7 @@ impl App {
             .map(FoundHost::into_lane)
             .map(LaneSlot::new)
             .collect();
-        self.loading = (0, 2 * jobs.len());
+        self.loading = (0, jobs.len());
         self.mode = Mode::Offline;
         self.sync_history(None);
         self.recompute();
@@ -524,22 +513,6 @@ impl App {
                 }
                 self.recompute();
             }
-            Message::DayOutages {
-                generation,
-                lane,
-                day,
-                runs,
-            } => {
-                if generation != self.generation {
-                    return Task::none();
-                }
-                self.loading.0 += 1;
-                if let (Some(s), Some(runs)) = (self.offline.get_mut(lane), runs) {
-                    s.lane.set_outages(day, runs);
-                    self.sync_history(Some(lane));
-                    self.recompute();
-                }
-            }
             Message::SetMode(m) => {
                 self.mode = m;
                 self.hover = None;
@@ -601,11 +574,11 @@ impl App {
     pub fn live_event(&mut self, daemon: usize, ev: LiveEvent) {
         match ev {
             LiveEvent::Host { host, meta } => {
-                let label = HostLabel {
-                    label: meta.label.clone(),
-                    address: Some(meta.address.to_string()),
-                    name: meta.name.clone(),
-                };
+                let label = HostLabel::live(
+                    meta.label.clone(),
+                    meta.address.to_string(),
+                    meta.name.clone(),
+                );
                 let q = Quantizer::new(meta.precision).ok().map(Arc::new);
                 match self.live_index.get(&(daemon, host)) {
                     Some(&i) => {
@@ -931,7 +904,7 @@ impl App {
         );
         if self.loading.1 > 0 && self.loading.0 < self.loading.1 {
             s.push_str(&format!(
-                " · loading {}/{} (day pyramids, then the outage index)",
+                " · loading {}/{} day pyramids",
                 self.loading.0, self.loading.1
             ));
         }
@@ -996,7 +969,8 @@ fn sleep(ms: u64) -> Task<()> {
     })
 }
 
-/// Loads day files on one background thread, newest first, reporting each.
+/// Loads day files' pyramids (with their outage index) on one background thread, newest
+/// first, reporting each.
 fn load_task(generation: u64, mut jobs: Vec<(usize, usize, PathBuf)>) -> Task<Message> {
     if jobs.is_empty() {
         return Task::none();
@@ -1008,26 +982,13 @@ fn load_task(generation: u64, mut jobs: Vec<(usize, usize, PathBuf)>) -> Task<Me
     let spawned = std::thread::Builder::new()
         .name("loader".into())
         .spawn(move || {
-            // Pyramids first (the picture), then the outage index (the red marks of
-            // outages shorter than a column).
-            for (lane, day, path) in &jobs {
-                let state = data::load_day(path);
-                let msg = Message::DayLoaded {
-                    generation,
-                    lane: *lane,
-                    day: *day,
-                    state,
-                };
-                if tx.unbounded_send(msg).is_err() {
-                    return;
-                }
-            }
             for (lane, day, path) in jobs {
-                let msg = Message::DayOutages {
+                let state = data::load_day(&path);
+                let msg = Message::DayLoaded {
                     generation,
                     lane,
                     day,
-                    runs: data::index_outages(&path).ok(),
+                    state,
                 };
                 if tx.unbounded_send(msg).is_err() {
                     return;

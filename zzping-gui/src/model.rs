@@ -27,12 +27,11 @@
 use crate::timeline::TimeView;
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use zzping_lib::codec::QFrame;
-use zzping_lib::pyramid::{DayPyramid, PERSISTED_WIDTHS_US};
+use zzping_lib::pyramid::{DayPyramid, PERSISTED_WIDTHS_US, is_outage, push_outage};
 use zzping_lib::quantizer::Quantizer;
-use zzping_lib::store::HostFrames;
+use zzping_lib::store::{DayFile, HostFrames};
 use zzping_lib::summary::Summary;
 
 /// Quantiles drawn per column: min, p5, p25, median, p75, p95, max.
@@ -109,8 +108,12 @@ impl LaneTotals {
 /// Identity of a host, for the legend.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HostLabel {
-    /// Label (directory name or configured target).
+    /// Label as shown (the configured label or target: `::1`, not its directory `__1`).
     pub label: String,
+    /// The host's directory name (the label escaped as on disk, see
+    /// [`zzping_lib::store::layout::host_dir_name`]): what matches a live host with its
+    /// data on disk.
+    pub key: String,
     /// Address, when known.
     pub address: Option<String>,
     /// Configured name, when known.
@@ -118,11 +121,21 @@ pub struct HostLabel {
 }
 
 impl HostLabel {
-    /// True when `self` and `other` name the same host: the same label and, when both
-    /// addresses are known, the same address (a daemon's label is its host directory's
-    /// name, so this matches a live host with its data on disk).
+    /// The identity of a host a daemon streams with this label.
+    pub fn live(label: String, address: String, name: Option<String>) -> Self {
+        Self {
+            key: zzping_lib::store::layout::host_dir_name(&label),
+            label,
+            address: Some(address),
+            name,
+        }
+    }
+
+    /// True when `self` and `other` name the same host: the same directory name and, when
+    /// both addresses are known, the same address (a daemon names a host's directory
+    /// after its label, so this matches a live host with its data on disk).
     pub fn same_host(&self, other: &HostLabel) -> bool {
-        if self.label != other.label {
+        if self.key != other.key {
             return false;
         }
         match (&self.address, &other.address) {
@@ -158,21 +171,19 @@ pub enum DayState {
 /// One day file of an offline host.
 #[derive(Debug, Clone)]
 pub struct Day {
-    /// Start of the UTC day, µs.
-    pub day_start_us: u64,
     /// The frame file.
-    pub path: PathBuf,
-    /// Its pyramid.
+    pub file: DayFile,
+    /// Its pyramid (with the outage index: runs of frames whose every request was lost).
     pub state: DayState,
-    /// Runs `[start, end)` of frames whose every request was lost, once indexed.
-    pub outages: Option<Vec<(u64, u64)>>,
 }
 
-/// Appends the frame `[start, end)` to outage runs, merging with a run it continues.
-pub fn push_outage(runs: &mut Vec<(u64, u64)>, start: u64, end: u64) {
-    match runs.last_mut() {
-        Some(last) if start <= last.1 && start >= last.0 => last.1 = last.1.max(end),
-        _ => runs.push((start, end)),
+impl Day {
+    /// The day file `file`, not loaded yet.
+    pub fn new(file: DayFile) -> Self {
+        Self {
+            file,
+            state: DayState::Pending,
+        }
     }
 }
 
@@ -213,7 +224,7 @@ impl LiveData {
         let mut s = Summary::new(f.start_us, u64::from(f.period_us));
         s.add_frame(f);
         self.first_us.get_or_insert(f.start_us);
-        if f.received() == 0 && f.lost > 0 {
+        if is_outage(f) {
             push_outage(&mut self.outages, f.start_us, f.end_us());
         }
         let bucket = f.start_us / LIVE_COARSE_US * LIVE_COARSE_US;
@@ -330,14 +341,15 @@ impl Lane {
         match &state {
             DayState::Loaded(p) => {
                 for issue in &p.issues {
-                    self.issues.push(format!("{}: {issue}", day.path.display()));
+                    self.issues
+                        .push(format!("{}: {issue}", day.file.path.display()));
                 }
                 match &self.quantizer {
                     None => self.quantizer = Some(p.quantizer.clone()),
                     Some(q) if **q != *p.quantizer => {
                         self.issues.push(format!(
                             "{}: precision {} differs from the host's {}; day not shown",
-                            day.path.display(),
+                            day.file.path.display(),
                             p.quantizer.precision(),
                             q.precision()
                         ));
@@ -352,15 +364,6 @@ impl Lane {
         }
         day.state = state;
         self.fine.valid = false;
-    }
-
-    /// Records the outage index of day `idx`.
-    pub fn set_outages(&mut self, idx: usize, runs: Vec<(u64, u64)>) {
-        if let Source::Files(days) = &mut self.source
-            && let Some(d) = days.get_mut(idx)
-        {
-            d.outages = Some(runs);
-        }
     }
 
     /// Time covered by the lane's data, µs (start of the first summary, end of the last).
@@ -385,7 +388,6 @@ impl Lane {
         self.folder.quantizer = self.quantizer.clone();
         let from = t0.max(0.0) as u64;
         let to = view.t1_us.max(0.0) as u64;
-        let mut fine_err = None;
         let history_ok = self.history_usable();
         let mut disk = DiskFold {
             folder: &mut self.folder,
@@ -393,7 +395,6 @@ impl Lane {
             fine: &mut self.fine,
             quantizer: &mut self.quantizer,
             issues: &mut self.issues,
-            fine_err: &mut fine_err,
         };
         match &self.source {
             Source::Live(live) => {
@@ -444,11 +445,6 @@ impl Lane {
                 self.level_us = disk.fold_days(days, from, to, upp, u64::MAX);
             }
         }
-        if let Some(e) = fine_err
-            && !self.issues.contains(&e)
-        {
-            self.issues.push(e);
-        }
         self.finish_columns(view);
     }
 
@@ -467,7 +463,7 @@ impl Lane {
             {
                 let msg = format!(
                     "{}: precision {} differs from the live stream's {}; history on disk not shown",
-                    d.path.display(),
+                    d.file.path.display(),
                     p.quantizer.precision(),
                     q.precision()
                 );
@@ -512,13 +508,14 @@ impl Lane {
                 // Disk before the cut, the stream from it (a run across the cut counts once).
                 if cut > 0 {
                     for d in &self.history {
-                        match &d.outages {
-                            Some(v) => {
-                                for &(a, b) in v.iter().filter(|r| r.0 < cut) {
+                        match &d.state {
+                            DayState::Loaded(p) => {
+                                for &(a, b) in p.outages.iter().filter(|r| r.0 < cut) {
                                     mark(&mut self.columns, a, b.min(cut));
                                 }
                             }
-                            None => indexed = false,
+                            DayState::Pending => indexed = false,
+                            DayState::Failed(_) => {}
                         }
                     }
                 }
@@ -528,13 +525,14 @@ impl Lane {
             }
             Source::Files(days) => {
                 for d in days {
-                    match &d.outages {
-                        Some(v) => {
-                            for &(a, b) in v {
+                    match &d.state {
+                        DayState::Loaded(p) => {
+                            for &(a, b) in &p.outages {
                                 mark(&mut self.columns, a, b);
                             }
                         }
-                        None => indexed = false,
+                        DayState::Pending => indexed = false,
+                        DayState::Failed(_) => {}
                     }
                 }
             }
@@ -597,7 +595,6 @@ struct DiskFold<'a> {
     fine: &'a mut FineCache,
     quantizer: &'a mut Option<Arc<Quantizer>>,
     issues: &'a mut Vec<String>,
-    fine_err: &'a mut Option<String>,
 }
 
 impl DiskFold<'_> {
@@ -614,7 +611,7 @@ impl DiskFold<'_> {
                 .max()
                 .unwrap_or(PERSISTED_WIDTHS_US[0]);
             for d in days {
-                if d.day_start_us >= to || d.day_start_us + zzping_lib::time::US_PER_DAY <= from {
+                if !d.file.may_hold(from, to) {
                     continue;
                 }
                 let DayState::Loaded(p) = &d.state else {
@@ -646,27 +643,19 @@ impl DiskFold<'_> {
             let span = to - from;
             let lo = from.saturating_sub(span / 2);
             let hi = to.saturating_add(span / 2).min(cut);
-            let files: Vec<PathBuf> = days
+            let files: Vec<DayFile> = days
                 .iter()
-                .filter(|d| {
-                    !matches!(d.state, DayState::Failed(_))
-                        && d.day_start_us < hi
-                        && d.day_start_us + zzping_lib::time::US_PER_DAY > lo
-                })
-                .map(|d| d.path.clone())
+                .filter(|d| !matches!(d.state, DayState::Failed(_)) && d.file.may_hold(lo, hi))
+                .map(|d| d.file.clone())
                 .collect();
-            match read_fine(files, lo, hi, width, &mut self.fine.items) {
-                Ok((q, issues)) => {
-                    if self.quantizer.is_none() {
-                        *self.quantizer = q;
-                    }
-                    for i in issues {
-                        if !self.issues.contains(&i) {
-                            self.issues.push(i);
-                        }
-                    }
+            let (q, issues) = read_fine(files, lo, hi, width, &mut self.fine.items);
+            if self.quantizer.is_none() {
+                *self.quantizer = q;
+            }
+            for i in issues {
+                if !self.issues.contains(&i) {
+                    self.issues.push(i);
                 }
-                Err(e) => *self.fine_err = Some(e),
             }
             self.fine.from_us = lo;
             self.fine.to_us = hi;
@@ -895,19 +884,20 @@ fn fold<'a>(
     }
 }
 
-type FineResult = Result<(Option<Arc<Quantizer>>, Vec<String>), String>;
-
-/// Reads frames of `files` in `[from, to)` into summaries of `width_us` (0 = per frame).
+/// Reads frames of `files` in `[from, to)` into summaries of `width_us` (0 = per frame);
+/// returns the quantizer of their codes and the problems found (a file that cannot be
+/// read is one; the others are still read).
 fn read_fine(
-    files: Vec<PathBuf>,
+    files: Vec<DayFile>,
     from: u64,
     to: u64,
     width_us: u64,
     out: &mut Vec<Summary>,
-) -> FineResult {
+) -> (Option<Arc<Quantizer>>, Vec<String>) {
     out.clear();
     let mut hf = HostFrames::new(files, from, to);
-    let mut err = None;
+    let mut q = None;
+    let mut errors = Vec::new();
     loop {
         match hf.next_frame() {
             Ok(Some(f)) => match f.start_us.checked_div(width_us) {
@@ -930,24 +920,23 @@ fn read_fine(
             },
             Ok(None) => break,
             Err(e) => {
-                err = Some(e.to_string());
-                break;
+                errors.push(e.to_string());
+                continue;
             }
+        }
+        if q.is_none() {
+            q = hf.quantizer().cloned();
         }
     }
     if !out.is_sorted_by_key(|s| s.start_us) {
         out.sort_by_key(|s| s.start_us);
     }
-    let q = hf.quantizer().cloned();
-    let issues = hf
-        .issues()
-        .into_iter()
-        .map(|(p, i)| format!("{}: {i}", p.display()))
-        .collect();
-    match err {
-        Some(e) if out.is_empty() => Err(e),
-        _ => Ok((q, issues)),
-    }
+    errors.extend(
+        hf.issues()
+            .into_iter()
+            .map(|(p, i)| format!("{}: {i}", p.display())),
+    );
+    (q, errors)
 }
 
 #[cfg(test)]

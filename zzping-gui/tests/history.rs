@@ -334,3 +334,64 @@ fn the_history_renders_in_the_live_lane() {
         assert!((i32::from(buf[j + k]) - i32::from(reference[i + k])).abs() <= 2);
     }
 }
+
+#[test]
+fn an_ipv6_host_is_shown_by_its_address_and_finds_its_history() {
+    use zzping_lib::file::{HostInfo, HostWriter, WriterConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = HostWriter::open(
+        dir.path(),
+        HostInfo {
+            label: "::1".into(),
+            address: "::1".parse().unwrap(),
+            name: None,
+        },
+        WriterConfig {
+            period_us: PERIOD as u32,
+            precision: 0.01,
+            writer: "test".into(),
+        },
+    )
+    .unwrap();
+    let q = quantizer();
+    let mut f = Frame::default();
+    for i in 0..DISK {
+        qframe(i, &q).to_frame_into(&q, &mut f);
+        w.append(&f).unwrap();
+    }
+    w.sync().unwrap();
+    drop(w);
+    // On disk it is `__1`; the viewer shows `::1`.
+    assert!(dir.path().join("__1").is_dir());
+    let mut app = App::empty(1024.0);
+    app.plot_width = 600.0;
+    app.open_blocking(&[dir.path().to_path_buf()]);
+    assert!(app.errors.is_empty(), "{:?}", app.errors);
+    assert_eq!(app.offline[0].lane.host.label, "::1");
+    assert_eq!(App::legend_lines(&app.offline[0].lane)[0], "::1");
+    // The daemon streams it as `::1`: its live lane scrolls back into `__1`.
+    let mut events = vec![LiveEvent::Host {
+        host: 1,
+        meta: HostMeta {
+            label: "::1".into(),
+            address: "::1".parse().unwrap(),
+            name: None,
+            period_us: PERIOD as u32,
+            precision: 0.01,
+        },
+    }];
+    for i in LIVE_FROM..END {
+        events.push(LiveEvent::Frame {
+            host: 1,
+            frame: qframe(i, &q),
+        });
+    }
+    let _ = app.update(Message::SetMode(Mode::Live));
+    let _ = app.update(Message::Live(LiveUpdate::Events { daemon: 0, events }));
+    assert_eq!(app.live[0].lane.host.label, "::1");
+    assert_eq!(app.live[0].lane.history().len(), 1);
+    app.live_view = whole_range();
+    app.follow = false;
+    app.recompute();
+    assert_eq!(app.live[0].lane.totals.frames, END);
+}

@@ -8,10 +8,11 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use zzping_lib::codec::{FrameDecoder, FrameEncoder, QFrame};
-use zzping_lib::file::{FileReader, HostInfo, HostWriter, WriterConfig, day_file};
+use zzping_lib::file::{FileReader, HostInfo, HostWriter, WriterConfig};
 use zzping_lib::frame::Frame;
 use zzping_lib::pyramid::{LEVEL_WIDTHS_US, build};
 use zzping_lib::quantizer::Quantizer;
+use zzping_lib::store::layout::day_file;
 use zzping_lib::synth::{Synth, SynthProfile};
 
 const FRAMES: usize = 36_000;

@@ -19,6 +19,7 @@
 use crate::codec::{DecodeError, FrameDecoder, FrameEncoder, QFrame};
 use crate::frame::Frame;
 use crate::quantizer::{Quantizer, QuantizerError};
+use crate::store::layout;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -31,8 +32,6 @@ use thiserror::Error;
 pub const SCHEMA: &str = "zzping-frames";
 /// Current format version. Readers refuse segments with a higher version.
 pub const FORMAT_VERSION: u32 = 1;
-/// Extension of frame files.
-pub const FRAME_FILE_EXT: &str = "zzp";
 /// Bytes that follow the map marker at the start of every segment header:
 /// fixstr(6) `schema`, fixstr(13) `zzping-frames`.
 pub const SEGMENT_MAGIC: &[u8] = b"\xa6schema\xadzzping-frames";
@@ -226,6 +225,29 @@ fn find_magic(buf: &[u8], from: usize) -> Option<usize> {
 /// True when `b` is the MessagePack marker of a small map (a header's first byte).
 fn is_fixmap(b: u8) -> bool {
     (0x80..=0x8f).contains(&b)
+}
+
+/// Bytes [`first_header`] looks at: a header is a few hundred bytes, and anything a
+/// writer left before the first one (a torn fragment, garbage) is rarely longer.
+const HEADER_PROBE_BYTES: u64 = 64 * 1024;
+
+/// The first valid segment header in the first 64 KiB of `path`, without reading the rest
+/// of the file: `Ok(None)` when there is none there (an empty or damaged file).
+pub fn first_header(path: &Path) -> Result<Option<SegmentHeader>, FileError> {
+    let mut buf = Vec::with_capacity(4096);
+    File::open(path)
+        .and_then(|f| f.take(HEADER_PROBE_BYTES).read_to_end(&mut buf))
+        .map_err(FileError::io(path, "read"))?;
+    let mut from = 1;
+    while let Some(m) = find_magic(&buf, from) {
+        if is_fixmap(buf[m - 1])
+            && let Ok((h, _)) = SegmentHeader::decode(&buf[m - 1..])
+        {
+            return Ok(Some(h));
+        }
+        from = m + 1;
+    }
+    Ok(None)
 }
 
 /// A segment currently being read.
@@ -558,30 +580,8 @@ pub struct WriterConfig {
     pub writer: String,
 }
 
-/// Turns a host label into a safe directory name: `[A-Za-z0-9._-]` kept, `:` (IPv6)
-/// becomes `_`, everything else `-`.
-pub fn host_dir_name(label: &str) -> String {
-    let s: String = label
-        .chars()
-        .map(|c| match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' => c,
-            ':' => '_',
-            _ => '-',
-        })
-        .collect();
-    match s.as_str() {
-        "" | "." | ".." => format!("host-{s}"),
-        _ => s,
-    }
-}
-
-/// Path of the frame file of `host_dir` for the UTC day containing `t_us`.
-pub fn day_file(host_dir: &Path, t_us: u64) -> PathBuf {
-    host_dir.join(format!("{}.{FRAME_FILE_EXT}", crate::time::day_name(t_us)))
-}
-
 /// Append-only writer of one host's frame files: one file per UTC day in
-/// `<data_dir>/<host_dir_name(label)>/YYYY-MM-DD.zzp`.
+/// `<data_dir>/<host_dir_name(label)>/YYYY-MM-DD.zzp` (see [`crate::store::layout`]).
 ///
 /// [`HostWriter::append`] encodes into a memory buffer (no allocation in steady state);
 /// [`HostWriter::flush`] writes it, [`HostWriter::sync`] also fsyncs. A failed write keeps
@@ -617,7 +617,7 @@ impl HostWriter {
         }
         let quantizer =
             Quantizer::new(cfg.precision).map_err(|e| FileError::Config(e.to_string()))?;
-        let dir = data_dir.join(host_dir_name(&host.label));
+        let dir = layout::host_dir(data_dir, &host.label);
         std::fs::create_dir_all(&dir).map_err(FileError::io(&dir, "create directory"))?;
         Ok(Self {
             dir,
@@ -709,7 +709,7 @@ impl HostWriter {
     fn open_file(&mut self) -> Result<(), FileError> {
         if self.file.is_none() {
             let day = self.segment_day.unwrap_or(0);
-            let path = day_file(&self.dir, day);
+            let path = layout::day_file(&self.dir, day);
             let f = OpenOptions::new()
                 .append(true)
                 .create(true)
@@ -781,6 +781,7 @@ pub fn wall_clock_us() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::layout::day_file;
 
     fn host() -> HostInfo {
         HostInfo {
@@ -997,13 +998,5 @@ mod tests {
             [Issue::Garbage { offset, len, .. }] => assert_eq!((*offset, *len), (bad_at, bad_len)),
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn host_dir_names_are_safe() {
-        assert_eq!(host_dir_name("2001:db8::1"), "2001_db8__1");
-        assert_eq!(host_dir_name("../etc"), "..-etc");
-        assert_eq!(host_dir_name(".."), "host-..");
-        assert_eq!(host_dir_name("router.lan"), "router.lan");
     }
 }

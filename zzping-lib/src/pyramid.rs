@@ -22,10 +22,16 @@
 //!
 //! # Sidecar format
 //! MessagePack: a header map `{"schema": "zzping-pyramid", "version": 1, "source_len":
-//! uint, "precision": float, "widths_us": [uint...]}` followed by one array per summary:
+//! uint, "precision": float, "widths_us": [uint...], "outages": [uint...]}` followed by
+//! one array per summary:
 //! `[level, bucket, frames, sent, received, lost, duplicates, late, errors, flags,
 //! [code, count, code_delta, count, ...]]` where `bucket = start_us / width_us`, ordered by
 //! level then time.
+//!
+//! `outages` is the outage index ([`DayPyramid::outages`]) built in the same pass over the
+//! frames, flat and delta-coded: `[start_0, len_0, start_1 - end_0, len_1, ...]` (µs).
+//! A sidecar without it (written before it was kept) is *outdated* and rebuilt like a
+//! stale one.
 //!
 //! Segments of one day written with different precisions are re-quantized to the first
 //! segment's precision (within both precisions' bounds; documented, rare).
@@ -38,7 +44,7 @@ use crate::quantizer::Quantizer;
 use crate::summary::{Histogram, Summary};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Widths of the pyramid's levels, µs (×10 per level).
@@ -55,12 +61,34 @@ pub const PERSISTED_WIDTHS_US: [u64; 4] = [10_000_000, 100_000_000, 1_000_000_00
 pub const SIDECAR_SCHEMA: &str = "zzping-pyramid";
 /// Sidecar format version.
 pub const SIDECAR_VERSION: u32 = 1;
-/// Extension of sidecar files.
-pub const SIDECAR_EXT: &str = "zzs";
 
-/// The sidecar path of a frame file.
-pub fn sidecar_path(frame_file: &Path) -> PathBuf {
-    frame_file.with_extension(SIDECAR_EXT)
+/// True when every request of the frame was lost (an outage, however short).
+pub fn is_outage(f: &QFrame) -> bool {
+    f.received() == 0 && f.lost > 0
+}
+
+/// Appends the frame `[start, end)` to outage runs, merging with a run it continues.
+pub fn push_outage(runs: &mut Vec<(u64, u64)>, start: u64, end: u64) {
+    match runs.last_mut() {
+        Some(last) if start <= last.1 && start >= last.0 => last.1 = last.1.max(end),
+        _ => runs.push((start, end)),
+    }
+}
+
+/// Sorts outage runs and merges those that overlap or touch (frames out of order).
+fn normalize_outages(runs: &mut Vec<(u64, u64)>) {
+    if runs.is_sorted() {
+        return;
+    }
+    runs.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(runs.len());
+    for &(a, b) in runs.iter() {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    *runs = out;
 }
 
 /// One level: non-empty summaries of width `width_us`, ascending by start.
@@ -90,6 +118,11 @@ pub struct DayPyramid {
     pub source_len: u64,
     /// Levels, finest first.
     pub levels: Vec<Level>,
+    /// Runs `[start, end)` of frames whose every request was lost, ascending. Summaries
+    /// cannot tell a 300 ms outage from the same number of pings lost here and there, so
+    /// this small index (tens of bytes per outage) is kept beside them to mark every
+    /// outage at every zoom.
+    pub outages: Vec<(u64, u64)>,
     /// Problems found in the frame file while building.
     pub issues: Vec<Issue>,
 }
@@ -274,10 +307,14 @@ pub fn build(frame_file: &Path, widths_us: &[u64]) -> Result<DayPyramid, FileErr
         .len();
     let mut r = FileReader::open(frame_file)?;
     let mut builder: Option<PyramidBuilder> = None;
+    let mut outages = Vec::new();
     while r.next_frame()?.is_some() {
         let (Some(f), Some(q)) = (r.last_frame(), r.quantizer()) else {
             continue;
         };
+        if is_outage(f) {
+            push_outage(&mut outages, f.start_us, f.end_us());
+        }
         builder
             .get_or_insert_with(|| PyramidBuilder::new(q.clone(), widths_us))
             .add(f, q);
@@ -296,10 +333,12 @@ pub fn build(frame_file: &Path, widths_us: &[u64]) -> Result<DayPyramid, FileErr
                 .collect(),
         ),
     };
+    normalize_outages(&mut outages);
     Ok(DayPyramid {
         quantizer,
         source_len,
         levels,
+        outages,
         issues,
     })
 }
@@ -311,6 +350,10 @@ struct SidecarHeader {
     source_len: u64,
     precision: f64,
     widths_us: Vec<u64>,
+    /// The outage runs, flat: `[start_0, len_0, start_1 - end_0, len_1, ...]` (µs).
+    /// Absent in sidecars of versions before the index was kept: those are outdated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outages: Option<Vec<u64>>,
 }
 
 /// Encodes the persisted levels of `p` as a sidecar.
@@ -326,6 +369,7 @@ pub fn encode_sidecar(p: &DayPyramid) -> Vec<u8> {
         source_len: p.source_len,
         precision: p.quantizer.precision(),
         widths_us: levels.iter().map(|l| l.width_us).collect(),
+        outages: Some(encode_outages(&p.outages)),
     };
     let mut out = Vec::new();
     let _ = header.serialize(&mut rmp_serde::Serializer::new(&mut out).with_struct_map());
@@ -361,12 +405,43 @@ pub fn encode_sidecar(p: &DayPyramid) -> Vec<u8> {
     out
 }
 
+/// The flat, delta-coded form of outage runs (see [`SidecarHeader::outages`]).
+fn encode_outages(runs: &[(u64, u64)]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(2 * runs.len());
+    let mut prev_end = 0;
+    for &(a, b) in runs {
+        out.push(a.saturating_sub(prev_end));
+        out.push(b.saturating_sub(a));
+        prev_end = b;
+    }
+    out
+}
+
+/// Inverse of [`encode_outages`]; `None` when the list is malformed.
+fn decode_outages(flat: &[u64]) -> Option<Vec<(u64, u64)>> {
+    if flat.len() % 2 != 0 {
+        return None;
+    }
+    let mut runs = Vec::with_capacity(flat.len() / 2);
+    let mut prev_end = 0u64;
+    for pair in flat.chunks_exact(2) {
+        let a = prev_end.checked_add(pair[0])?;
+        let b = a.checked_add(pair[1])?;
+        runs.push((a, b));
+        prev_end = b;
+    }
+    Some(runs)
+}
+
 /// Why a sidecar could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SidecarError {
     /// Header missing or of another schema/version.
     #[error("sidecar header: {0}")]
     Header(String),
+    /// Valid, but written before the outage index was kept in sidecars.
+    #[error("sidecar written by an older version (no outage index)")]
+    Outdated,
     /// A summary record is invalid.
     #[error("sidecar record at byte {offset}: {reason}")]
     Record {
@@ -391,6 +466,8 @@ pub fn decode_sidecar(buf: &[u8]) -> Result<DayPyramid, SidecarError> {
     if h.widths_us.contains(&0) {
         return Err(SidecarError::Header("zero level width".into()));
     }
+    let outages = decode_outages(h.outages.as_deref().ok_or(SidecarError::Outdated)?)
+        .ok_or_else(|| SidecarError::Header("malformed outage index".into()))?;
     let q = Quantizer::new(h.precision).map_err(|e| SidecarError::Header(e.to_string()))?;
     let mut levels: Vec<Level> = h
         .widths_us
@@ -511,6 +588,7 @@ pub fn decode_sidecar(buf: &[u8]) -> Result<DayPyramid, SidecarError> {
         quantizer: Arc::new(q),
         source_len: h.source_len,
         levels,
+        outages,
         issues: Vec::new(),
     })
 }
@@ -531,7 +609,7 @@ pub fn load_or_build(
     frame_file: &Path,
     persist: bool,
 ) -> Result<(DayPyramid, Freshness), FileError> {
-    let side = sidecar_path(frame_file);
+    let side = crate::store::layout::sidecar_path(frame_file);
     let len = std::fs::metadata(frame_file)
         .map_err(FileError::io(frame_file, "stat"))?
         .len();
@@ -539,6 +617,7 @@ pub fn load_or_build(
         Ok(buf) => match decode_sidecar(&buf) {
             Ok(p) if p.source_len == len => return Ok((p, Freshness::Fresh)),
             Ok(p) => format!("stale: built from {} bytes, file has {len}", p.source_len),
+            Err(SidecarError::Outdated) => format!("outdated: {}", SidecarError::Outdated),
             Err(e) => format!("unreadable: {e}"),
         },
         Err(e) => format!("missing: {e}"),
@@ -560,10 +639,12 @@ pub fn load_or_build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::file::{HostInfo, HostWriter, WriterConfig, day_file};
+    use crate::file::{HostInfo, HostWriter, WriterConfig};
     use crate::frame::Frame;
+    use crate::store::layout::{day_file, sidecar_path};
     use crate::summary::nearest_rank;
     use proptest::prelude::*;
+    use std::path::PathBuf;
 
     const T0: u64 = 20_000 * crate::time::US_PER_DAY + 3_600_000_000;
 
@@ -646,6 +727,16 @@ mod tests {
             for l in &again.levels {
                 prop_assert_eq!(Some(l), p.level(l.width_us));
             }
+            // The outage index: runs of adjacent frames with every request lost.
+            let mut want: Vec<(u64, u64)> = Vec::new();
+            for f in fr.iter().filter(|f| f.rtts_us.is_empty() && f.lost > 0) {
+                match want.last_mut() {
+                    Some(last) if last.1 == f.start_us => last.1 = f.start_us + 100_000,
+                    _ => want.push((f.start_us, f.start_us + 100_000)),
+                }
+            }
+            prop_assert_eq!(&p.outages, &want);
+            prop_assert_eq!(&again.outages, &want);
         }
 
         #[test]
@@ -673,6 +764,50 @@ mod tests {
         std::fs::write(sidecar_path(&path), b"garbage").unwrap();
         let (_, fresh) = load_or_build(&path, false).unwrap();
         assert!(matches!(fresh, Freshness::Rebuilt(ref r) if r.starts_with("unreadable")));
+    }
+
+    #[test]
+    fn a_sidecar_without_the_outage_index_is_outdated_and_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            &frames(&[(0, vec![1000], 0), (1, vec![], 4), (2, vec![], 2)]),
+        );
+        let (p, _) = load_or_build(&path, true).unwrap();
+        assert_eq!(p.outages, vec![(T0 + 100_000, T0 + 300_000)]);
+        // What an older version wrote: the same sidecar without the `outages` key.
+        let header = SidecarHeader {
+            schema: SIDECAR_SCHEMA.into(),
+            version: SIDECAR_VERSION,
+            source_len: p.source_len,
+            precision: p.quantizer.precision(),
+            widths_us: PERSISTED_WIDTHS_US.to_vec(),
+            outages: None,
+        };
+        let mut old = Vec::new();
+        header
+            .serialize(&mut rmp_serde::Serializer::new(&mut old).with_struct_map())
+            .unwrap();
+        let new = encode_sidecar(&p);
+        let mut rd = &new[..];
+        SidecarHeader::deserialize(&mut rmp_serde::Deserializer::new(&mut rd)).unwrap();
+        old.extend_from_slice(rd);
+        assert_eq!(decode_sidecar(&old), Err(SidecarError::Outdated));
+        std::fs::write(sidecar_path(&path), &old).unwrap();
+        let (again, fresh) = load_or_build(&path, true).unwrap();
+        assert!(
+            matches!(fresh, Freshness::Rebuilt(ref r) if r.starts_with("outdated")),
+            "{fresh:?}"
+        );
+        assert_eq!(again.outages, p.outages);
+        assert_eq!(load_or_build(&path, true).unwrap().1, Freshness::Fresh);
+        // A malformed index is refused, not misread.
+        assert_eq!(decode_outages(&[1, 2, 3]), None);
+        assert_eq!(decode_outages(&[u64::MAX, 2]), None);
+        assert_eq!(
+            decode_outages(&encode_outages(&[(5, 9), (9, 12), (20, 21)])),
+            Some(vec![(5, 9), (9, 12), (20, 21)])
+        );
     }
 
     #[test]

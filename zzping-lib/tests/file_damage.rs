@@ -4,10 +4,9 @@
 
 use proptest::prelude::*;
 use std::path::Path;
-use zzping_lib::file::{
-    FileReader, HostInfo, HostWriter, Issue, SegmentHeader, WriterConfig, day_file,
-};
+use zzping_lib::file::{FileReader, HostInfo, HostWriter, Issue, SegmentHeader, WriterConfig};
 use zzping_lib::frame::Frame;
+use zzping_lib::store::layout::day_file;
 
 const T0: u64 = 20_000 * 86_400_000_000 + 7_200_000_000;
 

@@ -3,8 +3,9 @@
 //!
 //! Sizes are deterministic (seeded synthetic traffic), so this is a test, not a benchmark.
 
-use zzping_lib::file::{FileReader, HostInfo, HostWriter, WriterConfig, day_file};
+use zzping_lib::file::{FileReader, HostInfo, HostWriter, WriterConfig};
 use zzping_lib::frame::Frame;
+use zzping_lib::store::layout::day_file;
 use zzping_lib::synth::{Synth, SynthProfile};
 
 fn bytes_per_ping(profile: SynthProfile, precision: f64, frames: u64) -> (f64, u64) {

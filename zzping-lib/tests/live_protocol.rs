@@ -6,8 +6,9 @@ mod live_common;
 
 use live_common::*;
 use std::collections::HashMap;
-use zzping_lib::file::{FileReader, HostInfo, HostWriter, WriterConfig, day_file, host_dir_name};
+use zzping_lib::file::{FileReader, HostInfo, HostWriter, WriterConfig};
 use zzping_lib::live::*;
+use zzping_lib::store::layout::{day_file, host_dir_name};
 
 fn setup(cfg: LiveConfig, labels: &[&str]) -> Net {
     let mut net = Net::new(cfg, T0);

@@ -1,134 +1,27 @@
 //! Shared pieces: input resolution, time arguments and formatting, progress bars, and a
-//! streaming scan over a host's files.
+//! streaming scan over a host's files (all reading goes through `zzping_lib::store`).
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read};
-use std::net::IpAddr;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use zzping_lib::codec::QFrame;
-use zzping_lib::file::{FileReader, Issue, SegmentHeader, host_dir_name};
-use zzping_lib::quantizer::Quantizer;
-use zzping_lib::store::{HostDir, list_hosts};
-use zzping_lib::time::{US_PER_DAY, parse_day_name};
+use zzping_lib::store::{self, Event, Host};
 
 /// Version string written into segment headers by this tool.
 pub const WRITER: &str = concat!("zzping ", env!("CARGO_PKG_VERSION"));
 
-/// Inputs of one host: its label and its frame files in time order.
-#[derive(Debug, Clone)]
-pub struct HostInput {
-    /// Host label (the host directory's name).
-    pub label: String,
-    /// Frame files, oldest first.
-    pub files: Vec<PathBuf>,
-}
-
-impl HostInput {
-    /// The address in the first readable segment header, if any.
-    pub fn address(&self) -> Option<String> {
-        self.files
-            .iter()
-            .find_map(|f| first_header(f))
-            .map(|h| h.host)
-    }
-}
-
-/// The first segment header of `path`, when the file starts with one.
-pub fn first_header(path: &Path) -> Option<SegmentHeader> {
-    let mut buf = Vec::with_capacity(4096);
-    std::fs::File::open(path)
-        .ok()?
-        .take(64 * 1024)
-        .read_to_end(&mut buf)
-        .ok()?;
-    SegmentHeader::decode(&buf).ok().map(|(h, _)| h)
-}
-
-/// The label of the host a lone frame file belongs to: its directory's name.
-fn label_of_file(path: &Path) -> String {
-    path.parent()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// Resolves positional paths (data directories, host directories, frame files, in any mix)
-/// into hosts, filtered by `hosts` (labels or addresses; empty = all).
-pub fn resolve_inputs(paths: &[PathBuf], hosts: &[String]) -> Result<Vec<HostInput>> {
+/// into hosts, filtered by `hosts` (labels, names or addresses; empty = all). The first
+/// path that cannot be used is an error.
+pub fn resolve_inputs(paths: &[PathBuf], hosts: &[String]) -> Result<Vec<Host>> {
     if paths.is_empty() {
         bail!("no input given: pass a data directory, host directories or .zzp files");
     }
-    let mut by_label: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
-    for p in paths {
-        let meta = std::fs::metadata(p).with_context(|| format!("{}", p.display()))?;
-        if meta.is_file() {
-            by_label
-                .entry(label_of_file(p))
-                .or_default()
-                .push(p.clone());
-            continue;
-        }
-        let host = HostDir::new(p);
-        let days = host
-            .day_files()
-            .with_context(|| format!("{}: cannot list", p.display()))?;
-        if !days.is_empty() {
-            by_label
-                .entry(host.label.clone())
-                .or_default()
-                .extend(days.into_iter().map(|d| d.path));
-            continue;
-        }
-        let hosts = list_hosts(p).with_context(|| format!("{}: cannot list", p.display()))?;
-        if hosts.is_empty() {
-            bail!(
-                "{}: no frame files (neither a data directory nor a host directory)",
-                p.display()
-            );
-        }
-        for h in hosts {
-            let files = h.day_files()?.into_iter().map(|d| d.path);
-            by_label.entry(h.label.clone()).or_default().extend(files);
-        }
+    let r = store::resolve(paths);
+    if let Some(e) = r.errors.into_iter().next() {
+        return Err(e.into());
     }
-    let mut out: Vec<HostInput> = by_label
-        .into_iter()
-        .map(|(label, mut files)| {
-            files.sort_by(|a, b| a.file_name().cmp(&b.file_name()).then(a.cmp(b)));
-            files.dedup();
-            HostInput { label, files }
-        })
-        .collect();
-    if !hosts.is_empty() {
-        let available: Vec<String> = out.iter().map(|h| h.label.clone()).collect();
-        out.retain(|h| hosts.iter().any(|want| host_matches(h, want)));
-        for want in hosts {
-            if !out.iter().any(|h| host_matches(h, want)) {
-                bail!(
-                    "--host {want}: no such host among the inputs (available: {})",
-                    available.join(", ")
-                );
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// True when `want` names `h` by label, directory name or address.
-fn host_matches(h: &HostInput, want: &str) -> bool {
-    if h.label == want || h.label == host_dir_name(want) {
-        return true;
-    }
-    let Some(addr) = h.address() else {
-        return false;
-    };
-    match (addr.parse::<IpAddr>(), want.parse::<IpAddr>()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => addr == want,
-    }
+    store::select(r.hosts, hosts).map_err(|e| anyhow::anyhow!("--host {e}"))
 }
 
 /// Parses a time argument with the lib's parser ([`zzping_lib::time::parse_time_arg`]:
@@ -149,15 +42,6 @@ pub fn time_range(from: Option<&str>, to: Option<&str>) -> Result<(u64, u64)> {
         bail!("--from must be before --to");
     }
     Ok((from, to))
-}
-
-/// True when a day file `path` (named `YYYY-MM-DD.zzp`) cannot hold frames in `[from, to)`.
-/// Files with other names are always read.
-pub fn file_outside(path: &Path, from: u64, to: u64) -> bool {
-    path.file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(parse_day_name)
-        .is_some_and(|d| d + US_PER_DAY <= from || d >= to)
 }
 
 /// How times are printed.
@@ -246,7 +130,7 @@ pub struct Progress {
 
 impl Progress {
     /// A bar for `files` (their total size).
-    pub fn for_files<'a>(files: impl IntoIterator<Item = &'a PathBuf>, what: &str) -> Self {
+    pub fn for_files(files: impl IntoIterator<Item = impl AsRef<Path>>, what: &str) -> Self {
         if !std::io::stderr().is_terminal() {
             return Self {
                 bar: None,
@@ -300,75 +184,33 @@ impl Progress {
     }
 }
 
-/// What [`scan`] reports.
-pub enum Ev<'a> {
-    /// A new segment starts (reported before its first frame in range).
-    Segment {
-        /// The file.
-        path: &'a Path,
-        /// Its header.
-        header: &'a SegmentHeader,
-    },
-    /// A frame in range.
-    Frame {
-        /// The frame.
-        frame: &'a QFrame,
-        /// Its segment's quantizer.
-        q: &'a Quantizer,
-    },
-    /// A file is finished; `issues` is what the reader recovered from.
-    FileEnd {
-        /// The file.
-        path: &'a Path,
-        /// The issues (at most 256 kept).
-        issues: &'a [Issue],
-        /// The number of issues.
-        issue_count: u64,
-    },
-}
-
-/// Streams the frames of `files` starting in `[from, to)`, in file order, in constant
-/// memory.
+/// Streams the events of `host`'s frames starting in `[from, to)` (see
+/// [`zzping_lib::store::HostFrames`]) to `f`, advancing `progress`.
 pub fn scan(
-    files: &[PathBuf],
+    host: &Host,
     from: u64,
     to: u64,
     progress: &Progress,
-    mut f: impl FnMut(Ev<'_>) -> Result<()>,
+    mut f: impl FnMut(Event<'_>) -> Result<()>,
 ) -> Result<()> {
-    for path in files {
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        if file_outside(path, from, to) {
-            progress.file_done(len);
-            continue;
-        }
-        let mut r = FileReader::open(path)?;
-        let mut seg_seen = 0;
-        let mut n = 0u64;
-        while let Some(frame) = r.next_frame()? {
-            if frame.start_us < from || frame.start_us >= to {
-                continue;
-            }
+    let mut frames = host.frames(from, to);
+    let mut n = 0u64;
+    while let Some(ev) = frames.next_event()? {
+        let (is_frame, file_bytes) = match &ev {
+            Event::Frame { .. } => (true, None),
+            Event::FileEnd { bytes, .. } => (false, Some(*bytes)),
+            Event::Segment { .. } => (false, None),
+        };
+        f(ev)?;
+        if is_frame {
             n += 1;
             if n % 65_536 == 0 {
-                progress.at(r.offset());
+                progress.at(frames.offset());
             }
-            let (Some(h), Some(q), Some(frame)) = (r.header(), r.quantizer(), r.last_frame())
-            else {
-                continue;
-            };
-            if r.segments_seen() != seg_seen {
-                seg_seen = r.segments_seen();
-                f(Ev::Segment { path, header: h })?;
-            }
-            f(Ev::Frame { frame, q })?;
         }
-        f(Ev::FileEnd {
-            path,
-            issues: r.issues(),
-            issue_count: r.issue_count(),
-        })?;
-        progress.file_done(len);
+        if let Some(len) = file_bytes {
+            progress.file_done(len);
+        }
     }
     Ok(())
 }
@@ -403,6 +245,7 @@ pub fn flag_names(flags: u8) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zzping_lib::time::US_PER_DAY;
 
     #[test]
     fn times() {

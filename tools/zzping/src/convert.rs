@@ -1,6 +1,6 @@
 //! `zzping convert`: import original-zzping logs, or re-quantize / re-frame our files.
 
-use crate::common::{Ev, Progress, WRITER, resolve_inputs, scan};
+use crate::common::{Progress, WRITER, resolve_inputs, scan};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -13,6 +13,7 @@ use zzping_legacy::{
 use zzping_lib::file::{HostInfo, HostWriter, SEGMENT_MAGIC, WriterConfig};
 use zzping_lib::frame::{FLAG_APPROXIMATE, Frame, MAX_PERIOD_US, MIN_PERIOD_US, period_start};
 use zzping_lib::quantizer::DEFAULT_PRECISION;
+use zzping_lib::store::{Event, layout};
 
 /// Convert legacy logs into frame files, or re-quantize / re-frame frame files.
 ///
@@ -407,8 +408,8 @@ fn convert_ours(a: &Args, paths: &[PathBuf], out_period: Option<u32>) -> Result<
     let mut empty = 0;
     for h in &hosts {
         let label = a.label.clone().unwrap_or_else(|| h.label.clone());
-        let dest = out_root.join(zzping_lib::file::host_dir_name(&label));
-        for f in &h.files {
+        let dest = layout::host_dir(&out_root, &label);
+        for f in h.files.iter().map(|f| &f.path) {
             if f.parent().and_then(|p| p.canonicalize().ok()).as_deref() == Some(&dest) {
                 bail!(
                     "{}: the output directory {} is the input's own directory; choose \
@@ -418,7 +419,7 @@ fn convert_ours(a: &Args, paths: &[PathBuf], out_period: Option<u32>) -> Result<
                 );
             }
         }
-        let Some(first) = h.files.iter().find_map(|f| crate::common::first_header(f)) else {
+        let Some(first) = h.first_header() else {
             progress.println(&format!(
                 "error: {}: no segment header found; no frames converted",
                 h.label
@@ -452,9 +453,9 @@ fn convert_ours(a: &Args, paths: &[PathBuf], out_period: Option<u32>) -> Result<
         let mut frame = Frame::default();
         let mut n_in = 0u64;
         let w_ref = &mut w;
-        scan(&h.files, 0, u64::MAX, &progress, |ev| {
+        scan(h, 0, u64::MAX, &progress, |ev| {
             match ev {
-                Ev::Segment { path, header } => {
+                Event::Segment { path, header } => {
                     if period_us % header.period_us != 0 {
                         bail!(
                             "{}: a segment has period {} ms, which does not divide the \
@@ -473,14 +474,17 @@ fn convert_ours(a: &Args, paths: &[PathBuf], out_period: Option<u32>) -> Result<
                         w_ref.set_address(addr)?;
                     }
                 }
-                Ev::Frame { frame: qf, q, .. } => {
+                Event::Frame {
+                    frame: qf,
+                    quantizer: q,
+                } => {
                     n_in += 1;
                     qf.to_frame_into(q, &mut frame);
                     rf.push(&frame, &mut |f: &Frame| {
                         w_ref.append(f).map_err(anyhow::Error::from)
                     })?;
                 }
-                Ev::FileEnd { path, issues, .. } => {
+                Event::FileEnd { path, issues, .. } => {
                     for i in issues {
                         progress.println(&format!("warning: {}: {i}", path.display()));
                     }

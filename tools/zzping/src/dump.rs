@@ -1,10 +1,11 @@
 //! `zzping dump`: frames as readable text.
 
-use crate::common::{Ev, Progress, TimeFmt, flag_names, resolve_inputs, scan, time_range};
+use crate::common::{Progress, TimeFmt, flag_names, resolve_inputs, scan, time_range};
 use anyhow::Result;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use zzping_lib::store::Event;
 
 /// Print frames as readable text.
 ///
@@ -45,11 +46,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut line = Vec::with_capacity(4096);
-    let progress = Progress::for_files(hosts.iter().flat_map(|h| &h.files), "dump");
+    let progress = Progress::for_files(hosts.iter().flat_map(|h| h.files_in(from, to)), "dump");
     for h in &hosts {
-        scan(&h.files, from, to, &progress, |ev| {
+        scan(h, from, to, &progress, |ev| {
             match ev {
-                Ev::Segment { path, header } => {
+                Event::Segment { path, header } => {
                     if !a.no_headers {
                         progress.println(&format!(
                             "# {}: segment host={} name={} period_us={} precision={} \
@@ -65,7 +66,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
                         ));
                     }
                 }
-                Ev::Frame { frame: f, q, .. } => {
+                Event::Frame {
+                    frame: f,
+                    quantizer: q,
+                } => {
                     line.clear();
                     tf.write(f.start_us, &mut line);
                     let _ = write!(
@@ -89,10 +93,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     line.extend_from_slice(b"]\n");
                     out.write_all(&line)?;
                 }
-                Ev::FileEnd {
+                Event::FileEnd {
                     path,
                     issues,
                     issue_count,
+                    ..
                 } => {
                     for i in issues {
                         progress.println(&format!("warning: {}: {i}", path.display()));

@@ -1,12 +1,13 @@
 //! `zzping export`: one row per frame as CSV (RFC 4180) or JSON Lines.
 
-use crate::common::{Ev, Progress, resolve_inputs, scan, time_range, write_rfc3339_utc};
+use crate::common::{Progress, resolve_inputs, scan, time_range, write_rfc3339_utc};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use zzping_lib::codec::QFrame;
 use zzping_lib::quantizer::Quantizer;
+use zzping_lib::store::Event;
 use zzping_lib::summary::nearest_rank;
 
 /// Output format of `export`.
@@ -147,9 +148,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         None => Box::new(std::io::stdout().lock()),
     };
     let out = std::io::BufWriter::with_capacity(256 * 1024, sink);
-    let progress = Progress::for_files(hosts.iter().flat_map(|h| &h.files), "export");
-    let report_issue = |ev: &Ev<'_>| {
-        if let Ev::FileEnd { path, issues, .. } = ev {
+    let progress = Progress::for_files(hosts.iter().flat_map(|h| h.files_in(from, to)), "export");
+    let report_issue = |ev: &Event<'_>| {
+        if let Event::FileEnd { path, issues, .. } = ev {
             for i in *issues {
                 progress.println(&format!("warning: {}: {i}", path.display()));
             }
@@ -168,9 +169,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
             let mut tbuf = Vec::with_capacity(32);
             let mut ib = itoa::Buffer::new();
             for h in &hosts {
-                scan(&h.files, from, to, &progress, |ev| {
+                scan(h, from, to, &progress, |ev| {
                     report_issue(&ev);
-                    let Ev::Frame { frame: f, q, .. } = ev else {
+                    let Event::Frame {
+                        frame: f,
+                        quantizer: q,
+                    } = ev
+                    else {
                         return Ok(());
                     };
                     tbuf.clear();
@@ -208,9 +213,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
             let mut ib = itoa::Buffer::new();
             for h in &hosts {
                 let host_json = serde_json::to_string(&h.label)?;
-                scan(&h.files, from, to, &progress, |ev| {
+                scan(h, from, to, &progress, |ev| {
                     report_issue(&ev);
-                    let Ev::Frame { frame: f, q, .. } = ev else {
+                    let Event::Frame {
+                        frame: f,
+                        quantizer: q,
+                    } = ev
+                    else {
                         return Ok(());
                     };
                     jsonl_row(&mut line, &host_json, f, q, &mut ib);

@@ -1,15 +1,16 @@
 //! `zzping merge`: combine sources of one host into one time-ordered, duplicate-free copy.
 
-use crate::common::{HostInput, Progress, WRITER, resolve_inputs};
+use crate::common::{Progress, WRITER, resolve_inputs};
 use anyhow::{Context, Result, bail};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use zzping_lib::codec::QFrame;
-use zzping_lib::file::{FileReader, HostInfo, HostWriter, SegmentHeader, WriterConfig};
+use zzping_lib::file::{HostInfo, HostWriter, SegmentHeader, WriterConfig};
 use zzping_lib::frame::Frame;
 use zzping_lib::quantizer::Quantizer;
+use zzping_lib::store::{Event, Host, HostFrames, layout};
 
 /// Combine files or directories of one host, ordered by time, into a data directory.
 ///
@@ -42,44 +43,46 @@ pub struct Args {
     pub precision: Option<f64>,
 }
 
-/// One source: its files read in order.
+/// One source: its frames in file order.
 struct Source {
     idx: usize,
-    files: std::vec::IntoIter<PathBuf>,
-    reader: Option<FileReader>,
+    frames: HostFrames,
+    /// Header and file of the segment being read.
+    segment: Option<(Arc<SegmentHeader>, PathBuf)>,
     head: Option<(QFrame, Arc<Quantizer>, Arc<SegmentHeader>, PathBuf)>,
 }
 
 impl Source {
     /// Loads the next frame into `head`.
     fn advance(&mut self, progress: &Progress) -> Result<()> {
-        self.head = None;
-        loop {
-            if self.reader.is_none() {
-                let Some(p) = self.files.next() else {
+        let mut slot = self.head.take().map(|(f, ..)| f).unwrap_or_default();
+        while let Some(ev) = self.frames.next_event()? {
+            match ev {
+                Event::Segment { path, header } => {
+                    self.segment = Some((header.clone(), path.to_path_buf()));
+                }
+                Event::Frame { frame, quantizer } => {
+                    let Some((h, path)) = &self.segment else {
+                        continue;
+                    };
+                    slot.clone_from(frame);
+                    self.head = Some((slot, quantizer.clone(), h.clone(), path.clone()));
                     return Ok(());
-                };
-                self.reader = Some(FileReader::open(&p)?);
+                }
+                Event::FileEnd {
+                    path,
+                    issues,
+                    bytes,
+                    ..
+                } => {
+                    for i in issues {
+                        progress.println(&format!("warning: {}: {i}", path.display()));
+                    }
+                    progress.file_done(bytes);
+                }
             }
-            let r = self.reader.as_mut().expect("set above");
-            if r.next_frame()?.is_some() {
-                let (Some(f), Some(q), Some(h)) = (r.last_frame(), r.quantizer(), r.header())
-                else {
-                    continue;
-                };
-                let mut slot = self.head.take().map(|(f, ..)| f).unwrap_or_default();
-                slot.clone_from(f);
-                self.head = Some((slot, q.clone(), h.clone(), r.path().to_path_buf()));
-                return Ok(());
-            }
-            for i in r.issues() {
-                progress.println(&format!("warning: {}: {i}", r.path().display()));
-            }
-            if let Ok(len) = std::fs::metadata(r.path()).map(|m| m.len()) {
-                progress.file_done(len);
-            }
-            self.reader = None;
         }
+        Ok(())
     }
 }
 
@@ -89,7 +92,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Quantizer::new(p).with_context(|| format!("--precision {p}"))?;
     }
     let filter: Vec<String> = a.host.iter().cloned().collect();
-    let mut inputs: Vec<HostInput> = Vec::new();
+    let mut inputs: Vec<Host> = Vec::new();
     for p in &a.paths {
         let hosts = resolve_inputs(std::slice::from_ref(p), &filter)?;
         match hosts.len() {
@@ -108,7 +111,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     // Check the periods up front, so that a mismatch writes nothing.
     let mut period: Option<(u32, PathBuf)> = None;
     for f in inputs.iter().flat_map(|h| &h.files) {
-        let Some(h) = crate::common::first_header(f) else {
+        let f = &f.path;
+        let Ok(Some(h)) = zzping_lib::file::first_header(f) else {
             continue;
         };
         match &period {
@@ -125,11 +129,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     let label = a.label.clone().unwrap_or_else(|| inputs[0].label.clone());
-    let dest = a.data_dir.join(zzping_lib::file::host_dir_name(&label));
-    if zzping_lib::store::HostDir::new(&dest)
-        .day_files()
-        .is_ok_and(|d| !d.is_empty())
-    {
+    let dest = layout::host_dir(&a.data_dir, &label);
+    if zzping_lib::store::day_files(&dest).is_ok_and(|d| !d.is_empty()) {
         bail!(
             "{}: already holds frame files; merge into an empty directory",
             dest.display()
@@ -141,8 +142,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .enumerate()
         .map(|(idx, h)| Source {
             idx,
-            files: h.files.clone().into_iter(),
-            reader: None,
+            frames: h.frames(0, u64::MAX),
+            segment: None,
             head: None,
         })
         .collect();
@@ -224,7 +225,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     "{} (before byte {}): frame period {} ms differs from the output's {} ms; \
                      re-frame with zzping convert --period-ms first",
                     path.display(),
-                    sources[b].reader.as_ref().map_or(0, |r| r.offset()),
+                    sources[b].frames.offset(),
                     f64::from(f.period_us) / 1000.0,
                     f64::from(out_period) / 1000.0
                 );

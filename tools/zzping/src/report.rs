@@ -1,6 +1,6 @@
 //! `zzping report`: per-host statistics and an outage log with a verdict per outage.
 
-use crate::common::{Ev, Progress, TimeFmt, resolve_inputs, scan, time_range};
+use crate::common::{Progress, TimeFmt, resolve_inputs, scan, time_range};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use zzping_lib::codec::QFrame;
 use zzping_lib::quantizer::Quantizer;
+use zzping_lib::store::Event;
 use zzping_lib::summary::{Summary, nearest_rank};
 
 /// Per-host loss, RTT percentiles and jitter over a time range, and an outage log.
@@ -332,19 +333,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let (from, to) = time_range(a.from.as_deref(), a.to.as_deref())?;
     let hosts = resolve_inputs(&a.paths, &a.host)?;
     let tf = TimeFmt::new(a.local);
-    let progress = Progress::for_files(hosts.iter().flat_map(|h| &h.files), "report");
+    let progress = Progress::for_files(hosts.iter().flat_map(|h| h.files_in(from, to)), "report");
     let mut accs: Vec<(String, HostAcc)> = Vec::new();
     for h in &hosts {
         let mut acc = HostAcc::new();
-        scan(&h.files, from, to, &progress, |ev| {
+        scan(h, from, to, &progress, |ev| {
             match ev {
-                Ev::Segment { header, .. } => {
+                Event::Segment { header, .. } => {
                     acc.address.get_or_insert_with(|| header.host.clone());
                 }
-                Ev::Frame { frame, q, .. } => {
-                    acc.add(frame, q);
+                Event::Frame { frame, quantizer } => {
+                    acc.add(frame, quantizer);
                 }
-                Ev::FileEnd { path, issues, .. } => {
+                Event::FileEnd { path, issues, .. } => {
                     for i in issues {
                         progress.println(&format!("warning: {}: {i}", path.display()));
                     }
@@ -353,6 +354,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             Ok(())
         })?;
         acc.finish();
+        if acc.address.is_none() {
+            acc.address = h.address().map(str::to_owned);
+        }
         accs.push((h.label.clone(), acc));
     }
     progress.finish();
@@ -386,11 +390,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let (gateway, gateway_source): (Option<String>, String) = match a.gateway.as_deref() {
         Some("none") => (None, "none (--gateway none)".into()),
         Some(g) => {
-            let found = host_reports.iter().find(|h| {
-                h.label == g
-                    || h.address.as_deref() == Some(g)
-                    || h.label == zzping_lib::file::host_dir_name(g)
-            });
+            let found = host_reports
+                .iter()
+                .zip(&hosts)
+                .find(|(r, h)| h.matches(g) || r.address.as_deref() == Some(g))
+                .map(|(r, _)| r);
             match found {
                 Some(h) => (Some(h.label.clone()), "--gateway".into()),
                 None => bail!(

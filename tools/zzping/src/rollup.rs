@@ -4,7 +4,8 @@ use crate::common::{Progress, resolve_inputs};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use zzping_lib::pyramid::{Freshness, load_or_build, sidecar_path};
+use zzping_lib::pyramid::{Freshness, load_or_build};
+use zzping_lib::store::layout::sidecar_path;
 
 /// Build or rebuild the pyramid sidecars (`YYYY-MM-DD.zzs`) beside frame files.
 ///
@@ -31,7 +32,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let progress = Progress::for_files(hosts.iter().flat_map(|h| &h.files), "rollup");
     let (mut fresh, mut rebuilt) = (0u64, 0u64);
     for h in &hosts {
-        for f in &h.files {
+        for f in h.files.iter().map(|f| &f.path) {
             let side = sidecar_path(f);
             if a.force && side.exists() {
                 std::fs::remove_file(&side)

@@ -6,8 +6,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use zzping_lib::file::{FileReader, Issue};
-use zzping_lib::pyramid::{decode_sidecar, load_or_build, sidecar_path};
-use zzping_lib::time::{US_PER_DAY, parse_day_name};
+use zzping_lib::pyramid::{SidecarError, decode_sidecar, load_or_build};
+use zzping_lib::store::layout::{day_of_file, sidecar_path};
+use zzping_lib::time::US_PER_DAY;
 
 /// Check frame files and their sidecars; exit 1 when problems are found.
 ///
@@ -60,10 +61,7 @@ impl FileCheck {
 
 fn check(path: &Path) -> FileCheck {
     let mut c = FileCheck::default();
-    let day = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(parse_day_name);
+    let day = day_of_file(path);
     match FileReader::open(path) {
         Err(e) => c.error = Some(e.to_string()),
         Ok(mut r) => {
@@ -101,6 +99,13 @@ fn check(path: &Path) -> FileCheck {
                     "stale sidecar {} (built from {} bytes, the file has {len}; run zzping rollup)",
                     side.display(),
                     p.source_len
+                ))
+            }
+            Err(SidecarError::Outdated) => {
+                c.sidecar = Some(format!(
+                    "outdated sidecar {}: {} (run zzping rollup)",
+                    side.display(),
+                    SidecarError::Outdated
                 ))
             }
             Err(e) => {
@@ -230,7 +235,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let (mut files, mut bad, mut repaired) = (0u64, 0u64, 0u64);
     let mut out = std::io::stdout().lock();
     for h in &hosts {
-        for path in &h.files {
+        for path in h.files.iter().map(|f| &f.path) {
             files += 1;
             let c = check(path);
             let mut lines = Vec::new();

@@ -7,9 +7,10 @@ use zzping_legacy::{
     FdqHeader, FdqTime, FrameDataTime, encode_fdq_frame, encode_fdq_header, encode_framedata_frame,
 };
 use zzping_lib::codec::QFrame;
-use zzping_lib::file::{FileReader, HostInfo, HostWriter, Issue, WriterConfig, day_file};
+use zzping_lib::file::{FileReader, HostInfo, HostWriter, Issue, WriterConfig};
 use zzping_lib::frame::{FLAG_APPROXIMATE, Frame};
 use zzping_lib::quantizer::Quantizer;
+use zzping_lib::store::layout::day_file;
 
 /// 2021-01-01T08:00:00Z.
 const T0: u64 = 1_609_488_000_000_000;
@@ -137,7 +138,7 @@ fn export_csv_and_jsonl_parse_back_and_match() {
             })
             .collect()
     };
-    let dirlabel = zzping_lib::file::host_dir_name("x,\"y");
+    let dirlabel = zzping_lib::store::layout::host_dir_name("x,\"y");
     let mut want = expect("gw", &a);
     want.extend(expect(&dirlabel, &b));
     want.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.start_us.cmp(&y.1.start_us)));
@@ -276,6 +277,42 @@ fn dump_reports_damage_with_offsets_and_keeps_good_frames() {
     let o = ok(zz(&["dump", "--local", "--no-headers", s(&path)]));
     let first = stdout(&o).lines().next().unwrap().to_string();
     assert!(!first.split(' ').next().unwrap().ends_with('Z'), "{first}");
+}
+
+#[test]
+fn hosts_are_shown_by_address_not_by_their_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    // `::1` is stored as `__1` (an on-disk detail); the header holds the address.
+    let frames: Vec<Frame> = (0..5).map(|i| frame(i, 1000, 2, 0)).collect();
+    write_host(dir.path(), "::1", "::1", &frames);
+    assert!(dir.path().join("__1").is_dir());
+    let o = ok(zz(&["dump", "--no-headers", s(dir.path())]));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 5, "{out}");
+    assert!(out.lines().all(|l| l.contains(" ::1 sent=")), "{out}");
+    let o = ok(zz(&["export", "--format", "csv", s(dir.path())]));
+    let mut rd = csv::Reader::from_reader(&o.stdout[..]);
+    let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| &r[1] == "::1"), "{rows:?}");
+    let o = ok(zz(&["export", "--format", "jsonl", s(dir.path())]));
+    assert!(stdout(&o).lines().all(|l| l.contains(r#""host":"::1""#)));
+    let o = ok(zz(&[
+        "report",
+        "--json",
+        "--gateway",
+        "none",
+        s(dir.path()),
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["hosts"][0]["label"], "::1", "{v:#}");
+    let o = ok(zz(&["report", "--gateway", "none", s(dir.path())]));
+    assert!(!stdout(&o).contains("__1"), "{}", stdout(&o));
+    // Selected by the address in any notation, or by the directory's name.
+    for want in ["::1", "0::1", "__1"] {
+        let o = ok(zz(&["dump", "--no-headers", "--host", want, s(dir.path())]));
+        assert_eq!(stdout(&o).lines().count(), 5, "--host {want}");
+    }
 }
 
 #[test]

@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use zzping_lib::codec::QFrame;
-use zzping_lib::file::{FileReader, day_file};
+use zzping_lib::file::FileReader;
 use zzping_lib::frame::FLAG_APPROXIMATE;
 use zzping_lib::quantizer::Quantizer;
+use zzping_lib::store::layout::day_file;
 
 /// 2021-03-01T08:00:00Z, µs: the samples' first frame.
 const T0_US: u64 = 1_614_585_600_000_000;

@@ -68,7 +68,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use zzping_lib::frame::period_start;
-use zzping_lib::store::HostDir;
+use zzping_lib::store::Host;
 use zzping_netsim::profile::Fate;
 use zzping_netsim::scenario::Scenario;
 use zzping_netsim::sim::Simulator;
@@ -179,10 +179,10 @@ pub struct Fr {
     pub rtts_us: Vec<u32>,
 }
 
-/// Frames of one host directory, via `zzping_lib::store::HostDir`.
+/// Frames of one host directory, via `zzping_lib::store::Host`.
 pub fn read_frames(dir: &Path) -> Vec<Fr> {
-    let hd = HostDir::new(dir);
-    let mut it = hd.frames(0, u64::MAX).unwrap();
+    let hd = Host::open(dir).unwrap();
+    let mut it = hd.frames(0, u64::MAX);
     let mut out = Vec::new();
     while let Some(f) = it.next_frame().unwrap() {
         let f = f.clone();
@@ -431,7 +431,7 @@ pub fn run(test: &str, file: &str, extra: &str) -> Option<Run> {
     assert!(truth.end().is_some(), "{test}: truth has no end event");
     let mut frames = BTreeMap::new();
     for t in &targets {
-        let d = data.join(zzping_lib::file::host_dir_name(&t.to_string()));
+        let d = data.join(zzping_lib::store::layout::host_dir_name(&t.to_string()));
         frames.insert(*t, read_frames(&d));
     }
     Some(Run {

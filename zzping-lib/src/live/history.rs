@@ -2,8 +2,7 @@
 
 use super::server::HistorySource;
 use crate::codec::QFrame;
-use crate::file::host_dir_name;
-use crate::store::{HostDir, HostFrames};
+use crate::store::{HostFrames, day_files, layout};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -16,12 +15,13 @@ struct Open {
     next_from: u64,
 }
 
-/// Reads history from `<data_dir>/<host_dir_name(label)>/YYYY-MM-DD.zzp` (the layout
-/// [`crate::file::HostWriter`] writes) through [`crate::store::HostDir::frames`].
+/// Reads history from the host directories of a data directory (the layout
+/// [`crate::file::HostWriter`] writes, see [`crate::store::layout`]) through
+/// [`crate::store::HostFrames`].
 ///
 /// A reader stays open between the server's paced calls, so streaming a long prefill
-/// reads each file once. Unreadable files end the history of that request early (the
-/// viewer then simply gets less prefill); nothing panics.
+/// reads each file once. A file that cannot be read is skipped (the viewer then simply
+/// gets less prefill); nothing panics.
 pub struct StoreHistory {
     data_dir: PathBuf,
     labels: HashMap<u32, String>,
@@ -71,14 +71,13 @@ impl HistorySource for StoreHistory {
             if self.open.len() >= MAX_OPEN {
                 self.open.clear();
             }
-            let dir = HostDir::new(&self.data_dir.join(host_dir_name(label)));
-            let Ok(frames) = dir.frames(from_us, to_us) else {
+            let Ok(days) = day_files(&layout::host_dir(&self.data_dir, label)) else {
                 return 0;
             };
             self.open.insert(
                 key,
                 Open {
-                    frames,
+                    frames: HostFrames::new(days, from_us, to_us),
                     next_from: from_us,
                 },
             );
@@ -97,7 +96,9 @@ impl HistorySource for StoreHistory {
                     sink(q);
                     n += 1;
                 }
-                Ok(None) | Err(_) => {
+                // The next call goes on with the next file.
+                Err(_) => {}
+                Ok(None) => {
                     self.open.remove(&key);
                     return n;
                 }

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use zzping_lib::codec::QFrame;
-use zzping_lib::file::{FileReader, host_dir_name};
+use zzping_lib::file::FileReader;
 use zzping_lib::frame::Frame;
 use zzping_lib::live::*;
 use zzping_lib::quantizer::Quantizer;
+use zzping_lib::store::layout::host_dir_name;
 
 pub const T0: u64 = 1_795_000_000_000_000; // 2026-11-18, mid-day UTC
 pub const PERIOD: u32 = 100_000;

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::process::Command;
-use zzping_lib::store::HostDir;
+use zzping_lib::store::Host;
 
 const OURS: &str = "198.18.0.20";
 const FPINGS: &str = "198.18.0.21";
@@ -99,8 +99,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let mut next = 0usize;
 
     // Ours per frame.
-    let host = HostDir::new(&data.join(OURS));
-    let mut frames = host.frames(0, u64::MAX)?;
+    let host = Host::open(&data.join(OURS))?;
+    let mut frames = host.frames(0, u64::MAX);
     let mut errors = Vec::new();
     let mut ours_all = Vec::new();
     let mut mismatched = 0u64;

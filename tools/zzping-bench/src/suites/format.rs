@@ -6,9 +6,10 @@ use anyhow::Result;
 use serde::Serialize;
 use std::time::Instant;
 use zzping_lib::codec::{FrameDecoder, FrameEncoder, QFrame};
-use zzping_lib::file::{HostInfo, HostWriter, WriterConfig, day_file};
+use zzping_lib::file::{HostInfo, HostWriter, WriterConfig};
 use zzping_lib::frame::Frame;
 use zzping_lib::quantizer::Quantizer;
+use zzping_lib::store::layout::day_file;
 use zzping_lib::synth::{Synth, SynthProfile};
 
 const START: u64 = 20_000 * 86_400_000_000 + 3_600_000_000;

@@ -63,11 +63,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let frames = generate(dir.path(), days)?;
     let gen_s = t.elapsed().as_secs_f64();
     let files: Vec<_> = list_hosts(dir.path())?
-        .iter()
-        .map(|h| h.day_files())
-        .collect::<Result<Vec<_>, _>>()?
         .into_iter()
-        .flatten()
+        .flat_map(|h| h.files)
         .map(|d| d.path)
         .collect();
 

@@ -121,7 +121,7 @@ pub fn workspace_binary(ctx: &Ctx, package: &str, bin: &str) -> Result<PathBuf> 
 fn decode_all(dir: &Path) -> Result<u64> {
     let mut n = 0;
     for h in zzping_lib::store::list_hosts(dir)? {
-        for d in h.day_files()? {
+        for d in h.files {
             let mut r = zzping_lib::file::FileReader::open(&d.path)?;
             while r.next_frame()?.is_some() {
                 n += 1;
