@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 use toml::Spanned;
+use zzping_lib::datadir::{Access, default_data_dir};
 
 /// Seconds of history asked for on subscribe when neither the file nor the command line
 /// says.
@@ -87,7 +88,9 @@ pub struct Cli {
     #[arg(long, env = "ZZPING_GUI_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directories, host directories or .zzp day files to open (added to the file's
-    /// `paths`).
+    /// `paths`). With neither paths nor daemons (here or in the file): the daemon's data
+    /// directory ($ZZPING_DATA_DIR, /var/lib/zzping if readable, else
+    /// ~/.local/share/zzping) when it exists.
     pub paths: Vec<PathBuf>,
     /// A daemon's live-stream address (repeatable; added to the file's `live`). Live mode
     /// when no path is given.
@@ -265,9 +268,21 @@ pub fn load_with(cli: &Cli, default: Option<PathBuf>) -> Result<Settings, Config
     Ok(merge(cli, file))
 }
 
-/// [`load_with`] the default file of this process's environment.
+/// [`load_with`] the default file of this process's environment, then
+/// [`default_to_data_dir`] with the default data directory of this process
+/// ([`zzping_lib::datadir`], the daemon's rule).
 pub fn load(cli: &Cli) -> Result<Settings, ConfigError> {
-    load_with(cli, default_config_path())
+    let mut s = load_with(cli, default_config_path())?;
+    default_to_data_dir(&mut s, cli, &default_data_dir(Access::Read));
+    Ok(s)
+}
+
+/// Opens `dir` when nothing else was asked for (no path, no daemon, no demo data) and it
+/// is a directory: `zzping-gui` alone shows what the local daemon recorded.
+pub fn default_to_data_dir(s: &mut Settings, cli: &Cli, dir: &Path) {
+    if s.paths.is_empty() && s.live.is_empty() && cli.demo_data.is_none() && dir.is_dir() {
+        s.paths.push(dir.to_path_buf());
+    }
 }
 
 /// Merges the command line over the file (`None`: no file) over the defaults.
@@ -342,6 +357,24 @@ height = 1080
             parse(Path::new("e.toml"), "").unwrap(),
             FileConfig::default()
         );
+    }
+
+    #[test]
+    fn nothing_asked_for_opens_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let open = |args: &[&str], data: &Path| {
+            let c = cli(args);
+            let mut s = merge(&c, None);
+            default_to_data_dir(&mut s, &c, data);
+            s.paths
+        };
+        assert_eq!(open(&[], dir.path()), [dir.path()]);
+        // Not when it does not exist, nor when anything else was asked for.
+        assert!(open(&[], &missing).is_empty());
+        assert_eq!(open(&["/x"], dir.path()), [Path::new("/x")]);
+        assert!(open(&["--live", "127.0.0.1:7878"], dir.path()).is_empty());
+        assert!(open(&["--demo-data", "/d"], dir.path()).is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use zzping_lib::datadir::{Access, SYSTEM_DATA_DIR, default_data_dir};
 use zzping_lib::store::{self, Event, Host};
 
 /// Version string written into segment headers by this tool.
@@ -240,6 +241,25 @@ pub fn flag_names(flags: u8) -> String {
             s + &format!("0x{unknown:02x}")
         }
     }
+}
+
+/// The paths to read: `paths` when given, else the daemon's data directory
+/// ([`zzping_lib::datadir`]: `$ZZPING_DATA_DIR`, `/var/lib/zzping` when readable, else
+/// `$XDG_DATA_HOME/zzping` or `~/.local/share/zzping`), which must then exist.
+pub fn paths_or_default(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if !paths.is_empty() {
+        return Ok(paths.to_vec());
+    }
+    let dir = default_data_dir(Access::Read);
+    if !dir.is_dir() {
+        bail!(
+            "no path given and the default data directory {} does not exist (or is not \
+             readable: the service's is {SYSTEM_DATA_DIR}, readable by group zzping); \
+             pass a data directory, host directories or .zzp files",
+            dir.display()
+        );
+    }
+    Ok(vec![dir])
 }
 
 #[cfg(test)]

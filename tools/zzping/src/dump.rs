@@ -1,6 +1,8 @@
 //! `zzping dump`: frames as readable text.
 
-use crate::common::{Progress, TimeFmt, flag_names, resolve_inputs, scan, time_range};
+use crate::common::{
+    Progress, TimeFmt, flag_names, paths_or_default, resolve_inputs, scan, time_range,
+};
 use anyhow::Result;
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,8 +19,9 @@ use zzping_lib::store::Event;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Data directories, host directories or .zzp files.
-    #[arg(required = true)]
+    /// Data directories, host directories or .zzp files [default: the daemon's data
+    /// directory: $ZZPING_DATA_DIR, /var/lib/zzping if readable, else
+    /// ~/.local/share/zzping].
     pub paths: Vec<PathBuf>,
     /// Only this host (label or address); repeat for several.
     #[arg(long)]
@@ -41,7 +44,7 @@ pub struct Args {
 /// Runs `zzping dump`.
 pub fn run(a: Args) -> Result<ExitCode> {
     let (from, to) = time_range(a.from.as_deref(), a.to.as_deref())?;
-    let hosts = resolve_inputs(&a.paths, &a.host)?;
+    let hosts = resolve_inputs(&paths_or_default(&a.paths)?, &a.host)?;
     let tf = TimeFmt::new(a.local);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());

@@ -1,6 +1,8 @@
 //! `zzping export`: one row per frame as CSV (RFC 4180) or JSON Lines.
 
-use crate::common::{Progress, resolve_inputs, scan, time_range, write_rfc3339_utc};
+use crate::common::{
+    Progress, paths_or_default, resolve_inputs, scan, time_range, write_rfc3339_utc,
+};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,8 +32,9 @@ pub enum Format {
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Data directories, host directories or .zzp files.
-    #[arg(required = true)]
+    /// Data directories, host directories or .zzp files [default: the daemon's data
+    /// directory: $ZZPING_DATA_DIR, /var/lib/zzping if readable, else
+    /// ~/.local/share/zzping].
     pub paths: Vec<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "csv")]
@@ -140,7 +143,7 @@ pub fn jsonl_row(
 /// Runs `zzping export`.
 pub fn run(a: Args) -> Result<ExitCode> {
     let (from, to) = time_range(a.from.as_deref(), a.to.as_deref())?;
-    let hosts = resolve_inputs(&a.paths, &a.host)?;
+    let hosts = resolve_inputs(&paths_or_default(&a.paths)?, &a.host)?;
     let sink: Box<dyn Write> = match &a.output {
         Some(p) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("{}: create", p.display()))?)

@@ -1,6 +1,6 @@
 //! `zzping report`: per-host statistics and an outage log with a verdict per outage.
 
-use crate::common::{Progress, TimeFmt, resolve_inputs, scan, time_range};
+use crate::common::{Progress, TimeFmt, paths_or_default, resolve_inputs, scan, time_range};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -38,8 +38,9 @@ use zzping_lib::summary::{Summary, nearest_rank};
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Data directories, host directories or .zzp files.
-    #[arg(required = true)]
+    /// Data directories, host directories or .zzp files [default: the daemon's data
+    /// directory: $ZZPING_DATA_DIR, /var/lib/zzping if readable, else
+    /// ~/.local/share/zzping].
     pub paths: Vec<PathBuf>,
     /// Only this host (label or address); repeat for several.
     #[arg(long)]
@@ -331,7 +332,7 @@ fn verdict(
 /// Runs `zzping report`.
 pub fn run(a: Args) -> Result<ExitCode> {
     let (from, to) = time_range(a.from.as_deref(), a.to.as_deref())?;
-    let hosts = resolve_inputs(&a.paths, &a.host)?;
+    let hosts = resolve_inputs(&paths_or_default(&a.paths)?, &a.host)?;
     let tf = TimeFmt::new(a.local);
     let progress = Progress::for_files(hosts.iter().flat_map(|h| h.files_in(from, to)), "report");
     let mut accs: Vec<(String, HostAcc)> = Vec::new();

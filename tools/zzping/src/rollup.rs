@@ -1,6 +1,6 @@
 //! `zzping rollup`: build the zoom-pyramid sidecars that are missing or stale.
 
-use crate::common::{Progress, resolve_inputs};
+use crate::common::{Progress, paths_or_default, resolve_inputs};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,8 +15,9 @@ use zzping_lib::store::layout::sidecar_path;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Data directories, host directories or .zzp files.
-    #[arg(required = true)]
+    /// Data directories, host directories or .zzp files [default: the daemon's data
+    /// directory: $ZZPING_DATA_DIR, /var/lib/zzping if readable, else
+    /// ~/.local/share/zzping].
     pub paths: Vec<PathBuf>,
     /// Only this host (label or address); repeat for several.
     #[arg(long)]
@@ -28,7 +29,7 @@ pub struct Args {
 
 /// Runs `zzping rollup`.
 pub fn run(a: Args) -> Result<ExitCode> {
-    let hosts = resolve_inputs(&a.paths, &a.host)?;
+    let hosts = resolve_inputs(&paths_or_default(&a.paths)?, &a.host)?;
     let progress = Progress::for_files(hosts.iter().flat_map(|h| &h.files), "rollup");
     let (mut fresh, mut rebuilt) = (0u64, 0u64);
     for h in &hosts {

@@ -1,6 +1,6 @@
 //! `zzping verify`: check frame files and sidecars; optionally repair damaged files.
 
-use crate::common::{Progress, resolve_inputs};
+use crate::common::{Progress, paths_or_default, resolve_inputs};
 use anyhow::{Context, Result, bail};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -25,8 +25,9 @@ use zzping_lib::time::US_PER_DAY;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Data directories, host directories or .zzp files.
-    #[arg(required = true)]
+    /// Data directories, host directories or .zzp files [default: the daemon's data
+    /// directory: $ZZPING_DATA_DIR, /var/lib/zzping if readable, else
+    /// ~/.local/share/zzping].
     pub paths: Vec<PathBuf>,
     /// Only this host (label or address); repeat for several.
     #[arg(long)]
@@ -230,7 +231,7 @@ fn repair(path: &Path, c: &FileCheck) -> Result<String> {
 
 /// Runs `zzping verify`.
 pub fn run(a: Args) -> Result<ExitCode> {
-    let hosts = resolve_inputs(&a.paths, &a.host)?;
+    let hosts = resolve_inputs(&paths_or_default(&a.paths)?, &a.host)?;
     let progress = Progress::for_files(hosts.iter().flat_map(|h| &h.files), "verify");
     let (mut files, mut bad, mut repaired) = (0u64, 0u64, 0u64);
     let mut out = std::io::stdout().lock();

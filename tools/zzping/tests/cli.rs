@@ -97,7 +97,7 @@ fn read_frames(path: &Path) -> (Vec<QFrame>, Quantizer, Vec<Issue>) {
 
 #[test]
 fn usage_errors_exit_2_and_bad_flags_name_the_flag() {
-    let o = zz(&["dump"]);
+    let o = zz(&["dump", "--from"]);
     assert_eq!(o.status.code(), Some(2));
     let o = zz(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
@@ -113,6 +113,36 @@ fn usage_errors_exit_2_and_bad_flags_name_the_flag() {
     let o = zz(&["dump", s(&missing)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains(s(&missing)), "{}", stderr(&o));
+}
+
+#[test]
+fn no_path_reads_the_daemons_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    write_host(dir.path(), "gw", "192.168.1.1", &[frame(0, 1000, 3, 0)]);
+    let run = |data_dir: &Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_zzping"))
+            .args(args)
+            .env("ZZPING_DATA_DIR", data_dir)
+            .output()
+            .unwrap()
+    };
+    // Every subcommand that reads frame files defaults to the data directory.
+    let with_path = ok(zz(&["dump", s(dir.path())]));
+    let without = ok(run(dir.path(), &["dump"]));
+    assert_eq!(stdout(&without), stdout(&with_path));
+    assert!(stdout(&without).contains("gw"), "{}", stdout(&without));
+    for cmd in [&["report"][..], &["export"], &["verify"], &["rollup"]] {
+        ok(run(dir.path(), cmd));
+    }
+    // A default that does not exist is named, with what to do instead.
+    let missing = dir.path().join("missing");
+    let o = run(&missing, &["report"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(s(&missing)) && stderr(&o).contains("no path given"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
