@@ -88,15 +88,20 @@ impl QFrame {
         }
     }
 
+    /// Sets every counter but `received` (which is the code list's length) from `c`.
+    pub fn set_counts(&mut self, c: &crate::frame::Counts) {
+        self.sent = c.sent;
+        self.lost = c.lost;
+        self.duplicates = c.duplicates;
+        self.late = c.late;
+        self.errors = c.errors;
+    }
+
     /// Quantizes `frame` into `self`, reusing `self.codes`.
     pub fn set_from(&mut self, frame: &Frame, q: &Quantizer) {
         self.start_us = frame.start_us;
         self.period_us = frame.period_us;
-        self.sent = frame.sent;
-        self.lost = frame.lost;
-        self.duplicates = frame.duplicates;
-        self.late = frame.late;
-        self.errors = frame.errors;
+        self.set_counts(&frame.counts());
         self.flags = frame.flags;
         self.codes.clear();
         // Grow to the source's capacity at once, not to each new record length: a
@@ -112,11 +117,7 @@ impl QFrame {
     /// buffer.
     pub fn to_frame_into(&self, q: &Quantizer, frame: &mut Frame) {
         frame.clear(self.start_us, self.period_us);
-        frame.sent = self.sent;
-        frame.lost = self.lost;
-        frame.duplicates = self.duplicates;
-        frame.late = self.late;
-        frame.errors = self.errors;
+        frame.set_counts(&self.counts());
         frame.flags = self.flags;
         frame
             .rtts_us

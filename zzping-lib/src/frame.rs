@@ -133,6 +133,22 @@ impl Frame {
         }
     }
 
+    /// Sets every counter but `received` (which is the RTT list's length) from `c`.
+    pub fn set_counts(&mut self, c: &Counts) {
+        self.sent = c.sent;
+        self.lost = c.lost;
+        self.duplicates = c.duplicates;
+        self.late = c.late;
+        self.errors = c.errors;
+    }
+
+    /// Adds every counter but `received` from `c`, saturating.
+    pub fn add_counts(&mut self, c: &Counts) {
+        let mut sum = self.counts();
+        sum.merge(c);
+        self.set_counts(&sum);
+    }
+
     /// Resets to an empty frame for a new period, keeping the RTT buffer's capacity.
     pub fn clear(&mut self, start_us: u64, period_us: u32) {
         self.start_us = start_us;
@@ -196,6 +212,17 @@ mod tests {
         m.merge(&c);
         assert_eq!(m.sent, 20);
         assert_eq!(m.received, 14);
+        // Counters move as one value; `received` stays the RTT list's length.
+        let mut g = Frame::new(0, 100_000);
+        g.set_counts(&m);
+        assert_eq!(g.counts(), Counts { received: 0, ..m });
+        g.add_counts(&c);
+        assert_eq!((g.sent, g.lost, g.errors, g.received()), (30, 6, 3, 0));
+        g.add_counts(&Counts {
+            sent: u32::MAX,
+            ..Counts::default()
+        });
+        assert_eq!(g.sent, u32::MAX);
     }
 
     #[test]

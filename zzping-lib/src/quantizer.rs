@@ -155,7 +155,9 @@ impl Quantizer {
         Some((lo, hi))
     }
 
-    /// Quantizes a value: `decode(encode(value))`.
+    /// Quantizes a value: `decode(encode(value))` (for tests: they compare what a reader
+    /// gets back).
+    #[doc(hidden)]
     #[inline]
     pub fn round_trip(&self, value: u32) -> u32 {
         self.rep[self.encode(value) as usize]

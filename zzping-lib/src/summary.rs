@@ -178,18 +178,6 @@ impl Histogram {
             *o = cur;
         }
     }
-
-    /// Mean of the decoded values.
-    pub fn mean(&self, q: &Quantizer) -> Option<f64> {
-        (self.total > 0).then(|| {
-            let s: f64 = self
-                .entries
-                .iter()
-                .map(|&(c, n)| f64::from(q.decode_saturating(c)) * f64::from(n))
-                .sum();
-            s / self.total as f64
-        })
-    }
 }
 
 /// Counters and RTT histogram of a span of frames `[start_us, start_us + width_us)`.
@@ -261,11 +249,6 @@ impl Summary {
     /// Largest RTT, µs.
     pub fn max_us(&self, q: &Quantizer) -> Option<u32> {
         self.hist.max_code().map(|c| q.decode_saturating(c))
-    }
-
-    /// Mean RTT, µs.
-    pub fn mean_us(&self, q: &Quantizer) -> Option<f64> {
-        self.hist.mean(q)
     }
 
     /// Nearest-rank percentile (`pct` in 0..=100) of RTTs, µs.

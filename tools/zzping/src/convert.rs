@@ -90,11 +90,7 @@ impl Reframer {
         let slot = period_start(f.start_us, self.period_us);
         if let Some(c) = &mut self.cur {
             if c.start_us == slot {
-                c.sent = c.sent.saturating_add(f.sent);
-                c.lost = c.lost.saturating_add(f.lost);
-                c.duplicates = c.duplicates.saturating_add(f.duplicates);
-                c.late = c.late.saturating_add(f.late);
-                c.errors = c.errors.saturating_add(f.errors);
+                c.add_counts(&f.counts());
                 c.flags |= f.flags;
                 c.rtts_us.extend_from_slice(&f.rtts_us);
                 return Ok(());
@@ -109,11 +105,7 @@ impl Reframer {
             .take()
             .unwrap_or_else(|| std::mem::take(&mut self.spare));
         n.clear(slot, self.period_us);
-        n.sent = f.sent;
-        n.lost = f.lost;
-        n.duplicates = f.duplicates;
-        n.late = f.late;
-        n.errors = f.errors;
+        n.set_counts(&f.counts());
         n.flags = f.flags;
         n.rtts_us.extend_from_slice(&f.rtts_us);
         self.cur = Some(n);

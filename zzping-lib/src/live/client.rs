@@ -713,11 +713,6 @@ impl UdpLiveClient {
         &self.core
     }
 
-    /// The sans-IO core, mutably.
-    pub fn client_mut(&mut self) -> &mut LiveClient {
-        &mut self.core
-    }
-
     fn flush(&mut self) -> Result<(), LiveError> {
         let now = crate::file::wall_clock_us();
         while self.core.poll_transmit(now, &mut self.tx) {
