@@ -178,14 +178,39 @@ impl<'a> Cursor<'a> {
         })
     }
 
-    /// An integer that fits in an `i64`.
+    /// An integer that fits in an `i64`. Read without widening: this is the frame codec's
+    /// hot path (a positive fixint, one byte, is the common case).
     #[inline]
     pub fn i64(&mut self) -> Result<i64> {
+        const WHAT: &str = "expected an integer";
         let at = self.pos;
-        let v = self.int()?;
-        i64::try_from(v).or_else(|_| {
-            self.pos = at;
-            Self::invalid(at, "expected a signed 64-bit integer")
+        let Some(&m) = self.buf.get(at) else {
+            return Self::truncated(at, WHAT);
+        };
+        if m < 0x80 {
+            self.pos = at + 1;
+            return Ok(i64::from(m));
+        }
+        Ok(match m {
+            0xe0..=0xff => {
+                self.pos = at + 1;
+                i64::from(m as i8)
+            }
+            0xcc => i64::from(self.body::<1>(at, WHAT)?[0]),
+            0xcd => i64::from(u16::from_be_bytes(self.body(at, WHAT)?)),
+            0xce => i64::from(u32::from_be_bytes(self.body(at, WHAT)?)),
+            0xcf => {
+                let v = u64::from_be_bytes(self.body(at, WHAT)?);
+                i64::try_from(v).or_else(|_| {
+                    self.pos = at;
+                    Self::invalid(at, "expected a signed 64-bit integer")
+                })?
+            }
+            0xd0 => i64::from(self.body::<1>(at, WHAT)?[0] as i8),
+            0xd1 => i64::from(i16::from_be_bytes(self.body(at, WHAT)?)),
+            0xd2 => i64::from(i32::from_be_bytes(self.body(at, WHAT)?)),
+            0xd3 => i64::from_be_bytes(self.body(at, WHAT)?),
+            _ => return Self::invalid(at, WHAT),
         })
     }
 
@@ -204,7 +229,10 @@ impl<'a> Cursor<'a> {
     #[inline]
     pub fn u32(&mut self) -> Result<u32> {
         let at = self.pos;
-        let v = self.int()?;
+        let v = match self.i64() {
+            Err(Error::Invalid { what, .. }) if what != "expected an integer" => -1,
+            v => v?,
+        };
         u32::try_from(v).or_else(|_| {
             self.pos = at;
             Self::invalid(at, "expected an unsigned 32-bit integer")
