@@ -1,6 +1,7 @@
 //! The shipped systemd unit: a notify service with a watchdog, hardened as documented,
 //! valid for `systemd-analyze verify` and no more exposed for `systemd-analyze security`
-//! than before it was packaged, when that tool is installed (`systemd`; CI installs it).
+//! than before it was packaged. `systemd-analyze` (Debian package `systemd`) is
+//! installed by `.ci/install-deps`; missing, it fails these tests.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -40,33 +41,18 @@ fn unit_is_hardened() {
 /// `PrivateMounts=`, `RemoveIPC=`).
 const MAX_EXPOSURE_TENTHS: u32 = 17;
 
-/// True (after saying so) when systemd-analyze is not installed.
-fn no_systemd_analyze() -> bool {
-    match Command::new("systemd-analyze").arg("--version").output() {
-        Ok(out) => {
-            assert!(out.status.success());
-            false
-        }
-        Err(_) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "systemd-analyze not installed (CI=true: failing)"
-            );
-            eprintln!("systemd-analyze not installed; skipping");
-            true
-        }
-    }
+/// `systemd-analyze`: missing, the test fails (`.ci/install-deps` installs it).
+fn systemd_analyze() -> std::path::PathBuf {
+    zzping_testkit::tool("systemd-analyze", "systemd")
 }
 
 #[test]
 fn unit_exposure_is_no_worse() {
-    if no_systemd_analyze() {
-        return;
-    }
+    let analyze = systemd_analyze();
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("zzping-daemon.service");
     std::fs::write(&unit, UNIT).unwrap();
-    let out = Command::new("systemd-analyze")
+    let out = Command::new(analyze)
         .args(["security", "--offline=true", "--no-pager"])
         .arg(format!("--threshold={MAX_EXPOSURE_TENTHS}"))
         .arg(&unit)
@@ -83,9 +69,7 @@ fn unit_exposure_is_no_worse() {
 
 #[test]
 fn unit_verifies() {
-    if no_systemd_analyze() {
-        return;
-    }
+    let analyze = systemd_analyze();
     // Point ExecStart at the binary under test (verify checks that it exists).
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("zzping-daemon.service");
@@ -97,7 +81,7 @@ fn unit_verifies() {
         ),
     )
     .unwrap();
-    let out = Command::new("systemd-analyze")
+    let out = Command::new(analyze)
         // The man page is checked where it is installed (.ci/test-install).
         .args(["verify", "--man=no"])
         .arg(&unit)

@@ -1,8 +1,9 @@
 //! End-to-end accuracy: the real daemon binary in a simulated network (zzping-netsim in a
 //! fresh network namespace), its frame files held against the simulator's ground truth.
-//! The method is documented in `e2e/mod.rs`. One test per scenario file, so nextest runs
-//! them in parallel; `every_scenario_file_has_a_test` makes sure no `e2e-*.toml` (the
-//! scenarios written for this suite) is forgotten.
+//! The method is documented in `e2e/mod.rs`. One test per scenario file (run one at a
+//! time: `.config/nextest.toml` puts this binary in the single-threaded `timing` group);
+//! `every_scenario_file_has_a_test` makes sure no `e2e-*.toml` (the scenarios written for
+//! this suite) is forgotten.
 //!
 //! ```text
 //! cargo nextest run -p zzping-daemon -E 'binary(e2e_accuracy)' --no-capture
@@ -166,4 +167,21 @@ fn late_replies() {
 #[test]
 fn high_rate() {
     scenario("high_rate");
+}
+
+#[test]
+fn documented_timing_matches_the_daemon() {
+    // The harness's tolerances use the documented numbers (e2e/mod.rs `DOC_*`); the
+    // daemon must still work to them. A change of either side fails here, where it is
+    // seen, instead of moving the tolerances silently.
+    assert_eq!(zzping_daemon::recv::BATCH_NS / 1000, e2e::DOC_BATCH_US);
+    assert_eq!(zzping_daemon::daemon::GRACE_NS / 1000, e2e::DOC_GRACE_US);
+    assert_eq!(
+        zzping_daemon::engine::EXPIRY_SLACK_NS / 1000,
+        e2e::DOC_EXPIRY_SLACK_US
+    );
+    assert_eq!(
+        zzping_daemon::engine::BOUNDARY_SLACK_NS / 1000,
+        e2e::DOC_BOUNDARY_SLACK_US
+    );
 }

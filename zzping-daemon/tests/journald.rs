@@ -91,9 +91,7 @@ fn parse_native(mut b: &[u8]) -> BTreeMap<String, String> {
 
 #[test]
 fn journald_gets_structured_records_with_priorities() {
-    if !netns_available("journald_gets_structured_records_with_priorities") {
-        return;
-    }
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
     let dir = tempfile::tempdir().unwrap();
     let (ok, stderr, msgs) = run_with_journal(dir.path(), &["--log-target", "journald"], false);
     assert!(ok, "daemon failed: {stderr}");
@@ -125,9 +123,7 @@ fn journald_gets_structured_records_with_priorities() {
 
 #[test]
 fn auto_and_stderr_targets_stay_on_stderr_without_journal_stream() {
-    if !netns_available("auto_and_stderr_targets_stay_on_stderr_without_journal_stream") {
-        return;
-    }
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
     for args in [&[][..], &["--log-target", "stderr"][..]] {
         let dir = tempfile::tempdir().unwrap();
         let (ok, stderr, msgs) = run_with_journal(dir.path(), args, false);
@@ -139,9 +135,7 @@ fn auto_and_stderr_targets_stay_on_stderr_without_journal_stream() {
 
 #[test]
 fn auto_target_follows_journal_stream() {
-    if !netns_available("auto_target_follows_journal_stream") {
-        return;
-    }
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
     let dir = tempfile::tempdir().unwrap();
     let (ok, stderr, msgs) = run_with_journal(dir.path(), &[], true);
     assert!(ok, "daemon failed: {stderr}");
@@ -156,9 +150,7 @@ fn auto_target_follows_journal_stream() {
 
 #[test]
 fn missing_journal_falls_back_to_stderr_with_a_warning() {
-    if !netns_available("missing_journal_falls_back_to_stderr_with_a_warning") {
-        return;
-    }
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
     let dir = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     // An empty /run: no journal socket.

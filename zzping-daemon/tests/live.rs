@@ -12,18 +12,8 @@ use zzping_lib::live::{ClientConfig, LiveEvent, UdpLiveClient};
 
 #[test]
 fn viewers_get_hosts_frames_and_prefill() {
-    if !common::netns_available("viewers_get_hosts_frames_and_prefill") {
-        return;
-    }
-    // SAFETY: plain unshare(2) on the calling thread.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        panic!("unshare: {}", std::io::Error::last_os_error());
-    }
-    let up = std::process::Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .unwrap();
-    assert!(up.success());
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    zzping_testkit::netns::enter();
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(common::BIN)
         .args([

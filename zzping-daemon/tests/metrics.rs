@@ -8,31 +8,32 @@
 //!   median RTT are held against the simulator's truth and the frame files.
 //!
 //!   Exactness: counters come from final frames only, and the daemon keeps serving
-//!   `/metrics` for `metrics_linger_s` after pinging stopped and every frame is final,
-//!   exporting `zzping_stopped 1` then. The test waits for a scrape with
-//!   `zzping_stopped == 1` and evaluates every query at that scrape's timestamp, so all
-//!   values come from that one scrape, which holds the final counts: they must equal the
+//!   `/metrics` for `metrics_linger_s` (here: until the test's signal) after pinging
+//!   stopped and every frame is final, exporting `zzping_stopped 1` then. The test waits
+//!   for a scrape with `zzping_stopped == 1` and evaluates every query at that scrape's
+//!   timestamp, so all values come from that one scrape, which holds the final counts: they must equal the
 //!   truth's request fates exactly (sent = requests, replies = answered, lost = dropped)
 //!   and the files' sums.
 //!
 //!   Median: `histogram_quantile` interpolates linearly inside the bucket holding the
-//!   median, so it is only as precise as the bucket. The scenario's RTTs sit well inside
-//!   one bucket (1.5 ms in (1 ms, 2.5 ms]; 15 ms in (10 ms, 25 ms]). The test checks
-//!   that the bucket counts match the frame files' RTTs (exact but for RTTs within the
-//!   files' 1 % quantization of a bound), that the estimate lies in the truth median's
-//!   bucket and within one bucket width of the truth's median, and that it is within
-//!   5 % of the bucket's width of Prometheus's interpolation of the truth's own bucket
-//!   counts (the daemon's RTT includes the simulator's read lag of the request, the
-//!   truth's holding time does not: under load a few replies land in the next bucket).
+//!   median, so it is only as precise as the bucket. The test checks that the bucket
+//!   counts match the frame files' RTTs (exact but for RTTs within the files' 1 %
+//!   quantization of a bound), that the estimate is the interpolation of those counts,
+//!   and, against the truth, what causality guarantees whatever the machine's load: no
+//!   RTT is shorter than the simulator held its request, so no bucket counts more RTTs
+//!   than the truth has holding times that short (the daemon's RTT also includes the
+//!   simulator's read lag, which moves some replies into later buckets: reported).
 //! * `bad_clients_do_not_delay_pings`: the daemon pings loopback at 2 x 200/s while
 //!   clients hold 20 half-sent requests open (slowloris), send 1 MB of junk, garbage
-//!   and wrong methods/paths. A normal scrape still succeeds during the attack, the
-//!   stuck connections are closed after 5 s, the frame files hold the expected number
-//!   of sends (within 0.5 %), send lateness stays low, and the final exposition passes
-//!   `promtool check metrics`.
+//!   and wrong methods/paths. A normal scrape still succeeds during the attack, every
+//!   stuck connection is evicted or timed out by the server, the frame files hold the
+//!   sends the schedule allows, no send waited on a client, and the final exposition
+//!   passes `promtool check metrics`.
 //!
-//! Without namespace privileges, `/dev/net/tun`, `prometheus` or `promtool` the tests
-//! say why and skip, unless `CI=true` (then they fail).
+//! Without the privileges for a network namespace (and, for the simulator, a TUN
+//! device) the tests say why and skip, unless `CI` is set (then they fail). A missing
+//! `prometheus` or `promtool` (`.ci/install-deps` installs them) is a failure, and so is
+//! any failure after the privilege check.
 //!
 //! ```text
 //! cargo nextest run -p zzping-daemon -E 'binary(metrics)' --no-capture
@@ -40,12 +41,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use zzping_testkit::process::{Kill, LogLines, signal, wait_bounded};
+use zzping_testkit::{netns, privileges, require, tool};
 
 use zzping_netsim::profile::Fate;
 use zzping_netsim::scenario::Scenario;
@@ -54,46 +57,20 @@ use zzping_netsim::truth::{ReplyKind, read_truth};
 
 const METRICS_ADDR: &str = "127.0.0.1:9464";
 const PROM_ADDR: &str = "127.0.0.1:9090";
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-const PROMTOOL: &str = "/usr/bin/promtool";
+/// The daemon's linger after pinging: far longer than the tests, which end it with a
+/// signal once they have the final counts (so no scrape has to land in a time window).
+const LINGER_S: u32 = 120;
+/// How long the Prometheus test waits for Prometheus (an external process starting up
+/// on a shared machine) to reach each state: a bound on the test only.
+const PROMETHEUS_LIMIT: Duration = Duration::from_secs(30);
+/// How long the slowloris clients wait for the server to close their connections: a
+/// bound on the test only (the daemon exits, closing everything, well before it).
+const STUCK_READ_LIMIT: Duration = Duration::from_secs(30);
 /// The daemon's echo payload length (tells its requests apart in the truth).
 const DAEMON_PAYLOAD: u64 = 16;
 
-/// Prints why the test is skipped, unless `CI=true` (then panics).
-fn skip_or_fail(test: &str, why: &str) {
-    let msg = format!("{test}: {why}; skipping");
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{msg} (CI=true: failing)"
-    );
-    eprintln!("{msg}");
-}
-
-/// Kills (and reaps) a child we started when dropped.
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Moves the calling thread into a new network namespace with `lo` up.
-fn enter_netns() -> Result<(), String> {
-    zzping_netsim::sys::unshare_net().map_err(|e| format!("unshare: {e}"))?;
-    let up = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .map_err(|e| format!("ip: {e}"))?;
-    if !up.success() {
-        return Err("ip link set lo up failed".into());
-    }
-    Ok(())
-}
-
-/// Spawns the daemon with `args`; its stderr lines go to the returned channel.
-fn spawn_daemon(args: &[&str]) -> (Kill, mpsc::Receiver<String>) {
+/// Spawns the daemon with `args`, following its stderr.
+fn spawn_daemon(args: &[&str]) -> (Kill, LogLines) {
     let mut child = Command::new(common::BIN)
         .args(args)
         .env_remove("RUST_LOG")
@@ -101,46 +78,13 @@ fn spawn_daemon(args: &[&str]) -> (Kill, mpsc::Receiver<String>) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the daemon");
-    let err = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    (Kill(child), rx)
+    let log = LogLines::follow(child.stderr.take().unwrap());
+    (Kill(child), log)
 }
 
-/// Collects log lines until one contains `needle` (or `limit` passes).
-fn wait_log(rx: &mpsc::Receiver<String>, log: &mut String, needle: &str, limit: Duration) {
-    let end = Instant::now() + limit;
-    while let Some(left) = end.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(l) => {
-                log.push_str(&l);
-                log.push('\n');
-                if l.contains(needle) {
-                    return;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    panic!("no {needle:?} in the daemon's log within {limit:?}:\n{log}");
-}
-
-/// Waits for the child to exit (bounded), returns whether it succeeded.
+/// Waits for the daemon to exit (bounded), returns whether it succeeded.
 fn wait_exit(k: &mut Kill, limit: Duration) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if let Some(s) = k.0.try_wait().unwrap() {
-            return s.success();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("still running after {limit:?}");
+    wait_bounded(&mut k.0, limit, "the daemon").success()
 }
 
 /// One HTTP exchange: sends `req` raw, returns (status, body) of the response.
@@ -259,20 +203,8 @@ const HOSTS: [HostCase; 2] = [
 #[test]
 fn prometheus_matches_the_truth() {
     const TEST: &str = "prometheus_matches_the_truth";
-    if !common::netns_available(TEST) {
-        return;
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        skip_or_fail(TEST, "no /dev/net/tun for the simulator");
-        return;
-    }
-    if !Path::new(PROMETHEUS).exists() {
-        skip_or_fail(
-            TEST,
-            "no /usr/bin/prometheus (apt-get install prometheus, see .ci/install-deps)",
-        );
-        return;
-    }
+    require!(privileges::tun());
+    let prometheus = tool("prometheus", "prometheus");
     let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -281,7 +213,7 @@ fn prometheus_matches_the_truth() {
     let cfg = dir.path().join("zzping.toml");
     let mut toml = format!(
         "data_dir = \"{}\"\nrate = 100\ntimeout_ms = 500\nlive = \"off\"\n\
-         metrics = \"{METRICS_ADDR}\"\nmetrics_linger_s = 4\nflush_interval_s = 1\n",
+         metrics = \"{METRICS_ADDR}\"\nmetrics_linger_s = {LINGER_S}\nflush_interval_s = 1\n",
         data.display()
     );
     for h in &HOSTS {
@@ -304,14 +236,13 @@ fn prometheus_matches_the_truth() {
     let prom_log = dir.path().join("prometheus.log");
 
     let tp = truth_path.clone();
-    let handle = std::thread::spawn(move || -> Result<_, String> {
-        enter_netns()?;
-        let sim = Simulator::start(&scenario, Some(&tp))
-            .map_err(|e| format!("cannot start the simulator: {e}"))?;
+    let handle = std::thread::spawn(move || {
+        netns::enter();
+        let sim = Simulator::start(&scenario, Some(&tp)).expect("start the simulator");
 
         let plog = std::fs::File::create(&prom_log).unwrap();
         let _prom = Kill(
-            Command::new(PROMETHEUS)
+            Command::new(prometheus)
                 .arg(format!("--config.file={}", prom_cfg.display()))
                 .arg(format!("--storage.tsdb.path={}", tsdb.display()))
                 .arg(format!("--web.listen-address={PROM_ADDR}"))
@@ -319,17 +250,16 @@ fn prometheus_matches_the_truth() {
                 .stdout(plog.try_clone().unwrap())
                 .stderr(plog)
                 .spawn()
-                .map_err(|e| format!("cannot start prometheus: {e}"))?,
+                .expect("start prometheus"),
         );
         // Prometheus first: its service discovery delays the first scrape by ~5 s.
-        let (mut daemon, rx) =
+        let (mut daemon, mut log) =
             spawn_daemon(&["--config", cfg.to_str().unwrap(), "--duration", "8"]);
         let prom: SocketAddr = PROM_ADDR.parse().unwrap();
-        let mut log = String::new();
-        wait_log(&rx, &mut log, "metrics on", Duration::from_secs(10));
-        // At least two successful scrapes while pinging (bounded poll: Prometheus is an
-        // external process starting up).
-        let end = Instant::now() + Duration::from_secs(15);
+        log.wait_for("metrics on", Duration::from_secs(10));
+        // At least two successful scrapes (bounded poll: Prometheus is an external
+        // process starting up; the daemon lingers until told, so no scrape is missed).
+        let end = Instant::now() + PROMETHEUS_LIMIT;
         let mut scrapes = 0.0;
         while Instant::now() < end {
             if let Ok((200, _)) = get(prom, "/-/ready") {
@@ -360,9 +290,11 @@ fn prometheus_matches_the_truth() {
             "rate(zzping_lost_total[5m]) / (rate(zzping_replies_total[5m]) + rate(zzping_lost_total[5m]))",
             None,
         );
-        // Wait for a scrape of the final counts.
-        wait_log(&rx, &mut log, "counts final", Duration::from_secs(15));
-        let end = Instant::now() + Duration::from_secs(4);
+        // Wait for a scrape of the final counts. The daemon serves them until a signal
+        // (its linger is far longer than this test), so this waits on the event, a
+        // scrape that saw `zzping_stopped 1`, not on a time.
+        log.wait_for("counts final", Duration::from_secs(15));
+        let end = Instant::now() + PROMETHEUS_LIMIT;
         let mut at = None;
         while Instant::now() < end && at.is_none() {
             at = query(prom, "zzping_stopped == 1", None)
@@ -370,7 +302,7 @@ fn prometheus_matches_the_truth() {
                 .map(|v| v.0.clone());
             std::thread::sleep(Duration::from_millis(100));
         }
-        let at = at.ok_or("no scrape saw zzping_stopped 1 during the linger")?;
+        let at = at.expect("a scrape that saw zzping_stopped 1");
         let mut got = Vec::new();
         for h in &HOSTS {
             let sel = format!("{{host=\"{}\"}}", h.label);
@@ -422,23 +354,16 @@ fn prometheus_matches_the_truth() {
                 buckets,
             ));
         }
+        signal(&daemon.0, libc::SIGTERM);
         let ok = wait_exit(&mut daemon, Duration::from_secs(15));
-        while let Ok(l) = rx.try_recv() {
-            log.push_str(&l);
-            log.push('\n');
-        }
-        assert!(ok, "daemon failed:\n{log}");
-        let summary = sim.stop().map_err(|e| format!("simulator: {e}"))?;
+        assert!(ok, "daemon failed:\n{}", log.drain());
+        let summary = sim.stop().expect("stop the simulator");
         assert_eq!(summary.write_errors, 0);
-        Ok((got, loss5m))
+        (got, loss5m)
     });
-    let (got, loss5m) = match handle.join().unwrap() {
-        Ok(r) => r,
-        Err(e) => {
-            skip_or_fail(TEST, &e);
-            return;
-        }
-    };
+    let (got, loss5m) = handle
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p));
     let truth = read_truth(&truth_path).unwrap();
     for (h, g) in HOSTS.iter().zip(&got) {
         let (sent, replies, lost, errors, ratio, median, ref buckets) = *g;
@@ -476,7 +401,8 @@ fn prometheus_matches_the_truth() {
             (ratio - truth_ratio).abs() < 1e-12,
             "{l}: loss ratio {ratio} vs truth {truth_ratio}"
         );
-        // RTTs: every truth holding time in the expected bucket.
+        // The truth's RTT floor per request: from the simulator's read of the request
+        // to when its reply was due (it is written then or later).
         let mut hold: Vec<f64> = answered
             .iter()
             .map(|r| {
@@ -485,7 +411,7 @@ fn prometheus_matches_the_truth() {
                     .into_iter()
                     .find(|p| p.copy == 0 && p.kind == ReplyKind::EchoReply)
                     .expect("first reply");
-                (rep.sent_us - r.time_us) as f64 / 1e6
+                (rep.due_us - r.time_us) as f64 / 1e6
             })
             .collect();
         hold.sort_by(f64::total_cmp);
@@ -509,45 +435,56 @@ fn prometheus_matches_the_truth() {
                 "{l}: bucket le={b}: {c}, files [{sure}, {maybe}]"
             );
         }
-        // Bucket counts vs the truth: reported, not asserted. The daemon's RTT runs
-        // from its send stamp (just before `sendto`), the truth's holding time from the
-        // simulator's read of the request, later by the simulator's read lag (up to a
-        // few ms on a loaded machine; the e2e suite allows 5 ms), so a reply within that
-        // lag of a bound can land on either side of it.
+        // Bucket counts vs the truth, from causality alone (machine load cannot break
+        // it): the daemon's RTT runs from its send stamp (taken in or before `sendto`, so
+        // before the simulator read the request) to the kernel's receive stamp (taken
+        // while the simulator writes the reply, which it does once the reply is due), so
+        // it is never shorter than the truth's read-to-due time beyond the files'
+        // quantization, which the exporter's RTTs share (1 %: `precision`), and clock
+        // slew (500 ppm at most). So no bucket counts more RTTs than the truth has such
+        // times within that bound. How many fewer depends on the simulator's read lag and
+        // lateness on this machine: reported.
         let truth_c: Vec<f64> = bounds
             .iter()
-            .map(|b| hold.iter().filter(|&&x| x <= *b).count() as f64)
+            .map(|b| hold.iter().filter(|&&x| x <= *b * 1.0101 * 1.0005).count() as f64)
             .collect();
+        for ((b, &c), t) in bounds.iter().zip(buckets).zip(&truth_c) {
+            assert!(
+                c <= *t,
+                "{l}: bucket le={b}: {c} RTTs, but only {t} truth read-to-due times that short"
+            );
+        }
         let max_diff = buckets
             .iter()
             .zip(&truth_c)
             .map(|(c, t)| (c - t).abs())
             .fold(0.0, f64::max);
-        // The median: in the truth median's bucket, within one bucket width of the
-        // truth's median, and within 5 % of that bucket's width of Prometheus's
-        // interpolation of the truth's own bucket counts (the replies the read lag moved
-        // across a bound shift it by about width x moved / count).
-        let truth_median = hold[hold.len() / 2];
-        let k = bounds.partition_point(|&b| b < truth_median);
-        assert!(k < bounds.len(), "{l}: median beyond the last bucket");
+        // The median estimate is Prometheus's linear interpolation inside the bucket
+        // that holds the median, computed here from the bucket counts it returned: the
+        // documented PromQL works on our histogram (cumulative, `le` labels right).
+        let k = buckets
+            .iter()
+            .position(|&c| c >= 0.5 * replies)
+            .expect("a bucket holds the median");
         let (lo, hi) = (if k == 0 { 0.0 } else { bounds[k - 1] }, bounds[k]);
+        let below = if k == 0 { 0.0 } else { buckets[k - 1] };
+        let expect = lo + (hi - lo) * (0.5 * replies - below) / (buckets[k] - below);
         assert!(
-            median > lo && median <= hi && (median - truth_median).abs() <= hi - lo,
-            "{l}: median {median} vs truth {truth_median}, bucket ({lo}, {hi}]"
+            (median - expect).abs() <= 1e-9 * hi,
+            "{l}: histogram_quantile gave {median}, the buckets interpolate to {expect}"
         );
-        let below = if k == 0 { 0.0 } else { truth_c[k - 1] };
-        let expect = lo + (hi - lo) * (0.5 * replies - below) / (truth_c[k] - below);
+        // And by causality (above) the median is no shorter than the truth's floor.
+        let truth_median = hold[hold.len() / 2];
         assert!(
-            (median - expect).abs() <= 0.05 * (hi - lo),
-            "{l}: median {median} vs interpolated truth {expect}"
+            hi * 1.0101 * 1.0005 >= truth_median,
+            "{l}: median bucket ({lo}, {hi}] is below the truth's median {truth_median}"
         );
         eprintln!(
             "{l}: sent {sent}, replies {replies}, lost {lost}: loss ratio {ratio:.4} (truth {truth_ratio:.4}); \
-             median estimate {:.3} ms (truth {:.3} ms, bucket ({lo}, {hi}] s, \
-             interpolated truth counts {:.3} ms; bucket counts differ from the truth by <= {max_diff})",
+             median estimate {:.3} ms (truth {:.3} ms, bucket ({lo}, {hi}] s); \
+             bucket counts differ from the truth by <= {max_diff}",
             median * 1e3,
             truth_median * 1e3,
-            expect * 1e3,
         );
     }
     // The documented 5-minute loss ratio, evaluated while pinging: sane per host.
@@ -556,25 +493,22 @@ fn prometheus_matches_the_truth() {
         loss5m.iter().all(|v| (0.0..0.3).contains(&v.1)),
         "{loss5m:?}"
     );
-    let wall = t0.elapsed();
-    eprintln!("{TEST}: {wall:?}");
-    assert!(wall < Duration::from_secs(40), "took {wall:?}");
+    // (No limit on the wall time: every wait above is bounded on its own.)
+    eprintln!("{TEST}: {:?}", t0.elapsed());
 }
 
 #[test]
 fn bad_clients_do_not_delay_pings() {
     const TEST: &str = "bad_clients_do_not_delay_pings";
-    if !common::netns_available(TEST) {
-        return;
-    }
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_s = data.display().to_string();
     const RATE: f64 = 200.0;
     const DURATION_S: f64 = 8.0;
-    let handle = std::thread::spawn(move || -> Result<_, String> {
-        enter_netns()?;
-        let (mut daemon, rx) = spawn_daemon(&[
+    let handle = std::thread::spawn(move || {
+        netns::enter();
+        let (mut daemon, mut log) = spawn_daemon(&[
             "--config",
             "none",
             "--data-dir",
@@ -592,15 +526,16 @@ fn bad_clients_do_not_delay_pings() {
             "--metrics",
             METRICS_ADDR,
             "--metrics-linger-s",
-            "3",
+            &LINGER_S.to_string(),
             "--duration",
             &DURATION_S.to_string(),
         ]);
-        let mut log = String::new();
-        wait_log(&rx, &mut log, "::1: pinging", Duration::from_secs(10));
+        log.wait_for("::1: pinging", Duration::from_secs(10));
         assert!(
-            log.contains("metrics on http://127.0.0.1:9464/metrics"),
-            "{log}"
+            log.seen
+                .contains("metrics on http://127.0.0.1:9464/metrics"),
+            "{}",
+            log.seen
         );
         let addr: SocketAddr = METRICS_ADDR.parse().unwrap();
         let attack_start = Instant::now();
@@ -625,7 +560,7 @@ fn bad_clients_do_not_delay_pings() {
         });
         // Binary garbage: 400 at once.
         let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
-        let (g, _) = http(addr, &garbage).map_err(|e| format!("garbage: {e}"))?;
+        let (g, _) = http(addr, &garbage).expect("an answer to garbage");
         assert_eq!(g, 400);
         // Wrong method, wrong path, oversized header.
         assert_eq!(
@@ -641,7 +576,7 @@ fn bad_clients_do_not_delay_pings() {
         assert_eq!(http(addr, &big).unwrap().0, 431);
         // A normal scrape during the attack (20 stuck connections, 16 slots).
         let t = Instant::now();
-        let (code, body) = get(addr, "/metrics").map_err(|e| format!("scrape: {e}"))?;
+        let (code, body) = get(addr, "/metrics").expect("a scrape during the attack");
         let scrape_ms = t.elapsed().as_secs_f64() * 1e3;
         assert_eq!(code, 200, "{body}");
         assert!(
@@ -654,41 +589,37 @@ fn bad_clients_do_not_delay_pings() {
             junk.is_empty() || junk.starts_with("HTTP/1.1 431 "),
             "junk: {junk:?}"
         );
-        // Every stuck connection is closed by the server within 5 s (+ margin).
+        // Every stuck connection is closed by the server, without an answer. Whether by
+        // the server's rules (eviction, or its 5 s timeout) and not by its exit is checked
+        // below, from its counters in the final scrape: a server without them would
+        // close these only when the daemon exits, and that scrape would find none.
+        // (The read limit only bounds the test: the daemon exits within ~12 s anyway.)
         for s in &mut stuck {
-            s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+            s.set_read_timeout(Some(STUCK_READ_LIMIT)).unwrap();
             let mut b = [0u8; 64];
             match s.read(&mut b) {
-                Ok(0) | Err(_) => {}
+                Ok(0) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                Err(e) => panic!("stuck connection not closed by the server: {e}"),
                 Ok(n) => panic!("stuck connection got {:?}", &b[..n]),
             }
         }
         let closed_after = attack_start.elapsed();
-        assert!(
-            closed_after < Duration::from_secs(7),
-            "stuck connections closed after {closed_after:?}"
-        );
-        // The final exposition, during the linger.
-        wait_log(&rx, &mut log, "counts final", Duration::from_secs(10));
-        let (code, fin) = get(addr, "/metrics").map_err(|e| format!("final scrape: {e}"))?;
+        // The final exposition, during the linger (which lasts until the signal).
+        log.wait_for("counts final", Duration::from_secs(10));
+        let (code, fin) = get(addr, "/metrics").expect("the final scrape");
         assert_eq!(code, 200);
+        signal(&daemon.0, libc::SIGTERM);
         let ok = wait_exit(&mut daemon, Duration::from_secs(10));
-        while let Ok(l) = rx.try_recv() {
-            log.push_str(&l);
-            log.push('\n');
-        }
-        assert!(ok, "daemon failed:\n{log}");
-        Ok((fin, scrape_ms, closed_after, log))
+        log.drain();
+        assert!(ok, "daemon failed:\n{}", log.seen);
+        (fin, scrape_ms, closed_after, log.seen)
     });
-    let (fin, scrape_ms, closed_after, log) = match handle.join().unwrap() {
-        Ok(r) => r,
-        Err(e) => {
-            skip_or_fail(TEST, &e);
-            return;
-        }
-    };
-    // Sends: the schedule is exact (rate x duration + 1 per host); allow 0.5 %.
-    let expect = RATE * DURATION_S;
+    let (fin, scrape_ms, closed_after, log) = handle
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+    // Sends: as many as the schedule allows (see `common::scheduled_sends`).
+    let schedule = common::scheduled_sends(RATE, DURATION_S, &log);
     for (label, series) in [
         (
             "127.0.0.1",
@@ -698,8 +629,8 @@ fn bad_clients_do_not_delay_pings() {
     ] {
         let (sent, received, lost, errors) = file_sums(&data, label);
         assert!(
-            (sent as f64 - expect).abs() <= expect * 0.005,
-            "{label}: {sent} sent, expected {expect}"
+            schedule.contains(&sent),
+            "{label}: {sent} sent, the schedule allows {schedule:?}"
         );
         assert_eq!((received, lost, errors), (sent, 0, 0), "{label}");
         // The exporter's final counts are the files' sums.
@@ -734,18 +665,36 @@ fn bad_clients_do_not_delay_pings() {
         dropped("evicted"),
         log.lines().last().unwrap_or("")
     );
-    assert!(within_16ms >= 0.99, "p99 send lateness above 16 ms");
-    assert_eq!(within_262ms, 1.0, "a send was more than 262 ms late");
+    // No send was held up by a client. The mechanism: the server never blocks (its
+    // sockets are non-blocking, served from the one event loop), so a stuck client costs
+    // the loop nothing; a server that waited on one would hold every send until that
+    // client gave up or was timed out, 5 s (`CONN_TIMEOUT_NS`) at least. So no send may
+    // be 4.19 s (the largest lateness bucket below 5 s) late; ordinary scheduling delays
+    // are far below that. (The p99 of send lateness is a measurement, not a bound here:
+    // the benchmark's `daemon.send_late_p99_us` tracks it.)
+    assert!(
+        Duration::from_nanos(zzping_daemon::metrics::CONN_TIMEOUT_NS) > Duration::from_secs(4),
+        "the bound below assumes the 5 s connection timeout"
+    );
+    assert_eq!(
+        late("4.194304"),
+        total,
+        "a send was more than 4.19 s late: the loop waited on a client"
+    );
+    // Every stuck connection was dropped by the server's rules before the final scrape:
+    // evicted (20 stuck for 16 slots: at least 4) or timed out. Both happen on the
+    // daemon's own clock, 5 s after the attack at most, and the final scrape comes after
+    // the 8 s of pinging on that same clock, whatever the machine's load.
     assert!(dropped("evicted") >= 4.0, "20 stuck connections, 16 slots");
     assert!(dropped("timeout") >= 1.0);
+    assert!(
+        dropped("evicted") + dropped("timeout") >= 20.0,
+        "not every stuck connection was dropped by eviction or timeout"
+    );
     assert_eq!(sample(&fin, "zzping_stopped"), Some(1.0));
 
     // The exposition passes promtool's checks.
-    if !Path::new(PROMTOOL).exists() {
-        skip_or_fail(TEST, "no /usr/bin/promtool (apt-get install prometheus)");
-        return;
-    }
-    let mut c = Command::new(PROMTOOL)
+    let mut c = Command::new(tool("promtool", "prometheus"))
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

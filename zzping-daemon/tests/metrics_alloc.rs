@@ -8,68 +8,20 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use zzping_daemon::{config, daemon};
+use zzping_testkit::alloc::{allocations, exclude_this_thread};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-thread_local! { static EXCLUDED: Cell<bool> = const { Cell::new(false) }; }
-
-fn count() {
-    // `try_with`: thread-local storage may be gone while a thread exits.
-    if !EXCLUDED.try_with(Cell::get).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: delegates to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+zzping_testkit::counting_allocator!();
 
 #[test]
 fn scrapes_and_pings_allocate_nothing() {
-    if !common::netns_available("scrapes_and_pings_allocate_nothing") {
-        return;
-    }
-    // SAFETY: plain unshare(2) on the calling thread; threads it spawns inherit it.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        panic!("unshare: {}", std::io::Error::last_os_error());
-    }
-    let up = std::process::Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .unwrap();
-    assert!(up.success());
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    zzping_testkit::netns::enter();
     let dir = tempfile::tempdir().unwrap();
     let cli = config::Cli::try_parse_from([
         "zzping-daemon",
@@ -102,7 +54,7 @@ fn scrapes_and_pings_allocate_nothing() {
     // is 1.5 s .. 3.5 s. (Timing, not synchronization: both only have to fall inside
     // the 4 s run.)
     let scraper = std::thread::spawn(|| {
-        EXCLUDED.with(|c| c.set(true));
+        exclude_this_thread();
         std::thread::sleep(Duration::from_millis(300));
         let t0 = Instant::now();
         let mut buf = vec![0u8; 1 << 20];
@@ -131,17 +83,17 @@ fn scrapes_and_pings_allocate_nothing() {
         (ok, failed)
     });
     let sampler = std::thread::spawn(|| {
-        EXCLUDED.with(|c| c.set(true));
+        exclude_this_thread();
         std::thread::sleep(Duration::from_millis(1500));
-        let a = ALLOCS.load(Ordering::Relaxed);
+        let a = allocations();
         std::thread::sleep(Duration::from_millis(2000));
-        ALLOCS.load(Ordering::Relaxed) - a
+        allocations() - a
     });
     let report = daemon::run(cli, cfg).unwrap();
     let allocs = sampler.join().unwrap();
     let (ok, failed) = scraper.join().unwrap();
     // The counter works: start-up allocated on the counted threads.
-    assert!(ALLOCS.load(Ordering::Relaxed) > 100);
+    assert!(allocations() > 100);
     assert!(report.sent >= 7_900, "only {} sent", report.sent);
     assert!(
         ok >= 30 && failed.is_empty(),

@@ -1,37 +1,14 @@
 //! The encode path allocates nothing per frame in steady state: quantizing, encoding,
 //! buffering and writing frames reuse their buffers. Proven with a counting allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use zzping_lib::codec::{FrameEncoder, QFrame};
 use zzping_lib::file::{HostInfo, HostWriter, WriterConfig};
 use zzping_lib::frame::Frame;
 use zzping_lib::quantizer::Quantizer;
 use zzping_lib::synth::{Synth, SynthProfile};
+use zzping_testkit::alloc::allocations as allocs;
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.load(Ordering::Relaxed)
-}
+zzping_testkit::counting_allocator!();
 
 #[test]
 fn codec_and_writer_allocate_nothing_per_frame() {

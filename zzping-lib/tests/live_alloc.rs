@@ -5,40 +5,10 @@
 mod live_common;
 
 use live_common::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use zzping_lib::live::*;
+use zzping_testkit::alloc::allocations;
 
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+zzping_testkit::counting_allocator!();
 
 #[test]
 fn on_frame_and_poll_transmit_allocate_nothing_in_steady_state() {
@@ -96,11 +66,10 @@ fn on_frame_and_poll_transmit_allocate_nothing_in_steady_state() {
     let mut sent = 0u64;
     let mut now = net.now;
     // The counter works.
-    COUNTING.store(true, Ordering::SeqCst);
+    let a = allocations();
     drop(std::hint::black_box(vec![1u8; 10]));
-    COUNTING.store(false, Ordering::SeqCst);
-    assert_eq!(ALLOCS.swap(0, Ordering::SeqCst), 1);
-    COUNTING.store(true, Ordering::SeqCst);
+    assert_eq!(allocations() - a, 1);
+    let a = allocations();
     for _ in 0..100 {
         for _ in 0..10 {
             now += 10_000;
@@ -117,8 +86,7 @@ fn on_frame_and_poll_transmit_allocate_nothing_in_steady_state() {
         }
         k += 1;
     }
-    COUNTING.store(false, Ordering::SeqCst);
-    let allocs = ALLOCS.load(Ordering::SeqCst);
+    let allocs = allocations() - a;
     let after = net.s.stats();
     assert!(sent > 100_000, "only {sent} bytes sent");
     assert_eq!(after.frames_in - before.frames_in, 100 * u64::from(hosts));

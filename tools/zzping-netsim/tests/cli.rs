@@ -7,10 +7,11 @@ use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, scenario, wait_bounded};
+use common::{bin, scenario};
 use zzping_netsim::packet;
 use zzping_netsim::profile::Fate;
 use zzping_netsim::truth::read_truth;
+use zzping_testkit::process::wait_bounded;
 
 #[test]
 fn hosts_lists_every_address() {
@@ -73,12 +74,12 @@ fn exec_status(cmd: &[&str]) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    common::output_bounded(child, Duration::from_secs(10))
+    zzping_testkit::process::output_bounded(child, Duration::from_secs(10))
 }
 
 #[test]
 fn exec_passes_exit_status_through() {
-    require!(common::netns());
+    zzping_testkit::require!(zzping_testkit::privileges::tun());
     assert_eq!(exec_status(&["sh", "-c", "exit 7"]).status.code(), Some(7));
     assert_eq!(exec_status(&["true"]).status.code(), Some(0));
     assert_eq!(
@@ -107,7 +108,7 @@ fn link_names() -> Vec<String> {
 
 #[test]
 fn exec_namespace_is_private_and_cleaned_up() {
-    require!(common::netns());
+    zzping_testkit::require!(zzping_testkit::privileges::tun());
     let before = link_names();
     assert!(!before.iter().any(|n| n == "zzsim0"), "{before:?}");
     let out = exec_status(&[
@@ -165,7 +166,7 @@ fn signal_forwarded(sig: libc::c_int) {
     let t0 = Instant::now();
     // SAFETY: signal to our own child.
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
-    let st = wait_bounded(&mut child, Duration::from_secs(10));
+    let st = wait_bounded(&mut child, Duration::from_secs(10), "zzping-netsim");
     assert!(t0.elapsed() < Duration::from_secs(5));
     // sleep died of the forwarded signal: 128 + N.
     assert_eq!(st.code(), Some(128 + sig));
@@ -178,24 +179,21 @@ fn signal_forwarded(sig: libc::c_int) {
 
 #[test]
 fn exec_forwards_sigterm_and_sigint() {
-    require!(common::netns());
+    zzping_testkit::require!(zzping_testkit::privileges::tun());
     signal_forwarded(libc::SIGTERM);
     signal_forwarded(libc::SIGINT);
 }
 
 #[test]
 fn run_mode_serves_current_namespace_until_sigint() {
-    require!(common::netns());
+    zzping_testkit::require!(zzping_testkit::privileges::tun());
     let dir = tempfile::tempdir().unwrap();
     let truth = dir.path().join("t.jsonl");
     let truth2 = truth.clone();
     // A thread of this test moves into a fresh namespace; the simulator
     // started from it serves there, and the thread probes with raw sockets.
     let h = std::thread::spawn(move || {
-        // SAFETY: affects only this thread.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            return Err(format!("unshare: {}", std::io::Error::last_os_error()));
-        }
+        zzping_testkit::netns::enter();
         let mut child = Command::new(bin())
             .args(["run", "--scenario"])
             .arg(scenario("unreachable-silent"))
@@ -217,16 +215,10 @@ fn run_mode_serves_current_namespace_until_sigint() {
         );
         // SAFETY: signal to our own child.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-        let st = wait_bounded(&mut child, Duration::from_secs(10));
-        Ok((results, st))
+        let st = wait_bounded(&mut child, Duration::from_secs(10), "zzping-netsim");
+        (results, st)
     });
-    let ((ready, v4, v6, v6u, v4u), st) = match h.join().unwrap() {
-        Ok(r) => r,
-        Err(e) => {
-            common::skip(&e);
-            return;
-        }
-    };
+    let ((ready, v4, v6, v6u, v4u), st) = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
     assert_eq!(ready.trim(), "ready zzsim0");
     assert_eq!(st.code(), Some(0), "run must exit 0 on SIGINT");
 

@@ -5,19 +5,31 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{ExecResult, exec, parse_fping};
+use common::{ExecResult, exec};
 use zzping_netsim::profile::Fate;
 use zzping_netsim::truth::ReplyKind;
+use zzping_testkit::fping::parse_summary;
+
+/// The kernel slews a clock by at most 500 ppm (`adjtimex`): two intervals measured on
+/// different clocks (fping's, the simulator's wall clock) may differ by that much.
+const CLOCK_SLEW: f64 = 500e-6;
 
 /// Compare fping's per-ping results for `addr` with the truth, given the
-/// fping timeout in ms. Returns the fping results.
+/// fping timeout in ms. Returns the fping results (RTTs in ms, `None` when lost).
+///
+/// Every bound here is causal, so machine load cannot break it: fping reads its send
+/// time before `sendto` (so before the simulator read the request) and its receive time
+/// from the kernel's receive stamp or later (so after the simulator began writing the
+/// reply, which it does only once the reply is due); each RTT it measures spans the
+/// simulator's read-to-due interval and can only be shorter by its printing resolution
+/// and the clock slew. How much longer depends on scheduling (reported, not asserted).
 fn check_against_truth(
     r: &ExecResult,
     addr: &str,
     count: usize,
     timeout_ms: u64,
 ) -> Vec<Option<f64>> {
-    let fp = parse_fping(&r.stderr);
+    let fp = parse_summary(&r.stderr);
     let got = fp
         .get(addr)
         .unwrap_or_else(|| panic!("no fping result for {addr} in:\n{}", r.stderr))
@@ -32,21 +44,22 @@ fn check_against_truth(
         let truth_rtt = first.map(|p| p.sent_us - q.time_us);
         let in_time = q.fate.is_answered() && truth_rtt.is_some_and(|t| t < timeout_ms * 1000);
         match f {
-            Some(ms) => {
+            Some(rtt) => {
                 assert!(
                     in_time,
-                    "{addr} ping {i}: fping got {ms} ms but truth says {:?} ({truth_rtt:?} µs)",
-                    q.fate
+                    "{addr} ping {i}: fping got {} µs but truth says {:?} ({truth_rtt:?} µs)",
+                    rtt.us, q.fate
                 );
-                let rtt_us = (ms * 1000.0).round() as i64;
-                let t = truth_rtt.unwrap() as i64;
-                // fping's clock starts before and stops after ours.
+                let t = truth_rtt.unwrap() as f64;
+                let due = first.map_or(0, |p| p.due_us - q.time_us) as f64;
                 assert!(
-                    rtt_us >= q.delay_us.unwrap() as i64 - 10,
-                    "{addr} ping {i}: fping {rtt_us} µs < applied delay {:?}",
-                    q.delay_us
+                    rtt.max_us() * (1.0 + CLOCK_SLEW) >= due,
+                    "{addr} ping {i}: fping {} µs (±{}) is shorter than the simulator held \
+                     the request before its reply was due ({due} µs)",
+                    rtt.us,
+                    rtt.half_step_us
                 );
-                diffs.push(rtt_us - t);
+                diffs.push(rtt.us - t);
             }
             None => {
                 // Replies sent close to the timeout may go either way.
@@ -60,27 +73,21 @@ fn check_against_truth(
         }
     }
     if !diffs.is_empty() {
-        diffs.sort_unstable();
-        let median = diffs[diffs.len() / 2];
-        assert!(
-            (-20..300).contains(&median),
-            "{addr}: median fping - truth = {median} µs ({diffs:?})"
-        );
-        // fping itself may be descheduled on a busy machine: demand most, not all,
-        // within 1 ms.
-        let close = diffs.iter().filter(|d| d.abs() < 1000).count();
-        assert!(
-            close * 10 >= diffs.len() * 8,
-            "{addr}: only {close}/{} within 1 ms: {diffs:?}",
+        diffs.sort_by(f64::total_cmp);
+        eprintln!(
+            "{addr}: fping − truth holding time, µs: min {:.0} median {:.0} max {:.0} (n={})",
+            diffs[0],
+            diffs[diffs.len() / 2],
+            diffs[diffs.len() - 1],
             diffs.len()
         );
     }
-    got
+    got.iter().map(|r| r.map(|r| r.us / 1e3)).collect()
 }
 
 #[test]
 fn clean_rtts_match_truth_v4_and_v6() {
-    require!(common::netns_and_fping());
+    zzping_testkit::require!(common::netns_and_fping());
     let r = exec(
         "clean",
         &[
@@ -116,20 +123,21 @@ fn clean_rtts_match_truth_v4_and_v6() {
     assert_eq!(end.requests, 80);
     assert_eq!(end.replies_sent, 80);
     assert_eq!(end.replies_unsent, 0);
-    // The scheduler's own overhead is small.
+    // The scheduler never sends a reply before it is due (how late it is depends on
+    // the machine's load: reported).
     let mut late: Vec<i64> = r.truth.replies().map(|p| p.late_us).collect();
     late.sort_unstable();
-    assert!(late[0] >= 0);
-    assert!(
-        late[late.len() / 2] < 200,
-        "median lateness {} µs",
-        late[late.len() / 2]
+    assert!(late[0] >= 0, "a reply sent {} µs early", -late[0]);
+    eprintln!(
+        "reply lateness µs: median {} max {}",
+        late[late.len() / 2],
+        late[late.len() - 1]
     );
 }
 
 #[test]
 fn wifi_loss_burst_seen_by_fping() {
-    require!(common::netns_and_fping());
+    zzping_testkit::require!(common::netns_and_fping());
     // 100 pings every 20 ms: the burst at 1.0-1.3 s after start is inside.
     let r = exec(
         "wifi-bad",
@@ -152,16 +160,16 @@ fn wifi_loss_burst_seen_by_fping() {
         .iter()
         .filter(|q| q.fate == Fate::DroppedBurst)
         .collect();
-    assert!(
-        (12..=17).contains(&burst.len()),
-        "burst drops: {}",
-        burst.len()
-    );
-    for q in &burst {
-        assert!(
+    // Exactly the requests read inside the burst window are dropped (how many that is
+    // depends on fping's pacing on this machine: 15 when on time).
+    assert!(!burst.is_empty(), "no burst drop");
+    for q in &reqs {
+        assert_eq!(
+            q.fate == Fate::DroppedBurst,
             (1_000_000..1_300_000).contains(&q.t_us),
-            "burst drop at t={}",
-            q.t_us
+            "t={} fate={:?}",
+            q.t_us,
+            q.fate
         );
     }
     // Everything sent inside the window was dropped: a consecutive run.
@@ -178,7 +186,7 @@ fn wifi_loss_burst_seen_by_fping() {
 
 #[test]
 fn unreachable_and_silent_hosts() {
-    require!(common::netns_and_fping());
+    zzping_testkit::require!(common::netns_and_fping());
     let r = exec(
         "unreachable-silent",
         &[
@@ -196,7 +204,7 @@ fn unreachable_and_silent_hosts() {
     );
     // fping exits 1 when some hosts are unreachable: passed through.
     assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
-    let fp = parse_fping(&r.stderr);
+    let fp = parse_summary(&r.stderr);
     assert!(fp["198.18.0.10"].iter().all(Option::is_some));
     assert!(fp["198.18.0.30"].iter().all(Option::is_none));
     assert!(fp["198.18.0.31"].iter().all(Option::is_none));
@@ -221,7 +229,7 @@ fn unreachable_and_silent_hosts() {
 
 #[test]
 fn duplicates_and_reordering() {
-    require!(common::netns_and_fping());
+    zzping_testkit::require!(common::netns_and_fping());
     let r = exec(
         "dupes-reorder",
         &[
@@ -274,7 +282,7 @@ fn duplicates_and_reordering() {
 
 #[test]
 fn rate_limit_drops_match() {
-    require!(common::netns_and_fping());
+    zzping_testkit::require!(common::netns_and_fping());
     // 50 pings at 100/s against 10/s with a burst of 5.
     let r = exec(
         "ratelimit",
@@ -316,7 +324,7 @@ fn rate_limit_drops_match() {
 
 #[test]
 fn outage_and_recovery() {
-    require!(common::netns_and_fping());
+    zzping_testkit::require!(common::netns_and_fping());
     // 3 s of pings; the scenario's network is down from 1.0 s to 2.5 s.
     let r = exec(
         "outage",
@@ -344,15 +352,22 @@ fn outage_and_recovery() {
             q.fate
         );
     }
+    // fping lost exactly the requests the outage dropped (75 when fping sends on time;
+    // fewer if it was held back, so the count itself is not the check).
     let lost = got.iter().filter(|x| x.is_none()).count();
-    assert!((70..=80).contains(&lost), "lost {lost}");
+    let dropped = reqs
+        .iter()
+        .filter(|q| q.fate == Fate::DroppedOutage)
+        .count();
+    assert!(dropped > 0, "the outage dropped nothing");
+    assert_eq!(lost, dropped, "fping's losses vs the outage's drops");
     // The network came back: the last pings are answered.
     assert!(got[got.len() - 10..].iter().all(Option::is_some), "{got:?}");
 }
 
 #[test]
 fn ipv6_hosts() {
-    require!(common::netns_and_fping());
+    zzping_testkit::require!(common::netns_and_fping());
     let r = exec(
         "ipv6",
         &[

@@ -15,7 +15,7 @@ use zzping_netsim::truth::read_truth;
 
 #[test]
 fn in_process_simulator_in_a_thread_namespace() {
-    require!(common::netns());
+    zzping_testkit::require!(zzping_testkit::privileges::tun());
     let dir = tempfile::tempdir().unwrap();
     let truth = dir.path().join("t.jsonl");
     let scenario = Scenario::parse(
@@ -36,23 +36,17 @@ fn in_process_simulator_in_a_thread_namespace() {
     .unwrap();
     let t2 = truth.clone();
     let h = std::thread::spawn(move || {
-        sys::unshare_net().map_err(|e| format!("unshare: {e}"))?;
-        let sim = Simulator::start(&scenario, Some(&t2)).map_err(|e| e.to_string())?;
+        sys::unshare_net().expect("unshare(CLONE_NEWNET)");
+        let sim = Simulator::start(&scenario, Some(&t2)).expect("start the simulator");
         let t0 = std::time::Instant::now();
         let v4 = common::probe("198.18.3.3".parse().unwrap(), 0x1111, 1);
         let rtt = t0.elapsed();
         let v6 = common::probe("2001:db8:3::3".parse().unwrap(), 0x2222, 2);
         let silent = common::probe("198.18.3.4".parse().unwrap(), 0x3333, 3);
-        let summary = sim.stop().map_err(|e| e.to_string())?;
-        Ok::<_, String>((v4, rtt, v6, silent, summary))
+        let summary = sim.stop().expect("stop the simulator");
+        (v4, rtt, v6, silent, summary)
     });
-    let (v4, rtt, v6, silent, summary) = match h.join().unwrap() {
-        Ok(r) => r,
-        Err(e) => {
-            common::skip(&e);
-            return;
-        }
-    };
+    let (v4, rtt, v6, silent, summary) = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
     // This thread never left the original namespace: no simulated route here.
     let out = std::process::Command::new("ip")
         .args(["route", "get", "198.18.3.3"])

@@ -2,10 +2,11 @@
 //! `daemon::run`, run in-process) pings three simulated hosts through
 //! `tests/scenarios/report-outages.toml` — a network-wide outage, an upstream outage and a
 //! single-host outage — and the report must list exactly those three, with the right
-//! hosts, verdicts, start times (within one frame) and lost-request counts (exact).
+//! hosts, verdicts, spans (exactly the frames holding the dropped requests) and
+//! lost-request counts (exact).
 //!
 //! Needs root (a network namespace and a TUN device). Without it the test says why and
-//! passes, unless `CI=true`, where it fails.
+//! skips, unless `CI` is set, where it fails.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,19 +19,6 @@ const GATEWAY: &str = "198.18.0.10";
 const ISP: &str = "198.18.8.8";
 const DNS: &str = "198.18.9.9";
 const PERIOD_US: u64 = 100_000;
-
-fn privileged(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: needs root for network namespaces, and CI=true requires it to run"
-    );
-    eprintln!("{test}: skipped: needs root for network namespaces and a TUN device");
-    false
-}
 
 /// Runs the daemon for `secs` seconds inside a fresh namespace served by the simulator.
 fn record(scenario: &Path, data: &Path, truth: &Path, secs: f64) {
@@ -70,13 +58,51 @@ fn record(scenario: &Path, data: &Path, truth: &Path, secs: f64) {
     .expect("daemon thread");
 }
 
-/// Truth: per host, the send times (µs) of requests the simulator dropped on purpose.
-fn dropped(truth: &Path) -> BTreeMap<String, Vec<u64>> {
+/// A request the simulator dropped on purpose: when it read it (µs) and the start of
+/// the daemon's frame that holds it.
+#[derive(Debug, Clone, Copy)]
+struct Drop {
+    read_us: u64,
+    frame_us: u64,
+}
+
+/// Truth: per host, the requests the simulator dropped on purpose, each placed in the
+/// daemon's frame that holds it. The frame is found by order, not by time: the truth
+/// lists a host's requests in the order the simulator read them, which is the order the
+/// daemon sent them, so cutting that list into runs of the frames' `sent` counts gives
+/// each request its frame exactly. (The simulator's read time can fall in the next
+/// frame when the daemon sent just before a boundary and the read came after it.)
+fn dropped(truth: &Path, data: &Path) -> BTreeMap<String, Vec<Drop>> {
     let t = read_truth(truth).expect("truth");
-    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for r in t.requests() {
-        if matches!(r.fate, Fate::DroppedOutage | Fate::DroppedBurst) {
-            out.entry(r.dst.to_string()).or_default().push(r.time_us);
+    let mut out: BTreeMap<String, Vec<Drop>> = BTreeMap::new();
+    for host in [GATEWAY, ISP, DNS] {
+        let dir = data.join(zzping_lib::file::host_dir_name(host));
+        let hd = zzping_lib::store::HostDir::new(&dir);
+        let mut frames = hd.frames(0, u64::MAX).expect("frames");
+        let mut sent = Vec::new();
+        while let Some(f) = frames.next_frame().expect("frame") {
+            sent.push((f.start_us, f.sent as usize));
+        }
+        assert!(frames.issues().is_empty(), "{host}: {:?}", frames.issues());
+        sent.sort_unstable();
+        let frame_of: Vec<u64> = sent
+            .iter()
+            .flat_map(|&(start, n)| std::iter::repeat_n(start, n))
+            .collect();
+        let reqs = t.requests_to(host.parse().unwrap());
+        assert_eq!(
+            frame_of.len(),
+            reqs.len(),
+            "{host}: the frames' sends vs the requests the simulator read"
+        );
+        let drops = out.entry(host.to_string()).or_default();
+        for (r, &frame_us) in reqs.iter().zip(&frame_of) {
+            if matches!(r.fate, Fate::DroppedOutage | Fate::DroppedBurst) {
+                drops.push(Drop {
+                    read_us: r.time_us,
+                    frame_us,
+                });
+            }
         }
     }
     out
@@ -84,7 +110,7 @@ fn dropped(truth: &Path) -> BTreeMap<String, Vec<u64>> {
 
 /// For a failure message: the recorded frames around an event (from `zzping export`)
 /// and the truth's drops in it, per host.
-fn around(data: &Path, truth: &BTreeMap<String, Vec<u64>>, drops: &[u64]) -> String {
+fn around(data: &Path, truth: &BTreeMap<String, Vec<Drop>>, drops: &[u64]) -> String {
     let (lo, hi) = (
         drops
             .iter()
@@ -93,9 +119,13 @@ fn around(data: &Path, truth: &BTreeMap<String, Vec<u64>>, drops: &[u64]) -> Str
             .saturating_sub(3 * PERIOD_US),
         drops.iter().max().unwrap_or(&0) + 3 * PERIOD_US,
     );
-    let mut out = String::from("truth drops (µs):\n");
+    let mut out = String::from("truth drops (read µs, frame µs):\n");
     for (host, times) in truth {
-        let t: Vec<_> = times.iter().filter(|t| (lo..hi).contains(*t)).collect();
+        let t: Vec<_> = times
+            .iter()
+            .filter(|t| (lo..hi).contains(&t.read_us))
+            .map(|t| (t.read_us, t.frame_us))
+            .collect();
         out += &format!("  {host}: {} {t:?}\n", t.len());
     }
     let csv = Command::new(env!("CARGO_BIN_EXE_zzping"))
@@ -117,9 +147,7 @@ fn around(data: &Path, truth: &BTreeMap<String, Vec<u64>>, drops: &[u64]) -> Str
 
 #[test]
 fn report_finds_the_scenarios_outages_with_the_right_verdicts() {
-    if !privileged("report_finds_the_scenarios_outages_with_the_right_verdicts") {
-        return;
-    }
+    zzping_testkit::require!(zzping_testkit::privileges::tun());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
@@ -144,7 +172,7 @@ fn report_finds_the_scenarios_outages_with_the_right_verdicts() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let outages = report["outages"].as_array().expect("outages");
 
-    let truth = dropped(&truth);
+    let truth = dropped(&truth, &data);
     // The three events of the scenario, by which hosts lost requests.
     let expect = [
         (vec![GATEWAY, ISP, DNS], "local"),
@@ -161,7 +189,7 @@ fn report_finds_the_scenarios_outages_with_the_right_verdicts() {
     // 0.5 s long, so an event starts wherever drops are more than 1 s apart. (Not by
     // the time since the first drop: each event's first drop falls up to one send
     // interval after its window opens, so the next event's may come less than 2 s later.)
-    let mut all_drops: Vec<u64> = truth.values().flatten().copied().collect();
+    let mut all_drops: Vec<u64> = truth.values().flatten().map(|d| d.read_us).collect();
     all_drops.sort_unstable();
     let starts: Vec<u64> = all_drops
         .iter()
@@ -188,31 +216,31 @@ fn report_finds_the_scenarios_outages_with_the_right_verdicts() {
         assert_eq!(got, want, "outage {i}: affected hosts");
         assert_eq!(o["verdict"], *verdict, "outage {i}: verdict");
         // Lost requests: exactly the truth's drops of this event.
-        let drops: Vec<u64> = truth
+        let event: Vec<Drop> = truth
             .values()
             .flatten()
             .copied()
-            .filter(|&t| event_of(t) == i)
+            .filter(|d| event_of(d.read_us) == i)
             .collect();
+        let drops: Vec<u64> = event.iter().map(|d| d.read_us).collect();
         assert_eq!(
             o["lost"].as_u64().unwrap(),
             drops.len() as u64,
             "outage {i}: lost requests\n{}",
             around(&data, &truth, &drops)
         );
-        // Start within one frame of the first dropped request.
+        // The outage spans exactly the frames that hold its drops (lost requests count
+        // in the frame they were sent in): it starts with the first and ends with the
+        // end of the last.
         let start = o["start_us"].as_u64().unwrap();
-        let first = *drops.iter().min().unwrap();
-        let last = *drops.iter().max().unwrap();
-        assert!(
-            start <= first && first - start < PERIOD_US,
-            "outage {i}: starts at {start}, first drop at {first}"
-        );
-        // Duration covers the drops, rounded to frames.
         let end = start + o["duration_us"].as_u64().unwrap();
-        assert!(
-            end > last && end - last <= 2 * PERIOD_US,
-            "outage {i}: ends at {end}, last drop at {last}"
+        let first = event.iter().map(|d| d.frame_us).min().unwrap();
+        let last = event.iter().map(|d| d.frame_us).max().unwrap() + PERIOD_US;
+        assert_eq!(
+            (start, end),
+            (first, last),
+            "outage {i}: [start, end) vs the frames holding its drops\n{}",
+            around(&data, &truth, &drops)
         );
     }
 }

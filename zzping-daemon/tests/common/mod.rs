@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -10,26 +11,6 @@ use zzping_lib::file::FileReader;
 
 /// The daemon binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_zzping-daemon");
-
-/// True when network namespaces can be created here. When they can't: skip (print why),
-/// unless `CI=true`, where it is a failure.
-pub fn netns_available(test: &str) -> bool {
-    let ok = Command::new("unshare")
-        .args(["--net", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        let msg = format!(
-            "{test}: cannot create a network namespace (needs root or user namespaces and util-linux `unshare`); skipping"
-        );
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{msg} (CI=true: failing)"
-        );
-        eprintln!("{msg}");
-    }
-    ok
-}
 
 /// A command running the daemon in a fresh network namespace with `lo` up. With
 /// `dgram_allowed`, `net.ipv4.ping_group_range` is opened inside the namespace.
@@ -85,6 +66,44 @@ pub fn reported_tx_stamps(stderr: &str) -> u64 {
         .next()
         .and_then(|v| v.parse().ok())
         .expect("kernel send stamps value")
+}
+
+/// The number after `label` in the daemon's exit line (`stopped: ...`), e.g.
+/// `exit_field(stderr, "sends skipped ")`.
+pub fn exit_field(stderr: &str, label: &str) -> f64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("stopped:"))
+        .unwrap_or_else(|| panic!("no exit line in: {stderr}"));
+    let after = line
+        .split(label)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {label:?} in the exit line: {line}"));
+    let end = after
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(after.len());
+    after[..end]
+        .parse()
+        .unwrap_or_else(|e| panic!("{label:?} in the exit line: {e}: {line}"))
+}
+
+/// The number of sends the daemon's schedule allows one host at `rate` per second for
+/// `duration_s`, given the exit line of the run (see [`exit_field`]).
+///
+/// The mechanism (engine.rs `poll_send`, daemon.rs main loop): a host's sends are due at
+/// absolute times `first + k x interval`, its first within one interval of the start;
+/// each loop iteration sends everything due, and the iteration that finds the duration
+/// over stops after sending. So every send due up to the end is made, unless the loop
+/// fell more than 1 s behind and skipped it (`sends skipped`): at least `rate x
+/// duration - skipped`. Beyond the end, only sends due before that last iteration woke,
+/// which was at most the largest send lateness (`max ...µs`) after the first of them:
+/// at most `rate x duration + 1` on schedule plus `max lateness / interval + 1`.
+pub fn scheduled_sends(rate: f64, duration_s: f64, exit_line: &str) -> RangeInclusive<u64> {
+    let on_schedule = (rate * duration_s).round() as u64;
+    let skipped = exit_field(exit_line, "sends skipped ") as u64;
+    let max_late_us = exit_field(exit_line, "µs max ");
+    let after_end = (max_late_us * rate / 1e6).floor() as u64 + 1;
+    on_schedule.saturating_sub(skipped)..=on_schedule + 1 + after_end
 }
 
 /// One decoded frame.

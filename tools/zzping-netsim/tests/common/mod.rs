@@ -1,16 +1,17 @@
 //! Helpers shared by the integration tests (which run the real binary).
 //!
-//! Tests that need root (network namespaces, TUN) or `fping` skip with a
-//! printed reason when those are missing, unless `CI=true`, where they fail.
+//! Tests that need root (network namespaces, TUN) skip with a printed reason without
+//! it, unless `CI` is set, where they fail (`zzping_testkit::require!`); a missing
+//! `fping` is a failure everywhere.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::OnceLock;
+
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+use zzping_testkit::process::output_bounded;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use zzping_netsim::packet;
@@ -28,83 +29,6 @@ pub fn scenario(name: &str) -> PathBuf {
         .join(format!("{name}.toml"))
 }
 
-/// Report a missing prerequisite: fail under CI=true, else print and skip.
-pub fn skip(reason: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("prerequisite missing under CI=true: {reason}");
-    }
-    eprintln!("SKIPPED: {reason}");
-}
-
-/// Skip (return) from the test unless the prerequisite holds.
-#[macro_export]
-macro_rules! require {
-    ($e:expr) => {
-        if let Err(reason) = $e {
-            common::skip(&reason);
-            return;
-        }
-    };
-}
-
-/// Whether the binary can create a namespace and a TUN here.
-pub fn netns() -> Result<(), String> {
-    static OK: OnceLock<Result<(), String>> = OnceLock::new();
-    OK.get_or_init(|| {
-        let out = Command::new(bin())
-            .args(["exec", "--scenario"])
-            .arg(scenario("clean"))
-            .args(["--", "true"])
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", bin()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "cannot create a network namespace with a TUN device (needs root, /dev/net/tun and iproute2): {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    })
-    .clone()
-}
-
-fn find_on_path(prog: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
-        .map(|d| d.join(prog))
-        .find(|p| p.is_file())
-}
-
-/// Namespaces and `fping` both available.
-pub fn netns_and_fping() -> Result<PathBuf, String> {
-    netns()?;
-    find_on_path("fping")
-        .ok_or_else(|| "fping is not installed (apt-get install fping)".to_string())
-}
-
-/// `unshare` from util-linux.
-pub fn unshare_cmd() -> Result<PathBuf, String> {
-    find_on_path("unshare").ok_or_else(|| "unshare (util-linux) is not installed".to_string())
-}
-
-/// Wait for `child` at most `limit`, killing it when it takes longer.
-pub fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            return st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("child still running after {limit:?}: killed");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Result of `zzping-netsim exec`.
 pub struct ExecResult {
     /// Exit status of zzping-netsim.
@@ -115,6 +39,13 @@ pub struct ExecResult {
     pub stderr: String,
     /// Parsed truth.
     pub truth: Truth,
+}
+
+/// The privileges the simulator needs (a namespace and a TUN device), and `fping`.
+pub fn netns_and_fping() -> Result<(), String> {
+    zzping_testkit::privileges::tun()?;
+    zzping_testkit::tool("fping", "fping");
+    Ok(())
 }
 
 /// Run `zzping-netsim exec --scenario NAME --truth T -- cmd...` (bounded to 20 s).
@@ -141,50 +72,6 @@ pub fn exec(scenario_name: &str, cmd: &[&str]) -> ExecResult {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         truth,
     }
-}
-
-/// Collect a child's output, killing it after `limit`.
-pub fn output_bounded(child: Child, limit: Duration) -> Output {
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(r) => r.expect("wait_with_output"),
-        Err(_) => {
-            // SAFETY: plain kill of our own child.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("command still running after {limit:?}: killed");
-        }
-    }
-}
-
-/// Parse fping's `-C` summary (stderr): address → per-ping RTT in ms (None
-/// for a lost ping).
-pub fn parse_fping(stderr: &str) -> HashMap<String, Vec<Option<f64>>> {
-    let mut m = HashMap::new();
-    for line in stderr.lines() {
-        let Some((addr, rest)) = line.split_once(" : ") else {
-            continue;
-        };
-        let vals: Option<Vec<Option<f64>>> = rest
-            .split_whitespace()
-            .map(|t| {
-                if t == "-" {
-                    Some(None)
-                } else {
-                    t.parse().ok().map(Some)
-                }
-            })
-            .collect();
-        if let Some(v) = vals {
-            if !v.is_empty() {
-                m.insert(addr.trim().to_string(), v);
-            }
-        }
-    }
-    m
 }
 
 /// Send an echo request from a raw socket and return the first ICMP message
