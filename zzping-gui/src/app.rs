@@ -101,6 +101,9 @@ pub enum Message {
     Live(LiveUpdate),
     /// Dismiss the error banners.
     DismissErrors,
+    /// A frame of the window is about to be drawn (subscribed to only while waiting to
+    /// report the first picture with all the data, see [`App::drawn`]).
+    Frame,
     /// Time to capture the window.
     TakeScreenshot,
     /// The window's pixels.
@@ -118,6 +121,8 @@ pub struct LaneSlot {
     pub cache: Cache,
     /// Vertical scale.
     pub y: YScale,
+    /// Where its canvas was last drawn (see [`LaneCanvas::drawn_at`]).
+    pub drawn_at: std::cell::Cell<Option<iced::Rectangle>>,
 }
 
 impl LaneSlot {
@@ -129,6 +134,7 @@ impl LaneSlot {
                 max_us: 10_000.0,
                 sf: 0.0,
             },
+            drawn_at: std::cell::Cell::new(None),
         }
     }
 }
@@ -185,6 +191,9 @@ pub struct App {
     axis_cache: Cache,
     screenshot: Option<PathBuf>,
     exit_after_ms: Option<u64>,
+    /// Frames drawn since the offline data finished loading (counted up to 2; see
+    /// [`App::drawn`]).
+    frames_since_loaded: u8,
 }
 
 impl App {
@@ -214,6 +223,7 @@ impl App {
             axis_cache: Cache::new(),
             screenshot: None,
             exit_after_ms: None,
+            frames_since_loaded: 0,
         }
     }
 
@@ -241,9 +251,11 @@ impl App {
         app.screenshot = cfg.screenshot.clone();
         app.exit_after_ms = cfg.exit_after_ms;
         let mut tasks = vec![app.open(&cfg.paths)];
+        // With offline data, a screenshot waits for the first picture with all of it
+        // drawn and the timer is a deadline; without (live only), it is taken on time.
         if cfg.screenshot.is_some() || cfg.exit_after_ms.is_some() {
             let ms = cfg.exit_after_ms.unwrap_or(2000);
-            let msg = if cfg.screenshot.is_some() {
+            let msg = if cfg.screenshot.is_some() && app.loading.1 == 0 {
                 Message::TakeScreenshot
             } else {
                 Message::Exit
@@ -520,6 +532,19 @@ impl App {
             }
             Message::Live(u) => self.live_update(u),
             Message::DismissErrors => self.errors.clear(),
+            Message::Frame => {
+                if self.loading.1 > 0 && self.loading.0 >= self.loading.1 {
+                    self.frames_since_loaded = self.frames_since_loaded.saturating_add(1);
+                    // The first frame event after loading is followed by the first draw
+                    // of the loaded state; when the second comes, that draw is done.
+                    if self.frames_since_loaded == 2 {
+                        tracing::info!("{}", self.drawn_line());
+                        if self.screenshot.is_some() {
+                            return Task::done(Message::TakeScreenshot);
+                        }
+                    }
+                }
+            }
             Message::TakeScreenshot => {
                 // If no window answers, quit anyway rather than hang a script.
                 return Task::batch([
@@ -538,7 +563,19 @@ impl App {
                 }
                 return iced::exit();
             }
-            Message::Exit => return iced::exit(),
+            Message::Exit => {
+                if self.screenshot.is_some() && self.loading.1 > 0 && !self.drawn() {
+                    tracing::error!(
+                        "--exit-after-ms {} passed before the data was loaded and drawn \
+                         ({}/{} loading steps): no screenshot",
+                        self.exit_after_ms.unwrap_or(2000),
+                        self.loading.0,
+                        self.loading.1
+                    );
+                    std::process::exit(2);
+                }
+                return iced::exit();
+            }
         }
         Task::none()
     }
@@ -629,6 +666,12 @@ impl App {
 
     /// Live subscriptions (one per daemon).
     pub fn subscription(&self) -> Subscription<Message> {
+        let loaded = self.loading.1 > 0 && self.loading.0 >= self.loading.1;
+        let frames = if loaded && !self.drawn() {
+            window::frames().map(|_| Message::Frame)
+        } else {
+            Subscription::none()
+        };
         let keys: Vec<DaemonKey> = self
             .daemons
             .iter()
@@ -640,9 +683,41 @@ impl App {
             })
             .collect();
         if keys.is_empty() {
-            return Subscription::none();
+            return frames;
         }
-        crate::live::subscription(keys).map(Message::Live)
+        Subscription::batch([frames, crate::live::subscription(keys).map(Message::Live)])
+    }
+
+    /// The "drawn" log line: the view's time range and where each lane was drawn, so a
+    /// script can check the picture against the data it wrote, e.g.
+    /// `drawn: first picture with all data; view 1700000000000000..1700007200000000 us;
+    /// lane router x 248..1590 y 62..312; lane wifi-ap x ...`.
+    pub fn drawn_line(&self) -> String {
+        let v = self.view_range();
+        let mut line = format!(
+            "drawn: first picture with all data; view {:.0}..{:.0} us",
+            v.t0_us, v.t1_us
+        );
+        for s in self.lanes() {
+            if let Some(b) = s.drawn_at.get() {
+                line.push_str(&format!(
+                    "; lane {} x {:.0}..{:.0} y {:.0}..{:.0}",
+                    s.lane.host.label,
+                    b.x,
+                    b.x + b.width,
+                    b.y,
+                    b.y + b.height
+                ));
+            }
+        }
+        line
+    }
+
+    /// Whether the window has drawn a picture with all the offline data loaded (day
+    /// pyramids and outage indexes). The viewer logs `drawn: first picture with all
+    /// data` once, then; with `--screenshot` it takes the screenshot right after.
+    pub fn drawn(&self) -> bool {
+        self.frames_since_loaded >= 2
     }
 
     /// The window title.
@@ -833,6 +908,7 @@ impl App {
                 primary: i == 0,
                 keys: !self.editing_path,
                 plot_width: self.plot_width,
+                drawn_at: &s.drawn_at,
             })
             .width(Length::Fill)
             .height(lane_h);

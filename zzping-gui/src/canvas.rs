@@ -78,6 +78,9 @@ pub struct LaneCanvas<'a> {
     pub keys: bool,
     /// The width the columns were computed for.
     pub plot_width: f32,
+    /// Where the lane was last drawn, logical pixels in the window (set by `draw`; the
+    /// viewer logs it with its "drawn" line for scripts that check the picture).
+    pub drawn_at: &'a Cell<Option<Rectangle>>,
 }
 
 /// Maps a canvas event to a message (shared by lanes and the axis).
@@ -241,6 +244,7 @@ impl canvas::Program<Message> for LaneCanvas<'_> {
             self.cache.clear();
             state.snap.set(Some(snap));
         }
+        self.drawn_at.set(Some(bounds));
         let lane = self.cache.draw(renderer, bounds.size(), |frame| {
             frame.translate(snap);
             draw_lane(frame, &self.lane.columns, &self.view, &self.y);

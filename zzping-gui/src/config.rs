@@ -99,7 +99,9 @@ pub struct Cli {
     /// Seconds of history to ask daemons for when subscribing [default: 300].
     #[arg(long, value_name = "S")]
     pub prefill: Option<u32>,
-    /// Capture the window to this PNG file after --exit-after-ms (default 2000), then exit.
+    /// Capture the window to this PNG file, then exit: once the first picture with all
+    /// the offline data is drawn (--exit-after-ms, default 2000, is then a deadline: past
+    /// it, exit with status 2 and no file), or after --exit-after-ms with live data only.
     #[arg(long, value_name = "FILE")]
     pub screenshot: Option<PathBuf>,
     /// Exit this many milliseconds after start.

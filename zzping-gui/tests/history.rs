@@ -5,10 +5,9 @@
 
 mod common;
 
-use common::{PERIOD, Slot, T0, write_host};
+use common::{PERIOD, Slot, T0, render, write_host};
+use iced::Length;
 use iced::widget::canvas;
-use iced::{Length, Theme};
-use iced_test::Simulator;
 use std::path::{Path, PathBuf};
 use zzping_gui::canvas::{GAP, LaneCanvas, lane_pixels};
 use zzping_gui::live::LiveUpdate;
@@ -295,31 +294,17 @@ fn the_history_renders_in_the_live_lane() {
         primary: false,
         keys: false,
         plot_width: w,
+        drawn_at: &s.drawn_at,
     })
     .width(Length::Fill)
     .height(Length::Fill);
-    let mut ui = Simulator::with_size(iced::Settings::default(), (w, h), el);
-    let snap = ui.snapshot(&Theme::Dark).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    assert!(snap.matches_image(out.path().join("shot")).unwrap());
-    let png = std::fs::read_dir(out.path())
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "png"))
-        .unwrap();
-    let mut r = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()))
-        .read_info()
-        .unwrap();
-    let mut buf = vec![0; r.output_buffer_size().unwrap()];
-    let info = r.next_frame(&mut buf).unwrap();
-    let iw = info.width as usize;
+    let img = render(el.into(), (w, h));
     let gap = GAP.into_rgba8();
     let grey_rows = |x: usize| {
-        (0..info.height as usize)
+        (0..img.h)
             .filter(|&y| {
-                let i = (y * iw + x) * 4;
-                (0..3).all(|k| (i32::from(buf[i + k]) - i32::from(gap[k])).abs() <= 12)
+                let p = img.px(x, y);
+                (0..3).all(|k| (i32::from(p[k]) - i32::from(gap[k])).abs() <= 12)
             })
             .count()
     };
@@ -329,9 +314,9 @@ fn the_history_renders_in_the_live_lane() {
     // The same as the software reference of the lane's columns.
     let reference = lane_pixels(&s.lane.columns, &app.view_range(), &s.y, w as u32, h as u32);
     let i = ((40 * w as usize) + x / 2) * 4;
-    let j = ((80 * iw) + x) * 4;
+    let p = img.px(x, 80);
     for k in 0..3 {
-        assert!((i32::from(buf[j + k]) - i32::from(reference[i + k])).abs() <= 2);
+        assert!((i32::from(p[k]) - i32::from(reference[i + k])).abs() <= 2);
     }
 }
 

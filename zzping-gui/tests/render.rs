@@ -1,59 +1,17 @@
-//! Pixel assertions on headless tiny-skia renders (iced_test snapshots, scale factor 2).
+//! Pixel assertions on headless tiny-skia renders (iced_test snapshots, scale factor 2),
+//! each against what the test data must show there (`common::render`).
 
 mod common;
 
-use common::{Slot, T0, app_with, standard_host, write_host};
+use common::{Image, Slot, T0, app_with, render, standard_host, write_host};
+use iced::Length;
 use iced::widget::canvas;
-use iced::{Element, Length, Theme};
-use iced_test::Simulator;
 use std::path::Path;
 use zzping_gui::Message;
 use zzping_gui::canvas::{GAP, LaneCanvas, MEDIAN, lane_pixels};
 
 const W: f32 = 600.0;
 const H: f32 = 150.0;
-
-struct Image {
-    w: usize,
-    h: usize,
-    rgba: Vec<u8>,
-}
-
-impl Image {
-    fn px(&self, x: usize, y: usize) -> [u8; 3] {
-        let i = (y * self.w + x) * 4;
-        [self.rgba[i], self.rgba[i + 1], self.rgba[i + 2]]
-    }
-}
-
-fn read_png(dir: &Path) -> Image {
-    let path = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "png"))
-        .expect("snapshot png");
-    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
-    let mut r = dec.read_info().unwrap();
-    let mut buf = vec![0; r.output_buffer_size().unwrap()];
-    let info = r.next_frame(&mut buf).unwrap();
-    assert_eq!(info.color_type, png::ColorType::Rgba);
-    buf.truncate(info.buffer_size());
-    Image {
-        w: info.width as usize,
-        h: info.height as usize,
-        rgba: buf,
-    }
-}
-
-/// Renders `el` at `size` and returns the pixels.
-fn render(el: Element<'_, Message>, size: (f32, f32)) -> Image {
-    let out = tempfile::tempdir().unwrap();
-    let mut ui = Simulator::with_size(iced::Settings::default(), size, el);
-    let snap = ui.snapshot(&Theme::Dark).unwrap();
-    assert!(snap.matches_image(out.path().join("shot")).unwrap());
-    read_png(out.path())
-}
 
 /// Renders the first lane of a 60 s data set alone, one column per logical pixel.
 fn render_lane() -> Image {
@@ -71,6 +29,7 @@ fn render_lane() -> Image {
         primary: false,
         keys: false,
         plot_width: W,
+        drawn_at: &s.drawn_at,
     })
     .width(Length::Fill)
     .height(Length::Fill);
@@ -187,36 +146,81 @@ fn whole_window_renders_dark_and_not_blank() {
     assert!(colors.len() > 50, "only {} colours", colors.len());
 }
 
-/// A host whose every frame differs: bands that jump up and down from column to column
-/// (some not even overlapping their neighbours), scattered loss, an outage and a gap.
-fn jumpy_host(dir: &Path) -> std::path::PathBuf {
-    write_host(dir, "jumpy", 600, |i| {
-        let mut state = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut rnd = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        match i {
-            200..203 => Slot::Outage,
-            400..420 => Slot::Gap,
-            _ => {
-                let base = 2_000 + (rnd() % 20_000) as u32;
-                let spread = 1 + (rnd() % 8_000) as u32;
-                let n = 1 + (rnd() % 12) as u32;
-                let rtts = (0..n).map(|k| base + spread * k / n).collect();
-                Slot::Custom(rtts, u32::from(rnd() % 5 == 0))
-            }
+/// Frame `i` of the jumpy host: bands that jump up and down from frame to frame (some
+/// not even overlapping their neighbours), scattered loss, an outage and a gap.
+fn jumpy_slot(i: u64) -> Slot {
+    let mut state = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rnd = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    match i {
+        200..203 => Slot::Outage,
+        400..420 => Slot::Gap,
+        _ => {
+            let base = 2_000 + (rnd() % 20_000) as u32;
+            let spread = 1 + (rnd() % 8_000) as u32;
+            let n = 1 + (rnd() % 12) as u32;
+            let rtts = (0..n).map(|k| base + spread * k / n).collect();
+            Slot::Custom(rtts, u32::from(rnd() % 5 == 0))
         }
-    })
+    }
+}
+
+/// A host of 600 [`jumpy_slot`] frames.
+fn jumpy_host(dir: &Path) -> std::path::PathBuf {
+    write_host(dir, "jumpy", 600, jumpy_slot)
+}
+
+#[test]
+fn each_column_holds_its_frames_own_statistics() {
+    // The other half of the chain the pixel comparison below relies on: the columns
+    // both renderers draw are checked here against the data as generated, not against
+    // the summaries that made them. 600 columns over 60 s of 100 ms frames: column i
+    // is frame i. Quantiles by the documented nearest-rank definition, computed
+    // literally (zzping_testkit::oracle); stored RTTs are within 0.5 % (precision 0.01).
+    let dir = tempfile::tempdir().unwrap();
+    let p = jumpy_host(dir.path());
+    let app = app_with(&[p], W);
+    let cols = &app.offline[0].lane.columns;
+    assert_eq!(cols.len(), 600);
+    for (i, c) in cols.iter().enumerate() {
+        match jumpy_slot(i as u64) {
+            Slot::Gap => assert!(c.is_gap(), "column {i}: {c:?}"),
+            Slot::Outage => assert!(
+                c.is_outage() && c.has_outage && c.lost == 10,
+                "column {i}: {c:?}"
+            ),
+            Slot::Custom(rtts, lost) => {
+                assert_eq!(
+                    (c.frames, c.received, c.lost),
+                    (1, rtts.len() as u64, u64::from(lost)),
+                    "column {i}"
+                );
+                for (k, &q) in zzping_gui::model::BAND_QUANTILES.iter().enumerate() {
+                    let want = zzping_testkit::oracle::nearest_rank_by_definition(&rtts, q).unwrap()
+                        as f32;
+                    assert!(
+                        (c.q_us[k] - want).abs() <= want * 0.005 + 1.0,
+                        "column {i}, q {q}: {} vs {want} of {rtts:?}",
+                        c.q_us[k]
+                    );
+                }
+            }
+            Slot::Normal => unreachable!(),
+        }
+    }
 }
 
 #[test]
 fn the_rendered_lane_matches_the_software_reference() {
     // The renderer fills each layer as one path; the software compositor paints the same
     // layers pixel by pixel. Every pixel must agree (to blending rounding), in particular
-    // every edge of the stepped outlines, so nothing is blurred, missing or doubled.
+    // every edge of the stepped outlines, so nothing is blurred, missing or doubled. Both
+    // draw the same columns: those are checked against the generated data on their own
+    // (`each_column_holds_its_frames_own_statistics`).
     let dir = tempfile::tempdir().unwrap();
     let p = jumpy_host(dir.path());
     let mut app = app_with(&[p], W);
@@ -234,6 +238,7 @@ fn the_rendered_lane_matches_the_software_reference() {
             primary: false,
             keys: false,
             plot_width: W,
+            drawn_at: &s.drawn_at,
         })
         .width(Length::Fill)
         .height(Length::Fill);

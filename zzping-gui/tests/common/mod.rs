@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use zzping_gui::App;
+use zzping_gui::{App, Message};
 use zzping_lib::file::{HostInfo, HostWriter, WriterConfig};
 use zzping_lib::frame::Frame;
 
@@ -85,4 +85,55 @@ pub fn app_with(paths: &[PathBuf], plot_width: f32) -> App {
     app.offline_pristine = false;
     app.recompute();
     app
+}
+
+/// A rendered picture, RGBA.
+pub struct Image {
+    /// Width, physical pixels.
+    pub w: usize,
+    /// Height, physical pixels.
+    pub h: usize,
+    /// RGBA bytes, row by row.
+    pub rgba: Vec<u8>,
+}
+
+impl Image {
+    /// The RGB of pixel `(x, y)`.
+    pub fn px(&self, x: usize, y: usize) -> [u8; 3] {
+        let i = (y * self.w + x) * 4;
+        [self.rgba[i], self.rgba[i + 1], self.rgba[i + 2]]
+    }
+}
+
+/// Renders `el` headless (tiny-skia, iced_test) at `size` logical pixels and returns the
+/// picture. Every check is on these pixels, against what the test knows they must show.
+pub fn render(el: iced::Element<'_, Message>, size: (f32, f32)) -> Image {
+    let mut ui = iced_test::Simulator::with_size(iced::Settings::default(), size, el);
+    let snap = ui.snapshot(&iced::Theme::Dark).expect("snapshot");
+    // iced_test hands out a snapshot's pixels only through `matches_image`, which, when
+    // its file does not exist (always so in this fresh directory), writes the picture
+    // and returns true: its result compares nothing, so it is not a check. The PNG it
+    // writes is read back below.
+    let out = tempfile::tempdir().expect("tempdir");
+    snap.matches_image(out.path().join("shot"))
+        .expect("write the snapshot");
+    let path = std::fs::read_dir(out.path())
+        .expect("snapshot dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "png"))
+        .expect("snapshot png");
+    let dec = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(path).expect("open the snapshot"),
+    ));
+    let mut r = dec.read_info().expect("snapshot png header");
+    let mut buf = vec![0; r.output_buffer_size().expect("snapshot size")];
+    let info = r.next_frame(&mut buf).expect("snapshot png data");
+    assert_eq!(info.color_type, png::ColorType::Rgba);
+    buf.truncate(info.buffer_size());
+    Image {
+        w: info.width as usize,
+        h: info.height as usize,
+        rgba: buf,
+    }
 }
