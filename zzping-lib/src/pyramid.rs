@@ -642,7 +642,6 @@ mod tests {
     use crate::file::{HostInfo, HostWriter, WriterConfig};
     use crate::frame::Frame;
     use crate::store::layout::{day_file, sidecar_path};
-    use crate::summary::nearest_rank;
     use proptest::prelude::*;
     use std::path::PathBuf;
 
@@ -709,7 +708,8 @@ mod tests {
                         .map(|f| f.lost).sum();
                     prop_assert_eq!(s.counts.lost, lost);
                     prop_assert_eq!(s.counts.received as usize, rtts.len());
-                    if let (Some(e), Some(g)) = (nearest_rank(&rtts, pct / 100.0), s.percentile_us(&q, pct)) {
+                    let exact = zzping_testkit::oracle::nearest_rank_by_definition(&rtts, pct / 100.0);
+                    if let (Some(e), Some(g)) = (exact, s.percentile_us(&q, pct)) {
                         prop_assert!((f64::from(g) - f64::from(e)).abs() <= 0.005 * f64::from(e) * (1.0 + 1e-12));
                     } else {
                         prop_assert!(rtts.is_empty());

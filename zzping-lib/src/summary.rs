@@ -291,6 +291,33 @@ mod tests {
     }
 
     #[test]
+    fn nearest_rank_follows_the_documented_definition() {
+        // docs/format.md: the smallest value x with at least ceil(q * n) values <= x.
+        // Worked by hand for [1, 2, 3, 4]: q 0.5 needs 2 values (x = 2), 0.75 needs 3
+        // (x = 3), 0.76 needs 4 (x = 4), 0 needs none (the smallest).
+        let v = [1, 2, 3, 4];
+        let got: Vec<_> = [0.0, 0.25, 0.5, 0.75, 0.76, 1.0]
+            .iter()
+            .map(|&q| nearest_rank(&v, q))
+            .collect();
+        assert_eq!(got, [Some(1), Some(1), Some(2), Some(3), Some(4), Some(4)]);
+        assert_eq!(nearest_rank::<u32>(&[], 0.5), None);
+        for n in 1..=50u32 {
+            let v: Vec<u32> = (0..n).map(|i| i * 7 % 13 + i).collect();
+            let mut sorted = v.clone();
+            sorted.sort_unstable();
+            for k in 0..=100 {
+                let q = f64::from(k) / 100.0;
+                assert_eq!(
+                    nearest_rank(&sorted, q),
+                    zzping_testkit::oracle::nearest_rank_by_definition(&v, q),
+                    "n {n} q {q}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn quantiles_nearest_rank() {
         let h = Histogram::from_entries(vec![(1, 1), (2, 2), (5, 1)]).unwrap();
         assert_eq!(h.quantile_code(0.0), Some(1));
@@ -333,7 +360,9 @@ mod tests {
             // Percentiles agree with the raw RTTs within the quantizer's precision.
             let mut all: Vec<u32> = raw.iter().flatten().copied().collect();
             all.sort_unstable();
-            let exact = nearest_rank(&all, pct / 100.0);
+            // The reference: the documented definition, computed literally (not this
+            // module's `nearest_rank` or the histogram's rank arithmetic).
+            let exact = zzping_testkit::oracle::nearest_rank_by_definition(&all, pct / 100.0);
             let got = merged.percentile_us(&q, pct);
             match (exact, got) {
                 (None, None) => {}

@@ -195,7 +195,7 @@ fn export_csv_and_jsonl_parse_back_and_match() {
             Some(&m) => {
                 assert_eq!(row[11].parse::<u32>().unwrap(), m);
                 assert_eq!(row[15].parse::<u32>().unwrap(), *r.last().unwrap());
-                let p50 = zzping_lib::summary::nearest_rank(&r, 0.5).unwrap();
+                let p50 = zzping_testkit::oracle::nearest_rank_by_definition(&r, 0.5).unwrap();
                 assert_eq!(row[12].parse::<u32>().unwrap(), p50);
             }
         }
@@ -957,7 +957,10 @@ fn tail_prints_live_frames_from_a_server() {
 }
 
 /// Damaged and random inputs never make any command panic (exit status 101) and every
-/// command exits 0 or 1.
+/// command exits 0 or 1: 400 damaged copies each of a 40-frame day file, an original
+/// daemon log and an original quantized log. Every command runs once over all of them
+/// (one data directory, all logs in one `convert`, all files in one `merge`), and once
+/// per case for the first 20 cases (so no case hides behind an earlier one's error).
 #[test]
 fn damaged_inputs_never_panic() {
     let dir = tempfile::tempdir().unwrap();
@@ -996,7 +999,11 @@ fn damaged_inputs_never_panic() {
         seed ^= seed << 17;
         seed
     };
-    for case in 0..40 {
+    const CASES: usize = 400;
+    const ALONE: usize = 20;
+    let all = dir.path().join("all");
+    let (mut logs, mut zzps) = (Vec::new(), Vec::new());
+    for case in 0..CASES {
         let case_dir = dir.path().join(format!("case{case}"));
         let host = case_dir.join("gw");
         std::fs::create_dir_all(&host).unwrap();
@@ -1019,37 +1026,82 @@ fn damaged_inputs_never_panic() {
             b
         };
         let zzp = host.join("2021-01-01.zzp");
-        std::fs::write(&zzp, mutate(&bytes, &mut rnd)).unwrap();
-        let log = case_dir.join("pingd-log-10.0.0.1-20210101T08.log");
+        let damaged = mutate(&bytes, &mut rnd);
+        std::fs::write(&zzp, &damaged).unwrap();
+        // The same file, as host `gw<case>` of the shared data directory.
+        let shared = all.join(format!("gw{case}"));
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::write(shared.join("2021-01-01.zzp"), &damaged).unwrap();
+        zzps.push(zzp);
+        let log = case_dir.join(format!(
+            "pingd-log-10.0.{}.{}-20210101T08.log",
+            case / 250,
+            case % 250 + 1
+        ));
         std::fs::write(&log, mutate(&legacy, &mut rnd)).unwrap();
-        let fdqf = case_dir.join("pingd-log-10.0.0.2-20210101T08.fdq");
+        let fdqf = case_dir.join(format!(
+            "pingd-log-10.1.{}.{}-20210101T08.fdq",
+            case / 250,
+            case % 250 + 1
+        ));
         std::fs::write(&fdqf, mutate(&fdq, &mut rnd)).unwrap();
-        let out = case_dir.join("out");
-        let cd = s(&case_dir);
-        for args in [
-            vec!["dump", cd],
-            vec!["export", "--format", "jsonl", cd],
-            vec!["export", cd],
-            vec!["report", cd, "--json"],
-            vec!["rollup", cd],
-            vec!["verify", cd],
-            vec!["verify", "--repair", cd],
-            vec!["convert", s(&log), s(&fdqf), "--data-dir", s(&out)],
-            vec!["merge", s(&host), "--data-dir", s(&case_dir.join("merged"))],
-        ] {
-            eprintln!("case {case} {args:?}");
-            let o = zz(&args);
-            assert!(
-                matches!(o.status.code(), Some(0 | 1)),
-                "case {case} {args:?}: {:?}\n{}",
-                o.status,
-                stderr(&o)
-            );
-            assert!(
-                !stderr(&o).contains("panicked"),
-                "case {case} {args:?}: {}",
-                stderr(&o)
-            );
+        logs.push(log.clone());
+        logs.push(fdqf.clone());
+        if case < ALONE {
+            let out = case_dir.join("out");
+            let cd = s(&case_dir);
+            for args in [
+                vec!["dump", cd],
+                vec!["export", "--format", "jsonl", cd],
+                vec!["export", cd],
+                vec!["report", cd, "--json"],
+                vec!["rollup", cd],
+                vec!["verify", cd],
+                vec!["verify", "--repair", cd],
+                vec!["convert", s(&log), s(&fdqf), "--data-dir", s(&out)],
+                vec!["merge", s(&host), "--data-dir", s(&case_dir.join("merged"))],
+            ] {
+                exits_cleanly(&format!("case {case}"), &args);
+            }
         }
     }
+    let a = s(&all);
+    let out = dir.path().join("all-out");
+    let merged = dir.path().join("all-merged");
+    let mut convert = vec!["convert"];
+    convert.extend(logs.iter().map(|p| s(p)));
+    convert.extend(["--data-dir", s(&out)]);
+    let mut merge = vec!["merge"];
+    merge.extend(zzps.iter().map(|p| s(p)));
+    merge.extend(["--data-dir", s(&merged)]);
+    for args in [
+        vec!["dump", a],
+        vec!["export", "--format", "jsonl", a],
+        vec!["export", a],
+        vec!["report", a, "--json"],
+        vec!["rollup", a],
+        vec!["verify", a],
+        vec!["verify", "--repair", a],
+        convert,
+        merge,
+    ] {
+        exits_cleanly(&format!("all {CASES} cases"), &args);
+    }
+}
+
+/// Runs `zzping args`: it must exit 0 or 1, without a panic.
+fn exits_cleanly(what: &str, args: &[&str]) {
+    let o = zz(args);
+    let shown: Vec<&str> = args.iter().take(4).copied().collect();
+    assert!(
+        matches!(o.status.code(), Some(0 | 1)),
+        "{what} {shown:?}: {:?}\n{}",
+        o.status,
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("panicked"),
+        "{what} {shown:?}: {}",
+        stderr(&o)
+    );
 }
