@@ -16,7 +16,7 @@
 //!   UDP, `:PORT` too), a non-loopback live address without a secret, a missing secret
 //!   file: the daemon exits with status 1 before READY, naming the address or file.
 //!
-//! Without namespace privileges the tests say why and skip, unless `CI=true`.
+//! Without namespace privileges the tests say why and skip, unless `CI` is set.
 
 mod common;
 
@@ -36,23 +36,6 @@ const WATCHDOG_INTERVAL: Duration = Duration::from_micros(WATCHDOG_USEC / 2);
 const RUN_S: u64 = 6;
 /// Longest the test waits for a notification or for the daemon to exit.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// Moves this thread into a fresh network namespace with `lo` up.
-fn enter_netns(test: &str) -> bool {
-    if !common::netns_available(test) {
-        return false;
-    }
-    // SAFETY: plain unshare(2) on the calling thread.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        panic!("unshare: {}", std::io::Error::last_os_error());
-    }
-    let up = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .unwrap();
-    assert!(up.success());
-    true
-}
 
 /// The daemon pinging loopback with `args`, notifying `notify`.
 fn daemon(data: &Path, notify: &Path, args: &[&str]) -> Command {
@@ -165,9 +148,8 @@ fn texts(notes: &[Note]) -> Vec<&str> {
 
 #[test]
 fn ready_after_the_sockets_are_open_then_watchdog_pings() {
-    if !enter_netns("ready_after_the_sockets_are_open_then_watchdog_pings") {
-        return;
-    }
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    zzping_testkit::netns::enter();
     let dir = tempfile::tempdir().unwrap();
     let notify = dir.path().join("notify");
     let sock = notify_socket(&notify);
@@ -249,9 +231,8 @@ fn ready_after_the_sockets_are_open_then_watchdog_pings() {
 
 #[test]
 fn no_watchdog_pings_for_another_process() {
-    if !enter_netns("no_watchdog_pings_for_another_process") {
-        return;
-    }
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    zzping_testkit::netns::enter();
     let dir = tempfile::tempdir().unwrap();
     let notify = dir.path().join("notify");
     let sock = notify_socket(&notify);
@@ -301,9 +282,8 @@ fn refuses_to_start(dir: &Path, args: &[&str], names: &[&str]) {
 
 #[test]
 fn a_listener_that_cannot_start_is_fatal() {
-    if !enter_netns("a_listener_that_cannot_start_is_fatal") {
-        return;
-    }
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    zzping_testkit::netns::enter();
     let dir = tempfile::tempdir().unwrap();
     // Ports this test holds in the daemon's namespace.
     let _tcp = TcpListener::bind("127.0.0.1:9464").unwrap();
