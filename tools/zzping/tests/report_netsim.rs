@@ -76,9 +76,9 @@ fn dropped(truth: &Path, data: &Path) -> BTreeMap<String, Vec<Drop>> {
     let t = read_truth(truth).expect("truth");
     let mut out: BTreeMap<String, Vec<Drop>> = BTreeMap::new();
     for host in [GATEWAY, ISP, DNS] {
-        let dir = data.join(zzping_lib::file::host_dir_name(host));
-        let hd = zzping_lib::store::HostDir::new(&dir);
-        let mut frames = hd.frames(0, u64::MAX).expect("frames");
+        let dir = data.join(zzping_lib::store::layout::host_dir_name(host));
+        let hd = zzping_lib::store::Host::open(&dir).expect("host directory");
+        let mut frames = hd.frames(0, u64::MAX);
         let mut sent = Vec::new();
         while let Some(f) = frames.next_frame().expect("frame") {
             sent.push((f.start_us, f.sent as usize));
