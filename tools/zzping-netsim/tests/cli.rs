@@ -5,7 +5,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{bin, scenario};
 use zzping_netsim::packet;
@@ -163,11 +163,11 @@ fn signal_forwarded(sig: libc::c_int) {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "started");
-    let t0 = Instant::now();
     // SAFETY: signal to our own child.
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
-    let st = wait_bounded(&mut child, Duration::from_secs(10), "zzping-netsim");
-    assert!(t0.elapsed() < Duration::from_secs(5));
+    // (The limit only bounds the test: without forwarding, `sleep` would run its 30 s
+    // and end with status 0, which the status check below tells apart without a clock.)
+    let st = wait_bounded(&mut child, Duration::from_secs(60), "zzping-netsim");
     // sleep died of the forwarded signal: 128 + N.
     assert_eq!(st.code(), Some(128 + sig));
     let t = read_truth(&truth).unwrap();

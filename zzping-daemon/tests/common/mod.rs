@@ -164,3 +164,68 @@ pub fn read_host(dir: &Path) -> Vec<F> {
 pub fn sum(frames: &[F], pick: impl Fn(&F) -> u32) -> u32 {
     frames.iter().map(pick).sum()
 }
+
+/// Total size of the files under `data` (host directories and their day files), bytes.
+pub fn data_bytes(data: &Path) -> u64 {
+    let Ok(hosts) = std::fs::read_dir(data) else {
+        return 0;
+    };
+    hosts
+        .flatten()
+        .filter_map(|h| std::fs::read_dir(h.path()).ok())
+        .flat_map(|files| files.flatten())
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Waits until a daemon writing to `data` has flushed its frame files `n` more times
+/// (seen as `n` growths of [`data_bytes`], polled every 5 ms; two flushes between polls
+/// count as one, which only lengthens the wait). A flush is an event of the daemon's own
+/// loop, so a window between flushes lies in its steady state however loaded the
+/// machine is. Panics after `limit` (a bound on the test only).
+pub fn wait_flushes(data: &Path, n: u32, limit: std::time::Duration) {
+    let end = std::time::Instant::now() + limit;
+    let mut last = data_bytes(data);
+    let mut seen = 0;
+    while seen < n {
+        assert!(
+            std::time::Instant::now() < end,
+            "only {seen} of {n} flushes of {} within {limit:?}",
+            data.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let now = data_bytes(data);
+        if now > last {
+            seen += 1;
+            last = now;
+        }
+    }
+}
+
+/// Runs `daemon::run` on a thread of its own (in the caller's network namespace) and
+/// returns its handle and its pthread, to stop it with [`stop_daemon_thread`].
+pub fn spawn_daemon_thread(
+    cli: zzping_daemon::config::Cli,
+    cfg: zzping_daemon::config::Config,
+) -> (
+    std::thread::JoinHandle<zzping_daemon::daemon::RunReport>,
+    libc::pthread_t,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        // SAFETY: pthread_self has no preconditions.
+        tx.send(unsafe { libc::pthread_self() }).unwrap();
+        zzping_daemon::daemon::run(cli, cfg).expect("daemon::run")
+    });
+    (h, rx.recv().unwrap())
+}
+
+/// Sends SIGTERM to the daemon's thread (started by [`spawn_daemon_thread`] and not yet
+/// joined). The daemon blocks the signal on that thread and reads it from its signalfd,
+/// so it stops cleanly; nothing else in the test process sees the signal.
+pub fn stop_daemon_thread(thread: libc::pthread_t) {
+    // SAFETY: `thread` is a joinable thread we have not joined, so it is still valid.
+    let rc = unsafe { libc::pthread_kill(thread, libc::SIGTERM) };
+    assert_eq!(rc, 0, "pthread_kill: {rc}");
+}
