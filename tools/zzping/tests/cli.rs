@@ -1048,45 +1048,47 @@ fn damaged_inputs_never_panic() {
         logs.push(log.clone());
         logs.push(fdqf.clone());
         if case < ALONE {
-            let out = case_dir.join("out");
-            let cd = s(&case_dir);
-            for args in [
-                vec!["dump", cd],
-                vec!["export", "--format", "jsonl", cd],
-                vec!["export", cd],
-                vec!["report", cd, "--json"],
-                vec!["rollup", cd],
-                vec!["verify", cd],
-                vec!["verify", "--repair", cd],
-                vec!["convert", s(&log), s(&fdqf), "--data-dir", s(&out)],
-                vec!["merge", s(&host), "--data-dir", s(&case_dir.join("merged"))],
-            ] {
+            let (out, merged) = (case_dir.join("out"), case_dir.join("merged"));
+            let logs = [s(&log), s(&fdqf)];
+            for args in every_command(s(&case_dir), &logs, &[s(&host)], s(&out), s(&merged)) {
                 exits_cleanly(&format!("case {case}"), &args);
             }
         }
     }
-    let a = s(&all);
-    let out = dir.path().join("all-out");
-    let merged = dir.path().join("all-merged");
-    let mut convert = vec!["convert"];
-    convert.extend(logs.iter().map(|p| s(p)));
-    convert.extend(["--data-dir", s(&out)]);
-    let mut merge = vec!["merge"];
-    merge.extend(zzps.iter().map(|p| s(p)));
-    merge.extend(["--data-dir", s(&merged)]);
-    for args in [
-        vec!["dump", a],
-        vec!["export", "--format", "jsonl", a],
-        vec!["export", a],
-        vec!["report", a, "--json"],
-        vec!["rollup", a],
-        vec!["verify", a],
-        vec!["verify", "--repair", a],
-        convert,
-        merge,
-    ] {
+    let (out, merged) = (dir.path().join("all-out"), dir.path().join("all-merged"));
+    let logs: Vec<&str> = logs.iter().map(|p| s(p)).collect();
+    let zzps: Vec<&str> = zzps.iter().map(|p| s(p)).collect();
+    for args in every_command(s(&all), &logs, &zzps, s(&out), s(&merged)) {
         exits_cleanly(&format!("all {CASES} cases"), &args);
     }
+}
+
+/// Every command over data directory `data`, plus converting `logs` into `out` and
+/// merging `sources` into `merged`.
+fn every_command<'a>(
+    data: &'a str,
+    logs: &[&'a str],
+    sources: &[&'a str],
+    out: &'a str,
+    merged: &'a str,
+) -> Vec<Vec<&'a str>> {
+    let mut convert = vec!["convert"];
+    convert.extend(logs);
+    convert.extend(["--data-dir", out]);
+    let mut merge = vec!["merge"];
+    merge.extend(sources);
+    merge.extend(["--data-dir", merged]);
+    vec![
+        vec!["dump", data],
+        vec!["export", "--format", "jsonl", data],
+        vec!["export", data],
+        vec!["report", data, "--json"],
+        vec!["rollup", data],
+        vec!["verify", data],
+        vec!["verify", "--repair", data],
+        convert,
+        merge,
+    ]
 }
 
 /// Runs `zzping args`: it must exit 0 or 1, without a panic.
