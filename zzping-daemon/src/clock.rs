@@ -51,6 +51,13 @@ pub fn mono_ns() -> u64 {
     read(libc::CLOCK_MONOTONIC)
 }
 
+/// `CLOCK_REALTIME` now, ns since the Unix epoch. The receive thread reads it just
+/// before each `recvmsg`: a kernel receive stamp later than this reading was taken inside
+/// the call (see [`crate::recv`]).
+pub fn real_ns() -> u64 {
+    read(libc::CLOCK_REALTIME)
+}
+
 /// Samples both clocks (monotonic, realtime, monotonic; the mean of the two monotonic
 /// readings pairs with the realtime one). If the thread was preempted between the
 /// readings (they span more than 10 µs) it samples again, up to 4 times, keeping the

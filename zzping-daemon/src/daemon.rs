@@ -471,6 +471,7 @@ impl Daemon {
         Health {
             stats: self.engine.stats(),
             lateness: *self.engine.lateness(),
+            rx_wait: *self.engine.rx_wait(),
             queue_drops,
             frames: self.outputs.frames,
             write_errors: self.outputs.write_errors,
@@ -547,11 +548,14 @@ pub fn write_status(
 fn summary(engine: &Engine, outputs: &Outputs, cpu_ns: u64, queue_drops: u64) -> String {
     let st = engine.stats();
     let h = engine.lateness();
+    let w = engine.rx_wait();
     format!(
         "{} sent, {} received, {} lost, {} errors, {} unmatched, {} frames, {} write errors; \
          CPU {:.1} ms ({:.2} ms per 1000 pings); send lateness p50<{}µs p99<{}µs max {}µs; \
          clock steps {}, RTTs clamped {} low / {} high, sends skipped {}, queue drops {}; \
-         kernel send stamps {} ({} unmatched)",
+         kernel send stamps {} ({} unmatched); RTTs timed by the kernel {}, in user space {} \
+         (send {}, receive {}; receive stamps inside recvmsg {}); batched {}, socket wait \
+         p50<{}µs p99<{}µs max {}µs",
         st.sent,
         st.received,
         st.lost,
@@ -575,6 +579,15 @@ fn summary(engine: &Engine, outputs: &Outputs, cpu_ns: u64, queue_drops: u64) ->
         queue_drops,
         st.tx_stamped,
         st.tx_unmatched,
+        st.rtt_kernel,
+        st.received.saturating_sub(st.rtt_kernel),
+        st.rtt_user_send,
+        st.rtt_user_receive,
+        st.rx_in_call,
+        st.rtt_batched,
+        w.quantile_us(0.5),
+        w.quantile_us(0.99),
+        w.max_ns / 1000,
     )
 }
 
@@ -1060,7 +1073,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Probe, Reply};
+    use crate::engine::{Probe, Reply, RxStamp};
     use crate::icmp::Message;
 
     struct Nothing;
@@ -1098,6 +1111,8 @@ mod tests {
                             token: Some(p.token),
                         },
                         kernel_real_ns: Some(later(ms + 2).real_ns),
+                        rx_stamp: RxStamp::Kernel,
+                        batched: false,
                         user: later(ms + 2),
                     };
                     e.on_reply(&r, &mut out);

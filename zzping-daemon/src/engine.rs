@@ -46,7 +46,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::IpAddr;
 
-use zzping_lib::frame::{FLAG_CLOCK_STEP, FLAG_SEND_LATE, Frame, period_start};
+use zzping_lib::frame::{FLAG_CLOCK_STEP, FLAG_SEND_LATE, FLAG_USER_STAMP, Frame, period_start};
 
 use crate::clock::Now;
 use crate::icmp::{Family, Message};
@@ -136,10 +136,30 @@ pub struct Reply {
     pub src: IpAddr,
     /// The message.
     pub msg: Message,
-    /// Kernel receive timestamp (`SO_TIMESTAMPNS`, realtime ns), if any.
+    /// Kernel receive timestamp (`SO_TIMESTAMPNS`, realtime ns), if any; for a
+    /// [`Message::TxStamp`], the transmit stamp.
     pub kernel_real_ns: Option<u64>,
+    /// What `kernel_real_ns` is worth as the reply's arrival time.
+    pub rx_stamp: RxStamp,
+    /// Received by a batch drain (it may have waited in the socket up to a batching
+    /// window; its kernel stamp keeps its RTT exact).
+    pub batched: bool,
     /// Clocks sampled right after `recvmsg` returned.
     pub user: Now,
+}
+
+/// Where a reply's receive time comes from (see `recv.rs` for how it is told).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RxStamp {
+    /// The kernel stamped the packet when it arrived (`SO_TIMESTAMPNS`).
+    #[default]
+    Kernel,
+    /// The stamp was taken inside our own `recvmsg` call while network timestamping was
+    /// not yet proven on: the kernel had not stamped the packet on arrival and filled in
+    /// the time of the call, so the packet arrived at some unknown earlier time.
+    InCall,
+    /// No kernel stamp: the receive time is the user-space clock after `recvmsg`.
+    Missing,
 }
 
 /// Counters of the engine (not per host).
@@ -172,11 +192,28 @@ pub struct EngineStats {
     /// Transmit stamps that matched no request in flight (arrived after the reply, or the
     /// kernel's counter could not be mapped): those requests keep the user-space stamp.
     pub tx_unmatched: u64,
+    /// Received replies whose RTT runs from a kernel transmit stamp to a kernel receive
+    /// stamp: exact to the clocks' resolution.
+    pub rtt_kernel: u64,
+    /// Received replies timed from the user-space send time (the clock read just before
+    /// `sendto`): no kernel transmit stamp matched. Their frames carry `FLAG_USER_STAMP`.
+    pub rtt_user_send: u64,
+    /// Received replies timed to a user-space receive time (no kernel stamp, a stamp taken
+    /// inside `recvmsg`, or a stamp inconsistent with the monotonic clock). Their frames
+    /// carry `FLAG_USER_STAMP`.
+    pub rtt_user_receive: u64,
+    /// Replies whose kernel stamp was taken inside our `recvmsg` because network
+    /// timestamping was not on yet (see `recv.rs`); counted in `rtt_user_receive` too
+    /// when they were first replies.
+    pub rx_in_call: u64,
+    /// Received replies read by a batch drain of the receive thread.
+    pub rtt_batched: u64,
 }
 
-/// Log2 histogram of send lateness (actual minus scheduled send time).
+/// Log2 histogram of a delay: send lateness (actual minus scheduled send time), or how
+/// long replies waited in the socket before the receive thread read them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LatenessHistogram {
+pub struct DelayHistogram {
     /// `buckets[0]`: < 1 µs; `buckets[i]`: `[2^(i-1), 2^i)` µs; the last is open-ended.
     pub buckets: [u64; 26],
     /// Largest lateness seen, ns.
@@ -185,7 +222,7 @@ pub struct LatenessHistogram {
     pub sum_ns: u64,
 }
 
-impl LatenessHistogram {
+impl DelayHistogram {
     /// Records one lateness.
     pub fn record(&mut self, late_ns: u64) {
         let us = late_ns / 1000;
@@ -319,6 +356,10 @@ struct Entry {
     tx_span_ns: u32,
     /// Our count of the socket's stamped sends for this request (see [`SeqTable::keys`]).
     tx_key: Option<u32>,
+    /// `tx_mono_ns` is the kernel's transmit stamp (else the user-space reading).
+    tx_kernel: bool,
+    /// The kernel's transmit stamp (wall clock, ns) when `tx_kernel`.
+    tx_stamp_real_ns: u64,
 }
 
 impl Entry {
@@ -337,6 +378,8 @@ impl Entry {
         tx_real_ns: 0,
         tx_span_ns: 0,
         tx_key: None,
+        tx_kernel: false,
+        tx_stamp_real_ns: 0,
     };
 }
 
@@ -469,7 +512,8 @@ pub struct Engine {
     tables: [SeqTable; 2],
     free_frames: Vec<Frame>,
     stats: EngineStats,
-    lateness: LatenessHistogram,
+    lateness: DelayHistogram,
+    rx_wait: DelayHistogram,
     last_offset: Option<(i128, u64)>,
     /// RTT capacity every recycled frame gets, from the fastest host's sends per period.
     rtt_capacity: usize,
@@ -490,7 +534,8 @@ impl Engine {
             tables: [SeqTable::new(), SeqTable::new()],
             free_frames: Vec::new(),
             stats: EngineStats::default(),
-            lateness: LatenessHistogram::default(),
+            lateness: DelayHistogram::default(),
+            rx_wait: DelayHistogram::default(),
             last_offset: None,
             rtt_capacity: 0,
             unresolved: 0,
@@ -543,7 +588,12 @@ impl Engine {
     }
 
     /// Send lateness histogram.
-    pub fn lateness(&self) -> &LatenessHistogram {
+    pub fn rx_wait(&self) -> &DelayHistogram {
+        &self.rx_wait
+    }
+
+    /// Histogram of send lateness.
+    pub fn lateness(&self) -> &DelayHistogram {
         &self.lateness
     }
 
@@ -927,6 +977,8 @@ impl Engine {
             tx_real_ns: tx.real_ns,
             tx_span_ns: span_ns,
             tx_key,
+            tx_kernel: false,
+            tx_stamp_real_ns: 0,
         };
         t.next = t.next.wrapping_add(1);
         t.token = t.token.wrapping_add(1);
@@ -1128,20 +1180,63 @@ impl Engine {
             self.try_finalize(e.host, out);
             return ReplyOutcome::Error;
         }
+        if r.rx_stamp == RxStamp::InCall {
+            self.stats.rx_in_call += 1;
+        }
         match e.state {
             State::InFlight => {
-                let (rtt_ns, clamp) = rtt_ns(e.tx_mono_ns, r);
+                let (rtt_ns, clamp) = match (e.tx_kernel, r.rx_stamp, r.kernel_real_ns) {
+                    (true, RxStamp::Kernel, Some(k)) => {
+                        kernel_rtt_ns(e.tx_stamp_real_ns, k, rtt_ns(e.tx_mono_ns, r))
+                    }
+                    _ => rtt_ns(e.tx_mono_ns, r),
+                };
                 match clamp {
                     Clamp::Low => self.stats.rtt_clamped_low += 1,
                     Clamp::High => self.stats.rtt_clamped_high += 1,
                     Clamp::None => {}
                 }
+                let rx_kernel = r.rx_stamp == RxStamp::Kernel && clamp != Clamp::High;
+                let rx_kernel_ns = r.kernel_real_ns.filter(|_| rx_kernel);
+                if let Some(k) = rx_kernel_ns {
+                    self.rx_wait.record(r.user.real_ns.saturating_sub(k));
+                }
+                let exact = e.tx_kernel && rx_kernel_ns.is_some();
+                if exact {
+                    self.stats.rtt_kernel += 1;
+                } else {
+                    self.stats.rtt_user_send += u64::from(!e.tx_kernel);
+                    self.stats.rtt_user_receive += u64::from(rx_kernel_ns.is_none());
+                }
+                self.stats.rtt_batched += u64::from(r.batched);
+                tracing::trace!(
+                    target: "zzping_daemon::reply",
+                    host = self.host(e.host).map_or("?", |h| h.label.as_str()),
+                    addr = %e.addr,
+                    ident,
+                    seq,
+                    rtt_ns,
+                    send = if e.tx_kernel { "kernel" } else { "user" },
+                    receive = match (r.rx_stamp, rx_kernel) {
+                        (_, true) => "kernel",
+                        (RxStamp::InCall, _) => "in_call",
+                        (RxStamp::Missing, _) => "missing",
+                        (RxStamp::Kernel, false) => "clock_step",
+                    },
+                    batched = r.batched,
+                    waited_ns = rx_kernel_ns.map_or(0, |k| r.user.real_ns.saturating_sub(k)),
+                    send_span_ns = e.tx_span_ns,
+                    "reply"
+                );
                 self.tables[r.family.index()].entries[seq_i].state = State::Resolved;
                 self.unresolved = self.unresolved.saturating_sub(1);
                 let outcome = if rtt_ns < timeout_ns {
                     let rtt_us = u32::try_from(rtt_ns.div_ceil(1000)).unwrap_or(u32::MAX);
                     self.with_frame(e.host, e.frame_serial, |of| {
                         of.frame.rtts_us.push(rtt_us);
+                        if !exact {
+                            of.frame.flags |= FLAG_USER_STAMP;
+                        }
                         of.outstanding = of.outstanding.saturating_sub(1);
                     });
                     self.stats.received += 1;
@@ -1200,6 +1295,8 @@ impl Engine {
                 break;
             }
             e.tx_mono_ns += stamp - lo;
+            e.tx_kernel = true;
+            e.tx_stamp_real_ns = stamp;
             self.stats.tx_stamped += 1;
             return ReplyOutcome::Ignored;
         }
@@ -1327,6 +1424,29 @@ fn rtt_ns(tx_mono_ns: u64, r: &Reply) -> (u64, Clamp) {
         (upper as u64, clamp)
     } else {
         (rtt as u64, Clamp::None)
+    }
+}
+
+/// Largest difference between an RTT measured on the monotonic clock and the same RTT
+/// measured on the wall clock that is sampling noise rather than a wall-clock step, ns.
+const STEP_NOISE_NS: i128 = 1_000_000;
+
+/// RTT between two kernel stamps (both wall clock, so their difference is exact and free
+/// of the realtime/monotonic offsets the user-space readings sample), checked against
+/// `mono`, the same RTT mapped through those offsets ([`rtt_ns`]): a wall-clock step
+/// between the stamps shows as a difference, and then the monotonic estimate stands.
+fn kernel_rtt_ns(tx_real_ns: u64, rx_real_ns: u64, mono: (u64, Clamp)) -> (u64, Clamp) {
+    if mono.1 == Clamp::High {
+        return mono;
+    }
+    let d = i128::from(rx_real_ns) - i128::from(tx_real_ns);
+    if (d - i128::from(mono.0)).abs() > STEP_NOISE_NS {
+        return (mono.0, Clamp::High);
+    }
+    if d < 0 {
+        (0, Clamp::Low)
+    } else {
+        (d as u64, Clamp::None)
     }
 }
 

@@ -56,7 +56,7 @@ use mio::{Interest, Registry, Token};
 use tracing::{debug, warn};
 use zzping_lib::frame::Frame;
 
-use crate::engine::{EngineStats, HostId, LatenessHistogram, Reply};
+use crate::engine::{DelayHistogram, EngineStats, HostId, Reply};
 use crate::icmp::Family;
 use crate::listen::ListenAddr;
 use crate::sock::Kind;
@@ -135,7 +135,9 @@ pub struct Health {
     /// Engine counters.
     pub stats: EngineStats,
     /// Send lateness.
-    pub lateness: LatenessHistogram,
+    pub lateness: DelayHistogram,
+    /// How long kernel-stamped replies waited in the socket before they were read.
+    pub rx_wait: DelayHistogram,
     /// Replies the receive queue dropped (full).
     pub queue_drops: u64,
     /// Frames handed to the outputs.
@@ -349,37 +351,59 @@ impl Exporter {
         }
 
         // Daemon health.
-        header(
+        delay_histogram(
             out,
             "zzping_send_lateness_seconds",
             "Actual minus scheduled send time of every request.",
-            "histogram",
+            &h.lateness,
         );
-        let lat = &h.lateness;
-        let mut acc = 0;
-        // buckets[i] holds lateness < 2^i µs; the last one is open-ended.
-        let last = lat.buckets.len() - 1;
-        for (i, b) in lat.buckets[..last].iter().enumerate() {
-            acc += b;
-            let le = (1u64 << i) as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "zzping_send_lateness_seconds_bucket{{le=\"{le}\"}} {acc}"
-            );
-        }
-        acc += lat.buckets[last];
-        let _ = writeln!(
+        delay_histogram(
             out,
-            "zzping_send_lateness_seconds_bucket{{le=\"+Inf\"}} {acc}"
+            "zzping_reply_socket_wait_seconds",
+            "How long kernel-stamped replies waited in the socket before the receive thread \
+             read them (batching and scheduling; not part of their RTT).",
+            &h.rx_wait,
         );
-        let _ = writeln!(
-            out,
-            "zzping_send_lateness_seconds_sum {}",
-            lat.sum_ns as f64 / 1e9
-        );
-        let _ = writeln!(out, "zzping_send_lateness_seconds_count {acc}");
         let st = &h.stats;
-        let plain: [(&str, &str, &str, f64); 11] = [
+        header(
+            out,
+            "zzping_rtt_kernel_timed_total",
+            "Received replies whose RTT runs from a kernel transmit stamp to a kernel \
+             receive stamp.",
+            "counter",
+        );
+        let _ = writeln!(out, "zzping_rtt_kernel_timed_total {}", st.rtt_kernel);
+        header(
+            out,
+            "zzping_rtt_user_timed_total",
+            "Received replies with a user-space time at one side (an upper bound; their \
+             frames carry the user_stamp flag), by side.",
+            "counter",
+        );
+        let _ = writeln!(
+            out,
+            "zzping_rtt_user_timed_total{{side=\"send\"}} {}",
+            st.rtt_user_send
+        );
+        let _ = writeln!(
+            out,
+            "zzping_rtt_user_timed_total{{side=\"receive\"}} {}",
+            st.rtt_user_receive
+        );
+        let plain: [(&str, &str, &str, f64); 13] = [
+            (
+                "zzping_receive_stamps_in_call_total",
+                "Replies the kernel stamped inside recvmsg because network timestamping was \
+                 not on yet (their receive time is not an arrival time).",
+                "counter",
+                st.rx_in_call as f64,
+            ),
+            (
+                "zzping_replies_batched_total",
+                "Received replies read by a batch drain of the receive thread.",
+                "counter",
+                st.rtt_batched as f64,
+            ),
             (
                 "zzping_send_kernel_timestamps_total",
                 "Requests whose send time is the kernel's transmit stamp (the others use the \
@@ -561,6 +585,23 @@ fn keep_slack(out: &mut String) {
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A [`DelayHistogram`] as a Prometheus histogram in seconds (cumulative buckets).
+fn delay_histogram(out: &mut String, name: &str, help: &str, h: &DelayHistogram) {
+    header(out, name, help, "histogram");
+    let mut acc = 0;
+    // buckets[i] holds delays < 2^i µs; the last one is open-ended.
+    let last = h.buckets.len() - 1;
+    for (i, b) in h.buckets[..last].iter().enumerate() {
+        acc += b;
+        let le = (1u64 << i) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {acc}");
+    }
+    acc += h.buckets[last];
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {acc}");
+    let _ = writeln!(out, "{name}_sum {}", h.sum_ns as f64 / 1e9);
+    let _ = writeln!(out, "{name}_count {acc}");
 }
 
 /// What a request head asks for.

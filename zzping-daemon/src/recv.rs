@@ -18,6 +18,23 @@
 //! (the user-space stamp would then carry the wait), and a window that brings nothing
 //! returns the thread to blocking `poll`.
 //!
+//! # Receive stamps that are not arrival times
+//! Linux stamps an incoming packet only while some socket asks for receive timestamps:
+//! the first such socket switches network timestamping on through deferred work (a
+//! kernel worker), and until that work has run, packets arrive unstamped and `recvmsg`
+//! fills in *the time of the call* (`__sock_recv_timestamp`: "race occurred between
+//! timestamp enabling and packet receiving"). On a busy machine the worker can run
+//! milliseconds late; a reply that waited a batching window in the socket then looked
+//! like a 20 ms RTT on loopback. So each `recvmsg` is bracketed by a wall-clock reading
+//! taken just before it ([`crate::sock::Datagram::call_real_ns`]):
+//! - a stamp *before* the call was taken on arrival: it proves timestamping is on, and it
+//!   stays on as long as our sockets ask for it (the kernel counts them);
+//! - until that proof, a stamp at or after the reading was taken inside the call: the
+//!   reply is marked [`RxStamp::InCall`] (its RTT is an upper bound, and its frame is
+//!   flagged `FLAG_USER_STAMP`), and batching stays off, so the error is only this
+//!   thread's wake-up latency;
+//! - after the proof, such a stamp is a genuine arrival during the call.
+//!
 //! Waking the main loop per reply would double its wakeups for nothing: it drains the
 //! queue on every iteration anyway, and iterates at least at every send and every frame
 //! boundary (the timerfd). RTTs come from kernel timestamps, so a reply's processing
@@ -35,7 +52,7 @@ use std::thread::JoinHandle;
 use mio::Waker;
 
 use crate::clock;
-use crate::engine::Reply;
+use crate::engine::{Reply, RxStamp};
 use crate::icmp::{self, Family, Message};
 use crate::sock::IcmpSocket;
 
@@ -57,6 +74,8 @@ const EMPTY: Reply = Reply {
     src: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
     msg: Message::Other,
     kernel_real_ns: None,
+    rx_stamp: RxStamp::Missing,
+    batched: false,
     user: clock::Now {
         mono_ns: 0,
         real_ns: 0,
@@ -223,12 +242,18 @@ fn receive_loop(
         revents: 0,
     };
     let mut buf = [0u8; 2048];
+    let mut errbuf = [0u8; 512];
     let mut error_logged = false;
-    // Batching: off for good once a reply has no kernel timestamp.
+    let mut in_call_logged = false;
+    // Batching: off for good once a reply has no kernel timestamp, and off until a kernel
+    // stamp proves that network timestamping is on (see the module docs).
     let mut batching = true;
+    let mut stamps_live = false;
     let mut dense = false;
     let mut last_wake_ns = 0u64;
     loop {
+        // A lower bound of the instant poll looked at the sockets (batch mode only).
+        let mut polled_real_ns = 0;
         let rc = if dense {
             // Let replies queue in the sockets for a window (waking early only to stop),
             // then look at all of them at once.
@@ -242,6 +267,7 @@ fn receive_loop(
                     return;
                 }
             }
+            polled_real_ns = clock::real_ns();
             // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
             let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
             if rc == 0 {
@@ -254,7 +280,7 @@ fn receive_loop(
             // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
             let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
             let now = clock::mono_ns();
-            dense = batching && now.saturating_sub(last_wake_ns) < BATCH_NS;
+            dense = batching && stamps_live && now.saturating_sub(last_wake_ns) < BATCH_NS;
             last_wake_ns = now;
             rc
         };
@@ -276,30 +302,19 @@ fn receive_loop(
             if fds[i].revents == 0 {
                 continue;
             }
+            // When the error queue was last seen empty: every transmit stamp queued
+            // before then has been handed over (poll saw no POLLERR at its instant).
+            let mut errq_empty_at = polled_real_ns;
             if fds[i].revents & libc::POLLERR != 0 {
                 // The error queue: ICMP errors (datagram sockets with IP_RECVERR) and
                 // kernel transmit stamps. Read before the data, so a send's stamp reaches
                 // the engine before its reply. Draining the queue also clears the socket
                 // error, so poll stops reporting it.
-                let mut read_any = false;
-                while let Ok(Some((msg, kernel_real_ns))) = s.recv_error(&mut buf) {
-                    read_any = true;
-                    let src = match msg {
-                        Message::Error { orig_dst, .. } => orig_dst,
-                        Message::TxStamp { .. } => s.family().unspecified(),
-                        _ => continue,
-                    };
-                    queue.push(Reply {
-                        family: s.family(),
-                        src,
-                        msg,
-                        kernel_real_ns,
-                        user: clock::now(),
-                    });
-                    batch += 1;
-                }
+                let d = drain_error_queue(s, &mut buf, queue, dense);
+                batch += d.messages;
+                errq_empty_at = d.empty_at_real_ns;
                 // Nothing queued: a pending socket error; the plain recv below consumes it.
-                if read_any && fds[i].revents & libc::POLLIN == 0 {
+                if d.read_any && fds[i].revents & libc::POLLIN == 0 {
                     continue;
                 }
             }
@@ -312,10 +327,32 @@ fn receive_loop(
                 match s.recv(&mut buf) {
                     Ok(Some(d)) => {
                         let user = clock::now();
+                        let rx_stamp = classify_rx_stamp(&d, &mut stamps_live);
+                        if rx_stamp == RxStamp::InCall && !in_call_logged {
+                            in_call_logged = true;
+                            tracing::debug!(
+                                "receive: kernel stamps not on yet (stamp taken inside recvmsg); \
+                                 those replies count as user-stamped"
+                            );
+                        }
                         if d.kernel_real_ns.is_none() && batching {
                             batching = false;
                             dense = false;
                             tracing::debug!("receive: no kernel timestamps; batching off");
+                        }
+                        // A send's transmit stamp is queued before its reply arrives. In
+                        // blocking mode the one datagram read was queued when poll looked,
+                        // and the error queue was empty or drained after that; a batch drain
+                        // also reads replies that arrived after poll: if this one arrived
+                        // after the error queue was last seen empty, its request's stamp
+                        // may still be there, and must reach the engine first.
+                        if dense
+                            && s.tx_stamps()
+                            && d.kernel_real_ns.is_none_or(|k| k >= errq_empty_at)
+                        {
+                            let e = drain_error_queue(s, &mut errbuf, queue, dense);
+                            batch += e.messages;
+                            errq_empty_at = e.empty_at_real_ns;
                         }
                         let Some(icmp_bytes) = buf.get(d.start..d.end) else {
                             continue;
@@ -335,6 +372,8 @@ fn receive_loop(
                             src,
                             msg,
                             kernel_real_ns: d.kernel_real_ns,
+                            rx_stamp,
+                            batched: dense,
                             user,
                         });
                         batch += 1;
@@ -361,6 +400,68 @@ fn receive_loop(
     }
 }
 
+/// Result of [`drain_error_queue`].
+struct ErrorDrain {
+    /// Messages handed over.
+    messages: u32,
+    /// Whether the queue held anything at all (some messages are not handed over).
+    read_any: bool,
+    /// Wall clock read just before the `recvmsg` that found the queue empty, ns.
+    empty_at_real_ns: u64,
+}
+
+/// Hands every message of `s`'s error queue (ICMP errors, kernel transmit stamps) to the
+/// engine's queue.
+fn drain_error_queue(
+    s: &IcmpSocket,
+    buf: &mut [u8],
+    queue: &ReplyQueue,
+    batched: bool,
+) -> ErrorDrain {
+    let mut messages = 0;
+    let mut read_any = false;
+    loop {
+        let before = clock::real_ns();
+        let Ok(Some((msg, kernel_real_ns))) = s.recv_error(buf) else {
+            return ErrorDrain {
+                messages,
+                read_any,
+                empty_at_real_ns: before,
+            };
+        };
+        read_any = true;
+        let src = match msg {
+            Message::Error { orig_dst, .. } => orig_dst,
+            Message::TxStamp { .. } => s.family().unspecified(),
+            _ => continue,
+        };
+        queue.push(Reply {
+            family: s.family(),
+            src,
+            msg,
+            kernel_real_ns,
+            rx_stamp: RxStamp::Kernel,
+            batched,
+            user: clock::now(),
+        });
+        messages += 1;
+    }
+}
+
+/// What a datagram's kernel receive stamp is worth (see the module docs); a stamp taken
+/// before the call sets `stamps_live`.
+fn classify_rx_stamp(d: &crate::sock::Datagram, stamps_live: &mut bool) -> RxStamp {
+    match d.kernel_real_ns {
+        None => RxStamp::Missing,
+        Some(k) if k < d.call_real_ns => {
+            *stamps_live = true;
+            RxStamp::Kernel
+        }
+        Some(_) if *stamps_live => RxStamp::Kernel,
+        Some(_) => RxStamp::InCall,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +475,51 @@ mod tests {
             },
             ..EMPTY
         }
+    }
+
+    fn datagram(kernel_real_ns: Option<u64>, call_real_ns: u64) -> crate::sock::Datagram {
+        crate::sock::Datagram {
+            start: 0,
+            end: 0,
+            src: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            kernel_real_ns,
+            call_real_ns,
+        }
+    }
+
+    #[test]
+    fn stamps_inside_the_call_are_not_arrival_times_until_one_before_it_proves_them() {
+        let mut live = false;
+        // Timestamping not on yet: the kernel filled in the time of the call.
+        assert_eq!(
+            classify_rx_stamp(&datagram(Some(1_000), 1_000), &mut live),
+            RxStamp::InCall
+        );
+        assert_eq!(
+            classify_rx_stamp(&datagram(Some(1_500), 1_000), &mut live),
+            RxStamp::InCall
+        );
+        assert!(!live);
+        assert_eq!(
+            classify_rx_stamp(&datagram(None, 2_000), &mut live),
+            RxStamp::Missing
+        );
+        assert!(!live);
+        // A stamp before the call: taken on arrival; timestamping is on from now on.
+        assert_eq!(
+            classify_rx_stamp(&datagram(Some(2_999), 3_000), &mut live),
+            RxStamp::Kernel
+        );
+        assert!(live);
+        // A packet that arrived during the call is then a genuine arrival stamp.
+        assert_eq!(
+            classify_rx_stamp(&datagram(Some(4_001), 4_000), &mut live),
+            RxStamp::Kernel
+        );
+        assert_eq!(
+            classify_rx_stamp(&datagram(None, 5_000), &mut live),
+            RxStamp::Missing
+        );
     }
 
     #[test]

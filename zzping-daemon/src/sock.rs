@@ -125,6 +125,9 @@ pub struct Datagram {
     pub src: IpAddr,
     /// `SO_TIMESTAMPNS`, realtime ns.
     pub kernel_real_ns: Option<u64>,
+    /// `CLOCK_REALTIME` read just before the `recvmsg` call that returned it, ns. A
+    /// kernel stamp at or after this reading was taken during the call itself.
+    pub call_real_ns: u64,
 }
 
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
@@ -283,6 +286,7 @@ impl IcmpSocket {
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = size_of::<[u64; 16]>() as _;
+        let call_real_ns = crate::clock::real_ns();
         // SAFETY: msg points to valid buffers that outlive the call.
         let n = unsafe { libc::recvmsg(self.sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
         if n < 0 {
@@ -313,6 +317,7 @@ impl IcmpSocket {
                 end: 0,
                 src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 kernel_real_ns,
+                call_real_ns,
             }));
         };
         let start = if self.kind == Kind::Raw && self.family == Family::V4 {
@@ -328,6 +333,7 @@ impl IcmpSocket {
             end: n,
             src,
             kernel_real_ns,
+            call_real_ns,
         }))
     }
 }

@@ -39,6 +39,11 @@ pub const FLAG_SEND_LATE: u8 = 1 << 1;
 pub const FLAG_RECV_OVERFLOW: u8 = 1 << 2;
 /// Frame flag: the frame was reconstructed from a lossy source (e.g. legacy percentiles).
 pub const FLAG_APPROXIMATE: u8 = 1 << 3;
+/// Frame flag: at least one RTT of this frame was not timed by the kernel at both ends
+/// (no kernel transmit stamp for its send, or no kernel arrival stamp for its reply).
+/// Such an RTT is an upper bound: it may include time the request spent in `sendto`
+/// or the reply spent waiting to be read.
+pub const FLAG_USER_STAMP: u8 = 1 << 4;
 
 /// Counters of a frame; everything except the RTT list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -224,12 +224,13 @@ pub fn flag_names(flags: u8) -> String {
         (FLAG_SEND_LATE, "send_late"),
         (FLAG_RECV_OVERFLOW, "recv_overflow"),
         (FLAG_APPROXIMATE, "approximate"),
+        (FLAG_USER_STAMP, "user_stamp"),
     ]
     .iter()
     .filter(|(b, _)| flags & b != 0)
     .map(|&(_, n)| n)
     .collect();
-    let unknown = flags & !0x0f;
+    let unknown = flags & !0x1f;
     match (names.is_empty(), unknown) {
         (true, 0) => "-".into(),
         (_, 0) => names.join(","),

@@ -94,6 +94,61 @@ pub struct HostReport {
     pub p99_us: Option<u32>,
     /// Jitter (mean |Δ median| of consecutive frames), µs.
     pub jitter_us: Option<f64>,
+    /// Frames whose measurement is qualified, by flag.
+    pub flagged_frames: FlaggedFrames,
+}
+
+/// Frames carrying each measurement-quality flag (a frame may carry several).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FlaggedFrames {
+    /// Some RTT was not timed by the kernel at both ends: an upper bound
+    /// (`FLAG_USER_STAMP`).
+    pub user_stamp: u64,
+    /// The wall clock stepped: the frame's time may be off (`FLAG_CLOCK_STEP`).
+    pub clock_step: u64,
+    /// A send went out more than a period late (`FLAG_SEND_LATE`).
+    pub send_late: u64,
+    /// The daemon's receive queue overflowed: replies may be missing
+    /// (`FLAG_RECV_OVERFLOW`).
+    pub recv_overflow: u64,
+    /// Reconstructed from a lossy source such as legacy percentiles (`FLAG_APPROXIMATE`).
+    pub approximate: u64,
+}
+
+impl FlaggedFrames {
+    fn add(&mut self, flags: u8) {
+        use zzping_lib::frame::*;
+        self.user_stamp += u64::from(flags & FLAG_USER_STAMP != 0);
+        self.clock_step += u64::from(flags & FLAG_CLOCK_STEP != 0);
+        self.send_late += u64::from(flags & FLAG_SEND_LATE != 0);
+        self.recv_overflow += u64::from(flags & FLAG_RECV_OVERFLOW != 0);
+        self.approximate += u64::from(flags & FLAG_APPROXIMATE != 0);
+    }
+
+    /// "3 with user-space timestamps (RTT upper bounds), 1 with a clock step", or `None`.
+    fn describe(&self) -> Option<String> {
+        let parts: Vec<String> = [
+            (
+                self.user_stamp,
+                "with user-space timestamps (RTTs are upper bounds)",
+            ),
+            (self.clock_step, "with a wall-clock step"),
+            (self.send_late, "with sends more than a period late"),
+            (
+                self.recv_overflow,
+                "with receive queue overflow (replies may be missing)",
+            ),
+            (
+                self.approximate,
+                "approximate (converted from a lossy format)",
+            ),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
 }
 
 /// One host's part in an outage.
@@ -159,6 +214,7 @@ struct HostAcc {
     address: Option<String>,
     first: Option<u64>,
     last: Option<u64>,
+    flagged: FlaggedFrames,
 }
 
 impl HostAcc {
@@ -176,12 +232,14 @@ impl HostAcc {
             address: None,
             first: None,
             last: None,
+            flagged: FlaggedFrames::default(),
         }
     }
 
     fn add(&mut self, f: &QFrame, q: &Quantizer) {
         let q0 = self.q.get_or_insert_with(|| q.clone());
         let end = f.end_us();
+        self.flagged.add(f.flags);
         self.first.get_or_insert(f.start_us);
         self.last = Some(self.last.map_or(end, |l| l.max(end)));
         // Summaries count codes of one quantizer: re-quantize the rare other segments.
@@ -384,6 +442,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             p95_us: pct(95.0),
             p99_us: pct(99.0),
             jitter_us: (acc.jitter_n > 0).then(|| acc.jitter_sum / acc.jitter_n as f64),
+            flagged_frames: acc.flagged,
         });
     }
 
@@ -551,6 +610,24 @@ fn print_text(r: &Report, tf: &TimeFmt) {
             h.jitter_us
                 .map_or("-".into(), |j| format!("{:.3}", j / 1000.0)),
         );
+    }
+    let notes: Vec<String> = r
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            Some(format!(
+                "  {}: frames {}",
+                h.label,
+                h.flagged_frames.describe()?
+            ))
+        })
+        .collect();
+    if !notes.is_empty() {
+        println!();
+        println!("Measurement notes:");
+        for n in notes {
+            println!("{n}");
+        }
     }
     println!();
     if r.outages.is_empty() {

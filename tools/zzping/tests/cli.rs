@@ -528,6 +528,55 @@ fn outage_data(dir: &Path) {
 }
 
 #[test]
+fn report_counts_frames_by_measurement_flag() {
+    use zzping_lib::frame::{FLAG_CLOCK_STEP, FLAG_USER_STAMP};
+    let dir = tempfile::tempdir().unwrap();
+    let frames: Vec<Frame> = (0..50u64)
+        .map(|i| {
+            let mut f = frame(i, 1000, 10, 0);
+            if i % 10 == 3 {
+                f.flags |= FLAG_USER_STAMP;
+            }
+            if i == 7 || i == 13 {
+                f.flags |= FLAG_CLOCK_STEP;
+            }
+            f
+        })
+        .collect();
+    write_host(dir.path(), "gw", "192.168.1.1", &frames);
+    write_host(dir.path(), "a", "9.9.9.9", &frames[..5]);
+    let o = ok(zz(&["report", s(dir.path()), "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let host = |l: &str| {
+        v["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["label"] == l)
+            .unwrap()
+            .clone()
+    };
+    let gw = host("gw");
+    // Frames 3, 13, 23, 33, 43 user-stamped; 7 and 13 with a clock step (13 has both).
+    assert_eq!(gw["flagged_frames"]["user_stamp"], 5, "{gw:#}");
+    assert_eq!(gw["flagged_frames"]["clock_step"], 2, "{gw:#}");
+    assert_eq!(gw["flagged_frames"]["send_late"], 0, "{gw:#}");
+    assert_eq!(host("a")["flagged_frames"]["user_stamp"], 1);
+    let text = stdout(&ok(zz(&["report", s(dir.path())])));
+    assert!(
+        text.contains("gw: frames 5 with user-space timestamps (RTTs are upper bounds), 2 with a wall-clock step"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a: frames 1 with user-space timestamps"),
+        "{text}"
+    );
+    // Export names the flag.
+    let csv = stdout(&ok(zz(&["dump", s(dir.path()), "--host", "a"])));
+    assert!(csv.contains("user_stamp"), "{csv}");
+}
+
+#[test]
 fn report_finds_outages_and_gives_verdicts() {
     let dir = tempfile::tempdir().unwrap();
     outage_data(dir.path());

@@ -70,6 +70,8 @@ fn reply(p: &Probe, ident: u16, rx: Now) -> Reply {
             token: Some(p.token),
         },
         kernel_real_ns: Some(rx.real_ns),
+        rx_stamp: RxStamp::Kernel,
+        batched: false,
         user: rx,
     }
 }
@@ -421,6 +423,8 @@ fn clock_step_is_flagged_and_never_reported_as_rtt() {
     assert_eq!(e.observe_clock(user), Some(i128::from(step)));
     let r = Reply {
         kernel_real_ns: Some(at(1.0).real_ns),
+        rx_stamp: RxStamp::Kernel,
+        batched: false,
         user,
         ..reply(&p, 0x4242, at(1.0))
     };
@@ -440,6 +444,8 @@ fn clock_step_is_flagged_and_never_reported_as_rtt() {
     let user2 = at(101.0);
     let r2 = Reply {
         kernel_real_ns: Some(at(100.5).real_ns + 2 * step),
+        rx_stamp: RxStamp::Kernel,
+        batched: false,
         user: user2,
         ..reply(&p2, 0x4242, user2)
     };
@@ -524,6 +530,8 @@ fn icmp_errors_and_send_failures_are_errors() {
             orig_dst: v4("198.18.0.5"),
         },
         kernel_real_ns: None,
+        rx_stamp: RxStamp::Missing,
+        batched: false,
         user: at(201.0),
     };
     assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Error);
@@ -634,7 +642,7 @@ fn hosts_are_staggered_and_removed_cleanly() {
 
 #[test]
 fn histogram_quantiles() {
-    let mut h = LatenessHistogram::default();
+    let mut h = DelayHistogram::default();
     assert_eq!(h.quantile_us(0.5), 0);
     for _ in 0..99 {
         h.record(500); // < 1 µs
@@ -685,6 +693,8 @@ mod prop {
                             src: p.addr,
                             msg: Message::Error { kind: ErrorKind::Unreachable, ident: 0x4242, seq: p.seq, orig_dst: p.addr },
                             kernel_real_ns: None,
+                            rx_stamp: RxStamp::Missing,
+                            batched: false,
                             user: at(rx as f64),
                         }
                     } else {
@@ -718,6 +728,8 @@ fn tx_stamp(family: Family, key: u32, real_ns: u64, rx: Now) -> Reply {
         src: family.unspecified(),
         msg: Message::TxStamp { key },
         kernel_real_ns: Some(real_ns),
+        rx_stamp: RxStamp::Kernel,
+        batched: false,
         user: rx,
     }
 }
@@ -757,6 +769,8 @@ fn transmit_stamp_outside_its_send_is_refused() {
     e.on_reply(&s, &mut sink);
     let s = Reply {
         kernel_real_ns: None,
+        rx_stamp: RxStamp::Missing,
+        batched: false,
         ..tx_stamp(Family::V4, 0, 0, at(0.1))
     };
     e.on_reply(&s, &mut sink);
@@ -867,4 +881,111 @@ fn transmit_stamp_keys_survive_table_growth() {
         );
     }
     assert_eq!(e.stats().tx_stamped, u64::from(key) + probes.len() as u64);
+}
+
+#[test]
+fn frames_are_flagged_user_stamp_unless_both_times_are_kernel_stamps() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 10.0, at(0.0).mono_ns, at(0.0));
+    // One send per 100 ms frame; each reply 300 µs after its send.
+    let mut sends = Vec::new();
+    for i in 0..4u32 {
+        let t = at(f64::from(i) * 100.0);
+        let p = send_due_stamped(&mut e, t, 50_000, &mut sink)
+            .pop()
+            .unwrap();
+        sends.push((p, t));
+    }
+    let rx = |t: Now| plus(t, 300_000);
+    // Frame 0: kernel stamps at both ends.
+    let (p, t) = sends[0];
+    e.on_reply(
+        &tx_stamp(Family::V4, 0, t.real_ns + 10_000, rx(t)),
+        &mut sink,
+    );
+    assert_eq!(
+        e.on_reply(&reply(&p, 0x4242, rx(t)), &mut sink),
+        ReplyOutcome::Received { rtt_ns: 290_000 }
+    );
+    // Frame 1: the transmit stamp never came: timed from the user-space send time.
+    let (p, t) = sends[1];
+    e.on_reply(&reply(&p, 0x4242, rx(t)), &mut sink);
+    // Frame 2: the receive stamp was taken inside recvmsg (timestamping not on yet).
+    let (p, t) = sends[2];
+    e.on_reply(
+        &tx_stamp(Family::V4, 2, t.real_ns + 10_000, rx(t)),
+        &mut sink,
+    );
+    let mut r = reply(&p, 0x4242, rx(t));
+    r.rx_stamp = RxStamp::InCall;
+    e.on_reply(&r, &mut sink);
+    // Frame 3: no receive stamp at all.
+    let (p, t) = sends[3];
+    e.on_reply(
+        &tx_stamp(Family::V4, 3, t.real_ns + 10_000, rx(t)),
+        &mut sink,
+    );
+    let mut r = reply(&p, 0x4242, rx(t));
+    r.kernel_real_ns = None;
+    r.rx_stamp = RxStamp::Missing;
+    e.on_reply(&r, &mut sink);
+    e.finish(&mut sink);
+    sink.check_invariants();
+    let flags: Vec<bool> = sink
+        .frames
+        .iter()
+        .map(|(_, _, f)| f.flags & FLAG_USER_STAMP != 0)
+        .collect();
+    assert_eq!(flags, [false, true, true, true]);
+    let st = e.stats();
+    assert_eq!(
+        (
+            st.rtt_kernel,
+            st.rtt_user_send,
+            st.rtt_user_receive,
+            st.rx_in_call
+        ),
+        (1, 1, 2, 1)
+    );
+    // Only kernel arrival stamps tell how long a reply waited in the socket: the user
+    // clock was read 0 ns after the stamp in these replies.
+    assert_eq!(e.rx_wait().count(), 2);
+}
+
+#[test]
+fn rtt_between_kernel_stamps_ignores_offset_sampling_and_detects_steps() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 10.0, at(0.0).mono_ns, at(0.0));
+    let t = at(0.0);
+    let p = send_due_stamped(&mut e, t, 50_000, &mut sink)
+        .pop()
+        .unwrap();
+    e.on_reply(&tx_stamp(Family::V4, 0, t.real_ns + 10_000, t), &mut sink);
+    // The receive thread's clock pair was sampled across a 7 µs preemption: its offset
+    // is 7 µs off. The two kernel stamps still give the RTT to the nanosecond.
+    let mut r = reply(&p, 0x4242, plus(t, 310_123));
+    r.user.mono_ns += 7_000;
+    assert_eq!(
+        e.on_reply(&r, &mut sink),
+        ReplyOutcome::Received { rtt_ns: 300_123 }
+    );
+    assert_eq!(e.stats().rtt_kernel, 1);
+    // A wall-clock step of +2 s between the stamps: the monotonic clock tells, and the
+    // RTT is the user-space bound, counted as user-timed.
+    let t = at(100.0);
+    let p = send_due_stamped(&mut e, t, 50_000, &mut sink)
+        .pop()
+        .unwrap();
+    e.on_reply(&tx_stamp(Family::V4, 1, t.real_ns + 10_000, t), &mut sink);
+    let mut r = reply(&p, 0x4242, plus(t, 300_000));
+    r.kernel_real_ns = Some(t.real_ns + 2_000_300_000);
+    r.user.real_ns += 2_000_000_000;
+    let ReplyOutcome::Received { rtt_ns } = e.on_reply(&r, &mut sink) else {
+        panic!("not received");
+    };
+    assert!(rtt_ns <= 300_000, "{rtt_ns}");
+    assert_eq!(e.stats().rtt_clamped_high, 1);
+    assert_eq!(e.stats().rtt_user_receive, 1);
 }
