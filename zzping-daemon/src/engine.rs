@@ -1212,6 +1212,10 @@ impl Engine {
                 tracing::trace!(
                     target: "zzping_daemon::reply",
                     host = self.host(e.host).map_or("?", |h| h.label.as_str()),
+                    frame_us = self
+                        .host(e.host)
+                        .and_then(|h| h.frames.iter().find(|f| f.serial == e.frame_serial))
+                        .map_or(0, |f| f.frame.start_us),
                     addr = %e.addr,
                     ident,
                     seq,

@@ -99,6 +99,7 @@
 //! sleeps with `ppoll` (ns timeout, 1 ns timer slack) and spins only for the
 //! last [`sim::SPIN_NS`]; each reply's lateness is in the truth (`late_us`).
 
+pub mod capture;
 pub mod netcfg;
 pub mod packet;
 pub mod profile;
