@@ -281,13 +281,29 @@ pub struct Tally {
 pub fn check_loopback(stderr: &str, wire: &Wire, dir: &Path) -> Result<Tally, Vec<String>> {
     let mut failures = Vec::new();
     let traced = parse_trace(stderr);
-    let received: u64 = stderr
+    let exit = stderr
         .lines()
         .find(|l| l.contains("stopped:"))
-        .and_then(|l| l.split(" sent, ").nth(1))
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exit line: {stderr}"));
+    // "stopped: N sent, M received, L lost, E errors, ..."
+    let count = |what: &str| -> u64 {
+        exit.split(", ")
+            .chain(exit.split(": "))
+            .find_map(|p| {
+                p.trim()
+                    .strip_suffix(what)?
+                    .split(' ')
+                    .next_back()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no '{what}' in {exit}"))
+    };
+    let (sent, received) = (count(" sent"), count(" received"));
+    // Loopback loses nothing: every request is answered inside its own sendto.
+    if received != sent || count(" lost") != 0 || count(" errors") != 0 {
+        failures.push(format!("not every request answered: {exit}"));
+    }
     if traced.len() as u64 != received {
         failures.push(format!(
             "{} traced replies, {received} received",
