@@ -19,11 +19,10 @@
 //!
 //! Bounded: 8 loopback runs of 1.5 s and 2 simulated runs of 4 s, about 30 s in all.
 
-mod common;
 mod e2e;
 
-use common::netns_available;
 use e2e::loopback::{Contention, MAIN_CPU, Stress, Tally, check_loopback, loopback_run};
+use zzping_testkit::{privileges, require};
 
 /// Loopback runs: datagram and raw sockets, main-thread stalls and starved kernel
 /// workers, two of each combination.
@@ -31,17 +30,11 @@ const LOOPBACK_RUNS: usize = 8;
 
 #[test]
 fn loopback_rtts_stay_in_their_interval_under_contention() {
-    if !netns_available("loopback_rtts_stay_in_their_interval_under_contention") {
-        return;
-    }
+    require!(privileges::netns());
+    // Real-time spinners need CAP_SYS_NICE, which root has.
+    require!(privileges::root());
     let load = Contention::start();
-    if !load.stalling {
-        e2e::skip_or_fail(
-            "loopback_rtts_stay_in_their_interval_under_contention",
-            "cannot run a real-time spinner (needs CAP_SYS_NICE)",
-        );
-        return;
-    }
+    assert!(load.stalling, "cannot run a real-time spinner as root");
     let mut total = Tally::default();
     let mut failures = Vec::new();
     for run in 0..LOOPBACK_RUNS {
@@ -91,14 +84,11 @@ fn loopback_rtts_stay_in_their_interval_under_contention() {
 #[test]
 fn simulated_network_rtts_stay_in_their_interval_under_contention() {
     let test = "simulated_network_rtts_stay_in_their_interval_under_contention";
-    if !netns_available(test) {
-        return;
-    }
+    require!(privileges::netns());
+    require!(privileges::tun());
+    require!(privileges::root());
     let load = Contention::start();
-    if !load.stalling {
-        e2e::skip_or_fail(test, "cannot run a real-time spinner (needs CAP_SYS_NICE)");
-        return;
-    }
+    assert!(load.stalling, "cannot run a real-time spinner as root");
     for (name, file) in [
         ("clean", "clean.toml"),
         ("dupes_reorder", "dupes-reorder.toml"),

@@ -318,7 +318,9 @@ pub fn check_loopback(stderr: &str, wire: &Wire, dir: &Path) -> Result<Tally, Ve
     // reply).
     let user_sends = traced.iter().filter(|r| !r.send_kernel).count();
     if user_sends > 0 {
-        failures.push(format!("{user_sends} replies timed from a user-space send time"));
+        failures.push(format!(
+            "{user_sends} replies timed from a user-space send time"
+        ));
     }
     let mut t = Tally::default();
     for r in &traced {
