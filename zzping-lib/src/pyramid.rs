@@ -41,7 +41,7 @@ use crate::file::{FileError, FileReader, Issue};
 use crate::frame::Counts;
 use crate::msgpack::Cursor;
 use crate::quantizer::Quantizer;
-use crate::summary::{Histogram, Summary};
+use crate::summary::{DenseHistogram, Histogram, Summary};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
@@ -134,15 +134,14 @@ impl DayPyramid {
     }
 }
 
-/// Dense accumulator for one bucket of one level.
+/// Accumulator for one bucket of one level.
 struct Acc {
     start_us: u64,
     active: bool,
     frames: u32,
     counts: Counts,
     flags: u8,
-    dense: Vec<u32>,
-    touched: Vec<u32>,
+    hist: DenseHistogram,
 }
 
 impl Acc {
@@ -153,34 +152,18 @@ impl Acc {
             frames: 0,
             counts: Counts::default(),
             flags: 0,
-            dense: vec![0; codes as usize],
-            touched: Vec::new(),
+            hist: DenseHistogram::with_codes(codes),
         }
-    }
-
-    fn add_code(&mut self, code: u32, n: u32) {
-        let slot = &mut self.dense[code as usize];
-        if *slot == 0 {
-            self.touched.push(code);
-        }
-        *slot = slot.saturating_add(n);
     }
 
     fn take(&mut self, width_us: u64) -> Summary {
-        self.touched.sort_unstable();
-        let entries: Vec<(u32, u32)> = self
-            .touched
-            .iter()
-            .map(|&c| (c, std::mem::take(&mut self.dense[c as usize])))
-            .collect();
-        self.touched.clear();
         let s = Summary {
             start_us: self.start_us,
             width_us,
             frames: self.frames,
             counts: self.counts,
             flags: self.flags,
-            hist: Histogram::from_entries(entries).expect("ascending, non-zero"),
+            hist: self.hist.take(),
         };
         self.active = false;
         self.frames = 0;
@@ -242,7 +225,7 @@ impl PyramidBuilder {
         acc.flags |= f.flags;
         for &c in codes {
             // Codes come from a decoder that checked them against the table.
-            acc.add_code(c.min(limit), 1);
+            acc.hist.add(c.min(limit), 1);
         }
     }
 
@@ -262,9 +245,7 @@ impl PyramidBuilder {
             up.frames += s.frames;
             up.counts.merge(&s.counts);
             up.flags |= s.flags;
-            for &(c, n) in s.hist.entries() {
-                up.add_code(c, n);
-            }
+            up.hist.add_histogram(&s.hist);
         }
         self.levels[i].push(s);
     }

@@ -180,6 +180,142 @@ impl Histogram {
     }
 }
 
+/// The nearest rank (1-based) of quantile `q` among `total` values.
+#[inline]
+fn rank_of(q: f64, total: u64) -> u64 {
+    ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).clamp(1, total.max(1))
+}
+
+/// A histogram of codes as one count per code: adding is O(1) per code, so it is the
+/// accumulator for merging many histograms (a pyramid level's bucket, a viewer's pixel
+/// column) before reading quantiles or taking the sparse [`Histogram`]. It keeps the
+/// range of codes counted: reading and clearing cost that range, not the whole table.
+#[derive(Debug, Clone, Default)]
+pub struct DenseHistogram {
+    counts: Vec<u64>,
+    /// Smallest and largest code counted (meaningful when `total > 0`).
+    lo: u32,
+    hi: u32,
+    total: u64,
+}
+
+impl DenseHistogram {
+    /// An empty histogram with room for codes below `codes` (it grows as needed).
+    pub fn with_codes(codes: u32) -> Self {
+        Self {
+            counts: vec![0; codes as usize],
+            ..Self::default()
+        }
+    }
+
+    /// Values counted.
+    #[inline]
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// True when nothing is counted.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Makes room for codes up to `hi` and widens the range counted to include `lo..=hi`.
+    #[inline]
+    fn widen(&mut self, lo: u32, hi: u32) {
+        if hi as usize >= self.counts.len() {
+            self.counts.resize(hi as usize + 1, 0);
+        }
+        if self.total == 0 {
+            (self.lo, self.hi) = (lo, hi);
+        } else {
+            self.lo = self.lo.min(lo);
+            self.hi = self.hi.max(hi);
+        }
+    }
+
+    /// Counts `n` values of `code`.
+    #[inline]
+    pub fn add(&mut self, code: u32, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.widen(code, code);
+        self.counts[code as usize] += n;
+        self.total += n;
+    }
+
+    /// Adds every count of `h`.
+    #[inline]
+    pub fn add_histogram(&mut self, h: &Histogram) {
+        let (Some(&(first, _)), Some(&(last, _))) = (h.entries.first(), h.entries.last()) else {
+            return;
+        };
+        // Entries ascend by code: the range and the room needed are known up front.
+        self.widen(first, last);
+        for &(code, n) in &h.entries {
+            self.counts[code as usize] += u64::from(n);
+        }
+        self.total += h.total;
+    }
+
+    /// Several nearest-rank quantile codes in one walk up from the smallest code; `qs`
+    /// must be ascending. The same definition as [`Histogram::quantile_codes`]; writes
+    /// `None`s when empty.
+    #[inline]
+    pub fn quantile_codes(&self, qs: &[f64], out: &mut [Option<u32>]) {
+        let total = self.total;
+        let mut seen = 0u64;
+        let mut next = self.lo as usize;
+        let mut code = self.lo;
+        for (q, o) in qs.iter().zip(out.iter_mut()) {
+            if total == 0 {
+                *o = None;
+                continue;
+            }
+            let rank = rank_of(*q, total);
+            if rank == total {
+                // The last rank is the largest code, known already: no walk to it.
+                code = self.hi;
+            } else {
+                while seen < rank && next <= self.hi as usize {
+                    let n = self.counts[next];
+                    if n > 0 {
+                        seen += n;
+                        code = next as u32;
+                    }
+                    next += 1;
+                }
+            }
+            *o = Some(code);
+        }
+    }
+
+    /// The sparse histogram of the counts (saturated to `u32`), leaving this one empty.
+    pub fn take(&mut self) -> Histogram {
+        let mut entries = Vec::new();
+        if self.total > 0 {
+            for code in self.lo..=self.hi {
+                let n = std::mem::take(&mut self.counts[code as usize]);
+                if n > 0 {
+                    entries.push((code, u32::try_from(n).unwrap_or(u32::MAX)));
+                }
+            }
+        }
+        self.total = 0;
+        Histogram::from_entries(entries).expect("ascending, non-zero")
+    }
+
+    /// Removes every count, keeping capacity.
+    #[inline]
+    pub fn clear(&mut self) {
+        if self.total > 0 {
+            self.counts[self.lo as usize..=self.hi as usize].fill(0);
+            self.total = 0;
+        }
+    }
+}
+
 /// Counters and RTT histogram of a span of frames `[start_us, start_us + width_us)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -372,6 +508,48 @@ mod tests {
                 }
                 other => prop_assert!(false, "{:?}", other),
             }
+        }
+
+        #[test]
+        fn dense_accumulation_equals_the_sparse_merge(
+            parts in prop::collection::vec(
+                prop::collection::vec((0u32..3_000, 1u32..50), 0..40), 0..12),
+            codes in prop::collection::vec((0u32..3_000, 1u64..5), 0..20),
+            qs in prop::collection::vec(0.0f64..=1.0, 1..9),
+        ) {
+            let mut qs = qs;
+            qs.sort_by(f64::total_cmp);
+            qs.push(1.0);
+            let mut sparse = Histogram::new();
+            let mut dense = DenseHistogram::with_codes(16);
+            for p in &parts {
+                let mut e = p.clone();
+                e.sort_unstable();
+                e.dedup_by_key(|x| x.0);
+                let h = Histogram::from_entries(e).unwrap();
+                sparse.merge(&h);
+                dense.add_histogram(&h);
+            }
+            for &(c, n) in &codes {
+                let h = Histogram::from_entries(vec![(c, n as u32)]).unwrap();
+                sparse.merge(&h);
+                dense.add(c, n);
+            }
+            prop_assert_eq!(dense.total(), sparse.total());
+            let mut want = vec![None; qs.len()];
+            let mut got = vec![None; qs.len()];
+            sparse.quantile_codes(&qs, &mut want);
+            dense.quantile_codes(&qs, &mut got);
+            prop_assert_eq!(&got, &want);
+            // Taken, it is the sparse histogram, and the accumulator is empty again.
+            prop_assert_eq!(dense.take(), sparse.clone());
+            prop_assert!(dense.is_empty());
+            dense.quantile_codes(&qs, &mut got);
+            prop_assert!(got.iter().all(Option::is_none));
+            // Cleared after reuse, too.
+            dense.add(7, 1);
+            dense.clear();
+            prop_assert_eq!(dense.take(), Histogram::new());
         }
     }
 }
