@@ -1,21 +1,22 @@
-//! The application: state, messages, `update` and `view`.
+//! The application: state, messages and `update` (the window's widgets are
+//! [`crate::window`]'s).
+//!
+//! `update` never reads a file in the window: opening, the day pyramids and the raw
+//! frames of the fine levels are read by background tasks ([`crate::load`]) whose results
+//! come back as messages; until then the lanes keep their previous pictures.
 
-use crate::canvas::{AxisCanvas, LaneCanvas};
+use crate::canvas::Gesture;
 use crate::data::{self, FoundHost};
 use crate::live::{DaemonKey, LiveUpdate};
-use crate::model::{DayState, HostLabel, Lane, LiveData, Source};
-use crate::timeline::{TimeView, YScale, format_duration, format_local, format_ms};
+use crate::load::{self, DiskLoader, FineData, FineKey, FineRequest, Loader};
+use crate::model::{DayState, Lane, Source};
+use crate::timeline::{TimeView, YScale};
 use iced::widget::canvas::Cache;
-use iced::widget::{
-    Column, button, canvas, column, container, row, scrollable, slider, space, text, text_input,
-};
-use iced::{Color, Element, Font, Length, Subscription, Task, Theme, window};
+use iced::{Subscription, Task, window};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use zzping_lib::live::LiveEvent;
-use zzping_lib::quantizer::Quantizer;
 
 /// Width of the legend column, px.
 pub const LEGEND_WIDTH: f32 = 230.0;
@@ -95,6 +96,24 @@ pub enum Message {
         /// The result.
         state: DayState,
     },
+    /// The hosts under the opened paths were found (in the background).
+    Opened {
+        /// Open generation it belongs to.
+        generation: u64,
+        /// The hosts.
+        hosts: Vec<FoundHost>,
+        /// The paths that could not be used.
+        errors: Vec<String>,
+    },
+    /// Fine data a lane asked for was read (in the background).
+    FineLoaded {
+        /// The lane.
+        lane: LaneRef,
+        /// What was asked for.
+        key: FineKey,
+        /// What was read.
+        data: Arc<FineData>,
+    },
     /// Switch mode.
     SetMode(Mode),
     /// News from a daemon.
@@ -112,6 +131,33 @@ pub enum Message {
     Exit,
 }
 
+impl From<Gesture> for Message {
+    fn from(g: Gesture) -> Self {
+        match g {
+            Gesture::Zoom { anchor, factor } => Message::Zoom { anchor, factor },
+            Gesture::Pan(f) => Message::Pan(f),
+            Gesture::ZoomTo(a, b) => Message::ZoomTo(a, b),
+            Gesture::Reset => Message::Reset,
+            Gesture::Home => Message::Home,
+            Gesture::End => Message::End,
+            Gesture::Hover(h) => Message::Hover(h),
+            Gesture::PlotWidth(w) => Message::PlotWidth(w),
+            Gesture::YZoom(f) => Message::YZoom(f),
+        }
+    }
+}
+
+/// Which lane a background result is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneRef {
+    /// Its mode's lanes.
+    pub mode: Mode,
+    /// Its index there.
+    pub index: usize,
+    /// The open generation (offline lanes are replaced by each open).
+    pub generation: u64,
+}
+
 /// A lane with its drawing state.
 #[derive(Debug)]
 pub struct LaneSlot {
@@ -126,7 +172,7 @@ pub struct LaneSlot {
 }
 
 impl LaneSlot {
-    fn new(lane: Lane) -> Self {
+    pub(crate) fn new(lane: Lane) -> Self {
         Self {
             lane,
             cache: Cache::new(),
@@ -159,7 +205,7 @@ pub struct App {
     pub offline: Vec<LaneSlot>,
     /// Live lanes.
     pub live: Vec<LaneSlot>,
-    live_index: HashMap<(usize, u32), usize>,
+    pub(crate) live_index: HashMap<(usize, u32), usize>,
     /// Daemons of live mode.
     pub daemons: Vec<DaemonState>,
     prefill_s: u32,
@@ -188,12 +234,20 @@ pub struct App {
     /// Day files loaded / to load.
     pub loading: (usize, usize),
     generation: u64,
-    axis_cache: Cache,
+    pub(crate) axis_cache: Cache,
     screenshot: Option<PathBuf>,
     exit_after_ms: Option<u64>,
     /// Frames drawn since the offline data finished loading (counted up to 2; see
     /// [`App::drawn`]).
     frames_since_loaded: u8,
+    /// An open's directory scan is in flight.
+    opening: bool,
+    /// Reads what lanes ask for.
+    loader: Arc<dyn Loader>,
+    /// Read in background tasks (the window) or inline (tests, benchmarks).
+    background: bool,
+    /// Fine data lanes asked for, not handed to the loader yet.
+    requests: Vec<(LaneRef, FineRequest)>,
 }
 
 impl App {
@@ -224,12 +278,26 @@ impl App {
             screenshot: None,
             exit_after_ms: None,
             frames_since_loaded: 0,
+            opening: false,
+            loader: Arc::new(DiskLoader),
+            background: false,
+            requests: Vec::new(),
         }
+    }
+
+    /// Sets what reads the lanes' data: in background tasks (`background`: the window
+    /// does this at boot; `update` then never reads a file), or inline, before `update`
+    /// and [`App::recompute`] return (what [`App::empty`] starts with, for tests,
+    /// benchmarks and scripts).
+    pub fn set_loader(&mut self, loader: Arc<dyn Loader>, background: bool) {
+        self.loader = loader;
+        self.background = background;
     }
 
     /// Boots from `cfg`: scans paths, starts background loading, screenshot timer.
     pub fn boot(cfg: Config) -> (Self, Task<Message>) {
         let mut app = Self::empty(1600.0);
+        app.background = true;
         app.daemons = cfg
             .live
             .iter()
@@ -255,7 +323,7 @@ impl App {
         // drawn and the timer is a deadline; without (live only), it is taken on time.
         if cfg.screenshot.is_some() || cfg.exit_after_ms.is_some() {
             let ms = cfg.exit_after_ms.unwrap_or(2000);
-            let msg = if cfg.screenshot.is_some() && app.loading.1 == 0 {
+            let msg = if cfg.screenshot.is_some() && cfg.paths.is_empty() {
                 Message::TakeScreenshot
             } else {
                 Message::Exit
@@ -265,7 +333,7 @@ impl App {
         (app, Task::batch(tasks))
     }
 
-    /// Opens `paths` synchronously (tests, benchmarks).
+    /// Opens `paths` and loads their days synchronously (tests, benchmarks).
     pub fn open_blocking(&mut self, paths: &[PathBuf]) {
         let (lanes, errors) = data::open_blocking(paths);
         self.errors.extend(errors);
@@ -278,9 +346,9 @@ impl App {
     }
 
     /// Gives the live lanes the days on disk of the same host (see
-    /// [`HostLabel::same_host`]), so that a live window scrolls back into the history on
+    /// [`crate::model::HostLabel::same_host`]), so that a live window scrolls back into the history on
     /// disk: all live lanes, or those of the offline lane `only`.
-    fn sync_history(&mut self, only: Option<usize>) {
+    pub(crate) fn sync_history(&mut self, only: Option<usize>) {
         for s in &mut self.live {
             let found = self
                 .offline
@@ -297,25 +365,44 @@ impl App {
         }
     }
 
-    /// Replaces the offline lanes with the hosts under `paths`; returns the task loading
-    /// their pyramids in the background.
+    /// Replaces the offline lanes with the hosts under `paths` (found in the background,
+    /// or inline: see [`App::set_loader`]); returns the task loading them.
     pub fn open(&mut self, paths: &[PathBuf]) -> Task<Message> {
         if paths.is_empty() {
             return Task::none();
         }
-        let (hosts, errors) = data::scan(paths);
-        self.errors
-            .extend(errors.into_iter().map(|e| e.to_string()));
         self.generation += 1;
+        self.opening = true;
+        let generation = self.generation;
+        let paths = paths.to_vec();
+        let scan = move || {
+            let (hosts, errors) = data::scan(&paths);
+            let errors = errors.into_iter().map(|e| e.to_string()).collect();
+            Message::Opened {
+                generation,
+                hosts,
+                errors,
+            }
+        };
+        if self.background {
+            load::background(scan)
+        } else {
+            self.update(scan())
+        }
+    }
+
+    /// Shows the hosts found by [`App::open`]; returns the task loading their days.
+    fn opened(&mut self, hosts: Vec<FoundHost>, errors: Vec<String>) -> Task<Message> {
+        self.errors.extend(errors);
         self.offline_pristine = true;
-        let jobs: Vec<(usize, usize, PathBuf)> = hosts
+        let jobs: Vec<((usize, usize), PathBuf)> = hosts
             .iter()
             .enumerate()
             .flat_map(|(l, h)| {
                 h.days
                     .iter()
                     .enumerate()
-                    .map(move |(d, day)| (l, d, day.file.path.clone()))
+                    .map(move |(d, day)| ((l, d), day.file.path.clone()))
             })
             .collect();
         self.offline = hosts
@@ -327,10 +414,18 @@ impl App {
         self.mode = Mode::Offline;
         self.sync_history(None);
         self.recompute();
-        load_task(self.generation, jobs)
+        let generation = self.generation;
+        load::days_in_background(sorted_newest_first(jobs)).map(move |((lane, day), state)| {
+            Message::DayLoaded {
+                generation,
+                lane,
+                day,
+                state,
+            }
+        })
     }
 
-    fn lanes(&self) -> &[LaneSlot] {
+    pub(crate) fn lanes(&self) -> &[LaneSlot] {
         match self.mode {
             Mode::Offline => &self.offline,
             Mode::Live => &self.live,
@@ -377,7 +472,10 @@ impl App {
         }
     }
 
-    /// Recomputes every visible lane's columns and Y scale for the current view.
+    /// Recomputes every visible lane's columns and Y scale for the current view. A lane
+    /// that needs frames it does not have keeps its columns and asks for them: read
+    /// inline before this returns, or queued for the background tasks `update` returns
+    /// (see [`App::set_loader`]).
     pub fn recompute(&mut self) {
         if self.mode == Mode::Live && self.follow {
             let now = zzping_lib::file::wall_clock_us() as f64;
@@ -386,15 +484,52 @@ impl App {
         }
         let view = self.view_range();
         let width = self.plot_width;
-        let lanes = match self.mode {
+        let (mode, generation) = (self.mode, self.generation);
+        let lanes = match mode {
             Mode::Offline => &mut self.offline,
             Mode::Live => &mut self.live,
         };
-        for s in lanes.iter_mut() {
-            s.lane.recompute(&view, width);
+        for (index, s) in lanes.iter_mut().enumerate() {
+            let Some(req) = s.lane.recompute(&view, width) else {
+                continue;
+            };
+            let lane = LaneRef {
+                mode,
+                index,
+                generation,
+            };
+            if self.background {
+                self.requests.push((lane, req));
+            } else {
+                // Inline: read now, then fold what was read.
+                s.lane.set_fine(req.key, self.loader.read_fine(&req));
+                s.lane.recompute_blocking(&view, width, &*self.loader);
+            }
         }
         self.axis_cache.clear();
         self.rescale();
+    }
+
+    /// The background reads of the fine data lanes asked for.
+    fn start_reads(&mut self) -> Task<Message> {
+        Task::batch(self.requests.drain(..).map(|(lane, req)| {
+            let loader = self.loader.clone();
+            let key = req.key;
+            load::background(move || loader.read_fine(&req)).map(move |data| Message::FineLoaded {
+                lane,
+                key,
+                data: Arc::new(data),
+            })
+        }))
+    }
+
+    /// The lane `r` refers to, if it still exists.
+    fn lane_mut(&mut self, r: LaneRef) -> Option<&mut LaneSlot> {
+        match r.mode {
+            Mode::Offline if r.generation != self.generation => None,
+            Mode::Offline => self.offline.get_mut(r.index),
+            Mode::Live => self.live.get_mut(r.index),
+        }
     }
 
     /// Recomputes every visible lane's Y scale from its columns (which a change of the Y
@@ -427,8 +562,17 @@ impl App {
         }
     }
 
-    /// Handles a message.
+    /// Handles a message; the tasks returned include the background reads it caused.
     pub fn update(&mut self, message: Message) -> Task<Message> {
+        let task = self.handle(message);
+        if self.requests.is_empty() {
+            task
+        } else {
+            Task::batch([task, self.start_reads()])
+        }
+    }
+
+    fn handle(&mut self, message: Message) -> Task<Message> {
         match message {
             Message::Zoom { anchor, factor } => {
                 self.editing_path = false;
@@ -525,6 +669,28 @@ impl App {
                 }
                 self.recompute();
             }
+            Message::Opened {
+                generation,
+                hosts,
+                errors,
+            } => {
+                if generation != self.generation {
+                    return Task::none();
+                }
+                self.opening = false;
+                return self.opened(hosts, errors);
+            }
+            Message::FineLoaded { lane, key, data } => {
+                let Some(s) = self.lane_mut(lane) else {
+                    return Task::none();
+                };
+                let data = Arc::try_unwrap(data).unwrap_or_else(|d| (*d).clone());
+                s.lane.set_fine(key, data);
+                self.collect_issues();
+                if lane.mode == self.mode {
+                    self.recompute();
+                }
+            }
             Message::SetMode(m) => {
                 self.mode = m;
                 self.hover = None;
@@ -533,7 +699,7 @@ impl App {
             Message::Live(u) => self.live_update(u),
             Message::DismissErrors => self.errors.clear(),
             Message::Frame => {
-                if self.loading.1 > 0 && self.loading.0 >= self.loading.1 {
+                if self.data_ready() {
                     self.frames_since_loaded = self.frames_since_loaded.saturating_add(1);
                     // The first frame event after loading is followed by the first draw
                     // of the loaded state; when the second comes, that draw is done.
@@ -564,7 +730,7 @@ impl App {
                 return iced::exit();
             }
             Message::Exit => {
-                if self.screenshot.is_some() && self.loading.1 > 0 && !self.drawn() {
+                if self.screenshot.is_some() && self.generation > 0 && !self.drawn() {
                     tracing::error!(
                         "--exit-after-ms {} passed before the data was loaded and drawn \
                          ({}/{} loading steps): no screenshot",
@@ -580,94 +746,9 @@ impl App {
         Task::none()
     }
 
-    fn live_update(&mut self, u: LiveUpdate) {
-        match u {
-            LiveUpdate::Status {
-                daemon,
-                connected,
-                detail,
-            } => {
-                if let Some(d) = self.daemons.get_mut(daemon) {
-                    d.connected = connected;
-                    d.detail = detail;
-                }
-            }
-            LiveUpdate::Events { daemon, events } => {
-                if let Some(d) = self.daemons.get_mut(daemon) {
-                    d.connected = true;
-                    d.detail.clear();
-                }
-                for ev in events {
-                    self.live_event(daemon, ev);
-                }
-                if self.mode == Mode::Live {
-                    self.recompute();
-                }
-            }
-        }
-    }
-
-    /// Applies one live event (public for tests of the live data model).
-    pub fn live_event(&mut self, daemon: usize, ev: LiveEvent) {
-        match ev {
-            LiveEvent::Host { host, meta } => {
-                let label = HostLabel::live(
-                    meta.label.clone(),
-                    meta.address.to_string(),
-                    meta.name.clone(),
-                );
-                let q = Quantizer::new(meta.precision).ok().map(Arc::new);
-                match self.live_index.get(&(daemon, host)) {
-                    Some(&i) => {
-                        let s = &mut self.live[i];
-                        s.lane.host = label;
-                        if s.lane.quantizer != q {
-                            s.lane.quantizer = q;
-                            s.lane.source = Source::Live(LiveData::default());
-                        }
-                    }
-                    None => {
-                        let mut lane = Lane::new(label, Source::Live(LiveData::default()));
-                        lane.quantizer = q;
-                        self.live_index.insert((daemon, host), self.live.len());
-                        self.live.push(LaneSlot::new(lane));
-                    }
-                }
-                self.sync_history(None);
-            }
-            LiveEvent::Frame { host, frame } => {
-                if let Some(&i) = self.live_index.get(&(daemon, host))
-                    && let Source::Live(l) = &mut self.live[i].lane.source
-                {
-                    l.push(&frame);
-                }
-            }
-            LiveEvent::Gap { host, frames, .. } => {
-                if let Some(&i) = self.live_index.get(&(daemon, host))
-                    && let Source::Live(l) = &mut self.live[i].lane.source
-                {
-                    l.gap_frames += frames;
-                }
-            }
-            LiveEvent::Subscribed | LiveEvent::Reconnected => {
-                if let Some(d) = self.daemons.get_mut(daemon) {
-                    d.connected = true;
-                }
-            }
-            LiveEvent::Refused => {
-                if let Some(d) = self.daemons.get_mut(daemon) {
-                    d.connected = false;
-                    d.detail = "refused by the daemon; retrying".into();
-                }
-            }
-            LiveEvent::HostRemoved { .. } => {}
-        }
-    }
-
     /// Live subscriptions (one per daemon).
     pub fn subscription(&self) -> Subscription<Message> {
-        let loaded = self.loading.1 > 0 && self.loading.0 >= self.loading.1;
-        let frames = if loaded && !self.drawn() {
+        let frames = if self.data_ready() && !self.drawn() {
             window::frames().map(|_| Message::Frame)
         } else {
             Subscription::none()
@@ -713,293 +794,22 @@ impl App {
         line
     }
 
-    /// Whether the window has drawn a picture with all the offline data loaded (day
-    /// pyramids and outage indexes). The viewer logs `drawn: first picture with all
+    /// True when data was opened and everything the offline lanes show is loaded: the
+    /// directory scan, the day pyramids (with their outage indexes) and the raw frames the
+    /// view needs.
+    pub fn data_ready(&self) -> bool {
+        self.generation > 0
+            && !self.opening
+            && self.loading.0 >= self.loading.1
+            && !self.requests.iter().any(|(r, _)| r.mode == Mode::Offline)
+            && !self.offline.iter().any(|s| s.lane.is_waiting())
+    }
+
+    /// Whether the window has drawn a picture with all the offline data loaded (see
+    /// [`App::data_ready`]). The viewer logs `drawn: first picture with all
     /// data` once, then; with `--screenshot` it takes the screenshot right after.
     pub fn drawn(&self) -> bool {
         self.frames_since_loaded >= 2
-    }
-
-    /// The window title.
-    pub fn title(&self) -> String {
-        match self.mode {
-            Mode::Offline => format!("zzping — {}", self.path_input),
-            Mode::Live => "zzping — live".to_string(),
-        }
-    }
-
-    /// The theme (dark).
-    pub fn theme(&self) -> Theme {
-        Theme::Dark
-    }
-
-    /// Legend lines of a lane: title, loss, median, p99, outages.
-    pub fn legend_lines(lane: &Lane) -> [String; 5] {
-        let t = &lane.totals;
-        [
-            lane.host.title(),
-            match t.loss_ratio() {
-                Some(r) => format!("loss {}", format_pct(r)),
-                None => "loss –".into(),
-            },
-            format!(
-                "median {}",
-                t.median_us.map_or("–".into(), |v| format_ms(f64::from(v)))
-            ),
-            format!(
-                "p99 {}",
-                t.p99_us.map_or("–".into(), |v| format_ms(f64::from(v)))
-            ),
-            format!("outages {}", t.outages),
-        ]
-    }
-
-    /// The read-out of the hovered column, one line per lane plus the time span.
-    pub fn hover_lines(&self) -> Vec<String> {
-        let Some(h) = self.hover else {
-            return Vec::new();
-        };
-        let view = self.view_range();
-        let mut out = Vec::new();
-        let lanes = self.lanes();
-        let n = lanes.first().map_or(0, |s| s.lane.columns.len());
-        if n == 0 || !(0.0..1.0).contains(&h) {
-            return out;
-        }
-        let i = ((h * n as f64).floor() as usize).min(n - 1);
-        let upp = view.span_us() / n as f64;
-        let t = view.t0_us + i as f64 * upp;
-        out.push(format!("{} + {}", format_local(t), format_duration(upp)));
-        for s in lanes {
-            let Some(c) = s.lane.columns.get(i) else {
-                continue;
-            };
-            let name = s
-                .lane
-                .host
-                .name
-                .clone()
-                .unwrap_or_else(|| s.lane.host.label.clone());
-            if c.is_gap() {
-                out.push(format!("{name}: no data"));
-                continue;
-            }
-            let loss = c.loss_ratio().map_or("–".into(), format_pct);
-            let mut line = format!("{name}: {} pings, loss {loss}", c.received + c.lost);
-            if c.has_outage {
-                line.push_str(" (outage: a frame lost entirely)");
-            }
-            if c.received > 0 {
-                let q = c.q_us.map(|v| format_ms(f64::from(v)));
-                line.push_str(&format!(
-                    ", min {} p5 {} p25 {} median {} p75 {} p95 {} max {}",
-                    q[0], q[1], q[2], q[3], q[4], q[5], q[6]
-                ));
-            }
-            out.push(line);
-        }
-        out
-    }
-
-    /// Renders the window.
-    pub fn view(&self) -> Element<'_, Message> {
-        let mode_btn = |label: &'static str, m: Mode| {
-            let b = button(text(label).size(14));
-            if self.mode == m {
-                b.style(button::primary)
-            } else {
-                b.style(button::secondary).on_press(Message::SetMode(m))
-            }
-        };
-        let toolbar = row![
-            mode_btn("Offline", Mode::Offline),
-            mode_btn("Live", Mode::Live),
-            text_input(
-                "data directory, host directory or .zzp file",
-                &self.path_input
-            )
-            .on_input(Message::PathChanged)
-            .on_submit(Message::OpenPath)
-            .size(14)
-            .width(Length::FillPortion(3)),
-            button(text("Open").size(14)).on_press(Message::OpenPath),
-            text("Y").size(14),
-            button(text("−").size(14)).on_press(Message::YZoom(1.25)),
-            button(text("+").size(14)).on_press(Message::YZoom(0.8)),
-            button(text("auto").size(14)).on_press(Message::YAuto),
-            text(format!("log {:.0}", self.sf)).size(14),
-            slider(0.0..=100.0, self.sf, Message::ScaleFactor)
-                .step(1.0)
-                .width(Length::Fixed(120.0)),
-            button(text("Reset").size(14)).on_press(Message::Reset),
-        ]
-        .spacing(8)
-        .align_y(iced::Alignment::Center);
-
-        let mut body = Column::new().spacing(6).padding(10).push(toolbar);
-
-        if !self.errors.is_empty() {
-            let mut banner = Column::new().spacing(2);
-            for e in self.errors.iter().take(5) {
-                banner = banner.push(text(format!("⚠ {e}")).size(13));
-            }
-            if self.errors.len() > 5 {
-                banner =
-                    banner.push(text(format!("… and {} more", self.errors.len() - 5)).size(13));
-            }
-            let banner = row![
-                banner.width(Length::Fill),
-                button(text("dismiss").size(13)).on_press(Message::DismissErrors)
-            ];
-            body = body.push(container(banner).padding(8).width(Length::Fill).style(
-                |_: &Theme| container::Style {
-                    background: Some(Color::from_rgb(0.45, 0.10, 0.12).into()),
-                    text_color: Some(Color::WHITE),
-                    ..container::Style::default()
-                },
-            ));
-        }
-
-        body = body.push(text(self.status_line()).size(13));
-
-        let view = self.view_range();
-        let mut lanes = Column::new().spacing(4);
-        let slots = self.lanes();
-        // A few lanes share the window's height; many scroll at a fixed height.
-        let fill = slots.len() <= MAX_FILL_LANES;
-        let lane_h = if fill {
-            Length::Fill
-        } else {
-            Length::Fixed(LANE_HEIGHT)
-        };
-        if slots.is_empty() {
-            let msg = match self.mode {
-                Mode::Offline if self.loading.1 > 0 => "loading…".to_string(),
-                Mode::Offline => {
-                    "No data open: type a data directory above and press Open.".to_string()
-                }
-                Mode::Live if self.daemons.is_empty() => {
-                    "No daemon configured: start with --live ADDR.".to_string()
-                }
-                Mode::Live => "Waiting for hosts…".to_string(),
-            };
-            lanes = lanes.push(text(msg).size(16));
-        }
-        for (i, s) in slots.iter().enumerate() {
-            let lines = Self::legend_lines(&s.lane);
-            let legend = column![
-                text(lines[0].clone()).size(15).font(Font {
-                    weight: iced::font::Weight::Bold,
-                    ..Font::default()
-                }),
-                text(lines[1].clone()).size(13),
-                text(lines[2].clone()).size(13),
-                text(lines[3].clone()).size(13),
-                text(lines[4].clone()).size(13),
-            ]
-            .spacing(2)
-            .width(Length::Fixed(LEGEND_WIDTH));
-            let c = canvas(LaneCanvas {
-                lane: &s.lane,
-                cache: &s.cache,
-                view,
-                y: s.y,
-                hover: self.hover,
-                primary: i == 0,
-                keys: !self.editing_path,
-                plot_width: self.plot_width,
-                drawn_at: &s.drawn_at,
-            })
-            .width(Length::Fill)
-            .height(lane_h);
-            lanes = lanes.push(row![legend, c].spacing(8).height(lane_h));
-        }
-        let axis = canvas(AxisCanvas {
-            cache: &self.axis_cache,
-            view,
-            hover: self.hover,
-        })
-        .width(Length::Fill)
-        .height(Length::Fixed(26.0));
-        // The axis stays under the lanes, outside the scrolling area.
-        let axis_row = row![space().width(Length::Fixed(LEGEND_WIDTH)), axis].spacing(8);
-        body = if fill {
-            body.push(lanes.height(Length::Fill)).push(axis_row)
-        } else {
-            body.push(scrollable(lanes).height(Length::Fill))
-                .push(axis_row)
-        };
-
-        let mut hover = Column::new().spacing(1);
-        let lines = self.hover_lines();
-        if lines.is_empty() && !slots.is_empty() {
-            hover = hover.push(
-                text(
-                    "Bands: min–max, p5–p95, p25–p75 and the median line · red from the \
-                     top: loss ratio · red cap over the whole height: an outage (a frame \
-                     lost entirely) · grey: no data · wheel: zoom · drag: pan · \
-                     shift/right-drag: box zoom · double-click: reset",
-                )
-                .size(13)
-                .color(Color::from_rgb(0.6, 0.63, 0.68)),
-            );
-        }
-        let extra = lines.len().saturating_sub(MAX_FILL_LANES + 1);
-        for l in lines.into_iter().take(MAX_FILL_LANES + 1) {
-            hover = hover.push(text(l).size(13));
-        }
-        if extra > 0 {
-            hover = hover.push(text(format!("(and {extra} more hosts)")).size(13));
-        }
-        body = body.push(container(hover).height(Length::Shrink));
-        container(body)
-            .width(Length::Fill)
-            .height(Length::Fill)
-            .into()
-    }
-
-    /// The status line: span, level, loading progress, live connection state.
-    pub fn status_line(&self) -> String {
-        let v = self.view_range();
-        let level = self
-            .lanes()
-            .first()
-            .map(|s| s.lane.level_us)
-            .map_or(String::new(), |w| {
-                if w == 0 {
-                    ", from raw frames".to_string()
-                } else {
-                    format!(", from {} summaries", format_duration(w as f64))
-                }
-            });
-        let mut s = format!(
-            "{} — {} ({}{level})",
-            format_local(v.t0_us),
-            format_local(v.t1_us),
-            format_duration(v.span_us())
-        );
-        if self.loading.1 > 0 && self.loading.0 < self.loading.1 {
-            s.push_str(&format!(
-                " · loading {}/{} day pyramids",
-                self.loading.0, self.loading.1
-            ));
-        }
-        if self.mode == Mode::Live {
-            for d in &self.daemons {
-                if d.connected {
-                    s.push_str(&format!(" · live from {}", d.addr));
-                } else {
-                    s.push_str(&format!(" · waiting for daemon at {}", d.addr));
-                    if !d.detail.is_empty() {
-                        s.push_str(&format!(" ({})", d.detail));
-                    }
-                }
-            }
-            if self.follow {
-                s.push_str(" · following");
-            }
-        }
-        s
     }
 }
 
@@ -1007,7 +817,7 @@ impl App {
 /// percentile over the columns of their p95, so that the bands of almost every column fit
 /// while a few isolated spikes (every column is a single frame when zoomed in) clip at the
 /// top instead of flattening the rest.
-pub fn auto_max_us(cols: &[crate::model::ColumnStats], buf: &mut Vec<f32>) -> f64 {
+pub fn auto_max_us(cols: &[crate::fold::ColumnStats], buf: &mut Vec<f32>) -> f64 {
     buf.clear();
     buf.extend(cols.iter().filter(|c| c.received > 0).map(|c| c.q_us[5]));
     if buf.is_empty() {
@@ -1016,20 +826,6 @@ pub fn auto_max_us(cols: &[crate::model::ColumnStats], buf: &mut Vec<f32>) -> f6
     let k = ((buf.len() as f64 * 0.99).ceil() as usize).clamp(1, buf.len()) - 1;
     let (_, v, _) = buf.select_nth_unstable_by(k, f32::total_cmp);
     f64::from(*v)
-}
-
-/// Formats a ratio as a percentage that never rounds a loss to zero.
-pub fn format_pct(r: f64) -> String {
-    let p = r * 100.0;
-    if p == 0.0 {
-        "0 %".into()
-    } else if p < 0.01 {
-        "<0.01 %".into()
-    } else if p < 10.0 {
-        format!("{p:.2} %")
-    } else {
-        format!("{p:.1} %")
-    }
 }
 
 /// A task that completes after `ms` milliseconds (a sleeping thread, so the executor is
@@ -1045,37 +841,11 @@ fn sleep(ms: u64) -> Task<()> {
     })
 }
 
-/// Loads day files' pyramids (with their outage index) on one background thread, newest
-/// first, reporting each.
-fn load_task(generation: u64, mut jobs: Vec<(usize, usize, PathBuf)>) -> Task<Message> {
-    if jobs.is_empty() {
-        return Task::none();
-    }
-    // Newest days first: the initial view shows everything, but partial data is most
-    // useful at the recent end.
-    jobs.sort_by(|a, b| b.2.file_name().cmp(&a.2.file_name()));
-    let (tx, rx) = iced::futures::channel::mpsc::unbounded();
-    let spawned = std::thread::Builder::new()
-        .name("loader".into())
-        .spawn(move || {
-            for (lane, day, path) in jobs {
-                let state = data::load_day(&path);
-                let msg = Message::DayLoaded {
-                    generation,
-                    lane,
-                    day,
-                    state,
-                };
-                if tx.unbounded_send(msg).is_err() {
-                    return;
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!("cannot start loader thread: {e}");
-        return Task::none();
-    }
-    Task::run(rx, |m| m)
+/// Newest days first: the initial view shows everything, but partial data is most useful
+/// at the recent end.
+fn sorted_newest_first<J>(mut jobs: Vec<(J, PathBuf)>) -> Vec<(J, PathBuf)> {
+    jobs.sort_by(|a, b| b.1.file_name().cmp(&a.1.file_name()));
+    jobs
 }
 
 /// Writes a screenshot as PNG.

@@ -6,9 +6,13 @@
 //! filled as one path on whole pixels ([`layer_path`]); it is kept in a [`Cache`] per lane
 //! that the app clears when the columns or the Y scale change, so a hover or an exposure
 //! draws only the hover line and the box-zoom rectangle.
+//!
+//! The canvases speak their own language, [`Gesture`]: what the user asked for (zoom,
+//! pan, hover...), which the app turns into its messages. While a lane waits for data,
+//! its previous picture is drawn where its view lies in the current one.
 
-use crate::app::Message;
-use crate::model::{ColumnStats, Lane};
+use crate::fold::ColumnStats;
+use crate::model::Lane;
 use crate::timeline::{TimeView, YScale, format_ms, time_ticks};
 use iced::keyboard::{self, key};
 use iced::mouse;
@@ -41,6 +45,34 @@ pub const LABEL: Color = Color::from_rgba(0.80, 0.83, 0.88, 0.85);
 pub const MIN_LOSS_PX: f32 = 3.0;
 /// Vertical padding inside a lane, px.
 const PAD: f32 = 3.0;
+
+/// What the user asks for on a lane or the time axis.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gesture {
+    /// Zoom by `factor` (< 1 zooms in) around the fraction `anchor` of the width.
+    Zoom {
+        /// Fraction of the width kept in place.
+        anchor: f64,
+        /// Span multiplier.
+        factor: f64,
+    },
+    /// Pan by a fraction of the span.
+    Pan(f64),
+    /// Zoom to a fraction range (box zoom).
+    ZoomTo(f64, f64),
+    /// Show all data.
+    Reset,
+    /// Go to the start of the data, keeping the span.
+    Home,
+    /// Go to the end of the data.
+    End,
+    /// The cursor is at this fraction of the width (or left).
+    Hover(Option<f64>),
+    /// The plot area's width changed.
+    PlotWidth(f32),
+    /// Multiply the Y range.
+    YZoom(f64),
+}
 
 /// How a drag started.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,11 +123,11 @@ fn interact(
     cursor: mouse::Cursor,
     primary: bool,
     plot_width: f32,
-) -> Option<canvas::Action<Message>> {
+) -> Option<canvas::Action<Gesture>> {
     let w = f64::from(bounds.width.max(1.0));
     let pos = cursor.position_in(bounds);
     if primary && (bounds.width - plot_width).abs() > 0.5 && bounds.width > 1.0 {
-        return Some(canvas::Action::publish(Message::PlotWidth(bounds.width)));
+        return Some(canvas::Action::publish(Gesture::PlotWidth(bounds.width)));
     }
     match event {
         Event::Keyboard(keyboard::Event::ModifiersChanged(m)) => {
@@ -105,20 +137,20 @@ fn interact(
         Event::Keyboard(keyboard::Event::KeyPressed { key, modifiers, .. }) if primary => {
             st.modifiers = *modifiers;
             let msg = match key.as_ref() {
-                keyboard::Key::Character("+") | keyboard::Key::Character("=") => Message::Zoom {
+                keyboard::Key::Character("+") | keyboard::Key::Character("=") => Gesture::Zoom {
                     anchor: 0.5,
                     factor: 0.5,
                 },
-                keyboard::Key::Character("-") => Message::Zoom {
+                keyboard::Key::Character("-") => Gesture::Zoom {
                     anchor: 0.5,
                     factor: 2.0,
                 },
-                keyboard::Key::Named(key::Named::ArrowLeft) => Message::Pan(-0.1),
-                keyboard::Key::Named(key::Named::ArrowRight) => Message::Pan(0.1),
-                keyboard::Key::Named(key::Named::ArrowUp) => Message::YZoom(0.8),
-                keyboard::Key::Named(key::Named::ArrowDown) => Message::YZoom(1.25),
-                keyboard::Key::Named(key::Named::Home) => Message::Home,
-                keyboard::Key::Named(key::Named::End) => Message::End,
+                keyboard::Key::Named(key::Named::ArrowLeft) => Gesture::Pan(-0.1),
+                keyboard::Key::Named(key::Named::ArrowRight) => Gesture::Pan(0.1),
+                keyboard::Key::Named(key::Named::ArrowUp) => Gesture::YZoom(0.8),
+                keyboard::Key::Named(key::Named::ArrowDown) => Gesture::YZoom(1.25),
+                keyboard::Key::Named(key::Named::Home) => Gesture::Home,
+                keyboard::Key::Named(key::Named::End) => Gesture::End,
                 _ => return None,
             };
             Some(canvas::Action::publish(msg))
@@ -134,7 +166,7 @@ fn interact(
             }
             let factor = 0.8f64.powf(f64::from(y));
             Some(
-                canvas::Action::publish(Message::Zoom {
+                canvas::Action::publish(Gesture::Zoom {
                     anchor: f64::from(p.x) / w,
                     factor,
                 })
@@ -150,7 +182,7 @@ fn interact(
                 {
                     st.last_click = None;
                     st.drag = None;
-                    return Some(canvas::Action::publish(Message::Reset).and_capture());
+                    return Some(canvas::Action::publish(Gesture::Reset).and_capture());
                 }
                 st.last_click = Some(now);
                 let kind = if st.modifiers.shift() {
@@ -175,24 +207,24 @@ fn interact(
                 (Some((DragKind::Pan, _, last)), Some(x)) => {
                     st.drag = Some((DragKind::Pan, last, x));
                     let dx = f64::from(x - last);
-                    Some(canvas::Action::publish(Message::Pan(-dx / w)).and_capture())
+                    Some(canvas::Action::publish(Gesture::Pan(-dx / w)).and_capture())
                 }
                 (Some((DragKind::Box, start, _)), Some(x)) => {
                     st.drag = Some((DragKind::Box, start, x));
-                    Some(canvas::Action::publish(Message::Hover(Some(
+                    Some(canvas::Action::publish(Gesture::Hover(Some(
                         f64::from(x) / w,
                     ))))
                 }
                 _ => match pos {
                     Some(p) => {
                         st.hovering = true;
-                        Some(canvas::Action::publish(Message::Hover(Some(
+                        Some(canvas::Action::publish(Gesture::Hover(Some(
                             f64::from(p.x) / w,
                         ))))
                     }
                     None if st.hovering => {
                         st.hovering = false;
-                        Some(canvas::Action::publish(Message::Hover(None)))
+                        Some(canvas::Action::publish(Gesture::Hover(None)))
                     }
                     None => None,
                 },
@@ -202,7 +234,7 @@ fn interact(
             let d = st.drag.take()?;
             match d {
                 (DragKind::Box, a, b) if (a - b).abs() > 3.0 => Some(
-                    canvas::Action::publish(Message::ZoomTo(f64::from(a) / w, f64::from(b) / w))
+                    canvas::Action::publish(Gesture::ZoomTo(f64::from(a) / w, f64::from(b) / w))
                         .and_capture(),
                 ),
                 _ => Some(canvas::Action::request_redraw()),
@@ -212,7 +244,7 @@ fn interact(
     }
 }
 
-impl canvas::Program<Message> for LaneCanvas<'_> {
+impl canvas::Program<Gesture> for LaneCanvas<'_> {
     type State = Interaction;
 
     fn update(
@@ -221,7 +253,7 @@ impl canvas::Program<Message> for LaneCanvas<'_> {
         event: &Event,
         bounds: Rectangle,
         cursor: mouse::Cursor,
-    ) -> Option<canvas::Action<Message>> {
+    ) -> Option<canvas::Action<Gesture>> {
         if !self.keys && matches!(event, Event::Keyboard(keyboard::Event::KeyPressed { .. })) {
             return None;
         }
@@ -245,10 +277,26 @@ impl canvas::Program<Message> for LaneCanvas<'_> {
             state.snap.set(Some(snap));
         }
         self.drawn_at.set(Some(bounds));
-        let lane = self.cache.draw(renderer, bounds.size(), |frame| {
-            frame.translate(snap);
-            draw_lane(frame, &self.lane.columns, &self.view, &self.y);
-        });
+        let shown = self.lane.columns_view.unwrap_or(self.view);
+        let lane = if shown == self.view {
+            self.cache.draw(renderer, bounds.size(), |frame| {
+                frame.translate(snap);
+                draw_lane(frame, &self.lane.columns, &self.view, &self.y);
+            })
+        } else {
+            // Waiting for data: the previous picture, moved and stretched to where its
+            // view lies in the current one (not cached: it moves with every pan).
+            let mut frame = Frame::new(renderer, bounds.size());
+            frame.fill_rectangle(Point::ORIGIN, bounds.size(), LANE_BG);
+            let scale = (shown.span_us() / self.view.span_us()) as f32;
+            let dx = (self.view.frac_of(shown.t0_us) * f64::from(bounds.width)) as f32;
+            frame.with_clip(Rectangle::with_size(bounds.size()), |f| {
+                f.translate(snap + Vector::new(dx, 0.0));
+                f.scale_nonuniform(Vector::new(scale, 1.0));
+                draw_lane(f, &self.lane.columns, &shown, &self.y);
+            });
+            frame.into_geometry()
+        };
         let mut overlay = Frame::new(renderer, bounds.size());
         draw_overlay(&mut overlay, state, self.hover, bounds.size());
         vec![lane, overlay.into_geometry()]
@@ -427,7 +475,7 @@ pub struct AxisCanvas<'a> {
     pub hover: Option<f64>,
 }
 
-impl canvas::Program<Message> for AxisCanvas<'_> {
+impl canvas::Program<Gesture> for AxisCanvas<'_> {
     type State = Interaction;
 
     fn update(
@@ -436,7 +484,7 @@ impl canvas::Program<Message> for AxisCanvas<'_> {
         event: &Event,
         bounds: Rectangle,
         cursor: mouse::Cursor,
-    ) -> Option<canvas::Action<Message>> {
+    ) -> Option<canvas::Action<Gesture>> {
         interact(state, event, bounds, cursor, false, bounds.width)
     }
 

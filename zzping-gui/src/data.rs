@@ -1,10 +1,9 @@
-//! Finding hosts and day files on disk (through [`zzping_lib::store`]), and loading their
-//! pyramids.
+//! Finding hosts and day files on disk (through [`zzping_lib::store`]); opening them in
+//! one go (tests, benchmarks). The window loads them in the background ([`crate::load`]).
 
-use crate::model::{Day, DayState, HostLabel, Lane, Source};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use zzping_lib::pyramid;
+pub use crate::load::load_day;
+use crate::model::{Day, HostLabel, Lane, Source};
+use std::path::PathBuf;
 use zzping_lib::store::{self, Host, StoreError};
 
 /// A host found on disk, not loaded yet.
@@ -42,28 +41,6 @@ impl FoundHost {
 pub fn scan(paths: &[PathBuf]) -> (Vec<FoundHost>, Vec<StoreError>) {
     let r = store::resolve(paths);
     (r.hosts.into_iter().map(FoundHost::new).collect(), r.errors)
-}
-
-/// Loads the persisted pyramid levels (and the outage index) of a day file, building
-/// (and persisting) the sidecar when it is missing, stale or outdated. A sidecar that
-/// cannot be written (read-only data) is built in memory only.
-pub fn load_day(path: &Path) -> DayState {
-    let r = pyramid::load_or_build(path, true).or_else(|e| {
-        tracing::warn!(
-            "{}: cannot persist sidecar ({e}); building in memory",
-            path.display()
-        );
-        pyramid::load_or_build(path, false)
-    });
-    match r {
-        Ok((p, fresh)) => {
-            if let pyramid::Freshness::Rebuilt(why) = fresh {
-                tracing::info!("{}: sidecar rebuilt ({why})", path.display());
-            }
-            DayState::Loaded(Arc::new(p))
-        }
-        Err(e) => DayState::Failed(e.to_string()),
-    }
 }
 
 /// Opens `paths` and loads every day synchronously (for tests, benchmarks and small data).

@@ -5,12 +5,16 @@
 //! shows the exact latency distribution of its pings as bands (min, p5, p25, median, p75,
 //! p95, max), loss as red marks and missing data as grey.
 //!
+//! The stages, each in its module:
 //! - [`timeline`]: the shared time view, ticks and the Y scale;
-//! - [`model`]: per-lane data and the per-column fold (level choice);
-//! - [`data`]: finding and loading files;
-//! - [`live`]: daemon connections;
-//! - [`canvas`]: drawing and mouse/keyboard interaction;
-//! - [`app`]: state, messages, `update` and `view`;
+//! - [`model`]: lane data and level choice (which summaries a view reads; a lane asks for
+//!   data it lacks and keeps its previous picture meanwhile);
+//! - [`fold`]: folding summaries into per-pixel columns, totals and outage marks;
+//! - [`load`]: loading off the UI thread (day pyramids, raw frames of the fine levels);
+//! - [`data`]: finding hosts on disk (through `zzping_lib::store`);
+//! - [`live`]: daemon connections; [`live_lanes`]: what their events do to the lanes;
+//! - [`canvas`]: drawing and mouse/keyboard interaction, with its own message type;
+//! - [`app`]: state, messages and `update`; [`window`]: the widgets of `view`;
 //! - [`config`]: the command line and the configuration file.
 
 pub mod app;
@@ -18,8 +22,12 @@ pub mod canvas;
 pub mod config;
 pub mod data;
 pub mod demo;
+pub mod fold;
 pub mod live;
+pub mod live_lanes;
+pub mod load;
 pub mod model;
 pub mod timeline;
+pub mod window;
 
 pub use app::{App, Config, Message, Mode};

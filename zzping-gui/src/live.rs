@@ -1,6 +1,7 @@
 //! Live mode's connection to daemons: one background thread per daemon drives a
 //! [`UdpLiveClient`] and forwards its events in batches (twice a second, so a busy stream
-//! costs one redraw per batch, not one per frame).
+//! costs one redraw per batch, not one per frame). What the events do to the live lanes
+//! is [`crate::live_lanes`]'.
 
 use iced::Subscription;
 use iced::futures::channel::mpsc;

@@ -1,5 +1,7 @@
-//! The data behind the lanes: where a host's summaries come from (files or a live
-//! stream), and how they are folded into one summary per pixel column.
+//! The lanes' data and the level choice: where a host's summaries come from (day files
+//! or a live stream), which level a view reads, and when a lane must wait for data.
+//! Folding them into pixel columns is [`crate::fold`]; reading files is
+//! [`crate::load`]'s (a lane never opens a file).
 //!
 //! # Level choice
 //! For a view of `u` µs per pixel the fold reads, per host:
@@ -9,12 +11,14 @@
 //!   (±50 %), cached until the view leaves that range;
 //! - `u < 1 s`: the raw frames themselves.
 //!
+//! The raw frames of the two fine levels are read in the background: a view that needs
+//! frames the lane does not have yields a [`FineRequest`], and the lane keeps its previous
+//! columns (and the view they were folded for, [`Lane::columns_view`]) until
+//! [`Lane::set_fine`] brings them.
+//!
 //! Summaries merge exactly, so every column holds the exact histogram of its pings and
 //! switching levels never changes a column's percentiles (only which pings fall in which
 //! column, by at most one level width at the edges).
-//!
-//! A summary no wider than a column goes to the column holding its midpoint; a wider one
-//! (a 100 ms frame when zoomed in to milliseconds) goes to every column it covers.
 //!
 //! # Live lanes with history on disk
 //! A live lane may also hold the same host's day files ([`Lane::set_history`]). Its
@@ -24,86 +28,26 @@
 //! frame is counted once: a coarse summary on disk that straddles the cut is replaced by
 //! its 10 s summaries before the cut, and the stream's frames before the cut are left out.
 
+use crate::fold::{self, ColumnStats, Folder, LaneTotals};
+pub use crate::fold::{BAND_QUANTILES, persisted_level};
+pub use crate::load::DayState;
+use crate::load::{FineData, FineKey, FineRequest, Loader};
 use crate::timeline::TimeView;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 use zzping_lib::codec::QFrame;
-use zzping_lib::pyramid::{DayPyramid, PERSISTED_WIDTHS_US, is_outage, push_outage};
+use zzping_lib::pyramid::{LEVEL_WIDTHS_US, PERSISTED_WIDTHS_US, is_outage, push_outage};
 use zzping_lib::quantizer::Quantizer;
-use zzping_lib::store::{DayFile, HostFrames};
+use zzping_lib::store::DayFile;
 use zzping_lib::summary::Summary;
-
-/// Quantiles drawn per column: min, p5, p25, median, p75, p95, max.
-pub const BAND_QUANTILES: [f64; 7] = [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0];
 
 /// Frames kept per live host (one hour at 100 ms frames).
 pub const LIVE_RING_FRAMES: usize = 36_000;
 /// Width of the coarse summaries a live host keeps for zoomed-out views, µs.
 pub const LIVE_COARSE_US: u64 = 10_000_000;
-
-/// What one pixel column shows.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ColumnStats {
-    /// Frames merged into the column (0 = no data: a gap).
-    pub frames: u32,
-    /// Requests sent.
-    pub sent: u64,
-    /// Replies received.
-    pub received: u64,
-    /// Requests lost.
-    pub lost: u64,
-    /// RTTs at [`BAND_QUANTILES`], µs (meaningful when `received > 0`).
-    pub q_us: [f32; 7],
-    /// The column contains at least one frame whose every request was lost (exact, from
-    /// the outage index: a frame-level fact that summaries alone cannot give).
-    pub has_outage: bool,
-}
-
-impl ColumnStats {
-    /// True when the column has no data (no frame, or frames that sent nothing).
-    pub fn is_gap(&self) -> bool {
-        self.frames == 0 || self.received + self.lost == 0
-    }
-
-    /// Loss ratio, when anything was sent.
-    pub fn loss_ratio(&self) -> Option<f64> {
-        let n = self.received + self.lost;
-        (n > 0).then(|| self.lost as f64 / n as f64)
-    }
-
-    /// True when every request of the column was lost.
-    pub fn is_outage(&self) -> bool {
-        self.received == 0 && self.lost > 0
-    }
-}
-
-/// Statistics of a lane over the whole visible range (the legend).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LaneTotals {
-    /// Frames in range.
-    pub frames: u64,
-    /// Replies received.
-    pub received: u64,
-    /// Requests lost.
-    pub lost: u64,
-    /// Median RTT, µs.
-    pub median_us: Option<u32>,
-    /// 99th percentile RTT, µs.
-    pub p99_us: Option<u32>,
-    /// Outages in the visible range: runs of consecutive frames whose every request was
-    /// lost (exact at every zoom, once the outage index is built; until then, runs of
-    /// columns whose every request was lost).
-    pub outages: u32,
-}
-
-impl LaneTotals {
-    /// Loss ratio over the range.
-    pub fn loss_ratio(&self) -> Option<f64> {
-        let n = self.received + self.lost;
-        (n > 0).then(|| self.lost as f64 / n as f64)
-    }
-}
+/// Width of the summaries of raw frames at the 1 s level, µs.
+const FINE_SUMMARY_US: u64 = LEVEL_WIDTHS_US[0];
 
 /// Identity of a host, for the legend.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -157,17 +101,6 @@ impl HostLabel {
     }
 }
 
-/// Loading state of one day file.
-#[derive(Debug, Clone)]
-pub enum DayState {
-    /// Not loaded yet.
-    Pending,
-    /// Sidecar levels loaded.
-    Loaded(Arc<DayPyramid>),
-    /// Could not be loaded (the reason).
-    Failed(String),
-}
-
 /// One day file of an offline host.
 #[derive(Debug, Clone)]
 pub struct Day {
@@ -185,17 +118,27 @@ impl Day {
             state: DayState::Pending,
         }
     }
+
+    fn failed(&self) -> bool {
+        matches!(self.state, DayState::Failed(_))
+    }
 }
 
-/// Summaries of the visible range computed from raw frames.
+/// Summaries of raw frames around the visible range, as read for a [`FineKey`].
 #[derive(Debug, Default)]
 struct FineCache {
-    from_us: u64,
-    to_us: u64,
-    /// 0: one summary per frame; otherwise the bucket width.
-    width_us: u64,
+    key: Option<FineKey>,
     items: Vec<Summary>,
-    valid: bool,
+}
+
+impl FineCache {
+    /// True when the cache holds summaries of `width_us` for `[from, to)` of the files of
+    /// `epoch`.
+    fn covers(&self, epoch: u64, width_us: u64, from: u64, to: u64) -> bool {
+        self.key.is_some_and(|k| {
+            k.epoch == epoch && k.width_us == width_us && k.from_us <= from && k.to_us >= to
+        })
+    }
 }
 
 /// A live host's in-memory history.
@@ -212,7 +155,6 @@ pub struct LiveData {
     /// Start of the first frame received, µs.
     pub first_us: Option<u64>,
 }
-
 impl LiveData {
     /// Appends a frame (ignored when older than the latest one).
     pub fn push(&mut self, f: &QFrame) {
@@ -267,6 +209,35 @@ pub enum Source {
     Live(LiveData),
 }
 
+/// Where the disk part of a lane comes from at a zoom (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskLevel {
+    /// A persisted pyramid level of this width, µs (loaded at open).
+    Persisted(u64),
+    /// Summaries of this width (0: one per frame) of the raw frames, read on demand.
+    Fine(u64),
+}
+
+impl DiskLevel {
+    /// The level for `upp` µs per pixel.
+    pub fn for_zoom(upp: f64) -> Self {
+        if upp >= PERSISTED_WIDTHS_US[0] as f64 {
+            DiskLevel::Persisted(persisted_level(upp))
+        } else if upp >= FINE_SUMMARY_US as f64 {
+            DiskLevel::Fine(FINE_SUMMARY_US)
+        } else {
+            DiskLevel::Fine(0)
+        }
+    }
+
+    /// Width of its summaries, µs (0: raw frames).
+    pub fn width_us(self) -> u64 {
+        match self {
+            DiskLevel::Persisted(w) | DiskLevel::Fine(w) => w,
+        }
+    }
+}
+
 /// One host's lane: its data and the per-column statistics of the current view.
 #[derive(Debug)]
 pub struct Lane {
@@ -276,9 +247,12 @@ pub struct Lane {
     pub source: Source,
     /// Quantizer of the lane's codes (the first loaded day's or the stream's).
     pub quantizer: Option<Arc<Quantizer>>,
-    /// One entry per pixel column of the current view.
+    /// One entry per pixel column of [`Lane::columns_view`].
     pub columns: Vec<ColumnStats>,
-    /// The legend's numbers for the current view.
+    /// The view the columns were folded for: the current view, except while the lane
+    /// waits for data (it then keeps its previous picture).
+    pub columns_view: Option<TimeView>,
+    /// The legend's numbers for the columns.
     pub totals: LaneTotals,
     /// Problems found in this lane's data (shown as banners).
     pub issues: Vec<String>,
@@ -291,6 +265,11 @@ pub struct Lane {
     cut_us: u64,
     folder: Folder,
     fine: FineCache,
+    /// The fine data asked for and not arrived yet.
+    pending: Option<FineKey>,
+    /// Changes when the files behind the fine cache change (a day fails, the history is
+    /// replaced): data read for an older epoch is dropped.
+    epoch: u64,
 }
 
 impl Lane {
@@ -301,6 +280,7 @@ impl Lane {
             source,
             quantizer: None,
             columns: Vec::new(),
+            columns_view: None,
             totals: LaneTotals::default(),
             issues: Vec::new(),
             level_us: 0,
@@ -308,6 +288,8 @@ impl Lane {
             cut_us: u64::MAX,
             folder: Folder::default(),
             fine: FineCache::default(),
+            pending: None,
+            epoch: 0,
         }
     }
 
@@ -321,13 +303,26 @@ impl Lane {
         if !matches!(self.source, Source::Live(_)) {
             return;
         }
+        let same_files = self.history.len() == days.len()
+            && self
+                .history
+                .iter()
+                .zip(&days)
+                .all(|(a, b)| a.file == b.file && a.failed() == b.failed());
+        if !same_files {
+            self.epoch += 1;
+        }
         self.history = days;
-        self.fine.valid = false;
     }
 
     /// The days on disk a live lane shows before its live data.
     pub fn history(&self) -> &[Day] {
         &self.history
+    }
+
+    /// True while the lane waits for fine data it asked for.
+    pub fn is_waiting(&self) -> bool {
+        self.pending.is_some()
     }
 
     /// Records the loaded pyramid of day `idx` (or its failure).
@@ -354,16 +349,45 @@ impl Lane {
                             q.precision()
                         ));
                         day.state = DayState::Failed("mixed precision".into());
+                        // Its frames are not shown at the fine levels either.
+                        self.epoch += 1;
                         return;
                     }
                     Some(_) => {}
                 }
             }
-            DayState::Failed(e) => self.issues.push(e.clone()),
+            DayState::Failed(e) => {
+                self.issues.push(e.clone());
+                self.epoch += 1;
+            }
             DayState::Pending => {}
         }
         day.state = state;
-        self.fine.valid = false;
+    }
+
+    /// Gives the lane the fine data it asked for with `key` (see [`Lane::recompute`]);
+    /// data for another key, or for files that changed since, is dropped. Recompute the
+    /// lane after this.
+    pub fn set_fine(&mut self, key: FineKey, data: FineData) {
+        if self.pending != Some(key) {
+            return;
+        }
+        self.pending = None;
+        if key.epoch != self.epoch {
+            return;
+        }
+        if self.quantizer.is_none() {
+            self.quantizer = data.quantizer;
+        }
+        for i in data.issues {
+            if !self.issues.contains(&i) {
+                self.issues.push(i);
+            }
+        }
+        self.fine = FineCache {
+            key: Some(key),
+            items: data.items,
+        };
     }
 
     /// Time covered by the lane's data, µs (start of the first summary, end of the last).
@@ -378,74 +402,157 @@ impl Lane {
     }
 
     /// Recomputes the columns for `view` on a plot `width_px` wide. Cost: the summaries
-    /// in range (about one to ten per column) plus, at fine zooms, reading raw frames once
-    /// per ±50 % of the view.
-    pub fn recompute(&mut self, view: &TimeView, width_px: f32) {
+    /// in range (about one to ten per column). When the view needs raw frames the lane
+    /// does not have, the columns stay as they are and the request for them is returned
+    /// (once: while it is pending, `None`); give the data to [`Lane::set_fine`].
+    pub fn recompute(&mut self, view: &TimeView, width_px: f32) -> Option<FineRequest> {
         let n = width_px.round().clamp(1.0, 16_384.0) as usize;
         let upp = view.span_us() / n as f64;
-        let t0 = view.t0_us;
-        self.folder.start(n, t0, upp, &mut self.columns);
-        self.folder.quantizer = self.quantizer.clone();
-        let from = t0.max(0.0) as u64;
+        let from = view.t0_us.max(0.0) as u64;
         let to = view.t1_us.max(0.0) as u64;
         let history_ok = self.history_usable();
-        let mut disk = DiskFold {
-            folder: &mut self.folder,
-            columns: &mut self.columns,
-            fine: &mut self.fine,
-            quantizer: &mut self.quantizer,
-            issues: &mut self.issues,
+        let cut = match &self.source {
+            Source::Files(_) => u64::MAX,
+            Source::Live(live) if history_ok => live
+                .first_us
+                .map_or(u64::MAX, |f| f.div_ceil(LIVE_COARSE_US) * LIVE_COARSE_US),
+            Source::Live(_) => 0,
         };
-        match &self.source {
-            Source::Live(live) => {
-                let cut = if history_ok {
-                    match live.first_us {
-                        Some(f) => f.div_ceil(LIVE_COARSE_US) * LIVE_COARSE_US,
-                        None => u64::MAX,
-                    }
-                } else {
-                    0
-                };
-                self.cut_us = cut;
-                // Before the cut: the days on disk; from it: the stream.
-                let mut disk_level = None;
-                let disk_to = to.min(cut);
-                if from < disk_to {
-                    disk_level = Some(disk.fold_days(&self.history, from, disk_to, upp, cut));
-                }
-                let lfrom = from.max(cut);
-                let mut live_level = None;
-                if lfrom < to {
-                    let ring_start = live.frames.front().map_or(u64::MAX, |s| s.start_us);
-                    let (folder, columns) = (&mut *disk.folder, &mut *disk.columns);
-                    if upp < LIVE_COARSE_US as f64 && ring_start <= lfrom {
-                        live_level = Some(0);
-                        let a = live.frames.partition_point(|s| s.end_us() <= lfrom);
-                        let a = a.max(live.frames.partition_point(|s| s.start_us < cut));
-                        let b = live.frames.partition_point(|s| s.start_us < to);
-                        fold(folder, columns, live.frames.range(a..b.max(a)));
-                    } else {
-                        live_level = Some(LIVE_COARSE_US);
-                        let a = live.coarse.partition_point(|s| s.end_us() <= lfrom);
-                        let a = a.max(live.coarse.partition_point(|s| s.start_us < cut));
-                        let b = live.coarse.partition_point(|s| s.start_us < to);
-                        fold(folder, columns, live.coarse[a..b.max(a)].iter());
-                    }
-                }
-                // The status line names the level of the larger part.
-                self.level_us = match (disk_level, live_level) {
-                    (Some(d), Some(_)) if disk_to - from > to - lfrom => d,
-                    (_, Some(l)) => l,
-                    (Some(d), None) => d,
-                    (None, None) => LIVE_COARSE_US,
-                };
+        // The part before the cut comes from the days on disk.
+        let disk_to = to.min(cut);
+        let disk = from < disk_to;
+        let level = DiskLevel::for_zoom(upp);
+        if let (true, DiskLevel::Fine(width)) = (disk, level)
+            && !self.fine.covers(self.epoch, width, from, disk_to)
+        {
+            if self.pending.is_some() {
+                return None;
             }
-            Source::Files(days) => {
-                self.cut_us = u64::MAX;
-                self.level_us = disk.fold_days(days, from, to, upp, u64::MAX);
+            // Read ±50 % around the view, so that pans read once per half a view.
+            let span = disk_to - from;
+            let key = FineKey {
+                epoch: self.epoch,
+                width_us: width,
+                from_us: from.saturating_sub(span / 2),
+                to_us: disk_to.saturating_add(span / 2).min(cut),
+            };
+            let files = self
+                .days()
+                .iter()
+                .filter(|d| !d.failed() && d.file.may_hold(key.from_us, key.to_us))
+                .map(|d| d.file.clone())
+                .collect();
+            self.pending = Some(key);
+            return Some(FineRequest { key, files });
+        }
+        let Self {
+            source,
+            history,
+            quantizer,
+            columns,
+            folder,
+            fine,
+            ..
+        } = self;
+        let (source, history) = (&*source, &*history);
+        let days = match source {
+            Source::Files(days) => days,
+            Source::Live(_) => history,
+        };
+        folder.start(n, view.t0_us, upp, quantizer.clone(), columns);
+        if disk {
+            match level {
+                DiskLevel::Persisted(w) => {
+                    let pyramids = days
+                        .iter()
+                        .filter(|d| d.file.may_hold(from, disk_to))
+                        .filter_map(|d| match &d.state {
+                            DayState::Loaded(p) => Some(&**p),
+                            _ => None,
+                        });
+                    fold::fold_pyramids(folder, columns, pyramids, w, from, disk_to, cut);
+                }
+                DiskLevel::Fine(_) => {
+                    fold::fold_range(folder, columns, &fine.items, from, disk_to, cut);
+                }
             }
         }
-        self.finish_columns(view);
+        // From the cut: the stream.
+        let lfrom = from.max(cut);
+        let mut live_level = None;
+        if let Source::Live(live) = source
+            && lfrom < to
+        {
+            let ring_start = live.frames.front().map_or(u64::MAX, |s| s.start_us);
+            if upp < LIVE_COARSE_US as f64 && ring_start <= lfrom {
+                live_level = Some(0);
+                let f = &live.frames;
+                let a = f.partition_point(|s| s.end_us() <= lfrom);
+                let a = a.max(f.partition_point(|s| s.start_us < cut));
+                let b = f.partition_point(|s| s.start_us < to);
+                folder.add_all(f.range(a..b.max(a)), columns);
+            } else {
+                live_level = Some(LIVE_COARSE_US);
+                let c = &live.coarse;
+                let a = c.partition_point(|s| s.end_us() <= lfrom);
+                let a = a.max(c.partition_point(|s| s.start_us < cut));
+                let b = c.partition_point(|s| s.start_us < to);
+                folder.add_all(c[a..b.max(a)].iter(), columns);
+            }
+        }
+        // The status line names the level of the larger part.
+        self.level_us = match (disk, live_level) {
+            (true, Some(_)) if disk_to - from > to - lfrom => level.width_us(),
+            (_, Some(l)) => l,
+            _ => level.width_us(),
+        };
+        // Outages: exact where the days are loaded (a run across the cut counts once).
+        let live_runs = match source {
+            Source::Live(l) => &l.outages[..],
+            Source::Files(_) => &[],
+        };
+        let indexed = cut == 0 || !days.iter().any(|d| matches!(d.state, DayState::Pending));
+        let disk_runs = days
+            .iter()
+            .filter(|_| cut > 0)
+            .filter_map(|d| match &d.state {
+                DayState::Loaded(p) => Some(p.outages.iter()),
+                _ => None,
+            })
+            .flatten()
+            .filter(move |r| r.0 < cut)
+            .map(move |&(a, b)| (a, b.min(cut)));
+        let live_runs = live_runs
+            .iter()
+            .filter(move |r| r.1 > cut)
+            .map(move |&(a, b)| (a.max(cut), b));
+        let runs = indexed.then(|| disk_runs.chain(live_runs));
+        self.totals = folder.finish(columns, view, runs);
+        self.cut_us = cut;
+        self.columns_view = Some(*view);
+        None
+    }
+
+    /// [`Lane::recompute`], reading the data it asks for inline with `loader` (tests,
+    /// benchmarks and scripts; the window reads in the background).
+    pub fn recompute_blocking(&mut self, view: &TimeView, width_px: f32, loader: &dyn Loader) {
+        // A read is asked for once per recompute, and what was read covers the view: the
+        // second pass folds it (a third only if the files changed in between).
+        for _ in 0..3 {
+            let Some(req) = self.recompute(view, width_px) else {
+                return;
+            };
+            let data = loader.read_fine(&req);
+            self.set_fine(req.key, data);
+        }
+    }
+
+    /// The lane's days on disk: its files, or a live lane's history.
+    fn days(&self) -> &[Day] {
+        match &self.source {
+            Source::Files(days) => days,
+            Source::Live(_) => &self.history,
+        }
     }
 
     /// True when a live lane's days on disk can be merged with its stream: same
@@ -475,101 +582,6 @@ impl Lane {
         }
         true
     }
-
-    fn finish_columns(&mut self, view: &TimeView) {
-        let q = self.quantizer.clone();
-        self.folder.flush(&mut self.columns);
-        let (t0, t1) = (view.t0_us, view.t1_us);
-        let n = self.columns.len();
-        let upp = (t1 - t0) / n.max(1) as f64;
-        // Exact outages where indexed: mark every column a lost frame touches.
-        let mut indexed = true;
-        let mut runs = 0u32;
-        let mut last_end = None;
-        let mut mark = |columns: &mut [ColumnStats], a: u64, b: u64| {
-            let (fa, fb) = (a as f64, b as f64);
-            if fb <= t0 || fa >= t1 {
-                return;
-            }
-            // Runs that continue across a day boundary count once.
-            if last_end != Some(a) {
-                runs += 1;
-            }
-            last_end = Some(b);
-            let lo = ((fa - t0) / upp).floor().max(0.0) as usize;
-            let hi = (((fb - t0) / upp).ceil().max(1.0) as usize).min(n);
-            for c in &mut columns[lo.min(hi)..hi] {
-                c.has_outage = true;
-            }
-        };
-        let cut = self.cut_us;
-        match &self.source {
-            Source::Live(l) => {
-                // Disk before the cut, the stream from it (a run across the cut counts once).
-                if cut > 0 {
-                    for d in &self.history {
-                        match &d.state {
-                            DayState::Loaded(p) => {
-                                for &(a, b) in p.outages.iter().filter(|r| r.0 < cut) {
-                                    mark(&mut self.columns, a, b.min(cut));
-                                }
-                            }
-                            DayState::Pending => indexed = false,
-                            DayState::Failed(_) => {}
-                        }
-                    }
-                }
-                for &(a, b) in l.outages.iter().filter(|r| r.1 > cut) {
-                    mark(&mut self.columns, a.max(cut), b);
-                }
-            }
-            Source::Files(days) => {
-                for d in days {
-                    match &d.state {
-                        DayState::Loaded(p) => {
-                            for &(a, b) in &p.outages {
-                                mark(&mut self.columns, a, b);
-                            }
-                        }
-                        DayState::Pending => indexed = false,
-                        DayState::Failed(_) => {}
-                    }
-                }
-            }
-        }
-        let outages = if indexed {
-            runs
-        } else {
-            // Not indexed yet: runs of columns where everything was lost.
-            let mut k = 0;
-            let mut in_outage = false;
-            for c in &mut self.columns {
-                if c.is_outage() {
-                    c.has_outage = true;
-                    if !in_outage {
-                        k += 1;
-                    }
-                    in_outage = true;
-                } else if !c.is_gap() {
-                    in_outage = false;
-                }
-            }
-            k
-        };
-        let f = &self.folder;
-        let pct = |p: f64| {
-            let q = q.as_ref()?;
-            dense_quantile(&f.total_dense, f.total_replies, p).map(|c| q.decode_saturating(c))
-        };
-        self.totals = LaneTotals {
-            frames: f.total_frames,
-            received: f.total_received,
-            lost: f.total_lost,
-            median_us: pct(0.5),
-            p99_us: pct(0.99),
-            outages,
-        };
-    }
 }
 
 /// The time covered by the loaded days, µs.
@@ -586,357 +598,6 @@ fn days_extent(days: &[Day]) -> Option<(u64, u64)> {
         }
     }
     (hi > lo).then_some((lo, hi))
-}
-
-/// What folding days on disk needs of a lane: its fields, borrowed apart from its source.
-struct DiskFold<'a> {
-    folder: &'a mut Folder,
-    columns: &'a mut Vec<ColumnStats>,
-    fine: &'a mut FineCache,
-    quantizer: &'a mut Option<Arc<Quantizer>>,
-    issues: &'a mut Vec<String>,
-}
-
-impl DiskFold<'_> {
-    /// Folds the data of `days` in `[from, to)` that starts before `cut` into the columns
-    /// (see the module docs for the level); returns the level's width (0 = raw frames).
-    /// A summary that straddles `cut` (10 s aligned) is replaced by its day's 10 s
-    /// summaries before `cut`, so nothing at or after `cut` is counted.
-    fn fold_days(&mut self, days: &[Day], from: u64, to: u64, upp: f64, cut: u64) -> u64 {
-        if upp >= PERSISTED_WIDTHS_US[0] as f64 {
-            let w = PERSISTED_WIDTHS_US
-                .iter()
-                .copied()
-                .filter(|&w| w as f64 <= upp)
-                .max()
-                .unwrap_or(PERSISTED_WIDTHS_US[0]);
-            for d in days {
-                if !d.file.may_hold(from, to) {
-                    continue;
-                }
-                let DayState::Loaded(p) = &d.state else {
-                    continue;
-                };
-                let Some(l) = p.level(w) else {
-                    continue;
-                };
-                for s in l.range(from, to) {
-                    if s.start_us >= cut {
-                        break;
-                    }
-                    if s.end_us() <= cut {
-                        self.folder.add(s, self.columns);
-                    } else if let Some(tens) = p.level(PERSISTED_WIDTHS_US[0]) {
-                        fold(
-                            self.folder,
-                            self.columns,
-                            tens.range(s.start_us, cut).iter(),
-                        );
-                    }
-                }
-            }
-            return w;
-        }
-        let width = if upp >= 1e6 { 1_000_000 } else { 0 };
-        let f = &*self.fine;
-        if !(f.valid && f.width_us == width && f.from_us <= from && f.to_us >= to) {
-            let span = to - from;
-            let lo = from.saturating_sub(span / 2);
-            let hi = to.saturating_add(span / 2).min(cut);
-            let files: Vec<DayFile> = days
-                .iter()
-                .filter(|d| !matches!(d.state, DayState::Failed(_)) && d.file.may_hold(lo, hi))
-                .map(|d| d.file.clone())
-                .collect();
-            let (q, issues) = read_fine(files, lo, hi, width, &mut self.fine.items);
-            if self.quantizer.is_none() {
-                *self.quantizer = q;
-            }
-            for i in issues {
-                if !self.issues.contains(&i) {
-                    self.issues.push(i);
-                }
-            }
-            self.fine.from_us = lo;
-            self.fine.to_us = hi;
-            self.fine.width_us = width;
-            self.fine.valid = true;
-        }
-        self.folder.quantizer = self.quantizer.clone();
-        let items = &self.fine.items;
-        let a = items.partition_point(|s| s.end_us() <= from);
-        let b = items
-            .partition_point(|s| s.start_us < to)
-            .min(items.partition_point(|s| s.start_us < cut));
-        fold(self.folder, self.columns, items[a..b.max(a)].iter());
-        width
-    }
-}
-
-/// Streams summaries (ascending by start) into per-column statistics with dense
-/// histograms: each summary's entries are added once per column it lands in, and each
-/// column's seven quantiles are read in one pass over its sorted codes. Exact: the same
-/// nearest-rank definition as [`zzping_lib::summary::Histogram::quantile_codes`].
-#[derive(Debug, Default)]
-struct Folder {
-    n: usize,
-    t0: f64,
-    upp: f64,
-    cur: Option<usize>,
-    frames: u32,
-    sent: u64,
-    received: u64,
-    lost: u64,
-    dense: Vec<u64>,
-    /// Codes of the current column (to clear `dense`), in no particular order.
-    touched: Vec<u32>,
-    /// Smallest and largest code of the current column.
-    lo: u32,
-    hi: u32,
-    /// Replies in the current column.
-    replies: u64,
-    total_dense: Vec<u64>,
-    total_replies: u64,
-    total_frames: u64,
-    total_received: u64,
-    total_lost: u64,
-    quantizer: Option<Arc<Quantizer>>,
-}
-
-impl Folder {
-    fn start(&mut self, n: usize, t0: f64, upp: f64, cols: &mut Vec<ColumnStats>) {
-        self.n = n;
-        self.t0 = t0;
-        self.upp = upp;
-        self.cur = None;
-        self.clear_column();
-        self.total_dense.iter_mut().for_each(|c| *c = 0);
-        self.total_replies = 0;
-        self.total_frames = 0;
-        self.total_received = 0;
-        self.total_lost = 0;
-        cols.clear();
-        cols.resize(n, ColumnStats::default());
-    }
-
-    fn clear_column(&mut self) {
-        for &c in &self.touched {
-            self.dense[c as usize] = 0;
-        }
-        self.touched.clear();
-        self.lo = u32::MAX;
-        self.hi = 0;
-        self.replies = 0;
-        self.frames = 0;
-        self.sent = 0;
-        self.received = 0;
-        self.lost = 0;
-    }
-
-    fn add(&mut self, s: &Summary, cols: &mut [ColumnStats]) {
-        let n = self.n as f64;
-        let a = (s.start_us as f64 - self.t0) / self.upp;
-        let b = (s.end_us() as f64 - self.t0) / self.upp;
-        if b <= 0.0 || a >= n || a.is_nan() || b.is_nan() {
-            return;
-        }
-        // Totals: each summary once.
-        self.total_frames += u64::from(s.frames);
-        self.total_received += u64::from(s.counts.received);
-        self.total_lost += u64::from(s.counts.lost);
-        let entries = s.hist.entries();
-        if let Some(&(last, _)) = entries.last()
-            && last as usize >= self.total_dense.len()
-        {
-            self.total_dense.resize(last as usize + 1, 0);
-        }
-        for &(code, count) in entries {
-            self.total_dense[code as usize] += u64::from(count);
-            self.total_replies += u64::from(count);
-        }
-        let (lo, hi) = if b - a <= 1.0 {
-            let mid = ((a + b) / 2.0).floor();
-            if mid < 0.0 || mid >= n {
-                return;
-            }
-            (mid as usize, mid as usize)
-        } else {
-            (
-                a.floor().max(0.0) as usize,
-                (b.ceil() as usize).min(self.n) - 1,
-            )
-        };
-        for col in lo..=hi {
-            match self.cur {
-                Some(c) if c == col => {}
-                Some(c) if c > col => {
-                    // Out of order (overlapping input): keep the counters truthful.
-                    let cs = &mut cols[col];
-                    cs.frames = cs.frames.saturating_add(s.frames);
-                    cs.sent += u64::from(s.counts.sent);
-                    cs.received += u64::from(s.counts.received);
-                    cs.lost += u64::from(s.counts.lost);
-                    continue;
-                }
-                _ => {
-                    self.flush(cols);
-                    self.cur = Some(col);
-                }
-            }
-            self.frames = self.frames.saturating_add(s.frames);
-            self.sent += u64::from(s.counts.sent);
-            self.received += u64::from(s.counts.received);
-            self.lost += u64::from(s.counts.lost);
-            let entries = s.hist.entries();
-            if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
-                // Entries ascend by code.
-                self.lo = self.lo.min(first.0);
-                self.hi = self.hi.max(last.0);
-                if last.0 as usize >= self.dense.len() {
-                    self.dense.resize(last.0 as usize + 1, 0);
-                }
-            }
-            for &(code, count) in entries {
-                let d = &mut self.dense[code as usize];
-                if *d == 0 {
-                    self.touched.push(code);
-                }
-                *d += u64::from(count);
-                self.replies += u64::from(count);
-            }
-        }
-    }
-
-    fn flush(&mut self, cols: &mut [ColumnStats]) {
-        let Some(col) = self.cur.take() else {
-            return;
-        };
-        let mut c = ColumnStats {
-            frames: self.frames,
-            sent: self.sent,
-            received: self.received,
-            lost: self.lost,
-            q_us: [0.0; 7],
-            has_outage: false,
-        };
-        if let Some(q) = &self.quantizer
-            && self.replies > 0
-        {
-            // Walk the dense counts upwards from the smallest code: no sort, and the walk
-            // stops at the p95 (the last rank is the largest code, known already).
-            let total = self.replies;
-            let mut seen = 0u64;
-            let mut next = self.lo as usize;
-            let mut code = self.lo;
-            for (o, &qq) in c.q_us.iter_mut().zip(BAND_QUANTILES.iter()) {
-                let rank = rank_of(qq, total);
-                if rank == total {
-                    code = self.hi;
-                } else {
-                    while seen < rank && next <= self.hi as usize {
-                        let n = self.dense[next];
-                        if n > 0 {
-                            seen += n;
-                            code = next as u32;
-                        }
-                        next += 1;
-                    }
-                }
-                *o = q.decode_saturating(code) as f32;
-            }
-        }
-        if let Some(slot) = cols.get_mut(col) {
-            *slot = c;
-        }
-        self.clear_column();
-    }
-}
-
-/// Nearest rank (1-based) of quantile `q` among `total` values.
-fn rank_of(q: f64, total: u64) -> u64 {
-    ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).clamp(1, total.max(1))
-}
-
-/// The nearest-rank `q`-quantile code of a dense histogram.
-fn dense_quantile(dense: &[u64], total: u64, q: f64) -> Option<u32> {
-    if total == 0 {
-        return None;
-    }
-    let rank = rank_of(q, total);
-    let mut seen = 0;
-    for (code, &n) in dense.iter().enumerate() {
-        seen += n;
-        if n > 0 && seen >= rank {
-            return Some(code as u32);
-        }
-    }
-    None
-}
-
-/// Folds `items` (ascending, overlapping the view) into the columns (see the module docs).
-fn fold<'a>(
-    folder: &mut Folder,
-    cols: &mut [ColumnStats],
-    items: impl Iterator<Item = &'a Summary>,
-) {
-    for s in items {
-        folder.add(s, cols);
-    }
-}
-
-/// Reads frames of `files` in `[from, to)` into summaries of `width_us` (0 = per frame);
-/// returns the quantizer of their codes and the problems found (a file that cannot be
-/// read is one; the others are still read).
-fn read_fine(
-    files: Vec<DayFile>,
-    from: u64,
-    to: u64,
-    width_us: u64,
-    out: &mut Vec<Summary>,
-) -> (Option<Arc<Quantizer>>, Vec<String>) {
-    out.clear();
-    let mut hf = HostFrames::new(files, from, to);
-    let mut q = None;
-    let mut errors = Vec::new();
-    loop {
-        match hf.next_frame() {
-            Ok(Some(f)) => match f.start_us.checked_div(width_us) {
-                None => {
-                    let mut s = Summary::new(f.start_us, u64::from(f.period_us));
-                    s.add_frame(f);
-                    out.push(s);
-                }
-                Some(k) => {
-                    let b = k * width_us;
-                    match out.last_mut() {
-                        Some(s) if s.start_us == b => s.add_frame(f),
-                        _ => {
-                            let mut s = Summary::new(b, width_us);
-                            s.add_frame(f);
-                            out.push(s);
-                        }
-                    }
-                }
-            },
-            Ok(None) => break,
-            Err(e) => {
-                errors.push(e.to_string());
-                continue;
-            }
-        }
-        if q.is_none() {
-            q = hf.quantizer().cloned();
-        }
-    }
-    if !out.is_sorted_by_key(|s| s.start_us) {
-        out.sort_by_key(|s| s.start_us);
-    }
-    errors.extend(
-        hf.issues()
-            .into_iter()
-            .map(|(p, i)| format!("{}: {i}", p.display())),
-    );
-    (q, errors)
 }
 
 #[cfg(test)]

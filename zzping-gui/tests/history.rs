@@ -11,6 +11,7 @@ use iced::widget::canvas;
 use std::path::{Path, PathBuf};
 use zzping_gui::canvas::{GAP, LaneCanvas, lane_pixels};
 use zzping_gui::live::LiveUpdate;
+use zzping_gui::load::DiskLoader;
 use zzping_gui::model::{HostLabel, Lane, LiveData, Source};
 use zzping_gui::timeline::TimeView;
 use zzping_gui::{App, Message, Mode};
@@ -132,7 +133,7 @@ fn a_live_lane_with_history_counts_every_frame_once_at_every_zoom() {
         (3_000.0, 0),
     ] {
         let view = whole_range();
-        lane.recompute(&view, width);
+        lane.recompute_blocking(&view, width, &DiskLoader);
         // The disk part (910 of 1,500 s) names the level.
         assert_eq!(lane.level_us, level, "width {width}");
         let t = &lane.totals;
@@ -159,7 +160,7 @@ fn a_live_lane_with_history_counts_every_frame_once_at_every_zoom() {
         (T0 + (CUT - 100) * PERIOD) as f64,
         (T0 + (CUT + 100) * PERIOD) as f64,
     );
-    lane.recompute(&view, 1_000.0);
+    lane.recompute_blocking(&view, 1_000.0, &DiskLoader);
     assert_eq!(lane.totals.frames, 200);
     assert_eq!(lane.totals.outages, 1);
     assert!(lane.columns.iter().all(|c| !c.is_gap()));
@@ -176,7 +177,7 @@ fn without_history_a_live_lane_shows_only_the_stream() {
     }
     let mut lane = Lane::new(HostLabel::default(), Source::Live(live));
     lane.quantizer = Some(std::sync::Arc::new(q));
-    lane.recompute(&whole_range(), 150.0);
+    lane.recompute_blocking(&whole_range(), 150.0, &DiskLoader);
     assert_eq!(lane.totals.frames, END - LIVE_FROM);
     // The first minutes are grey.
     assert!(lane.columns[..80].iter().all(|c| c.is_gap()));
@@ -198,7 +199,7 @@ fn history_of_another_precision_is_not_mixed_in() {
     let mut lane = Lane::new(HostLabel::default(), Source::Live(live));
     lane.quantizer = Some(std::sync::Arc::new(q));
     lane.set_history(days.clone());
-    lane.recompute(&whole_range(), 150.0);
+    lane.recompute_blocking(&whole_range(), 150.0, &DiskLoader);
     assert_eq!(lane.totals.frames, END - LIVE_FROM);
     assert!(
         lane.issues.iter().any(|i| i.contains("precision")),

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use zzping_gui::{App, Message};
+use zzping_gui::App;
 use zzping_lib::file::{HostInfo, HostWriter, WriterConfig};
 use zzping_lib::frame::Frame;
 
@@ -105,9 +105,10 @@ impl Image {
     }
 }
 
-/// Renders `el` headless (tiny-skia, iced_test) at `size` logical pixels and returns the
-/// picture. Every check is on these pixels, against what the test knows they must show.
-pub fn render(el: iced::Element<'_, Message>, size: (f32, f32)) -> Image {
+/// Renders `el` (the window, or a lane's canvas alone) headless (tiny-skia, iced_test) at
+/// `size` logical pixels and returns the picture. Every check is on these pixels, against
+/// what the test knows they must show.
+pub fn render<M>(el: iced::Element<'_, M>, size: (f32, f32)) -> Image {
     let mut ui = iced_test::Simulator::with_size(iced::Settings::default(), size, el);
     let snap = ui.snapshot(&iced::Theme::Dark).expect("snapshot");
     // iced_test hands out a snapshot's pixels only through `matches_image`, which, when

@@ -1,0 +1,96 @@
+//! What daemons' news does to the live lanes: a host appears (a lane, matched with its
+//! days on disk), frames and gaps arrive, the connection state changes.
+
+use crate::app::{App, LaneSlot, Mode};
+use crate::live::LiveUpdate;
+use crate::model::{HostLabel, Lane, LiveData, Source};
+use std::sync::Arc;
+use zzping_lib::live::LiveEvent;
+use zzping_lib::quantizer::Quantizer;
+
+impl App {
+    /// Applies a daemon thread's update.
+    pub(crate) fn live_update(&mut self, u: LiveUpdate) {
+        match u {
+            LiveUpdate::Status {
+                daemon,
+                connected,
+                detail,
+            } => {
+                if let Some(d) = self.daemons.get_mut(daemon) {
+                    d.connected = connected;
+                    d.detail = detail;
+                }
+            }
+            LiveUpdate::Events { daemon, events } => {
+                if let Some(d) = self.daemons.get_mut(daemon) {
+                    d.connected = true;
+                    d.detail.clear();
+                }
+                for ev in events {
+                    self.live_event(daemon, ev);
+                }
+                if self.mode == Mode::Live {
+                    self.recompute();
+                }
+            }
+        }
+    }
+
+    /// Applies one live event (public for tests of the live data model).
+    pub fn live_event(&mut self, daemon: usize, ev: LiveEvent) {
+        match ev {
+            LiveEvent::Host { host, meta } => {
+                let label = HostLabel::live(
+                    meta.label.clone(),
+                    meta.address.to_string(),
+                    meta.name.clone(),
+                );
+                let q = Quantizer::new(meta.precision).ok().map(Arc::new);
+                match self.live_index.get(&(daemon, host)) {
+                    Some(&i) => {
+                        let s = &mut self.live[i];
+                        s.lane.host = label;
+                        if s.lane.quantizer != q {
+                            s.lane.quantizer = q;
+                            s.lane.source = Source::Live(LiveData::default());
+                        }
+                    }
+                    None => {
+                        let mut lane = Lane::new(label, Source::Live(LiveData::default()));
+                        lane.quantizer = q;
+                        self.live_index.insert((daemon, host), self.live.len());
+                        self.live.push(LaneSlot::new(lane));
+                    }
+                }
+                self.sync_history(None);
+            }
+            LiveEvent::Frame { host, frame } => {
+                if let Some(&i) = self.live_index.get(&(daemon, host))
+                    && let Source::Live(l) = &mut self.live[i].lane.source
+                {
+                    l.push(&frame);
+                }
+            }
+            LiveEvent::Gap { host, frames, .. } => {
+                if let Some(&i) = self.live_index.get(&(daemon, host))
+                    && let Source::Live(l) = &mut self.live[i].lane.source
+                {
+                    l.gap_frames += frames;
+                }
+            }
+            LiveEvent::Subscribed | LiveEvent::Reconnected => {
+                if let Some(d) = self.daemons.get_mut(daemon) {
+                    d.connected = true;
+                }
+            }
+            LiveEvent::Refused => {
+                if let Some(d) = self.daemons.get_mut(daemon) {
+                    d.connected = false;
+                    d.detail = "refused by the daemon; retrying".into();
+                }
+            }
+            LiveEvent::HostRemoved { .. } => {}
+        }
+    }
+}
