@@ -605,7 +605,7 @@ pub fn load_or_build(
     };
     let p = build(frame_file, &PERSISTED_WIDTHS_US)?;
     if persist {
-        let tmp = side.with_extension("zzs.tmp");
+        let tmp = side.with_extension(format!("{}.tmp", crate::store::layout::SIDECAR_EXT));
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&encode_sidecar(&p))?;
