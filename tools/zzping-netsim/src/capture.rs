@@ -20,6 +20,9 @@
 //! - on loopback, where both packets leave and arrive on `lo`: request out-tap (T1) ≤
 //!   send stamp ≤ request in-tap (T2) ≤ reply out-tap (T3) ≤ receive stamp ≤ reply
 //!   in-tap (T4): the daemon's RTT lies in `[T3 - T2, T4 - T1]`.
+//!
+//! A capture survives its interface going down and up (`[[link]]`): it sees nothing
+//! meanwhile and resumes afterwards. Each TUN needs its own capture.
 
 use std::collections::HashMap;
 use std::io;
@@ -44,6 +47,8 @@ pub struct Wire {
     pub replies: HashMap<Key, u64>,
     /// Packets the kernel dropped because the ring was full.
     pub drops: u32,
+    /// Times the interface went down under the capture (`ENETDOWN` reported).
+    pub link_downs: u32,
 }
 
 impl Wire {
@@ -250,6 +255,27 @@ fn capture_loop(fd: std::os::fd::OwnedFd, ring: Ring, stop: &AtomicBool) -> io::
             let rc = unsafe { libc::poll(&mut pfd, 1, 50) };
             if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return Err(io::Error::last_os_error());
+            }
+            if rc > 0 && pfd.revents & libc::POLLERR != 0 {
+                // The interface went down (`ENETDOWN`): reading the error clears it,
+                // and the kernel resumes capturing when it comes back up.
+                let mut err: libc::c_int = 0;
+                let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+                // SAFETY: SO_ERROR writes one int.
+                cvt(unsafe {
+                    libc::getsockopt(
+                        fd,
+                        libc::SOL_SOCKET,
+                        libc::SO_ERROR,
+                        (&raw mut err).cast(),
+                        &mut len,
+                    )
+                })?;
+                match err {
+                    0 => {}
+                    libc::ENETDOWN => w.link_downs += 1,
+                    e => return Err(io::Error::from_raw_os_error(e)),
+                }
             }
             continue;
         }

@@ -5,9 +5,12 @@
 //! hosts in 198.18.0.0/15 and 2001:db8::/32, each with its own profile —
 //! base RTT, jitter, random loss, periodic loss bursts, duplicates,
 //! reordering, ICMP destination unreachable, rate limiting, silence — plus
-//! network-wide outages. Every request and reply is recorded as JSON Lines
-//! with µs timestamps, so end-to-end tests can compare what a prober measured
-//! with what really happened.
+//! network-wide outages, and a timeline of faults on this machine's side
+//! ([`control`]): routes that vanish, links that go down or lose their
+//! carrier, default routes that move to another gateway or interface. Every
+//! request, reply and network change is recorded as JSON Lines with µs
+//! timestamps, so end-to-end tests can compare what a prober measured with
+//! what really happened.
 //!
 //! # Command line
 //!
@@ -60,9 +63,11 @@
 //! JSON Lines, one object per event with an `"event"` tag: `start`,
 //! `request` (per echo request: `id`, `time_us`, `t_us`, `family`, `src`,
 //! `dst`, `host`, `icmp_id`, `icmp_seq`, `payload_len`, `fate`, `replies`,
-//! `delay_us`, `reordered`), `reply` (per packet written: `request`, `host`,
-//! `dst`, `icmp_id`, `icmp_seq`, `kind`, `copy`, `delay_us`, `due_us`,
-//! `sent_us`, `late_us`) and `end`. Times are µs since the Unix epoch
+//! `delay_us`, `reordered`, `interface`), `reply` (per packet written:
+//! `request`, `host`, `dst`, `icmp_id`, `icmp_seq`, `kind`, `copy`,
+//! `delay_us`, `due_us`, `sent_us`, `late_us`), `net` (per network change:
+//! `action`, `begin_us`, `time_us`, `removed`, `added`, ...), `unsent` (a
+//! reply due on a link that was down) and `end`. Times are µs since the Unix epoch
 //! (CLOCK_REALTIME). The full schema is in [`truth`]; parse it with
 //! [`truth::read_truth`].
 //!
@@ -98,11 +103,14 @@
 //! Replies are kept in a binary heap served by a dedicated thread that
 //! sleeps with `ppoll` (ns timeout, 1 ns timer slack) and spins only for the
 //! last [`sim::SPIN_NS`]; each reply's lateness is in the truth (`late_us`).
+//! Network changes are applied by a third thread when the scenario has any.
 
 pub mod capture;
+pub mod control;
 pub mod netcfg;
 pub mod packet;
 pub mod profile;
+pub mod rtnl;
 pub mod scenario;
 pub mod sim;
 pub mod sys;

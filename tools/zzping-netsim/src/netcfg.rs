@@ -1,15 +1,17 @@
 //! Network configuration of the namespace the simulator serves in.
 //!
-//! Uses the `ip` command (iproute2): brings up `lo` and the TUN device, gives
-//! the TUN the scenario's local addresses inside the simulated prefixes
-//! (which routes 198.18.0.0/15 and 2001:db8::/32 into it), and enables IPv6
-//! in the namespace (`net.ipv6.conf.all.disable_ipv6 = 0`).
+//! Uses the `ip` command (iproute2): brings up `lo` and each TUN device, gives
+//! it the scenario's local addresses inside the simulated prefixes (by
+//! default 198.18.0.1/15 and 2001:db8::1/32, which route the whole simulated
+//! space into it), and enables IPv6 in the namespace
+//! (`net.ipv6.conf.all.disable_ipv6 = 0`). Default routes are added by
+//! [`crate::control::NetState::install_defaults`].
 
 use std::process::Command;
 
 use thiserror::Error;
 
-use crate::scenario::{NetworkSpec, PREFIX_V4_LEN, PREFIX_V6_LEN};
+use crate::scenario::Iface;
 
 /// A configuration step failed.
 #[derive(Debug, Error)]
@@ -54,8 +56,12 @@ fn ip(args: &[&str]) -> Result<(), NetConfigError> {
     Ok(())
 }
 
-/// Configure the current namespace for TUN device `tun`.
-pub fn configure(tun: &str, net: &NetworkSpec) -> Result<(), NetConfigError> {
+/// Configure the current namespace for the TUN device of `iface`: `lo` and
+/// the device up, IPv6 enabled, the device's addresses (which add its
+/// on-link prefix routes). IPv6 addresses are kept while the device is down
+/// (`keep_addr_on_down`), as IPv4 addresses always are, so that a `[[link]]`
+/// flap takes the routes away but not the addresses.
+pub fn configure(iface: &Iface) -> Result<(), NetConfigError> {
     ip(&["link", "set", "dev", "lo", "up"])?;
     for f in [
         "/proc/sys/net/ipv6/conf/all/disable_ipv6",
@@ -65,10 +71,25 @@ pub fn configure(tun: &str, net: &NetworkSpec) -> Result<(), NetConfigError> {
             tracing::warn!(file = f, error = %e, "cannot enable IPv6; IPv6 hosts may not work");
         }
     }
+    let tun = iface.name.as_str();
+    let keep = format!("/proc/sys/net/ipv6/conf/{tun}/keep_addr_on_down");
+    if let Err(e) = std::fs::write(&keep, "1") {
+        tracing::warn!(file = keep, error = %e, "cannot keep IPv6 addresses on link down");
+    }
     ip(&["link", "set", "dev", tun, "up"])?;
-    let v4 = format!("{}/{}", net.local_v4, PREFIX_V4_LEN);
-    ip(&["addr", "add", &v4, "dev", tun])?;
-    let v6 = format!("{}/{}", net.local_v6, PREFIX_V6_LEN);
-    ip(&["-6", "addr", "add", &v6, "dev", tun, "nodad"])?;
+    if let Some((a, n)) = iface.v4 {
+        ip(&["addr", "add", &format!("{a}/{n}"), "dev", tun])?;
+    }
+    if let Some((a, n)) = iface.v6 {
+        ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{a}/{n}"),
+            "dev",
+            tun,
+            "nodad",
+        ])?;
+    }
     Ok(())
 }

@@ -16,6 +16,16 @@
 //! router_v4 = "198.18.0.254"  # source of ICMP unreachable errors
 //! router_v6 = "2001:db8::fe"
 //! tun_name = "zzsim0"      # TUN device name (max 15 bytes)
+//! prefix_v4_len = 15       # on-link prefix of local_v4 (15..=32)
+//! prefix_v6_len = 32       # on-link prefix of local_v6 (32..=128)
+//! gateway = "home-gw"      # optional: default routes via this host
+//!
+//! [[interface]]            # optional: more TUN devices
+//! name = "zzsim1"
+//! local_v4 = "198.18.1.1"  # at least one of local_v4 / local_v6
+//! local_v6 = "2001:db8:0:1::1"
+//! prefix_v4_len = 24       # default 24
+//! prefix_v6_len = 64       # default 64
 //!
 //! [[outage]]               # the whole network goes away ...
 //! start_ms = 4000          # ... this long after the simulator started
@@ -34,10 +44,37 @@
 //! duplicate = { probability = 0.05, copies = 1, gap_ms = 0.5 }
 //! reorder = { probability = 0.05, extra_delay_ms = 30.0 }
 //! rate_limit = { per_second = 10.0, burst = 10 }
+//!
+//! [[route_loss]]           # routes vanish from the namespace for a while
+//! start_ms = 3000
+//! duration_ms = 2000
+//! routes = "all"           # all (on-link prefixes + default) | default
+//! family = "both"          # both | ipv4 | ipv6
+//! mode = "delete"          # delete (ENETUNREACH) | unreachable (EHOSTUNREACH)
+//!                          # | prohibit (EACCES)
+//!
+//! [[link]]                 # an interface goes down and comes back
+//! start_ms = 6000
+//! duration_ms = 2000
+//! interface = "zzsim0"     # default: [network] tun_name
+//! mode = "down"            # down (routes removed) | carrier (NO-CARRIER)
+//!
+//! [[route_change]]         # the default route moves to another gateway
+//! at_ms = 9000
+//! gateway = "hotspot"      # a host on-link on some interface
 //! ```
 //!
 //! Addresses must lie in 198.18.0.0/15 or 2001:db8::/32 (the simulated
-//! prefixes) and may not be the local or router address.
+//! prefixes) and may not be the local or router address. Each host address
+//! must be on-link on some interface (by default the first TUN takes the
+//! whole simulated space) or have a default route of its family
+//! (`[network] gateway`). By convention 198.18.0.0/16 and 2001:db8::/33
+//! play private (home) addresses and 198.19.0.0/16 and 2001:db8:8000::/33
+//! public ones ([`plays_public`]).
+//!
+//! The network timeline (`[[route_loss]]`, `[[link]]`, `[[route_change]]`)
+//! is played by [`crate::control`]; its windows and instants must not
+//! overlap (one may end when the next begins).
 //!
 //! Jitter distributions (`dist` selects one; the sample is added to `rtt_ms`):
 //! * `none` — no jitter (the default);
@@ -86,6 +123,20 @@ pub fn in_simulated_prefix(addr: IpAddr) -> bool {
         IpAddr::V4(a) => a.octets()[0] == 198 && (a.octets()[1] & 0xfe) == 18,
         IpAddr::V6(a) => a.segments()[0] == 0x2001 && a.segments()[1] == 0x0db8,
     }
+}
+
+/// Whether `addr` plays a public (internet) address in the simulation:
+/// 198.19.0.0/16 and 2001:db8:8000::/33, the upper halves of the simulated
+/// prefixes. The lower halves (198.18.0.0/16, 2001:db8::/33) play private
+/// home-network addresses. Both are benchmark / documentation space in
+/// reality; the mapping only exists so that tests can tell "the ISP's edge"
+/// from "the home router" without a real public address.
+pub fn plays_public(addr: IpAddr) -> bool {
+    in_simulated_prefix(addr)
+        && match addr {
+            IpAddr::V4(a) => a.octets()[1] == 19,
+            IpAddr::V6(a) => a.segments()[2] & 0x8000 != 0,
+        }
 }
 
 /// An error loading a scenario file. Its message names the file and, for
@@ -153,6 +204,13 @@ pub struct NetworkSpec {
     pub router_v6: Ipv6Addr,
     /// TUN device name.
     pub tun_name: String,
+    /// Prefix length of `local_v4` on the TUN: its on-link (connected) route.
+    pub prefix_v4_len: u8,
+    /// Prefix length of `local_v6` on the TUN.
+    pub prefix_v6_len: u8,
+    /// Host whose addresses are the default gateways (a `default via` route
+    /// per family it has an on-link address of); none by default.
+    pub gateway: Option<String>,
 }
 
 impl Default for NetworkSpec {
@@ -163,8 +221,193 @@ impl Default for NetworkSpec {
             router_v4: Ipv4Addr::new(198, 18, 0, 254),
             router_v6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe),
             tun_name: "zzsim0".to_string(),
+            prefix_v4_len: PREFIX_V4_LEN,
+            prefix_v6_len: PREFIX_V6_LEN,
+            gateway: None,
         }
     }
+}
+
+/// `[[interface]]`: one more TUN device (a second uplink: Ethernet beside
+/// Wi-Fi, a phone hotspot, a VPN), served like the first one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceSpec {
+    /// TUN device name.
+    pub name: String,
+    /// Its IPv4 address, if any.
+    #[serde(default)]
+    pub local_v4: Option<Ipv4Addr>,
+    /// Its IPv6 address, if any.
+    #[serde(default)]
+    pub local_v6: Option<Ipv6Addr>,
+    /// Prefix length of `local_v4` (default 24).
+    #[serde(default = "default_extra_v4_len")]
+    pub prefix_v4_len: u8,
+    /// Prefix length of `local_v6` (default 64).
+    #[serde(default = "default_extra_v6_len")]
+    pub prefix_v6_len: u8,
+}
+
+fn default_extra_v4_len() -> u8 {
+    24
+}
+fn default_extra_v6_len() -> u8 {
+    64
+}
+
+/// One TUN device with its addresses, as configured in the namespace
+/// (`[network]` is the first, then each `[[interface]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iface {
+    /// Device name.
+    pub name: String,
+    /// IPv4 address and prefix length.
+    pub v4: Option<(Ipv4Addr, u8)>,
+    /// IPv6 address and prefix length.
+    pub v6: Option<(Ipv6Addr, u8)>,
+}
+
+impl Iface {
+    /// Whether `a` lies in one of this interface's on-link prefixes.
+    pub fn on_link(&self, a: IpAddr) -> bool {
+        match a {
+            IpAddr::V4(a) => self
+                .v4
+                .is_some_and(|(l, n)| prefix_v4(l, n) == prefix_v4(a, n)),
+            IpAddr::V6(a) => self
+                .v6
+                .is_some_and(|(l, n)| prefix_v6(l, n) == prefix_v6(a, n)),
+        }
+    }
+}
+
+/// `addr` with all but the first `len` bits cleared.
+pub fn prefix_v4(addr: Ipv4Addr, len: u8) -> Ipv4Addr {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(len.min(32)))
+        .unwrap_or(0);
+    Ipv4Addr::from(u32::from(addr) & mask)
+}
+
+/// `addr` with all but the first `len` bits cleared.
+pub fn prefix_v6(addr: Ipv6Addr, len: u8) -> Ipv6Addr {
+    let mask = u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0);
+    Ipv6Addr::from(u128::from(addr) & mask)
+}
+
+/// Which routes a `[[route_loss]]` takes away.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteSet {
+    /// Every route the simulator installed: the on-link prefix of every
+    /// interface and the default route (nothing is reachable).
+    #[default]
+    All,
+    /// The default route only (on-link hosts stay reachable).
+    Default,
+}
+
+/// Address families a `[[route_loss]]` applies to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FamilySel {
+    /// IPv4 and IPv6.
+    #[default]
+    Both,
+    /// IPv4 only.
+    Ipv4,
+    /// IPv6 only.
+    Ipv6,
+}
+
+impl FamilySel {
+    /// Whether IPv4 (`false`) or IPv6 (`true`) routes are concerned.
+    pub fn has(self, v6: bool) -> bool {
+        match self {
+            FamilySel::Both => true,
+            FamilySel::Ipv4 => !v6,
+            FamilySel::Ipv6 => v6,
+        }
+    }
+}
+
+/// How a `[[route_loss]]` takes the routes away, and so what `sendto` says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossMode {
+    /// The routes are deleted (a network manager dropping a lost
+    /// connection): `sendto` fails with `ENETUNREACH`.
+    #[default]
+    Delete,
+    /// `unreachable` routes take their place: `EHOSTUNREACH`.
+    Unreachable,
+    /// `prohibit` routes take their place (a firewall or VPN kill switch):
+    /// `EACCES`.
+    Prohibit,
+}
+
+/// `[[route_loss]]`: routes vanish from the namespace for a while.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteLossSpec {
+    /// Start, in ms after the simulator started.
+    pub start_ms: f64,
+    /// Length in ms; then the routes come back as they were.
+    pub duration_ms: f64,
+    /// Which routes (default `all`).
+    #[serde(default)]
+    pub routes: RouteSet,
+    /// Which families (default `both`).
+    #[serde(default)]
+    pub family: FamilySel,
+    /// How (default `delete`).
+    #[serde(default)]
+    pub mode: LossMode,
+}
+
+/// How a `[[link]]` takes an interface down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkMode {
+    /// Administratively down (`ip link set DEV down`): the kernel removes
+    /// every route through it, `sendto` fails with `ENETUNREACH`.
+    #[default]
+    Down,
+    /// Carrier lost (`TUNSETCARRIER` off: NO-CARRIER, operstate DOWN, what
+    /// a pulled cable or a lost Wi-Fi association looks like before any
+    /// network manager reacts): the routes stay (flagged `linkdown`),
+    /// `sendto` succeeds and the kernel drops the packets.
+    Carrier,
+}
+
+/// `[[link]]`: an interface goes down and comes back up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// Start, in ms after the simulator started.
+    pub start_ms: f64,
+    /// Length in ms.
+    pub duration_ms: f64,
+    /// Interface name (default: `[network] tun_name`).
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// How (default `down`).
+    #[serde(default)]
+    pub mode: LinkMode,
+}
+
+/// `[[route_change]]`: the default route moves to another gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteChangeSpec {
+    /// When, in ms after the simulator started.
+    pub at_ms: f64,
+    /// The new gateway host: the default route of each family goes via its
+    /// on-link address (on whichever interface has it on-link).
+    pub gateway: String,
 }
 
 /// `[[outage]]`: every host is unreachable (requests dropped) for a while.
@@ -382,6 +625,18 @@ pub struct Scenario {
     /// `[[host]]`.
     #[serde(default)]
     pub host: Vec<HostSpec>,
+    /// `[[interface]]`.
+    #[serde(default)]
+    pub interface: Vec<InterfaceSpec>,
+    /// `[[route_loss]]`.
+    #[serde(default)]
+    pub route_loss: Vec<RouteLossSpec>,
+    /// `[[link]]`.
+    #[serde(default)]
+    pub link: Vec<LinkSpec>,
+    /// `[[route_change]]`.
+    #[serde(default)]
+    pub route_change: Vec<RouteChangeSpec>,
 }
 
 #[derive(Deserialize)]
@@ -395,6 +650,27 @@ struct RawScenario {
     outage: Vec<toml::Value>,
     #[serde(default)]
     host: Vec<toml::Value>,
+    #[serde(default)]
+    interface: Vec<toml::Value>,
+    #[serde(default)]
+    route_loss: Vec<toml::Value>,
+    #[serde(default)]
+    link: Vec<toml::Value>,
+    #[serde(default)]
+    route_change: Vec<toml::Value>,
+}
+
+/// Deserializes each table of an array on its own, so that errors say which.
+fn tables<T: serde::de::DeserializeOwned>(
+    values: Vec<toml::Value>,
+    what: &str,
+    perr: &dyn Fn(String, &dyn fmt::Display) -> ScenarioError,
+) -> Result<Vec<T>, ScenarioError> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| T::deserialize(v).map_err(|e| perr(format!("{what} #{}", i + 1), &e)))
+        .collect()
 }
 
 impl Scenario {
@@ -447,6 +723,10 @@ impl Scenario {
             network,
             outage,
             host,
+            interface: tables(raw.interface, "interface", &perr)?,
+            route_loss: tables(raw.route_loss, "route_loss", &perr)?,
+            link: tables(raw.link, "link", &perr)?,
+            route_change: tables(raw.route_change, "route_change", &perr)?,
         };
         s.validate(path)?;
         Ok(s)
@@ -462,13 +742,7 @@ impl Scenario {
         };
         let n = &self.network;
         let net = "[network]";
-        if n.tun_name.is_empty()
-            || n.tun_name.len() > 15
-            || !n
-                .tun_name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !valid_ifname(&n.tun_name) {
             return Err(bad(
                 net,
                 "tun_name",
@@ -494,6 +768,99 @@ impl Scenario {
             }
             if let Some(other) = reserved.insert(a, field) {
                 return Err(bad(net, field, format!("{a} is already used by `{other}`")));
+            }
+        }
+        if !(PREFIX_V4_LEN..=32).contains(&n.prefix_v4_len) {
+            return Err(bad(
+                net,
+                "prefix_v4_len",
+                format!("must be in 15..=32, got {}", n.prefix_v4_len),
+            ));
+        }
+        if !(PREFIX_V6_LEN..=128).contains(&n.prefix_v6_len) {
+            return Err(bad(
+                net,
+                "prefix_v6_len",
+                format!("must be in 32..=128, got {}", n.prefix_v6_len),
+            ));
+        }
+        let mut if_names: HashSet<&str> = HashSet::from([n.tun_name.as_str()]);
+        for (i, f) in self.interface.iter().enumerate() {
+            let ctx = format!("interface {:?} (#{})", f.name, i + 1);
+            if !valid_ifname(&f.name) {
+                return Err(bad(
+                    &ctx,
+                    "name",
+                    format!(
+                        "{:?} is not a valid interface name (1-15 of [A-Za-z0-9_-])",
+                        f.name
+                    ),
+                ));
+            }
+            if !if_names.insert(f.name.as_str()) {
+                return Err(bad(&ctx, "name", format!("{:?} is used twice", f.name)));
+            }
+            if f.local_v4.is_none() && f.local_v6.is_none() {
+                return Err(bad(
+                    &ctx,
+                    "local_v4",
+                    "needs local_v4 or local_v6 (or both)".into(),
+                ));
+            }
+            if !(PREFIX_V4_LEN..=32).contains(&f.prefix_v4_len) {
+                return Err(bad(
+                    &ctx,
+                    "prefix_v4_len",
+                    format!("must be in 15..=32, got {}", f.prefix_v4_len),
+                ));
+            }
+            if !(PREFIX_V6_LEN..=128).contains(&f.prefix_v6_len) {
+                return Err(bad(
+                    &ctx,
+                    "prefix_v6_len",
+                    format!("must be in 32..=128, got {}", f.prefix_v6_len),
+                ));
+            }
+            for (field, a) in [
+                ("local_v4", f.local_v4.map(IpAddr::V4)),
+                ("local_v6", f.local_v6.map(IpAddr::V6)),
+            ] {
+                let Some(a) = a else { continue };
+                if !in_simulated_prefix(a) {
+                    return Err(bad(
+                        &ctx,
+                        field,
+                        format!("{a} is outside 198.18.0.0/15 and 2001:db8::/32"),
+                    ));
+                }
+                if let Some(other) = reserved.insert(a, field) {
+                    return Err(bad(
+                        &ctx,
+                        field,
+                        format!("{a} is already used by `{other}`"),
+                    ));
+                }
+            }
+        }
+        let ifaces = self.interfaces();
+        for (i, a) in ifaces.iter().enumerate() {
+            for b in &ifaces[..i] {
+                let v4 = a.v4.zip(b.v4).is_some_and(|((x, m), (y, n))| {
+                    prefix_v4(x, m.min(n)) == prefix_v4(y, m.min(n))
+                });
+                let v6 = a.v6.zip(b.v6).is_some_and(|((x, m), (y, n))| {
+                    prefix_v6(x, m.min(n)) == prefix_v6(y, m.min(n))
+                });
+                if v4 || v6 {
+                    return Err(bad(
+                        &format!("interface {:?}", a.name),
+                        if v4 { "local_v4" } else { "local_v6" },
+                        format!(
+                            "its on-link prefix overlaps that of interface {:?} (narrow [network] prefix_v4_len / prefix_v6_len)",
+                            b.name
+                        ),
+                    ));
+                }
             }
         }
         for (i, o) in self.outage.iter().enumerate() {
@@ -626,13 +993,196 @@ impl Scenario {
                 }
             }
         }
+        self.validate_routing(&bad)?;
+        self.validate_timeline(&bad)?;
         Ok(())
+    }
+
+    /// Gateways exist and are on-link; every host address can be routed.
+    fn validate_routing(
+        &self,
+        bad: &dyn Fn(&str, &str, String) -> ScenarioError,
+    ) -> Result<(), ScenarioError> {
+        let gateway_ok = |ctx: &str, field: &str, name: &str| -> Result<Gateway, ScenarioError> {
+            let Some(i) = self.host_index(name) else {
+                return Err(bad(ctx, field, format!("no host is named {name:?}")));
+            };
+            let g = self.gateway_of(i);
+            if g.v4.is_none() && g.v6.is_none() {
+                return Err(bad(
+                    ctx,
+                    field,
+                    format!("host {name:?} has no address on-link on any interface"),
+                ));
+            }
+            Ok(g)
+        };
+        let gw = match &self.network.gateway {
+            Some(name) => gateway_ok("[network]", "gateway", name)?,
+            None => Gateway::default(),
+        };
+        let ifaces = self.interfaces();
+        for (i, h) in self.host.iter().enumerate() {
+            let ctx = format!("host {:?} (#{})", h.name, i + 1);
+            for a in &h.addresses {
+                let routed = ifaces.iter().any(|f| f.on_link(*a))
+                    || match a {
+                        IpAddr::V4(_) => gw.v4.is_some(),
+                        IpAddr::V6(_) => gw.v6.is_some(),
+                    };
+                if !routed {
+                    return Err(bad(
+                        &ctx,
+                        "addresses",
+                        format!(
+                            "{a} is on no interface's on-link prefix and [network] gateway gives no default route of its family"
+                        ),
+                    ));
+                }
+            }
+        }
+        for (i, c) in self.route_change.iter().enumerate() {
+            let ctx = format!("route_change #{}", i + 1);
+            gateway_ok(&ctx, "gateway", &c.gateway)?;
+        }
+        Ok(())
+    }
+
+    /// Windows and instants of the network timeline are valid and apart.
+    fn validate_timeline(
+        &self,
+        bad: &dyn Fn(&str, &str, String) -> ScenarioError,
+    ) -> Result<(), ScenarioError> {
+        // (start, end, context) of every window; an instant is an empty window.
+        let mut spans: Vec<(f64, f64, String)> = Vec::new();
+        let window = |ctx: &str, start: f64, dur: f64| -> Result<(f64, f64), ScenarioError> {
+            check_range(start, 0.0, f64::MAX, "").map_err(|m| bad(ctx, "start_ms", m))?;
+            check_range(dur, 0.0, f64::MAX, "").map_err(|m| bad(ctx, "duration_ms", m))?;
+            Ok((start, start + dur))
+        };
+        for (i, r) in self.route_loss.iter().enumerate() {
+            let ctx = format!("route_loss #{}", i + 1);
+            let (a, b) = window(&ctx, r.start_ms, r.duration_ms)?;
+            if r.routes == RouteSet::Default && self.network.gateway.is_none() {
+                return Err(bad(
+                    &ctx,
+                    "routes",
+                    "\"default\": there is no default route ([network] gateway is not set)".into(),
+                ));
+            }
+            spans.push((a, b, ctx));
+        }
+        for (i, l) in self.link.iter().enumerate() {
+            let ctx = format!("link #{}", i + 1);
+            let (a, b) = window(&ctx, l.start_ms, l.duration_ms)?;
+            if let Some(name) = &l.interface
+                && !self.interfaces().iter().any(|f| &f.name == name)
+            {
+                return Err(bad(
+                    &ctx,
+                    "interface",
+                    format!("no interface is named {name:?}"),
+                ));
+            }
+            spans.push((a, b, ctx));
+        }
+        for (i, c) in self.route_change.iter().enumerate() {
+            let ctx = format!("route_change #{}", i + 1);
+            check_range(c.at_ms, 0.0, f64::MAX, "").map_err(|m| bad(&ctx, "at_ms", m))?;
+            spans.push((c.at_ms, c.at_ms, ctx));
+        }
+        spans.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.total_cmp(&y.1)));
+        for w in spans.windows(2) {
+            let ((a0, a1, actx), (b0, _, bctx)) = (&w[0], &w[1]);
+            // Touching is fine (one ends, then the next begins); an instant
+            // inside a window, or two windows that overlap, are not.
+            if b0 < a1 || (b0 == a0 && a0 == a1) {
+                return Err(bad(
+                    bctx,
+                    if bctx.starts_with("route_change") {
+                        "at_ms"
+                    } else {
+                        "start_ms"
+                    },
+                    format!(
+                        "{b0} ms falls within {actx} ({a0}..{a1} ms): network changes must not overlap"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every TUN device: `[network]` first, then each `[[interface]]`.
+    pub fn interfaces(&self) -> Vec<Iface> {
+        let n = &self.network;
+        let mut v = vec![Iface {
+            name: n.tun_name.clone(),
+            v4: Some((n.local_v4, n.prefix_v4_len)),
+            v6: Some((n.local_v6, n.prefix_v6_len)),
+        }];
+        v.extend(self.interface.iter().map(|f| Iface {
+            name: f.name.clone(),
+            v4: f.local_v4.map(|a| (a, f.prefix_v4_len)),
+            v6: f.local_v6.map(|a| (a, f.prefix_v6_len)),
+        }));
+        v
+    }
+
+    /// Index of the host named `name`.
+    pub fn host_index(&self, name: &str) -> Option<usize> {
+        self.host.iter().position(|h| h.name == name)
+    }
+
+    /// The default gateways host `i` gives: its first on-link address of
+    /// each family, with the interface (index into [`Scenario::interfaces`])
+    /// that has it on-link.
+    pub fn gateway_of(&self, i: usize) -> Gateway {
+        let ifaces = self.interfaces();
+        let mut g = Gateway::default();
+        for a in self.host.get(i).map_or(&[][..], |h| &h.addresses[..]) {
+            let Some(k) = ifaces.iter().position(|f| f.on_link(*a)) else {
+                continue;
+            };
+            match a {
+                IpAddr::V4(v) if g.v4.is_none() => g.v4 = Some((*v, k)),
+                IpAddr::V6(v) if g.v6.is_none() => g.v6 = Some((*v, k)),
+                _ => {}
+            }
+        }
+        g
+    }
+
+    /// The default gateways of `[network] gateway` (none when unset).
+    pub fn initial_gateway(&self) -> Gateway {
+        self.network
+            .gateway
+            .as_deref()
+            .and_then(|n| self.host_index(n))
+            .map(|i| self.gateway_of(i))
+            .unwrap_or_default()
     }
 
     /// Scenario name (file stem when not given).
     pub fn name(&self) -> &str {
         self.simulation.name.as_deref().unwrap_or("unnamed")
     }
+}
+
+/// Default gateways of both families: address and interface index.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gateway {
+    /// IPv4 gateway.
+    pub v4: Option<(Ipv4Addr, usize)>,
+    /// IPv6 gateway.
+    pub v6: Option<(Ipv6Addr, usize)>,
+}
+
+fn valid_ifname(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 15
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn host_context(v: &toml::Value, i: usize) -> String {
@@ -785,6 +1335,101 @@ mod tests {
         assert!(e.contains("rate_limit.per_second"), "{e}");
     }
 
+    #[test]
+    fn network_timeline_errors_name_table_and_field() {
+        const LAN: &str = r#"
+            [network]
+            prefix_v4_len = 24
+            prefix_v6_len = 64
+            router_v4 = "198.18.0.253"
+            router_v6 = "2001:db8::fd"
+            gateway = "gw"
+            [[host]]
+            name = "gw"
+            addresses = ["198.18.0.254", "2001:db8::fe"]
+            [[host]]
+            name = "far"
+            addresses = ["198.19.8.8"]
+        "#;
+        let s = parse(LAN).unwrap();
+        assert_eq!(
+            s.initial_gateway(),
+            Gateway {
+                v4: Some(("198.18.0.254".parse().unwrap(), 0)),
+                v6: Some(("2001:db8::fe".parse().unwrap(), 0)),
+            }
+        );
+        let with = |extra: &str| err(&format!("{LAN}\n{extra}"));
+
+        let e = err(&LAN.replace("gateway = \"gw\"", "gateway = \"nope\""));
+        assert!(
+            e.contains("[network]") && e.contains("`gateway`") && e.contains("nope"),
+            "{e}"
+        );
+        let e = err(&LAN.replace("gateway = \"gw\"", ""));
+        assert!(
+            e.contains("host \"far\"") && e.contains("`addresses`") && e.contains("198.19.8.8"),
+            "{e}"
+        );
+        let e = err(&LAN.replace("gateway = \"gw\"", "gateway = \"far\""));
+        assert!(e.contains("`gateway`") && e.contains("on-link"), "{e}");
+        let e = with(
+            "[[route_loss]]\nstart_ms = 1000\nduration_ms = 500\n[[link]]\nstart_ms = 1200\nduration_ms = 10",
+        );
+        assert!(
+            e.contains("link #1") && e.contains("route_loss #1") && e.contains("overlap"),
+            "{e}"
+        );
+        let e = with(
+            "[[route_loss]]\nstart_ms = 1000\nduration_ms = 500\n[[route_change]]\nat_ms = 1499\ngateway = \"gw\"",
+        );
+        assert!(
+            e.contains("route_change #1") && e.contains("`at_ms`"),
+            "{e}"
+        );
+        // Touching windows are fine.
+        parse(&format!("{LAN}\n[[route_loss]]\nstart_ms = 1000\nduration_ms = 500\n[[link]]\nstart_ms = 1500\nduration_ms = 10")).unwrap();
+        let e = with("[[link]]\nstart_ms = 1\nduration_ms = 1\ninterface = \"eth9\"");
+        assert!(
+            e.contains("link #1") && e.contains("`interface`") && e.contains("eth9"),
+            "{e}"
+        );
+        let e = with("[[link]]\nstart_ms = 1\nduration_ms = 1\nmode = \"unplugged\"");
+        assert!(e.contains("link #1") && e.contains("unplugged"), "{e}");
+        let e = with("[[route_loss]]\nstart_ms = -1\nduration_ms = 1");
+        assert!(
+            e.contains("route_loss #1") && e.contains("`start_ms`"),
+            "{e}"
+        );
+        let e = with("[[route_loss]]\nstart_ms = 1\nduration_ms = 1\nroute = \"all\"");
+        assert!(e.contains("route_loss #1") && e.contains("route"), "{e}");
+        let e = err(&format!(
+            "{}\n[[route_loss]]\nstart_ms = 1\nduration_ms = 1\nroutes = \"default\"",
+            LAN.replace("gateway = \"gw\"", "")
+                .replace("\"198.19.8.8\"", "\"198.18.0.8\"")
+        ));
+        assert!(e.contains("route_loss #1") && e.contains("`routes`"), "{e}");
+        let e = with("[[interface]]\nname = \"zzsim1\"\nlocal_v4 = \"198.18.0.77\"");
+        assert!(
+            e.contains("interface \"zzsim1\"") && e.contains("overlaps"),
+            "{e}"
+        );
+        let e = with("[[interface]]\nname = \"zzsim0\"\nlocal_v4 = \"198.18.1.1\"");
+        assert!(e.contains("`name`") && e.contains("twice"), "{e}");
+        let e = with("[[interface]]\nname = \"zzsim1\"");
+        assert!(
+            e.contains("interface \"zzsim1\"") && e.contains("local_v4"),
+            "{e}"
+        );
+        let e = with("[[route_change]]\nat_ms = 5\ngateway = \"far\"");
+        assert!(
+            e.contains("route_change #1") && e.contains("on-link"),
+            "{e}"
+        );
+        let e = err(&LAN.replace("prefix_v4_len = 24", "prefix_v4_len = 8"));
+        assert!(e.contains("prefix_v4_len") && e.contains("15..=32"), "{e}");
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_text_never_panics(t in "[\\[\\]a-z_=\"0-9.,{} \n-]{0,200}") {
@@ -809,6 +1454,23 @@ mod tests {
                     let _ = n.decide("198.18.0.10".parse().unwrap(), i * 1_000_003);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn public_mapping() {
+        for (a, public) in [
+            ("198.18.0.254", false),
+            ("198.18.255.1", false),
+            ("198.19.0.1", true),
+            ("198.19.8.8", true),
+            ("2001:db8::fe", false),
+            ("2001:db8:7fff::1", false),
+            ("2001:db8:8000::1", true),
+            ("2001:db8:ffff::1", true),
+            ("203.0.113.7", false),
+        ] {
+            assert_eq!(plays_public(a.parse().unwrap()), public, "{a}");
         }
     }
 

@@ -26,14 +26,16 @@ use std::thread::JoinHandle;
 
 use thiserror::Error;
 
+use crate::control::{self, NetState, Step, StepKind};
 use crate::netcfg::{self, NetConfigError};
 use crate::packet::{self, Family};
 use crate::profile::{Fate, Network};
-use crate::scenario::Scenario;
+use crate::rtnl::Rtnl;
+use crate::scenario::{LinkMode, Scenario};
 use crate::sys::{self, EventFd, Tun};
 use crate::truth::{
-    EndEvent, Event, ReplyEvent, ReplyKind, RequestEvent, StartEvent, TruthHost, TruthSender,
-    TruthWriter,
+    EndEvent, Event, NetAction, NetEvent, ReplyEvent, ReplyKind, RequestEvent, StartEvent,
+    TruthHost, TruthInterface, TruthSender, TruthWriter, UnsentEvent, UnsentReason,
 };
 
 /// The scheduler stops sleeping this long before a reply is due and spins
@@ -89,11 +91,17 @@ pub struct Summary {
     pub write_errors: u64,
     /// Largest lateness of a reply, µs.
     pub max_late_us: i64,
+    /// Replies not written because their interface was down.
+    pub replies_dropped: u64,
+    /// Network timeline steps that failed.
+    pub net_errors: u64,
 }
 
 struct Pending {
     due_mono_ns: u64,
     order: u64,
+    /// Index of the TUN the request came from (and the reply goes to).
+    tun: usize,
     pkt: Vec<u8>,
     meta: ReplyEvent,
 }
@@ -123,11 +131,15 @@ fn lock(h: &Heap) -> MutexGuard<'_, BinaryHeap<Reverse<Pending>>> {
 }
 
 struct Shared {
-    tun: Tun,
+    /// The TUN devices: `[network]` first, then each `[[interface]]`.
+    tuns: Vec<Tun>,
+    /// Whether each device is up, as far as replies are concerned.
+    link_up: Vec<AtomicBool>,
     heap: Heap,
     stop: AtomicBool,
     wake_reader: EventFd,
     wake_sched: EventFd,
+    wake_control: EventFd,
     start_mono_ns: u64,
     truth: TruthSender,
 }
@@ -138,6 +150,7 @@ pub struct Simulator {
     shared: Arc<Shared>,
     reader: Option<JoinHandle<ReaderStats>>,
     sched: Option<JoinHandle<SchedStats>>,
+    control: Option<JoinHandle<u64>>,
     writer: Option<TruthWriter>,
     truth_path: Option<String>,
 }
@@ -145,7 +158,7 @@ pub struct Simulator {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("tun", &self.tun)
+            .field("tuns", &self.tuns)
             .finish_non_exhaustive()
     }
 }
@@ -159,6 +172,7 @@ struct ReaderStats {
 #[derive(Debug, Default)]
 struct SchedStats {
     sent: u64,
+    dropped: u64,
     write_errors: u64,
     max_late_us: i64,
 }
@@ -177,18 +191,30 @@ impl Simulator {
             .as_ref()
             .map_or_else(TruthSender::disabled, |w| w.sender());
         let name = scenario.network.tun_name.clone();
-        let tun = Tun::create(&name).map_err(|source| SimError::Tun {
-            name: name.clone(),
-            source,
-        })?;
-        netcfg::configure(&name, &scenario.network)?;
+        let ifaces = scenario.interfaces();
+        let mut tuns = Vec::with_capacity(ifaces.len());
+        for f in &ifaces {
+            tuns.push(Tun::create(&f.name).map_err(|source| SimError::Tun {
+                name: f.name.clone(),
+                source,
+            })?);
+            netcfg::configure(f)?;
+        }
         let sys_err = |what| move |source| SimError::Sys { what, source };
+        let net_state = NetState::new(scenario).map_err(sys_err("looking up the TUN devices"))?;
+        let mut nl = Rtnl::open().map_err(sys_err("opening a netlink socket"))?;
+        net_state
+            .install_defaults(&mut nl)
+            .map_err(sys_err("installing the default routes"))?;
+        let (gateway_v4, gateway_v6) = net_state.effective_gateway();
         let shared = Arc::new(Shared {
-            tun,
+            link_up: tuns.iter().map(|_| AtomicBool::new(true)).collect(),
+            tuns,
             heap: Mutex::new(BinaryHeap::new()),
             stop: AtomicBool::new(false),
             wake_reader: EventFd::new().map_err(sys_err("eventfd"))?,
             wake_sched: EventFd::new().map_err(sys_err("eventfd"))?,
+            wake_control: EventFd::new().map_err(sys_err("eventfd"))?,
             start_mono_ns: sys::mono_ns(),
             truth: sender,
         });
@@ -206,6 +232,20 @@ impl Simulator {
                     summary: h.summary(),
                 })
                 .collect(),
+            interfaces: ifaces
+                .iter()
+                .map(|f| TruthInterface {
+                    name: f.name.clone(),
+                    addresses: f
+                        .v4
+                        .map(|(a, n)| format!("{a}/{n}"))
+                        .into_iter()
+                        .chain(f.v6.map(|(a, n)| format!("{a}/{n}")))
+                        .collect(),
+                })
+                .collect(),
+            gateway_v4,
+            gateway_v6,
         }));
         let network = Network::new(scenario);
         let routers = (
@@ -222,11 +262,24 @@ impl Simulator {
             .name("netsim-reader".into())
             .spawn(move || reader(&s3, network, routers))
             .map_err(sys_err("spawn reader"))?;
+        let steps = control::plan(scenario);
+        let control = if steps.is_empty() {
+            None
+        } else {
+            let s4 = Arc::clone(&shared);
+            Some(
+                std::thread::Builder::new()
+                    .name("netsim-control".into())
+                    .spawn(move || control_loop(&s4, steps, net_state, nl))
+                    .map_err(sys_err("spawn control"))?,
+            )
+        };
         tracing::info!(tun = %name, scenario = scenario.name(), "simulator running");
         Ok(Simulator {
             shared,
             reader: Some(reader),
             sched: Some(sched),
+            control,
             writer,
             truth_path: truth.map(|p| p.display().to_string()),
         })
@@ -241,6 +294,12 @@ impl Simulator {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.wake_reader.notify();
         self.shared.wake_sched.notify();
+        self.shared.wake_control.notify();
+        let net_errors = self
+            .control
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
         let r = self
             .reader
             .take()
@@ -259,6 +318,8 @@ impl Simulator {
             replies_unsent: unsent,
             write_errors: s.write_errors,
             max_late_us: s.max_late_us,
+            replies_dropped: s.dropped,
+            net_errors,
         };
         self.shared.truth.send(Event::End(EndEvent {
             time_us: sys::realtime_us(),
@@ -267,6 +328,8 @@ impl Simulator {
             replies_unsent: summary.replies_unsent,
             ignored_packets: summary.ignored_packets,
             max_late_us: summary.max_late_us,
+            replies_dropped: summary.replies_dropped,
+            net_errors: summary.net_errors,
         }));
         // Drop our sender so the writer sees the end of the queue.
         if let Some(sh) = Arc::get_mut(&mut self.shared) {
@@ -298,115 +361,128 @@ fn reader(sh: &Shared, mut network: Network, routers: (IpAddr, IpAddr)) -> Reade
     let mut buf = vec![0u8; 65_536];
     let mut ip_id: u16 = 0;
     let mut order: u64 = 0;
-    let fds = [sh.tun.as_raw_fd(), sh.wake_reader.as_raw_fd()];
-    if let Err(e) = sh.tun.set_nonblocking() {
-        tracing::error!(error = %e, "cannot make the TUN non-blocking");
-        return stats;
+    let mut fds: Vec<_> = sh.tuns.iter().map(AsRawFd::as_raw_fd).collect();
+    fds.push(sh.wake_reader.as_raw_fd());
+    for t in &sh.tuns {
+        if let Err(e) = t.set_nonblocking() {
+            tracing::error!(tun = t.name(), error = %e, "cannot make the TUN non-blocking");
+            return stats;
+        }
     }
     while !sh.stop.load(Ordering::SeqCst) {
-        match sys::ppoll_readable(&fds, None) {
-            Ok(_) => {}
+        let ready = match sys::ppoll_readable(&fds, None) {
+            Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "ppoll on TUN failed");
                 break;
             }
+        };
+        if ready.last() == Some(&true) {
+            sh.wake_reader.drain();
         }
-        loop {
-            let n = match sh.tun.read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::error!(error = %e, "TUN read failed");
-                    return stats;
-                }
-            };
-            let mono = sys::mono_ns();
-            let rt = sys::realtime_us();
-            let pkt = &buf[..n];
-            let req = match packet::parse_echo_request(pkt) {
-                Ok(r) => r,
-                Err(e) => {
-                    stats.ignored += 1;
-                    tracing::debug!(error = %e, len = n, "ignoring packet");
-                    continue;
-                }
-            };
-            let id = stats.requests;
-            stats.requests += 1;
-            let t_us = mono.saturating_sub(sh.start_mono_ns) / 1000;
-            let (host, d) = network.decide(req.dst, t_us);
-            let host = host.map(str::to_string);
-            let kind = if d.fate == Fate::Unreachable {
-                ReplyKind::Unreachable
-            } else {
-                ReplyKind::EchoReply
-            };
-            let mut pending = Vec::with_capacity(d.delays_us.len());
-            for (copy, &delay_us) in d.delays_us.iter().enumerate() {
-                ip_id = ip_id.wrapping_add(1);
-                let built = match kind {
-                    ReplyKind::EchoReply => packet::echo_reply(pkt, ip_id),
-                    ReplyKind::Unreachable => {
-                        let router = match req.family {
-                            Family::Ipv4 => routers.0,
-                            Family::Ipv6 => routers.1,
-                        };
-                        packet::unreachable(pkt, router, ip_id)
+        for (tun_index, tun) in sh.tuns.iter().enumerate() {
+            if !ready[tun_index] {
+                continue;
+            }
+            loop {
+                let n = match tun.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        tracing::error!(tun = tun.name(), error = %e, "TUN read failed");
+                        return stats;
                     }
                 };
-                let Ok(reply) = built else { continue };
-                order += 1;
-                pending.push(Pending {
-                    due_mono_ns: mono.saturating_add(delay_us.saturating_mul(1000)),
-                    order,
-                    pkt: reply,
-                    meta: ReplyEvent {
-                        request: id,
-                        host: host.clone(),
-                        dst: req.dst,
-                        icmp_id: req.ident,
-                        icmp_seq: req.seq,
-                        kind,
-                        copy: copy as u32,
-                        delay_us,
-                        due_us: rt.saturating_add(delay_us),
-                        sent_us: 0,
-                        late_us: 0,
-                    },
-                });
-            }
-            tracing::trace!(dst = %req.dst, seq = req.seq, fate = ?d.fate, "request");
-            sh.truth.send(Event::Request(RequestEvent {
-                id,
-                time_us: rt,
-                t_us,
-                family: req.family,
-                src: req.src,
-                dst: req.dst,
-                host,
-                icmp_id: req.ident,
-                icmp_seq: req.seq,
-                payload_len: req.payload_len as u64,
-                fate: d.fate,
-                replies: pending.len() as u32,
-                delay_us: d.delays_us.first().copied(),
-                reordered: d.reordered,
-            }));
-            if !pending.is_empty() {
-                let mut heap = lock(&sh.heap);
-                let head = heap.peek().map(|p| p.0.due_mono_ns);
-                let earliest = pending
-                    .iter()
-                    .map(|p| p.due_mono_ns)
-                    .min()
-                    .unwrap_or(u64::MAX);
-                for p in pending {
-                    heap.push(Reverse(p));
+                let mono = sys::mono_ns();
+                let rt = sys::realtime_us();
+                let pkt = &buf[..n];
+                let req = match packet::parse_echo_request(pkt) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        stats.ignored += 1;
+                        tracing::debug!(error = %e, len = n, "ignoring packet");
+                        continue;
+                    }
+                };
+                let id = stats.requests;
+                stats.requests += 1;
+                let t_us = mono.saturating_sub(sh.start_mono_ns) / 1000;
+                let (host, d) = network.decide(req.dst, t_us);
+                let host = host.map(str::to_string);
+                let kind = if d.fate == Fate::Unreachable {
+                    ReplyKind::Unreachable
+                } else {
+                    ReplyKind::EchoReply
+                };
+                let mut pending = Vec::with_capacity(d.delays_us.len());
+                for (copy, &delay_us) in d.delays_us.iter().enumerate() {
+                    ip_id = ip_id.wrapping_add(1);
+                    let built = match kind {
+                        ReplyKind::EchoReply => packet::echo_reply(pkt, ip_id),
+                        ReplyKind::Unreachable => {
+                            let router = match req.family {
+                                Family::Ipv4 => routers.0,
+                                Family::Ipv6 => routers.1,
+                            };
+                            packet::unreachable(pkt, router, ip_id)
+                        }
+                    };
+                    let Ok(reply) = built else { continue };
+                    order += 1;
+                    pending.push(Pending {
+                        due_mono_ns: mono.saturating_add(delay_us.saturating_mul(1000)),
+                        order,
+                        tun: tun_index,
+                        pkt: reply,
+                        meta: ReplyEvent {
+                            request: id,
+                            host: host.clone(),
+                            dst: req.dst,
+                            icmp_id: req.ident,
+                            icmp_seq: req.seq,
+                            kind,
+                            copy: copy as u32,
+                            delay_us,
+                            due_us: rt.saturating_add(delay_us),
+                            sent_us: 0,
+                            late_us: 0,
+                        },
+                    });
                 }
-                drop(heap);
-                if head.is_none_or(|h| earliest < h) {
-                    sh.wake_sched.notify();
+                tracing::trace!(dst = %req.dst, seq = req.seq, fate = ?d.fate, "request");
+                sh.truth.send(Event::Request(RequestEvent {
+                    id,
+                    time_us: rt,
+                    t_us,
+                    family: req.family,
+                    src: req.src,
+                    dst: req.dst,
+                    host,
+                    icmp_id: req.ident,
+                    icmp_seq: req.seq,
+                    payload_len: req.payload_len as u64,
+                    fate: d.fate,
+                    replies: pending.len() as u32,
+                    delay_us: d.delays_us.first().copied(),
+                    reordered: d.reordered,
+                    interface: tun.name().to_string(),
+                }));
+                if !pending.is_empty() {
+                    let mut heap = lock(&sh.heap);
+                    let head = heap.peek().map(|p| p.0.due_mono_ns);
+                    let earliest = pending
+                        .iter()
+                        .map(|p| p.due_mono_ns)
+                        .min()
+                        .unwrap_or(u64::MAX);
+                    for p in pending {
+                        heap.push(Reverse(p));
+                    }
+                    drop(heap);
+                    if head.is_none_or(|h| earliest < h) {
+                        sh.wake_sched.notify();
+                    }
                 }
             }
         }
@@ -458,7 +534,11 @@ fn scheduler(sh: &Shared) -> SchedStats {
             }
         }
         for mut p in due_now.drain(..) {
-            match sh.tun.write(&p.pkt) {
+            if !sh.link_up[p.tun].load(Ordering::SeqCst) {
+                drop_unsent(sh, &p, &mut stats);
+                continue;
+            }
+            match sh.tuns[p.tun].write(&p.pkt) {
                 Ok(_) => {
                     let sent_mono = sys::mono_ns();
                     p.meta.sent_us = sys::realtime_us();
@@ -466,6 +546,13 @@ fn scheduler(sh: &Shared) -> SchedStats {
                     stats.sent += 1;
                     stats.max_late_us = stats.max_late_us.max(p.meta.late_us);
                     sh.truth.send(Event::Reply(p.meta));
+                }
+                // The link went down between the check and the write.
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EIO)
+                        && !sh.link_up[p.tun].load(Ordering::SeqCst) =>
+                {
+                    drop_unsent(sh, &p, &mut stats);
                 }
                 Err(e) => {
                     stats.write_errors += 1;
@@ -475,4 +562,92 @@ fn scheduler(sh: &Shared) -> SchedStats {
         }
     }
     stats
+}
+
+/// Records a reply that was due on a link that is down.
+fn drop_unsent(sh: &Shared, p: &Pending, stats: &mut SchedStats) {
+    stats.dropped += 1;
+    sh.truth.send(Event::Unsent(UnsentEvent {
+        request: p.meta.request,
+        host: p.meta.host.clone(),
+        dst: p.meta.dst,
+        icmp_id: p.meta.icmp_id,
+        icmp_seq: p.meta.icmp_seq,
+        kind: p.meta.kind,
+        copy: p.meta.copy,
+        due_us: p.meta.due_us,
+        time_us: sys::realtime_us(),
+        reason: UnsentReason::LinkDown,
+    }));
+}
+
+/// Runs the network timeline (see [`crate::control`]); returns the number of
+/// steps that failed.
+fn control_loop(sh: &Shared, steps: Vec<Step>, mut state: NetState, mut nl: Rtnl) -> u64 {
+    let mut errors = 0;
+    if let Err(e) = sys::set_timer_slack_ns(1) {
+        tracing::warn!(error = %e, "cannot reduce timer slack; network changes may be late");
+    }
+    let efd = [sh.wake_control.as_raw_fd()];
+    for step in steps {
+        let due = sh
+            .start_mono_ns
+            .saturating_add(step.at_us.saturating_mul(1000));
+        loop {
+            if sh.stop.load(Ordering::SeqCst) {
+                return errors;
+            }
+            let now = sys::mono_ns();
+            if now >= due {
+                break;
+            }
+            if let Err(e) = sys::ppoll_readable(&efd, Some(due - now)) {
+                tracing::error!(error = %e, "control ppoll failed");
+                return errors + 1;
+            }
+        }
+        let begin_us = sys::realtime_us();
+        let set_flag = |k: usize, up: bool| {
+            if let Some(f) = sh.link_up.get(k) {
+                f.store(up, Ordering::SeqCst);
+            }
+        };
+        let result = state.apply(&step.kind, &mut nl, &sh.tuns, &set_flag);
+        let time_us = sys::realtime_us();
+        let t_us = sys::mono_ns().saturating_sub(sh.start_mono_ns) / 1000;
+        let (change, error) = match result {
+            Ok(c) => (c, None),
+            Err((c, e)) => {
+                errors += 1;
+                tracing::error!(source = %step.source, error = %e, "network change failed");
+                (c, Some(e.to_string()))
+            }
+        };
+        let action = match &step.kind {
+            StepKind::RoutesLost(_) => NetAction::RoutesLost,
+            StepKind::RoutesRestored(_) => NetAction::RoutesRestored,
+            StepKind::LinkDown(_, LinkMode::Down) => NetAction::LinkDown,
+            StepKind::LinkUp(_, LinkMode::Down) => NetAction::LinkUp,
+            StepKind::LinkDown(_, LinkMode::Carrier) => NetAction::CarrierOff,
+            StepKind::LinkUp(_, LinkMode::Carrier) => NetAction::CarrierOn,
+            StepKind::RouteChange(_) => NetAction::RouteChange,
+        };
+        let (gateway_v4, gateway_v6) = state.effective_gateway();
+        tracing::info!(source = %step.source, ?action, "network changed");
+        sh.truth.send(Event::Net(NetEvent {
+            action,
+            source: step.source,
+            planned_t_us: step.at_us,
+            begin_us,
+            time_us,
+            t_us,
+            interface: change.interface,
+            removed: change.removed.iter().map(ToString::to_string).collect(),
+            added: change.added.iter().map(ToString::to_string).collect(),
+            gateway_v4,
+            gateway_v6,
+            error,
+        }));
+    }
+    errors
 }

@@ -6,7 +6,9 @@
 //!
 //! * `start` — first line: `time_us` (u64), `scenario` (string, name),
 //!   `seed` (u64), `tun` (string), `hosts` (array of
-//!   `{name, addresses: [string], summary}`).
+//!   `{name, addresses: [string], summary}`), `interfaces` (array of
+//!   `{name, addresses: ["198.18.0.1/24", ...]}`, the `[network]` TUN first),
+//!   `gateway_v4`, `gateway_v6` (default gateways installed, or null).
 //! * `request` — one per ICMP echo request read from the TUN:
 //!   `id` (u64, request number, from 0), `time_us` (u64, when it was read),
 //!   `t_us` (u64, µs since the simulator started, the time profiles use),
@@ -18,7 +20,7 @@
 //!   `replies` (u32, packets scheduled: copies for `duplicated`, 1 for
 //!   `answered`/`unreachable`, else 0), `delay_us` (u64 or null: delay of
 //!   the first reply after `time_us`), `reordered` (bool, reorder extra delay
-//!   applied).
+//!   applied), `interface` (string, the TUN it was read from).
 //! * `reply` — one per packet written to the TUN: `request` (u64, the
 //!   request's `id`), `host`, `dst` (the request's destination), `icmp_id`,
 //!   `icmp_seq`, `kind` (`"echo_reply"`|`"unreachable"`), `copy` (u32, 0 for
@@ -26,10 +28,23 @@
 //!   `time_us + delay_us`), `sent_us` (u64, when the write to the TUN
 //!   returned), `late_us` (i64, actual minus due write time measured on the
 //!   monotonic clock: the simulator's own overhead).
+//! * `net` — one per step of the network timeline ([`crate::control`]):
+//!   `action` (`routes_lost`, `routes_restored`, `link_down`, `link_up`,
+//!   `carrier_off`, `carrier_on`, `route_change`), `source` (the scenario
+//!   table, `route_loss #1`), `planned_t_us` (u64, µs since start, as
+//!   scheduled), `begin_us` (u64, just before the first change), `time_us`
+//!   (u64, once the kernel acknowledged the last), `t_us` (u64, `time_us`
+//!   since start), `interface` (string or null), `removed`, `added` (arrays
+//!   of routes in `ip route` syntax), `gateway_v4`, `gateway_v6` (default
+//!   gateways in effect afterwards, or null), `error` (null, or what failed).
+//! * `unsent` — a reply that was due while its interface was down: `request`,
+//!   `host`, `dst`, `icmp_id`, `icmp_seq`, `kind`, `copy`, `due_us`,
+//!   `time_us` (when it was dropped), `reason` (`link_down`).
 //! * `end` — last line, written on clean shutdown: `time_us`, `requests`
 //!   (u64), `replies_sent` (u64), `replies_unsent` (u64, still pending at
 //!   shutdown), `ignored_packets` (u64, non-echo or malformed packets),
-//!   `max_late_us` (i64).
+//!   `max_late_us` (i64), `replies_dropped` (u64, `unsent` events),
+//!   `net_errors` (u64, failed network changes).
 //!
 //! The writer keeps a bounded queue (the producing threads block when it is
 //! full, they never drop events) and a 64 KiB buffer, flushed when idle for
@@ -73,6 +88,25 @@ pub struct StartEvent {
     pub tun: String,
     /// Simulated hosts.
     pub hosts: Vec<TruthHost>,
+    /// The TUN devices and their addresses (`198.18.0.1/15`), first the
+    /// `[network]` one.
+    #[serde(default)]
+    pub interfaces: Vec<TruthInterface>,
+    /// Default IPv4 gateway installed at start (none: no default route).
+    #[serde(default)]
+    pub gateway_v4: Option<IpAddr>,
+    /// Default IPv6 gateway installed at start.
+    #[serde(default)]
+    pub gateway_v6: Option<IpAddr>,
+}
+
+/// A TUN device as listed in the `start` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TruthInterface {
+    /// Device name.
+    pub name: String,
+    /// Its addresses with their prefix length, e.g. `198.18.0.1/24`.
+    pub addresses: Vec<String>,
 }
 
 /// `request` event.
@@ -106,6 +140,9 @@ pub struct RequestEvent {
     pub delay_us: Option<u64>,
     /// Reorder extra delay applied.
     pub reordered: bool,
+    /// The TUN device it was read from.
+    #[serde(default)]
+    pub interface: String,
 }
 
 /// Kind of packet sent back.
@@ -160,6 +197,97 @@ pub struct EndEvent {
     pub ignored_packets: u64,
     /// Largest `late_us` of any reply.
     pub max_late_us: i64,
+    /// Replies not written because their interface was down (`unsent` events).
+    #[serde(default)]
+    pub replies_dropped: u64,
+    /// Network timeline steps that failed (`net` events with an `error`).
+    #[serde(default)]
+    pub net_errors: u64,
+}
+
+/// What a `net` event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetAction {
+    /// A `[[route_loss]]` took routes away.
+    RoutesLost,
+    /// It put them back.
+    RoutesRestored,
+    /// A `[[link]]` (`mode = "down"`) took an interface down.
+    LinkDown,
+    /// It brought it back up (and the default route through it).
+    LinkUp,
+    /// A `[[link]]` (`mode = "carrier"`) turned the carrier off.
+    CarrierOff,
+    /// It turned it back on.
+    CarrierOn,
+    /// A `[[route_change]]` moved the default route.
+    RouteChange,
+}
+
+/// `net` event: the simulator changed the namespace's routes or links.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetEvent {
+    /// What.
+    pub action: NetAction,
+    /// The scenario table, e.g. `route_loss #1`.
+    pub source: String,
+    /// When the scenario scheduled it, µs since the simulator started.
+    pub planned_t_us: u64,
+    /// Wall clock (µs since the epoch) just before the first change: a
+    /// `sendto` that returned before this saw the old state.
+    pub begin_us: u64,
+    /// Wall clock once the kernel acknowledged the last change: a `sendto`
+    /// called after this sees the new state.
+    pub time_us: u64,
+    /// `time_us` as µs since the simulator started (monotonic clock).
+    pub t_us: u64,
+    /// The interface, for link events.
+    pub interface: Option<String>,
+    /// Routes no longer in effect, `ip route` syntax
+    /// (`default via 198.18.0.254 dev zzsim0`, `198.18.0.0/24 dev zzsim0`).
+    pub removed: Vec<String>,
+    /// Routes now in effect that were not (`unreachable default`, ...).
+    pub added: Vec<String>,
+    /// IPv4 default gateway in effect afterwards (none: no default route).
+    pub gateway_v4: Option<IpAddr>,
+    /// IPv6 default gateway in effect afterwards.
+    pub gateway_v6: Option<IpAddr>,
+    /// Set when the change failed (the simulator's own error).
+    pub error: Option<String>,
+}
+
+/// Why a reply was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnsentReason {
+    /// Its interface was down (either `[[link]]` mode) when it was due.
+    LinkDown,
+}
+
+/// `unsent` event: a reply that was due but not written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnsentEvent {
+    /// The request's `id`.
+    pub request: u64,
+    /// Host name.
+    pub host: Option<String>,
+    /// The request's destination.
+    pub dst: IpAddr,
+    /// ICMP identifier.
+    pub icmp_id: u16,
+    /// ICMP sequence.
+    pub icmp_seq: u16,
+    /// Packet kind.
+    pub kind: ReplyKind,
+    /// Copy number.
+    pub copy: u32,
+    /// Due time, µs since the epoch.
+    pub due_us: u64,
+    /// When it was dropped, µs since the epoch.
+    pub time_us: u64,
+    /// Why.
+    pub reason: UnsentReason,
 }
 
 /// One line of the truth file.
@@ -172,6 +300,10 @@ pub enum Event {
     Request(RequestEvent),
     /// Packet sent.
     Reply(ReplyEvent),
+    /// Routes or links changed.
+    Net(NetEvent),
+    /// Reply not sent.
+    Unsent(UnsentEvent),
     /// Simulator stopped.
     End(EndEvent),
 }
@@ -232,6 +364,20 @@ impl Truth {
     pub fn replies(&self) -> impl Iterator<Item = &ReplyEvent> {
         self.events.iter().filter_map(|e| match e {
             Event::Reply(r) => Some(r),
+            _ => None,
+        })
+    }
+    /// Network changes, in the order they happened.
+    pub fn net(&self) -> impl Iterator<Item = &NetEvent> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Net(n) => Some(n),
+            _ => None,
+        })
+    }
+    /// Replies that were due but not written.
+    pub fn unsent(&self) -> impl Iterator<Item = &UnsentEvent> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Unsent(u) => Some(u),
             _ => None,
         })
     }
@@ -382,6 +528,12 @@ mod tests {
                 addresses: vec!["198.18.0.10".parse().unwrap()],
                 summary: "echo".into(),
             }],
+            interfaces: vec![TruthInterface {
+                name: "zzsim0".into(),
+                addresses: vec!["198.18.0.1/15".into()],
+            }],
+            gateway_v4: None,
+            gateway_v6: None,
         }));
         for i in 0..1000 {
             s.send(Event::Request(RequestEvent {
@@ -399,6 +551,7 @@ mod tests {
                 replies: 1,
                 delay_us: Some(1500),
                 reordered: false,
+                interface: "zzsim0".into(),
             }));
             s.send(Event::Reply(ReplyEvent {
                 request: i,

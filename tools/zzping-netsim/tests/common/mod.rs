@@ -5,6 +5,8 @@
 //! `fping` is a failure everywhere.
 #![allow(dead_code)]
 
+pub mod pinger;
+
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -118,4 +120,84 @@ pub fn probe(dst: IpAddr, ident: u16, seq: u16) -> Option<(Vec<u8>, IpAddr)> {
         }
     }
     None
+}
+
+/// What [`probe_scenario`] saw.
+pub struct Probed {
+    /// Every send, in order.
+    pub sent: Vec<pinger::Sent>,
+    /// Every answer, with the wall-clock time it was read.
+    pub answers: Vec<(u64, pinger::Answer)>,
+    /// The truth.
+    pub truth: Truth,
+    /// The simulator's counters.
+    pub summary: zzping_netsim::sim::Summary,
+    /// A capture on the first TUN, when asked for.
+    pub wire: Option<zzping_netsim::capture::Wire>,
+}
+
+/// Runs shipped scenario `name` in the library, in a thread moved into a fresh
+/// namespace, and pings every address in `targets` from a [`pinger::Pinger`] every
+/// `every` until `run_for` has passed (then collects answers for 500 ms). `ttl` sets
+/// the TTL / hop limit of both sockets; `capture` runs a capture on the first TUN.
+/// Sequence numbers count up from 1 per target.
+pub fn probe_scenario(
+    name: &str,
+    targets: &[IpAddr],
+    every: Duration,
+    run_for: Duration,
+    ttl: Option<u8>,
+    capture: bool,
+) -> Probed {
+    let scenario = zzping_netsim::Scenario::load(&scenario(name)).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let truth_path = dir.path().join("truth.jsonl");
+    let tp = truth_path.clone();
+    let targets = targets.to_vec();
+    let h = std::thread::spawn(move || {
+        zzping_testkit::netns::enter();
+        let sim =
+            zzping_netsim::Simulator::start(&scenario, Some(&tp)).expect("start the simulator");
+        let cap = capture.then(|| {
+            zzping_netsim::capture::Capture::start(&scenario.network.tun_name)
+                .expect("capture on the TUN")
+        });
+        let p = pinger::Pinger::new();
+        if let Some(t) = ttl {
+            p.set_ttl(false, t);
+            p.set_ttl(true, t);
+        }
+        let mut sent = Vec::new();
+        let mut answers = Vec::new();
+        let t0 = Instant::now();
+        let mut tick = 0u32;
+        while t0.elapsed() < run_for {
+            tick += 1;
+            let seq = u16::try_from(tick).expect("fewer than 65536 rounds");
+            for &dst in &targets {
+                sent.push(p.send(dst, seq, &mut answers));
+            }
+            // Pacing only: what is compared is what the clocks say happened.
+            let next = t0 + every * tick;
+            while Instant::now() < next {
+                p.collect_for(
+                    Duration::from_millis(1).min(next - Instant::now()),
+                    &mut answers,
+                );
+            }
+        }
+        p.collect_for(Duration::from_millis(500), &mut answers);
+        let wire = cap.map(|c| c.finish().expect("capture on the TUN"));
+        let summary = sim.stop().expect("stop the simulator");
+        (sent, answers, summary, wire)
+    });
+    let (sent, answers, summary, wire) = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let truth = read_truth(&truth_path).expect("truth file");
+    Probed {
+        sent,
+        answers,
+        truth,
+        summary,
+        wire,
+    }
 }
