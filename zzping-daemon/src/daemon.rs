@@ -45,7 +45,7 @@ use crate::icmp::{self, Family};
 use crate::live::Live;
 use crate::metrics::{Health, Metrics};
 use crate::notify::Notifier;
-use crate::recv::{Receiver, ReplyQueue};
+use crate::recv::{self, Receiver, ReplyQueue};
 use crate::sock::IcmpSocket;
 use crate::sys::{self, SignalFd, TimerFd};
 
@@ -60,9 +60,10 @@ pub const LIVE: Token = Token(3);
 /// The Prometheus exporter's listener (connections: `metrics::CONN_BASE + slot`).
 pub const METRICS: Token = Token(4);
 
-/// Time after a request's timeout before it is declared lost (the engine's grace): a
-/// reply may wait one receive batching window in its socket before the receive thread
-/// hands it over, plus the main loop's own latency.
+/// How long after a request's timeout it is expected to be expired under ordinary
+/// scheduling (the engine's grace: one receive batching window plus the loop's latency).
+/// Sizes tables and the clean stop's wait; whether a request is lost is decided by the
+/// receive frontier (`recv::frontier`), not by this.
 pub const GRACE_NS: u64 = crate::recv::BATCH_NS + 5_000_000;
 /// Replies the receive queue holds.
 const QUEUE_CAPACITY: usize = 16_384;
@@ -724,13 +725,9 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
     let live = open_live(&cfg, poll.registry())?;
     let metrics = open_metrics(&cfg, poll.registry(), &sockets)?;
     let queue = Arc::new(ReplyQueue::new(QUEUE_CAPACITY));
-    let receiver = Receiver::spawn(
-        sockets.iter().flatten().cloned().collect(),
-        queue.clone(),
-        waker.clone(),
-        false,
-    )
-    .context("starting the receive thread")?;
+    let recv_sockets: Vec<Arc<IcmpSocket>> = sockets.iter().flatten().cloned().collect();
+    let receiver = Receiver::spawn(recv_sockets.clone(), queue.clone(), waker.clone(), false)
+        .context("starting the receive thread")?;
 
     let mut engine = Engine::new(engine_config(&cfg));
     for s in sockets.iter().flatten() {
@@ -807,6 +804,13 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
                 step as f64 / 1e9
             );
         }
+        // Before draining: how far the receive thread has handed everything over (only
+        // needed when a request in flight is due to be declared lost).
+        let received_through = if d.engine.expiry_due(now.mono_ns) {
+            recv::frontier(&queue, &recv_sockets, GRACE_NS)
+        } else {
+            0
+        };
         batch.clear();
         queue.drain_into(&mut batch);
         for r in &batch {
@@ -879,7 +883,7 @@ pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
                 }
             }
         }
-        d.engine.tick(now, &mut d.outputs);
+        d.engine.tick(now, received_through, &mut d.outputs);
         if let Some(l) = &mut d.outputs.live {
             l.pump(now.real_us());
         }
@@ -1118,7 +1122,7 @@ mod tests {
                     e.on_reply(&r, &mut out);
                 }
             }
-            e.tick(now, &mut out);
+            e.tick(now, now.mono_ns, &mut out);
         }
         let mut plain = Vec::new();
         let n = write_status(&mut e, &mut plain, false, 0);

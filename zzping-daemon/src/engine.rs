@@ -66,6 +66,10 @@ pub const EXPIRY_SLACK_NS: u64 = 2_000_000;
 /// rotation only delays the emission of the closed frames; in exchange the boundary needs
 /// no wakeup of its own whenever a send is due within the slack.
 pub const BOUNDARY_SLACK_NS: u64 = 20_000_000;
+/// When a request in flight is due for expiry but the receive frontier has not passed
+/// its deadline yet, the loop looks again this much later at the latest (the receive
+/// thread normally wakes it as soon as it has handed everything over).
+pub const UNPROVEN_RETRY_NS: u64 = 20_000_000;
 /// Largest number of requests in flight per family.
 const MAX_LIVE: u16 = u16::MAX;
 
@@ -76,8 +80,11 @@ pub struct EngineConfig {
     pub period_us: u32,
     /// Reply timeout, ns.
     pub timeout_ns: u64,
-    /// Extra time after the timeout before a request is declared lost, so a reply the
-    /// kernel stamped in time but the receive thread had not handed over yet still counts.
+    /// How long after its timeout a request is expected to be expired under ordinary
+    /// scheduling (the receive thread's batching window and some latency). Sizes the
+    /// sequence tables and per-host frame queues, and how long a clean stop waits for
+    /// replies; it decides no outcome: a request is declared lost only once the receive
+    /// frontier has passed its deadline ([`Engine::tick`]).
     pub grace_ns: u64,
 }
 
@@ -791,16 +798,15 @@ impl Engine {
         }
         // Expiries only matter for requests still in flight (answered ones are swept
         // lazily at any later wakeup); a little slack lets a send's wakeup do the sweep.
-        if self.unresolved > 0 {
-            for t in &self.tables {
-                if let Some(deadline) = t.first_in_flight_deadline() {
-                    d = d.min(
-                        deadline
-                            .saturating_add(self.cfg.grace_ns)
-                            .saturating_add(EXPIRY_SLACK_NS),
-                    );
-                }
-            }
+        // One already due waits for the receive frontier to pass it: the receive thread
+        // wakes the loop when it does; the retry is only a safety net.
+        if let Some(deadline) = self.first_in_flight_deadline() {
+            let due = deadline.saturating_add(EXPIRY_SLACK_NS);
+            d = d.min(if due > now.mono_ns {
+                due
+            } else {
+                now.mono_ns.saturating_add(UNPROVEN_RETRY_NS)
+            });
         }
         if self.next_boundary_us != 0 {
             let boundary_real_ns = self.next_boundary_us.saturating_mul(1000);
@@ -1063,9 +1069,34 @@ impl Engine {
         }
     }
 
+    /// Deadline of the oldest request still in flight, monotonic ns.
+    fn first_in_flight_deadline(&self) -> Option<u64> {
+        if self.unresolved == 0 {
+            return None;
+        }
+        self.tables
+            .iter()
+            .filter_map(SeqTable::first_in_flight_deadline)
+            .min()
+    }
+
+    /// Whether a request still in flight has passed its deadline at `now_mono_ns`: then
+    /// the loop establishes the receive frontier before [`Engine::tick`] (which only
+    /// declares a request lost once the frontier has passed its deadline).
+    pub fn expiry_due(&self, now_mono_ns: u64) -> bool {
+        self.first_in_flight_deadline()
+            .is_some_and(|d| d <= now_mono_ns)
+    }
+
     /// Rotates current frames at period boundaries and expires timed-out requests.
     /// Call every loop iteration (after draining replies).
-    pub fn tick(&mut self, now: Now, out: &mut dyn FrameOutput) {
+    ///
+    /// `received_through_ns` is the receive frontier (monotonic): every reply the kernel
+    /// stamped before it has been handed to [`Engine::on_reply`] already. A request still
+    /// in flight is declared lost only when its deadline is behind the frontier: a reply
+    /// stamped in time can no longer come, however late the receive thread ran. Requests
+    /// already answered are swept by the clock alone.
+    pub fn tick(&mut self, now: Now, received_through_ns: u64, out: &mut dyn FrameOutput) {
         // Expire.
         for fi in 0..2 {
             loop {
@@ -1075,7 +1106,12 @@ impl Engine {
                 }
                 let slot = t.idx(t.oldest);
                 let e = t.entries[slot];
-                if e.deadline_ns.saturating_add(self.cfg.grace_ns) > now.mono_ns {
+                let limit = if e.state == State::InFlight {
+                    received_through_ns.min(now.mono_ns)
+                } else {
+                    now.mono_ns
+                };
+                if e.deadline_ns > limit {
                     break;
                 }
                 t.oldest = t.oldest.wrapping_add(1);

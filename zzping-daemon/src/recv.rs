@@ -45,7 +45,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -56,11 +56,22 @@ use crate::engine::{Reply, RxStamp};
 use crate::icmp::{self, Family, Message};
 use crate::sock::IcmpSocket;
 
-/// Bounded, pre-allocated multi-producer queue of replies.
+/// Bounded, pre-allocated multi-producer queue of replies, and how far the receive
+/// thread has handed everything over (the receive frontier, see [`frontier`]).
 pub struct ReplyQueue {
     ring: Mutex<Ring>,
     dropped: AtomicU64,
     received: AtomicU64,
+    /// Receive passes begun and ended: odd while the thread may hold a message it has
+    /// read but not pushed yet.
+    passes: AtomicU64,
+    /// Monotonic ns: every message the kernel queued before it has been pushed (set by
+    /// batch drains, which end with the sockets empty).
+    drained_ns: AtomicU64,
+    /// The loop waits for a frontier: wake it at the end of the next pass.
+    wake_after_pass: AtomicBool,
+    /// The receive thread is running.
+    alive: AtomicBool,
 }
 
 struct Ring {
@@ -93,6 +104,10 @@ impl ReplyQueue {
             }),
             dropped: AtomicU64::new(0),
             received: AtomicU64::new(0),
+            passes: AtomicU64::new(0),
+            drained_ns: AtomicU64::new(0),
+            wake_after_pass: AtomicBool::new(false),
+            alive: AtomicBool::new(false),
         }
     }
 
@@ -149,6 +164,85 @@ impl ReplyQueue {
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
     }
+
+    /// Publishes a receive frontier proven by the thread itself (see [`frontier`]).
+    fn publish_drained(&self, mono_ns: u64) {
+        self.drained_ns.fetch_max(mono_ns, Ordering::SeqCst);
+    }
+
+    fn pass_begin(&self) {
+        self.passes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Ends a pass; wakes the loop if it is waiting for a frontier.
+    fn pass_end(&self, waker: &Waker) {
+        self.passes.fetch_add(1, Ordering::SeqCst);
+        if self.wake_after_pass.swap(false, Ordering::SeqCst) {
+            let _ = waker.wake();
+        }
+    }
+}
+
+/// The receive frontier, monotonic ns: every message (reply, ICMP error, transmit stamp)
+/// the kernel queued on `sockets` before it has been pushed to `queue`, so the loop may
+/// declare lost any request whose deadline is behind it once it has drained the queue
+/// (call this *before* draining).
+///
+/// Proven either by the receive thread (a batch drain that ended with every socket
+/// empty publishes its start), or here: between two reads of the thread's pass counter
+/// that show no pass running or begun, the sockets had nothing to read at the time read
+/// before looking, so nothing queued before then can be in the thread's hands or in a
+/// socket. When neither holds (the thread is reading, or a socket has something), the
+/// thread is asked to wake the loop at the end of its next pass, and the last published
+/// frontier is returned. If the receive thread has stopped, the clock less `grace_ns`
+/// stands in (the old rule).
+pub fn frontier(queue: &ReplyQueue, sockets: &[Arc<IcmpSocket>], grace_ns: u64) -> u64 {
+    let published = queue.drained_ns.load(Ordering::SeqCst);
+    if !queue.alive.load(Ordering::SeqCst) {
+        return clock::mono_ns().saturating_sub(grace_ns).max(published);
+    }
+    let proven = || {
+        let before = queue.passes.load(Ordering::SeqCst);
+        if before % 2 == 1 {
+            return None;
+        }
+        let t = clock::mono_ns();
+        let idle = !any_readable(sockets);
+        (idle && queue.passes.load(Ordering::SeqCst) == before).then_some(t)
+    };
+    if let Some(t) = proven() {
+        return t.max(published);
+    }
+    queue.wake_after_pass.store(true, Ordering::SeqCst);
+    // A pass may have ended between the attempt and the request: then no wake would
+    // come. Look again now that the request is visible to the thread.
+    match proven() {
+        Some(t) => {
+            queue.wake_after_pass.store(false, Ordering::SeqCst);
+            t.max(published)
+        }
+        None => published,
+    }
+}
+
+/// Whether any of `sockets` has a message or an error queued (one `poll`, no waiting).
+fn any_readable(sockets: &[Arc<IcmpSocket>]) -> bool {
+    let mut fds = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 2];
+    for (f, s) in fds.iter_mut().zip(sockets) {
+        *f = libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+    }
+    // SAFETY: fds is a valid array of 2 pollfd (fd -1 entries are ignored).
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, 0) };
+    // An error of poll itself proves nothing: count it as "something to read".
+    rc != 0
 }
 
 /// Fraction of the queue (1/n) at which the receive thread wakes the main loop.
@@ -180,9 +274,15 @@ impl Receiver {
         // SAFETY: fd is a fresh descriptor we own.
         let stop = unsafe { OwnedFd::from_raw_fd(fd) };
         let stop_raw = stop.as_raw_fd();
+        queue.alive.store(true, Ordering::SeqCst);
         let handle = std::thread::Builder::new()
             .name("zzping-recv".into())
-            .spawn(move || receive_loop(&sockets, &queue, &waker, stop_raw, wake_every_batch))?;
+            .spawn(move || {
+                receive_loop(&sockets, &queue, &waker, stop_raw, wake_every_batch);
+                // Whatever made it return: the loop must not wait on a frontier any more.
+                queue.alive.store(false, Ordering::SeqCst);
+                let _ = waker.wake();
+            })?;
         Ok(Receiver {
             stop,
             handle: Some(handle),
@@ -268,10 +368,13 @@ fn receive_loop(
                 }
             }
             polled_real_ns = clock::real_ns();
+            let polled_mono_ns = clock::mono_ns();
             // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
             let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
             if rc == 0 {
-                // A whole window without a reply: block again.
+                // A whole window without a reply: everything queued before the look has
+                // been handed over. Block again.
+                queue.publish_drained(polled_mono_ns);
                 dense = false;
                 continue;
             }
@@ -297,6 +400,7 @@ fn receive_loop(
         if fds[2].revents != 0 {
             return;
         }
+        queue.pass_begin();
         let mut batch = 0u32;
         for (i, s) in sockets.iter().take(2).enumerate() {
             if fds[i].revents == 0 {
@@ -394,6 +498,22 @@ fn receive_loop(
                 }
             }
         }
+        // A batch drain reads every socket empty: if nothing came meanwhile, everything
+        // queued before this look has been handed over.
+        let drained = dense.then(|| {
+            let t = clock::mono_ns();
+            let mut look = [fds[0], fds[1]];
+            for f in &mut look {
+                f.revents = 0;
+            }
+            // SAFETY: look is a valid array of 2 pollfd (fd -1 entries are ignored).
+            let rc = unsafe { libc::poll(look.as_mut_ptr(), 2, 0) };
+            (rc == 0).then_some(t)
+        });
+        if let Some(Some(t)) = drained {
+            queue.publish_drained(t);
+        }
+        queue.pass_end(waker);
         if batch > 0 && wake_every_batch {
             let _ = waker.wake();
         }

@@ -56,6 +56,7 @@ const SCENARIOS: &[(&str, &str, &str)] = &[
     ("demo", "demo.toml", "rate = 50\nduration_s = 10"),
     ("late_replies", "e2e-late.toml", ""),
     ("high_rate", "e2e-high-rate.toml", ""),
+    ("near_timeout", "e2e-near-timeout.toml", ""),
 ];
 
 fn scenario(test: &str) -> Option<Run> {
@@ -167,6 +168,11 @@ fn late_replies() {
 #[test]
 fn high_rate() {
     scenario("high_rate");
+}
+
+#[test]
+fn near_timeout() {
+    scenario("near_timeout");
 }
 
 #[test]

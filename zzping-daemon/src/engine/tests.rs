@@ -107,7 +107,7 @@ fn every_request_answered_on_loopback() {
                 ReplyOutcome::Received { rtt_ns: 300_000 }
             );
         }
-        e.tick(now, &mut sink);
+        e.tick(now, now.mono_ns, &mut sink);
     }
     e.finish(&mut sink);
     sink.check_invariants();
@@ -197,7 +197,7 @@ fn sequence_numbers_wrap_and_stay_matched() {
                 ReplyOutcome::Received { .. }
             ));
         }
-        e.tick(now, &mut sink);
+        e.tick(now, now.mono_ns, &mut sink);
     }
     e.finish(&mut sink);
     sink.check_invariants();
@@ -232,7 +232,7 @@ fn full_sequence_space_is_refused_not_reused() {
                 refused += 1;
             }
         }
-        e.tick(now, &mut sink);
+        e.tick(now, now.mono_ns, &mut sink);
     }
     assert_eq!(seqs.len(), 65_535);
     assert!(total > 69_000);
@@ -263,7 +263,7 @@ fn duplicates_go_to_the_request_frame_then_the_oldest_open_one() {
     // Duplicate while the frame is open: same frame.
     assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Duplicate);
     for t in 11..=150 {
-        e.tick(at(t as f64), &mut sink);
+        e.tick(at(t as f64), at(t as f64).mono_ns, &mut sink);
     }
     // Frame [0,100ms) is final at 100 ms (all answered).
     assert_eq!(sink.frames.len(), 1);
@@ -272,7 +272,7 @@ fn duplicates_go_to_the_request_frame_then_the_oldest_open_one() {
     // Duplicate after the frame is final: goes to the oldest open frame ([100,200)).
     assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Duplicate);
     for t in 151..=400 {
-        e.tick(at(t as f64), &mut sink);
+        e.tick(at(t as f64), at(t as f64).mono_ns, &mut sink);
     }
     assert_eq!(sink.frames.len(), 2);
     let f = &sink.frames[1].2;
@@ -287,15 +287,16 @@ fn timeouts_and_late_replies() {
     let mut sink = Sink::default();
     e.add_host("a", v4("127.0.0.1"), 1.0, at(50.0).mono_ns, at(0.0));
     let p = send_due(&mut e, at(50.0), &mut sink).pop().unwrap();
-    // The request expires at send + timeout + grace = 1055 ms, which finalizes its frame.
-    for t in 51..1055 {
-        e.tick(at(t as f64), &mut sink);
+    // The request expires at send + timeout = 1050 ms (with the receive frontier there),
+    // which finalizes its frame.
+    for t in 51..1050 {
+        e.tick(at(t as f64), at(t as f64).mono_ns, &mut sink);
     }
     assert!(sink.frames.is_empty(), "final too early");
-    e.tick(at(1055.0), &mut sink);
+    e.tick(at(1050.0), at(1050.0).mono_ns, &mut sink);
     assert_eq!(sink.frames.len(), 1);
-    for t in 1056..1200 {
-        e.tick(at(t as f64), &mut sink);
+    for t in 1051..1200 {
+        e.tick(at(t as f64), at(t as f64).mono_ns, &mut sink);
     }
     assert_eq!(sink.frames.len(), 1);
     let f = &sink.frames[0].2;
@@ -304,7 +305,7 @@ fn timeouts_and_late_replies() {
     let r = reply(&p, 0x4242, at(1250.0));
     assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Late);
     for t in 1200..1400 {
-        e.tick(at(t as f64), &mut sink);
+        e.tick(at(t as f64), at(t as f64).mono_ns, &mut sink);
     }
     assert_eq!(sink.frames.len(), 2);
     assert_eq!(sink.frames[1].2.late, 1);
@@ -323,22 +324,22 @@ fn answered_requests_need_no_wakeup_at_their_deadline() {
     e.add_host("a", v4("127.0.0.1"), 1.0, at(0.0).mono_ns, at(0.0));
     let p0 = send_due(&mut e, at(0.0), &mut sink).pop().unwrap();
     e.on_reply(&reply(&p0, 0x4242, at(1.0)), &mut sink);
-    e.tick(at(1.0), &mut sink);
+    e.tick(at(1.0), at(1.0).mono_ns, &mut sink);
     // Nothing in flight: the next wakeup is the next send, not seq 0's expiry.
     assert_eq!(e.next_deadline(at(1.0)), at(1000.0).mono_ns);
     let p1 = send_due(&mut e, at(1000.0), &mut sink).pop().unwrap();
-    e.tick(at(1000.0), &mut sink);
-    // Seq 0 is answered (held until 1005 ms to classify duplicates), seq 1 in flight: its
-    // expiry (3007 ms with grace and slack) is after the next send, which wins.
+    e.tick(at(1000.0), at(1000.0).mono_ns, &mut sink);
+    // Seq 0 is answered (held until 1000 ms to classify duplicates), seq 1 in flight: its
+    // expiry (2002 ms with the slack) is after the next send, which wins.
     assert_eq!(e.next_deadline(at(1000.0)), at(2000.0).mono_ns);
     // Left unanswered, seq 1 does bound the sleep once sends stop.
     e.stop_sending();
     assert_eq!(
         e.next_deadline(at(1000.0)),
-        at(2000.0).mono_ns + 5 * MS + EXPIRY_SLACK_NS
+        at(2000.0).mono_ns + EXPIRY_SLACK_NS
     );
     e.on_reply(&reply(&p1, 0x4242, at(1010.0)), &mut sink);
-    e.tick(at(1010.0), &mut sink);
+    e.tick(at(1010.0), at(1010.0).mono_ns, &mut sink);
     assert_eq!(
         e.next_deadline(at(1010.0)),
         at(60_000.0).mono_ns + BOUNDARY_SLACK_NS
@@ -352,11 +353,11 @@ fn period_boundaries_wait_for_a_nearby_wakeup() {
     e.add_host("a", v4("127.0.0.1"), 1.0, at(0.0).mono_ns, at(0.0));
     let p = send_due(&mut e, at(0.0), &mut sink).pop().unwrap();
     e.on_reply(&reply(&p, 0x4242, at(1.0)), &mut sink);
-    e.tick(at(1.0), &mut sink);
+    e.tick(at(1.0), at(1.0).mono_ns, &mut sink);
     // Nothing else due before: the boundary at 100 ms is served 20 ms late.
     assert_eq!(e.next_deadline(at(1.0)), at(120.0).mono_ns);
     // Whichever wakeup comes first after the boundary rotates and emits the frame.
-    e.tick(at(105.0), &mut sink);
+    e.tick(at(105.0), at(105.0).mono_ns, &mut sink);
     assert_eq!(sink.frames.len(), 1);
     assert_eq!(sink.frames[0].2.start_us, REAL0 / 1000);
     assert_eq!(sink.frames[0].2.received(), 1);
@@ -368,7 +369,7 @@ fn period_boundaries_wait_for_a_nearby_wakeup() {
     });
     short.add_host("b", v4("127.0.0.2"), 1.0, at(0.0).mono_ns, at(0.0));
     send_due(&mut short, at(0.0), &mut sink);
-    short.tick(at(1.0), &mut sink);
+    short.tick(at(1.0), at(1.0).mono_ns, &mut sink);
     short.stop_sending();
     assert!(short.next_deadline(at(1.0)) <= at(12.5).mono_ns);
 }
@@ -382,7 +383,7 @@ fn reply_stamped_after_timeout_is_lost_and_late_even_if_processed_early() {
     // Kernel stamp at 1001 ms (after the 1 s timeout), handed over within the grace.
     let r = reply(&p, 0x4242, at(1001.0));
     assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Late);
-    e.tick(at(1200.0), &mut sink);
+    e.tick(at(1200.0), at(1200.0).mono_ns, &mut sink);
     let f = &sink.frames[0].2;
     assert_eq!((f.sent, f.lost, f.late, f.received()), (1, 1, 1, 0));
     sink.check_invariants();
@@ -438,7 +439,7 @@ fn clock_step_is_flagged_and_never_reported_as_rtt() {
     let p2 = {
         let mut n = at(100.0);
         n.real_ns += step;
-        e.tick(n, &mut sink);
+        e.tick(n, n.mono_ns, &mut sink);
         send_due(&mut e, n, &mut sink).pop().unwrap()
     };
     let user2 = at(101.0);
@@ -485,7 +486,7 @@ fn backwards_step_starts_a_flagged_frame() {
     let mut back = at(100.0);
     back.real_ns -= 5_000 * MS;
     e.observe_clock(back);
-    e.tick(back, &mut sink);
+    e.tick(back, back.mono_ns, &mut sink);
     let p = send_due(&mut e, back, &mut sink);
     assert_eq!(p.len(), 1);
     e.finish(&mut sink);
@@ -537,7 +538,7 @@ fn icmp_errors_and_send_failures_are_errors() {
     assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Error);
     // A second error for it is not counted twice.
     assert_eq!(e.on_reply(&r, &mut sink), ReplyOutcome::Ignored);
-    e.tick(at(300.0), &mut sink);
+    e.tick(at(300.0), at(300.0).mono_ns, &mut sink);
     e.finish(&mut sink);
     sink.check_invariants();
     assert_eq!(sink.total(|f| f.errors), 3);
@@ -564,7 +565,7 @@ fn absolute_deadlines_hold_the_rate_with_a_jittery_loop() {
             let r = reply(&p, 0x4242, plus(now, 50_000));
             e.on_reply(&r, &mut sink);
         }
-        e.tick(now, &mut sink);
+        e.tick(now, now.mono_ns, &mut sink);
         let next = e.next_deadline(now).saturating_sub(MONO0);
         x = x
             .wrapping_mul(6364136223846793005)
@@ -617,7 +618,7 @@ fn hosts_are_staggered_and_removed_cleanly() {
             assert_eq!(p.host, a);
             e.on_reply(&reply(&p, 0x4242, at(t as f64 + 0.2)), &mut sink);
         }
-        e.tick(at(t as f64), &mut sink);
+        e.tick(at(t as f64), at(t as f64).mono_ns, &mut sink);
     }
     assert_eq!(e.hosts().count(), 1);
     // The slot is reused with a new generation; stale ids do nothing.
@@ -702,7 +703,7 @@ mod prop {
                     };
                     e.on_reply(&r, &mut sink);
                 }
-                e.tick(now, &mut sink);
+                e.tick(now, now.mono_ns, &mut sink);
             }
             e.finish(&mut sink);
             sink.check_invariants();
@@ -855,7 +856,7 @@ fn transmit_stamp_keys_survive_table_growth() {
             e.on_reply(&reply(&p, 0x4242, plus(sent, 100_000)), &mut sink);
             key += 1;
         }
-        e.tick(at(t), &mut sink);
+        e.tick(at(t), at(t).mono_ns, &mut sink);
         t += 0.25;
     }
     let t0 = t;
@@ -988,4 +989,48 @@ fn rtt_between_kernel_stamps_ignores_offset_sampling_and_detects_steps() {
     assert!(rtt_ns <= 300_000, "{rtt_ns}");
     assert_eq!(e.stats().rtt_clamped_high, 1);
     assert_eq!(e.stats().rtt_user_receive, 1);
+}
+
+#[test]
+fn in_flight_requests_expire_only_behind_the_receive_frontier() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 1.0, at(0.0).mono_ns, at(0.0));
+    let p0 = send_due(&mut e, at(0.0), &mut sink).pop().unwrap();
+    // 1.5 s later the receive thread has only handed over what arrived before 900 ms
+    // (it was starved): the request is due but not provably lost, so it stays in flight.
+    assert!(e.expiry_due(at(1500.0).mono_ns));
+    e.tick(at(1500.0), at(900.0).mono_ns, &mut sink);
+    assert_eq!(e.unresolved(), 1);
+    // Meanwhile the next wakeup is a retry, not a spin on the past deadline.
+    e.stop_sending();
+    assert_eq!(
+        e.next_deadline(at(1500.0)),
+        at(1500.0).mono_ns + UNPROVEN_RETRY_NS
+    );
+    // The reply the kernel stamped at 950 ms arrives late at the loop: received, with its
+    // true RTT, not lost.
+    assert_eq!(
+        e.on_reply(&reply(&p0, 0x4242, at(950.0)), &mut sink),
+        ReplyOutcome::Received { rtt_ns: 950 * MS }
+    );
+    e.tick(at(1600.0), at(1600.0).mono_ns, &mut sink);
+    e.finish(&mut sink);
+    sink.check_invariants();
+    assert_eq!(
+        (sink.total(|f| f.lost), sink.total(|f| f.received())),
+        (0, 1)
+    );
+
+    // Without a reply, the frontier passing the deadline is what declares the loss, at
+    // once (no grace period).
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 1.0, at(0.0).mono_ns, at(0.0));
+    send_due(&mut e, at(0.0), &mut sink);
+    e.tick(at(1001.0), at(999.0).mono_ns, &mut sink);
+    assert_eq!(e.unresolved(), 1);
+    e.tick(at(1001.0), at(1000.5).mono_ns, &mut sink);
+    assert_eq!(e.unresolved(), 0);
+    assert_eq!(e.stats().lost, 1);
 }

@@ -14,16 +14,20 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::capture::{Capture, Wire};
-use super::{BIN, read_frames};
+use super::read_frames;
 
 pub const LOOPBACK_SECONDS: f64 = 1.5;
 /// 250/s to each of three targets: the receive thread batches (replies < 20 ms apart).
 pub const LOOPBACK_RATE: u32 = 250;
-/// The main thread's CPU is taken for this long ...
-const STALL: Duration = Duration::from_millis(15);
+/// The whole daemon is stopped for this long ...
+const DAEMON_STOP: Duration = Duration::from_millis(15);
 /// ... every this long.
-const STALL_EVERY: Duration = Duration::from_millis(100);
-/// The CPU the daemon's main thread is pinned to (and stalled on).
+const DAEMON_STOP_EVERY: Duration = Duration::from_millis(100);
+/// The receive thread is frozen for this long (more than a batching window) ...
+const RECEIVE_FREEZE: Duration = Duration::from_millis(30);
+/// ... every this long.
+const RECEIVE_FREEZE_EVERY: Duration = Duration::from_millis(170);
+/// The CPU the daemon's main thread is pinned to.
 pub const MAIN_CPU: usize = 0;
 /// Starvation at start: real-time spinners at this priority on every CPU ...
 const STARVE_PRIORITY: i32 = 10;
@@ -31,64 +35,29 @@ const STARVE_PRIORITY: i32 = 10;
 const STARVE: Duration = Duration::from_millis(300);
 const DAEMON_PRIORITY: &str = "20";
 
-/// Busy loops on every core, and a real-time spinner stalling one core in bursts.
+/// A busy loop on every core, until dropped.
 pub struct Contention {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
-    /// Whether the real-time stall could be set up (needs CAP_SYS_NICE).
-    pub stalling: bool,
-}
-
-fn pin_self(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it; tid 0 is this thread.
-    unsafe {
-        let mut mask: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut mask);
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &mask);
-    }
 }
 
 impl Contention {
+    /// Starts the busy loops.
     pub fn start() -> Contention {
         let stop = Arc::new(AtomicBool::new(false));
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut threads = Vec::new();
-        for cpu in 0..cpus {
-            let stop = stop.clone();
-            threads.push(std::thread::spawn(move || {
-                pin_self(cpu);
-                while !stop.load(Ordering::Relaxed) {
-                    std::hint::spin_loop();
-                }
-            }));
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
-        let s = stop.clone();
-        threads.push(std::thread::spawn(move || {
-            pin_self(MAIN_CPU % cpus);
-            let param = libc::sched_param { sched_priority: 1 };
-            // SAFETY: plain syscall on this thread.
-            let ok = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
-            let _ = tx.send(ok);
-            if !ok {
-                return;
-            }
-            // Spins are bounded by their own clock, and the thread sleeps between them:
-            // it can never keep the CPU longer than STALL at a time.
-            while !s.load(Ordering::Relaxed) {
-                let until = Instant::now() + STALL;
-                while Instant::now() < until {
-                    std::hint::spin_loop();
-                }
-                std::thread::sleep(STALL_EVERY - STALL);
-            }
-        }));
-        let stalling = rx.recv().unwrap_or(false);
-        Contention {
-            stop,
-            threads,
-            stalling,
-        }
+        let threads = (0..cpus)
+            .map(|cpu| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    super::pin_this_thread(cpu);
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Contention { stop, threads }
     }
 }
 
@@ -105,7 +74,7 @@ impl Starvation {
             .map(|cpu| {
                 let tx = tx.clone();
                 std::thread::spawn(move || {
-                    pin_self(cpu);
+                    super::pin_this_thread(cpu);
                     let param = libc::sched_param {
                         sched_priority: STARVE_PRIORITY,
                     };
@@ -187,8 +156,12 @@ fn parse_trace(stderr: &str) -> Vec<Traced> {
 pub enum Stress {
     /// No contention.
     Quiet,
-    /// Its main thread's CPU taken in bursts (the [`Contention`] spinner).
-    StalledMainThread,
+    /// Its receive thread frozen 30 ms in every 170 ms ([`super::ThreadFreezer`]): the
+    /// main loop runs on, sends, and must prove every loss.
+    FrozenReceiveThread,
+    /// The whole daemon stopped (`SIGSTOP`) 15 ms in every 100 ms: sends go out late,
+    /// replies wait in the sockets.
+    StoppedDaemon,
     /// Every CPU taken by real-time spinners for its first 300 ms, the daemon running
     /// above them: the kernel's workers (which switch network timestamping on) wait.
     StarvedKernelWorkers,
@@ -207,11 +180,11 @@ pub fn loopback_run(dgram: bool, stress: Stress) -> (String, Wire, tempfile::Tem
         let st = Command::new("sh").args(["-c", &setup]).status().unwrap();
         assert!(st.success(), "{setup}");
         let cap = Capture::start("lo").expect("capture on lo");
-        // ZZPING_TEST_DAEMON: another build of the daemon, to check that these tests
-        // catch a known fault (docs/architecture.md, "Every RTT explained").
-        let bin = std::env::var("ZZPING_TEST_DAEMON").unwrap_or_else(|_| BIN.to_string());
+        let bin = super::daemon_bin();
         let (mut cmd, starve) = match stress {
-            Stress::Quiet | Stress::StalledMainThread => (Command::new(&bin), None),
+            Stress::Quiet | Stress::FrozenReceiveThread | Stress::StoppedDaemon => {
+                (Command::new(&bin), None)
+            }
             Stress::StarvedKernelWorkers => {
                 let mut c = Command::new("chrt");
                 c.args(["-f", DAEMON_PRIORITY, &bin]);
@@ -238,9 +211,22 @@ pub fn loopback_run(dgram: bool, stress: Stress) -> (String, Wire, tempfile::Tem
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn the daemon");
-        if let Stress::StalledMainThread = stress {
-            super::pin_daemon_threads(daemon.id(), MAIN_CPU);
-        }
+        let freezers = match stress {
+            Stress::FrozenReceiveThread => {
+                let recv = super::find_thread(daemon.id(), "zzping-recv");
+                vec![super::ThreadFreezer::start(
+                    recv.expect("the daemon's receive thread"),
+                    RECEIVE_FREEZE,
+                    RECEIVE_FREEZE_EVERY,
+                )]
+            }
+            Stress::StoppedDaemon => vec![super::ThreadFreezer::process(
+                daemon.id(),
+                DAEMON_STOP,
+                DAEMON_STOP_EVERY,
+            )],
+            _ => Vec::new(),
+        };
         drop(starve);
         let mut err = daemon.stderr.take().unwrap();
         let reader = std::thread::spawn(move || {
@@ -248,17 +234,11 @@ pub fn loopback_run(dgram: bool, stress: Stress) -> (String, Wire, tempfile::Tem
             std::io::Read::read_to_string(&mut err, &mut s).unwrap();
             s
         });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(s) = daemon.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = daemon.kill();
-                panic!("daemon did not stop within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status =
+            zzping_testkit::process::wait_bounded(&mut daemon, Duration::from_secs(30), "daemon");
+        for f in freezers {
+            f.finish();
+        }
         let stderr = reader.join().unwrap();
         assert!(status.success(), "daemon failed: {status}\n{stderr}");
         (stderr, cap.finish().expect("capture on lo"))

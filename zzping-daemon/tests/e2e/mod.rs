@@ -87,7 +87,8 @@ pub const TIMEOUT_AMB_US: u64 = 2_000;
 /// The receive thread's batching window: "once they come faster than one per 20 ms it
 /// wakes once per 20 ms window" (docs/architecture.md, zzping-daemon/README.md).
 pub const DOC_BATCH_US: u64 = 20_000;
-/// The engine's grace after a timeout: "the engine's grace period (window + 5 ms)"
+/// The engine's grace after a timeout, which sizes its tables and a clean stop's wait
+/// but decides no outcome: "one receive batching window plus 5 ms"
 /// (docs/architecture.md).
 pub const DOC_GRACE_US: u64 = DOC_BATCH_US + 5_000;
 /// How late an expiry may be processed: "the expiry of the oldest request still in
@@ -97,10 +98,12 @@ pub const DOC_EXPIRY_SLACK_US: u64 = 2_000;
 /// when a send comes sooner)" (zzping-daemon/README.md).
 pub const DOC_BOUNDARY_SLACK_US: u64 = 20_000;
 
-/// Daemon's grace after the timeout.
-pub const GRACE_US: u64 = DOC_GRACE_US;
-/// Daemon's expiry slack plus wake-up latency margin.
-pub const SWEEP_SLACK_US: u64 = DOC_EXPIRY_SLACK_US + 3_000;
+/// How long after its deadline a request without a reply is swept: the loop wakes up to
+/// the expiry slack late, and declares it lost once the receive frontier has passed the
+/// deadline, which a batching receive thread proves at the end of its window ("a request
+/// is declared lost as soon as the receive thread has handed over everything the kernel
+/// queued before its deadline", docs/architecture.md), plus a wake-up latency margin.
+pub const SWEEP_SLACK_US: u64 = DOC_EXPIRY_SLACK_US + DOC_BATCH_US + 3_000;
 /// Margin after a period boundary for the rotating loop iteration to run (the engine may
 /// wait up to the boundary slack for a wakeup it has anyway).
 pub const ROTATE_AMB_US: u64 = DOC_BOUNDARY_SLACK_US + 3_000;
@@ -132,6 +135,10 @@ pub struct Spec {
     /// Pin the daemon's main thread to this CPU and its receive thread to another (the
     /// stress test stalls that CPU on purpose).
     pub pin_main_cpu: Option<usize>,
+    /// Freeze the daemon's receive thread `[ms, every_ms]` ([`ThreadFreezer`]).
+    pub freeze_receive_ms: Option<[u64; 2]>,
+    /// Stop the whole daemon (`SIGSTOP`) `[ms, every_ms]` ([`ThreadFreezer::process`]).
+    pub freeze_main_ms: Option<[u64; 2]>,
 }
 
 impl Default for Spec {
@@ -146,6 +153,8 @@ impl Default for Spec {
             expect_fates: Vec::new(),
             expect_counts: Vec::new(),
             pin_main_cpu: None,
+            freeze_receive_ms: None,
+            freeze_main_ms: None,
         }
     }
 }
@@ -294,6 +303,8 @@ pub fn run(test: &str, file: &str, extra: &str) -> Option<Run> {
     let fping_count = ((spec.duration_s - 3.0).max(1.0) * 100.0) as usize;
     let fping = spec.fping;
     let pin = spec.pin_main_cpu;
+    let freeze = spec.freeze_receive_ms;
+    let freeze_main = spec.freeze_main_ms;
     let limit = Duration::from_secs_f64(spec.duration_s + f64::from(spec.timeout_ms) / 1e3 + 30.0);
     let tp = truth_path.clone();
     let handle = std::thread::Builder::new()
@@ -301,6 +312,11 @@ pub fn run(test: &str, file: &str, extra: &str) -> Option<Run> {
         .spawn(move || {
             zzping_testkit::netns::enter();
             let ns = zzping_testkit::netns::of("thread-self").unwrap_or_default();
+            if let Some(cpu) = pin {
+                // The simulator's threads (created below) share the daemon's main CPU, so
+                // a stall of the receive thread's CPU does not stall them too.
+                pin_this_thread(cpu);
+            }
             let sim = Simulator::start(&scenario, Some(&tp)).expect("start the simulator");
             let cap =
                 capture::Capture::start(&scenario.network.tun_name).expect("capture on the TUN");
@@ -321,7 +337,7 @@ pub fn run(test: &str, file: &str, extra: &str) -> Option<Run> {
                     .spawn()
                     .expect("spawn fping")
             });
-            let mut daemon = Command::new(BIN)
+            let mut daemon = Command::new(daemon_bin())
                 .args(&args)
                 .env_remove("RUST_LOG")
                 .stdout(Stdio::null())
@@ -331,9 +347,23 @@ pub fn run(test: &str, file: &str, extra: &str) -> Option<Run> {
             if let Some(cpu) = pin {
                 pin_daemon_threads(daemon.id(), cpu);
             }
+            let ms = Duration::from_millis;
+            let freezers: Vec<ThreadFreezer> = [
+                freeze.and_then(|[t, every]| {
+                    let tid = find_thread(daemon.id(), "zzping-recv")?;
+                    Some(ThreadFreezer::start(tid, ms(t), ms(every)))
+                }),
+                freeze_main.map(|[t, every]| ThreadFreezer::process(daemon.id(), ms(t), ms(every))),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
             let err = daemon.stderr.take();
             let reader = read_to_end(err);
             let status = wait_bounded(&mut daemon, limit, "daemon");
+            for f in freezers {
+                println!("  a daemon thread was frozen {} times", f.finish());
+            }
             let daemon_stderr = reader.join().unwrap();
             let fping_stderr = match fp.as_mut() {
                 Some(c) => {
@@ -400,6 +430,180 @@ pub fn run(test: &str, file: &str, extra: &str) -> Option<Run> {
         wire,
         _dir: dir,
     })
+}
+
+/// The thread of process `pid` named `comm` (e.g. the daemon's `zzping-recv`), once it
+/// exists (bounded wait: the daemon starts it right after opening its sockets and offers
+/// no signal of that). `None` if the process exited first.
+pub fn find_thread(pid: u32, comm: &str) -> Option<u32> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        let found = tasks.flatten().find_map(|t| {
+            let tid: u32 = t.file_name().to_str()?.parse().ok()?;
+            let c = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            (c.trim() == comm).then_some(tid)
+        });
+        if found.is_some() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {pid}: no thread {comm} after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Stops one thread of another process (or the whole process) for `length` in every
+/// `every`, until finished. A thread: ptrace stops only the thread it is attached to
+/// (`PTRACE_SEIZE` + `PTRACE_INTERRUPT`), so the rest of the process runs on; never a
+/// child's main thread, whose ptrace stops the parent's `waitpid` would reap. A process:
+/// `SIGSTOP` / `SIGCONT`. Deterministic, whatever the scheduler does (real-time spinners
+/// are not: the kernel's fair-class server lends starved threads CPU time). Needs root
+/// (or the same user and permissive ptrace rules).
+pub struct ThreadFreezer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<u32>>,
+}
+
+impl ThreadFreezer {
+    /// Starts stopping the whole process `pid` (first stop after `every - length`).
+    pub fn process(pid: u32, length: Duration, every: Duration) -> ThreadFreezer {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let pid = pid as libc::pid_t;
+            let mut stops = 0;
+            while !s.load(Ordering::SeqCst) {
+                std::thread::sleep(every.saturating_sub(length));
+                // SAFETY: plain kill(2) on our child.
+                if s.load(Ordering::SeqCst) || unsafe { libc::kill(pid, libc::SIGSTOP) } != 0 {
+                    break;
+                }
+                std::thread::sleep(length);
+                stops += 1;
+                // SAFETY: as above; always resumes what it stopped.
+                unsafe { libc::kill(pid, libc::SIGCONT) };
+            }
+            stops
+        });
+        ThreadFreezer {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Starts freezing thread `tid` (first freeze after `every - length`); never the main
+    /// thread of a child of this process.
+    pub fn start(tid: u32, length: Duration, every: Duration) -> ThreadFreezer {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let tid = tid as libc::pid_t;
+            let null = std::ptr::null_mut::<libc::c_void>();
+            // SAFETY: ptrace on a thread id with null addr/data arguments.
+            let seized = unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid, null, null) } == 0;
+            let _ = tx.send(
+                seized
+                    .then_some(())
+                    .ok_or_else(std::io::Error::last_os_error),
+            );
+            if !seized {
+                return 0;
+            }
+            // Stops the tracee; false if it is gone. A signal that stopped it instead of
+            // our interrupt is handed back when it resumes.
+            let halt = |pending: &mut libc::c_int| -> bool {
+                // SAFETY: as above.
+                if unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, tid, null, null) } != 0 {
+                    return false;
+                }
+                let mut status = 0;
+                // SAFETY: waiting for our tracee; status is a valid out pointer.
+                if unsafe { libc::waitpid(tid, &mut status, libc::__WALL) } != tid
+                    || !libc::WIFSTOPPED(status)
+                {
+                    return false;
+                }
+                *pending = if status >> 16 == libc::PTRACE_EVENT_STOP {
+                    0
+                } else {
+                    libc::WSTOPSIG(status)
+                };
+                true
+            };
+            let mut freezes = 0;
+            let mut pending = 0;
+            while !s.load(Ordering::SeqCst) {
+                std::thread::sleep(every.saturating_sub(length));
+                if s.load(Ordering::SeqCst) || !halt(&mut pending) {
+                    break;
+                }
+                std::thread::sleep(length);
+                freezes += 1;
+                // SAFETY: resuming our stopped tracee (with its pending signal, if any).
+                let data = pending as usize as *mut libc::c_void;
+                if unsafe { libc::ptrace(libc::PTRACE_CONT, tid, null, data) } != 0 {
+                    return freezes;
+                }
+            }
+            if halt(&mut pending) {
+                let data = pending as usize as *mut libc::c_void;
+                // SAFETY: detaching our stopped tracee, which then runs on.
+                unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, null, data) };
+            }
+            freezes
+        });
+        rx.recv()
+            .expect("freezer thread")
+            .unwrap_or_else(|e| panic!("cannot ptrace thread {tid}: {e}"));
+        ThreadFreezer {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops freezing; returns how many freezes there were.
+    pub fn finish(mut self) -> u32 {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle.take().map_or(0, |h| h.join().unwrap_or(0))
+    }
+}
+
+impl Drop for ThreadFreezer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The daemon binary to run: this build's, or `ZZPING_TEST_DAEMON` (another build, to
+/// check that the suites catch a known fault: docs/architecture.md).
+pub fn daemon_bin() -> String {
+    std::env::var("ZZPING_TEST_DAEMON").unwrap_or_else(|_| BIN.to_string())
+}
+
+/// Pins the calling thread (and the threads it creates from now on) to `cpu`.
+pub fn pin_this_thread(cpu: usize) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it; tid 0 is this thread.
+    let rc = unsafe {
+        let mut mask: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu % cpus, &mut mask);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &mask)
+    };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Pins the main thread of daemon `pid` to `main_cpu` and its receive thread
@@ -684,11 +888,20 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
                 let _ = sent;
                 Outcome::Error
             }
-            Some((sent, _, _)) => {
+            Some((sent, _, ev)) => {
+                // The daemon's RTT lies in [intended delay, wire RTT] (see
+                // `rtt_interval_check`); it counts as received when that RTT is below the
+                // timeout. The simulator's holding time is not the RTT: the simulator may
+                // read a request late (its read lag is not in it).
                 let h = sent - r.time_us;
-                if h + TIMEOUT_AMB_US < timeout_us {
+                let wire_us = run
+                    .wire
+                    .rtt_ns(&(r.dst, r.icmp_id, r.icmp_seq))
+                    .map(|ns| ns.div_ceil(1000));
+                let hi = wire_us.unwrap_or(h + SEND_EPS_US);
+                if hi + TIMEOUT_AMB_US < timeout_us {
                     Outcome::Received(h)
-                } else if h > timeout_us + TIMEOUT_AMB_US {
+                } else if ev.delay_us > timeout_us + TIMEOUT_AMB_US {
                     Outcome::Lost
                 } else {
                     Outcome::Ambiguous
@@ -762,7 +975,7 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
         let (lo, hi): (Key, Key) = match (outcome[i], reps.first()) {
             (Outcome::Received(_) | Outcome::Error, Some(&(t, idx, _))) => ((t, idx), (t, idx)),
             _ => {
-                let due = r.time_us + timeout_us + GRACE_US;
+                let due = r.time_us + timeout_us;
                 (
                     (due.saturating_sub(SEND_EPS_US + HANDOVER_AMB_US), 0),
                     (due + SWEEP_SLACK_US, usize::MAX),
@@ -795,7 +1008,22 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
         let (skip, late) = match outcome[i] {
             Outcome::Received(_) | Outcome::Error => (1, false),
             Outcome::Lost => (0, true),
-            Outcome::Ambiguous => continue,
+            Outcome::Ambiguous => {
+                // Received (no extra), or lost and its first reply late (in its frame, or
+                // a later one after the sweep); its copies duplicates or late: each may be
+                // counted, in its frame or after, or not at all.
+                for (c, &(_, _, ev)) in reps.iter().enumerate() {
+                    if ev.kind != ReplyKind::EchoReply {
+                        continue;
+                    }
+                    rep.ambiguous_extras += 1;
+                    lates.push(Extra { lo: k, hi: n });
+                    if c > 0 {
+                        dups.push(Extra { lo: k, hi: n });
+                    }
+                }
+                continue;
+            }
         };
         // A first reply between the timeout and the sweep: lost + late in its frame,
         // then its copies are duplicates — or all late after the sweep.
@@ -805,7 +1033,7 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
             }
             rep.late_us.push(ev.late_us);
             let h = t - r.time_us;
-            let late_here = late && h <= timeout_us + GRACE_US + SWEEP_SLACK_US + SEND_EPS_US;
+            let late_here = late && h <= timeout_us + SWEEP_SLACK_US + SEND_EPS_US;
             if late_here && c > 0 {
                 // Duplicate or late depending on the sweep: leave out of both.
                 rep.ambiguous_extras += 1;
