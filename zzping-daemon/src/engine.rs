@@ -70,6 +70,9 @@ pub const BOUNDARY_SLACK_NS: u64 = 20_000_000;
 /// its deadline yet, the loop looks again this much later at the latest (the receive
 /// thread normally wakes it as soon as it has handed everything over).
 pub const UNPROVEN_RETRY_NS: u64 = 20_000_000;
+/// A loop this far behind a host's schedule skips the missed sends (counted) instead of
+/// sending them in a burst; less far behind, it catches up at once.
+pub const SKIP_BEHIND_NS: u64 = 1_000_000_000;
 /// Largest number of requests in flight per family.
 const MAX_LIVE: u16 = u16::MAX;
 
@@ -726,12 +729,16 @@ impl Engine {
         self.note_rate(interval);
     }
 
-    /// Grows the RTT capacity recycled frames get (sends per period, with 25 % slack for
-    /// late sends bunching up).
+    /// Grows the RTT capacity recycled frames get to the most replies one frame of this
+    /// host can hold: its sends per period, plus the sends of a stall it catches up on
+    /// at once (up to [`SKIP_BEHIND_NS`] of them, all timed in the frame of the moment
+    /// the loop runs again), so a frame never reallocates, stall or not.
     fn note_rate(&mut self, interval_ns: u64) {
         let period_ns = u64::from(self.cfg.period_us) * 1000;
-        let per_period = period_ns.div_ceil(interval_ns.max(1)) as usize;
-        self.rtt_capacity = self.rtt_capacity.max(per_period + per_period / 4 + 4);
+        let interval_ns = interval_ns.max(1);
+        let per_period = period_ns.div_ceil(interval_ns) as usize;
+        let catch_up = SKIP_BEHIND_NS.div_ceil(interval_ns) as usize;
+        self.rtt_capacity = self.rtt_capacity.max(per_period + catch_up + 2);
         // Size the in-flight tables for every host's rate plus this one (counted twice
         // when an existing host changes rate: a harmless over-estimate).
         let total_hz: f64 = self
@@ -878,7 +885,7 @@ impl Engine {
             // than one interval, e.g. after a suspend), skip the missed sends instead of
             // bursting.
             let mut next = due.saturating_add(interval);
-            if now.mono_ns.saturating_sub(due) > 1_000_000_000 && next <= now.mono_ns {
+            if now.mono_ns.saturating_sub(due) > SKIP_BEHIND_NS && next <= now.mono_ns {
                 let behind = now.mono_ns - next;
                 let skip = behind / interval + 1;
                 self.stats.skipped_sends += skip;

@@ -1034,3 +1034,52 @@ fn in_flight_requests_expire_only_behind_the_receive_frontier() {
     assert_eq!(e.unresolved(), 0);
     assert_eq!(e.stats().lost, 1);
 }
+
+#[test]
+fn a_stall_caught_up_at_once_never_grows_a_frame() {
+    // A frame's RTT list is reserved once; a loop that stalls just under the skip
+    // threshold sends the whole backlog in the frame of the moment it runs again, and
+    // the replies must fit without a reallocation (steady state allocates nothing).
+    #[derive(Default)]
+    struct Capacities(Vec<(usize, usize)>);
+    impl FrameOutput for Capacities {
+        fn frame(&mut self, _: HostId, _: &str, f: &Frame) {
+            self.0.push((f.rtts_us.len(), f.rtts_us.capacity()));
+        }
+    }
+    let mut e = engine();
+    let mut out = Capacities::default();
+    e.add_host("a", v4("127.0.0.1"), 1000.0, at(0.0).mono_ns, at(0.0));
+    let mut send_all = |e: &mut Engine, now: Now, out: &mut Capacities| {
+        let mut n = 0;
+        while let Some(p) = e.poll_send(now) {
+            e.commit_send(&p, now, p.sendable, out);
+            e.on_reply(&reply(&p, 0x4242, plus(now, 10_000)), out);
+            n += 1;
+        }
+        e.tick(now, now.mono_ns, out);
+        n
+    };
+    for ms in 0..200 {
+        send_all(&mut e, at(f64::from(ms)), &mut out);
+    }
+    // Stalled for 990 ms: the backlog goes out at once, into one frame.
+    let burst = send_all(&mut e, at(1190.0), &mut out);
+    assert!(burst >= 990, "burst of {burst}");
+    for ms in 1191..1500 {
+        send_all(&mut e, at(f64::from(ms)), &mut out);
+    }
+    e.finish(&mut out);
+    let first_cap = out.0[0].1;
+    let biggest = out.0.iter().map(|&(len, _)| len).max().unwrap();
+    assert!(biggest >= 990, "the burst frame holds {biggest} RTTs");
+    assert!(
+        out.0.iter().all(|&(_, cap)| cap == first_cap),
+        "a frame's RTT list grew: {:?}",
+        out.0
+            .iter()
+            .filter(|&&(_, c)| c != first_cap)
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+}
