@@ -1050,7 +1050,7 @@ fn a_stall_caught_up_at_once_never_grows_a_frame() {
     let mut e = engine();
     let mut out = Capacities::default();
     e.add_host("a", v4("127.0.0.1"), 1000.0, at(0.0).mono_ns, at(0.0));
-    let mut send_all = |e: &mut Engine, now: Now, out: &mut Capacities| {
+    let send_all = |e: &mut Engine, now: Now, out: &mut Capacities| {
         let mut n = 0;
         while let Some(p) = e.poll_send(now) {
             e.commit_send(&p, now, p.sendable, out);
