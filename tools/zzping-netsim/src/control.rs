@@ -62,8 +62,8 @@ pub enum StepKind {
     LinkDown(usize, LinkMode),
     /// It ends.
     LinkUp(usize, LinkMode),
-    /// A `[[route_change]]` (the new gateways).
-    RouteChange(Gateway),
+    /// A `[[route_change]]`: the new gateway host and its addresses.
+    RouteChange(usize, Gateway),
 }
 
 /// One step of the timeline.
@@ -121,13 +121,12 @@ pub fn plan(s: &Scenario) -> Vec<Step> {
         });
     }
     for (i, c) in s.route_change.iter().enumerate() {
-        let g = s
-            .host_index(&c.gateway)
-            .map(|h| s.gateway_of(h))
-            .unwrap_or_default();
+        let Some(h) = s.host_index(&c.gateway) else {
+            continue;
+        };
         v.push(Step {
             at_us: ms_to_us(c.at_ms),
-            kind: StepKind::RouteChange(g),
+            kind: StepKind::RouteChange(h, s.gateway_of(h)),
             source: format!("route_change #{}", i + 1),
         });
     }
@@ -159,6 +158,8 @@ pub struct NetState {
     ifaces: Vec<(Iface, u32)>,
     /// Default gateways currently configured.
     pub gateway: Gateway,
+    /// The host they belong to.
+    pub gateway_host: Option<usize>,
     /// Whether the default route of IPv4 / IPv6 is taken away by a route loss.
     default_lost: [bool; 2],
 }
@@ -176,6 +177,7 @@ impl NetState {
         Ok(NetState {
             ifaces,
             gateway: s.initial_gateway(),
+            gateway_host: s.initial_gateway_host(),
             default_lost: [false; 2],
         })
     }
@@ -393,7 +395,7 @@ impl NetState {
                 }
                 set_link_flag(*k, true);
             }
-            StepKind::RouteChange(g) => {
+            StepKind::RouteChange(host, g) => {
                 for v6 in [false, true] {
                     let old = self.default_route(v6);
                     let new = self.default_via(g, v6);
@@ -414,6 +416,7 @@ impl NetState {
                     }
                 }
                 self.gateway = *g;
+                self.gateway_host = Some(*host);
             }
         }
         Ok(ch)
@@ -520,10 +523,13 @@ mod tests {
         assert!(matches!(p[1].kind, StepKind::RoutesRestored(_)));
         assert_eq!(
             p[2].kind,
-            StepKind::RouteChange(Gateway {
-                v4: Some(("198.18.1.254".parse().unwrap(), 1)),
-                v6: None,
-            })
+            StepKind::RouteChange(
+                1,
+                Gateway {
+                    v4: Some(("198.18.1.254".parse().unwrap(), 1)),
+                    v6: None,
+                }
+            )
         );
         assert_eq!(p[3].kind, StepKind::LinkDown(1, LinkMode::Carrier));
     }

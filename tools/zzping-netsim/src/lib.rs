@@ -5,7 +5,9 @@
 //! hosts in 198.18.0.0/15 and 2001:db8::/32, each with its own profile —
 //! base RTT, jitter, random loss, periodic loss bursts, duplicates,
 //! reordering, ICMP destination unreachable, rate limiting, silence — plus
-//! network-wide outages, and a timeline of faults on this machine's side
+//! routers on a path (TTL exceeded from each hop, windows of ICMP errors,
+//! hops that limit ICMP to themselves), network-wide outages, and a
+//! timeline of faults on this machine's side
 //! ([`control`]): routes that vanish, links that go down or lose their
 //! carrier, default routes that move to another gateway or interface. Every
 //! request, reply and network change is recorded as JSON Lines with µs

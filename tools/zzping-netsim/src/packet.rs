@@ -7,11 +7,11 @@
 //!
 //! * echo replies (IPv4 type 0, ICMPv6 type 129), with the identifier,
 //!   sequence number and payload of the request;
-//! * destination unreachable errors (IPv4 type 3 code 1 "host unreachable",
-//!   ICMPv6 type 1 code 3 "address unreachable") sent from a router address,
+//! * ICMP errors ([`IcmpErrorKind`]: host / network unreachable,
+//!   administratively prohibited, TTL exceeded) sent from a router address,
 //!   embedding the offending datagram as real routers do (up to 576 bytes in
 //!   total for IPv4, RFC 1812; up to the 1280-byte minimum MTU for IPv6,
-//!   RFC 4443).
+//!   RFC 4443), with the TTL it had when it reached that router.
 //!
 //! All checksums are computed (IPv4 header checksum, ICMP checksum, ICMPv6
 //! checksum including the IPv6 pseudo-header) and verified on input: a
@@ -28,6 +28,41 @@ pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_ICMPV6: u8 = 58;
 /// Hop limit / TTL used for every packet the simulator emits.
 pub const EMIT_TTL: u8 = 64;
+
+/// An ICMP error a simulated router sends, with its type and code per family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IcmpErrorKind {
+    /// Host unreachable: IPv4 type 3 code 1, ICMPv6 type 1 code 3 (address
+    /// unreachable). Linux reports `EHOSTUNREACH`.
+    HostUnreachable,
+    /// Network unreachable: IPv4 type 3 code 0, ICMPv6 type 1 code 0 (no
+    /// route to destination). Linux reports `ENETUNREACH`.
+    NetUnreachable,
+    /// Communication administratively prohibited: IPv4 type 3 code 13,
+    /// ICMPv6 type 1 code 1. Linux reports `EHOSTUNREACH` (IPv4) and
+    /// `EACCES` (IPv6).
+    AdminProhibited,
+    /// Time (hop limit) exceeded in transit: IPv4 type 11 code 0, ICMPv6
+    /// type 3 code 0. Linux reports `EHOSTUNREACH`.
+    TtlExceeded,
+}
+
+impl IcmpErrorKind {
+    /// `(type, code)` of this error in IPv4 (`v6 = false`) or ICMPv6.
+    pub fn type_code(self, v6: bool) -> (u8, u8) {
+        match (self, v6) {
+            (IcmpErrorKind::HostUnreachable, false) => (3, 1),
+            (IcmpErrorKind::HostUnreachable, true) => (1, 3),
+            (IcmpErrorKind::NetUnreachable, false) => (3, 0),
+            (IcmpErrorKind::NetUnreachable, true) => (1, 0),
+            (IcmpErrorKind::AdminProhibited, false) => (3, 13),
+            (IcmpErrorKind::AdminProhibited, true) => (1, 1),
+            (IcmpErrorKind::TtlExceeded, false) => (11, 0),
+            (IcmpErrorKind::TtlExceeded, true) => (3, 0),
+        }
+    }
+}
 
 /// Why a datagram was not accepted as an ICMP echo request.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -118,6 +153,8 @@ pub struct EchoRequest {
     pub seq: u16,
     /// Number of payload bytes after the 8-byte ICMP header.
     pub payload_len: usize,
+    /// IPv4 TTL / IPv6 hop limit as the prober sent it.
+    pub ttl: u8,
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -260,6 +297,14 @@ fn parse_v6(pkt: &[u8]) -> Result<IcmpPacket<'_>, ParseError> {
     })
 }
 
+/// TTL (IPv4) or hop limit (IPv6) of a datagram `parse_icmp` accepted.
+fn ttl_of(pkt: &[u8], family: Family) -> u8 {
+    match family {
+        Family::Ipv4 => pkt.get(8).copied().unwrap_or(0),
+        Family::Ipv6 => pkt.get(7).copied().unwrap_or(0),
+    }
+}
+
 /// Parse an ICMP echo request (IPv4 type 8 code 0 or ICMPv6 type 128 code 0).
 pub fn parse_echo_request(pkt: &[u8]) -> Result<EchoRequest, ParseError> {
     let p = parse_icmp(pkt)?;
@@ -277,19 +322,31 @@ pub fn parse_echo_request(pkt: &[u8]) -> Result<EchoRequest, ParseError> {
         ident: p.ident(),
         seq: p.seq(),
         payload_len: p.body().len(),
+        ttl: ttl_of(pkt, p.family),
     })
 }
 
 /// Build an IPv4 datagram carrying `icmp` (whose checksum field is filled in
-/// here) from `src` to `dst`.
+/// here) from `src` to `dst`, with TTL [`EMIT_TTL`].
 pub fn build_ipv4_icmp(src: Ipv4Addr, dst: Ipv4Addr, ip_id: u16, icmp: &[u8]) -> Vec<u8> {
+    build_ipv4_icmp_ttl(src, dst, ip_id, EMIT_TTL, icmp)
+}
+
+/// [`build_ipv4_icmp`] with a given TTL.
+pub fn build_ipv4_icmp_ttl(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ip_id: u16,
+    ttl: u8,
+    icmp: &[u8],
+) -> Vec<u8> {
     let total = 20 + icmp.len();
     let total16 = u16::try_from(total).unwrap_or(u16::MAX);
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(&[0x45, 0]);
     out.extend_from_slice(&total16.to_be_bytes());
     out.extend_from_slice(&ip_id.to_be_bytes());
-    out.extend_from_slice(&[0, 0, EMIT_TTL, PROTO_ICMP, 0, 0]);
+    out.extend_from_slice(&[0, 0, ttl, PROTO_ICMP, 0, 0]);
     out.extend_from_slice(&src.octets());
     out.extend_from_slice(&dst.octets());
     let hsum = checksum(&out[..20]);
@@ -305,13 +362,19 @@ pub fn build_ipv4_icmp(src: Ipv4Addr, dst: Ipv4Addr, ip_id: u16, icmp: &[u8]) ->
 }
 
 /// Build an IPv6 datagram carrying `icmp` (whose checksum field is filled in
-/// here, including the pseudo-header) from `src` to `dst`.
+/// here, including the pseudo-header) from `src` to `dst`, with hop limit
+/// [`EMIT_TTL`].
 pub fn build_ipv6_icmp(src: Ipv6Addr, dst: Ipv6Addr, icmp: &[u8]) -> Vec<u8> {
+    build_ipv6_icmp_ttl(src, dst, EMIT_TTL, icmp)
+}
+
+/// [`build_ipv6_icmp`] with a given hop limit.
+pub fn build_ipv6_icmp_ttl(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, icmp: &[u8]) -> Vec<u8> {
     let plen = u16::try_from(icmp.len()).unwrap_or(u16::MAX);
     let mut out = Vec::with_capacity(40 + icmp.len());
     out.extend_from_slice(&[0x60, 0, 0, 0]);
     out.extend_from_slice(&plen.to_be_bytes());
-    out.extend_from_slice(&[PROTO_ICMPV6, EMIT_TTL]);
+    out.extend_from_slice(&[PROTO_ICMPV6, hop_limit]);
     out.extend_from_slice(&src.octets());
     out.extend_from_slice(&dst.octets());
     out.extend_from_slice(icmp);
@@ -357,6 +420,12 @@ pub fn build_echo_request(
 /// The reply swaps the addresses, keeps identifier, sequence and payload,
 /// and carries fresh checksums. `ip_id` is used as the IPv4 identification.
 pub fn echo_reply(req: &[u8], ip_id: u16) -> Result<Vec<u8>, ParseError> {
+    echo_reply_ttl(req, ip_id, EMIT_TTL)
+}
+
+/// [`echo_reply`] with a given TTL / hop limit (a host `n` routers away
+/// answers with `EMIT_TTL - n`, as each router decrements it).
+pub fn echo_reply_ttl(req: &[u8], ip_id: u16, ttl: u8) -> Result<Vec<u8>, ParseError> {
     let p = parse_icmp(req)?;
     let mut icmp = p.icmp.to_vec();
     match (p.family, p.src, p.dst) {
@@ -365,14 +434,14 @@ pub fn echo_reply(req: &[u8], ip_id: u16) -> Result<Vec<u8>, ParseError> {
                 return Err(ParseError::NotEchoRequest(p.icmp_type, p.icmp_code));
             }
             icmp[0] = 0;
-            Ok(build_ipv4_icmp(d, s, ip_id, &icmp))
+            Ok(build_ipv4_icmp_ttl(d, s, ip_id, ttl, &icmp))
         }
         (Family::Ipv6, IpAddr::V6(s), IpAddr::V6(d)) => {
             if p.icmp_type != 128 || p.icmp_code != 0 {
                 return Err(ParseError::NotEchoRequest(p.icmp_type, p.icmp_code));
             }
             icmp[0] = 129;
-            Ok(build_ipv6_icmp(d, s, &icmp))
+            Ok(build_ipv6_icmp_ttl(d, s, ttl, &icmp))
         }
         _ => Err(ParseError::BadVersion(0)),
     }
@@ -387,23 +456,60 @@ pub fn echo_reply(req: &[u8], ip_id: u16) -> Result<Vec<u8>, ParseError> {
 /// original datagram as fits in 1280 bytes. `router` must be of the same
 /// family as the request.
 pub fn unreachable(req: &[u8], router: IpAddr, ip_id: u16) -> Result<Vec<u8>, ParseError> {
+    icmp_error(
+        req,
+        router,
+        IcmpErrorKind::HostUnreachable,
+        ip_id,
+        EMIT_TTL,
+        None,
+    )
+}
+
+/// Build ICMP error `kind` for datagram `req`, sent by `router` back to the
+/// request's source with TTL / hop limit `ttl`. The body quotes the request
+/// as [`unreachable()`] does; with `quoted_ttl`, the quote carries that TTL /
+/// hop limit (what the request had left when it reached the router; the
+/// quoted IPv4 header checksum is recomputed). `router` must be of the same
+/// family as the request.
+pub fn icmp_error(
+    req: &[u8],
+    router: IpAddr,
+    kind: IcmpErrorKind,
+    ip_id: u16,
+    ttl: u8,
+    quoted_ttl: Option<u8>,
+) -> Result<Vec<u8>, ParseError> {
     let p = parse_icmp(req)?;
     match (p.src, router) {
         (IpAddr::V4(s), IpAddr::V4(r)) => {
             let total = usize::from(be16(req, 2)).min(req.len());
-            let quote = &req[..total.min(576 - 28)];
+            let mut quote = req[..total.min(576 - 28)].to_vec();
+            if let Some(t) = quoted_ttl {
+                let ihl = usize::from(quote[0] & 0x0f) * 4;
+                quote[8] = t;
+                quote[10] = 0;
+                quote[11] = 0;
+                let c = checksum(&quote[..ihl]);
+                quote[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            let (ty, code) = kind.type_code(false);
             let mut icmp = Vec::with_capacity(8 + quote.len());
-            icmp.extend_from_slice(&[3, 1, 0, 0, 0, 0, 0, 0]);
-            icmp.extend_from_slice(quote);
-            Ok(build_ipv4_icmp(r, s, ip_id, &icmp))
+            icmp.extend_from_slice(&[ty, code, 0, 0, 0, 0, 0, 0]);
+            icmp.extend_from_slice(&quote);
+            Ok(build_ipv4_icmp_ttl(r, s, ip_id, ttl, &icmp))
         }
         (IpAddr::V6(s), IpAddr::V6(r)) => {
             let total = (40 + usize::from(be16(req, 4))).min(req.len());
-            let quote = &req[..total.min(1280 - 48)];
+            let mut quote = req[..total.min(1280 - 48)].to_vec();
+            if let Some(t) = quoted_ttl {
+                quote[7] = t;
+            }
+            let (ty, code) = kind.type_code(true);
             let mut icmp = Vec::with_capacity(8 + quote.len());
-            icmp.extend_from_slice(&[1, 3, 0, 0, 0, 0, 0, 0]);
-            icmp.extend_from_slice(quote);
-            Ok(build_ipv6_icmp(r, s, &icmp))
+            icmp.extend_from_slice(&[ty, code, 0, 0, 0, 0, 0, 0]);
+            icmp.extend_from_slice(&quote);
+            Ok(build_ipv6_icmp_ttl(r, s, ttl, &icmp))
         }
         _ => Err(ParseError::BadVersion(0)),
     }
@@ -512,6 +618,54 @@ mod tests {
         let u = unreachable(&big, v4("198.18.0.254"), 1).unwrap();
         assert_eq!(u.len(), 576);
         assert!(parse_icmp(&u).is_ok());
+    }
+
+    #[test]
+    fn errors_of_every_kind_quote_the_request_as_the_router_saw_it() {
+        use IcmpErrorKind::*;
+        for (src, dst, router) in [
+            ("198.18.0.1", "198.19.8.8", "198.19.0.1"),
+            ("2001:db8::1", "2001:db8:8000::8", "2001:db8:8000::1"),
+        ] {
+            let v6 = src.contains(':');
+            let mut req = build_echo_request(v4(src), v4(dst), 5, 6, &[1; 24]).unwrap();
+            // As a prober would send it with TTL 3 (the IPv4 header checksum redone).
+            if v6 {
+                req[7] = 3;
+            } else {
+                req[8] = 3;
+                req[10..12].copy_from_slice(&[0, 0]);
+                let c = checksum(&req[..20]);
+                req[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            assert_eq!(parse_echo_request(&req).unwrap().ttl, 3);
+            for (kind, want) in [
+                (HostUnreachable, if v6 { (1, 3) } else { (3, 1) }),
+                (NetUnreachable, if v6 { (1, 0) } else { (3, 0) }),
+                (AdminProhibited, if v6 { (1, 1) } else { (3, 13) }),
+                (TtlExceeded, if v6 { (3, 0) } else { (11, 0) }),
+            ] {
+                let e = icmp_error(&req, v4(router), kind, 9, 62, Some(1)).unwrap();
+                let p = parse_icmp(&e).unwrap();
+                assert_eq!((p.icmp_type, p.icmp_code), want, "{kind:?} {dst}");
+                assert_eq!((p.src, p.dst), (v4(router), v4(src)));
+                assert_eq!(e[if v6 { 7 } else { 8 }], 62, "the error's own TTL");
+                let quote = p.body();
+                assert_eq!(quote.len(), req.len());
+                // The quote is the request with the TTL it reached the router with.
+                let q_ttl = if v6 { quote[7] } else { quote[8] };
+                assert_eq!(q_ttl, 1);
+                if !v6 {
+                    assert_eq!(checksum(&quote[..20]), 0, "quoted header checksum");
+                }
+                let hdr = if v6 { 40 } else { 20 };
+                assert_eq!(quote[hdr..], req[hdr..]);
+            }
+        }
+        let req = build_echo_request(v4("198.18.0.1"), v4("198.19.8.8"), 1, 2, b"x").unwrap();
+        let r = echo_reply_ttl(&req, 1, 60).unwrap();
+        assert_eq!(r[8], 60);
+        assert_eq!(checksum(&r[..20]), 0);
     }
 
     #[test]

@@ -2,15 +2,27 @@
 //!
 //! Decisions are made in this order, the first that applies wins:
 //! 1. a scenario `[[outage]]` is active → `dropped_outage`;
-//! 2. the host is `silent` → `silent`;
-//! 3. a loss burst of the host is active → `dropped_burst`;
-//! 4. random loss (`loss` probability) → `dropped_random` (lost on the way,
+//! 2. along the request's path (the routers of the host's `via` chain,
+//!    first hop first), the first router that has an error window open for
+//!    this destination, or at which the TTL expires (TTL ≤ its hop number),
+//!    answers with that ICMP error (`unreachable` / `ttl_exceeded`) — as far
+//!    as its own profile lets it: steps 3–6 of *the router's* profile apply
+//!    to what it sends (a silent router sends nothing, a rate-limited one
+//!    spends a token), and its delay is its own `rtt_ms` + jitter;
+//!    a request to an address no host has then ends as `unknown_host`;
+//! 3. the host is `silent` → `silent`;
+//! 4. a loss burst of the host is active → `dropped_burst`;
+//! 5. random loss (`loss` probability) → `dropped_random` (lost on the way,
 //!    so it costs no rate-limit token);
-//! 5. the rate-limit token bucket is empty → `dropped_ratelimit`;
-//! 6. the host is `unreachable` → the router answers with an ICMP error
+//! 6. the rate-limit token bucket is empty → `dropped_ratelimit`;
+//! 7. the host is `unreachable` → the router answers with an ICMP error
 //!    after `rtt_ms` + jitter;
-//! 7. otherwise the host answers after `rtt_ms` + jitter (+ reorder extra
+//! 8. otherwise the host answers after `rtt_ms` + jitter (+ reorder extra
 //!    delay, with its probability), possibly duplicated.
+//!
+//! A router's profile shapes only what it sends itself (echo replies to its
+//! own addresses, ICMP errors): requests it forwards to hosts behind it are
+//! not affected by its loss, bursts or rate limit.
 //!
 //! Time `t` is measured in µs since the simulator started (monotonic clock).
 //! Randomness comes from one ChaCha8 generator per host, seeded with the
@@ -24,8 +36,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::packet::IcmpErrorKind;
 use crate::scenario::{
-    Behavior, BurstSpec, HARD_MAX_DELAY_MS, HostSpec, Jitter, OutageSpec, RateLimitSpec, Scenario,
+    Behavior, BurstSpec, ErrorWindowSpec, HARD_MAX_DELAY_MS, HostSpec, Jitter, OutageSpec,
+    RateLimitSpec, Scenario,
 };
 
 /// What happened to a request.
@@ -46,8 +60,12 @@ pub enum Fate {
     DroppedOutage,
     /// The host never answers.
     Silent,
-    /// The router answered with ICMP destination unreachable.
+    /// ICMP destination unreachable was sent (the host's `unreachable`
+    /// behaviour, or a router's error window; `error` says which code).
     Unreachable,
+    /// A router on the path answered ICMP time exceeded (the TTL expired
+    /// there, or its `ttl_exceeded` error window is open).
+    TtlExceeded,
     /// No simulated host has this address: dropped.
     UnknownHost,
 }
@@ -69,6 +87,15 @@ pub struct Decision {
     pub delays_us: Vec<u64>,
     /// Whether the reorder extra delay was applied.
     pub reordered: bool,
+    /// The ICMP error answered (or that the router's profile kept it from
+    /// sending), None for echo replies and plain drops.
+    pub error: Option<IcmpErrorKind>,
+    /// Index of the router on the path that decided (answered with an error,
+    /// or dropped its own error); None when the destination decided.
+    pub router: Option<usize>,
+    /// Routers between the prober and whoever decided: the hop number of
+    /// `router` minus one, else the path length.
+    pub hops: u32,
 }
 
 impl Decision {
@@ -77,6 +104,9 @@ impl Decision {
             fate,
             delays_us: Vec::new(),
             reordered: false,
+            error: None,
+            router: None,
+            hops: 0,
         }
     }
 }
@@ -197,25 +227,57 @@ impl HostState {
         ms_to_us((self.spec.rtt_ms + j).clamp(0.0, cap))
     }
 
+    /// Whether this host sends anything at `t_us`: None if so, else why not
+    /// (steps 3–6 of the decision order).
+    fn gate(&mut self, t_us: u64) -> Option<Fate> {
+        if self.spec.behavior == Behavior::Silent {
+            return Some(Fate::Silent);
+        }
+        if self.spec.burst.iter().any(|b| in_burst(b, t_us)) {
+            return Some(Fate::DroppedBurst);
+        }
+        if self.spec.loss > 0.0 && self.rng.random::<f64>() < self.spec.loss {
+            return Some(Fate::DroppedRandom);
+        }
+        if let Some(b) = &mut self.bucket {
+            if !b.take(t_us) {
+                return Some(Fate::DroppedRatelimit);
+            }
+        }
+        None
+    }
+
+    /// As a router: answer a request it would forward with ICMP error
+    /// `kind` at `t_us`, as far as its profile lets it.
+    pub fn answer_error(&mut self, t_us: u64, kind: IcmpErrorKind) -> Decision {
+        if let Some(f) = self.gate(t_us) {
+            return Decision {
+                error: Some(kind),
+                ..Decision::drop(f)
+            };
+        }
+        Decision {
+            fate: if kind == IcmpErrorKind::TtlExceeded {
+                Fate::TtlExceeded
+            } else {
+                Fate::Unreachable
+            },
+            delays_us: vec![self.delay_us()],
+            reordered: false,
+            error: Some(kind),
+            router: None,
+            hops: 0,
+        }
+    }
+
     /// Decide the fate of a request read at `t_us`; `outage` tells whether a
     /// network-wide outage is active.
     pub fn decide(&mut self, t_us: u64, outage: bool) -> Decision {
         if outage {
             return Decision::drop(Fate::DroppedOutage);
         }
-        if self.spec.behavior == Behavior::Silent {
-            return Decision::drop(Fate::Silent);
-        }
-        if self.spec.burst.iter().any(|b| in_burst(b, t_us)) {
-            return Decision::drop(Fate::DroppedBurst);
-        }
-        if self.spec.loss > 0.0 && self.rng.random::<f64>() < self.spec.loss {
-            return Decision::drop(Fate::DroppedRandom);
-        }
-        if let Some(b) = &mut self.bucket {
-            if !b.take(t_us) {
-                return Decision::drop(Fate::DroppedRatelimit);
-            }
+        if let Some(f) = self.gate(t_us) {
+            return Decision::drop(f);
         }
         let mut delay = self.delay_us();
         if self.spec.behavior == Behavior::Unreachable {
@@ -223,6 +285,9 @@ impl HostState {
                 fate: Fate::Unreachable,
                 delays_us: vec![delay],
                 reordered: false,
+                error: Some(IcmpErrorKind::HostUnreachable),
+                router: None,
+                hops: 0,
             };
         }
         let mut reordered = false;
@@ -252,8 +317,39 @@ impl HostState {
             fate,
             delays_us,
             reordered,
+            error: None,
+            router: None,
+            hops: 0,
         }
     }
+}
+
+/// Whether a (possibly repeating) window is open at `t_us`.
+pub fn in_error_window(w: &ErrorWindowSpec, t_us: u64) -> bool {
+    in_outage(
+        &OutageSpec {
+            start_ms: w.start_ms,
+            duration_ms: w.duration_ms,
+            every_ms: w.every_ms,
+        },
+        t_us,
+    )
+}
+
+/// Routers before each host (by host index), and before addresses no host has.
+type Paths = (Vec<Vec<usize>>, Vec<usize>);
+
+/// What a request looks like to the decision engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Destination.
+    pub dst: IpAddr,
+    /// Read time, µs since the simulator started.
+    pub t_us: u64,
+    /// TTL / hop limit as sent.
+    pub ttl: u8,
+    /// Host index of the current default gateway (picks `via` alternatives).
+    pub gateway: Option<usize>,
 }
 
 /// All hosts of a scenario, looked up by address.
@@ -262,6 +358,14 @@ pub struct Network {
     hosts: Vec<HostState>,
     by_addr: HashMap<IpAddr, usize>,
     outages: Vec<OutageSpec>,
+    /// Paths per default gateway (every gateway the scenario names, and
+    /// none): per host, then for addresses no host has.
+    paths: HashMap<Option<usize>, Paths>,
+    /// Error windows per host, with the destinations they are limited to.
+    windows: Vec<Vec<(ErrorWindowSpec, Vec<usize>)>>,
+    /// Families (IPv4, IPv6) every router on the unknown path can answer in.
+    unknown_families: [bool; 2],
+    initial_gateway: Option<usize>,
 }
 
 impl Network {
@@ -279,10 +383,43 @@ impl Network {
                 HostState::new(h.clone(), s.simulation.seed, i)
             })
             .collect();
+        let initial_gateway = s.initial_gateway_host();
+        let mut gateways: Vec<Option<usize>> = vec![None, initial_gateway];
+        gateways.extend(s.route_change.iter().map(|c| s.host_index(&c.gateway)));
+        let paths = gateways
+            .into_iter()
+            .map(|g| {
+                let per_host = (0..s.host.len()).map(|i| s.path_of(i, g)).collect();
+                (g, (per_host, s.unknown_path(g)))
+            })
+            .collect();
+        let windows = s
+            .host
+            .iter()
+            .map(|h| {
+                h.errors
+                    .iter()
+                    .map(|w| {
+                        let only = w.only.iter().filter_map(|n| s.host_index(n)).collect();
+                        (w.clone(), only)
+                    })
+                    .collect()
+            })
+            .collect();
+        let unknown = s.unknown_path(initial_gateway);
+        let fam = |v6: bool| {
+            unknown
+                .iter()
+                .all(|&r| s.host[r].addresses.iter().any(|a| a.is_ipv6() == v6))
+        };
         Network {
             hosts,
             by_addr,
             outages: s.outage.clone(),
+            paths,
+            windows,
+            unknown_families: [fam(false), fam(true)],
+            initial_gateway,
         }
     }
 
@@ -291,17 +428,89 @@ impl Network {
         self.outages.iter().any(|o| in_outage(o, t_us))
     }
 
-    /// Decide for a request to `dst` read at `t_us`. Returns the host's name
-    /// (None for an unknown address) and the decision.
+    /// The scenario's initial default gateway (host index).
+    pub fn initial_gateway(&self) -> Option<usize> {
+        self.initial_gateway
+    }
+
+    /// Name of host `i`.
+    pub fn name(&self, i: usize) -> &str {
+        self.hosts.get(i).map_or("", |h| h.spec.name.as_str())
+    }
+
+    /// The first address of host `i` in the family of `like`.
+    pub fn address_like(&self, i: usize, like: IpAddr) -> Option<IpAddr> {
+        self.hosts
+            .get(i)?
+            .spec
+            .addresses
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv6() == like.is_ipv6())
+    }
+
+    /// Decide for a request to `dst` read at `t_us` with TTL 64 and the
+    /// initial gateway. Returns the host's name (None for an unknown
+    /// address) and the decision.
     pub fn decide(&mut self, dst: IpAddr, t_us: u64) -> (Option<&str>, Decision) {
-        let outage = self.outage_at(t_us);
-        match self.by_addr.get(&dst) {
-            Some(&i) => {
-                let h = &mut self.hosts[i];
-                let d = h.decide(t_us, outage);
-                (Some(h.spec.name.as_str()), d)
+        let gateway = self.initial_gateway;
+        self.decide_probe(Probe {
+            dst,
+            t_us,
+            ttl: 64,
+            gateway,
+        })
+    }
+
+    /// Decide for request `p` (see the module docs for the order). Returns
+    /// the destination host's name (None for an unknown address) and the
+    /// decision.
+    pub fn decide_probe(&mut self, p: Probe) -> (Option<&str>, Decision) {
+        let dst_host = self.by_addr.get(&p.dst).copied();
+        let d = self.decide_inner(p, dst_host);
+        (dst_host.map(|i| self.hosts[i].spec.name.as_str()), d)
+    }
+
+    fn decide_inner(&mut self, p: Probe, dst_host: Option<usize>) -> Decision {
+        if self.outage_at(p.t_us) {
+            return Decision::drop(Fate::DroppedOutage);
+        }
+        let empty = (Vec::new(), Vec::new());
+        let (per_host, unknown) = self
+            .paths
+            .get(&p.gateway)
+            .or_else(|| self.paths.get(&self.initial_gateway))
+            .unwrap_or(&empty);
+        let path: &[usize] = match dst_host {
+            Some(i) => per_host.get(i).map_or(&[], Vec::as_slice),
+            None if self.unknown_families[usize::from(p.dst.is_ipv6())] => unknown,
+            None => &[],
+        };
+        for (k, &r) in path.iter().enumerate() {
+            let hop = k + 1;
+            let window = self.windows[r]
+                .iter()
+                .find(|(w, only)| {
+                    in_error_window(w, p.t_us)
+                        && (only.is_empty() || dst_host.is_some_and(|d| only.contains(&d)))
+                })
+                .map(|(w, _)| w.kind);
+            let kind = window.or((usize::from(p.ttl) <= hop).then_some(IcmpErrorKind::TtlExceeded));
+            if let Some(kind) = kind {
+                let mut d = self.hosts[r].answer_error(p.t_us, kind);
+                d.router = Some(r);
+                d.hops = k as u32;
+                return d;
             }
-            None => (None, Decision::drop(Fate::UnknownHost)),
+        }
+        let hops = path.len() as u32;
+        match dst_host {
+            Some(i) => {
+                let mut d = self.hosts[i].decide(p.t_us, false);
+                d.hops = hops;
+                d
+            }
+            None => Decision::drop(Fate::UnknownHost),
         }
     }
 }
@@ -479,7 +688,10 @@ mod tests {
             Decision {
                 fate: Fate::Unreachable,
                 delays_us: vec![3000],
-                reordered: false
+                reordered: false,
+                error: Some(IcmpErrorKind::HostUnreachable),
+                router: None,
+                hops: 0,
             }
         );
         let mut h = HostState::new(
@@ -498,6 +710,212 @@ mod tests {
         assert_eq!(h.decide(50_000, false).fate, Fate::DroppedBurst);
         assert_eq!(h.decide(150_000, false).fate, Fate::Answered);
         assert_eq!(h.decide(160_000, false).fate, Fate::DroppedRatelimit);
+    }
+
+    const PATH: &str = r#"
+        [network]
+        prefix_v4_len = 24
+        prefix_v6_len = 64
+        router_v4 = "198.18.0.253"
+        router_v6 = "2001:db8::fd"
+        gateway = "gw"
+        unknown_via = "core"
+        [[host]]
+        name = "gw"
+        addresses = ["198.18.0.254", "2001:db8::fe"]
+        rtt_ms = 1
+        [[host]]
+        name = "gw2"
+        addresses = ["198.18.0.250", "2001:db8::fa"]
+        [[host]]
+        name = "edge"
+        addresses = ["198.19.0.1", "2001:db8:8000::1"]
+        via = "gw"
+        rtt_ms = 5
+        rate_limit = { per_second = 1, burst = 1 }
+        errors = [
+            { start_ms = 1000, duration_ms = 1000, kind = "admin_prohibited" },
+            { start_ms = 3000, duration_ms = 1000, kind = "host_unreachable", only = ["far"] },
+        ]
+        [[host]]
+        name = "edge2"
+        addresses = ["198.19.64.1", "2001:db8:8040::1"]
+        via = "gw2"
+        [[host]]
+        name = "core"
+        addresses = ["198.19.1.1", "2001:db8:8001::1"]
+        via = ["edge", "edge2"]
+        behavior = "silent"
+        [[host]]
+        name = "far"
+        addresses = ["198.19.8.8", "2001:db8:8000::8"]
+        via = "core"
+        rtt_ms = 10
+        [[host]]
+        name = "far2"
+        addresses = ["198.19.8.9"]
+        via = "core"
+        [[route_change]]
+        at_ms = 100000
+        gateway = "gw2"
+    "#;
+
+    fn probe(dst: &str, t_ms: u64, ttl: u8, gateway: Option<usize>) -> Probe {
+        Probe {
+            dst: dst.parse().unwrap(),
+            t_us: t_ms * 1000,
+            ttl,
+            gateway,
+        }
+    }
+
+    #[test]
+    fn ttl_expires_at_each_router_of_the_path() {
+        let s = Scenario::parse(PATH, Path::new("t.toml")).unwrap();
+        let mut n = Network::new(&s);
+        let (gw, edge, core) = (Some(0), 2, 4);
+        for v6 in [false, true] {
+            let far = if v6 { "2001:db8:8000::8" } else { "198.19.8.8" };
+            // TTL 1 expires at gw (hop 1), 2 at edge (whose rate limit has a token),
+            // 3 at core (silent: no error), 4 reaches far.
+            let (name, d) = n.decide_probe(probe(far, 0, 1, gw));
+            assert_eq!(name, Some("far"));
+            assert_eq!(
+                (d.fate, d.error, d.router, d.hops, d.delays_us.clone()),
+                (
+                    Fate::TtlExceeded,
+                    Some(IcmpErrorKind::TtlExceeded),
+                    Some(0),
+                    0,
+                    vec![1000]
+                )
+            );
+            let (_, d) = n.decide_probe(probe(far, 10_000 * u64::from(v6), 2, gw));
+            assert_eq!(
+                (d.fate, d.router, d.hops),
+                (Fate::TtlExceeded, Some(edge), 1)
+            );
+            assert_eq!(d.delays_us, vec![5000]);
+            let (_, d) = n.decide_probe(probe(far, 0, 3, gw));
+            assert_eq!(
+                (d.fate, d.error, d.router, d.hops),
+                (
+                    Fate::Silent,
+                    Some(IcmpErrorKind::TtlExceeded),
+                    Some(core),
+                    2
+                )
+            );
+            let (_, d) = n.decide_probe(probe(far, 0, 4, gw));
+            assert_eq!(
+                (d.fate, d.error, d.router, d.hops),
+                (Fate::Answered, None, None, 3)
+            );
+            assert_eq!(d.delays_us, vec![10_000]);
+        }
+        // The routers themselves are reached through the routers before them.
+        let (_, d) = n.decide_probe(probe("198.19.0.1", 20_000, 1, gw));
+        assert_eq!((d.fate, d.router), (Fate::TtlExceeded, Some(0)));
+        let (_, d) = n.decide_probe(probe("198.19.0.1", 20_000, 2, gw));
+        assert_eq!((d.fate, d.router, d.hops), (Fate::Answered, None, 1));
+        // An address no host has crosses unknown_via's path and it, then is dropped.
+        let (name, d) = n.decide_probe(probe("198.19.99.99", 40_000, 2, gw));
+        assert_eq!(
+            (name, d.fate, d.router),
+            (None, Fate::TtlExceeded, Some(edge))
+        );
+        let (_, d) = n.decide_probe(probe("198.19.99.99", 40_000, 64, gw));
+        assert_eq!((d.fate, d.router), (Fate::UnknownHost, None));
+    }
+
+    #[test]
+    fn a_routers_profile_shapes_only_what_it_sends() {
+        let s = Scenario::parse(PATH, Path::new("t.toml")).unwrap();
+        let mut n = Network::new(&s);
+        // edge allows 1 answer per second (burst 1): its own echo replies and its
+        // errors share the bucket; what it forwards to far does not touch it.
+        let fates: Vec<Fate> = (0..50)
+            .map(|i| {
+                n.decide_probe(probe("198.19.8.8", 30_000 + i, 64, Some(0)))
+                    .1
+                    .fate
+            })
+            .collect();
+        assert!(fates.iter().all(|&f| f == Fate::Answered), "{fates:?}");
+        let own: Vec<Fate> = (0..5)
+            .map(|i| {
+                n.decide_probe(probe("198.19.0.1", 30_000 + i, 64, Some(0)))
+                    .1
+                    .fate
+            })
+            .collect();
+        assert_eq!(own[0], Fate::Answered);
+        assert!(
+            own[1..].iter().all(|&f| f == Fate::DroppedRatelimit),
+            "{own:?}"
+        );
+        let (_, d) = n.decide_probe(probe("198.19.8.8", 30_010, 2, Some(0)));
+        assert_eq!(
+            (d.fate, d.error),
+            (Fate::DroppedRatelimit, Some(IcmpErrorKind::TtlExceeded))
+        );
+    }
+
+    #[test]
+    fn error_windows_answer_for_the_hosts_behind() {
+        let s = Scenario::parse(PATH, Path::new("t.toml")).unwrap();
+        let mut n = Network::new(&s);
+        let gw = Some(0);
+        // 1000..2000 ms: edge prohibits everything behind it (its token refills at 1/s).
+        let (_, d) = n.decide_probe(probe("198.19.8.8", 1000, 64, gw));
+        assert_eq!(
+            (d.fate, d.error, d.router, d.hops),
+            (
+                Fate::Unreachable,
+                Some(IcmpErrorKind::AdminProhibited),
+                Some(2),
+                1
+            )
+        );
+        let (_, d) = n.decide_probe(probe("198.19.99.99", 1999, 64, gw));
+        assert_eq!(d.error, Some(IcmpErrorKind::AdminProhibited));
+        // Not for itself, and not before or after.
+        let (_, d) = n.decide_probe(probe("198.19.0.1", 1500, 64, gw));
+        assert_eq!((d.fate, d.error), (Fate::DroppedRatelimit, None));
+        assert_eq!(
+            n.decide_probe(probe("198.19.8.8", 999, 64, gw)).1.fate,
+            Fate::Answered
+        );
+        assert_eq!(
+            n.decide_probe(probe("198.19.8.8", 2000, 64, gw)).1.fate,
+            Fate::Answered
+        );
+        // 3000..4000 ms: host unreachable for far only.
+        let (_, d) = n.decide_probe(probe("198.19.8.8", 3000, 64, gw));
+        assert_eq!(
+            (d.fate, d.error),
+            (Fate::Unreachable, Some(IcmpErrorKind::HostUnreachable))
+        );
+        assert_eq!(
+            n.decide_probe(probe("198.19.8.9", 3500, 64, gw)).1.fate,
+            Fate::Answered
+        );
+    }
+
+    #[test]
+    fn via_alternatives_follow_the_default_gateway() {
+        let s = Scenario::parse(PATH, Path::new("t.toml")).unwrap();
+        let mut n = Network::new(&s);
+        // With gw2 as the default gateway, core is reached through edge2.
+        let (_, d) = n.decide_probe(probe("198.19.8.9", 0, 2, Some(1)));
+        assert_eq!((d.fate, d.router), (Fate::TtlExceeded, Some(3)));
+        let (_, d) = n.decide_probe(probe("198.19.8.9", 0, 1, Some(1)));
+        assert_eq!(d.router, Some(1));
+        let (_, d) = n.decide_probe(probe("198.19.8.9", 0, 2, Some(0)));
+        assert_eq!(d.router, Some(2));
+        assert_eq!(s.path_of(6, Some(1)), vec![1, 3, 4]);
+        assert_eq!(s.path_of(6, Some(0)), vec![0, 2, 4]);
+        assert_eq!(s.path_of(6, None), vec![0, 2, 4]);
     }
 
     #[test]

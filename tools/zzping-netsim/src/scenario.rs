@@ -19,6 +19,7 @@
 //! prefix_v4_len = 15       # on-link prefix of local_v4 (15..=32)
 //! prefix_v6_len = 32       # on-link prefix of local_v6 (32..=128)
 //! gateway = "home-gw"      # optional: default routes via this host
+//! unknown_via = "core"     # optional: path of addresses no host has
 //!
 //! [[interface]]            # optional: more TUN devices
 //! name = "zzsim1"
@@ -44,6 +45,10 @@
 //! duplicate = { probability = 0.05, copies = 1, gap_ms = 0.5 }
 //! reorder = { probability = 0.05, extra_delay_ms = 30.0 }
 //! rate_limit = { per_second = 10.0, burst = 10 }
+//! via = "isp-edge"         # reached through this router (or a list of
+//!                          # alternatives, picked by the current gateway)
+//! errors = [{ start_ms = 1000, duration_ms = 500, kind = "host_unreachable",
+//!             only = ["far"] }]  # as a router: ICMP errors for what it forwards
 //!
 //! [[route_loss]]           # routes vanish from the namespace for a while
 //! start_ms = 3000
@@ -71,6 +76,13 @@
 //! (`[network] gateway`). By convention 198.18.0.0/16 and 2001:db8::/33
 //! play private (home) addresses and 198.19.0.0/16 and 2001:db8:8000::/33
 //! public ones ([`plays_public`]).
+//!
+//! Routers: a host's path is its `via` router's path plus that router; at
+//! each router a request may end with an ICMP error (an `errors` window of
+//! that router, or TTL expiry) — see [`crate::profile`]. Paths have no
+//! cycle, and every router on a host's paths has an address of each of the
+//! host's families. Error `kind`s: `host_unreachable`, `net_unreachable`,
+//! `admin_prohibited`, `ttl_exceeded` ([`IcmpErrorKind`]).
 //!
 //! The network timeline (`[[route_loss]]`, `[[link]]`, `[[route_change]]`)
 //! is played by [`crate::control`]; its windows and instants must not
@@ -104,6 +116,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+pub use crate::packet::IcmpErrorKind;
 
 /// First address of the simulated IPv4 prefix 198.18.0.0/15.
 pub const PREFIX_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
@@ -211,6 +225,10 @@ pub struct NetworkSpec {
     /// Host whose addresses are the default gateways (a `default via` route
     /// per family it has an on-link address of); none by default.
     pub gateway: Option<String>,
+    /// The router (or alternatives) requests to addresses no host has go
+    /// through: they cross its path and it (TTL expiry, error windows), then
+    /// are dropped. None: they are dropped at once.
+    pub unknown_via: Option<Via>,
 }
 
 impl Default for NetworkSpec {
@@ -224,6 +242,7 @@ impl Default for NetworkSpec {
             prefix_v4_len: PREFIX_V4_LEN,
             prefix_v6_len: PREFIX_V6_LEN,
             gateway: None,
+            unknown_via: None,
         }
     }
 }
@@ -571,6 +590,55 @@ pub struct HostSpec {
     /// Rate limit.
     #[serde(default)]
     pub rate_limit: Option<RateLimitSpec>,
+    /// The router this host is reached through (a host name): its path is
+    /// that router's path plus that router. A list gives alternatives: the
+    /// one whose path starts at the current default gateway is taken (else
+    /// the first), so that a `[[route_change]]` can move the path.
+    #[serde(default)]
+    pub via: Option<Via>,
+    /// Windows in which this host, as a router, answers requests it would
+    /// forward (to the hosts reached through it) with an ICMP error.
+    #[serde(default)]
+    pub errors: Vec<ErrorWindowSpec>,
+}
+
+/// `via`: one router, or alternatives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Via {
+    /// One router.
+    One(String),
+    /// Alternatives, chosen by the current default gateway.
+    Any(Vec<String>),
+}
+
+impl Via {
+    /// The router names.
+    pub fn names(&self) -> &[String] {
+        match self {
+            Via::One(n) => std::slice::from_ref(n),
+            Via::Any(v) => v,
+        }
+    }
+}
+
+/// A window in which a router answers forwarded requests with an ICMP error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorWindowSpec {
+    /// Start, in ms after the simulator started.
+    pub start_ms: f64,
+    /// Length in ms.
+    pub duration_ms: f64,
+    /// Optional repetition period in ms.
+    #[serde(default)]
+    pub every_ms: Option<f64>,
+    /// Which error.
+    pub kind: IcmpErrorKind,
+    /// Only for requests to these hosts (default: every destination reached
+    /// through this router, addresses no host has included).
+    #[serde(default)]
+    pub only: Vec<String>,
 }
 
 fn default_max_delay() -> f64 {
@@ -604,6 +672,12 @@ impl HostSpec {
             if let Some(r) = &self.rate_limit {
                 s += &format!(" ratelimit={}/s", r.per_second);
             }
+        }
+        if let Some(v) = &self.via {
+            s += &format!(" via={}", v.names().join("|"));
+        }
+        if !self.errors.is_empty() {
+            s += &format!(" error-windows={}", self.errors.len());
         }
         s
     }
@@ -995,7 +1069,210 @@ impl Scenario {
         }
         self.validate_routing(&bad)?;
         self.validate_timeline(&bad)?;
+        self.validate_paths(&bad)?;
         Ok(())
+    }
+
+    /// Routers exist, paths have no cycle, routers can answer in each
+    /// family of the hosts behind them, error windows are valid.
+    fn validate_paths(
+        &self,
+        bad: &dyn Fn(&str, &str, String) -> ScenarioError,
+    ) -> Result<(), ScenarioError> {
+        let ctx_of = |i: usize| format!("host {:?} (#{})", self.host[i].name, i + 1);
+        let resolve = |ctx: &str, field: &str, via: &Via| -> Result<Vec<usize>, ScenarioError> {
+            if via.names().is_empty() {
+                return Err(bad(ctx, field, "names no router".into()));
+            }
+            via.names()
+                .iter()
+                .map(|n| {
+                    self.host_index(n)
+                        .ok_or_else(|| bad(ctx, field, format!("no host is named {n:?}")))
+                })
+                .collect()
+        };
+        let mut edges: Vec<Vec<usize>> = Vec::with_capacity(self.host.len());
+        for (i, h) in self.host.iter().enumerate() {
+            let e = match &h.via {
+                Some(v) => resolve(&ctx_of(i), "via", v)?,
+                None => Vec::new(),
+            };
+            if e.contains(&i) {
+                return Err(bad(
+                    &ctx_of(i),
+                    "via",
+                    "a host cannot be its own router".into(),
+                ));
+            }
+            edges.push(e);
+        }
+        // Cycles: depth-first, colouring hosts on the current stack.
+        fn visit(
+            i: usize,
+            edges: &[Vec<usize>],
+            state: &mut [u8],
+            stack: &mut Vec<usize>,
+        ) -> Option<Vec<usize>> {
+            match state[i] {
+                1 => {
+                    let at = stack.iter().position(|&x| x == i).unwrap_or(0);
+                    let mut c = stack[at..].to_vec();
+                    c.push(i);
+                    return Some(c);
+                }
+                2 => return None,
+                _ => {}
+            }
+            state[i] = 1;
+            stack.push(i);
+            for &j in &edges[i] {
+                if let Some(c) = visit(j, edges, state, stack) {
+                    return Some(c);
+                }
+            }
+            stack.pop();
+            state[i] = 2;
+            None
+        }
+        let mut state = vec![0u8; self.host.len()];
+        for i in 0..self.host.len() {
+            if let Some(c) = visit(i, &edges, &mut state, &mut Vec::new()) {
+                let names: Vec<&str> = c.iter().map(|&k| self.host[k].name.as_str()).collect();
+                return Err(bad(
+                    &ctx_of(c[0]),
+                    "via",
+                    format!("routers form a cycle: {}", names.join(" -> ")),
+                ));
+            }
+        }
+        let closure = |start: &[usize]| -> Vec<usize> {
+            let mut seen = vec![false; self.host.len()];
+            let mut todo = start.to_vec();
+            while let Some(k) = todo.pop() {
+                if !std::mem::replace(&mut seen[k], true) {
+                    todo.extend(&edges[k]);
+                }
+            }
+            (0..self.host.len()).filter(|&k| seen[k]).collect()
+        };
+        let has_family =
+            |k: usize, v6: bool| self.host[k].addresses.iter().any(|a| a.is_ipv6() == v6);
+        // Every router a host may be reached through, per host.
+        let behind: Vec<Vec<usize>> = edges.iter().map(|e| closure(e)).collect();
+        for (i, h) in self.host.iter().enumerate() {
+            for a in &h.addresses {
+                if let Some(&r) = behind[i].iter().find(|&&r| !has_family(r, a.is_ipv6())) {
+                    return Err(bad(
+                        &ctx_of(i),
+                        "via",
+                        format!(
+                            "router {:?} has no {} address to answer for {a} with",
+                            self.host[r].name,
+                            if a.is_ipv6() { "IPv6" } else { "IPv4" }
+                        ),
+                    ));
+                }
+            }
+        }
+        let unknown = match &self.network.unknown_via {
+            Some(v) => closure(&resolve("[network]", "unknown_via", v)?),
+            None => Vec::new(),
+        };
+        for (i, h) in self.host.iter().enumerate() {
+            for (k, w) in h.errors.iter().enumerate() {
+                let ctx = ctx_of(i);
+                let f = |name: &str| format!("errors[{k}].{name}");
+                check_range(w.start_ms, 0.0, f64::MAX, "")
+                    .map_err(|m| bad(&ctx, &f("start_ms"), m))?;
+                check_range(w.duration_ms, 0.0, f64::MAX, "")
+                    .map_err(|m| bad(&ctx, &f("duration_ms"), m))?;
+                if let Some(e) = w.every_ms {
+                    check_range(e, 1.0, f64::MAX, "").map_err(|m| bad(&ctx, &f("every_ms"), m))?;
+                    if w.duration_ms > e {
+                        return Err(bad(
+                            &ctx,
+                            &f("duration_ms"),
+                            format!("{} is longer than every_ms {e}", w.duration_ms),
+                        ));
+                    }
+                }
+                let served: Vec<usize> = (0..self.host.len())
+                    .filter(|&d| behind[d].contains(&i))
+                    .collect();
+                if served.is_empty() && !unknown.contains(&i) {
+                    return Err(bad(
+                        &ctx,
+                        &f("kind"),
+                        "no host is reached through this one (see `via`), so it never forwards"
+                            .into(),
+                    ));
+                }
+                for n in &w.only {
+                    match self.host_index(n) {
+                        Some(d) if served.contains(&d) => {}
+                        Some(_) => {
+                            return Err(bad(
+                                &ctx,
+                                &f("only"),
+                                format!("host {n:?} is not reached through this one"),
+                            ));
+                        }
+                        None => {
+                            return Err(bad(&ctx, &f("only"), format!("no host is named {n:?}")));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The routers before host `i`, first hop first, when the default
+    /// gateway is host `gateway` (it picks among `via` alternatives).
+    pub fn path_of(&self, i: usize, gateway: Option<usize>) -> Vec<usize> {
+        match self.host.get(i).and_then(|h| h.via.as_ref()) {
+            Some(v) => self.path_via(v, gateway, self.host.len()),
+            None => Vec::new(),
+        }
+    }
+
+    /// The routers a request to an address no host has crosses (empty when
+    /// `[network] unknown_via` is not set).
+    pub fn unknown_path(&self, gateway: Option<usize>) -> Vec<usize> {
+        match &self.network.unknown_via {
+            Some(v) => self.path_via(v, gateway, self.host.len()),
+            None => Vec::new(),
+        }
+    }
+
+    /// The path through router `via` (its path, then itself). `depth` bounds
+    /// the recursion should a scenario that failed validation get here.
+    fn path_via(&self, via: &Via, gateway: Option<usize>, depth: usize) -> Vec<usize> {
+        let mut first = None;
+        for n in via.names() {
+            let Some(r) = self.host_index(n) else {
+                continue;
+            };
+            let mut p = match (&self.host[r].via, depth) {
+                (_, 0) | (None, _) => Vec::new(),
+                (Some(v), _) => self.path_via(v, gateway, depth - 1),
+            };
+            p.push(r);
+            if gateway.is_some() && p.first().copied() == gateway {
+                return p;
+            }
+            first.get_or_insert(p);
+        }
+        first.unwrap_or_default()
+    }
+
+    /// Host index of `[network] gateway`.
+    pub fn initial_gateway_host(&self) -> Option<usize> {
+        self.network
+            .gateway
+            .as_deref()
+            .and_then(|n| self.host_index(n))
     }
 
     /// Gateways exist and are on-link; every host address can be routed.
@@ -1428,6 +1705,83 @@ mod tests {
         );
         let e = err(&LAN.replace("prefix_v4_len = 24", "prefix_v4_len = 8"));
         assert!(e.contains("prefix_v4_len") && e.contains("15..=32"), "{e}");
+    }
+
+    #[test]
+    fn path_errors_name_host_and_field() {
+        const BASE: &str = r#"
+            [network]
+            prefix_v4_len = 24
+            router_v4 = "198.18.0.253"
+            router_v6 = "2001:db8::fd"
+            gateway = "gw"
+            [[host]]
+            name = "gw"
+            addresses = ["198.18.0.254"]
+            [[host]]
+            name = "edge"
+            addresses = ["198.19.0.1"]
+            via = "gw"
+        "#;
+        parse(BASE).unwrap();
+        let with = |extra: &str| err(&format!("{BASE}\n{extra}"));
+        let e = with("[[host]]\nname = \"far\"\naddresses = [\"198.19.8.8\"]\nvia = \"nope\"");
+        assert!(
+            e.contains("host \"far\"") && e.contains("`via`") && e.contains("nope"),
+            "{e}"
+        );
+        let e = with("[[host]]\nname = \"far\"\naddresses = [\"198.19.8.8\"]\nvia = \"far\"");
+        assert!(e.contains("own router"), "{e}");
+        let e = with("[[host]]\nname = \"far\"\naddresses = [\"198.19.8.8\"]\nvia = []");
+        assert!(e.contains("`via`") && e.contains("no router"), "{e}");
+        let e = err(&BASE.replace("via = \"gw\"", "via = \"loop\"").replace(
+            "[[host]]\n            name = \"edge\"",
+            "[[host]]\nname = \"loop\"\naddresses = [\"198.19.0.2\"]\nvia = \"edge\"\n[[host]]\n            name = \"edge\"",
+        ));
+        assert!(
+            e.contains("cycle")
+                && (e.contains("edge -> loop -> edge") || e.contains("loop -> edge -> loop")),
+            "{e}"
+        );
+        // A router must be able to answer in the family of the hosts behind it.
+        let e = err(&format!(
+            "{}\n[[host]]\nname = \"far\"\naddresses = [\"198.19.8.8\", \"2001:db8:8000::8\"]\nvia = \"edge\"",
+            BASE.replace("gateway = \"gw\"", "gateway = \"gw\"\nprefix_v6_len = 64")
+                .replace(
+                    "addresses = [\"198.18.0.254\"]",
+                    "addresses = [\"198.18.0.254\", \"2001:db8::fe\"]"
+                )
+        ));
+        assert!(
+            e.contains("host \"far\"") && e.contains("router \"edge\" has no IPv6 address"),
+            "{e}"
+        );
+        let e = err(&BASE.replace(
+            "via = \"gw\"",
+            "via = \"gw\"\nerrors = [{ start_ms = 0, duration_ms = 1, kind = \"host_unreachable\" }]",
+        ));
+        assert!(
+            e.contains("host \"edge\"") && e.contains("errors[0]") && e.contains("never forwards"),
+            "{e}"
+        );
+        let e = err(&BASE.replace(
+            "name = \"gw\"\n            addresses = [\"198.18.0.254\"]",
+            "name = \"gw\"\n            addresses = [\"198.18.0.254\"]\nerrors = [{ start_ms = 0, duration_ms = 1, kind = \"host_unreachable\", only = [\"gw\"] }]",
+        ));
+        assert!(
+            e.contains("errors[0].only") && e.contains("not reached through"),
+            "{e}"
+        );
+        let e = err(&BASE.replace(
+            "name = \"gw\"\n            addresses = [\"198.18.0.254\"]",
+            "name = \"gw\"\n            addresses = [\"198.18.0.254\"]\nerrors = [{ start_ms = 0, duration_ms = 1, kind = \"teapot\" }]",
+        ));
+        assert!(e.contains("host \"gw\"") && e.contains("teapot"), "{e}");
+        let e = err(&BASE.replace(
+            "gateway = \"gw\"",
+            "gateway = \"gw\"\nunknown_via = \"nope\"",
+        ));
+        assert!(e.contains("`unknown_via`") && e.contains("nope"), "{e}");
     }
 
     proptest::proptest! {

@@ -20,7 +20,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -28,8 +28,8 @@ use thiserror::Error;
 
 use crate::control::{self, NetState, Step, StepKind};
 use crate::netcfg::{self, NetConfigError};
-use crate::packet::{self, Family};
-use crate::profile::{Fate, Network};
+use crate::packet::{self, Family, IcmpErrorKind};
+use crate::profile::{Network, Probe};
 use crate::rtnl::Rtnl;
 use crate::scenario::{LinkMode, Scenario};
 use crate::sys::{self, EventFd, Tun};
@@ -140,6 +140,9 @@ struct Shared {
     wake_reader: EventFd,
     wake_sched: EventFd,
     wake_control: EventFd,
+    /// The current default gateway (host index + 1; 0: none), which picks
+    /// among `via` alternatives.
+    gateway: AtomicUsize,
     start_mono_ns: u64,
     truth: TruthSender,
 }
@@ -215,6 +218,7 @@ impl Simulator {
             wake_reader: EventFd::new().map_err(sys_err("eventfd"))?,
             wake_sched: EventFd::new().map_err(sys_err("eventfd"))?,
             wake_control: EventFd::new().map_err(sys_err("eventfd"))?,
+            gateway: AtomicUsize::new(scenario.initial_gateway_host().map_or(0, |g| g + 1)),
             start_mono_ns: sys::mono_ns(),
             truth: sender,
         });
@@ -226,10 +230,16 @@ impl Simulator {
             hosts: scenario
                 .host
                 .iter()
-                .map(|h| TruthHost {
+                .enumerate()
+                .map(|(i, h)| TruthHost {
                     name: h.name.clone(),
                     addresses: h.addresses.clone(),
                     summary: h.summary(),
+                    path: scenario
+                        .path_of(i, scenario.initial_gateway_host())
+                        .into_iter()
+                        .map(|r| scenario.host[r].name.clone())
+                        .collect(),
                 })
                 .collect(),
             interfaces: ifaces
@@ -408,25 +418,49 @@ fn reader(sh: &Shared, mut network: Network, routers: (IpAddr, IpAddr)) -> Reade
                 let id = stats.requests;
                 stats.requests += 1;
                 let t_us = mono.saturating_sub(sh.start_mono_ns) / 1000;
-                let (host, d) = network.decide(req.dst, t_us);
+                let gateway = sh.gateway.load(Ordering::Relaxed).checked_sub(1);
+                let (host, d) = network.decide_probe(Probe {
+                    dst: req.dst,
+                    t_us,
+                    ttl: req.ttl,
+                    gateway,
+                });
                 let host = host.map(str::to_string);
-                let kind = if d.fate == Fate::Unreachable {
-                    ReplyKind::Unreachable
-                } else {
-                    ReplyKind::EchoReply
+                let v6 = req.family == Family::Ipv6;
+                // Who answers, with what: the destination (echo reply), a router
+                // on the path, or the network's router (an `unreachable` host).
+                let (kind, from, (icmp_type, icmp_code)) = match d.error {
+                    None => (ReplyKind::EchoReply, req.dst, (if v6 { 129 } else { 0 }, 0)),
+                    Some(e) => {
+                        let fallback = if v6 { routers.1 } else { routers.0 };
+                        let from = d
+                            .router
+                            .and_then(|r| network.address_like(r, req.dst))
+                            .unwrap_or(fallback);
+                        let kind = if e == IcmpErrorKind::TtlExceeded {
+                            ReplyKind::TimeExceeded
+                        } else {
+                            ReplyKind::Unreachable
+                        };
+                        (kind, from, e.type_code(v6))
+                    }
                 };
+                let hops = u8::try_from(d.hops).unwrap_or(u8::MAX);
+                let reply_ttl = packet::EMIT_TTL.saturating_sub(hops).max(1);
+                let router_name = d.router.map(|r| network.name(r).to_string());
                 let mut pending = Vec::with_capacity(d.delays_us.len());
                 for (copy, &delay_us) in d.delays_us.iter().enumerate() {
                     ip_id = ip_id.wrapping_add(1);
-                    let built = match kind {
-                        ReplyKind::EchoReply => packet::echo_reply(pkt, ip_id),
-                        ReplyKind::Unreachable => {
-                            let router = match req.family {
-                                Family::Ipv4 => routers.0,
-                                Family::Ipv6 => routers.1,
-                            };
-                            packet::unreachable(pkt, router, ip_id)
-                        }
+                    let built = match d.error {
+                        None => packet::echo_reply_ttl(pkt, ip_id, reply_ttl),
+                        Some(e) => packet::icmp_error(
+                            pkt,
+                            from,
+                            e,
+                            ip_id,
+                            reply_ttl,
+                            d.router.map(|_| req.ttl.saturating_sub(hops)),
+                        ),
                     };
                     let Ok(reply) = built else { continue };
                     order += 1;
@@ -447,6 +481,12 @@ fn reader(sh: &Shared, mut network: Network, routers: (IpAddr, IpAddr)) -> Reade
                             due_us: rt.saturating_add(delay_us),
                             sent_us: 0,
                             late_us: 0,
+                            from,
+                            icmp_type,
+                            icmp_code,
+                            error: d.error,
+                            router: router_name.clone(),
+                            ttl: reply_ttl,
                         },
                     });
                 }
@@ -467,6 +507,10 @@ fn reader(sh: &Shared, mut network: Network, routers: (IpAddr, IpAddr)) -> Reade
                     delay_us: d.delays_us.first().copied(),
                     reordered: d.reordered,
                     interface: tun.name().to_string(),
+                    ttl: req.ttl,
+                    error: d.error,
+                    router: router_name,
+                    hop: d.router.map(|_| d.hops + 1),
                 }));
                 if !pending.is_empty() {
                     let mut heap = lock(&sh.heap);
@@ -630,9 +674,11 @@ fn control_loop(sh: &Shared, steps: Vec<Step>, mut state: NetState, mut nl: Rtnl
             StepKind::LinkUp(_, LinkMode::Down) => NetAction::LinkUp,
             StepKind::LinkDown(_, LinkMode::Carrier) => NetAction::CarrierOff,
             StepKind::LinkUp(_, LinkMode::Carrier) => NetAction::CarrierOn,
-            StepKind::RouteChange(_) => NetAction::RouteChange,
+            StepKind::RouteChange(..) => NetAction::RouteChange,
         };
         let (gateway_v4, gateway_v6) = state.effective_gateway();
+        sh.gateway
+            .store(state.gateway_host.map_or(0, |g| g + 1), Ordering::Relaxed);
         tracing::info!(source = %step.source, ?action, "network changed");
         sh.truth.send(Event::Net(NetEvent {
             action,

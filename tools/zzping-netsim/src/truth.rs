@@ -6,7 +6,9 @@
 //!
 //! * `start` — first line: `time_us` (u64), `scenario` (string, name),
 //!   `seed` (u64), `tun` (string), `hosts` (array of
-//!   `{name, addresses: [string], summary}`), `interfaces` (array of
+//!   `{name, addresses: [string], summary, path: [string]}`; `path`: the
+//!   routers before it, first hop first, with the initial gateway),
+//!   `interfaces` (array of
 //!   `{name, addresses: ["198.18.0.1/24", ...]}`, the `[network]` TUN first),
 //!   `gateway_v4`, `gateway_v6` (default gateways installed, or null).
 //! * `request` — one per ICMP echo request read from the TUN:
@@ -16,18 +18,25 @@
 //!   `host` (string or null when no host has `dst`), `icmp_id` (u16),
 //!   `icmp_seq` (u16), `payload_len` (u64), `fate` (one of `answered`,
 //!   `duplicated`, `dropped_random`, `dropped_burst`, `dropped_ratelimit`,
-//!   `dropped_outage`, `silent`, `unreachable`, `unknown_host`),
-//!   `replies` (u32, packets scheduled: copies for `duplicated`, 1 for
-//!   `answered`/`unreachable`, else 0), `delay_us` (u64 or null: delay of
+//!   `dropped_outage`, `silent`, `unreachable`, `ttl_exceeded`,
+//!   `unknown_host`), `replies` (u32, packets scheduled: copies for
+//!   `duplicated`, 1 for `answered`/`unreachable`/`ttl_exceeded`, else 0), `delay_us` (u64 or null: delay of
 //!   the first reply after `time_us`), `reordered` (bool, reorder extra delay
-//!   applied), `interface` (string, the TUN it was read from).
+//!   applied), `interface` (string, the TUN it was read from), `ttl` (u8, as
+//!   sent), `error` (`host_unreachable`, `net_unreachable`,
+//!   `admin_prohibited`, `ttl_exceeded` or null), `router` (string or null:
+//!   the router on the path that decided), `hop` (u32 or null: its hop
+//!   number, 1 for the first router).
 //! * `reply` — one per packet written to the TUN: `request` (u64, the
 //!   request's `id`), `host`, `dst` (the request's destination), `icmp_id`,
-//!   `icmp_seq`, `kind` (`"echo_reply"`|`"unreachable"`), `copy` (u32, 0 for
-//!   the first), `delay_us` (u64, intended delay), `due_us` (u64,
-//!   `time_us + delay_us`), `sent_us` (u64, when the write to the TUN
-//!   returned), `late_us` (i64, actual minus due write time measured on the
-//!   monotonic clock: the simulator's own overhead).
+//!   `icmp_seq`, `kind` (`"echo_reply"`|`"unreachable"`|`"time_exceeded"`),
+//!   `copy` (u32, 0 for the first), `delay_us` (u64, intended delay),
+//!   `due_us` (u64, `time_us + delay_us`), `sent_us` (u64, when the write to
+//!   the TUN returned), `late_us` (i64, actual minus due write time measured
+//!   on the monotonic clock: the simulator's own overhead), `from` (the
+//!   packet's source address), `icmp_type`, `icmp_code` (u8), `error` (kind
+//!   of ICMP error or null), `router` (name of the router that sent it, or
+//!   null), `ttl` (u8, the packet's TTL / hop limit).
 //! * `net` — one per step of the network timeline ([`crate::control`]):
 //!   `action` (`routes_lost`, `routes_restored`, `link_down`, `link_up`,
 //!   `carrier_off`, `carrier_on`, `route_change`), `source` (the scenario
@@ -61,7 +70,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::packet::Family;
+use crate::packet::{Family, IcmpErrorKind};
 use crate::profile::Fate;
 
 /// A host as listed in the `start` event.
@@ -73,6 +82,10 @@ pub struct TruthHost {
     pub addresses: Vec<IpAddr>,
     /// Profile summary.
     pub summary: String,
+    /// The routers before it (`via`), first hop first, with the initial
+    /// default gateway.
+    #[serde(default)]
+    pub path: Vec<String>,
 }
 
 /// `start` event.
@@ -143,6 +156,20 @@ pub struct RequestEvent {
     /// The TUN device it was read from.
     #[serde(default)]
     pub interface: String,
+    /// Its IPv4 TTL / IPv6 hop limit as the prober sent it.
+    #[serde(default)]
+    pub ttl: u8,
+    /// The ICMP error it was answered with (or that the answering router's
+    /// profile kept it from sending); null for echo replies and plain drops.
+    #[serde(default)]
+    pub error: Option<IcmpErrorKind>,
+    /// The router on its path that decided its fate (sent that error or
+    /// dropped it); null when the destination host decided.
+    #[serde(default)]
+    pub router: Option<String>,
+    /// That router's hop number (1: the first router on the path).
+    #[serde(default)]
+    pub hop: Option<u32>,
 }
 
 /// Kind of packet sent back.
@@ -151,8 +178,18 @@ pub struct RequestEvent {
 pub enum ReplyKind {
     /// ICMP echo reply.
     EchoReply,
-    /// ICMP destination unreachable.
+    /// ICMP destination unreachable (any code).
     Unreachable,
+    /// ICMP time exceeded.
+    TimeExceeded,
+}
+
+impl ReplyKind {
+    /// Whether this is an ICMP error (the request failed) rather than an
+    /// echo reply.
+    pub fn is_error(self) -> bool {
+        !matches!(self, ReplyKind::EchoReply)
+    }
 }
 
 /// `reply` event.
@@ -180,6 +217,24 @@ pub struct ReplyEvent {
     pub sent_us: u64,
     /// Actual minus due (monotonic clock), µs.
     pub late_us: i64,
+    /// Source address of the packet: the host for echo replies, the router
+    /// for ICMP errors.
+    pub from: IpAddr,
+    /// ICMP type of the packet.
+    pub icmp_type: u8,
+    /// ICMP code of the packet.
+    pub icmp_code: u8,
+    /// Which ICMP error, for errors.
+    #[serde(default)]
+    pub error: Option<IcmpErrorKind>,
+    /// Name of the router that sent it, for errors from a router on the
+    /// path (null for echo replies and for `unreachable` hosts, whose
+    /// errors come from `[network] router_v4` / `router_v6`).
+    #[serde(default)]
+    pub router: Option<String>,
+    /// Its IPv4 TTL / IPv6 hop limit (64 minus the routers it crossed back).
+    #[serde(default)]
+    pub ttl: u8,
 }
 
 /// `end` event.
@@ -527,6 +582,7 @@ mod tests {
                 name: "gw".into(),
                 addresses: vec!["198.18.0.10".parse().unwrap()],
                 summary: "echo".into(),
+                path: vec![],
             }],
             interfaces: vec![TruthInterface {
                 name: "zzsim0".into(),
@@ -552,6 +608,10 @@ mod tests {
                 delay_us: Some(1500),
                 reordered: false,
                 interface: "zzsim0".into(),
+                ttl: 64,
+                error: None,
+                router: None,
+                hop: None,
             }));
             s.send(Event::Reply(ReplyEvent {
                 request: i,
@@ -565,6 +625,12 @@ mod tests {
                 due_us: 1510 + i,
                 sent_us: 1512 + i,
                 late_us: 2,
+                from: "198.18.0.10".parse().unwrap(),
+                icmp_type: 0,
+                icmp_code: 0,
+                error: None,
+                router: None,
+                ttl: 64,
             }));
         }
         drop(s);

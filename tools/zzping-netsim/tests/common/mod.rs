@@ -137,16 +137,15 @@ pub struct Probed {
 }
 
 /// Runs shipped scenario `name` in the library, in a thread moved into a fresh
-/// namespace, and pings every address in `targets` from a [`pinger::Pinger`] every
-/// `every` until `run_for` has passed (then collects answers for 500 ms). `ttl` sets
-/// the TTL / hop limit of both sockets; `capture` runs a capture on the first TUN.
-/// Sequence numbers count up from 1 per target.
+/// namespace, and pings every `(address, TTL)` in `targets` from a
+/// [`pinger::Pinger`] every `every` until `run_for` has passed (then collects answers
+/// for 500 ms); `capture` runs a capture on the first TUN. Sequence numbers count
+/// the sends from 1, so (address, sequence) names a send.
 pub fn probe_scenario(
     name: &str,
-    targets: &[IpAddr],
+    targets: &[(IpAddr, u8)],
     every: Duration,
     run_for: Duration,
-    ttl: Option<u8>,
     capture: bool,
 ) -> Probed {
     let scenario = zzping_netsim::Scenario::load(&scenario(name)).unwrap_or_else(|e| panic!("{e}"));
@@ -163,18 +162,16 @@ pub fn probe_scenario(
                 .expect("capture on the TUN")
         });
         let p = pinger::Pinger::new();
-        if let Some(t) = ttl {
-            p.set_ttl(false, t);
-            p.set_ttl(true, t);
-        }
         let mut sent = Vec::new();
         let mut answers = Vec::new();
         let t0 = Instant::now();
         let mut tick = 0u32;
+        let mut seq = 0u16;
         while t0.elapsed() < run_for {
             tick += 1;
-            let seq = u16::try_from(tick).expect("fewer than 65536 rounds");
-            for &dst in &targets {
+            for &(dst, ttl) in &targets {
+                seq = seq.checked_add(1).expect("fewer than 65536 sends");
+                p.set_ttl(dst.is_ipv6(), ttl);
                 sent.push(p.send(dst, seq, &mut answers));
             }
             // Pacing only: what is compared is what the clocks say happened.

@@ -27,6 +27,8 @@ pub struct Sent {
     pub dst: IpAddr,
     /// ICMP sequence number.
     pub seq: u16,
+    /// TTL / hop limit it was sent with.
+    pub ttl: u8,
     /// Wall clock just before `sendto`.
     pub before_us: u64,
     /// Wall clock just after it returned.
@@ -68,6 +70,8 @@ pub enum Answer {
 pub struct Pinger {
     v4: OwnedFd,
     v6: OwnedFd,
+    /// TTL / hop limit last set per family (IPv4, IPv6).
+    ttl: std::cell::Cell<[u8; 2]>,
 }
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -140,15 +144,25 @@ impl Pinger {
         let v6 = open(libc::AF_INET6, libc::IPPROTO_ICMPV6);
         setsockopt(&v4, libc::SOL_IP, libc::IP_RECVERR, 1);
         setsockopt(&v6, libc::SOL_IPV6, libc::IPV6_RECVERR, 1);
-        Pinger { v4, v6 }
+        Pinger {
+            v4,
+            v6,
+            ttl: std::cell::Cell::new([64; 2]),
+        }
     }
 
     fn fd(&self, v6: bool) -> &OwnedFd {
         if v6 { &self.v6 } else { &self.v4 }
     }
 
-    /// Sets the TTL / hop limit of the family's socket.
+    /// Sets the TTL / hop limit of the family's socket (64 at first).
     pub fn set_ttl(&self, v6: bool, ttl: u8) {
+        let mut t = self.ttl.get();
+        if t[usize::from(v6)] == ttl {
+            return;
+        }
+        t[usize::from(v6)] = ttl;
+        self.ttl.set(t);
         if v6 {
             setsockopt(
                 &self.v6,
@@ -191,6 +205,7 @@ impl Pinger {
         Sent {
             dst,
             seq,
+            ttl: self.ttl.get()[usize::from(dst.is_ipv6())],
             before_us,
             after_us,
             result,
