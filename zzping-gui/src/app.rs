@@ -6,6 +6,7 @@
 //! come back as messages; until then the lanes keep their previous pictures.
 
 use crate::canvas::Gesture;
+use crate::config::LiveTarget;
 use crate::data::{self, FoundHost};
 use crate::live::{DaemonKey, LiveUpdate};
 use crate::load::{self, DiskLoader, FineData, FineKey, FineRequest, Loader};
@@ -14,7 +15,6 @@ use crate::timeline::{TimeView, YScale};
 use iced::widget::canvas::Cache;
 use iced::{Subscription, Task, window};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -24,8 +24,10 @@ pub const LEGEND_WIDTH: f32 = 230.0;
 pub const LANE_HEIGHT: f32 = 150.0;
 /// Up to this many lanes share the window's height.
 pub const MAX_FILL_LANES: usize = 6;
-/// Default span shown in live mode, µs (5 minutes).
+/// Default span shown in live mode once there is that much data, µs (5 minutes).
 pub const LIVE_SPAN_US: f64 = 300e6;
+/// Shortest span the live view fits to while data arrives, µs.
+pub const MIN_FIT_SPAN_US: f64 = 10e6;
 
 /// Which data the timeline shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,12 +43,18 @@ pub enum Mode {
 pub struct Config {
     /// Data directories, host directories or `.zzp` files to open.
     pub paths: Vec<PathBuf>,
-    /// Daemons' live addresses.
-    pub live: Vec<SocketAddr>,
+    /// Daemons to watch.
+    pub live: Vec<LiveTarget>,
     /// Seconds of history to ask daemons for.
     pub prefill_s: u32,
+    /// Span of the live view once that much data arrived, s (0: [`LIVE_SPAN_US`]).
+    pub live_span_s: u32,
+    /// The offline view's initial range, µs (`--from`/`--to`; default: all the data).
+    pub range_us: Option<(u64, u64)>,
     /// Write a PNG of the window here, then exit.
     pub screenshot: Option<PathBuf>,
+    /// Where "Save PNG" writes its pictures (default: the current directory).
+    pub save_dir: Option<PathBuf>,
     /// Exit (after the screenshot, if any) this many ms after start.
     pub exit_after_ms: Option<u64>,
 }
@@ -129,6 +137,18 @@ pub enum Message {
     Screenshot(window::Screenshot),
     /// Time to quit.
     Exit,
+    /// Show this span ending at the end of the data (live: now), µs; `None`: all data.
+    Range(Option<f64>),
+    /// The "go to" field changed.
+    GoToChanged(String),
+    /// Go to the time in the "go to" field (the view then starts there).
+    GoTo,
+    /// Hide or show the lane of this index (in the current mode's lanes).
+    ToggleLane(usize),
+    /// Move the lane of this index up (-1) or down (+1) among the shown lanes.
+    MoveLane(usize, i32),
+    /// Save a picture of the current view (all shown lanes, axis, legend, caption).
+    SavePng,
 }
 
 impl From<Gesture> for Message {
@@ -165,10 +185,16 @@ pub struct LaneSlot {
     pub lane: Lane,
     /// Geometry cache (cleared when the columns change).
     pub cache: Cache,
+    /// Geometry cache of its Y axis labels (cleared with `cache`).
+    pub y_cache: Cache,
     /// Vertical scale.
     pub y: YScale,
     /// Where its canvas was last drawn (see [`LaneCanvas::drawn_at`]).
     pub drawn_at: std::cell::Cell<Option<iced::Rectangle>>,
+    /// Hidden by the user (not drawn, not folded).
+    pub hidden: bool,
+    /// Position among its mode's lanes, top first (the user may reorder them).
+    pub rank: usize,
 }
 
 impl LaneSlot {
@@ -176,11 +202,14 @@ impl LaneSlot {
         Self {
             lane,
             cache: Cache::new(),
+            y_cache: Cache::new(),
             y: YScale {
                 max_us: 10_000.0,
                 sf: 0.0,
             },
             drawn_at: std::cell::Cell::new(None),
+            hidden: false,
+            rank: usize::MAX,
         }
     }
 }
@@ -188,8 +217,8 @@ impl LaneSlot {
 /// Connection state of a daemon.
 #[derive(Debug, Clone)]
 pub struct DaemonState {
-    /// Its address.
-    pub addr: SocketAddr,
+    /// Its address as given (`host[:port]`) and secret.
+    pub target: LiveTarget,
     /// Receiving data.
     pub connected: bool,
     /// Last error, if any.
@@ -215,6 +244,11 @@ pub struct App {
     pub live_view: TimeView,
     /// Live view follows the newest data.
     pub follow: bool,
+    /// While following: the span fits the live data received (from the first frame to
+    /// now), growing to [`App::live_span_us`]; off once the user zooms.
+    pub live_fit: bool,
+    /// Span of the live view once filled, µs.
+    pub live_span_us: f64,
     /// True until the user moves the offline view (it then tracks the data extent).
     pub offline_pristine: bool,
     /// Width of the plot area, px.
@@ -227,8 +261,17 @@ pub struct App {
     pub hover: Option<f64>,
     /// The path field.
     pub path_input: String,
-    /// The path field is being edited: keys go to it, not to the timeline.
-    pub editing_path: bool,
+    /// The "go to" field.
+    pub goto_input: String,
+    /// The offline view's range asked for at start (`--from`/`--to`), µs.
+    initial_range: Option<(u64, u64)>,
+    /// Drawing the picture to share (caption, no toolbar), then capturing it: the frames
+    /// drawn since (see [`App::capture_ready`]).
+    pub capturing: Option<u8>,
+    /// Where "Save PNG" writes.
+    save_dir: PathBuf,
+    /// The last message about a saved picture.
+    pub saved: Option<String>,
     /// Error banners.
     pub errors: Vec<String>,
     /// Day files loaded / to load.
@@ -264,13 +307,19 @@ impl App {
             offline_view: TimeView::new(now - 86_400e6, now),
             live_view: TimeView::new(now - LIVE_SPAN_US, now),
             follow: true,
+            live_fit: true,
+            live_span_us: LIVE_SPAN_US,
             offline_pristine: true,
             plot_width: (width - LEGEND_WIDTH - 20.0).max(100.0),
             y_zoom: 1.0,
             sf: 0.0,
             hover: None,
             path_input: String::new(),
-            editing_path: false,
+            goto_input: String::new(),
+            initial_range: None,
+            capturing: None,
+            save_dir: PathBuf::from("."),
+            saved: None,
             errors: Vec::new(),
             loading: (0, 0),
             generation: 0,
@@ -301,13 +350,21 @@ impl App {
         app.daemons = cfg
             .live
             .iter()
-            .map(|&addr| DaemonState {
-                addr,
+            .map(|target| DaemonState {
+                target: target.clone(),
                 connected: false,
                 detail: String::new(),
             })
             .collect();
         app.prefill_s = cfg.prefill_s;
+        if cfg.live_span_s > 0 {
+            app.live_span_us = f64::from(cfg.live_span_s) * 1e6;
+        }
+        app.initial_range = cfg.range_us;
+        app.apply_initial_range();
+        if let Some(d) = &cfg.save_dir {
+            app.save_dir = d.clone();
+        }
         if cfg.paths.is_empty() && !cfg.live.is_empty() {
             app.mode = Mode::Live;
         }
@@ -338,11 +395,37 @@ impl App {
         let (lanes, errors) = data::open_blocking(paths);
         self.errors.extend(errors);
         self.offline = lanes.into_iter().map(LaneSlot::new).collect();
+        rank_new(&mut self.offline);
         self.offline_pristine = true;
         self.sync_history(None);
         self.collect_issues();
         self.reset_offline();
+        self.apply_initial_range();
         self.recompute();
+    }
+
+    /// Sets the offline view to the range asked for at start, if any (it then stays
+    /// while the data loads).
+    fn apply_initial_range(&mut self) {
+        if let Some((a, b)) = self.initial_range {
+            self.offline_view = TimeView::new(a as f64, b as f64);
+            self.offline_pristine = false;
+        }
+    }
+
+    /// The current mode's lanes the user shows, in the order shown.
+    pub fn shown(&self) -> Vec<&LaneSlot> {
+        let mut v: Vec<&LaneSlot> = self.lanes().iter().filter(|s| !s.hidden).collect();
+        v.sort_by_key(|s| s.rank);
+        v
+    }
+
+    /// The current mode's lanes, in the order shown, hidden ones included: `(index,
+    /// slot)`.
+    pub fn ordered(&self) -> Vec<(usize, &LaneSlot)> {
+        let mut v: Vec<(usize, &LaneSlot)> = self.lanes().iter().enumerate().collect();
+        v.sort_by_key(|(_, s)| s.rank);
+        v
     }
 
     /// Gives the live lanes the days on disk of the same host (see
@@ -410,6 +493,8 @@ impl App {
             .map(FoundHost::into_lane)
             .map(LaneSlot::new)
             .collect();
+        rank_new(&mut self.offline);
+        self.apply_initial_range();
         self.loading = (0, jobs.len());
         self.mode = Mode::Offline;
         self.sync_history(None);
@@ -448,6 +533,7 @@ impl App {
             }
             Mode::Live => {
                 self.follow = false;
+                self.live_fit = false;
                 &mut self.live_view
             }
         }
@@ -479,7 +565,11 @@ impl App {
     pub fn recompute(&mut self) {
         if self.mode == Mode::Live && self.follow {
             let now = zzping_lib::file::wall_clock_us() as f64;
-            let span = self.live_view.span_us();
+            let span = if self.live_fit {
+                self.live_fit_span(now)
+            } else {
+                self.live_view.span_us()
+            };
             self.live_view = TimeView::new(now - span, now);
         }
         let view = self.view_range();
@@ -490,6 +580,9 @@ impl App {
             Mode::Live => &mut self.live,
         };
         for (index, s) in lanes.iter_mut().enumerate() {
+            if s.hidden {
+                continue;
+            }
             let Some(req) = s.lane.recompute(&view, width) else {
                 continue;
             };
@@ -508,6 +601,26 @@ impl App {
         }
         self.axis_cache.clear();
         self.rescale();
+    }
+
+    /// The span of a live view that fits the live data at `now`: from the first frame
+    /// the daemons sent (their prefill included) to now, at least [`MIN_FIT_SPAN_US`],
+    /// at most [`App::live_span_us`] (also before any frame arrived).
+    pub fn live_fit_span(&self, now: f64) -> f64 {
+        let first = self
+            .live
+            .iter()
+            .filter_map(|s| match &s.lane.source {
+                Source::Live(l) => l.first_us,
+                Source::Files(_) => None,
+            })
+            .min();
+        match first {
+            Some(f) => {
+                (now - f as f64).clamp(MIN_FIT_SPAN_US, self.live_span_us.max(MIN_FIT_SPAN_US))
+            }
+            None => self.live_span_us,
+        }
     }
 
     /// The background reads of the fine data lanes asked for.
@@ -549,6 +662,7 @@ impl App {
                 sf,
             };
             s.cache.clear();
+            s.y_cache.clear();
         }
     }
 
@@ -564,7 +678,22 @@ impl App {
 
     /// Handles a message; the tasks returned include the background reads it caused.
     pub fn update(&mut self, message: Message) -> Task<Message> {
+        let user = matches!(
+            message,
+            Message::Range(_)
+                | Message::GoTo
+                | Message::ToggleLane(_)
+                | Message::MoveLane(..)
+                | Message::Reset
+                | Message::Home
+                | Message::End
+                | Message::ZoomTo(..)
+                | Message::SetMode(_)
+        );
         let task = self.handle(message);
+        if user {
+            tracing::info!("{}", self.state_line());
+        }
         if self.requests.is_empty() {
             task
         } else {
@@ -575,12 +704,10 @@ impl App {
     fn handle(&mut self, message: Message) -> Task<Message> {
         match message {
             Message::Zoom { anchor, factor } => {
-                self.editing_path = false;
                 self.view_mut().zoom(anchor, factor);
                 self.recompute();
             }
             Message::Pan(f) => {
-                self.editing_path = false;
                 self.view_mut().pan(f);
                 self.recompute();
             }
@@ -596,7 +723,7 @@ impl App {
                     }
                     Mode::Live => {
                         self.follow = true;
-                        self.live_view = TimeView::new(0.0, LIVE_SPAN_US);
+                        self.live_fit = true;
                     }
                 }
                 self.y_zoom = 1.0;
@@ -642,10 +769,9 @@ impl App {
             }
             Message::PathChanged(p) => {
                 self.path_input = p;
-                self.editing_path = true;
             }
             Message::OpenPath => {
-                self.editing_path = false;
+                self.initial_range = None;
                 let p = PathBuf::from(self.path_input.trim());
                 return self.open(&[p]);
             }
@@ -698,6 +824,17 @@ impl App {
             }
             Message::Live(u) => self.live_update(u),
             Message::DismissErrors => self.errors.clear(),
+            Message::Frame if self.capturing.is_some() => {
+                let n = self.capturing.map_or(0, |n| n.saturating_add(1));
+                self.capturing = Some(n);
+                // As for the first picture (see `drawn`): the second frame event comes
+                // after the picture to share was drawn.
+                if n == 2 {
+                    return window::latest()
+                        .and_then(window::screenshot)
+                        .map(Message::Screenshot);
+                }
+            }
             Message::Frame => {
                 if self.data_ready() {
                     self.frames_since_loaded = self.frames_since_loaded.saturating_add(1);
@@ -720,6 +857,24 @@ impl App {
                     sleep(10_000).map(|()| Message::Exit),
                 ]);
             }
+            Message::Screenshot(shot) if self.capturing.is_some() => {
+                self.capturing = None;
+                let path = self.save_path();
+                match write_png(&path, &shot) {
+                    Ok(()) => {
+                        tracing::info!(
+                            "picture saved to {}; {}x{} px, scale {}; {}",
+                            path.display(),
+                            shot.size.width,
+                            shot.size.height,
+                            shot.scale_factor,
+                            self.layout_line()
+                        );
+                        self.saved = Some(format!("saved {}", path.display()));
+                    }
+                    Err(e) => self.errors.push(format!("saving {}: {e}", path.display())),
+                }
+            }
             Message::Screenshot(shot) => {
                 if let Some(path) = &self.screenshot {
                     match write_png(path, &shot) {
@@ -728,6 +883,87 @@ impl App {
                     }
                 }
                 return iced::exit();
+            }
+            Message::Range(span) => {
+                let now = zzping_lib::file::wall_clock_us() as f64;
+                match (self.mode, span) {
+                    (Mode::Offline, None) => {
+                        self.offline_pristine = true;
+                        self.reset_offline();
+                    }
+                    (Mode::Offline, Some(span)) => {
+                        if let Some((_, b)) = self.extent() {
+                            self.offline_view = TimeView::new(b as f64 - span, b as f64);
+                            self.offline_pristine = false;
+                        }
+                    }
+                    (Mode::Live, span) => {
+                        let span = span.unwrap_or_else(|| {
+                            self.extent().map_or(self.live_span_us, |(a, _)| {
+                                (now - a as f64).max(MIN_FIT_SPAN_US)
+                            })
+                        });
+                        self.follow = true;
+                        self.live_fit = false;
+                        self.live_view = TimeView::new(now - span, now);
+                    }
+                }
+                self.recompute();
+            }
+            Message::GoToChanged(t) => {
+                self.goto_input = t;
+            }
+            Message::GoTo => {
+                let text = self.goto_input.trim().to_string();
+                let now = zzping_lib::file::wall_clock_us();
+                match zzping_lib::time::parse_time_arg(&text, now, &jiff::tz::TimeZone::system()) {
+                    Ok(t) => {
+                        let v = self.view_mut();
+                        let span = v.span_us();
+                        *v = TimeView::new(t as f64, t as f64 + span);
+                        self.recompute();
+                    }
+                    Err(e) => {
+                        let msg = format!("go to {text:?}: {e}");
+                        if !self.errors.contains(&msg) {
+                            self.errors.push(msg);
+                        }
+                    }
+                }
+            }
+            Message::ToggleLane(i) => {
+                let lanes = match self.mode {
+                    Mode::Offline => &mut self.offline,
+                    Mode::Live => &mut self.live,
+                };
+                if let Some(s) = lanes.get_mut(i) {
+                    s.hidden = !s.hidden;
+                    self.hover = None;
+                    self.recompute();
+                }
+            }
+            Message::MoveLane(i, dir) => {
+                let shown: Vec<usize> = self
+                    .ordered()
+                    .into_iter()
+                    .filter(|(_, s)| !s.hidden)
+                    .map(|(k, _)| k)
+                    .collect();
+                let lanes = match self.mode {
+                    Mode::Offline => &mut self.offline,
+                    Mode::Live => &mut self.live,
+                };
+                if let Some(p) = shown.iter().position(|&k| k == i)
+                    && let Some(&other) = shown.get(p.wrapping_add_signed(dir as isize))
+                {
+                    let (a, b) = (lanes[i].rank, lanes[other].rank);
+                    lanes[i].rank = b;
+                    lanes[other].rank = a;
+                }
+            }
+            Message::SavePng => {
+                self.hover = None;
+                self.capturing = Some(0);
             }
             Message::Exit => {
                 if self.screenshot.is_some() && self.generation > 0 && !self.drawn() {
@@ -748,7 +984,7 @@ impl App {
 
     /// Live subscriptions (one per daemon).
     pub fn subscription(&self) -> Subscription<Message> {
-        let frames = if self.data_ready() && !self.drawn() {
+        let frames = if (self.data_ready() && !self.drawn()) || self.capturing.is_some() {
             window::frames().map(|_| Message::Frame)
         } else {
             Subscription::none()
@@ -759,14 +995,19 @@ impl App {
             .enumerate()
             .map(|(index, d)| DaemonKey {
                 index,
-                addr: d.addr,
+                target: d.target.clone(),
                 prefill_s: self.prefill_s,
             })
             .collect();
+        let typed = iced::event::listen_with(key_message);
         if keys.is_empty() {
-            return frames;
+            return Subscription::batch([frames, typed]);
         }
-        Subscription::batch([frames, crate::live::subscription(keys).map(Message::Live)])
+        Subscription::batch([
+            frames,
+            typed,
+            crate::live::subscription(keys).map(Message::Live),
+        ])
     }
 
     /// The "drawn" log line: the view's time range and where each lane was drawn, so a
@@ -774,12 +1015,15 @@ impl App {
     /// `drawn: first picture with all data; view 1700000000000000..1700007200000000 us;
     /// lane router x 248..1590 y 62..312; lane wifi-ap x ...`.
     pub fn drawn_line(&self) -> String {
+        format!("drawn: first picture with all data; {}", self.layout_line())
+    }
+
+    /// The view's time range and where each shown lane was last drawn, in logical pixels
+    /// of the window: `view T0..T1 us; lane NAME x X0..X1 y Y0..Y1; ...`.
+    pub fn layout_line(&self) -> String {
         let v = self.view_range();
-        let mut line = format!(
-            "drawn: first picture with all data; view {:.0}..{:.0} us",
-            v.t0_us, v.t1_us
-        );
-        for s in self.lanes() {
+        let mut line = format!("view {:.0}..{:.0} us", v.t0_us, v.t1_us);
+        for s in self.shown() {
             if let Some(b) = s.drawn_at.get() {
                 line.push_str(&format!(
                     "; lane {} x {:.0}..{:.0} y {:.0}..{:.0}",
@@ -794,6 +1038,35 @@ impl App {
         line
     }
 
+    /// What the user's last action left: mode, view, following, lanes shown (in order)
+    /// and hidden (logged after each such action, for scripts that drive the window).
+    pub fn state_line(&self) -> String {
+        let v = self.view_range();
+        let names = |hidden: bool| {
+            self.ordered()
+                .iter()
+                .filter(|(_, s)| s.hidden == hidden)
+                .map(|(_, s)| s.lane.host.label.clone())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            "state: mode {}; view {:.0}..{:.0} us; span {:.0} us; follow {}; level {} us; \
+             lanes {}; hidden {}",
+            match self.mode {
+                Mode::Offline => "offline",
+                Mode::Live => "live",
+            },
+            v.t0_us,
+            v.t1_us,
+            v.span_us(),
+            self.mode == Mode::Live && self.follow,
+            self.shown().first().map_or(0, |s| s.lane.level_us),
+            names(false),
+            names(true),
+        )
+    }
+
     /// True when data was opened and everything the offline lanes show is loaded: the
     /// directory scan, the day pyramids (with their outage indexes) and the raw frames the
     /// view needs.
@@ -803,6 +1076,30 @@ impl App {
             && self.loading.0 >= self.loading.1
             && !self.requests.iter().any(|(r, _)| r.mode == Mode::Offline)
             && !self.offline.iter().any(|s| s.lane.is_waiting())
+    }
+
+    /// True when the window shows the picture to share: a caption with the range and the
+    /// hosts instead of the toolbar, no read-out (while "Save PNG" captures it, and
+    /// always with `--screenshot`).
+    pub fn share_layout(&self) -> bool {
+        self.capturing.is_some() || self.screenshot.is_some()
+    }
+
+    /// Where "Save PNG" writes now: `zzping-<view start, local time>.png` in the save
+    /// directory, with `-2`, `-3`... when that exists.
+    pub fn save_path(&self) -> PathBuf {
+        let t = self.view_range().t0_us.max(0.0) as u64;
+        let stamp = zzping_lib::time::timestamp(t)
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y%m%d-%H%M%S")
+            .to_string();
+        let mut path = self.save_dir.join(format!("zzping-{stamp}.png"));
+        let mut k = 2;
+        while path.exists() {
+            path = self.save_dir.join(format!("zzping-{stamp}-{k}.png"));
+            k += 1;
+        }
+        path
     }
 
     /// Whether the window has drawn a picture with all the offline data loaded (see
@@ -826,6 +1123,37 @@ pub fn auto_max_us(cols: &[crate::fold::ColumnStats], buf: &mut Vec<f32>) -> f64
     let k = ((buf.len() as f64 * 0.99).ceil() as usize).clamp(1, buf.len()) - 1;
     let (_, v, _) = buf.select_nth_unstable_by(k, f32::total_cmp);
     f64::from(*v)
+}
+
+/// The timeline's message for a key pressed in the window (see
+/// [`crate::canvas::key_gesture`]), unless a widget captured it: keys typed into a text
+/// field are the field's.
+pub fn key_message(
+    event: iced::Event,
+    status: iced::event::Status,
+    _window: window::Id,
+) -> Option<Message> {
+    match (event, status) {
+        (
+            iced::Event::Keyboard(iced::keyboard::Event::KeyPressed { key, .. }),
+            iced::event::Status::Ignored,
+        ) => crate::canvas::key_gesture(&key).map(Message::from),
+        _ => None,
+    }
+}
+
+/// Ranks the lanes that have none yet after the others (new lanes go to the bottom).
+pub(crate) fn rank_new(lanes: &mut [LaneSlot]) {
+    let first = lanes
+        .iter()
+        .map(|s| s.rank)
+        .filter(|&r| r != usize::MAX)
+        .max()
+        .map_or(0, |r| r + 1);
+    let unranked = lanes.iter_mut().filter(|s| s.rank == usize::MAX);
+    for (rank, s) in (first..).zip(unranked) {
+        s.rank = rank;
+    }
 }
 
 /// A task that completes after `ms` milliseconds (a sleeping thread, so the executor is

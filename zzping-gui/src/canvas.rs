@@ -11,7 +11,7 @@
 //! pan, hover...), which the app turns into its messages. While a lane waits for data,
 //! its previous picture is drawn where its view lies in the current one.
 
-use crate::fold::ColumnStats;
+use crate::fold::{ColumnStats, TIMING_FLAGS};
 use crate::model::Lane;
 use crate::timeline::{TimeView, YScale, format_ms, time_ticks};
 use iced::keyboard::{self, key};
@@ -21,13 +21,26 @@ use iced::widget::image;
 use iced::{Color, Pixels, Point, Rectangle, Renderer, Size, Theme, Vector};
 use std::cell::Cell;
 use std::time::{Duration, Instant};
+use zzping_lib::frame::FLAG_USER_STAMP;
 
 /// Background of a lane.
 pub const LANE_BG: Color = Color::from_rgb(0.075, 0.082, 0.10);
 /// Columns without data.
 pub const GAP: Color = Color::from_rgb(0.24, 0.25, 0.28);
-/// Loss marks.
+/// Loss marks: requests that timed out.
 pub const LOSS: Color = Color::from_rgb(0.93, 0.20, 0.22);
+/// Loss marks: requests that failed with an error (the send failed, or an ICMP error such
+/// as "unreachable" came back). A darker, bluer red than [`LOSS`]: still a loss.
+pub const ERROR_LOSS: Color = Color::from_rgb(0.72, 0.08, 0.34);
+/// Mark at the bottom of a column holding an RTT timed in user space at one end (an
+/// upper bound, `FLAG_USER_STAMP`).
+pub const USER_STAMP_MARK: Color = Color::from_rgb(0.96, 0.72, 0.20);
+/// Mark just above it: a wall-clock step, a send more than a period late or a receive
+/// queue overflow in the column (`FLAG_CLOCK_STEP`, `FLAG_SEND_LATE`,
+/// `FLAG_RECV_OVERFLOW`).
+pub const TIMING_MARK: Color = Color::from_rgb(0.68, 0.48, 0.98);
+/// Height of each flag mark at the bottom of a lane, px.
+pub const FLAG_MARK_PX: u32 = 3;
 /// min..max band.
 pub const BAND_OUTER: Color = Color::from_rgba(0.35, 0.55, 0.90, 0.28);
 /// p5..p95 band.
@@ -104,15 +117,36 @@ pub struct LaneCanvas<'a> {
     pub y: YScale,
     /// Hovered fraction of the width.
     pub hover: Option<f64>,
-    /// Whether this canvas handles the keyboard and reports its width (the first lane).
+    /// Whether this canvas reports its width (the first lane).
     pub primary: bool,
-    /// Whether keys go to the timeline (false while the path field is being edited).
-    pub keys: bool,
     /// The width the columns were computed for.
     pub plot_width: f32,
     /// Where the lane was last drawn, logical pixels in the window (set by `draw`; the
     /// viewer logs it with its "drawn" line for scripts that check the picture).
     pub drawn_at: &'a Cell<Option<Rectangle>>,
+}
+
+/// The gesture of a key of the timeline: `+`/`-` zoom, ←/→ pan, ↑/↓ Y zoom, Home/End.
+/// The app takes keys from the window's events that no widget captured (a focused text
+/// field captures what is typed into it), not from the canvases.
+pub fn key_gesture(key: &keyboard::Key) -> Option<Gesture> {
+    Some(match key.as_ref() {
+        keyboard::Key::Character("+") | keyboard::Key::Character("=") => Gesture::Zoom {
+            anchor: 0.5,
+            factor: 0.5,
+        },
+        keyboard::Key::Character("-") => Gesture::Zoom {
+            anchor: 0.5,
+            factor: 2.0,
+        },
+        keyboard::Key::Named(key::Named::ArrowLeft) => Gesture::Pan(-0.1),
+        keyboard::Key::Named(key::Named::ArrowRight) => Gesture::Pan(0.1),
+        keyboard::Key::Named(key::Named::ArrowUp) => Gesture::YZoom(0.8),
+        keyboard::Key::Named(key::Named::ArrowDown) => Gesture::YZoom(1.25),
+        keyboard::Key::Named(key::Named::Home) => Gesture::Home,
+        keyboard::Key::Named(key::Named::End) => Gesture::End,
+        _ => return None,
+    })
 }
 
 /// Maps a canvas event to a message (shared by lanes and the axis).
@@ -134,26 +168,9 @@ fn interact(
             st.modifiers = *m;
             None
         }
-        Event::Keyboard(keyboard::Event::KeyPressed { key, modifiers, .. }) if primary => {
+        Event::Keyboard(keyboard::Event::KeyPressed { modifiers, .. }) => {
             st.modifiers = *modifiers;
-            let msg = match key.as_ref() {
-                keyboard::Key::Character("+") | keyboard::Key::Character("=") => Gesture::Zoom {
-                    anchor: 0.5,
-                    factor: 0.5,
-                },
-                keyboard::Key::Character("-") => Gesture::Zoom {
-                    anchor: 0.5,
-                    factor: 2.0,
-                },
-                keyboard::Key::Named(key::Named::ArrowLeft) => Gesture::Pan(-0.1),
-                keyboard::Key::Named(key::Named::ArrowRight) => Gesture::Pan(0.1),
-                keyboard::Key::Named(key::Named::ArrowUp) => Gesture::YZoom(0.8),
-                keyboard::Key::Named(key::Named::ArrowDown) => Gesture::YZoom(1.25),
-                keyboard::Key::Named(key::Named::Home) => Gesture::Home,
-                keyboard::Key::Named(key::Named::End) => Gesture::End,
-                _ => return None,
-            };
-            Some(canvas::Action::publish(msg))
+            None
         }
         Event::Mouse(mouse::Event::WheelScrolled { delta }) => {
             let p = pos?;
@@ -254,9 +271,6 @@ impl canvas::Program<Gesture> for LaneCanvas<'_> {
         bounds: Rectangle,
         cursor: mouse::Cursor,
     ) -> Option<canvas::Action<Gesture>> {
-        if !self.keys && matches!(event, Event::Keyboard(keyboard::Event::KeyPressed { .. })) {
-            return None;
-        }
         interact(state, event, bounds, cursor, self.primary, self.plot_width)
     }
 
@@ -356,9 +370,9 @@ fn draw_overlay(frame: &mut Frame, state: &Interaction, hover: Option<f64>, size
     }
 }
 
-/// Height of a column's loss mark (from the top of the lane), px: the loss ratio, at
-/// least [`MIN_LOSS_PX`] for any loss, so that a single lost ping stays visible at every
-/// zoom. Columns containing a frame whose every request was lost are marked over the whole
+/// Height of a column's loss mark (from the top of the lane), px: the loss ratio (failed
+/// over sent, errors included), at least [`MIN_LOSS_PX`] for any failure, so that a
+/// single lost ping stays visible at every zoom. Columns containing a frame whose every request was lost are marked over the whole
 /// height instead (see [`lane_picture`]).
 pub fn loss_mark_height(c: &ColumnStats, plot_h: f32) -> f32 {
     let r = c.loss_ratio().unwrap_or(0.0) as f32;
@@ -369,7 +383,7 @@ pub fn loss_mark_height(c: &ColumnStats, plot_h: f32) -> f32 {
 pub const OUTAGE_MARK: Color = Color::from_rgba(0.93, 0.20, 0.22, 0.55);
 
 /// Draws a lane: the background, then each layer of its [`LanePicture`] as one path
-/// (see [`layer_path`]), then the Y labels.
+/// (see [`layer_path`]). Its Y labels are beside it ([`YAxisCanvas`]), not over the data.
 ///
 /// A band of a whole lane is a single fill, not one rectangle per column, and every edge
 /// lies on whole pixels, so the picture is as crisp as the software reference
@@ -387,26 +401,52 @@ pub fn draw_lane(frame: &mut Frame, cols: &[ColumnStats], view: &TimeView, y: &Y
             frame.fill(&path, layer.color);
         }
     }
-    let bottom = size.height - PAD;
-    let plot_h = (bottom - PAD).max(1.0);
-    let ypx = |v: f32| -> f32 {
-        let f = y.frac(f64::from(v)).clamp(0.0, 1.0) as f32;
-        bottom - f * plot_h
-    };
-    // Y labels last, over the data.
-    for &v in &pic.y_ticks {
-        let py = ypx(v as f32);
-        if py < 14.0 {
-            continue;
-        }
-        frame.fill_text(Text {
-            content: y_label(v),
-            position: Point::new(4.0, py - 1.0),
-            color: LABEL,
-            size: Pixels(11.0),
-            align_y: iced::alignment::Vertical::Bottom,
-            ..Text::default()
+}
+
+/// Width of the Y axis left of each lane, where its labels are (never over the data), px.
+pub const Y_AXIS_WIDTH: f32 = 56.0;
+
+/// The Y axis of a lane: its tick labels, right-aligned at the rows of the lane's grid
+/// lines (the same ticks, [`YScale::ticks`], on the same height).
+pub struct YAxisCanvas<'a> {
+    /// The lane's Y scale.
+    pub y: YScale,
+    /// Its geometry cache (cleared with the lane's).
+    pub cache: &'a Cache,
+}
+
+impl canvas::Program<Gesture> for YAxisCanvas<'_> {
+    type State = ();
+
+    fn draw(
+        &self,
+        _state: &(),
+        renderer: &Renderer,
+        _theme: &Theme,
+        bounds: Rectangle,
+        _cursor: mouse::Cursor,
+    ) -> Vec<Geometry> {
+        let labels = self.cache.draw(renderer, bounds.size(), |frame| {
+            let h = bounds.height.ceil().max(1.0);
+            let bottom = h - PAD;
+            let plot_h = (bottom - PAD).max(1.0);
+            for v in self.y.ticks(h, 22.0) {
+                let py = bottom - self.y.frac(v).clamp(0.0, 1.0) as f32 * plot_h;
+                if !(6.0..=h - 6.0).contains(&py) {
+                    continue;
+                }
+                frame.fill_text(Text {
+                    content: y_label(v),
+                    position: Point::new(bounds.width - 5.0, py.floor() + 0.5),
+                    color: LABEL,
+                    size: Pixels(11.0),
+                    align_x: iced::widget::text::Alignment::Right,
+                    align_y: iced::alignment::Vertical::Center,
+                    ..Text::default()
+                });
+            }
         });
+        vec![labels]
     }
 }
 
@@ -539,7 +579,7 @@ pub struct Layer {
 }
 
 /// What a lane shows, `w`×`h` pixels: [`LANE_BG`], then `layers` in order (grid, gaps,
-/// bands, median, outage and loss marks, boxes behind the Y labels).
+/// bands, median, outage and loss marks, flag marks).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LanePicture {
     /// Width, px.
@@ -548,20 +588,19 @@ pub struct LanePicture {
     pub h: u32,
     /// Layers, bottom first.
     pub layers: Vec<Layer>,
-    /// Y tick values, µs (labelled by [`draw_lane`]).
+    /// Y tick values, µs (labelled by [`YAxisCanvas`] beside the lane).
     pub y_ticks: Vec<f64>,
 }
 
-/// Background of the Y labels (darkens what is under them).
-pub const LABEL_BG: Color = Color::from_rgba(19.0 / 255.0, 21.0 / 255.0, 25.5 / 255.0, 0.7);
-
 /// The picture of a lane of `w`×`h` pixels, one pixel column per column: per column its
-/// gap, outage, bands, median and loss mark. O(pixel columns) whatever the data.
+/// gap, outage, bands, median, loss mark (timeouts in [`LOSS`] over errors in
+/// [`ERROR_LOSS`]) and flag marks at the bottom. O(pixel columns) whatever the data.
 ///
 /// Layers are painted whole, one after the other; within a column they come in the order
 /// a column is composited (bands, then the marks over them), so the result is the same as
-/// compositing column by column. Loss marks, outage columns and outage caps are one opaque
-/// layer painted last (over the bands), which is what compositing them in turn gives.
+/// compositing column by column. Loss marks and outage columns are opaque layers painted
+/// over the bands (errors, then timeouts and outage caps over them), then the flag marks
+/// at the bottom, which is what compositing them in turn gives.
 pub fn lane_picture(
     cols: &[ColumnStats],
     view: &TimeView,
@@ -627,8 +666,10 @@ pub fn lane_picture(
         Vec::new(),
         Vec::new(),
     );
-    // Loss marks hang from the top: one height per column (0 = none).
+    // Loss marks hang from the top: per column, the rows of timeouts (0 = none), then
+    // those of errors below them.
     let mut loss = vec![0u32; if n == 0 { 0 } else { w as usize }];
+    let (mut errors, mut user_stamp, mut timing) = (Vec::new(), Vec::new(), Vec::new());
     let col = |x: u32| &cols[(x as usize * n / w as usize).min(n - 1)];
     if n > 0 {
         for x in 0..w {
@@ -637,8 +678,17 @@ pub fn lane_picture(
                 push(&mut gap, x, (0, h));
                 continue;
             }
+            if c.flags & FLAG_USER_STAMP != 0 {
+                push(&mut user_stamp, x, (h.saturating_sub(FLAG_MARK_PX), h));
+            }
+            if c.flags & TIMING_FLAGS != 0 {
+                let top = h.saturating_sub(2 * FLAG_MARK_PX);
+                push(&mut timing, x, (top, top + FLAG_MARK_PX));
+            }
             if c.is_outage() {
-                loss[x as usize] = h;
+                let t = split_failures(c, h);
+                loss[x as usize] = t;
+                push(&mut errors, x, (t, h));
                 continue;
             }
             if c.received > 0 {
@@ -659,8 +709,11 @@ pub fn lane_picture(
             }
             if c.has_outage {
                 push(&mut outage, x, (0, h));
-            } else if c.lost > 0 {
-                loss[x as usize] = rows(0.0, loss_mark_height(c, plot_h)).1;
+            } else if c.failed() > 0 {
+                let end = rows(0.0, loss_mark_height(c, plot_h)).1;
+                let t = split_failures(c, end);
+                loss[x as usize] = t;
+                push(&mut errors, x, (t, end));
             }
         }
         // A solid cap, three pixels wide, over every column holding an outage: a lone
@@ -687,25 +740,12 @@ pub fn lane_picture(
         (BAND_INNER, inner),
         (MEDIAN, median),
         (OUTAGE_MARK, outage),
+        (ERROR_LOSS, errors),
         (LOSS, loss),
+        (TIMING_MARK, timing),
+        (USER_STAMP_MARK, user_stamp),
     ] {
         layers.push(Layer { color, spans });
-    }
-    // Boxes behind the Y labels (the labels are text, drawn over the picture).
-    for &v in &y_ticks {
-        let py = ypx(v as f32);
-        if py < 14.0 {
-            continue;
-        }
-        let bw = (y_label(v).chars().count() as f32 * 6.2 + 4.0) as u32;
-        let y0 = (py - 14.0).max(0.0) as u32;
-        let y1 = (y0 + 13).min(h);
-        if y1 > y0 {
-            layers.push(Layer {
-                color: LABEL_BG,
-                spans: (2..(2 + bw).min(w)).map(|x| Span { x, y0, y1 }).collect(),
-            });
-        }
     }
     layers.retain(|l| !l.spans.is_empty());
     LanePicture {
@@ -713,6 +753,18 @@ pub fn lane_picture(
         h,
         layers,
         y_ticks,
+    }
+}
+
+/// The row where a failure mark of `rows` rows switches from timeouts (above) to errors
+/// (below): the timeouts' share of the column's failures, rounded, with at least one row
+/// for each kind present when the mark has room.
+fn split_failures(c: &ColumnStats, rows: u32) -> u32 {
+    let share = 1.0 - c.error_share();
+    let t = (f64::from(rows) * share).round() as u32;
+    match (c.lost > 0, c.errors > 0) {
+        (true, true) if rows >= 2 => t.clamp(1, rows - 1),
+        _ => t,
     }
 }
 
@@ -757,6 +809,8 @@ mod tests {
             sent: received + lost,
             received,
             lost,
+            errors: 0,
+            flags: 0,
             q_us: q,
             has_outage: false,
         }
@@ -795,6 +849,59 @@ mod tests {
             assert!(red(px(&img, 9, 4, 0)) && reddish(px(&img, 9, 4, 99)));
             assert_eq!(reds(8), 0.0);
         }
+    }
+
+    #[test]
+    fn errors_are_loss_in_their_own_red_and_never_grey() {
+        let q = [1000.0; 7];
+        // Column 0: every request errored (ICMP unreachable): no reply, no timeout.
+        // Column 1: half the requests failed, a third of those with errors.
+        // Column 2: replies timed in user space at one end, and a late send.
+        let mut unreachable = col(0, 0, [0.0; 7]);
+        unreachable.errors = 10;
+        unreachable.sent = 10;
+        let mut mixed = col(60, 40, q);
+        mixed.errors = 20;
+        mixed.sent = 120;
+        let mut flagged = col(10, 0, q);
+        flagged.flags = FLAG_USER_STAMP | zzping_lib::frame::FLAG_SEND_LATE;
+        assert!(!unreachable.is_gap() && unreachable.is_outage());
+        assert_eq!(unreachable.loss_ratio(), Some(1.0));
+        assert_eq!(mixed.loss_ratio(), Some(0.5));
+        let cols = [unreachable, mixed, flagged];
+        let y = YScale {
+            max_us: 2000.0,
+            sf: 0.0,
+        };
+        let h = 100;
+        let img = lane_pixels(&cols, &TimeView::new(0.0, 3e6), &y, 3, h);
+        let rgb = |c: Color| {
+            let c = c.into_rgba8();
+            [c[0], c[1], c[2]]
+        };
+        // Every row of the unreachable column is the errors' red.
+        for r in 0..h {
+            assert_eq!(px(&img, 3, 0, r), rgb(ERROR_LOSS), "row {r}");
+        }
+        // The mixed column: the mark is half the plot (failed / sent), timeouts on top
+        // (2/3 of it), errors below, then the bands.
+        let plot_h = h as f32 - 2.0 * PAD;
+        let mark = rows_of(&img, 3, 1, h, rgb(LOSS)) + rows_of(&img, 3, 1, h, rgb(ERROR_LOSS));
+        assert!((mark as f32 - plot_h * 0.5).abs() <= 1.0, "{mark}");
+        let lost_rows = rows_of(&img, 3, 1, h, rgb(LOSS)) as f32;
+        assert!(
+            (lost_rows - mark as f32 * 2.0 / 3.0).abs() <= 1.0,
+            "{lost_rows}"
+        );
+        assert_eq!(px(&img, 3, 1, 0), rgb(LOSS));
+        // The flagged column: the two marks at the bottom, nothing red.
+        assert_eq!(px(&img, 3, 2, h - 1), rgb(USER_STAMP_MARK));
+        assert_eq!(px(&img, 3, 2, h - FLAG_MARK_PX - 1), rgb(TIMING_MARK));
+        assert_eq!(rows_of(&img, 3, 2, h, rgb(LOSS)), 0);
+    }
+
+    fn rows_of(img: &[u8], w: u32, x: u32, h: u32, c: [u8; 3]) -> u32 {
+        (0..h).filter(|&r| px(img, w, x, r) == c).count() as u32
     }
 
     #[test]

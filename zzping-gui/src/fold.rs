@@ -7,6 +7,7 @@
 
 use crate::timeline::TimeView;
 use std::sync::Arc;
+use zzping_lib::frame::{FLAG_CLOCK_STEP, FLAG_RECV_OVERFLOW, FLAG_SEND_LATE, FLAG_USER_STAMP};
 use zzping_lib::pyramid::{DayPyramid, PERSISTED_WIDTHS_US};
 use zzping_lib::quantizer::Quantizer;
 use zzping_lib::summary::{DenseHistogram, Summary};
@@ -15,6 +16,29 @@ use zzping_lib::summary::{DenseHistogram, Summary};
 pub const BAND_QUANTILES: [f64; 7] = [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0];
 /// Quantiles of the legend: median, p99.
 const TOTAL_QUANTILES: [f64; 2] = [0.5, 0.99];
+
+/// The frame flags the viewer shows, in the order of [`LaneTotals::flagged`]:
+/// an RTT timed in user space at one end (an upper bound), a wall-clock step, a send more
+/// than one period late, a receive-queue overflow.
+pub const SHOWN_FLAGS: [u8; 4] = [
+    FLAG_USER_STAMP,
+    FLAG_CLOCK_STEP,
+    FLAG_SEND_LATE,
+    FLAG_RECV_OVERFLOW,
+];
+/// The measurement flags other than [`FLAG_USER_STAMP`] (drawn as one mark).
+pub const TIMING_FLAGS: u8 = FLAG_CLOCK_STEP | FLAG_SEND_LATE | FLAG_RECV_OVERFLOW;
+
+/// Failed requests over requests sent: `(lost + errors) / sent` (a request failed when
+/// it got no reply in time: it timed out, its send failed or an ICMP error came back).
+/// `sent` counts every request, so it is at least `received + lost + errors`; the larger
+/// of the two is the denominator (damaged or imported data may say less). `None` when
+/// nothing was sent.
+pub fn failure_ratio(sent: u64, received: u64, lost: u64, errors: u64) -> Option<f64> {
+    let failed = lost + errors;
+    let n = sent.max(received + failed);
+    (n > 0).then(|| failed as f64 / n as f64)
+}
 
 /// What one pixel column shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -25,11 +49,15 @@ pub struct ColumnStats {
     pub sent: u64,
     /// Replies received.
     pub received: u64,
-    /// Requests lost.
+    /// Requests that timed out.
     pub lost: u64,
+    /// Requests whose send failed or that drew an ICMP error.
+    pub errors: u64,
+    /// OR of the frames' `FLAG_*` bits.
+    pub flags: u8,
     /// RTTs at [`BAND_QUANTILES`], µs (meaningful when `received > 0`).
     pub q_us: [f32; 7],
-    /// The column contains at least one frame whose every request was lost (exact, from
+    /// The column contains at least one frame whose every request failed (exact, from
     /// the outage index: a frame-level fact that summaries alone cannot give).
     pub has_outage: bool,
 }
@@ -37,18 +65,30 @@ pub struct ColumnStats {
 impl ColumnStats {
     /// True when the column has no data (no frame, or frames that sent nothing).
     pub fn is_gap(&self) -> bool {
-        self.frames == 0 || self.received + self.lost == 0
+        self.frames == 0 || self.sent.max(self.received + self.failed()) == 0
     }
 
-    /// Loss ratio, when anything was sent.
+    /// Requests that failed: timed out or errors.
+    pub fn failed(&self) -> u64 {
+        self.lost + self.errors
+    }
+
+    /// Loss ratio, failed over sent (see [`failure_ratio`]), when anything was sent.
     pub fn loss_ratio(&self) -> Option<f64> {
-        let n = self.received + self.lost;
-        (n > 0).then(|| self.lost as f64 / n as f64)
+        failure_ratio(self.sent, self.received, self.lost, self.errors)
     }
 
-    /// True when every request of the column was lost.
+    /// The share of errors among the column's failures (0 when none failed).
+    pub fn error_share(&self) -> f64 {
+        match self.failed() {
+            0 => 0.0,
+            f => self.errors as f64 / f as f64,
+        }
+    }
+
+    /// True when every request of the column failed.
     pub fn is_outage(&self) -> bool {
-        self.received == 0 && self.lost > 0
+        self.received == 0 && self.failed() > 0
     }
 }
 
@@ -57,25 +97,34 @@ impl ColumnStats {
 pub struct LaneTotals {
     /// Frames in range.
     pub frames: u64,
+    /// Requests sent.
+    pub sent: u64,
     /// Replies received.
     pub received: u64,
-    /// Requests lost.
+    /// Requests that timed out.
     pub lost: u64,
+    /// Requests whose send failed or that drew an ICMP error.
+    pub errors: u64,
     /// Median RTT, µs.
     pub median_us: Option<u32>,
     /// 99th percentile RTT, µs.
     pub p99_us: Option<u32>,
     /// Outages in the visible range: runs of consecutive frames whose every request was
     /// lost (exact at every zoom, once the outage index is loaded; until then, runs of
-    /// columns whose every request was lost).
+    /// columns whose every request failed).
     pub outages: u32,
+    /// Per flag of [`SHOWN_FLAGS`]: the summaries in range that carry it (frames when
+    /// [`LaneTotals::flag_unit_us`] is 0; summaries of that width otherwise, each holding
+    /// at least one flagged frame).
+    pub flagged: [u64; 4],
+    /// Width of the summaries [`LaneTotals::flagged`] counts, µs (0: frames).
+    pub flag_unit_us: u64,
 }
 
 impl LaneTotals {
-    /// Loss ratio over the range.
+    /// Loss ratio over the range: failed (timeouts and errors) over sent.
     pub fn loss_ratio(&self) -> Option<f64> {
-        let n = self.received + self.lost;
-        (n > 0).then(|| self.lost as f64 / n as f64)
+        failure_ratio(self.sent, self.received, self.lost, self.errors)
     }
 }
 
@@ -93,13 +142,21 @@ pub struct Folder {
     sent: u64,
     received: u64,
     lost: u64,
+    errors: u64,
+    flags: u8,
     /// Codes of the current column.
     column: DenseHistogram,
     /// Codes of the whole range.
     total: DenseHistogram,
     total_frames: u64,
+    total_sent: u64,
     total_received: u64,
     total_lost: u64,
+    total_errors: u64,
+    /// Summaries carrying each of [`SHOWN_FLAGS`].
+    total_flagged: [u64; 4],
+    /// Widest summary width seen (0: frames only).
+    widest_us: u64,
     quantizer: Option<Arc<Quantizer>>,
 }
 
@@ -121,8 +178,12 @@ impl Folder {
         self.clear_column();
         self.total.clear();
         self.total_frames = 0;
+        self.total_sent = 0;
         self.total_received = 0;
         self.total_lost = 0;
+        self.total_errors = 0;
+        self.total_flagged = [0; 4];
+        self.widest_us = 0;
         self.quantizer = quantizer;
         cols.clear();
         cols.resize(n, ColumnStats::default());
@@ -139,6 +200,8 @@ impl Folder {
         self.sent = 0;
         self.received = 0;
         self.lost = 0;
+        self.errors = 0;
+        self.flags = 0;
     }
 
     /// Adds one summary.
@@ -151,8 +214,19 @@ impl Folder {
         }
         // Totals: each summary once.
         self.total_frames += u64::from(s.frames);
+        self.total_sent += u64::from(s.counts.sent);
         self.total_received += u64::from(s.counts.received);
         self.total_lost += u64::from(s.counts.lost);
+        self.total_errors += u64::from(s.counts.errors);
+        if s.flags != 0 {
+            for (n, f) in self.total_flagged.iter_mut().zip(SHOWN_FLAGS) {
+                *n += u64::from(s.flags & f != 0);
+            }
+        }
+        // A summary of one frame counts frames, whatever its width.
+        if s.frames > 1 {
+            self.widest_us = self.widest_us.max(s.width_us);
+        }
         self.total.add_histogram(&s.hist);
         let (lo, hi) = if b - a <= 1.0 {
             let mid = ((a + b) / 2.0).floor();
@@ -176,6 +250,8 @@ impl Folder {
                     cs.sent += u64::from(s.counts.sent);
                     cs.received += u64::from(s.counts.received);
                     cs.lost += u64::from(s.counts.lost);
+                    cs.errors += u64::from(s.counts.errors);
+                    cs.flags |= s.flags;
                     continue;
                 }
                 _ => {
@@ -187,6 +263,8 @@ impl Folder {
             self.sent += u64::from(s.counts.sent);
             self.received += u64::from(s.counts.received);
             self.lost += u64::from(s.counts.lost);
+            self.errors += u64::from(s.counts.errors);
+            self.flags |= s.flags;
             self.column.add_histogram(&s.hist);
         }
     }
@@ -211,6 +289,8 @@ impl Folder {
             sent: self.sent,
             received: self.received,
             lost: self.lost,
+            errors: self.errors,
+            flags: self.flags,
             q_us: [0.0; 7],
             has_outage: false,
         };
@@ -244,11 +324,15 @@ impl Folder {
         let us = |c: Option<u32>| Some(self.quantizer.as_ref()?.decode_saturating(c?));
         LaneTotals {
             frames: self.total_frames,
+            sent: self.total_sent,
             received: self.total_received,
             lost: self.total_lost,
+            errors: self.total_errors,
             median_us: us(q[0]),
             p99_us: us(q[1]),
             outages,
+            flagged: self.total_flagged,
+            flag_unit_us: self.widest_us,
         }
     }
 }
@@ -256,7 +340,7 @@ impl Folder {
 /// Marks the columns of `view` that outage runs `[start, end)` touch (runs in time order;
 /// one that continues the previous one, across a day boundary or the live cut, counts
 /// once) and returns the number of runs in view. Without runs (the index is not loaded
-/// yet) it marks, and counts runs of, the columns whose every request was lost.
+/// yet) it marks, and counts runs of, the columns whose every request failed.
 pub fn mark_outages(
     cols: &mut [ColumnStats],
     view: &TimeView,

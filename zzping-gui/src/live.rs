@@ -3,10 +3,10 @@
 //! costs one redraw per batch, not one per frame). What the events do to the live lanes
 //! is [`crate::live_lanes`]'.
 
+use crate::config::{LiveTarget, resolve_live};
 use iced::Subscription;
 use iced::futures::channel::mpsc;
 use iced::futures::{SinkExt, Stream};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use zzping_lib::live::{ClientConfig, LiveEvent, UdpLiveClient};
 
@@ -41,8 +41,8 @@ pub enum LiveUpdate {
 pub struct DaemonKey {
     /// Index in the configuration.
     pub index: usize,
-    /// Live address.
-    pub addr: SocketAddr,
+    /// The daemon: its address (resolved at each connection attempt) and secret.
+    pub target: LiveTarget,
     /// Seconds of history asked for on subscribe.
     pub prefill_s: u32,
 }
@@ -62,7 +62,7 @@ pub fn spawn(key: &DaemonKey) -> mpsc::Receiver<LiveUpdate> {
     let (tx, rx) = mpsc::channel(16);
     let key = key.clone();
     let spawned = std::thread::Builder::new()
-        .name(format!("live-{}", key.addr))
+        .name(format!("live-{}", key.target.addr))
         .spawn(move || run(key, tx));
     if let Err(e) = spawned {
         tracing::error!("cannot start live thread: {e}");
@@ -76,16 +76,22 @@ fn send(tx: &mut mpsc::Sender<LiveUpdate>, u: LiveUpdate) -> bool {
 
 fn run(key: DaemonKey, mut tx: mpsc::Sender<LiveUpdate>) {
     let daemon = key.index;
-    let mut cfg = ClientConfig::new(key.addr);
-    cfg.prefill_s = key.prefill_s;
     loop {
-        let mut client = match UdpLiveClient::connect(cfg.clone()) {
+        let connected = resolve_live(&key.target.addr)
+            .map_err(|e| format!("cannot resolve {}: {e}", key.target.addr))
+            .and_then(|server| {
+                let mut cfg = ClientConfig::new(server);
+                cfg.prefill_s = key.prefill_s;
+                cfg.secret = key.target.secret;
+                UdpLiveClient::connect(cfg).map_err(|e| e.to_string())
+            });
+        let mut client = match connected {
             Ok(c) => c,
             Err(e) => {
                 let u = LiveUpdate::Status {
                     daemon,
                     connected: false,
-                    detail: e.to_string(),
+                    detail: e,
                 };
                 if !send(&mut tx, u) {
                     return;

@@ -57,10 +57,19 @@ impl App {
                         }
                     }
                     None => {
+                        tracing::info!(
+                            "live host {} ({}) from {}",
+                            label.label,
+                            meta.address,
+                            self.daemons
+                                .get(daemon)
+                                .map_or("?", |d| d.target.addr.as_str())
+                        );
                         let mut lane = Lane::new(label, Source::Live(LiveData::default()));
                         lane.quantizer = q;
                         self.live_index.insert((daemon, host), self.live.len());
                         self.live.push(LaneSlot::new(lane));
+                        crate::app::rank_new(&mut self.live);
                     }
                 }
                 self.sync_history(None);

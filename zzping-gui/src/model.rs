@@ -37,7 +37,7 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 use zzping_lib::codec::QFrame;
-use zzping_lib::pyramid::{LEVEL_WIDTHS_US, PERSISTED_WIDTHS_US, is_outage, push_outage};
+use zzping_lib::pyramid::{LEVEL_WIDTHS_US, PERSISTED_WIDTHS_US, push_outage};
 use zzping_lib::quantizer::Quantizer;
 use zzping_lib::store::DayFile;
 use zzping_lib::summary::Summary;
@@ -154,7 +154,16 @@ pub struct LiveData {
     pub outages: Vec<(u64, u64)>,
     /// Start of the first frame received, µs.
     pub first_us: Option<u64>,
+    /// The ring is full and has dropped its oldest frames: before its first frame only
+    /// the coarse summaries remain.
+    pub ring_dropped: bool,
 }
+
+/// True when every request of `f` failed (timed out or errored) and it sent any.
+pub fn failed_entirely(f: &QFrame) -> bool {
+    f.received() == 0 && f.lost.saturating_add(f.errors) > 0
+}
+
 impl LiveData {
     /// Appends a frame (ignored when older than the latest one).
     pub fn push(&mut self, f: &QFrame) {
@@ -166,7 +175,7 @@ impl LiveData {
         let mut s = Summary::new(f.start_us, u64::from(f.period_us));
         s.add_frame(f);
         self.first_us.get_or_insert(f.start_us);
-        if is_outage(f) {
+        if failed_entirely(f) {
             push_outage(&mut self.outages, f.start_us, f.end_us());
         }
         let bucket = f.start_us / LIVE_COARSE_US * LIVE_COARSE_US;
@@ -188,8 +197,20 @@ impl LiveData {
         }
         if self.frames.len() >= LIVE_RING_FRAMES {
             self.frames.pop_front();
+            self.ring_dropped = true;
         }
         self.frames.push_back(s);
+    }
+
+    /// Where the raw frames of the ring start to hold every frame received, µs: 0 while
+    /// the ring has dropped nothing; else the first 10 s boundary at or after its first
+    /// frame (the coarse summary of the bucket before it also holds dropped frames).
+    pub fn raw_from_us(&self) -> u64 {
+        match (self.ring_dropped, self.frames.front()) {
+            (true, Some(f)) => f.start_us.div_ceil(LIVE_COARSE_US) * LIVE_COARSE_US,
+            (true, None) => u64::MAX,
+            (false, _) => 0,
+        }
     }
 
     /// Start of the first and end of the last frame.
@@ -477,32 +498,46 @@ impl Lane {
                 }
             }
         }
-        // From the cut: the stream.
+        // From the cut: the stream. Raw frames when zoomed in below the coarse width,
+        // wherever the ring still holds every frame (all of it until the ring is full,
+        // so a view that begins before the first frame is drawn from frames too); the
+        // coarse summaries before that and when zoomed out.
         let lfrom = from.max(cut);
-        let mut live_level = None;
+        let mut raw_len = 0;
+        let mut coarse_len = 0;
         if let Source::Live(live) = source
             && lfrom < to
         {
-            let ring_start = live.frames.front().map_or(u64::MAX, |s| s.start_us);
-            if upp < LIVE_COARSE_US as f64 && ring_start <= lfrom {
-                live_level = Some(0);
-                let f = &live.frames;
-                let a = f.partition_point(|s| s.end_us() <= lfrom);
-                let a = a.max(f.partition_point(|s| s.start_us < cut));
-                let b = f.partition_point(|s| s.start_us < to);
-                folder.add_all(f.range(a..b.max(a)), columns);
+            let raw_from = if upp < LIVE_COARSE_US as f64 {
+                live.raw_from_us().max(cut)
             } else {
-                live_level = Some(LIVE_COARSE_US);
+                u64::MAX
+            };
+            if lfrom < raw_from {
                 let c = &live.coarse;
                 let a = c.partition_point(|s| s.end_us() <= lfrom);
                 let a = a.max(c.partition_point(|s| s.start_us < cut));
-                let b = c.partition_point(|s| s.start_us < to);
+                let b = c.partition_point(|s| s.start_us < to.min(raw_from));
                 folder.add_all(c[a..b.max(a)].iter(), columns);
+                coarse_len = to.min(raw_from) - lfrom;
+            }
+            if raw_from < to {
+                let f = &live.frames;
+                let a = f.partition_point(|s| s.end_us() <= lfrom);
+                let a = a.max(f.partition_point(|s| s.start_us < raw_from));
+                let b = f.partition_point(|s| s.start_us < to);
+                folder.add_all(f.range(a..b.max(a)), columns);
+                raw_len = to - lfrom.max(raw_from);
             }
         }
+        let live_level = (raw_len + coarse_len > 0).then_some(if raw_len >= coarse_len {
+            0
+        } else {
+            LIVE_COARSE_US
+        });
         // The status line names the level of the larger part.
         self.level_us = match (disk, live_level) {
-            (true, Some(_)) if disk_to - from > to - lfrom => level.width_us(),
+            (true, Some(_)) if disk_to - from > raw_len + coarse_len => level.width_us(),
             (_, Some(l)) => l,
             _ => level.width_us(),
         };
@@ -769,6 +804,96 @@ mod tests {
         let marked: Vec<usize> = (0..120).filter(|&i| lane.columns[i].has_outage).collect();
         assert_eq!(marked, vec![60]);
         assert!(lane.columns.iter().all(|c| c.lost > 0));
+        assert_eq!(lane.totals.outages, 1);
+    }
+
+    #[test]
+    fn a_live_view_that_begins_before_the_first_frame_is_drawn_from_frames() {
+        // A fresh subscription: 60 s of frames, a 5-minute view ending at the last one
+        // (it begins 4 minutes before the first frame).
+        let q = Quantizer::default();
+        let t0 = 1_700_000_000_000_000u64;
+        let frames: Vec<QFrame> = (0..600u64)
+            .map(|i| {
+                frame(
+                    t0 + i * 100_000,
+                    &[1000 + ((i / 2) % 7) as u32 * 1000],
+                    0,
+                    &q,
+                )
+            })
+            .collect();
+        let mut lane = live_lane(&frames);
+        let end = (t0 + 60_000_000) as f64;
+        let view = TimeView::new(end - 300e6, end);
+        lane.recompute(&view, 1500.0);
+        assert_eq!(lane.level_us, 0, "raw frames, not 10 s summaries");
+        assert_eq!(lane.totals.frames, 600);
+        // 200 ms per column: every column after the first frame holds two frames, with
+        // their own RTT (10 s summaries would put 50 frames, all seven RTTs, in each).
+        let first = lane.columns.iter().position(|c| !c.is_gap()).unwrap();
+        assert_eq!(first, 1200);
+        for c in &lane.columns[first..] {
+            assert_eq!(c.frames, 2);
+            assert_eq!(c.q_us[6], c.q_us[0], "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_full_ring_is_drawn_from_summaries_before_it_and_frames_after_it() {
+        let q = Quantizer::default();
+        let t0 = 1_700_000_000_000_000u64;
+        let n = LIVE_RING_FRAMES as u64 + 1234;
+        let frames: Vec<QFrame> = (0..n)
+            .map(|i| frame(t0 + i * 100_000, &[5000], u32::from(i % 100 == 0), &q))
+            .collect();
+        let mut lane = live_lane(&frames);
+        let Source::Live(live) = &lane.source else {
+            unreachable!()
+        };
+        assert!(live.ring_dropped);
+        let raw_from = live.raw_from_us();
+        assert_eq!(raw_from % LIVE_COARSE_US, 0);
+        assert!(raw_from >= live.frames.front().unwrap().start_us);
+        // A view over the whole history at 2 s per column: every frame counted once,
+        // from summaries before `raw_from` and from frames after it.
+        let end = t0 + n * 100_000;
+        let view = TimeView::new(t0 as f64, end as f64);
+        let cols = ((end - t0) / 2_000_000) as f32;
+        lane.recompute(&view, cols);
+        assert_eq!(lane.totals.frames, n);
+        assert_eq!(lane.totals.lost, n.div_ceil(100));
+        assert_eq!(lane.level_us, 0);
+        // Zoomed into the ring's span: frames only, two per column.
+        let view = TimeView::new(raw_from as f64, raw_from as f64 + 20e6);
+        lane.recompute(&view, 100.0);
+        assert!(
+            lane.columns.iter().all(|c| c.frames == 2),
+            "{:?}",
+            &lane.columns[..3]
+        );
+    }
+
+    #[test]
+    fn a_host_answered_only_by_errors_is_loss_not_a_gap() {
+        let q = Quantizer::default();
+        let t0 = 1_700_000_000_000_000u64;
+        let frames: Vec<QFrame> = (0..50u64)
+            .map(|i| {
+                let mut f = zzping_lib::frame::Frame::new(t0 + i * 100_000, 100_000);
+                f.sent = 5;
+                f.errors = 5;
+                let mut qf = QFrame::default();
+                qf.set_from(&f, &q);
+                qf
+            })
+            .collect();
+        let mut lane = live_lane(&frames);
+        lane.recompute(&TimeView::new(t0 as f64, (t0 + 5_000_000) as f64), 50.0);
+        assert!(lane.columns.iter().all(|c| !c.is_gap() && c.is_outage()));
+        assert!(lane.columns.iter().all(|c| c.has_outage));
+        assert_eq!(lane.totals.loss_ratio(), Some(1.0));
+        assert_eq!((lane.totals.errors, lane.totals.lost), (250, 0));
         assert_eq!(lane.totals.outages, 1);
     }
 

@@ -293,7 +293,6 @@ fn the_history_renders_in_the_live_lane() {
         y: s.y,
         hover: None,
         primary: false,
-        keys: false,
         plot_width: w,
         drawn_at: &s.drawn_at,
     })

@@ -33,7 +33,7 @@ fn lane_point(app: &App, frac: f32) -> Point {
     let title = App::legend_lines(&app.offline[0].lane)[0].clone();
     let mut ui = simulator(app.view());
     let b = ui.find(title).expect("legend title").bounds();
-    let x0 = b.x + zzping_gui::app::LEGEND_WIDTH + 8.0;
+    let x0 = b.x + zzping_gui::app::LEGEND_WIDTH + zzping_gui::canvas::Y_AXIS_WIDTH;
     Point::new(x0 + frac * app.plot_width, b.y + 60.0)
 }
 
@@ -79,7 +79,7 @@ fn legend_shows_exact_values_for_the_visible_range() {
     let p99 = t.p99_us.unwrap();
     assert!((18_850..=19_150).contains(&p99), "p99 {p99}");
     let lines = App::legend_lines(&app.offline[0].lane);
-    assert_eq!(lines[1], "loss 0.55 %");
+    assert_eq!(lines[1], "loss 0.55 % (30 timeouts)");
     assert_eq!(lines[4], "outages 1");
     let mut ui = simulator(app.view());
     for l in &lines {
@@ -87,7 +87,108 @@ fn legend_shows_exact_values_for_the_visible_range() {
             .unwrap_or_else(|e| panic!("{l:?} not rendered: {e:?}"));
     }
     ui.find("beta (192.0.2.9)").expect("second lane's legend");
-    ui.find("loss 0.50 %").expect("second lane's loss");
+    ui.find("loss 0.50 % (30 timeouts)")
+        .expect("second lane's loss");
+}
+
+/// Clicks the widget showing `label` and applies the messages.
+fn click(app: &mut App, label: &str) -> Vec<Message> {
+    let msgs: Vec<Message> = {
+        let mut ui = simulator(app.view());
+        ui.click(label)
+            .unwrap_or_else(|e| panic!("{label:?} not found: {e:?}"));
+        ui.into_messages().collect()
+    };
+    assert!(!msgs.is_empty(), "clicking {label:?} did nothing");
+    for m in msgs.clone() {
+        let _ = app.update(m);
+    }
+    msgs
+}
+
+#[test]
+fn range_buttons_and_go_to_set_the_view() {
+    let (_d, mut app) = setup();
+    let (_, end) = app.extent().unwrap();
+    click(&mut app, "1 h");
+    let v = app.view_range();
+    assert_eq!((v.span_us(), v.t1_us), (3600e6, end as f64));
+    click(&mut app, "5 min");
+    assert_eq!(app.view_range().span_us(), 300e6);
+    click(&mut app, "all");
+    let v = app.view_range();
+    assert!(v.t0_us < T0 as f64 && v.t1_us > end as f64, "{v:?}");
+    // "go to": typed into its field, then Enter; the view starts there, same span.
+    let span = app.view_range().span_us();
+    let msgs: Vec<Message> = {
+        let mut ui = simulator(app.view());
+        ui.click("-2h, yesterday, 2026-11-22T20:00:00+01:00")
+            .expect("go to field");
+        ui.typewrite("2026-01-01T10:00:20Z");
+        ui.tap_key(iced::keyboard::key::Named::Enter);
+        ui.into_messages().collect()
+    };
+    for m in msgs {
+        let _ = app.update(m);
+    }
+    let v = app.view_range();
+    assert_eq!((v.t0_us, v.span_us()), ((T0 + 20_000_000) as f64, span));
+    // A time that is not one: named in the banner, the view unchanged.
+    app.goto_input = "soon".into();
+    let _ = app.update(Message::GoTo);
+    assert_eq!(app.view_range().t0_us, (T0 + 20_000_000) as f64);
+    assert!(
+        app.errors
+            .iter()
+            .any(|e| e.starts_with("go to \"soon\": expected a time")),
+        "{:?}",
+        app.errors
+    );
+}
+
+#[test]
+fn lanes_hide_show_and_reorder() {
+    let (_d, mut app) = setup();
+    let names = |app: &App| -> Vec<String> {
+        app.shown()
+            .iter()
+            .map(|s| s.lane.host.label.clone())
+            .collect()
+    };
+    assert_eq!(names(&app), ["alpha", "beta"]);
+    // The first "↓" moves alpha below beta.
+    click(&mut app, "↓");
+    assert_eq!(names(&app), ["beta", "alpha"]);
+    // The first "hide" now hides beta; its legend leaves the window, a button brings it
+    // back.
+    click(&mut app, "hide");
+    assert_eq!(names(&app), ["alpha"]);
+    {
+        let mut ui = simulator(app.view());
+        assert!(ui.find("beta (192.0.2.9)").is_err());
+    }
+    click(&mut app, "show beta (192.0.2.9)");
+    assert_eq!(names(&app), ["beta", "alpha"]);
+}
+
+#[test]
+fn save_png_lays_out_the_picture_to_share() {
+    let (_d, mut app) = setup();
+    click(&mut app, "Save PNG");
+    assert_eq!(app.capturing, Some(0));
+    assert!(app.share_layout());
+    let caption = app.caption();
+    assert!(caption.contains("alpha (192.0.2.9)") && caption.contains("beta (192.0.2.9)"));
+    assert!(caption.contains("(1 min 0 s)"), "{caption}");
+    let mut ui = simulator(app.view());
+    ui.find(caption.as_str()).expect("caption drawn");
+    ui.find(zzping_gui::window::LEGEND_HELP)
+        .expect("colour key drawn");
+    assert!(ui.find("Open").is_err(), "no toolbar in the picture");
+    drop(ui);
+    // The picture is taken on the second frame after (see `App::capturing`).
+    let _ = app.update(Message::Frame);
+    assert_eq!(app.capturing, Some(1));
 }
 
 #[test]
@@ -174,45 +275,41 @@ fn right_drag_box_zooms() {
     assert!((v.t1_us - before.time_at(0.4)).abs() < before.span_us() * 0.005);
 }
 
+/// Presses `key` in the window with the cursor at `at`, as the runtime does: the event
+/// goes to the widgets, and what none of them captured to [`zzping_gui::app::key_message`].
+fn press(app: &mut App, at: Point, key: iced::keyboard::Key) {
+    let event = iced_test::simulator::press_key(key, None);
+    let (status, msgs): (Vec<_>, Vec<Message>) = {
+        let mut ui = simulator(app.view());
+        ui.point_at(at);
+        let status = ui.simulate([event.clone()]);
+        (status, ui.into_messages().collect())
+    };
+    for m in msgs {
+        let _ = app.update(m);
+    }
+    if let Some(m) = zzping_gui::app::key_message(event, status[0], iced::window::Id::unique()) {
+        let _ = app.update(m);
+    }
+}
+
 #[test]
 fn keyboard_zooms_pans_and_jumps() {
     let (_d, mut app) = setup();
     let span = app.view_range().span_us();
     let at = lane_point(&app, 0.5);
-    let key = |k: iced::keyboard::Key| vec![iced_test::simulator::press_key(k, None)];
-    run(
-        &mut app,
-        at,
-        key(iced::keyboard::Key::Character("+".into())),
-    );
+    use iced::keyboard::{Key, key::Named};
+    press(&mut app, at, Key::Character("+".into()));
     assert!((app.view_range().span_us() - span / 2.0).abs() < 1.0);
-    run(
-        &mut app,
-        at,
-        key(iced::keyboard::Key::Character("-".into())),
-    );
+    press(&mut app, at, Key::Character("-".into()));
     assert!((app.view_range().span_us() - span).abs() < 1.0);
     let t0 = app.view_range().t0_us;
-    run(
-        &mut app,
-        at,
-        key(iced::keyboard::Key::Named(
-            iced::keyboard::key::Named::ArrowRight,
-        )),
-    );
+    press(&mut app, at, Key::Named(Named::ArrowRight));
     assert!((app.view_range().t0_us - t0 - span * 0.1).abs() < 1.0);
-    run(
-        &mut app,
-        at,
-        key(iced::keyboard::Key::Named(iced::keyboard::key::Named::End)),
-    );
+    press(&mut app, at, Key::Named(Named::End));
     let (_, end) = app.extent().unwrap();
     assert!((app.view_range().t1_us - end as f64).abs() < 1.0);
-    run(
-        &mut app,
-        at,
-        key(iced::keyboard::Key::Named(iced::keyboard::key::Named::Home)),
-    );
+    press(&mut app, at, Key::Named(Named::Home));
     let (start, _) = app.extent().unwrap();
     assert!((app.view_range().t0_us - start as f64).abs() < 1.0);
 }
@@ -291,19 +388,41 @@ fn y_controls_and_scale_factor() {
 }
 
 #[test]
-fn keys_go_to_the_path_field_while_it_is_edited() {
-    let (_d, mut app) = setup();
-    let span = app.view_range().span_us();
-    let at = lane_point(&app, 0.5);
-    let _ = app.update(Message::PathChanged("/data/a+b".into()));
-    let plus = vec![iced_test::simulator::press_key(
-        iced::keyboard::Key::Character("+".into()),
-        None,
-    )];
-    run(&mut app, at, plus.clone());
-    assert_eq!(app.view_range().span_us(), span);
-    // Any zoom or pan in the graph gives the keys back to the timeline.
-    let _ = app.update(Message::Pan(0.0));
-    run(&mut app, at, plus);
-    assert!((app.view_range().span_us() - span / 2.0).abs() < 1.0);
+fn keys_typed_into_a_text_field_are_the_fields() {
+    let (_d, app) = setup();
+    // As a keyboard types them: the key and its text.
+    let typed = |c: &str| {
+        iced_test::simulator::press_key(iced::keyboard::Key::Character(c.into()), Some(c.into()))
+    };
+    let (plus, minus) = (typed("+"), typed("-"));
+    let id = iced::window::Id::unique();
+    for field in [
+        "data directory, host directory or .zzp file",
+        "-2h, yesterday, 2026-11-22T20:00:00+01:00",
+    ] {
+        let mut ui = simulator(app.view());
+        ui.click(field).expect("the field");
+        // The focused field captures the keys: the timeline gets none, not even the
+        // first one typed.
+        for key in [&minus, &plus] {
+            let status = ui.simulate([key.clone()]);
+            assert!(zzping_gui::app::key_message(key.clone(), status[0], id).is_none());
+        }
+        let typed: Vec<Message> = ui.into_messages().collect();
+        assert!(
+            typed
+                .iter()
+                .all(|m| matches!(m, Message::PathChanged(_) | Message::GoToChanged(_))),
+            "{typed:?}"
+        );
+        assert_eq!(typed.len(), 2, "{typed:?}");
+    }
+    // Over the lanes, no widget takes "+": it zooms.
+    let mut ui = simulator(app.view());
+    ui.point_at(lane_point(&app, 0.5));
+    let status = ui.simulate([plus.clone()]);
+    assert!(matches!(
+        zzping_gui::app::key_message(plus, status[0], id),
+        Some(Message::Zoom { factor: 0.5, .. })
+    ));
 }

@@ -7,6 +7,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use zzping_gui::config::LiveTarget;
 use zzping_gui::live::{DaemonKey, spawn};
 use zzping_gui::{App, Config, Message, Mode};
 use zzping_lib::file::wall_clock_us;
@@ -14,6 +15,13 @@ use zzping_lib::frame::Frame;
 use zzping_lib::live::{HostMeta, LiveConfig, LiveServer, NoHistory, RECV_BUFFER};
 
 const FRAMES: u64 = 40;
+
+fn target(addr: SocketAddr) -> LiveTarget {
+    LiveTarget {
+        addr: addr.to_string(),
+        secret: None,
+    }
+}
 
 fn meta(label: &str) -> HostMeta {
     HostMeta {
@@ -27,11 +35,20 @@ fn meta(label: &str) -> HostMeta {
 
 /// Serves two hosts, 40 frames each at 100 ms; host 2's frames 10-12 are all lost.
 fn server(stop: Arc<AtomicBool>) -> SocketAddr {
+    server_with(stop, None)
+}
+
+/// [`server`], requiring `secret` of its clients when given.
+fn server_with(stop: Arc<AtomicBool>, secret: Option<[u8; 32]>) -> SocketAddr {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_nonblocking(true).unwrap();
     let addr = sock.local_addr().unwrap();
     std::thread::spawn(move || {
-        let mut s = LiveServer::new(LiveConfig::default()).unwrap();
+        let mut s = LiveServer::new(LiveConfig {
+            secret,
+            ..LiveConfig::default()
+        })
+        .unwrap();
         s.add_host(1, meta("alpha")).unwrap();
         s.add_host(2, meta("beta")).unwrap();
         let base = wall_clock_us() / 100_000 * 100_000;
@@ -88,7 +105,7 @@ fn live_frames_fill_lanes_and_outages_are_counted() {
     let stop = Arc::new(AtomicBool::new(false));
     let addr = server(stop.clone());
     let (mut app, _task) = App::boot(Config {
-        live: vec![addr],
+        live: vec![target(addr)],
         ..Config::default()
     });
     assert_eq!(app.mode, Mode::Live);
@@ -98,7 +115,7 @@ fn live_frames_fill_lanes_and_outages_are_counted() {
     );
     let key = DaemonKey {
         index: 0,
-        addr,
+        target: target(addr),
         prefill_s: 60,
     };
     let frames = |app: &App| {
@@ -136,9 +153,55 @@ fn live_frames_fill_lanes_and_outages_are_counted() {
     let med = beta.lane.totals.median_us.unwrap();
     assert!((10_300..=10_500).contains(&med), "median {med}");
     assert_eq!(App::legend_lines(&alpha.lane)[0], "alpha (192.0.2.50)");
-    // The view follows the newest data.
+    // The view follows the newest data, and fits what there is: 4 s of frames give the
+    // shortest live span, drawn from the raw frames (not from 10 s summaries).
     let v = app.view_range();
     assert!((v.t1_us - wall_clock_us() as f64).abs() < 2e6);
+    assert_eq!(v.span_us(), zzping_gui::app::MIN_FIT_SPAN_US);
+    assert_eq!(alpha.lane.level_us, 0, "{}", app.status_line());
+    assert!(app.status_line().contains("from raw frames"));
+}
+
+#[test]
+fn a_daemon_that_requires_a_secret_is_watched_with_it() {
+    let secret = [7u8; 32];
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = server_with(stop.clone(), Some(secret));
+    // Without the secret: never subscribed (the server ignores unauthenticated
+    // messages), so no lane within the client's retries.
+    let (mut app, _task) = App::boot(Config {
+        live: vec![target(addr)],
+        ..Config::default()
+    });
+    let key = DaemonKey {
+        index: 0,
+        target: target(addr),
+        prefill_s: 0,
+    };
+    pump(&mut app, &key, Duration::from_millis(1500), |a| {
+        !a.live.is_empty()
+    });
+    assert!(app.live.is_empty());
+    assert!(app.status_line().contains("waiting for daemon"));
+    // With it: the hosts and their frames.
+    let with = LiveTarget {
+        addr: addr.to_string(),
+        secret: Some(secret),
+    };
+    let (mut app, _task) = App::boot(Config {
+        live: vec![with.clone()],
+        ..Config::default()
+    });
+    let key = DaemonKey {
+        index: 0,
+        target: with,
+        prefill_s: 0,
+    };
+    pump(&mut app, &key, Duration::from_secs(10), |a| {
+        a.live.len() == 2 && a.live.iter().all(|s| s.lane.totals.frames > 0)
+    });
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(app.live.len(), 2);
 }
 
 #[test]
@@ -149,12 +212,12 @@ fn a_silent_daemon_shows_waiting() {
         s.local_addr().unwrap()
     };
     let (mut app, _task) = App::boot(Config {
-        live: vec![addr],
+        live: vec![target(addr)],
         ..Config::default()
     });
     let key = DaemonKey {
         index: 0,
-        addr,
+        target: target(addr),
         prefill_s: 0,
     };
     pump(&mut app, &key, Duration::from_millis(1500), |_| false);

@@ -27,7 +27,6 @@ fn render_lane() -> Image {
         y: s.y,
         hover: None,
         primary: false,
-        keys: false,
         plot_width: W,
         drawn_at: &s.drawn_at,
     })
@@ -236,7 +235,6 @@ fn the_rendered_lane_matches_the_software_reference() {
             y: s.y,
             hover: None,
             primary: false,
-            keys: false,
             plot_width: W,
             drawn_at: &s.drawn_at,
         })

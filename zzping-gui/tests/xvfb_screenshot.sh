@@ -17,8 +17,7 @@
 #   request, and no red where there was no loss nearby.
 # Columns are mapped to time the way the viewer does (pixel x of a lane covers
 # [T0 + x/w (T1 - T0), T0 + (x+1)/w (T1 - T0)) ), frames binned by their 1 s summaries;
-# a column within one pixel (or one summary) of a change is not judged, nor the left
-# 56 px under the Y labels for grey.
+# a column within one pixel (or one summary) of a change is not judged.
 #
 # Usage: zzping-gui/tests/xvfb_screenshot.sh [OUT.png]
 # Needs: Xvfb (Debian: xvfb xauth libxkbcommon-x11-0 libx11-6 libxcursor1 libxrandr2 libxi6),
@@ -130,11 +129,11 @@ lanes = {
 }
 assert sorted(lanes) == ["internet", "router", "wifi-ap"], f"lanes: {sorted(lanes)}"
 
-# The known layout (app.rs `view`): 10 px padding, a 230 px legend and 8 px spacing on
-# the left, lanes stacked top to bottom with 4 px between them, sharing the height.
+# The known layout (window.rs `view`): 10 px padding, a 230 px legend and the 56 px Y
+# axis on the left, lanes stacked top to bottom with 4 px between them, sharing the height.
 order = sorted(lanes.values(), key=lambda r: r[2])
 for (x0, x1, y0, y1) in order:
-    assert abs(x0 - (10 + 230 + 8)) <= 1 and abs(x1 - (1600 - 10)) <= 1, f"lane x {x0}..{x1}"
+    assert abs(x0 - (10 + 230 + 56)) <= 1 and abs(x1 - (1600 - 10)) <= 1, f"lane x {x0}..{x1}"
 heights = [y1 - y0 for (_, _, y0, y1) in order]
 assert max(heights) - min(heights) <= 1 and min(heights) > 100, f"lane heights {heights}"
 for a, b in zip(order, order[1:]):
@@ -178,14 +177,8 @@ for name, (x0, x1, y0, y1) in lanes.items():
                     maybe_lost[k] = True
     for x in range(1, pw - 1):
         X = x0 + x
-        # Xvfb leaves the pointer at the screen's centre, over the window: the viewer
-        # draws its hover line through that column.
-        if abs(X - 1920 // 2) <= 1:
-            continue
-        # Judge only where the neighbours agree (a column on an edge may go either way),
-        # right of the Y labels' boxes (canvas.rs: from x 2, 6.2 px per character and
-        # 4 px, up to 8 characters: 56 px).
-        if x >= 56 and has_frame[x - 1] == has_frame[x] == has_frame[x + 1]:
+        # Judge only where the neighbours agree (a column on an edge may go either way).
+        if has_frame[x - 1] == has_frame[x] == has_frame[x + 1]:
             grey = sum(near(px(X, y), GAP, 10) for y in range(y0 + 2, y1 - 2, 5))
             total = len(range(y0 + 2, y1 - 2, 5))
             # (Grid lines cross the gap: most, not all, of the samples are grey.)
