@@ -687,9 +687,43 @@ impl HostWriter {
         self.segment_day = Some(crate::time::day_start_us(first_start_us));
     }
 
-    /// Buffers `frame`. Opens the next day's file (flushing the current one) when the frame
-    /// starts a new UTC day. The frame's period must be the writer's.
+    /// Buffers `frame`, quantized with the writer's precision. Opens the next day's file
+    /// (flushing the current one) when the frame starts a new UTC day; a new segment's
+    /// creation time is the wall clock read here. The frame's period must be the
+    /// writer's.
     pub fn append(&mut self, frame: &Frame) -> Result<(), FileError> {
+        let mut q = std::mem::take(&mut self.qframe);
+        q.set_from(frame, &self.quantizer);
+        q.period_us = self.cfg.period_us;
+        let r = self.append_quantized(&q, wall_clock_us());
+        self.qframe = q;
+        r
+    }
+
+    /// Like [`HostWriter::append`] for a frame already quantized with a quantizer of the
+    /// writer's precision (so a producer with several consumers quantizes once), with the
+    /// wall clock handed in (`now_us`: a new segment's creation time). The frame's period
+    /// must be the writer's and its codes ascending and below [`Quantizer::code_count`];
+    /// anything else is refused with [`FileError::Config`] and nothing is buffered.
+    pub fn append_quantized(&mut self, frame: &QFrame, now_us: u64) -> Result<(), FileError> {
+        if frame.period_us != self.cfg.period_us {
+            return Err(FileError::Config(format!(
+                "frame at {} µs: period {} µs, the writer's is {} µs",
+                frame.start_us, frame.period_us, self.cfg.period_us
+            )));
+        }
+        if !frame.codes.is_sorted()
+            || frame
+                .codes
+                .last()
+                .is_some_and(|&c| c >= self.quantizer.code_count())
+        {
+            return Err(FileError::Config(format!(
+                "frame at {} µs: codes not ascending below {} (quantized with another precision?)",
+                frame.start_us,
+                self.quantizer.code_count()
+            )));
+        }
         let day = crate::time::day_start_us(frame.start_us);
         if self.segment_day != Some(day) || self.torn {
             if self.segment_day.is_some_and(|d| d != day) {
@@ -697,11 +731,9 @@ impl HostWriter {
                 self.file = None;
             }
             self.torn = false;
-            self.start_segment(frame.start_us, wall_clock_us());
+            self.start_segment(frame.start_us, now_us);
         }
-        self.qframe.set_from(frame, &self.quantizer);
-        self.qframe.period_us = self.cfg.period_us;
-        self.encoder.encode(&self.qframe, &mut self.pending);
+        self.encoder.encode(frame, &mut self.pending);
         self.frames_written += 1;
         Ok(())
     }
@@ -850,6 +882,48 @@ mod tests {
             SegmentHeader::decode(&buf),
             Err(HeaderError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_frame_quantized_once_is_written_as_append_writes_it() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut plain = HostWriter::open(a.path(), host(), cfg()).unwrap();
+        let mut once = HostWriter::open(b.path(), host(), cfg()).unwrap();
+        let quantizer = Quantizer::new(cfg().precision).unwrap();
+        let mut q = QFrame::default();
+        let now_us = T0 + 42;
+        for i in 0..20u64 {
+            let f = frame(T0 + i * 100_000, &[900 + i as u32, 15_000, 250]);
+            plain.append(&f).unwrap();
+            q.set_from(&f, &quantizer);
+            once.append_quantized(&q, now_us).unwrap();
+        }
+        // Codes of another precision, or another period, are refused and nothing is
+        // buffered.
+        let mut foreign = q.clone();
+        foreign.start_us += 100_000;
+        foreign.codes = vec![quantizer.code_count()];
+        assert!(matches!(
+            once.append_quantized(&foreign, now_us),
+            Err(FileError::Config(_))
+        ));
+        foreign.codes = vec![3, 1];
+        assert!(once.append_quantized(&foreign, now_us).is_err());
+        foreign.codes.clear();
+        foreign.period_us = 50_000;
+        assert!(once.append_quantized(&foreign, now_us).is_err());
+        assert_eq!(once.frames_written(), 20);
+        plain.sync().unwrap();
+        once.sync().unwrap();
+        let (pa, pb) = (
+            day_file(plain.host_dir(), crate::time::day_start_us(T0)),
+            day_file(once.host_dir(), crate::time::day_start_us(T0)),
+        );
+        assert_eq!(read_all(&pa), read_all(&pb));
+        // The segment's creation time is the one handed in.
+        let mut r = FileReader::open(&pb).unwrap();
+        r.next_frame().unwrap();
+        assert_eq!(r.header().unwrap().created_us, now_us);
     }
 
     #[test]
