@@ -7,7 +7,8 @@
 //! - [`engine`]: clock-injectable core (scheduling, sequence numbers, matching, frames);
 //! - [`sock`]: datagram/raw ICMP sockets with kernel receive timestamps;
 //! - [`recv`]: the receive thread and its bounded queue;
-//! - [`daemon`]: the mio event loop on the main thread;
+//! - [`daemon`]: the mio event loop on the main thread, a table of named steps (open,
+//!   events, replies, sends, tick, chores, sleep, shutdown);
 //! - [`config`]: CLI + TOML configuration;
 //! - [`listen`]: the listening addresses of the live stream and the exporter;
 //! - [`live`]: the live-stream server (zzping-lib's sans-IO server on a UDP socket);

@@ -16,7 +16,7 @@ use mio::Registry;
 use mio::net::UdpSocket;
 use thiserror::Error;
 use tracing::{debug, warn};
-use zzping_lib::frame::Frame;
+use zzping_lib::codec::QFrame;
 use zzping_lib::live::{
     HostMeta, LiveConfig, LiveError, LiveServer, RECV_BUFFER, SecretError, StoreHistory,
     check_listen_addr, read_secret_file,
@@ -142,9 +142,10 @@ impl Live {
         self.history.remove_host(id.slot);
     }
 
-    /// A final frame.
-    pub fn on_frame(&mut self, id: HostId, frame: &Frame, now_us: u64) {
-        self.server.on_frame(id.slot, frame, now_us);
+    /// A final frame, already quantized with the precision given to [`Live::set_host`]
+    /// (the daemon quantizes each frame once for the files and the live stream).
+    pub fn on_qframe(&mut self, id: HostId, frame: &QFrame, now_us: u64) {
+        self.server.on_qframe(id.slot, frame, now_us);
     }
 
     /// The socket is readable: hands every queued datagram to the server.

@@ -28,8 +28,6 @@ pub const WATCHDOG_PID_ENV: &str = "WATCHDOG_PID";
 pub struct Notifier {
     sock: Option<UnixDatagram>,
     watchdog_timeout_us: Option<u64>,
-    /// Monotonic time of the next `WATCHDOG=1`, ns.
-    watchdog_at_ns: u64,
 }
 
 impl Notifier {
@@ -52,7 +50,6 @@ impl Notifier {
         Notifier {
             sock,
             watchdog_timeout_us,
-            watchdog_at_ns: 0,
         }
     }
 
@@ -77,22 +74,6 @@ impl Notifier {
     /// `WATCHDOG=1` (allocation-free).
     pub fn watchdog(&self) {
         self.send(b"WATCHDOG=1");
-    }
-
-    /// The watchdog chore, called on every loop iteration: sends `WATCHDOG=1` when due
-    /// (monotonic `now_ns`), then not again for [`Notifier::watchdog_interval_ns`].
-    pub fn tick(&mut self, now_ns: u64) {
-        if let Some(every) = self.watchdog_interval_ns()
-            && now_ns >= self.watchdog_at_ns
-        {
-            self.watchdog();
-            self.watchdog_at_ns = now_ns.saturating_add(every);
-        }
-    }
-
-    /// When the loop must wake for [`Notifier::tick`] (monotonic ns), if ever.
-    pub fn next_deadline(&self) -> Option<u64> {
-        self.watchdog_interval_ns().map(|_| self.watchdog_at_ns)
     }
 
     /// `STOPPING=1`.
@@ -162,19 +143,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify");
         let server = UnixDatagram::bind(&path).unwrap();
-        let mut n = Notifier {
+        let n = Notifier {
             sock: Some(connect(path.to_str().unwrap()).unwrap()),
             watchdog_timeout_us: Some(2_000_000),
-            watchdog_at_ns: 0,
         };
         assert_eq!(n.watchdog_interval_ns(), Some(1_000_000_000));
         n.ready("pinging 2 hosts");
-        // The chore: due at once, then every second (half the 2 s timeout).
-        n.tick(5_000_000_000);
-        assert_eq!(n.next_deadline(), Some(6_000_000_000));
-        n.tick(5_999_999_999);
-        n.tick(6_000_000_000);
-        assert_eq!(n.next_deadline(), Some(7_000_000_000));
+        // The loop's watchdog chore sends these, every second here (half the timeout).
+        n.watchdog();
+        n.watchdog();
         n.stopping();
         let mut buf = [0u8; 256];
         let mut got = Vec::new();
@@ -198,10 +175,8 @@ mod tests {
         let n = Notifier {
             sock: Some(connect(&format!("@{name}")).unwrap()),
             watchdog_timeout_us: None,
-            watchdog_at_ns: 0,
         };
         assert_eq!(n.watchdog_interval_ns(), None);
-        assert_eq!(n.next_deadline(), None);
         n.watchdog();
         let k = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..k], b"WATCHDOG=1");

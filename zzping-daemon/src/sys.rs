@@ -1,4 +1,4 @@
-//! Thin Linux wrappers: timerfd, signalfd, capability dropping, rusage.
+//! Thin Linux wrappers: signalfd, capability dropping, rusage, the loop's `ppoll` sleep.
 
 use std::io;
 use std::mem::size_of;
@@ -9,78 +9,6 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
         Err(io::Error::last_os_error())
     } else {
         Ok(rc)
-    }
-}
-
-/// A `CLOCK_MONOTONIC` timerfd armed with absolute ns deadlines.
-///
-/// `mio::Poll::poll` timeouts are whole milliseconds on epoll, which would make sends up
-/// to 1 ms late; a timerfd registered with mio wakes the loop with ns precision (subject
-/// to the kernel's timer slack, 50 µs by default for normal threads; we set it to 1 µs).
-pub struct TimerFd {
-    fd: OwnedFd,
-}
-
-impl TimerFd {
-    /// Creates the timer (non-blocking, close-on-exec).
-    pub fn new() -> io::Result<TimerFd> {
-        // SAFETY: plain syscall.
-        let fd = cvt(unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        })?;
-        // SAFETY: fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // Tighter wakeups for this thread (best effort).
-        // SAFETY: plain prctl.
-        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
-        Ok(TimerFd { fd })
-    }
-
-    /// Fires at monotonic `deadline_ns` (in the past: immediately).
-    pub fn arm(&self, deadline_ns: u64) -> io::Result<()> {
-        let d = deadline_ns.max(1);
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: (d / 1_000_000_000) as libc::time_t,
-                tv_nsec: (d % 1_000_000_000) as libc::c_long,
-            },
-        };
-        // SAFETY: valid itimerspec; old value not requested.
-        cvt(unsafe {
-            libc::timerfd_settime(
-                self.fd.as_raw_fd(),
-                libc::TFD_TIMER_ABSTIME,
-                &spec,
-                std::ptr::null_mut(),
-            )
-        })?;
-        Ok(())
-    }
-
-    /// Consumes expirations (non-blocking).
-    pub fn drain(&self) {
-        let mut n = 0u64;
-        // SAFETY: reading 8 bytes into a live u64.
-        unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                (&mut n as *mut u64).cast(),
-                size_of::<u64>(),
-            )
-        };
-    }
-}
-
-impl AsRawFd for TimerFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
     }
 }
 

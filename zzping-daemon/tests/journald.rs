@@ -113,8 +113,11 @@ fn journald_gets_structured_records_with_priorities() {
     // INFO is journald's "notice" (5); every record names the program and its source.
     assert_eq!(pinging["PRIORITY"], "5", "{pinging:?}");
     assert_eq!(pinging["SYSLOG_IDENTIFIER"], "zzping-daemon");
-    assert_eq!(pinging["TARGET"], "zzping_daemon::daemon");
-    assert!(pinging["CODE_FILE"].ends_with("daemon.rs"), "{pinging:?}");
+    assert_eq!(pinging["TARGET"], "zzping_daemon::daemon::targets");
+    assert!(
+        pinging["CODE_FILE"].ends_with("daemon/targets.rs"),
+        "{pinging:?}"
+    );
     assert!(
         msgs.iter().any(|m| msg(m).starts_with("stopped: ")),
         "{msgs:?}"

@@ -5,6 +5,10 @@ use mio::{Events, Poll};
 use proptest::prelude::*;
 
 use super::*;
+use crate::engine::HostId;
+use crate::icmp::Family;
+use crate::sock::Kind;
+use zzping_lib::frame::Frame;
 
 fn id(slot: u32) -> HostId {
     HostId {

@@ -1,0 +1,514 @@
+//! The main thread: one mio event loop, written as a table of stages.
+//!
+//! One `ppoll` on the epoll fd per wakeup, one match on the token per event, and each
+//! step below a named function (in the order it runs):
+//!
+//! | step | what | file |
+//! |---|---|---|
+//! | `open` | ICMP sockets (then every capability dropped), data directory, signalfd, poll, live stream and exporter (fatal when asked for and impossible), receive thread, engine, retention, targets started, chores armed, `READY=1` | `open.rs` |
+//! | clock check | a wall-clock step against the monotonic clock flags the open frames | here |
+//! | `on_event` | the events that ended the sleep: [`SIGNALS`] (SIGINT/SIGTERM stop, SIGHUP reloads), [`WAKER`] (the receive queue is filling up), [`LIVE`] (live-stream datagrams), [`METRICS`] and its connections (`/metrics` scrapes) | here |
+//! | `take_replies` | the receive frontier when a loss is due to be declared, then the receive thread's queue into the engine (matching, RTTs) | here |
+//! | `send_due` | every request due: `sendto`, then committed with its timing | `send.rs` |
+//! | `tick` | the engine's expiries and frame rotation; the live server's datagrams and paced history; the exporter's connection deadlines | here |
+//! | `chores` | the due chores (`timers.rs`): flush, status table, name re-resolution, retry of unresolved names, totals log, retention, watchdog, end of `--duration`, end of waiting for replies when stopping | here, `targets.rs` |
+//! | `sleep` | until the earliest deadline (engine, live server, exporter, chores) or an event | here |
+//! | `shutdown` | every frame final, the last live datagrams, fsync, the receive thread joined, `/metrics` kept up for `metrics_linger_s`, the exit line | here |
+//!
+//! Final frames leave the engine through [`Outputs`] (`outputs.rs`): quantized once for
+//! the files and the live stream, counted by the exporter. Targets, re-resolution and the
+//! SIGHUP reload are in `targets.rs`, the status table and log lines in `report.rs`.
+//!
+//! # Time
+//! The loop reads the clocks once per wakeup ([`clock::now`]) and hands that [`Now`] to
+//! every step and part (engine, outputs, live server, exporter). Only the send step reads
+//! them again, around each `sendto` (the send time and the bracket of its kernel stamp),
+//! and the sleep converts its deadline to a timeout.
+//!
+//! # Stopping
+//! A signal or the end of `--duration` stops the sends; the loop keeps receiving until
+//! every request in flight has an outcome or its timeout (plus grace) has passed, then
+//! shuts down. A second signal stops at once (and skips the `/metrics` linger).
+
+mod open;
+mod outputs;
+mod report;
+mod send;
+mod targets;
+mod timers;
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use mio::{Events, Poll, Token, Waker};
+use tracing::{info, warn};
+use zzping_lib::frame::FLAG_RECV_OVERFLOW;
+
+use crate::clock::{self, Now};
+use crate::config::{Cli, Config};
+use crate::engine::{Engine, Reply};
+use crate::icmp;
+use crate::metrics::Health;
+use crate::notify::Notifier;
+use crate::recv::{self, Receiver, ReplyQueue};
+use crate::sock::IcmpSocket;
+use crate::sys::{self, SignalFd};
+
+pub use outputs::Outputs;
+pub use report::{RunReport, write_status};
+use timers::{Chore, Timers};
+
+/// Signal token.
+pub const SIGNALS: Token = Token(1);
+/// Receive-thread waker token.
+pub const WAKER: Token = Token(2);
+/// The live-stream server's socket.
+pub const LIVE: Token = Token(3);
+/// The Prometheus exporter's listener (connections: `metrics::CONN_BASE + slot`).
+pub const METRICS: Token = Token(4);
+
+/// How long after a request's timeout it is expected to be expired under ordinary
+/// scheduling (the engine's grace: one receive batching window plus the loop's latency).
+/// Sizes tables and the clean stop's wait; whether a request is lost is decided by the
+/// receive frontier (`recv::frontier`), not by this.
+pub const GRACE_NS: u64 = crate::recv::BATCH_NS + 5_000_000;
+/// Replies the receive queue holds.
+const QUEUE_CAPACITY: usize = 16_384;
+const SEC: u64 = 1_000_000_000;
+/// How often the totals are logged (info).
+const STATS_EVERY_NS: u64 = 900 * SEC;
+/// How often retention runs.
+const RETENTION_EVERY_NS: u64 = 3600 * SEC;
+
+fn secs_ns(s: f64) -> u64 {
+    (s * 1e9).clamp(1.0, 1e18) as u64
+}
+
+/// Where the loop is in stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Pinging.
+    Running,
+    /// No more sends; waiting for the requests in flight.
+    Draining,
+    /// Leave the loop (`linger`: serve `/metrics` for `metrics_linger_s` first).
+    Now { linger: bool },
+}
+
+impl Stop {
+    fn is_stopping(self) -> bool {
+        self != Stop::Running
+    }
+}
+
+/// The loop's state: the parts it drives and the scratch it reuses.
+struct Daemon {
+    cfg: Config,
+    cli: Cli,
+    engine: Engine,
+    outputs: Outputs,
+    sockets: [Option<Arc<IcmpSocket>>; 2],
+    targets: Vec<targets::Target>,
+    poll: Poll,
+    signals: SignalFd,
+    /// The receive thread's waker (it holds a clone; kept for the loop's lifetime).
+    _waker: Arc<Waker>,
+    queue: Arc<ReplyQueue>,
+    /// The sockets the receive thread reads (for the loop's own frontier proof).
+    recv_sockets: Vec<Arc<IcmpSocket>>,
+    /// Monotonic ns through which every message the kernel queued has been handed to the
+    /// engine (the receive frontier, taken before this wakeup's drain; 0: not needed).
+    received_through: u64,
+    receiver: Option<Receiver>,
+    notifier: Notifier,
+    timers: Timers,
+    stop: Stop,
+    /// Replies taken from the queue (reused).
+    replies: Vec<Reply>,
+    /// The echo request being sent (reused).
+    packet: [u8; icmp::PACKET_LEN],
+    /// Queue drops already reported.
+    queue_drops_seen: u64,
+    /// Lines of the last status table (to redraw it in place on a TTY).
+    status_lines: usize,
+    tty: bool,
+    /// Process CPU time at start, ns.
+    cpu0: u64,
+}
+
+/// Runs the daemon until SIGINT/SIGTERM or the end of `--duration`.
+pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
+    let mut d = Daemon::open(cli, cfg)?;
+    let mut events = Events::with_capacity(16);
+    loop {
+        let now = clock::now();
+        d.outputs.set_now(now);
+        d.check_clock(now);
+        for ev in events.iter() {
+            d.on_event(ev.token(), now);
+        }
+        d.take_replies(now);
+        d.send_due(now);
+        d.tick(now);
+        d.chores(now);
+        if d.leaving() {
+            break;
+        }
+        d.sleep(now, &mut events)?;
+    }
+    Ok(d.shutdown())
+}
+
+impl Daemon {
+    /// Flags the open frames when the wall clock stepped against the monotonic clock.
+    fn check_clock(&mut self, now: Now) {
+        if let Some(step) = self.engine.observe_clock(now) {
+            warn!(
+                "wall clock stepped by {:.3} s; frames flagged",
+                step as f64 / 1e9
+            );
+        }
+    }
+
+    /// One event that ended the sleep.
+    fn on_event(&mut self, token: Token, now: Now) {
+        match token {
+            SIGNALS => {
+                while let Some(sig) = self.signals.read() {
+                    match sig {
+                        libc::SIGHUP => self.reload(now),
+                        _ => self.begin_stop(now, &format!("signal {sig}")),
+                    }
+                }
+            }
+            // The replies are taken every wakeup; the waker only ended the sleep.
+            WAKER => {}
+            LIVE => {
+                if let Some(l) = &mut self.outputs.live {
+                    l.on_readable(now.real_us());
+                }
+            }
+            t if self.outputs.metrics.as_ref().is_some_and(|m| m.owns(t)) => {
+                let h = self.health(false);
+                if let Some(m) = &mut self.outputs.metrics {
+                    m.on_event(t, now.mono_ns, &h);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands the receive thread's replies to the engine; a queue overflow flags the open
+    /// frames. First, when a request in flight is due to be declared lost, takes the
+    /// receive frontier (how far the receive thread has handed everything over).
+    fn take_replies(&mut self, now: Now) {
+        self.received_through = if self.engine.expiry_due(now.mono_ns) {
+            recv::frontier(&self.queue, &self.recv_sockets, GRACE_NS)
+        } else {
+            0
+        };
+        self.replies.clear();
+        self.queue.drain_into(&mut self.replies);
+        for r in &self.replies {
+            self.engine.on_reply(r, &mut self.outputs);
+        }
+        if let Some(m) = &mut self.outputs.metrics {
+            m.exporter.note_replies(&self.replies);
+        }
+        let dropped = self.queue.dropped();
+        if dropped != self.queue_drops_seen {
+            warn!(
+                "receive queue overflow: {} replies dropped",
+                dropped - self.queue_drops_seen
+            );
+            self.queue_drops_seen = dropped;
+            self.engine.flag_all(FLAG_RECV_OVERFLOW);
+        }
+    }
+
+    /// Per-wakeup work of the engine, the live server and the exporter.
+    fn tick(&mut self, now: Now) {
+        self.engine
+            .tick(now, self.received_through, &mut self.outputs);
+        if let Some(l) = &mut self.outputs.live {
+            l.pump(now.real_us());
+        }
+        if let Some(m) = &mut self.outputs.metrics {
+            m.tick(now.mono_ns);
+        }
+    }
+
+    /// Runs every due chore (each re-arms itself if it repeats).
+    fn chores(&mut self, now: Now) {
+        while let Some(chore) = self.timers.take_due(now.mono_ns) {
+            match chore {
+                Chore::Flush => {
+                    self.outputs.flush(false);
+                    self.timers
+                        .arm(chore, now.mono_ns + secs_ns(self.cfg.flush_interval_s));
+                }
+                Chore::Status => {
+                    self.status_lines = write_status(
+                        &mut self.engine,
+                        &mut std::io::stdout().lock(),
+                        self.tty,
+                        self.status_lines,
+                    );
+                    self.timers.arm(chore, now.mono_ns + SEC);
+                }
+                Chore::Resolve => {
+                    self.re_resolve(now);
+                    self.timers
+                        .arm(chore, now.mono_ns + secs_ns(self.cfg.resolve_interval_s));
+                }
+                // Re-armed by `start_target` while some name still does not resolve.
+                Chore::RetryUnresolved => self.retry_unresolved(now),
+                Chore::Stats => {
+                    info!("running: {}", self.summary());
+                    self.timers.arm(chore, now.mono_ns + STATS_EVERY_NS);
+                }
+                Chore::Retention => {
+                    self.apply_retention(now);
+                    self.timers.arm(chore, now.mono_ns + RETENTION_EVERY_NS);
+                }
+                Chore::Watchdog => {
+                    self.notifier.watchdog();
+                    if let Some(every) = self.notifier.watchdog_interval_ns() {
+                        self.timers.arm(chore, now.mono_ns + every);
+                    }
+                }
+                Chore::End => self.begin_stop(now, "duration reached"),
+                Chore::GiveUpWaiting => {
+                    if self.stop == Stop::Draining {
+                        self.stop = Stop::Now { linger: true };
+                    }
+                }
+                // Armed only by `linger`.
+                Chore::LingerEnd => {}
+            }
+        }
+    }
+
+    /// Stops the sends and starts waiting for the replies in flight; a second call stops
+    /// at once.
+    fn begin_stop(&mut self, now: Now, why: &str) {
+        if self.stop.is_stopping() {
+            info!("{why} while stopping: stopping now");
+            self.stop = Stop::Now { linger: false };
+            return;
+        }
+        info!("{why}: stopping (waiting for replies in flight)");
+        self.notifier.stopping();
+        self.engine.stop_sending();
+        self.stop = Stop::Draining;
+        let c = self.engine.config();
+        self.timers.disarm(Chore::End);
+        self.timers.arm(
+            Chore::GiveUpWaiting,
+            now.mono_ns + c.timeout_ns + c.grace_ns,
+        );
+    }
+
+    /// Whether the loop is done: stopped at once, or stopping with nothing in flight.
+    fn leaving(&mut self) -> bool {
+        if self.stop == Stop::Draining && self.engine.unresolved() == 0 {
+            self.stop = Stop::Now { linger: true };
+        }
+        matches!(self.stop, Stop::Now { .. })
+    }
+
+    /// The earliest deadline of the engine, the live server, the exporter and the chores
+    /// (monotonic ns).
+    fn next_deadline(&self, now: Now) -> u64 {
+        let mut next = self
+            .engine
+            .next_deadline(now)
+            .min(self.timers.next().unwrap_or(u64::MAX));
+        if let Some(t) = self
+            .outputs
+            .live
+            .as_ref()
+            .and_then(|l| l.next_deadline_us(now.real_us()))
+        {
+            // Wall-clock µs to monotonic ns.
+            let mono = i128::from(t) * 1000 - now.offset_ns();
+            next = next.min(mono.clamp(0, i128::from(u64::MAX)) as u64);
+        }
+        if let Some(t) = self
+            .outputs
+            .metrics
+            .as_ref()
+            .and_then(|m| m.next_deadline())
+        {
+            next = next.min(t);
+        }
+        next
+    }
+
+    /// Sleeps until the next deadline or an event, collecting the events (if any) into
+    /// `events`.
+    fn sleep(&mut self, now: Now, events: &mut Events) -> Result<()> {
+        let next = self.next_deadline(now);
+        wait(&mut self.poll, next, events)
+    }
+
+    /// Daemon-wide values for a scrape.
+    fn health(&self, stopped: bool) -> Health {
+        Health {
+            stats: self.engine.stats(),
+            lateness: *self.engine.lateness(),
+            rx_wait: *self.engine.rx_wait(),
+            queue_drops: self.queue_drops_seen,
+            frames: self.outputs.frames,
+            write_errors: self.outputs.write_errors(),
+            stopped,
+            cpu_ns: sys::process_cpu_ns(),
+        }
+    }
+
+    /// The totals line of the periodic and exit logs.
+    fn summary(&self) -> String {
+        report::summary(
+            &self.engine,
+            self.outputs.frames,
+            self.outputs.write_errors(),
+            sys::process_cpu_ns().saturating_sub(self.cpu0),
+            self.queue_drops_seen,
+        )
+    }
+
+    /// Deletes frame files (and sidecars) of every host whose day ended more than
+    /// `retention_days` days ago (zzping-lib's retention). Errors are logged, never fatal.
+    fn apply_retention(&self, now: Now) {
+        if let Some(days) = self.cfg.retention_days {
+            for p in apply_retention(&self.cfg.data_dir, days, now.real_us()) {
+                info!("retention: removed {}", p.display());
+            }
+        }
+    }
+
+    /// Every frame made final and written, the receive thread stopped, `/metrics` kept
+    /// up for the linger, the exit line logged.
+    fn shutdown(mut self) -> RunReport {
+        let now = clock::now();
+        self.outputs.set_now(now);
+        self.engine.finish(&mut self.outputs);
+        if let Some(l) = &mut self.outputs.live {
+            // Let subscribers have the last frames.
+            l.pump(now.real_us());
+        }
+        self.outputs.flush(true);
+        if let Some(r) = self.receiver.take() {
+            r.stop();
+        }
+        self.queue_drops_seen = self.queue.dropped();
+        if self.outputs.metrics.is_some()
+            && self.cfg.metrics_linger_s > 0.0
+            && self.stop == (Stop::Now { linger: true })
+        {
+            self.linger(secs_ns(self.cfg.metrics_linger_s));
+        }
+        let st = self.engine.stats();
+        let cpu_ns = sys::process_cpu_ns().saturating_sub(self.cpu0);
+        let report = RunReport {
+            sent: st.sent,
+            received: st.received,
+            frames: self.outputs.frames,
+            cpu_ns,
+            late_p99_us: self.engine.lateness().quantile_us(0.99),
+            tx_stamped: st.tx_stamped,
+        };
+        info!("stopped: {}", self.summary());
+        report
+    }
+
+    /// After pinging stopped and every frame is final: keeps answering `/metrics` (with
+    /// the final counts and `zzping_stopped 1`) for `for_ns`, or until a signal.
+    fn linger(&mut self, for_ns: u64) {
+        info!(
+            "pinging stopped, counts final; serving /metrics for {:.1} s more (a signal ends it)",
+            for_ns as f64 / 1e9
+        );
+        let start = clock::mono_ns();
+        self.timers.disarm_all();
+        self.timers
+            .arm(Chore::LingerEnd, start.saturating_add(for_ns));
+        if self.notifier.watchdog_interval_ns().is_some() {
+            self.timers.arm(Chore::Watchdog, start);
+        }
+        let mut events = Events::with_capacity(16);
+        loop {
+            let now = clock::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    SIGNALS if self.signals.read().is_some() => {
+                        info!("signal: stopping now");
+                        return;
+                    }
+                    t => {
+                        let h = self.health(true);
+                        if let Some(m) = self.outputs.metrics.as_mut().filter(|m| m.owns(t)) {
+                            m.on_event(t, now.mono_ns, &h);
+                        }
+                    }
+                }
+            }
+            let Some(m) = &mut self.outputs.metrics else {
+                return;
+            };
+            m.tick(now.mono_ns);
+            let next = m.next_deadline().unwrap_or(u64::MAX);
+            while let Some(chore) = self.timers.take_due(now.mono_ns) {
+                match chore {
+                    Chore::Watchdog => {
+                        self.notifier.watchdog();
+                        if let Some(every) = self.notifier.watchdog_interval_ns() {
+                            self.timers.arm(chore, now.mono_ns + every);
+                        }
+                    }
+                    _ => return,
+                }
+            }
+            let next = next.min(self.timers.next().unwrap_or(u64::MAX));
+            if let Err(e) = wait(&mut self.poll, next, &mut events) {
+                warn!("{e:#}");
+                return;
+            }
+        }
+    }
+}
+
+/// Sleeps until monotonic `deadline_ns` or an event: `ppoll` on the epoll fd has ns
+/// precision and leaves events queued, so a wakeup for a send costs no `epoll_wait` and
+/// no timerfd round trip (two syscalls per ping instead of four). mio collects the events
+/// only when some are pending; `events` is left empty otherwise (and when interrupted).
+fn wait(poll: &mut Poll, deadline_ns: u64, events: &mut Events) -> Result<()> {
+    events.clear();
+    match sys::wait_readable_until(poll.as_raw_fd(), deadline_ns) {
+        Ok(true) => match poll.poll(events, Some(std::time::Duration::ZERO)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                events.clear();
+                Ok(())
+            }
+            Err(e) => Err(e).context("polling"),
+        },
+        Ok(false) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(()),
+        Err(e) => Err(e).context("waiting for events"),
+    }
+}
+
+/// Deletes frame files (and sidecars) of every host whose day ended more than `days`
+/// days ago (zzping-lib's retention). Errors are logged, never fatal.
+pub fn apply_retention(data_dir: &Path, days: u32, now_us: u64) -> Vec<std::path::PathBuf> {
+    match zzping_lib::store::remove_older_than(data_dir, days, now_us) {
+        Ok(v) => v,
+        Err(e) => {
+            warn!("retention: {e}");
+            Vec::new()
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Where final frames go: each is quantized once, then handed to the host's file writer
+//! and the live server (both take the codes), and counted by the exporter (which takes
+//! the exact µs RTTs: its histogram buckets need no codes).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use tracing::{error, info};
+use zzping_lib::codec::QFrame;
+use zzping_lib::file::{HostInfo, HostWriter, WriterConfig};
+use zzping_lib::frame::Frame;
+use zzping_lib::quantizer::Quantizer;
+
+use crate::clock::Now;
+use crate::engine::{FrameOutput, HostId};
+use crate::live::Live;
+use crate::metrics::Metrics;
+
+/// The outputs of final frames: one file writer per host, the live stream and the
+/// exporter when enabled.
+pub struct Outputs {
+    data_dir: PathBuf,
+    writer_cfg: WriterConfig,
+    writers: HashMap<HostId, HostWriter>,
+    /// The live-stream server, when enabled: gets every final frame too.
+    pub live: Option<Live>,
+    /// The Prometheus exporter, when enabled: counts every final frame.
+    pub metrics: Option<Metrics>,
+    /// The files' quantizer (one precision for every host).
+    quantizer: Quantizer,
+    /// The frame being handed out, quantized (reused: no allocation in steady state).
+    q: QFrame,
+    /// The clocks of the loop's current wakeup (handed in by the loop).
+    now: Now,
+    write_errors: u64,
+    failing: bool,
+    /// Frames handed over.
+    pub frames: u64,
+}
+
+impl Outputs {
+    /// Outputs writing under `data_dir` with `writer_cfg`, with the live stream and the
+    /// exporter if enabled.
+    pub(super) fn new(
+        data_dir: &Path,
+        writer_cfg: WriterConfig,
+        live: Option<Live>,
+        metrics: Option<Metrics>,
+    ) -> Result<Self> {
+        let quantizer = Quantizer::new(writer_cfg.precision).context("the files' precision")?;
+        Ok(Outputs {
+            data_dir: data_dir.to_path_buf(),
+            writer_cfg,
+            writers: HashMap::new(),
+            live,
+            metrics,
+            quantizer,
+            q: QFrame::default(),
+            now: Now::default(),
+            write_errors: 0,
+            failing: false,
+            frames: 0,
+        })
+    }
+
+    /// The clocks of the loop's wakeup: frames handed over until the next call were made
+    /// final then.
+    pub(super) fn set_now(&mut self, now: Now) {
+        self.now = now;
+    }
+
+    /// Frame file write errors so far.
+    pub(super) fn write_errors(&self) -> u64 {
+        self.write_errors
+    }
+
+    /// A host starts: opens its files, declares it to the live stream and the exporter.
+    pub(super) fn add_host(&mut self, id: HostId, info: HostInfo) {
+        let (label, addr, name) = (info.label.clone(), info.address, info.name.clone());
+        match HostWriter::open(&self.data_dir, info, self.writer_cfg.clone()) {
+            Ok(w) => {
+                self.writers.insert(id, w);
+            }
+            Err(e) => error!("{label}: cannot open frame files: {e}; frames are not recorded"),
+        }
+        self.declare(id, &label, addr, name);
+    }
+
+    /// A host's address changed: its files start a segment with it, the live stream and
+    /// the exporter show it.
+    pub(super) fn re_point(&mut self, id: HostId, label: &str, addr: IpAddr, name: Option<String>) {
+        if let Some(w) = self.writers.get_mut(&id)
+            && let Err(e) = w.set_address(addr)
+        {
+            tracing::warn!("{label}: recording the new address failed: {e}");
+        }
+        self.declare(id, label, addr, name);
+    }
+
+    fn declare(&mut self, id: HostId, label: &str, addr: IpAddr, name: Option<String>) {
+        if let Some(l) = &mut self.live {
+            l.set_host(
+                id,
+                label,
+                addr,
+                name,
+                self.writer_cfg.period_us,
+                self.writer_cfg.precision,
+            );
+        }
+        if let Some(m) = &mut self.metrics {
+            m.exporter.set_host(id, label, addr);
+        }
+    }
+
+    fn note_error(&mut self, what: &str, label: &str, e: &dyn std::fmt::Display) {
+        self.write_errors += 1;
+        if !self.failing {
+            error!("{label}: {what} failed: {e} (further write errors are counted, not logged)");
+            self.failing = true;
+        }
+    }
+
+    /// Writes every writer's buffered frames (`fsync`: and syncs them).
+    pub(super) fn flush(&mut self, fsync: bool) {
+        let mut errs = Vec::new();
+        for w in self.writers.values_mut() {
+            let r = if fsync { w.sync() } else { w.flush() };
+            if let Err(e) = r {
+                errs.push((w.host().label.clone(), e));
+            }
+        }
+        if errs.is_empty() {
+            if self.failing {
+                info!(
+                    "writes recovered ({} errors while failing)",
+                    self.write_errors
+                );
+            }
+            self.failing = false;
+        }
+        for (l, e) in errs {
+            self.note_error("flush", &l, &e);
+        }
+    }
+}
+
+impl FrameOutput for Outputs {
+    fn frame(&mut self, host: HostId, label: &str, frame: &Frame) {
+        self.frames += 1;
+        self.q.set_from(frame, &self.quantizer);
+        let now_us = self.now.real_us();
+        if let Some(w) = self.writers.get_mut(&host)
+            && let Err(e) = w.append_quantized(&self.q, now_us)
+        {
+            self.note_error("append", label, &e);
+        }
+        if let Some(l) = &mut self.live {
+            l.on_qframe(host, &self.q, now_us);
+        }
+        if let Some(m) = &mut self.metrics {
+            m.exporter.on_frame(host, frame);
+        }
+    }
+
+    fn host_retired(&mut self, host: HostId, label: &str) {
+        if let Some(mut w) = self.writers.remove(&host)
+            && let Err(e) = w.sync()
+        {
+            self.note_error("sync", label, &e);
+        }
+        if let Some(l) = &mut self.live {
+            l.remove_host(host);
+        }
+        if let Some(m) = &mut self.metrics {
+            m.exporter.remove_host(host);
+        }
+        info!("{label}: removed");
+    }
+}

@@ -1,0 +1,74 @@
+//! The send step: every request the engine says is due goes out now.
+//!
+//! This is the one place below the loop that reads the clocks itself, and it must: the
+//! reading just before `sendto` is the request's send time (unless the kernel's transmit
+//! stamp replaces it), and the reading just after bounds where that stamp may fall.
+
+use tracing::{info, warn};
+
+use crate::clock::{self, Now};
+use crate::engine::SendOutcome;
+use crate::icmp;
+
+use super::Daemon;
+
+impl Daemon {
+    /// Sends every request due at `now` (nothing once stopping) and commits each with its
+    /// timing; logs the first failure of a burst and the recovery.
+    pub(super) fn send_due(&mut self, now: Now) {
+        if self.stop.is_stopping() {
+            return;
+        }
+        while let Some(p) = self.engine.poll_send(now) {
+            let sock = self.sockets[p.family.index()].as_deref();
+            let mut err = None;
+            let tx;
+            let mut span_ns = 0;
+            match sock {
+                Some(s) if p.sendable => {
+                    let _ = icmp::emit_echo_request(
+                        p.family,
+                        &mut self.packet,
+                        s.ident(),
+                        p.seq,
+                        p.token,
+                    );
+                    tx = clock::now();
+                    if let Err(e) = s.send_to(&self.packet, p.addr) {
+                        err = Some(e);
+                    }
+                    // The bracket a kernel transmit stamp of this send must fall in.
+                    span_ns = u32::try_from(clock::mono_ns().saturating_sub(tx.mono_ns))
+                        .unwrap_or(u32::MAX);
+                }
+                _ => tx = clock::now(),
+            }
+            let ok = err.is_none() && sock.is_some() && p.sendable;
+            let stamps = ok && sock.is_some_and(|s| s.tx_stamps());
+            match self
+                .engine
+                .commit_send_timed(&p, tx, span_ns, stamps, ok, &mut self.outputs)
+            {
+                SendOutcome::Failed {
+                    consecutive: 1,
+                    seq_exhausted,
+                } => {
+                    let label = self.engine.label(p.host).unwrap_or("?");
+                    match (&err, seq_exhausted) {
+                        (Some(e), _) => warn!(
+                            "{label}: sending to {} failed: {e} (counting errors until it recovers)",
+                            p.addr
+                        ),
+                        (None, true) => warn!("{label}: sequence space full, send refused"),
+                        (None, false) => warn!("{label}: no socket for {}", p.addr),
+                    }
+                }
+                SendOutcome::Sent { recovered_after } if recovered_after > 0 => {
+                    let label = self.engine.label(p.host).unwrap_or("?");
+                    info!("{label}: sending works again after {recovered_after} errors");
+                }
+                _ => {}
+            }
+        }
+    }
+}
