@@ -6,8 +6,10 @@
 //! files over a time range) -> [`summary`] (mergeable histograms) -> [`pyramid`] (zoom
 //! levels persisted beside the files).
 //!
-//! Everything here is pure computation or plain file I/O: no sockets, no threads, no
-//! clocks except where a writer stamps a header.
+//! Everything here is pure computation or plain file I/O with time handed in: no threads,
+//! one socket (the blocking [`live::UdpLiveClient`] for the CLI and tests), and the wall
+//! clock read only by [`file::HostWriter::append`] (a new segment's creation time;
+//! [`file::HostWriter::append_quantized`] takes it handed in) and by `UdpLiveClient`.
 pub mod codec;
 pub mod datadir;
 pub mod file;
