@@ -11,7 +11,7 @@ use common::*;
 use e2e::loopback::{LOOPBACK_RATE, LOOPBACK_SECONDS, Stress, check_loopback, loopback_run};
 
 /// How long a main loop that does not run takes to let the receive queue overflow at
-/// 5,000 replies/s: the queue's 16,384 replies (daemon.rs `QUEUE_CAPACITY`), less a
+/// 5,000 replies/s: the queue's 16,384 replies (daemon/mod.rs `QUEUE_CAPACITY`), less a
 /// margin for the replies the receive thread holds in its batch.
 const QUEUE_FILL_S: f64 = 16_384.0 / 5_000.0 - 0.1;
 

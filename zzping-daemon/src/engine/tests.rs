@@ -1,6 +1,6 @@
 use super::*;
 use crate::icmp::ErrorKind;
-use zzping_lib::frame::FLAG_RECV_OVERFLOW;
+use zzping_lib::frame::{FLAG_RECV_OVERFLOW, FLAG_USER_STAMP};
 
 const MS: u64 = 1_000_000;
 /// 2026-01-01T00:00:00Z, ns (aligned to every period).

@@ -90,9 +90,9 @@ pub fn exit_field(stderr: &str, label: &str) -> f64 {
 /// The number of sends the daemon's schedule allows one host at `rate` per second for
 /// `duration_s`, given the exit line of the run (see [`exit_field`]).
 ///
-/// The mechanism (engine.rs `poll_send`, daemon.rs main loop): a host's sends are due at
-/// absolute times `first + k x interval`, its first within one interval of the start;
-/// each loop iteration sends everything due, and the iteration that finds the duration
+/// The mechanism (engine/send.rs `poll_send`, daemon/mod.rs main loop): a host's sends
+/// are due at absolute times `first + k x interval`, its first within one interval of the
+/// start; each loop iteration sends everything due, and the iteration that finds the duration
 /// over stops after sending. So every send due up to the end is made, unless the loop
 /// fell more than 1 s behind and skipped it (`sends skipped`): at least `rate x
 /// duration - skipped`. Beyond the end, only sends due before that last iteration woke,
