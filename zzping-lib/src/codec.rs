@@ -8,7 +8,7 @@
 //! header) via `reset`.
 //!
 //! ```text
-//! frame = [dt, sent, codes, lost?, duplicates?, late?, errors?, flags?]
+//! frame = [dt, sent, codes, lost?, duplicates?, late?, errors?, flags?, error_kinds?, router?]
 //! ```
 //! - `dt` (int): `start_us - expected_start_us`, where the expected start is the previous
 //!   frame's end (`start + period`), or the base time for the first frame after a reset.
@@ -20,6 +20,12 @@
 //!   to the code before it (>= 0). `received` is the length of this array.
 //! - `lost`, `duplicates`, `late`, `errors`, `flags` (uints): trailing zeros are omitted,
 //!   so a frame without incidents is a 3-element array.
+//! - `error_kinds` (array of uints, format version 2): the errors by kind, as pairs
+//!   `kind, count` with kinds ascending, each once, counts > 0, summing to at most
+//!   `errors` ([`crate::frame::ErrorKind`] numbers the kinds). Omitted when empty and no
+//!   router follows.
+//! - `router` (str, format version 2): the address of the router that sent the frame's
+//!   ICMP errors, as text (`198.18.0.1`, `2001:db8::1`). Omitted when none.
 //!
 //! Integers use the smallest MessagePack width (rmp's `write_uint`/`write_sint`), so any
 //! MessagePack decoder can walk the stream.
@@ -38,7 +44,7 @@ use thiserror::Error;
 /// Most RTTs accepted in one frame (1000 pings/s for 60 s, with room for duplicates).
 pub const MAX_REPLIES_PER_FRAME: u32 = 65_536;
 /// Largest number of elements of a frame array.
-const MAX_FRAME_FIELDS: usize = 8;
+const MAX_FRAME_FIELDS: usize = 10;
 
 /// A quantized frame: a [`Frame`] whose RTTs are quantizer codes, sorted ascending.
 ///
@@ -63,6 +69,10 @@ pub struct QFrame {
     pub flags: u8,
     /// Quantizer codes of the received replies' RTTs, ascending.
     pub codes: Vec<u32>,
+    /// The errors by kind.
+    pub error_kinds: crate::frame::ErrorKinds,
+    /// The router that sent the frame's ICMP errors.
+    pub router: Option<std::net::IpAddr>,
 }
 
 impl QFrame {
@@ -103,6 +113,8 @@ impl QFrame {
         self.period_us = frame.period_us;
         self.set_counts(&frame.counts());
         self.flags = frame.flags;
+        self.error_kinds = frame.error_kinds;
+        self.router = frame.router;
         self.codes.clear();
         // Grow to the source's capacity at once, not to each new record length: a
         // producer that pre-sizes its frames (the daemon does) then never makes this
@@ -119,6 +131,8 @@ impl QFrame {
         frame.clear(self.start_us, self.period_us);
         frame.set_counts(&self.counts());
         frame.flags = self.flags;
+        frame.error_kinds = self.error_kinds;
+        frame.router = self.router;
         frame
             .rtts_us
             .extend(self.codes.iter().map(|&c| q.decode_saturating(c)));
@@ -154,6 +168,38 @@ struct Wire<'a> {
     codes: &'a [u32],
     tail: [u32; 5],
     tail_len: usize,
+    error_kinds: &'a crate::frame::ErrorKinds,
+    router: Option<std::net::IpAddr>,
+}
+
+/// `error_kinds` as pairs `kind, count`.
+struct KindPairs<'a>(&'a crate::frame::ErrorKinds);
+
+impl Serialize for KindPairs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = self.0.iter().count() * 2;
+        let mut seq = s.serialize_seq(Some(n))?;
+        for (k, c) in self.0.iter() {
+            seq.serialize_element(&(k as u8))?;
+            seq.serialize_element(&c)?;
+        }
+        seq.end()
+    }
+}
+
+/// A router address as MessagePack str, formatted without allocating.
+struct RouterText(std::net::IpAddr);
+
+impl Serialize for RouterText {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use std::io::Write;
+        // The longest IPv6 text is 45 bytes (with an embedded IPv4 address).
+        let mut buf = [0u8; 48];
+        let mut w = &mut buf[..];
+        let _ = write!(w, "{}", self.0);
+        let len = 48 - w.len();
+        s.serialize_str(std::str::from_utf8(&buf[..len]).unwrap_or(""))
+    }
 }
 
 struct CodeDeltas<'a> {
@@ -176,15 +222,28 @@ impl Serialize for CodeDeltas<'_> {
 
 impl Serialize for Wire<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(3 + self.tail_len))?;
+        let extra = match (self.error_kinds.is_empty(), self.router) {
+            (_, Some(_)) => 2,
+            (false, None) => 1,
+            (true, None) => 0,
+        };
+        // The kinds and the router come after the whole tail.
+        let tail_len = if extra > 0 { 5 } else { self.tail_len };
+        let mut seq = s.serialize_seq(Some(3 + tail_len + extra))?;
         seq.serialize_element(&self.dt)?;
         seq.serialize_element(&self.sent)?;
         seq.serialize_element(&CodeDeltas {
             first_delta: self.first_delta,
             codes: self.codes,
         })?;
-        for v in &self.tail[..self.tail_len] {
+        for v in &self.tail[..tail_len] {
             seq.serialize_element(v)?;
+        }
+        if extra > 0 {
+            seq.serialize_element(&KindPairs(self.error_kinds))?;
+        }
+        if let Some(r) = self.router {
+            seq.serialize_element(&RouterText(r))?;
         }
         seq.end()
     }
@@ -234,6 +293,8 @@ impl FrameEncoder {
             codes: &frame.codes,
             tail,
             tail_len,
+            error_kinds: &frame.error_kinds,
+            router: frame.router,
         };
         // Writing into a Vec cannot fail, and every value is representable.
         let _ = wire.serialize(&mut rmp_serde::Serializer::new(&mut *out));
@@ -272,7 +333,7 @@ impl FrameDecoder {
         let mut r = Cursor::new(buf);
         let n = r.array_len()?;
         if !(3..=MAX_FRAME_FIELDS).contains(&n) {
-            return Err(invalid(&r, "a frame is an array of 3 to 8 elements"));
+            return Err(invalid(&r, "a frame is an array of 3 to 10 elements"));
         }
         let dt = r.i64()?;
         let start = i128::from(self.expected_start_us) + i128::from(dt);
@@ -307,6 +368,43 @@ impl FrameDecoder {
         }
         if tail[4] > u32::from(u8::MAX) {
             return Err(invalid(&r, "flags do not fit in 8 bits"));
+        }
+        out.error_kinds = crate::frame::ErrorKinds::default();
+        out.router = None;
+        if n > 8 {
+            let len = r.array_len()?;
+            if len % 2 != 0 || len > 2 * crate::frame::ErrorKind::COUNT {
+                return Err(invalid(&r, "error kinds are pairs of kind and count"));
+            }
+            let mut last = None;
+            let mut sum = 0u64;
+            for _ in 0..len / 2 {
+                let kind = r.u32()?;
+                let count = r.u32()?;
+                let kind = u8::try_from(kind)
+                    .ok()
+                    .and_then(crate::frame::ErrorKind::from_u8)
+                    .ok_or_else(|| invalid(&r, "unknown error kind"))?;
+                if last.is_some_and(|l| l >= kind) || count == 0 {
+                    return Err(invalid(
+                        &r,
+                        "error kinds must be ascending, once, with counts",
+                    ));
+                }
+                last = Some(kind);
+                sum += u64::from(count);
+                out.error_kinds.add(kind, count);
+            }
+            if sum > u64::from(tail[3]) {
+                return Err(invalid(&r, "more errors by kind than errors"));
+            }
+        }
+        if n > 9 {
+            let text = r.str()?;
+            out.router = Some(
+                text.parse()
+                    .map_err(|_| invalid(&r, "a router is an IP address"))?,
+            );
         }
         out.start_us = start as u64;
         out.period_us = self.period_us;
@@ -436,6 +534,104 @@ mod tests {
     }
 
     #[test]
+    fn error_kinds_and_router_cost_nothing_until_used() {
+        use crate::frame::{ErrorKind, ErrorKinds};
+        use std::net::IpAddr;
+        let mut kinds = ErrorKinds::default();
+        kinds.add(ErrorKind::HostUnreachable, 3);
+        kinds.add(ErrorKind::NoRoute, 1);
+        let router: IpAddr = "198.18.0.1".parse().unwrap();
+        let frames = [
+            // Errors without kinds (format version 1 or a converted file): as before.
+            QFrame {
+                errors: 2,
+                ..qframe(0, 2, &[])
+            },
+            QFrame {
+                errors: 4,
+                error_kinds: kinds,
+                router: Some(router),
+                ..qframe(100_000, 4, &[])
+            },
+            QFrame {
+                errors: 1,
+                error_kinds: {
+                    let mut k = ErrorKinds::default();
+                    k.add(ErrorKind::NoRoute, 1);
+                    k
+                },
+                ..qframe(200_000, 1, &[])
+            },
+            QFrame {
+                router: Some("2001:db8::1".parse().unwrap()),
+                ..qframe(300_000, 1, &[7])
+            },
+        ];
+        let mut enc = FrameEncoder::new(0);
+        let mut lens = Vec::new();
+        let mut buf = Vec::new();
+        for f in &frames {
+            let before = buf.len();
+            enc.encode(f, &mut buf);
+            lens.push(buf.len() - before);
+        }
+        // [0, 2, [], 0, 0, 0, 2]: 8 bytes, as in version 1.
+        assert_eq!(lens[0], 8);
+        // The tail complete (flags 0), then [0, 1, 7, 3] (5 bytes) and "198.18.0.1" (11).
+        assert_eq!(lens[1], 1 + 1 + 1 + 1 + 5 + 5 + 11);
+        let mut dec = FrameDecoder::new(0, 100_000, 2000);
+        let mut pos = 0;
+        let mut got = QFrame::default();
+        for f in &frames {
+            pos += dec.decode(&buf[pos..], &mut got).unwrap();
+            assert_eq!(&got, f);
+        }
+        assert_eq!(pos, buf.len());
+    }
+
+    #[test]
+    fn malformed_error_kinds_are_invalid() {
+        // [dt, sent, codes, lost, dup, late, errors, flags, kinds, router?]
+        let cases: &[(&[u8], &str)] = &[
+            // Kind 12 does not exist.
+            (
+                &[0x99, 0, 1, 0x90, 0, 0, 0, 1, 0, 0x92, 12, 1],
+                "unknown error kind",
+            ),
+            // Not ascending.
+            (
+                &[0x99, 0, 2, 0x90, 0, 0, 0, 2, 0, 0x94, 7, 1, 0, 1],
+                "ascending",
+            ),
+            // A zero count.
+            (&[0x99, 0, 1, 0x90, 0, 0, 0, 1, 0, 0x92, 7, 0], "ascending"),
+            // More errors by kind than errors.
+            (
+                &[0x99, 0, 3, 0x90, 0, 0, 0, 1, 0, 0x92, 7, 2],
+                "more errors",
+            ),
+            // An odd array.
+            (&[0x99, 0, 1, 0x90, 0, 0, 0, 1, 0, 0x91, 7], "pairs"),
+            // A router that is not an address.
+            (
+                &[
+                    0x9a, 0, 1, 0x90, 0, 0, 0, 1, 0, 0x92, 7, 1, 0xa3, b'a', b'b', b'c',
+                ],
+                "IP address",
+            ),
+        ];
+        for (bytes, want) in cases {
+            let mut dec = FrameDecoder::new(0, 100_000, 2000);
+            match dec.decode(bytes, &mut QFrame::default()) {
+                Err(DecodeError::Invalid { reason, .. }) => {
+                    assert!(reason.contains(want), "{bytes:?}: {reason}")
+                }
+                other => panic!("{bytes:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn truncation_is_reported_not_misread() {
         let mut enc = FrameEncoder::new(0);
         let mut buf = Vec::new();
@@ -470,14 +666,25 @@ mod tests {
 
     prop_compose! {
         fn arb_frames()(raw in prop::collection::vec(
-            (0u64..5, 0u32..2000, prop::collection::vec(0u32..1900, 0..40), prop::array::uniform5(0u32..3), any::<u8>()),
+            (0u64..5, 0u32..2000, prop::collection::vec(0u32..1900, 0..40), prop::array::uniform5(0u32..3), any::<u8>(),
+             prop::collection::vec((0u8..12, 1u32..4), 0..3),
+             prop::option::of(prop_oneof![
+                 any::<[u8; 4]>().prop_map(std::net::IpAddr::from),
+                 any::<[u8; 16]>().prop_map(std::net::IpAddr::from),
+             ])),
             0..30)) -> Vec<QFrame> {
             let mut t = 1_600_000_000_000_000u64;
-            raw.into_iter().map(|(skip, sent, mut codes, tail, flags)| {
+            raw.into_iter().map(|(skip, sent, mut codes, tail, flags, kinds, router)| {
                 t += skip * 100_000;
                 codes.sort_unstable();
+                let mut error_kinds = crate::frame::ErrorKinds::default();
+                for (k, n) in kinds {
+                    error_kinds.add(crate::frame::ErrorKind::from_u8(k).unwrap(), n);
+                }
+                // Kinds never add up to more than the errors.
+                let errors = tail[3].max(error_kinds.total() as u32);
                 let f = QFrame { start_us: t, period_us: 100_000, sent, lost: tail[0], duplicates: tail[1],
-                    late: tail[2], errors: tail[3], flags, codes };
+                    late: tail[2], errors, flags, codes, error_kinds, router };
                 t += 100_000;
                 f
             }).collect()

@@ -30,8 +30,10 @@ use thiserror::Error;
 
 /// Schema name in every segment header.
 pub const SCHEMA: &str = "zzping-frames";
-/// Current format version. Readers refuse segments with a higher version.
-pub const FORMAT_VERSION: u32 = 1;
+/// Current format version. Readers refuse segments with a higher version. Version 2 added
+/// the optional per-frame error kinds and router (see [`crate::codec`]); version 1
+/// segments are read as before.
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes that follow the map marker at the start of every segment header:
 /// fixstr(6) `schema`, fixstr(13) `zzping-frames`.
 pub const SEGMENT_MAGIC: &[u8] = b"\xa6schema\xadzzping-frames";
@@ -875,7 +877,7 @@ mod tests {
             );
         }
         let mut bad = h;
-        bad.version = 2;
+        bad.version = FORMAT_VERSION + 1;
         let mut buf = Vec::new();
         bad.encode(&mut buf);
         assert!(matches!(

@@ -22,6 +22,7 @@
 //! records nothing twice: a request's first reply is the only RTT it ever contributes).
 
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 
 /// Default frame period: 100 ms.
 pub const DEFAULT_PERIOD_US: u32 = 100_000;
@@ -73,11 +74,176 @@ impl Counts {
         self.errors = self.errors.saturating_add(other.errors);
     }
 
-    /// Lost requests over requests with an outcome (`lost / (received + lost)`), or `None`
-    /// when no request has an outcome. Errors are not counted as losses.
+    /// Requests that failed: lost (no reply in time) or errored (a send failure or an
+    /// ICMP error instead of an echo reply).
+    pub fn failed(&self) -> u64 {
+        u64::from(self.lost) + u64::from(self.errors)
+    }
+
+    /// Loss: failed requests over requests with an outcome,
+    /// `(lost + errors) / (received + lost + errors)` (the same as over `sent` once every
+    /// request has an outcome), or `None` when no request has one. A request that drew an
+    /// error got no echo reply: it failed, like a timeout, and counts as loss.
     pub fn loss_ratio(&self) -> Option<f64> {
-        let n = u64::from(self.received) + u64::from(self.lost);
-        (n > 0).then(|| f64::from(self.lost) / n as f64)
+        let n = u64::from(self.received) + self.failed();
+        (n > 0).then(|| self.failed() as f64 / n as f64)
+    }
+}
+
+/// Why a request failed with an error instead of an echo reply. The numbers are written
+/// in frame files (docs/format.md) and never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum ErrorKind {
+    /// `sendto` failed: no route to the destination from this machine (`ENETUNREACH`,
+    /// `EHOSTUNREACH`).
+    NoRoute = 0,
+    /// `sendto` failed: the network or interface is down (`ENETDOWN`, `ENODEV`,
+    /// `EADDRNOTAVAIL`).
+    NetDown = 1,
+    /// `sendto` failed: no buffer space (`ENOBUFS`, `ENOMEM`, `EAGAIN`).
+    NoBuffer = 2,
+    /// `sendto` failed: not permitted (`EPERM`, `EACCES`: a local firewall).
+    Denied = 3,
+    /// This machine's kernel got no answer to ARP or neighbour discovery for the next
+    /// hop, and reported the request's host unreachable.
+    NoNeighbour = 4,
+    /// Another local failure (the send or the machine's own stack).
+    SendOther = 5,
+    /// ICMP destination unreachable: network (no route, on a router of the path).
+    NetUnreachable = 6,
+    /// ICMP destination unreachable: host.
+    HostUnreachable = 7,
+    /// ICMP destination unreachable: administratively prohibited (a filter on the path).
+    Prohibited = 8,
+    /// ICMP time exceeded: the TTL (hop limit) ran out on the path.
+    TtlExceeded = 9,
+    /// ICMP destination unreachable: port or protocol (the host itself refused).
+    PortUnreachable = 10,
+    /// Another ICMP error (fragmentation needed, packet too big, parameter problem).
+    IcmpOther = 11,
+}
+
+impl ErrorKind {
+    /// Number of kinds.
+    pub const COUNT: usize = 12;
+    /// Every kind, by number.
+    pub const ALL: [ErrorKind; ErrorKind::COUNT] = [
+        ErrorKind::NoRoute,
+        ErrorKind::NetDown,
+        ErrorKind::NoBuffer,
+        ErrorKind::Denied,
+        ErrorKind::NoNeighbour,
+        ErrorKind::SendOther,
+        ErrorKind::NetUnreachable,
+        ErrorKind::HostUnreachable,
+        ErrorKind::Prohibited,
+        ErrorKind::TtlExceeded,
+        ErrorKind::PortUnreachable,
+        ErrorKind::IcmpOther,
+    ];
+
+    /// The kind numbered `n` in files.
+    pub fn from_u8(n: u8) -> Option<ErrorKind> {
+        ErrorKind::ALL.get(usize::from(n)).copied()
+    }
+
+    /// Stable machine name (CSV/JSON, Prometheus labels): `no_route`, `host_unreachable`...
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::NoRoute => "no_route",
+            ErrorKind::NetDown => "net_down",
+            ErrorKind::NoBuffer => "no_buffer",
+            ErrorKind::Denied => "denied",
+            ErrorKind::NoNeighbour => "no_neighbour",
+            ErrorKind::SendOther => "send_other",
+            ErrorKind::NetUnreachable => "net_unreachable",
+            ErrorKind::HostUnreachable => "host_unreachable",
+            ErrorKind::Prohibited => "prohibited",
+            ErrorKind::TtlExceeded => "ttl_exceeded",
+            ErrorKind::PortUnreachable => "port_unreachable",
+            ErrorKind::IcmpOther => "icmp_other",
+        }
+    }
+
+    /// The kind whose [`ErrorKind::name`] is `s`.
+    pub fn from_name(s: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// What a person reads: "no route from this machine", "host unreachable"...
+    pub fn describe(self) -> &'static str {
+        match self {
+            ErrorKind::NoRoute => "no route from this machine",
+            ErrorKind::NetDown => "network down on this machine",
+            ErrorKind::NoBuffer => "no buffer space on this machine",
+            ErrorKind::Denied => "sending not permitted on this machine (firewall)",
+            ErrorKind::NoNeighbour => "next hop not answering ARP/ND",
+            ErrorKind::SendOther => "send failed on this machine",
+            ErrorKind::NetUnreachable => "network unreachable",
+            ErrorKind::HostUnreachable => "host unreachable",
+            ErrorKind::Prohibited => "administratively prohibited",
+            ErrorKind::TtlExceeded => "TTL exceeded",
+            ErrorKind::PortUnreachable => "port unreachable",
+            ErrorKind::IcmpOther => "ICMP error",
+        }
+    }
+
+    /// True for failures of this machine itself (a send error, or its own kernel
+    /// reporting the next hop unreachable): a strong "this machine / your LAN" signal.
+    pub fn is_local(self) -> bool {
+        (self as u8) <= ErrorKind::SendOther as u8
+    }
+}
+
+/// Errors of a frame by kind. Their sum is at most the frame's `errors`: frames of
+/// format version 1, and frames converted from legacy formats, carry no kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ErrorKinds([u32; ErrorKind::COUNT]);
+
+impl ErrorKinds {
+    /// Counts `n` errors of `kind` (saturating).
+    pub fn add(&mut self, kind: ErrorKind, n: u32) {
+        let c = &mut self.0[kind as usize];
+        *c = c.saturating_add(n);
+    }
+
+    /// Errors of `kind`.
+    pub fn get(&self, kind: ErrorKind) -> u32 {
+        self.0[kind as usize]
+    }
+
+    /// Errors of any kind.
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|&c| u64::from(c)).sum()
+    }
+
+    /// True when no error has a kind.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&c| c == 0)
+    }
+
+    /// Adds `other` into `self` (saturating).
+    pub fn merge(&mut self, other: &ErrorKinds) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a = a.saturating_add(b);
+        }
+    }
+
+    /// The kinds with errors, by number, with their counts.
+    pub fn iter(&self) -> impl Iterator<Item = (ErrorKind, u32)> + '_ {
+        ErrorKind::ALL
+            .into_iter()
+            .zip(self.0)
+            .filter(|&(_, n)| n > 0)
+    }
+
+    /// The kind with the most errors (the lowest number on a tie), if any.
+    pub fn dominant(&self) -> Option<(ErrorKind, u32)> {
+        self.iter().fold(None, |best, (k, n)| match best {
+            Some((_, m)) if m >= n => best,
+            _ => Some((k, n)),
+        })
     }
 }
 
@@ -104,6 +270,10 @@ pub struct Frame {
     pub flags: u8,
     /// RTT of every received reply, µs; `received` is its length. Any order.
     pub rtts_us: Vec<u32>,
+    /// The errors by kind (see [`ErrorKinds`]).
+    pub error_kinds: ErrorKinds,
+    /// The router that sent this frame's ICMP errors (the last one, if several did).
+    pub router: Option<IpAddr>,
 }
 
 impl Frame {
@@ -165,6 +335,8 @@ impl Frame {
         self.errors = 0;
         self.flags = 0;
         self.rtts_us.clear();
+        self.error_kinds = ErrorKinds::default();
+        self.router = None;
     }
 
     /// True when nothing happened in this frame.
@@ -176,6 +348,8 @@ impl Frame {
             && self.errors == 0
             && self.flags == 0
             && self.rtts_us.is_empty()
+            && self.error_kinds.is_empty()
+            && self.router.is_none()
     }
 }
 
@@ -189,6 +363,37 @@ pub fn period_start(t_us: u64, period_us: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_kinds_are_numbered_named_and_summed() {
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+            assert_eq!(ErrorKind::from_u8(i as u8), Some(*k));
+            assert_eq!(ErrorKind::from_name(k.name()), Some(*k));
+        }
+        assert_eq!(ErrorKind::from_u8(ErrorKind::COUNT as u8), None);
+        assert!(ErrorKind::NoRoute.is_local() && ErrorKind::NoNeighbour.is_local());
+        assert!(!ErrorKind::HostUnreachable.is_local() && !ErrorKind::TtlExceeded.is_local());
+        let mut e = ErrorKinds::default();
+        assert_eq!(e.dominant(), None);
+        e.add(ErrorKind::Prohibited, 2);
+        e.add(ErrorKind::NoRoute, 2);
+        e.add(ErrorKind::TtlExceeded, 1);
+        // A tie goes to the lower number.
+        assert_eq!(e.dominant(), Some((ErrorKind::NoRoute, 2)));
+        assert_eq!(e.total(), 5);
+        let mut m = e;
+        m.merge(&e);
+        assert_eq!(m.get(ErrorKind::Prohibited), 4);
+        assert_eq!(
+            m.iter().collect::<Vec<_>>(),
+            [
+                (ErrorKind::NoRoute, 4),
+                (ErrorKind::Prohibited, 4),
+                (ErrorKind::TtlExceeded, 2)
+            ]
+        );
+    }
 
     #[test]
     fn clear_keeps_capacity() {
@@ -211,7 +416,15 @@ mod tests {
         f.rtts_us.extend([500; 7]);
         let c = f.counts();
         assert_eq!(c.sent, c.received + c.lost + c.errors);
-        assert!((c.loss_ratio().unwrap() - 2.0 / 9.0).abs() < 1e-12);
+        // Loss counts every failed request, the error included: 3 of 10.
+        assert!((c.loss_ratio().unwrap() - 0.3).abs() < 1e-12);
+        // A host answered only by errors has lost everything.
+        let refused = Counts {
+            sent: 5,
+            errors: 5,
+            ..Counts::default()
+        };
+        assert_eq!(refused.loss_ratio(), Some(1.0));
         assert_eq!(Counts::default().loss_ratio(), None);
         let mut m = c;
         m.merge(&c);

@@ -487,18 +487,21 @@ fn sixteen_subscribers_at_once() {
 fn unknown_types_and_versions_are_counted_and_ignored() {
     let mut net = setup(LiveConfig::default(), &["a"]);
     let a = viewer_addr(1);
+    let v = wire::VERSION as u8;
+    // An unknown type of this version; a message of another version (the previous
+    // one, whose frames this version's peers could not decode); garbage.
     net.s
-        .on_datagram(a, &[0x93, 1, 99, 0], net.now, &mut NoHistory);
+        .on_datagram(a, &[0x93, v, 99, 0], net.now, &mut NoHistory);
     net.s
-        .on_datagram(a, &[0x93, 2, 1, 0], net.now, &mut NoHistory);
+        .on_datagram(a, &[0x93, v - 1, 1, 0], net.now, &mut NoHistory);
     net.s.on_datagram(a, &[0xc1, 1], net.now, &mut NoHistory);
     let s = net.s.stats();
     assert_eq!((s.unknown_types, s.bad_version, s.malformed), (1, 1, 1));
     let mut out = vec![0u8; 2048];
     assert!(net.s.poll_transmit(net.now, &mut out).is_none());
     let mut c = LiveClient::new(net.client_cfg(None, 0), net.now).unwrap();
-    c.handle_datagram(server_addr(), &[0x93, 1, 99, 0], net.now);
-    c.handle_datagram(server_addr(), &[0x92, 1], net.now);
+    c.handle_datagram(server_addr(), &[0x93, v, 99, 0], net.now);
+    c.handle_datagram(server_addr(), &[0x92, v], net.now);
     assert_eq!(c.stats().unknown_types, 1);
     assert_eq!(c.stats().malformed, 1);
 }

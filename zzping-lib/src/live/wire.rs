@@ -8,8 +8,9 @@
 use crate::msgpack;
 use std::net::SocketAddr;
 
-/// Protocol version carried as the first element of every message.
-pub const VERSION: u64 = 1;
+/// Protocol version carried as the first element of every message. Version 2 carries
+/// frames of file format version 2 (error kinds and router, see [`crate::codec`]).
+pub const VERSION: u64 = 2;
 
 /// Client -> server: subscribe (first without, then with a cookie).
 pub const T_SUBSCRIBE: u64 = 1;
