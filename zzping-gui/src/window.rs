@@ -518,16 +518,44 @@ pub fn flag_text(flags: u8) -> Option<String> {
     (!said.is_empty()).then(|| said.join("; "))
 }
 
-/// Formats a ratio as a percentage that never rounds a loss to zero.
+/// Formats a ratio as a percentage that never rounds a loss to zero, nor a partial loss to
+/// 100 %.
 pub fn format_pct(r: f64) -> String {
     let p = r * 100.0;
     if p == 0.0 {
         "0 %".into()
+    } else if r >= 1.0 {
+        "100 %".into()
     } else if p < 0.01 {
         "<0.01 %".into()
     } else if p < 10.0 {
         format!("{p:.2} %")
+    } else if p > 99.0 {
+        // Rounded down: only a total loss reads 100 %.
+        format!("{:.2} %", (p * 100.0).floor() / 100.0)
     } else {
         format!("{p:.1} %")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_never_round_to_none_or_all() {
+        assert_eq!(format_pct(0.0), "0 %");
+        assert_eq!(format_pct(1e-6), "<0.01 %");
+        assert_eq!(format_pct(0.0123), "1.23 %");
+        assert_eq!(format_pct(0.5714), "57.1 %");
+        assert_eq!(format_pct(0.99996), "99.99 %");
+        assert_eq!(format_pct(1.0), "100 %");
+        assert_eq!(loss_text(None, 0, 0), "loss –");
+        assert_eq!(loss_text(Some(0.0), 0, 0), "loss 0 %");
+        assert_eq!(loss_text(Some(1.0), 0, 1), "loss 100 % (1 error)");
+        assert_eq!(
+            loss_text(Some(0.5), 1, 2),
+            "loss 50.0 % (1 timeout, 2 errors)"
+        );
     }
 }

@@ -208,8 +208,109 @@ fn each_column_holds_its_frames_own_statistics() {
                     );
                 }
             }
-            Slot::Normal => unreachable!(),
+            Slot::Normal | Slot::Failed { .. } => unreachable!(),
         }
+    }
+}
+
+#[test]
+fn failed_requests_are_red_and_flagged_frames_marked_in_files() {
+    use zzping_gui::canvas::{ERROR_LOSS, LOSS, USER_STAMP_MARK};
+    use zzping_lib::frame::FLAG_USER_STAMP;
+    // 60 s on disk: 0-20 s every request errored (an unreachable host: no timeout, no
+    // reply); 20-40 s replies, some timed in user space (flagged); 40-60 s half the
+    // requests time out and a quarter error.
+    let slot = |i: u64| match i {
+        0..200 => Slot::Failed {
+            rtts: vec![],
+            lost: 0,
+            errors: 10,
+            flags: 0,
+        },
+        200..400 => Slot::Failed {
+            rtts: vec![12_000; 10],
+            lost: 0,
+            errors: 0,
+            flags: if i % 10 == 0 { FLAG_USER_STAMP } else { 0 },
+        },
+        _ => Slot::Failed {
+            rtts: vec![12_000; 2],
+            lost: 4,
+            errors: 2,
+            flags: 0,
+        },
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_host(dir.path(), "laptop", 600, slot);
+    let mut app = app_with(&[p], W);
+    // The read-out: loss with its breakdown, and what a flag means.
+    app.hover = Some(100.5 / 600.0);
+    let lines = app.hover_lines();
+    assert!(
+        lines[1].starts_with("laptop: 10 pings, loss 100 % (10 errors)"),
+        "{lines:?}"
+    );
+    app.hover = Some(250.5 / 600.0);
+    let lines = app.hover_lines();
+    assert_eq!(
+        lines[2],
+        "laptop: some RTTs are upper bounds (timed in user space at one end)"
+    );
+    app.hover = None;
+    let s = &app.offline[0];
+    let cols = &s.lane.columns;
+    assert!(cols[..200].iter().all(|c| !c.is_gap() && c.is_outage()));
+    assert!(cols[..200].iter().all(|c| c.loss_ratio() == Some(1.0)));
+    assert_eq!(s.lane.totals.errors, 2000 + 200 * 2);
+    assert_eq!(s.lane.totals.lost, 200 * 4);
+    // Failed over sent: (2000 + 200 × 6) of (2000 + 2000 + 200 × 8).
+    assert_eq!(s.lane.totals.loss_ratio(), Some(3200.0 / 5600.0));
+    let lines = zzping_gui::App::legend_lines(&s.lane);
+    assert_eq!(lines[1], "loss 57.1 % (800 timeouts, 2400 errors)");
+    assert!(
+        lines.contains(&"RTT upper bounds: 20 frames".to_string()),
+        "{lines:?}"
+    );
+    let el = canvas(LaneCanvas {
+        lane: &s.lane,
+        cache: &s.cache,
+        view: app.view_range(),
+        y: s.y,
+        hover: None,
+        primary: false,
+        plot_width: W,
+        drawn_at: &s.drawn_at,
+    })
+    .width(Length::Fill)
+    .height(Length::Fill);
+    // Scale factor 2: column i is physical x 2i, 2i + 1.
+    let img = render(el.into(), (W, H));
+    let (h, w) = (img.h, img.w);
+    // The unreachable span: the errors' red over the whole height, never grey.
+    for x in [20, 200, 380] {
+        for y in [40, h / 2, h - 10] {
+            assert!(
+                near(img.px(x, y), ERROR_LOSS, 2),
+                "x {x} y {y}: {:?}",
+                img.px(x, y)
+            );
+        }
+    }
+    // A flagged frame's column has the amber mark at the bottom, its neighbours not.
+    assert!(near(img.px(2 * 250, h - 2), USER_STAMP_MARK, 2));
+    assert!(!near(img.px(2 * 255, h - 2), USER_STAMP_MARK, 40));
+    // 40-60 s: the mark hangs half the plot (plus its share of errors), timeouts on top.
+    for x in (2 * 410..w - 20).step_by(37) {
+        assert!(near(img.px(x, 4), LOSS, 2), "x {x}: {:?}", img.px(x, 4));
+        let reds = (0..h)
+            .filter(|&y| near(img.px(x, y), LOSS, 2) || near(img.px(x, y), ERROR_LOSS, 2))
+            .count() as f32;
+        // (1 - 2/8) of the plot (3 px padding each side, at scale 2).
+        let want = 0.75 * (h as f32 - 12.0);
+        assert!(
+            (reds - want).abs() <= 4.0,
+            "x {x}: {reds} red rows, want {want}"
+        );
     }
 }
 

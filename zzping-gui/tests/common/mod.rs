@@ -21,6 +21,18 @@ pub enum Slot {
     Gap,
     /// These replies (µs) and this many lost requests.
     Custom(Vec<u32>, u32),
+    /// These replies (µs), timeouts, errors (send failures, ICMP errors) and `FLAG_*`
+    /// bits.
+    Failed {
+        /// Replies, µs.
+        rtts: Vec<u32>,
+        /// Requests that timed out.
+        lost: u32,
+        /// Requests that errored.
+        errors: u32,
+        /// Frame flags.
+        flags: u8,
+    },
 }
 
 /// Writes `n` frames for host `label` from [`T0`], `slot(i)` deciding each.
@@ -55,6 +67,18 @@ pub fn write_host(dir: &Path, label: &str, n: u64, slot: impl Fn(u64) -> Slot) -
                 f.sent = rtts.len() as u32 + lost;
                 f.rtts_us = rtts;
                 f.lost = lost;
+            }
+            Slot::Failed {
+                rtts,
+                lost,
+                errors,
+                flags,
+            } => {
+                f.sent = rtts.len() as u32 + lost + errors;
+                f.rtts_us = rtts;
+                f.lost = lost;
+                f.errors = errors;
+                f.flags = flags;
             }
         }
         w.append(&f).unwrap();
