@@ -24,6 +24,9 @@ pub const LEGEND_WIDTH: f32 = 230.0;
 pub const LANE_HEIGHT: f32 = 150.0;
 /// Up to this many lanes share the window's height.
 pub const MAX_FILL_LANES: usize = 6;
+/// Frames drawn in the layout to share without the picture coming back, after which
+/// "Save PNG" gives up.
+const CAPTURE_GIVE_UP_FRAMES: u8 = 120;
 /// Default span shown in live mode once there is that much data, µs (5 minutes).
 pub const LIVE_SPAN_US: f64 = 300e6;
 /// Shortest span the live view fits to while data arrives, µs.
@@ -833,6 +836,12 @@ impl App {
                     return window::latest()
                         .and_then(window::screenshot)
                         .map(Message::Screenshot);
+                }
+                // No picture came back (no window answered): back to the window.
+                if n >= CAPTURE_GIVE_UP_FRAMES {
+                    self.capturing = None;
+                    self.errors
+                        .push("Save PNG: the window gave no picture; nothing saved".into());
                 }
             }
             Message::Frame => {

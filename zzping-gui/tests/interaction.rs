@@ -189,6 +189,18 @@ fn save_png_lays_out_the_picture_to_share() {
     // The picture is taken on the second frame after (see `App::capturing`).
     let _ = app.update(Message::Frame);
     assert_eq!(app.capturing, Some(1));
+    // A window that never hands the picture back: after a bounded number of frames the
+    // window is itself again and says so.
+    for _ in 0..200 {
+        let _ = app.update(Message::Frame);
+    }
+    assert_eq!(app.capturing, None);
+    assert!(!app.share_layout());
+    assert!(
+        app.errors.iter().any(|e| e.starts_with("Save PNG")),
+        "{:?}",
+        app.errors
+    );
 }
 
 #[test]

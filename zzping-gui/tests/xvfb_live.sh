@@ -23,7 +23,7 @@
 #
 # Usage: zzping-gui/tests/xvfb_live.sh [OUT_DIR]   (OUT_DIR: keep the pictures)
 # Needs: root (network namespaces), Xvfb, xdotool, python3, iproute2. Prints
-# "1 passed, 0 failed" or "0 passed, 1 failed". Bounded: about 90 s of simulation,
+# "1 passed, 0 failed" or "0 passed, 1 failed". Bounded: at most 120 s of simulation,
 # every wait has a deadline.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -133,7 +133,8 @@ wid="$(timeout 60 xdotool search --sync --name '^zzping' | head -1)" \
 wait_log "live host 198.18.0.31" 1 30
 wait_log "live host 198.18.0.30" 1 30
 wait_log "live host 198.18.0.10" 1 30
-# The prefill and a batch or two of live frames (batches come every 500 ms).
+# The prefill (15 s of three hosts: a few datagrams) comes with the hosts; the viewer
+# hands what arrived to the window every 500 ms: four batches' time.
 sleep 2
 xdotool windowmove "$wid" 0 0 windowfocus --sync "$wid" 2>/dev/null || true
 
