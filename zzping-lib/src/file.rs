@@ -18,7 +18,7 @@
 
 use crate::codec::{DecodeError, FrameDecoder, FrameEncoder, QFrame};
 use crate::frame::Frame;
-use crate::quantizer::{Quantizer, QuantizerError};
+use crate::quantizer::{MAX_PRECISION, MIN_PRECISION, Quantizer};
 use crate::store::layout;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -43,6 +43,10 @@ const READ_CHUNK: usize = 256 * 1024;
 const MAX_VALUE_LEN: usize = 1024 * 1024;
 /// Most issues a reader keeps per file; further ones are only counted.
 const MAX_ISSUES: usize = 256;
+/// Most quantizers a [`FileReader`] keeps (least recently used first out). Segments of a
+/// file normally share one precision; a file of many distinct precisions costs at most
+/// this many tables (up to 1.1 MB each at [`MIN_PRECISION`]), whatever its size.
+pub const QUANTIZER_CACHE: usize = 4;
 /// A writer buffer that cannot be written grows to at most this many bytes; beyond it,
 /// buffered frames are dropped (and counted) and a new segment starts.
 pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
@@ -119,6 +123,13 @@ impl SegmentHeader {
                 header.period_us
             )));
         }
+        // NaN fails both comparisons, so it is refused too.
+        if !(MIN_PRECISION..=MAX_PRECISION).contains(&header.precision) {
+            return Err(HeaderError::Invalid(format!(
+                "precision {} is out of range ({MIN_PRECISION}..={MAX_PRECISION})",
+                header.precision
+            )));
+        }
         Ok((header, used))
     }
 }
@@ -146,16 +157,6 @@ pub enum FileError {
         op: &'static str,
         /// The OS error.
         source: io::Error,
-    },
-    /// A header's quantizer precision is invalid.
-    #[error("{path} at byte {offset}: {source}")]
-    Precision {
-        /// The file.
-        path: PathBuf,
-        /// Offset of the segment header.
-        offset: u64,
-        /// The quantizer's complaint.
-        source: QuantizerError,
     },
     /// The configuration given to a writer is invalid.
     #[error("invalid writer configuration: {0}")]
@@ -282,7 +283,8 @@ pub struct FileReader<R = File> {
     frame: QFrame,
     issues: Vec<Issue>,
     issue_count: u64,
-    /// Cache of quantizers by precision bits (segments of a file share them).
+    /// Quantizers of the segments read, most recently used last (at most
+    /// [`QUANTIZER_CACHE`]).
     quantizers: Vec<Arc<Quantizer>>,
     segments_seen: u64,
     /// Cached result of the search for the next segment magic in `buf`: `None` when not
@@ -313,7 +315,7 @@ impl<R: Read> FileReader<R> {
             frame: QFrame::default(),
             issues: Vec::new(),
             issue_count: 0,
-            quantizers: Vec::new(),
+            quantizers: Vec::with_capacity(QUANTIZER_CACHE),
             segments_seen: 0,
             next_magic: None,
         }
@@ -397,23 +399,25 @@ impl<R: Read> FileReader<R> {
         Ok(n > 0)
     }
 
-    fn quantizer_for(&mut self, precision: f64, at: u64) -> Result<Arc<Quantizer>, FileError> {
-        if let Some(q) = self
+    /// The quantizer of `precision` (valid: [`SegmentHeader::decode`] checked it), from
+    /// the cache or built, evicting the least recently used one.
+    fn quantizer_for(&mut self, precision: f64) -> Option<Arc<Quantizer>> {
+        let bits = precision.to_bits();
+        if let Some(i) = self
             .quantizers
             .iter()
-            .find(|q| q.precision().to_bits() == precision.to_bits())
+            .position(|q| q.precision().to_bits() == bits)
         {
-            return Ok(q.clone());
+            let q = self.quantizers.remove(i);
+            self.quantizers.push(q.clone());
+            return Some(q);
         }
-        let q = Arc::new(
-            Quantizer::new(precision).map_err(|source| FileError::Precision {
-                path: self.path.clone(),
-                offset: at,
-                source,
-            })?,
-        );
+        let q = Arc::new(Quantizer::new(precision).ok()?);
+        if self.quantizers.len() >= QUANTIZER_CACHE {
+            self.quantizers.remove(0);
+        }
         self.quantizers.push(q.clone());
-        Ok(q)
+        Some(q)
     }
 
     /// Skips from `self.pos` to the next segment start (or the end), reporting the skipped
@@ -457,9 +461,10 @@ impl<R: Read> FileReader<R> {
         Ok(())
     }
 
-    /// Returns the next frame, or `None` at the end of the file. Problems in the data are
-    /// recovered from and recorded in [`FileReader::issues`]; only I/O errors and invalid
-    /// header parameters are returned as errors.
+    /// Returns the next frame, or `None` at the end of the file. Problems in the data
+    /// (torn tails, garbage, invalid segment headers: their segment is skipped) are
+    /// recovered from and recorded in [`FileReader::issues`]; only I/O errors are returned
+    /// as errors.
     pub fn next_frame(&mut self) -> Result<Option<&QFrame>, FileError> {
         loop {
             if self.pos >= self.buf.len() && !self.fill()? {
@@ -473,7 +478,13 @@ impl<R: Read> FileReader<R> {
                 let limit = find_magic(rest, 2).map_or(rest.len(), |m| m - 1);
                 match SegmentHeader::decode(&rest[..limit]) {
                     Ok((header, used)) => {
-                        let q = self.quantizer_for(header.precision, at)?;
+                        let Some(q) = self.quantizer_for(header.precision) else {
+                            self.skip_to_next_segment(format!(
+                                "invalid precision {}",
+                                header.precision
+                            ))?;
+                            continue;
+                        };
                         let decoder =
                             FrameDecoder::new(header.base_us, header.period_us, q.code_count());
                         self.segment = Some(Segment {
@@ -1074,5 +1085,103 @@ mod tests {
             [Issue::Garbage { offset, len, .. }] => assert_eq!((*offset, *len), (bad_at, bad_len)),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A segment of `n` frames at `precision` starting at `t`, as raw bytes.
+    fn segment_bytes(precision: f64, t: u64, n: u64) -> Vec<u8> {
+        let h = SegmentHeader {
+            schema: SCHEMA.into(),
+            version: FORMAT_VERSION,
+            host: "198.18.0.1".into(),
+            name: None,
+            period_us: 100_000,
+            precision,
+            created_us: 0,
+            base_us: t,
+            writer: "test".into(),
+        };
+        let mut buf = Vec::new();
+        h.encode(&mut buf);
+        let mut enc = FrameEncoder::new(t);
+        let mut q = QFrame::default();
+        for i in 0..n {
+            q.set_from(
+                &frame(t + i * 100_000, &[700, 900]),
+                &Quantizer::new(0.01).unwrap(),
+            );
+            q.period_us = 100_000;
+            enc.encode(&q, &mut buf);
+        }
+        buf
+    }
+
+    #[test]
+    fn a_nan_precision_skips_its_segment_and_later_segments_are_read() {
+        // 0.01 with an exponent of all ones: NaN (bit flips in a header do such things).
+        let nan = f64::from_bits(0.01f64.to_bits() | (0x7ff << 52));
+        assert!(nan.is_nan());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.zzp");
+        let a = segment_bytes(0.01, T0, 3);
+        let bad = segment_bytes(nan, T0 + 1_000_000, 4);
+        let c = segment_bytes(0.01, T0 + 2_000_000, 5);
+        std::fs::write(&path, [a.clone(), bad.clone(), c].concat()).unwrap();
+        let (frames, issues) = read_all(&path);
+        assert_eq!(frames.len(), 8);
+        assert_eq!(frames[3].start_us, T0 + 2_000_000);
+        match &issues[..] {
+            [
+                Issue::Garbage {
+                    offset,
+                    len,
+                    reason,
+                },
+            ] => {
+                assert_eq!((*offset, *len), (a.len() as u64, bad.len() as u64));
+                assert!(reason.contains("precision NaN"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for p in [0.0, -0.01, 0.6, f64::INFINITY, 1e-5] {
+            let mut buf = Vec::new();
+            SegmentHeader {
+                precision: p,
+                ..SegmentHeader::decode(&a).unwrap().0
+            }
+            .encode(&mut buf);
+            assert!(
+                matches!(SegmentHeader::decode(&buf), Err(HeaderError::Invalid(_))),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn distinct_precisions_keep_at_most_a_few_quantizers() {
+        let mut bytes = Vec::new();
+        let n = 40u64;
+        for i in 0..n {
+            // Fine precisions: the largest tables (hundreds of KB each).
+            let p = MIN_PRECISION * (1.0 + i as f64 / 100.0);
+            bytes.extend(segment_bytes(p, T0 + i * 1_000_000, 1));
+        }
+        let mut r = FileReader::new("mem".into(), &bytes[..]);
+        let mut frames = 0;
+        while let Some(f) = r.next_frame().unwrap() {
+            let codes = f.codes.clone();
+            frames += 1;
+            assert!(r.quantizers.len() <= QUANTIZER_CACHE);
+            let q = r.quantizer().unwrap();
+            assert_eq!(r.header().unwrap().precision, q.precision());
+            assert!(codes.iter().all(|&c| c < q.code_count()));
+        }
+        assert_eq!(frames, n);
+        assert_eq!(r.segments_seen(), n);
+        assert!(r.issues().is_empty());
+        // A precision seen again after eviction is rebuilt, equal to the first.
+        let again = [segment_bytes(0.01, T0, 1), segment_bytes(0.02, T0 + 1, 0)].concat();
+        let mut r = FileReader::new("mem".into(), &again[..]);
+        while r.next_frame().unwrap().is_some() {}
+        assert_eq!(r.quantizers.len(), 2);
     }
 }

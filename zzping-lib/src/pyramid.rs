@@ -61,6 +61,43 @@ pub const PERSISTED_WIDTHS_US: [u64; 4] = [10_000_000, 100_000_000, 1_000_000_00
 pub const SIDECAR_SCHEMA: &str = "zzping-pyramid";
 /// Sidecar format version.
 pub const SIDECAR_VERSION: u32 = 1;
+/// A sidecar is at most this many bytes plus [`SIDECAR_MAX_BYTES_PER_SOURCE_BYTE`] per byte
+/// of its frame file (see [`max_sidecar_len`]).
+pub const SIDECAR_MAX_FIXED_BYTES: u64 = 1 << 20;
+/// Sidecar bytes allowed per byte of the frame file. A summary record costs at most 8
+/// bytes per distinct RTT code (delta and count) and about 20 bytes of counters, in each
+/// of the 4 persisted levels, while its frames took at least 1 byte per code and 4 per
+/// frame; real sidecars are 0.1 to 7 times their frame file (the upper end at one ping
+/// per 60 s frame).
+pub const SIDECAR_MAX_BYTES_PER_SOURCE_BYTE: u64 = 32;
+
+/// The largest sidecar accepted for (and written beside) a frame file of `source_len`
+/// bytes: anything larger is not read (not even into memory) and is rebuilt.
+pub fn max_sidecar_len(source_len: u64) -> u64 {
+    SIDECAR_MAX_FIXED_BYTES
+        .saturating_add(source_len.saturating_mul(SIDECAR_MAX_BYTES_PER_SOURCE_BYTE))
+}
+
+/// Reads and decodes the sidecar `side` of a frame file of `source_len` bytes, after
+/// checking its size against [`max_sidecar_len`] (a sparse or runaway file is refused
+/// before a byte is read). The outer error is the file's (missing, unreadable); the inner
+/// one says why its contents cannot be used.
+pub fn read_sidecar(
+    side: &Path,
+    source_len: u64,
+) -> std::io::Result<Result<DayPyramid, SidecarError>> {
+    use std::io::Read;
+    let f = std::fs::File::open(side)?;
+    let len = f.metadata()?.len();
+    let max = max_sidecar_len(source_len);
+    if len > max {
+        return Ok(Err(SidecarError::TooLarge { len, max }));
+    }
+    let mut buf = Vec::with_capacity(len as usize);
+    // `take`: a file growing while it is read is still read within the bound.
+    f.take(max).read_to_end(&mut buf)?;
+    Ok(decode_sidecar(&buf))
+}
 
 /// True when every request of the frame was lost (an outage, however short).
 pub fn is_outage(f: &QFrame) -> bool {
@@ -423,6 +460,15 @@ pub enum SidecarError {
     /// Valid, but written before the outage index was kept in sidecars.
     #[error("sidecar written by an older version (no outage index)")]
     Outdated,
+    /// The sidecar is larger than any sidecar of its frame file can be
+    /// ([`max_sidecar_len`]); it was not read.
+    #[error("sidecar of {len} bytes is larger than the {max} bytes its frame file allows")]
+    TooLarge {
+        /// The sidecar's size.
+        len: u64,
+        /// The most its frame file allows.
+        max: u64,
+    },
     /// A summary record is invalid.
     #[error("sidecar record at byte {offset}: {reason}")]
     Record {
@@ -594,8 +640,8 @@ pub fn load_or_build(
     let len = std::fs::metadata(frame_file)
         .map_err(FileError::io(frame_file, "stat"))?
         .len();
-    let reason = match std::fs::read(&side) {
-        Ok(buf) => match decode_sidecar(&buf) {
+    let reason = match read_sidecar(&side, len) {
+        Ok(r) => match r {
             Ok(p) if p.source_len == len => return Ok((p, Freshness::Fresh)),
             Ok(p) => format!("stale: built from {} bytes, file has {len}", p.source_len),
             Err(SidecarError::Outdated) => format!("outdated: {}", SidecarError::Outdated),
@@ -604,11 +650,15 @@ pub fn load_or_build(
         Err(e) => format!("missing: {e}"),
     };
     let p = build(frame_file, &PERSISTED_WIDTHS_US)?;
-    if persist {
+    let bytes = encode_sidecar(&p);
+    if persist && (bytes.len() as u64) > max_sidecar_len(len) {
+        // Never read back: not worth writing, and the old one must not stay either.
+        let _ = std::fs::remove_file(&side);
+    } else if persist {
         let tmp = side.with_extension(format!("{}.tmp", crate::store::layout::SIDECAR_EXT));
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&encode_sidecar(&p))?;
+            f.write_all(&bytes)?;
             f.sync_data()?;
             std::fs::rename(&tmp, &side)
         };
@@ -704,6 +754,11 @@ mod tests {
             prop_assert!(matches!(fresh, Freshness::Rebuilt(_)));
             let (again, fresh) = load_or_build(&path, true).unwrap();
             prop_assert_eq!(fresh, Freshness::Fresh);
+            let side_len = std::fs::metadata(sidecar_path(&path)).unwrap().len();
+            let file_len = std::fs::metadata(&path).unwrap().len();
+            prop_assert!(side_len <= max_sidecar_len(file_len));
+            // The per-byte allowance alone covers it (the fixed part is a margin).
+            prop_assert!(side_len <= 500 + file_len * SIDECAR_MAX_BYTES_PER_SOURCE_BYTE);
             prop_assert_eq!(&again.levels, &loaded.levels);
             for l in &again.levels {
                 prop_assert_eq!(Some(l), p.level(l.width_us));
@@ -745,6 +800,31 @@ mod tests {
         std::fs::write(sidecar_path(&path), b"garbage").unwrap();
         let (_, fresh) = load_or_build(&path, false).unwrap();
         assert!(matches!(fresh, Freshness::Rebuilt(ref r) if r.starts_with("unreadable")));
+    }
+
+    #[test]
+    fn a_huge_sparse_sidecar_is_refused_unread_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), &frames(&[(0, vec![1000], 0)]));
+        let len = std::fs::metadata(&path).unwrap().len();
+        let side = sidecar_path(&path);
+        // 1.5 GB of holes: reading it would cost 1.5 GB of memory.
+        let huge = 1_500_000_000;
+        std::fs::File::create(&side).unwrap().set_len(huge).unwrap();
+        match read_sidecar(&side, len).unwrap() {
+            Err(SidecarError::TooLarge { len: l, max }) => {
+                assert_eq!((l, max), (huge, max_sidecar_len(len)));
+            }
+            other => panic!("{other:?}"),
+        }
+        let (p, fresh) = load_or_build(&path, true).unwrap();
+        assert!(
+            matches!(fresh, Freshness::Rebuilt(ref r) if r.contains("larger than")),
+            "{fresh:?}"
+        );
+        assert_eq!(p.levels[0].summaries.len(), 1);
+        assert!(std::fs::metadata(&side).unwrap().len() < 1000);
+        assert_eq!(load_or_build(&path, false).unwrap().1, Freshness::Fresh);
     }
 
     #[test]

@@ -6,20 +6,22 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use zzping_lib::file::{FileReader, Issue};
-use zzping_lib::pyramid::{SidecarError, decode_sidecar, load_or_build};
+use zzping_lib::pyramid::{SidecarError, load_or_build, read_sidecar};
 use zzping_lib::store::layout::{day_of_file, sidecar_path};
 use zzping_lib::time::US_PER_DAY;
 
 /// Check frame files and their sidecars; exit 1 when problems are found.
 ///
-/// Checks segment headers, torn tails, garbage, frames filed under the wrong UTC day, and
-/// pyramid sidecars (stale or unreadable ones are problems; a missing one is only noted).
+/// Checks segment headers (an invalid one, e.g. a precision that is not a number, makes
+/// its segment undecodable bytes), torn tails, garbage, frames filed under the wrong UTC
+/// day, and pyramid sidecars (stale, unreadable or larger than the frame file allows are
+/// problems, and an oversized one is not read; a missing one is only noted).
 ///
 /// Exit status: 0 when everything is clean, 1 when problems were found (after --repair:
 /// when some remain), 2 on a usage error.
 ///
-/// --repair writes, for each file with torn tails or garbage, a copy without the damaged
-/// bytes, checks that it reads clean with every good frame, then renames the original to
+/// --repair writes, for each file with torn tails, garbage or invalid segments, a copy
+/// without the damaged bytes, checks that it reads clean with every good frame, then renames the original to
 /// `<file>.bak` (never overwriting an existing backup) and puts the copy in its place; the
 /// sidecar is rebuilt. Do not repair a file the daemon is still appending to (today's).
 #[derive(Debug, clap::Args)]
@@ -92,8 +94,8 @@ fn check(path: &Path) -> FileCheck {
     }
     let side = sidecar_path(path);
     let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    match std::fs::read(&side) {
-        Ok(buf) => match decode_sidecar(&buf) {
+    match read_sidecar(&side, len) {
+        Ok(r) => match r {
             Ok(p) if p.source_len == len => {}
             Ok(p) => {
                 c.sidecar = Some(format!(

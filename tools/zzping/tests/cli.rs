@@ -388,6 +388,167 @@ fn verify_and_repair_keep_the_original() {
     assert!(stdout(&o).contains("0 with problems"));
 }
 
+/// A segment header of precision NaN between two good segments, as a bit flip leaves it.
+fn nan_precision_file(dir: &Path) -> (PathBuf, u64, u64) {
+    let path = write_host(
+        dir,
+        "gw",
+        "192.168.1.1",
+        &(0..5).map(|i| frame(i, 1000, 2, 0)).collect::<Vec<_>>(),
+    );
+    let bad_at = std::fs::metadata(&path).unwrap().len();
+    write_host(
+        dir,
+        "gw",
+        "192.168.1.1",
+        &(5..8).map(|i| frame(i, 1000, 2, 0)).collect::<Vec<_>>(),
+    );
+    let good_again = std::fs::metadata(&path).unwrap().len();
+    write_host(
+        dir,
+        "gw",
+        "192.168.1.1",
+        &(10..14).map(|i| frame(i, 1000, 2, 0)).collect::<Vec<_>>(),
+    );
+    // The precision is the only float in a header: 0xcb and 8 bytes of 0.01.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut f64_of = vec![0xcb];
+    f64_of.extend_from_slice(&0.01f64.to_be_bytes());
+    let at = bad_at as usize
+        + bytes[bad_at as usize..]
+            .windows(9)
+            .position(|w| w == f64_of)
+            .unwrap();
+    bytes[at + 1..at + 9].copy_from_slice(&f64::NAN.to_be_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    (path, bad_at, good_again - bad_at)
+}
+
+#[test]
+fn a_nan_precision_skips_one_segment_in_every_command_and_repair_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, bad_at, bad_len) = nan_precision_file(dir.path());
+    let o = ok(zz(&["export", "--format", "jsonl", s(dir.path())]));
+    // Frames 0..5 and 10..14: the bad segment's 3 frames are lost, the later ones kept.
+    assert_eq!(stdout(&o).lines().count(), 9, "{}", stdout(&o));
+    let warning = format!(
+        "{}: skipped {bad_len} undecodable bytes at byte {bad_at}: precision NaN is out of range",
+        path.display()
+    );
+    assert!(stderr(&o).contains(&warning), "{}", stderr(&o));
+    let o = ok(zz(&[
+        "report",
+        "--json",
+        "--gateway",
+        "none",
+        s(dir.path()),
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["hosts"][0]["sent"], 18, "{v:#}");
+    ok(zz(&["rollup", s(dir.path())]));
+    let o = zz(&["verify", s(dir.path())]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("at byte {bad_at}")),
+        "{}",
+        stdout(&o)
+    );
+    let o = ok(zz(&["verify", "--repair", s(dir.path())]));
+    assert!(stdout(&o).contains("1 repaired"), "{}", stdout(&o));
+    let (frames, _, issues) = read_frames(&path);
+    assert_eq!(frames.len(), 9);
+    assert!(issues.is_empty(), "{issues:?}");
+    ok(zz(&["verify", s(dir.path())]));
+}
+
+/// Runs `zzping args` with its output in files; returns the exit status and the child's
+/// peak resident memory (bytes), from `wait4`.
+// The child is reaped by `wait4`, which std does not know about.
+#[allow(clippy::zombie_processes)]
+fn zz_max_rss(args: &[&str], out: &Path) -> (std::process::ExitStatus, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let child = Command::new(env!("CARGO_BIN_EXE_zzping"))
+        .args(args)
+        .stdout(std::fs::File::create(out.with_extension("out")).unwrap())
+        .stderr(std::fs::File::create(out.with_extension("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 writes it and the status.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: `pid` is our child, not yet waited for; both pointers are valid.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    assert_eq!(r, pid);
+    (
+        std::process::ExitStatus::from_raw(status),
+        ru.ru_maxrss as u64 * 1024,
+    )
+}
+
+#[test]
+fn many_distinct_precisions_cost_a_few_quantizers_not_one_each() {
+    let dir = tempfile::tempdir().unwrap();
+    // 300 one-frame segments, each of its own fine precision (a 1.1 MB table each): one
+    // table per precision was 330 MB here (2.2 GB for the issue's 2,000).
+    const SEGMENTS: u64 = 300;
+    for i in 0..SEGMENTS {
+        let mut w = HostWriter::open(
+            dir.path(),
+            HostInfo {
+                label: "gw".into(),
+                address: "192.168.1.1".parse().unwrap(),
+                name: None,
+            },
+            WriterConfig {
+                period_us: P,
+                precision: 0.0001 + i as f64 * 1e-9,
+                writer: "test".into(),
+            },
+        )
+        .unwrap();
+        w.append(&frame(i, 1000, 2, 0)).unwrap();
+        w.sync().unwrap();
+    }
+    let out = dir.path().join("export");
+    let (status, rss) = zz_max_rss(&["export", "--format", "jsonl", s(dir.path())], &out);
+    assert!(status.success(), "{status:?}");
+    let rows = std::fs::read_to_string(out.with_extension("out")).unwrap();
+    assert_eq!(rows.lines().count() as u64, SEGMENTS);
+    // At most 4 tables of 1.1 MB plus the program and its 256 KiB buffers.
+    assert!(rss < 64 << 20, "export peaked at {} MB", rss >> 20);
+}
+
+#[test]
+fn a_huge_sparse_sidecar_is_not_read_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_host(
+        dir.path(),
+        "gw",
+        "192.168.1.1",
+        &(0..5).map(|i| frame(i, 1000, 2, 0)).collect::<Vec<_>>(),
+    );
+    let side = zzping_lib::store::layout::sidecar_path(&path);
+    std::fs::File::create(&side)
+        .unwrap()
+        .set_len(1_500_000_000)
+        .unwrap();
+    let out = dir.path().join("verify");
+    let (status, rss) = zz_max_rss(&["verify", s(dir.path())], &out);
+    assert_eq!(status.code(), Some(1));
+    let text = std::fs::read_to_string(out.with_extension("out")).unwrap();
+    assert!(
+        text.contains("sidecar of 1500000000 bytes is larger than"),
+        "{text}"
+    );
+    // Reading it would have cost 1.5 GB.
+    assert!(rss < 64 << 20, "verify peaked at {} MB", rss >> 20);
+    let o = ok(zz(&["verify", "--repair", s(dir.path())]));
+    assert!(stdout(&o).contains("rebuilt the sidecar"), "{}", stdout(&o));
+    assert!(std::fs::metadata(&side).unwrap().len() < 10_000);
+    ok(zz(&["verify", s(dir.path())]));
+}
+
 #[test]
 fn merge_dedups_overlaps_in_time_order() {
     let dir = tempfile::tempdir().unwrap();
