@@ -4,9 +4,21 @@
 //! datagrams are handed to the server when the socket is readable; after every loop
 //! iteration the server's queued datagrams are sent (a full socket buffer is reported
 //! back with `on_send_would_block`; the viewer asks for a resend), and history (prefill
-//! older than the in-memory ring) is read from the frame files a bounded amount at a
-//! time. Host indexes are the engine's host slots. Time is the wall clock in µs, as the
-//! protocol's timestamps are.
+//! older than the in-memory ring) is read from the frame files. Host indexes are the
+//! engine's host slots. Time is the wall clock in µs, as the protocol's timestamps are.
+//!
+//! # Pinging first
+//! Everything here runs on the pinger's thread (the daemon has exactly one other thread,
+//! the receive thread, and history reading stays off it), so its work per loop wakeup is
+//! bounded and placed where no send is due: at most [`LIVE_DATAGRAMS_PER_WAKEUP`]
+//! datagrams are sent per wakeup (more wait for the next one, which comes at once), and a
+//! history slice ([`LiveConfig::history_frames_per_pump`] frames, decoded or packaged,
+//! shared by every viewer: a fraction of a millisecond) runs only when the engine's next
+//! deadline is at least [`HISTORY_IDLE_NS`] away, or when history has waited
+//! [`HISTORY_MAX_DEFER_NS`] for such a gap (a pinger busy all the time still serves
+//! prefill, one slice per interval). Viewers prefilling the same hours share one reader
+//! per host (`zzping_lib::live::StoreHistory`), so any number of them cost the pinger a
+//! bounded slice per wakeup.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -58,6 +70,8 @@ pub struct Live {
     history: StoreHistory,
     buf: Box<[u8]>,
     send_error_logged: bool,
+    /// Monotonic ns of the last history slice.
+    history_at_ns: u64,
 }
 
 /// Seconds of frames each host keeps in memory for prefill and resends: the last hour.
@@ -68,6 +82,13 @@ pub const LIVE_RING_SECONDS: u32 = 3600;
 /// 10 such hosts the rings take 8 MB and the daemon stays within its 16 MB budget; hosts
 /// pinged faster keep proportionally less time in memory (the rest comes from disk).
 pub const LIVE_RING_BYTES_PER_HOST: usize = 800 * 1024;
+/// Most live datagrams sent per loop wakeup (about 5 µs each).
+pub const LIVE_DATAGRAMS_PER_WAKEUP: usize = 16;
+/// A history slice runs only when the engine has nothing due for this long (1 ms; a slice
+/// takes a fraction of that).
+pub const HISTORY_IDLE_NS: u64 = 1_000_000;
+/// ... or when history has waited this long for such a gap (250 ms).
+pub const HISTORY_MAX_DEFER_NS: u64 = 250_000_000;
 
 impl Live {
     /// Binds `addr` (see [`ListenAddr::bind_with`]) and registers it with `token`.
@@ -103,6 +124,7 @@ impl Live {
             history: StoreHistory::new(data_dir),
             buf: vec![0u8; RECV_BUFFER].into_boxed_slice(),
             send_error_logged: false,
+            history_at_ns: 0,
         })
     }
 
@@ -154,8 +176,7 @@ impl Live {
             match self.sock.recv_from(&mut self.buf) {
                 Ok((n, src)) => {
                     let bytes = &self.buf[..n.min(self.buf.len())];
-                    self.server
-                        .on_datagram(src, bytes, now_us, &mut self.history);
+                    self.server.on_datagram(src, bytes, now_us);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -168,12 +189,26 @@ impl Live {
         }
     }
 
-    /// Sends what the server has queued and reads a bounded amount of history.
-    pub fn pump(&mut self, now_us: u64) {
+    /// Sends what the server has queued (at most [`LIVE_DATAGRAMS_PER_WAKEUP`]) and reads
+    /// a slice of history if the engine's next deadline is `idle_ns` away (see the module
+    /// docs); `mono_ns` is the monotonic clock.
+    pub fn pump(&mut self, now_us: u64, mono_ns: u64, idle_ns: u64) {
         if self.server.history_pending() {
-            self.server.pump_history(now_us, &mut self.history);
+            let starved = mono_ns.saturating_sub(self.history_at_ns) >= HISTORY_MAX_DEFER_NS;
+            if idle_ns >= HISTORY_IDLE_NS || starved {
+                self.server.pump_history(now_us, &mut self.history);
+                self.history_at_ns = mono_ns;
+            }
+        } else {
+            self.history_at_ns = mono_ns;
+            if self.history.open_readers() > 0 {
+                self.history.close_all();
+            }
         }
-        while let Some((dst, len)) = self.server.poll_transmit(now_us, &mut self.buf) {
+        for _ in 0..LIVE_DATAGRAMS_PER_WAKEUP {
+            let Some((dst, len)) = self.server.poll_transmit(now_us, &mut self.buf) else {
+                break;
+            };
             let Some(bytes) = self.buf.get(..len) else {
                 continue;
             };
@@ -190,6 +225,16 @@ impl Live {
                     }
                 }
             }
+        }
+    }
+
+    /// Sends everything queued (at exit: nothing is pinged any more).
+    pub fn flush(&mut self, now_us: u64) {
+        for _ in 0..1024 {
+            if self.server.next_deadline().is_none_or(|d| d > now_us) {
+                break;
+            }
+            self.pump(now_us, 0, 0);
         }
     }
 

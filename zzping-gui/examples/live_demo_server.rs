@@ -17,7 +17,7 @@ use zzping_lib::codec::QFrame;
 use zzping_lib::file::wall_clock_us;
 use zzping_lib::frame::Frame;
 use zzping_lib::live::{
-    HistorySource, HostMeta, LiveConfig, LiveServer, RECV_BUFFER, check_listen_addr,
+    HistoryRead, HistorySource, HostMeta, LiveConfig, LiveServer, RECV_BUFFER, check_listen_addr,
 };
 use zzping_lib::quantizer::Quantizer;
 use zzping_lib::synth::{Synth, SynthProfile};
@@ -31,19 +31,24 @@ impl HistorySource for Memory {
         host_index: u32,
         from_us: u64,
         to_us: u64,
-        max_frames: usize,
-        sink: &mut dyn FnMut(&QFrame),
-    ) -> usize {
+        budget: &mut usize,
+        sink: &mut dyn FnMut(&QFrame) -> bool,
+    ) -> HistoryRead {
         let Some(v) = self.0.get(&host_index) else {
-            return 0;
+            return HistoryRead::Done;
         };
         let a = v.partition_point(|f| f.start_us < from_us);
         let b = v.partition_point(|f| f.start_us < to_us).max(a);
-        let n = (b - a).min(max_frames);
-        for f in &v[a..a + n] {
-            sink(f);
+        for f in &v[a..b] {
+            if *budget == 0 {
+                return HistoryRead::More;
+            }
+            *budget -= 1;
+            if !sink(f) {
+                return HistoryRead::More;
+            }
         }
-        n
+        HistoryRead::Done
     }
 }
 
@@ -112,7 +117,7 @@ fn main() -> anyhow::Result<()> {
     let mut next = now;
     while t0.elapsed() < Duration::from_secs(secs) {
         while let Ok((n, src)) = sock.recv_from(&mut rx) {
-            server.on_datagram(src, &rx[..n], wall_clock_us(), &mut memory);
+            server.on_datagram(src, &rx[..n], wall_clock_us());
         }
         while wall_clock_us() >= next + 100_000 {
             for (i, s) in synths.iter_mut().enumerate() {

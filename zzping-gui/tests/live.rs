@@ -57,7 +57,7 @@ fn server_with(stop: Arc<AtomicBool>, secret: Option<[u8; 32]>) -> SocketAddr {
         let mut k = 0u64;
         while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(15) {
             while let Ok((n, src)) = sock.recv_from(&mut rx) {
-                s.on_datagram(src, &rx[..n], wall_clock_us(), &mut NoHistory);
+                s.on_datagram(src, &rx[..n], wall_clock_us());
             }
             if k < FRAMES && t0.elapsed() >= Duration::from_millis(100 * (k + 1)) {
                 for h in 1..=2u32 {

@@ -94,3 +94,62 @@ fn on_frame_and_poll_transmit_allocate_nothing_in_steady_state() {
     assert_eq!(after.subscribers, 6);
     assert_eq!(allocs, 0, "{allocs} allocations in steady state");
 }
+
+#[test]
+fn subscribing_takes_buffers_from_the_pool_and_allocates_nothing() {
+    let cfg = LiveConfig {
+        max_subscribers: 4,
+        ..LiveConfig::default()
+    };
+    let mut net = Net::new(cfg, T0);
+    for h in 1..=3 {
+        net.s.add_host(h, meta(&format!("h{h}"))).unwrap();
+    }
+    let mut out = vec![0u8; RECV_BUFFER];
+    let mut server_allocs = 0;
+    let mut now = net.now;
+    // Room for every reply, so collecting them allocates nothing.
+    let mut replies: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut ends: Vec<usize> = Vec::with_capacity(1024);
+    // Each round: a viewer subscribes (cookie round trip), gets its first datagrams and
+    // leaves; only the server's calls are counted (the client is not under test).
+    for round in 0..40u16 {
+        let addr = viewer_addr(usize::from(round % 8));
+        let mut c = net.client_cfg(None, 60);
+        if round % 2 == 1 {
+            c.filter = Some(vec!["h2".into(), "h3".into()]);
+        }
+        let mut c = LiveClient::new(c, now).unwrap();
+        let mut d = Vec::with_capacity(2048);
+        for _ in 0..2 {
+            assert!(c.poll_transmit(now, &mut d));
+            replies.clear();
+            ends.clear();
+            let a = allocations();
+            net.s.on_datagram(addr, &d, now);
+            while let Some((_, n)) = net.s.poll_transmit(now, &mut out) {
+                replies.extend_from_slice(&out[..n]);
+                ends.push(replies.len());
+            }
+            server_allocs += allocations() - a;
+            let mut start = 0;
+            for &end in &ends {
+                c.handle_datagram(server_addr(), &replies[start..end], now);
+                start = end;
+            }
+        }
+        assert!(c.is_subscribed(), "round {round}");
+        c.close();
+        assert!(c.poll_transmit(now, &mut d));
+        let a = allocations();
+        net.s.on_datagram(addr, &d, now);
+        server_allocs += allocations() - a;
+        now += 100_000;
+    }
+    let st = net.s.stats();
+    assert_eq!((st.subscribed, st.unsubscribed), (40, 40));
+    assert_eq!(
+        server_allocs, 0,
+        "{server_allocs} allocations in 40 subscribes"
+    );
+}

@@ -102,7 +102,7 @@ fn server_survives_arbitrary_datagrams() {
         runner
             .run(&prop::collection::vec(any::<u8>(), 0..1500), |bytes| {
                 let s = &mut cell.borrow_mut().s;
-                s.on_datagram(stranger, &bytes, now, &mut NoHistory);
+                s.on_datagram(stranger, &bytes, now);
                 drain(s, now, stranger, bytes.len(), &subscribed);
                 Ok(())
             })
@@ -131,7 +131,7 @@ fn server_survives_mutated_messages() {
                 let m = mutate(&corpus[i], &ops);
                 // Keep the viewers alive: the server state stays interesting.
                 let s = &mut cell.borrow_mut().s;
-                s.on_datagram(addrs[a], &m, now, &mut NoHistory);
+                s.on_datagram(addrs[a], &m, now);
                 drain(s, now, addrs[a], m.len(), &subscribed);
                 Ok(())
             })

@@ -363,7 +363,7 @@ fn secret_wrong_key_gets_nothing_and_replays_are_refused() {
     let mut first = Vec::new();
     assert!(c.poll_transmit(net.now, &mut first));
     let addr = viewer_addr(99);
-    net.s.on_datagram(addr, &first, net.now, &mut NoHistory);
+    net.s.on_datagram(addr, &first, net.now);
     let mut out = vec![0u8; RECV_BUFFER];
     let (dst, n) = net.s.poll_transmit(net.now, &mut out).unwrap();
     assert_eq!(dst, addr);
@@ -371,12 +371,11 @@ fn secret_wrong_key_gets_nothing_and_replays_are_refused() {
     c.handle_datagram(server_addr(), &out[..n], net.now);
     let mut second = Vec::new();
     assert!(c.poll_transmit(net.now, &mut second));
-    net.s.on_datagram(addr, &second, net.now, &mut NoHistory);
+    net.s.on_datagram(addr, &second, net.now);
     let subs = net.s.stats().subscribers;
     while net.s.poll_transmit(net.now, &mut out).is_some() {}
     let replays = net.s.stats().replays;
-    net.s
-        .on_datagram(addr, &second, net.now + 1000, &mut NoHistory);
+    net.s.on_datagram(addr, &second, net.now + 1000);
     assert_eq!(net.s.stats().replays, replays + 1);
     assert_eq!(net.s.stats().subscribers, subs);
     assert!(net.s.poll_transmit(net.now + 1000, &mut out).is_none());
@@ -385,11 +384,10 @@ fn secret_wrong_key_gets_nothing_and_replays_are_refused() {
     let k = t.len() / 2;
     t[k] ^= 1;
     let af = net.s.stats().auth_failures;
-    net.s.on_datagram(addr, &t, net.now, &mut NoHistory);
+    net.s.on_datagram(addr, &t, net.now);
     assert_eq!(net.s.stats().auth_failures, af + 1);
     // An old subscribe (outside the timestamp window) is refused.
-    net.s
-        .on_datagram(addr, &second, net.now + 31_000_000, &mut NoHistory);
+    net.s.on_datagram(addr, &second, net.now + 31_000_000);
     assert!(net.s.stats().stale >= 1);
 }
 
@@ -408,7 +406,7 @@ fn spoofed_subscribe_never_amplifies() {
         c.resubscribe(now);
         assert!(c.poll_transmit(now, &mut req));
         assert!(req.len() >= MIN_SUBSCRIBE_LEN);
-        net.s.on_datagram(victim, &req, now, &mut NoHistory);
+        net.s.on_datagram(victim, &req, now);
         total_in += req.len();
         while let Some((dst, n)) = net.s.poll_transmit(now, &mut out) {
             assert_eq!(dst, victim);
@@ -420,7 +418,7 @@ fn spoofed_subscribe_never_amplifies() {
             let mut m = vec![0x96, 1, t as u8, 0xcf];
             m.extend_from_slice(&(i * 7919).to_be_bytes());
             m.extend_from_slice(&[0, 100, 0xc4, 0]);
-            net.s.on_datagram(victim, &m, now, &mut NoHistory);
+            net.s.on_datagram(victim, &m, now);
             while let Some((_, n)) = net.s.poll_transmit(now, &mut out) {
                 assert!(n <= m.len());
             }
@@ -432,14 +430,12 @@ fn spoofed_subscribe_never_amplifies() {
     let mut req = Vec::new();
     c.resubscribe(net.now);
     c.poll_transmit(net.now, &mut req);
-    net.s
-        .on_datagram(viewer_addr(5), &req, net.now, &mut NoHistory);
+    net.s.on_datagram(viewer_addr(5), &req, net.now);
     let (_, n) = net.s.poll_transmit(net.now, &mut out).unwrap();
     c.handle_datagram(server_addr(), &out[..n], net.now);
     let mut with_cookie = Vec::new();
     c.poll_transmit(net.now, &mut with_cookie);
-    net.s
-        .on_datagram(viewer_addr(6), &with_cookie, net.now, &mut NoHistory);
+    net.s.on_datagram(viewer_addr(6), &with_cookie, net.now);
     assert!(net.s.poll_transmit(net.now, &mut out).is_none());
     assert_eq!(net.s.stats().bad_cookies, 1);
 }
@@ -490,11 +486,9 @@ fn unknown_types_and_versions_are_counted_and_ignored() {
     let v = wire::VERSION as u8;
     // An unknown type of this version; a message of another version (the previous
     // one, whose frames this version's peers could not decode); garbage.
-    net.s
-        .on_datagram(a, &[0x93, v, 99, 0], net.now, &mut NoHistory);
-    net.s
-        .on_datagram(a, &[0x93, v - 1, 1, 0], net.now, &mut NoHistory);
-    net.s.on_datagram(a, &[0xc1, 1], net.now, &mut NoHistory);
+    net.s.on_datagram(a, &[0x93, v, 99, 0], net.now);
+    net.s.on_datagram(a, &[0x93, v - 1, 1, 0], net.now);
+    net.s.on_datagram(a, &[0xc1, 1], net.now);
     let s = net.s.stats();
     assert_eq!((s.unknown_types, s.bad_version, s.malformed), (1, 1, 1));
     let mut out = vec![0u8; 2048];
@@ -607,13 +601,276 @@ fn bad_local_input_is_refused_without_panics() {
     net.s.on_qframe(1, &q, net.now);
     q.codes.clear();
     net.s.on_qframe(99, &q, net.now);
-    // Out of order.
+    // Earlier than the last one (the wall clock stepped back): kept, by its number.
     q.start_us = T0 - 100_000;
     net.s.on_qframe(1, &q, net.now);
     let st = net.s.stats();
-    assert_eq!((st.frames_in, st.frames_dropped), (6, 5));
+    assert_eq!((st.frames_in, st.frames_dropped), (6, 4));
     net.s.remove_host(42);
     net.s.remove_host(1);
     net.s.on_frame(1, &frame(1, T0, 3), net.now);
     assert_eq!(net.s.stats().hosts, 0);
+}
+
+#[test]
+fn a_backward_clock_step_keeps_the_stream_flowing() {
+    let mut net = setup(LiveConfig::default(), &["a", "b"]);
+    let c = net.client_cfg(None, 0);
+    let v = net.add_viewer(c);
+    net.advance(50_000);
+    let before = feed(&mut net, 2, 100, 6);
+    // The wall clock steps back 60 s: the server's timers (batching, pacing, expiry) and
+    // the frames' start times go back with it.
+    net.now -= 60_000_000;
+    let after = feed(&mut net, 2, 300, 6);
+    assert!(after[&1][0].start_us < before[&1][99].start_us);
+    for h in 1..=2 {
+        let want: Vec<_> = before[&h].iter().chain(&after[&h]).cloned().collect();
+        assert_eq!(net.v[v].frames(h), want, "host {h}");
+        assert!(net.v[v].gaps(h).is_empty());
+    }
+    // A frame is not dropped as a duplicate for starting earlier.
+    assert_eq!(net.s.stats().frames_dropped, 0);
+    assert_eq!(
+        net.v[v].c.stats().frames_dropped,
+        0,
+        "{:?} {:?}",
+        net.v[v].c.stats(),
+        net.s.stats()
+    );
+    // Heartbeats keep the subscription alive across the step.
+    net.advance(20_000_000);
+    assert!(net.v[v].subscribed());
+    assert_eq!(net.s.stats().expired, 0);
+}
+
+#[test]
+fn one_flooding_client_cannot_lock_others_out_of_the_replay_cache() {
+    let mut net = setup(LiveConfig::default(), &["a"]);
+    let flooder = viewer_addr(77);
+    // One client, one cookie, 4,200 subscribes with fresh nonces in 0.37 s.
+    let cfg = net.client_cfg(None, 0);
+    let mut c = LiveClient::new(cfg.clone(), net.now).unwrap();
+    let mut first = Vec::new();
+    assert!(c.poll_transmit(net.now, &mut first));
+    net.s.on_datagram(flooder, &first, net.now);
+    let mut out = vec![0u8; RECV_BUFFER];
+    let (_, n) = net.s.poll_transmit(net.now, &mut out).unwrap();
+    c.handle_datagram(server_addr(), &out[..n], net.now);
+    let mut with_cookie = Vec::new();
+    assert!(c.poll_transmit(net.now, &mut with_cookie));
+    let nonce_at = nonce_offset(&with_cookie);
+    for k in 0..4_200u32 {
+        let mut d = with_cookie.clone();
+        d[nonce_at..nonce_at + 4].copy_from_slice(&k.to_be_bytes());
+        let t = net.now + u64::from(k) * 88;
+        net.s.on_datagram(flooder, &d, t);
+        while net.s.poll_transmit(t, &mut out).is_some() {}
+    }
+    let st = net.s.stats();
+    assert_eq!(
+        st.replay_quota,
+        4_200 - u64::from(REPLAY_QUOTA_PER_SOURCE),
+        "{st:?}"
+    );
+    // Later viewers subscribe at once and get frames.
+    net.now += 370_000;
+    let vs: Vec<usize> = (0..3)
+        .map(|_| {
+            let c = net.client_cfg(None, 0);
+            net.add_viewer(c)
+        })
+        .collect();
+    net.advance(50_000);
+    feed(&mut net, 1, 20, 4);
+    for v in vs {
+        assert!(net.v[v].subscribed(), "viewer {v}");
+        assert_eq!(net.v[v].frames(1).len(), 20);
+    }
+    // After the horizon, the flooder's nonces are gone and it may subscribe again.
+    net.advance(REPLAY_HORIZON_US);
+    let before = net.s.stats().subscribed;
+    let mut c2 = LiveClient::new(cfg, net.now).unwrap();
+    for _ in 0..2 {
+        let mut d = Vec::new();
+        assert!(c2.poll_transmit(net.now, &mut d));
+        net.s.on_datagram(flooder, &d, net.now);
+        while let Some((_, n)) = net.s.poll_transmit(net.now, &mut out) {
+            c2.handle_datagram(server_addr(), &out[..n], net.now);
+        }
+    }
+    assert_eq!(net.s.stats().subscribed, before + 1);
+}
+
+/// Offset of the 16 nonce bytes in an encoded SUBSCRIBE: after the array header, the
+/// version, the type, the client id and the timestamp (uints), and the bin8 header.
+fn nonce_offset(d: &[u8]) -> usize {
+    let uint = |m: u8| match m {
+        0..=0x7f => 1,
+        0xcc => 2,
+        0xcd => 3,
+        0xce => 5,
+        0xcf => 9,
+        _ => panic!("not a uint: {m:#x}"),
+    };
+    let mut at = match d[0] {
+        0x90..=0x9f => 1,
+        0xdc => 3,
+        m => panic!("not an array: {m:#x}"),
+    };
+    for _ in 0..4 {
+        at += uint(d[at]);
+    }
+    assert_eq!(&d[at..at + 2], &[0xc4, 16]);
+    at + 2
+}
+
+#[test]
+fn a_full_replay_cache_evicts_the_heaviest_source_not_a_newcomer() {
+    let mut net = setup(LiveConfig::default(), &["a"]);
+    let mut out = vec![0u8; RECV_BUFFER];
+    // 80 sources (ports) of one flooder, each at its quota: more than the cache holds.
+    let per = REPLAY_QUOTA_PER_SOURCE as usize;
+    let sources = REPLAY_CACHE / per + 16;
+    for src in 0..sources {
+        let addr = viewer_addr(1000 + src);
+        let mut c = LiveClient::new(net.client_cfg(None, 0), net.now).unwrap();
+        let mut first = Vec::new();
+        assert!(c.poll_transmit(net.now, &mut first));
+        net.s.on_datagram(addr, &first, net.now);
+        let (_, n) = net.s.poll_transmit(net.now, &mut out).unwrap();
+        c.handle_datagram(server_addr(), &out[..n], net.now);
+        let mut d = Vec::new();
+        assert!(c.poll_transmit(net.now, &mut d));
+        let at = nonce_offset(&d);
+        for k in 0..REPLAY_QUOTA_PER_SOURCE {
+            d[at..at + 4].copy_from_slice(&k.to_be_bytes());
+            net.s.on_datagram(addr, &d, net.now);
+            while net.s.poll_transmit(net.now, &mut out).is_some() {}
+        }
+    }
+    assert_eq!(net.s.stats().replay_quota, 0);
+    // Their subscriptions (max_subscribers of them) expire; their nonces are still
+    // remembered and the cache is full.
+    net.now += SUBSCRIPTION_TIMEOUT_US + 1_000;
+    while net.s.poll_transmit(net.now, &mut out).is_some() {}
+    assert_eq!(net.s.stats().subscribers, 0);
+    const { assert!(SUBSCRIPTION_TIMEOUT_US + 1_000 < REPLAY_HORIZON_US) };
+    let v = {
+        let c = net.client_cfg(None, 0);
+        net.add_viewer(c)
+    };
+    net.advance(50_000);
+    assert!(net.v[v].subscribed());
+}
+
+/// A [`StoreHistory`] that checks every call keeps to its budget and counts the frames
+/// decoded.
+struct Checked {
+    inner: std::rc::Rc<std::cell::RefCell<StoreHistory>>,
+    most_budget: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl HistorySource for Checked {
+    fn read_frames(
+        &mut self,
+        host: u32,
+        from_us: u64,
+        to_us: u64,
+        budget: &mut usize,
+        sink: &mut dyn FnMut(&zzping_lib::codec::QFrame) -> bool,
+    ) -> HistoryRead {
+        let mut h = self.inner.borrow_mut();
+        let (b0, d0) = (*budget, h.frames_decoded());
+        self.most_budget.set(self.most_budget.get().max(b0));
+        let r = h.read_frames(host, from_us, to_us, budget, sink);
+        let decoded = h.frames_decoded() - d0;
+        assert!(
+            decoded as usize <= b0,
+            "{decoded} frames decoded on a budget of {b0}"
+        );
+        assert_eq!(*budget, b0 - decoded as usize);
+        r
+    }
+}
+
+#[test]
+fn sixteen_concurrent_prefills_share_readers_and_keep_to_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LiveConfig {
+        ring_seconds: 60,
+        ..LiveConfig::default()
+    };
+    let per_pump = cfg.history_frames_per_pump;
+    let mut net = setup(cfg, &["gw", "dns"]);
+    // An hour of frames of two hosts on disk, the last minute also in the ring.
+    const FRAMES: u64 = 36_000;
+    let t0 = T0 - FRAMES * 100_000;
+    for (h, l) in [(1u32, "gw"), (2, "dns")] {
+        let mut w = HostWriter::open(
+            dir.path(),
+            HostInfo {
+                label: l.into(),
+                address: "198.18.0.1".parse().unwrap(),
+                name: None,
+            },
+            WriterConfig {
+                period_us: PERIOD,
+                precision: 0.01,
+                writer: "test".into(),
+            },
+        )
+        .unwrap();
+        for k in 0..FRAMES {
+            let f = frame(h, t0 + k * 100_000, 4);
+            w.append(&f).unwrap();
+            if k >= FRAMES - 600 {
+                net.s.on_frame(h, &f, t0 + k * 100_000 + 150_000);
+            }
+        }
+        w.sync().unwrap();
+    }
+    net.now = T0 + 50_000;
+    let store = std::rc::Rc::new(std::cell::RefCell::new(StoreHistory::new(dir.path())));
+    store.borrow_mut().set_host(1, "gw");
+    store.borrow_mut().set_host(2, "dns");
+    let most_budget = std::rc::Rc::new(std::cell::Cell::new(0));
+    net.hist = Box::new(Checked {
+        inner: store.clone(),
+        most_budget: most_budget.clone(),
+    });
+    // 16 viewers ask for two hours each, within a few milliseconds of each other.
+    let vs: Vec<usize> = (0..16)
+        .map(|_| {
+            let c = net.client_cfg(None, 7200);
+            let v = net.add_viewer(c);
+            net.now += 1_000;
+            v
+        })
+        .collect();
+    net.advance(20_000_000);
+    for &v in &vs {
+        for h in 1..=2 {
+            let got = net.v[v].frames(h);
+            assert_eq!(
+                got.len() as u64,
+                FRAMES,
+                "viewer {v} host {h} {:?} {:?} decoded {}",
+                net.s.stats(),
+                net.v[v].c.stats(),
+                store.borrow().frames_decoded()
+            );
+            assert!(got.windows(2).all(|w| w[0].start_us < w[1].start_us));
+            assert!(net.v[v].gaps(h).is_empty());
+        }
+    }
+    assert!(most_budget.get() <= per_pump, "{}", most_budget.get());
+    // Shared readers: the files were decoded about once, not once per viewer.
+    let decoded = store.borrow().frames_decoded();
+    assert!(
+        decoded <= 3 * 2 * FRAMES,
+        "{decoded} frames decoded for {} on disk",
+        2 * FRAMES
+    );
+    assert!(store.borrow().open_readers() <= 2 * READERS_PER_HOST);
 }

@@ -47,7 +47,7 @@ impl Harness {
             let mut n_out = 0u64;
             while !stop2.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(25) {
                 while let Ok((n, src)) = sock.recv_from(&mut rx) {
-                    s.on_datagram(src, &rx[..n], wall_clock_us(), &mut NoHistory);
+                    s.on_datagram(src, &rx[..n], wall_clock_us());
                 }
                 if k < MAX_FRAMES && t0.elapsed() >= Duration::from_millis(100 * (k + 1)) {
                     for h in 1..=HOSTS {

@@ -1071,7 +1071,7 @@ type Stop = std::sync::Arc<std::sync::atomic::AtomicBool>;
 /// A live-stream server in a thread, streaming one host "gw" with a frame every 100 ms
 /// (3 sent, 1 lost, RTTs 1.5 and 2.5 ms) until told to stop.
 fn spawn_live_server(bind: &str) -> (std::net::SocketAddr, Stop, std::thread::JoinHandle<()>) {
-    use zzping_lib::live::{HostMeta, LiveConfig, LiveServer, NoHistory, RECV_BUFFER};
+    use zzping_lib::live::{HostMeta, LiveConfig, LiveServer, RECV_BUFFER};
     let sock = std::net::UdpSocket::bind(bind).unwrap();
     sock.set_read_timeout(Some(std::time::Duration::from_millis(10)))
         .unwrap();
@@ -1097,7 +1097,7 @@ fn spawn_live_server(bind: &str) -> (std::net::SocketAddr, Stop, std::thread::Jo
         let mut next_frame = zzping_lib::frame::period_start(now(), P) + u64::from(P);
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             if let Ok((n, src)) = sock.recv_from(&mut rx) {
-                srv.on_datagram(src, &rx[..n], now(), &mut NoHistory);
+                srv.on_datagram(src, &rx[..n], now());
             }
             while now() >= next_frame + u64::from(P) {
                 let mut f = Frame::new(next_frame, P);

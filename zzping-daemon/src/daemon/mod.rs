@@ -233,7 +233,9 @@ impl Daemon {
         self.engine
             .tick(now, self.received_through, &mut self.outputs);
         if let Some(l) = &mut self.outputs.live {
-            l.pump(now.real_us());
+            // Live work goes where no send is due (see `live` module docs).
+            let idle_ns = self.engine.next_deadline(now).saturating_sub(now.mono_ns);
+            l.pump(now.real_us(), now.mono_ns, idle_ns);
         }
         if let Some(m) = &mut self.outputs.metrics {
             m.tick(now.mono_ns);
@@ -397,7 +399,7 @@ impl Daemon {
         self.engine.finish(&mut self.outputs);
         if let Some(l) = &mut self.outputs.live {
             // Let subscribers have the last frames.
-            l.pump(now.real_us());
+            l.flush(now.real_us());
         }
         self.outputs.flush(true);
         if let Some(r) = self.receiver.take() {

@@ -4,7 +4,7 @@
 use super::wire::{self, Rd, Rng};
 use super::{
     HEARTBEAT_INTERVAL_US, HostMeta, LiveError, MAX_RESEND_RANGE, MIN_SUBSCRIBE_LEN, RECV_BUFFER,
-    SUBSCRIPTION_TIMEOUT_US,
+    SUBSCRIPTION_TIMEOUT_US, TimerClock,
 };
 use crate::codec::{FrameDecoder, QFrame};
 use crate::frame::{MAX_PERIOD_US, MIN_PERIOD_US};
@@ -134,6 +134,9 @@ struct HostState {
 /// [`ClientConfig::server`], wake up at [`LiveClient::next_deadline`], and drain
 /// [`LiveClient::poll_event`].
 pub struct LiveClient {
+    /// Timers (subscribe retries, heartbeats, resends, silence) run on it, so a wall-clock
+    /// step neither stalls nor floods them.
+    clock: TimerClock,
     cfg: ClientConfig,
     rng: Rng,
     client_id: u64,
@@ -164,7 +167,10 @@ impl LiveClient {
     pub fn new(cfg: ClientConfig, now_us: u64) -> Result<Self, LiveError> {
         let mut rng = Rng::from_os().map_err(|e| LiveError::Random(e.to_string()))?;
         let client_id = rng.u64();
+        let mut clock = TimerClock::default();
+        let now_us = clock.tick(now_us);
         Ok(Self {
+            clock,
             cfg,
             rng,
             client_id,
@@ -237,6 +243,12 @@ impl LiveClient {
     /// Starts a new subscription at `now_us` (after [`LiveClient::close`], or to force
     /// one).
     pub fn resubscribe(&mut self, now_us: u64) {
+        let now = self.clock.tick(now_us);
+        self.restart(now);
+    }
+
+    /// [`LiveClient::resubscribe`] at `now` on the timer clock.
+    fn restart(&mut self, now_us: u64) {
         self.token = None;
         self.cookie = None;
         self.sub_attempts = 0;
@@ -246,6 +258,11 @@ impl LiveClient {
     /// When [`LiveClient::poll_transmit`] has something to do next (µs); at or before now
     /// means now.
     pub fn next_deadline(&self) -> u64 {
+        self.clock.to_wall(self.next_timer_deadline())
+    }
+
+    /// [`LiveClient::next_deadline`] on the timer clock.
+    fn next_timer_deadline(&self) -> u64 {
         if !self.out.is_empty() {
             return 0;
         }
@@ -263,6 +280,7 @@ impl LiveClient {
 
     /// The next datagram for the server, written into `out`; false when none is due.
     pub fn poll_transmit(&mut self, now_us: u64, out: &mut Vec<u8>) -> bool {
+        let now_us = self.clock.tick(now_us);
         if let Some(m) = self.out.pop_front() {
             out.clear();
             out.extend_from_slice(&m);
@@ -271,7 +289,7 @@ impl LiveClient {
         if let Some(token) = self.token {
             if now_us.saturating_sub(self.last_rx) >= SUBSCRIPTION_TIMEOUT_US {
                 // The server went silent: subscribe again.
-                self.resubscribe(now_us);
+                self.restart(now_us);
             } else {
                 if self.hole_head.is_some() && now_us >= self.next_resend_at {
                     self.request_resends(now_us, token);
@@ -287,7 +305,7 @@ impl LiveClient {
                         out,
                         wire::T_HEARTBEAT,
                         token,
-                        now_us,
+                        self.clock.wall(),
                         u64::from(self.need_meta),
                         self.cfg.secret.as_ref(),
                     );
@@ -307,11 +325,14 @@ impl LiveClient {
             self.sub_attempts = 1;
         }
         self.next_sub_at = now_us + (500_000u64 << self.sub_attempts.min(3));
-        self.write_subscribe(now_us, out);
+        self.write_subscribe(out);
         true
     }
 
-    fn write_subscribe(&mut self, now_us: u64, out: &mut Vec<u8>) {
+    /// Writes a subscribe stamped with the wall clock (the server checks the timestamp
+    /// and counts prefill from it).
+    fn write_subscribe(&mut self, out: &mut Vec<u8>) {
+        let now_us = self.clock.wall();
         let mut nonce = [0u8; wire::NONCE_LEN];
         nonce.copy_from_slice(&self.rng.bytes32()[..wire::NONCE_LEN]);
         // On a reconnect, ask for everything since the oldest host's last frame.
@@ -388,7 +409,8 @@ impl LiveClient {
             self.stats.foreign += 1;
             return;
         }
-        if self.handle(bytes, now_us).is_err() {
+        let now = self.clock.tick(now_us);
+        if self.handle(bytes, now).is_err() {
             self.stats.malformed += 1;
         }
     }
@@ -410,7 +432,7 @@ impl LiveClient {
                 self.cookie = Some(c);
                 // Answer at once.
                 let mut m = Vec::new();
-                self.write_subscribe(now, &mut m);
+                self.write_subscribe(&mut m);
                 self.out.push_back(m);
                 self.next_sub_at = now + 1_000_000;
             }
@@ -458,7 +480,7 @@ impl LiveClient {
                     return Ok(());
                 }
                 match t {
-                    wire::T_UNKNOWN => self.resubscribe(now),
+                    wire::T_UNKNOWN => self.restart(now),
                     wire::T_ACK => {
                         self.last_rx = now;
                         let next = r.u64()?;
@@ -639,7 +661,14 @@ impl LiveClient {
             }
             let no = first_no.map(|n| n.saturating_add(i));
             i += 1;
-            if h.last_end.is_some_and(|e| q.start_us < e) {
+            // A frame already delivered: by number when both are known (a frame may start
+            // before the previous one when the server's wall clock stepped back), else by
+            // time (disk history, the first frames after a subscribe).
+            let duplicate = match (no, h.expected_no) {
+                (Some(n), Some(e)) => n < e,
+                _ => h.last_end.is_some_and(|e| q.start_us < e),
+            };
+            if duplicate {
                 self.stats.frames_dropped += 1;
                 continue;
             }
@@ -786,7 +815,7 @@ impl Drop for UdpLiveClient {
 mod tests {
     use super::*;
     use crate::frame::Frame;
-    use crate::live::{LiveConfig, LiveServer, NoHistory};
+    use crate::live::{LiveConfig, LiveServer};
     use proptest::prelude::*;
     use std::sync::OnceLock;
 
@@ -826,7 +855,7 @@ mod tests {
                     }
                 }
                 while c.poll_transmit(now, &mut tx) {
-                    s.on_datagram(me, &tx, now, &mut NoHistory);
+                    s.on_datagram(me, &tx, now);
                 }
                 while let Some((_, n)) = s.poll_transmit(now, &mut out) {
                     log.push(out[..n].to_vec());

@@ -29,10 +29,11 @@ pub use client::{
     ClientConfig, ClientStats, LiveClient, LiveEvent, REORDER_LIMIT, RESEND_ATTEMPTS,
     RESEND_TIMEOUT_US, UdpLiveClient,
 };
-pub use history::StoreHistory;
+pub use history::{READERS_PER_HOST, StoreHistory, WINDOW_FRAMES};
 pub use secret::{MAX_SECRET_FILE_BYTES, SECRET_LEN, SecretError, parse_secret, read_secret_file};
 pub use server::{
-    HistorySource, LiveConfig, LiveServer, LiveStats, NoHistory, REPLAY_CACHE, check_listen_addr,
+    HistoryRead, HistorySource, LiveConfig, LiveServer, LiveStats, NoHistory, REPLAY_CACHE,
+    REPLAY_HORIZON_US, REPLAY_QUOTA_PER_SOURCE, check_listen_addr,
 };
 
 use std::net::{IpAddr, SocketAddr};
@@ -78,6 +79,43 @@ pub struct HostMeta {
     pub period_us: u32,
     /// Quantizer precision of the RTT codes.
     pub precision: f64,
+}
+
+/// The timer clock of the live stream's server and client: µs that advance with the wall clock it is given but never go
+/// back. A backward wall-clock step pauses the timers (batching, pacing, expiry, cookies)
+/// instead of stalling them for the length of the step; a forward one moves them on
+/// (silent viewers expire; they subscribe again).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TimerClock {
+    /// The last wall-clock reading.
+    wall: Option<u64>,
+    now: u64,
+}
+
+impl TimerClock {
+    pub(crate) fn tick(&mut self, wall_us: u64) -> u64 {
+        match self.wall {
+            None => self.now = wall_us,
+            Some(w) => self.now += wall_us.saturating_sub(w),
+        }
+        self.wall = Some(wall_us);
+        self.now
+    }
+
+    /// The last wall-clock reading.
+    pub(crate) fn wall(&self) -> u64 {
+        self.wall.unwrap_or(0)
+    }
+
+    /// `t` on the timer clock as wall-clock µs (by the last reading).
+    pub(crate) fn to_wall(&self, t: u64) -> u64 {
+        let w = self.wall.unwrap_or(0);
+        if t >= self.now {
+            w.saturating_add(t - self.now)
+        } else {
+            w.saturating_sub(self.now - t)
+        }
+    }
 }
 
 /// Errors of the live-stream API (never of incoming data: bad datagrams are counted).

@@ -112,6 +112,27 @@ impl ByteRing {
         }
     }
 
+    /// Like [`ByteRing::new`], but the arena is zeroed, so the OS maps its pages only as
+    /// records are written (for pooled rings that may never be used).
+    pub(crate) fn new_lazy(bytes: usize, max_entries: usize) -> Self {
+        let mut r = Self::new(1, max_entries);
+        let max_len = bytes.clamp(1, usize::from(WRAP) - 1);
+        r.max_len = max_len;
+        r.buf = vec![0; bytes.max(max_len) + MAX_HEADER];
+        r
+    }
+
+    /// Drops every record and starts the keys again from 0.
+    pub(crate) fn reset(&mut self) {
+        self.first_key = 0;
+        self.next_key = 0;
+        self.marks.clear();
+        self.front = 0;
+        self.front_meta = 0;
+        self.last_meta = 0;
+        self.w = 0;
+    }
+
     /// Key of the oldest record kept.
     pub(crate) fn first_key(&self) -> u64 {
         self.first_key
@@ -380,6 +401,21 @@ mod tests {
         let (m, d) = r.get(r.first_key()).unwrap();
         assert_eq!(d, &frame[..]);
         assert_eq!(m, 1_700_000_000_000_000 + 4_000 * 100_000);
+    }
+
+    #[test]
+    fn a_lazy_ring_reset_starts_again_from_key_zero() {
+        let mut r = ByteRing::new_lazy(100, 10);
+        for i in 0..30u64 {
+            r.push(i, &[i as u8; 7]).unwrap();
+        }
+        assert_eq!(r.next_key(), 30);
+        r.reset();
+        assert_eq!((r.first_key(), r.next_key(), r.first_meta()), (0, 0, None));
+        assert_eq!(r.push(5, b"abc"), Some(0));
+        assert_eq!(r.get(0), Some((5, &b"abc"[..])));
+        assert_eq!(r.push(3, b"de"), Some(1));
+        assert_eq!(r.get(1), Some((3, &b"de"[..])));
     }
 
     #[test]

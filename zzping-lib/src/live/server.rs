@@ -1,5 +1,6 @@
 //! The sans-IO live-stream server. See the parent module and `docs/live-protocol.md`.
 
+use super::TimerClock;
 use super::ring::ByteRing;
 use super::wire::{self, Rd, Rng};
 use super::{
@@ -9,12 +10,21 @@ use super::{
 use crate::codec::{FrameDecoder, FrameEncoder, QFrame};
 use crate::frame::{Frame, MAX_PERIOD_US, MIN_PERIOD_US};
 use crate::quantizer::Quantizer;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 
-/// Most remembered subscribe nonces (replay protection). When every slot holds a nonce
-/// younger than twice [`TIMESTAMP_WINDOW_US`], new subscribes are refused.
+/// Most remembered subscribe nonces (replay protection). When it is full, the oldest
+/// nonce of the source address holding the most goes first, so a flood from one viewer
+/// never locks another out.
 pub const REPLAY_CACHE: usize = 4096;
+/// Most nonces one source address (IP and port) may have in the replay cache; its further
+/// subscribes are refused until they age out. A viewer subscribes once per connection
+/// (retrying after 1, 2, 4 s), so 64 in [`REPLAY_HORIZON_US`] is far beyond honest use.
+pub const REPLAY_QUOTA_PER_SOURCE: u32 = 64;
+/// How long a nonce is remembered (20 s): a subscribe is accepted only with a cookie of
+/// the current or the previous [`COOKIE_BUCKET_US`], so a captured one is refused by its
+/// cookie after that, without the cache.
+pub const REPLAY_HORIZON_US: u64 = 2 * COOKIE_BUCKET_US;
 /// Most queued small control replies (cookies, acks...); more are dropped and counted.
 const CTRL_QUEUE: usize = 256;
 /// Largest control reply.
@@ -23,24 +33,37 @@ const CTRL_MAX: usize = 64;
 const RESEND_QUEUE: usize = 16;
 /// History is read only while a subscription has fewer unsent datagrams than this.
 const HISTORY_LOW_WATER: u64 = 4;
+/// Fewest frames of history a subscription gets in its turn.
+const MIN_HISTORY_TURN: usize = 16;
+
+/// How a [`HistorySource::read_frames`] call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryRead {
+    /// The budget ran out, or the sink took no more: call again, with `from_us` set to
+    /// the end of the last frame taken.
+    More,
+    /// No more frames in the range.
+    Done,
+}
 
 /// Where the server gets frames older than its in-memory ring (the daemon reads its
 /// frame files; see `docs/live-protocol.md`, "Prefill").
 pub trait HistorySource {
     /// Calls `sink` with frames of host `host_index` whose start is in `[from_us, to_us)`,
-    /// in ascending start order, at most `max_frames` of them, and returns how many it
-    /// delivered. Returning fewer than `max_frames` means there are no more in the range.
-    /// The server calls again with `from_us` set to the end of the last frame it got, so
-    /// an implementation may keep a reader open between calls. It must not block for
-    /// long: it runs on the pinger's thread.
+    /// in ascending start order, until `sink` returns false (that frame was not taken:
+    /// the next call offers it again), the range is exhausted ([`HistoryRead::Done`]), or
+    /// `*budget` frames were decoded ([`HistoryRead::More`]). Every frame decoded counts,
+    /// including those skipped on the way to `from_us`: `*budget` is decreased by them,
+    /// so a call costs the pinger's thread (where it runs) a bounded slice whatever the
+    /// range. Frames already decoded and kept for other requests cost nothing.
     fn read_frames(
         &mut self,
         host_index: u32,
         from_us: u64,
         to_us: u64,
-        max_frames: usize,
-        sink: &mut dyn FnMut(&QFrame),
-    ) -> usize;
+        budget: &mut usize,
+        sink: &mut dyn FnMut(&QFrame) -> bool,
+    ) -> HistoryRead;
 }
 
 /// A [`HistorySource`] without history: prefill comes from the ring only.
@@ -53,10 +76,10 @@ impl HistorySource for NoHistory {
         _: u32,
         _: u64,
         _: u64,
-        _: usize,
-        _: &mut dyn FnMut(&QFrame),
-    ) -> usize {
-        0
+        _: &mut usize,
+        _: &mut dyn FnMut(&QFrame) -> bool,
+    ) -> HistoryRead {
+        HistoryRead::Done
     }
 }
 
@@ -83,10 +106,14 @@ pub struct LiveConfig {
     pub rate_datagrams_per_s: u32,
     /// Datagrams one subscription may send in a burst (default 32).
     pub burst_datagrams: u32,
-    /// Frames asked of the [`HistorySource`] per call (default 256).
-    pub history_frames_per_call: usize,
-    /// Datagrams of history made per [`LiveServer::pump_history`] call (default 8).
-    pub history_datagrams_per_pump: usize,
+    /// What one [`LiveServer::pump_history`] call may cost, all subscriptions together,
+    /// in frames: frames decoded from disk (skipped ones included) plus frames packaged
+    /// into datagrams (default 512, a fraction of a millisecond).
+    pub history_frames_per_pump: usize,
+    /// Most frames of history one subscription gets per turn (default 256); with several
+    /// waiting, each gets an equal share of the pump's budget (at least 16), so
+    /// concurrent prefills advance together and share the history reader's window.
+    pub history_frames_per_turn: usize,
     /// Longest prefill honoured, seconds (default 7 days).
     pub max_prefill_s: u32,
 }
@@ -103,8 +130,8 @@ impl Default for LiveConfig {
             max_datagram: MAX_DATAGRAM,
             rate_datagrams_per_s: 2000,
             burst_datagrams: 32,
-            history_frames_per_call: 256,
-            history_datagrams_per_pump: 8,
+            history_frames_per_pump: 512,
+            history_frames_per_turn: 256,
             max_prefill_s: 7 * 86_400,
         }
     }
@@ -144,8 +171,11 @@ pub struct LiveStats {
     pub auth_failures: u64,
     /// Subscribes whose timestamp was outside the window.
     pub stale: u64,
-    /// Subscribes refused as replays (nonce seen before) or because the nonce cache was full.
+    /// Subscribes refused as replays (nonce seen before).
     pub replays: u64,
+    /// Subscribes refused because their source address already had
+    /// [`REPLAY_QUOTA_PER_SOURCE`] nonces in the replay cache.
+    pub replay_quota: u64,
     /// Cookies sent.
     pub cookies_sent: u64,
     /// Subscribes with a wrong or expired cookie, dropped.
@@ -199,7 +229,7 @@ struct Sub {
     addr: SocketAddr,
     client_id: u64,
     token: u64,
-    filter: Option<Vec<String>>,
+    filter: Filter,
     last_heard: u64,
     rtx: ByteRing,
     sent_upto: u64,
@@ -216,10 +246,145 @@ struct Sub {
 
 impl Sub {
     fn wants(&self, label: &str) -> bool {
-        match &self.filter {
-            None => true,
-            Some(f) => f.is_empty() || f.iter().any(|l| l == label),
+        self.filter.wants(label)
+    }
+
+    /// A pooled subscription: every buffer allocated once, here.
+    fn pooled(cfg: &LiveConfig) -> Sub {
+        Sub {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            client_id: 0,
+            token: 0,
+            filter: Filter {
+                all: true,
+                bytes: Vec::with_capacity(1024),
+                ends: Vec::with_capacity(wire::MAX_FILTER_LABELS),
+            },
+            last_heard: 0,
+            rtx: ByteRing::new_lazy(cfg.retransmit_bytes, (cfg.retransmit_bytes / 32).max(64)),
+            sent_upto: 0,
+            cursors: Vec::with_capacity(POOLED_HOSTS),
+            gone: VecDeque::with_capacity(POOLED_HOSTS),
+            resend: VecDeque::with_capacity(RESEND_QUEUE),
+            pending_since: None,
+            pending_bytes: 0,
+            backlog: true,
+            tat: 0,
+            rr: 0,
         }
+    }
+}
+
+/// Hosts a pooled subscription has room for before its cursor list grows.
+const POOLED_HOSTS: usize = 64;
+
+/// A subscription's host filter: labels kept in one reused byte buffer.
+#[derive(Default)]
+struct Filter {
+    /// No filter: every host.
+    all: bool,
+    bytes: Vec<u8>,
+    /// End offsets of the labels in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Filter {
+    fn set(&mut self, labels: Option<(Rd<'_>, usize)>) {
+        self.bytes.clear();
+        self.ends.clear();
+        self.all = true;
+        let Some((mut r, _)) = labels else { return };
+        let Ok(k) = r.array_len() else { return };
+        for _ in 0..k {
+            let Ok(l) = r.str() else { break };
+            self.bytes.extend_from_slice(l.as_bytes());
+            self.ends.push(self.bytes.len());
+        }
+        // An empty filter means every host too.
+        self.all = self.ends.is_empty();
+    }
+
+    fn wants(&self, label: &str) -> bool {
+        let mut start = 0;
+        self.all
+            || self.ends.iter().any(|&end| {
+                let l = &self.bytes[start..end];
+                start = end;
+                l == label.as_bytes()
+            })
+    }
+}
+
+/// Remembered subscribe nonces (see [`REPLAY_CACHE`]); allocated once.
+struct ReplayCache {
+    /// Oldest first (expiries ascend: the horizon is constant, the timer clock monotonic).
+    order: VecDeque<([u8; wire::NONCE_LEN], u64, SocketAddr)>,
+    seen: HashSet<[u8; wire::NONCE_LEN]>,
+    per_source: HashMap<SocketAddr, u32>,
+}
+
+/// Why a subscribe's nonce was not accepted.
+enum NonceRefused {
+    Replay,
+    Quota,
+}
+
+impl ReplayCache {
+    fn new() -> Self {
+        Self {
+            order: VecDeque::with_capacity(REPLAY_CACHE),
+            seen: HashSet::with_capacity(REPLAY_CACHE),
+            per_source: HashMap::with_capacity(REPLAY_CACHE),
+        }
+    }
+
+    fn forget(&mut self, nonce: &[u8; wire::NONCE_LEN], src: SocketAddr) {
+        self.seen.remove(nonce);
+        if let Some(n) = self.per_source.get_mut(&src) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&src);
+            }
+        }
+    }
+
+    /// Accepts `nonce` from `src` once; `now` on the server's timer clock.
+    fn accept(
+        &mut self,
+        nonce: [u8; wire::NONCE_LEN],
+        src: SocketAddr,
+        now: u64,
+    ) -> Result<(), NonceRefused> {
+        while let Some(&(n, exp, a)) = self.order.front() {
+            if exp > now {
+                break;
+            }
+            self.order.pop_front();
+            self.forget(&n, a);
+        }
+        if self.seen.contains(&nonce) {
+            return Err(NonceRefused::Replay);
+        }
+        if self.per_source.get(&src).copied().unwrap_or(0) >= REPLAY_QUOTA_PER_SOURCE {
+            return Err(NonceRefused::Quota);
+        }
+        if self.order.len() >= REPLAY_CACHE {
+            // Full: the source holding the most gives up its oldest nonce.
+            let heaviest = self
+                .per_source
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .map(|(a, _)| *a);
+            if let Some(i) = heaviest.and_then(|h| self.order.iter().position(|e| e.2 == h))
+                && let Some((n, _, a)) = self.order.remove(i)
+            {
+                self.forget(&n, a);
+            }
+        }
+        self.order.push_back((nonce, now + REPLAY_HORIZON_US, src));
+        self.seen.insert(nonce);
+        *self.per_source.entry(src).or_insert(0) += 1;
+        Ok(())
     }
 }
 
@@ -254,7 +419,7 @@ struct Scratch {
 /// loop {
 ///     // wait for readability or until server.next_deadline() ...
 ///     while let Ok((n, src)) = sock.recv_from(&mut buf) {
-///         server.on_datagram(src, &buf[..n], now(), &mut NoHistory);
+///         server.on_datagram(src, &buf[..n], now());
 ///     }
 ///     server.pump_history(now(), &mut NoHistory);
 ///     while let Some((dst, n)) = server.poll_transmit(now(), &mut out) {
@@ -273,15 +438,24 @@ pub struct LiveServer {
     by_index: HashMap<u32, usize>,
     subs: Vec<Sub>,
     ctrl: VecDeque<Ctrl>,
-    nonces: VecDeque<([u8; wire::NONCE_LEN], u64)>,
+    nonces: ReplayCache,
+    /// Subscriptions not in use, with their buffers (see [`LiveServer::new`]).
+    pool: Vec<Sub>,
+    clock: TimerClock,
     sc: Scratch,
     rr: usize,
+    /// The subscription whose history turn comes first in the next pump.
+    hist_rr: usize,
     stats: LiveStats,
     interval_us: u64,
 }
 
 impl LiveServer {
     /// A server with `cfg`; the cookie key is drawn from the OS RNG.
+    ///
+    /// Every subscription's buffers are allocated here, once, for `max_subscribers`
+    /// (a retransmit ring of `retransmit_bytes` each, zeroed so the OS maps its pages only
+    /// as they are used): a subscribe takes one from the pool and allocates nothing.
     pub fn new(cfg: LiveConfig) -> Result<Self, LiveError> {
         if cfg.max_subscribers == 0 {
             return Err(LiveError::Config("max_subscribers must be > 0".into()));
@@ -310,7 +484,11 @@ impl LiveServer {
             by_index: HashMap::new(),
             subs: Vec::with_capacity(cfg.max_subscribers),
             ctrl: VecDeque::with_capacity(CTRL_QUEUE),
-            nonces: VecDeque::with_capacity(REPLAY_CACHE),
+            nonces: ReplayCache::new(),
+            pool: (0..cfg.max_subscribers)
+                .map(|_| Sub::pooled(&cfg))
+                .collect(),
+            clock: TimerClock::default(),
             sc: Scratch {
                 buf: Vec::with_capacity(HARD_MAX_DATAGRAM + 64),
                 tmp: Vec::with_capacity(HARD_MAX_DATAGRAM + 64),
@@ -320,6 +498,7 @@ impl LiveServer {
                 hist_idx: Vec::new(),
             },
             rr: 0,
+            hist_rr: 0,
             stats: LiveStats::default(),
             interval_us,
             cfg,
@@ -429,6 +608,7 @@ impl LiveServer {
     /// A frame of `host_index` has closed: quantizes it and queues it for subscribers.
     /// Allocates nothing once the server's scratch buffers have grown.
     pub fn on_frame(&mut self, host_index: u32, frame: &Frame, now_us: u64) {
+        let now_us = self.clock.tick(now_us);
         let Some(&slot) = self.by_index.get(&host_index) else {
             self.stats.frames_in += 1;
             self.stats.frames_dropped += 1;
@@ -447,6 +627,7 @@ impl LiveServer {
     /// Like [`LiveServer::on_frame`] for an already quantized frame (codes ascending, all
     /// below the host quantizer's code count; others are dropped and counted).
     pub fn on_qframe(&mut self, host_index: u32, frame: &QFrame, now_us: u64) {
+        let now_us = self.clock.tick(now_us);
         let Some(&slot) = self.by_index.get(&host_index) else {
             self.stats.frames_in += 1;
             self.stats.frames_dropped += 1;
@@ -462,8 +643,10 @@ impl LiveServer {
         };
         let codes_ok =
             q.codes.is_sorted() && q.codes.last().is_none_or(|&c| c < h.quant.code_count());
-        // Start times beyond u64::MAX / 2 are outside what the codec decodes.
-        if !codes_ok || q.start_us > u64::MAX / 2 || h.last_start.is_some_and(|s| q.start_us <= s) {
+        // Start times beyond u64::MAX / 2 are outside what the codec decodes. A frame
+        // starting before the previous one (the wall clock stepped back) is kept: frames
+        // are identified by their number in the ring, not by time.
+        if !codes_ok || q.start_us > u64::MAX / 2 {
             self.stats.frames_dropped += 1;
             return;
         }
@@ -485,14 +668,10 @@ impl LiveServer {
         }
     }
 
-    /// Handles one datagram from `src`. Never panics; bad datagrams are counted.
-    pub fn on_datagram(
-        &mut self,
-        src: SocketAddr,
-        bytes: &[u8],
-        now_us: u64,
-        history: &mut dyn HistorySource,
-    ) {
+    /// Handles one datagram from `src`. Never panics; bad datagrams are counted. History
+    /// a new subscription asks for is read by [`LiveServer::pump_history`], not here.
+    pub fn on_datagram(&mut self, src: SocketAddr, bytes: &[u8], now_us: u64) {
+        let now = self.clock.tick(now_us);
         self.stats.datagrams_in += 1;
         let Ok((v, t, n, r)) = wire::head(bytes) else {
             self.stats.malformed += 1;
@@ -503,13 +682,12 @@ impl LiveServer {
             return;
         }
         match t {
-            wire::T_SUBSCRIBE => self.on_subscribe(src, bytes, r, n, now_us),
+            wire::T_SUBSCRIBE => self.on_subscribe(src, bytes, r, n, now_us, now),
             wire::T_HEARTBEAT | wire::T_RESEND | wire::T_UNSUBSCRIBE => {
-                self.on_control(src, bytes, t, r, n, now_us)
+                self.on_control(src, bytes, t, r, n, now)
             }
             _ => self.stats.unknown_types += 1,
         }
-        self.pump_history(now_us, history);
     }
 
     fn push_ctrl(&mut self, addr: SocketAddr, msg: &[u8], limit: usize) {
@@ -529,7 +707,17 @@ impl LiveServer {
         self.ctrl.push_back(c);
     }
 
-    fn on_subscribe(&mut self, src: SocketAddr, bytes: &[u8], r: Rd<'_>, n: usize, now: u64) {
+    /// `wall`: the wall clock (timestamps, prefill); `now`: the timer clock.
+    #[allow(clippy::too_many_arguments)]
+    fn on_subscribe(
+        &mut self,
+        src: SocketAddr,
+        bytes: &[u8],
+        r: Rd<'_>,
+        n: usize,
+        wall: u64,
+        now: u64,
+    ) {
         let Ok(s) = wire::parse_subscribe(r, n) else {
             self.stats.malformed += 1;
             return;
@@ -543,7 +731,7 @@ impl LiveServer {
                 self.stats.auth_failures += 1;
                 return;
             }
-            if s.ts_us.abs_diff(now) > TIMESTAMP_WINDOW_US {
+            if s.ts_us.abs_diff(wall) > TIMESTAMP_WINDOW_US {
                 self.stats.stale += 1;
                 return;
             }
@@ -573,56 +761,60 @@ impl LiveServer {
             return;
         }
         // Replay protection: a nonce is accepted once.
-        let horizon = 2 * TIMESTAMP_WINDOW_US;
-        while self.nonces.front().is_some_and(|&(_, exp)| exp <= now) {
-            self.nonces.pop_front();
+        match self.nonces.accept(s.nonce, src, now) {
+            Ok(()) => {}
+            Err(NonceRefused::Replay) => {
+                self.stats.replays += 1;
+                return;
+            }
+            Err(NonceRefused::Quota) => {
+                self.stats.replay_quota += 1;
+                return;
+            }
         }
-        if self.nonces.iter().any(|(nn, _)| *nn == s.nonce) || self.nonces.len() >= REPLAY_CACHE {
-            self.stats.replays += 1;
-            return;
-        }
-        self.nonces.push_back((s.nonce, now + horizon));
         // A repeated subscribe from the same viewer replaces its subscription.
         if let Some(i) = self
             .subs
             .iter()
             .position(|x| x.addr == src && x.client_id == s.client_id)
         {
-            self.subs.swap_remove(i);
+            self.end_sub(i);
         }
-        let mut msg = Vec::with_capacity(CTRL_MAX);
-        if self.subs.len() >= self.cfg.max_subscribers {
+        let mut msg = std::mem::take(&mut self.sc.tmp);
+        msg.clear();
+        let pooled = if self.subs.len() < self.cfg.max_subscribers {
+            self.pool.pop()
+        } else {
+            None
+        };
+        let Some(mut sub) = pooled else {
             self.stats.refused += 1;
             wire::w_head(&mut msg, 4, wire::T_REFUSED);
             wire::w_uint(&mut msg, s.client_id);
             wire::w_uint(&mut msg, 1);
             self.push_ctrl(src, &msg, bytes.len());
+            self.sc.tmp = msg;
             return;
-        }
-        let filter = wire::filter_labels(&s.filter);
+        };
         let token = self.rng.u64();
         let prefill_s = s.prefill_s.min(self.cfg.max_prefill_s);
-        let from = now.saturating_sub(u64::from(prefill_s) * 1_000_000);
-        let mut sub = Sub {
-            addr: src,
-            client_id: s.client_id,
-            token,
-            filter,
-            last_heard: now,
-            rtx: ByteRing::new(
-                self.cfg.retransmit_bytes,
-                (self.cfg.retransmit_bytes / 32).max(64),
-            ),
-            sent_upto: 0,
-            cursors: vec![Cur::default(); self.hosts.len()],
-            gone: VecDeque::new(),
-            resend: VecDeque::with_capacity(RESEND_QUEUE),
-            pending_since: None,
-            pending_bytes: 0,
-            backlog: true,
-            tat: now,
-            rr: 0,
-        };
+        let from = wall.saturating_sub(u64::from(prefill_s) * 1_000_000);
+        sub.addr = src;
+        sub.client_id = s.client_id;
+        sub.token = token;
+        sub.filter.set(s.filter);
+        sub.last_heard = now;
+        sub.rtx.reset();
+        sub.sent_upto = 0;
+        sub.cursors.clear();
+        sub.cursors.resize(self.hosts.len(), Cur::default());
+        sub.gone.clear();
+        sub.resend.clear();
+        sub.pending_since = None;
+        sub.pending_bytes = 0;
+        sub.backlog = true;
+        sub.tat = now;
+        sub.rr = 0;
         for (slot, h) in self.hosts.iter().enumerate() {
             let Some(h) = h else { continue };
             if !sub.wants(&h.meta.label) {
@@ -637,7 +829,7 @@ impl LiveServer {
                 c.next_no = h.ring.first_with_meta_at_least(from);
                 let ring_start = h.ring.first_meta();
                 if ring_start.is_none_or(|rs| from < rs) {
-                    c.hist = Some((from, ring_start.unwrap_or(now)));
+                    c.hist = Some((from, ring_start.unwrap_or(wall)));
                 }
             }
         }
@@ -646,9 +838,16 @@ impl LiveServer {
         wire::w_head(&mut msg, 6, wire::T_WELCOME);
         wire::w_uint(&mut msg, s.client_id);
         wire::w_uint(&mut msg, token);
-        wire::w_uint(&mut msg, now);
+        wire::w_uint(&mut msg, wall);
         wire::w_uint(&mut msg, u64::from(prefill_s));
         self.push_ctrl(src, &msg, usize::MAX);
+        self.sc.tmp = msg;
+    }
+
+    /// Ends subscription `i`; its buffers go back to the pool.
+    fn end_sub(&mut self, i: usize) {
+        let s = self.subs.swap_remove(i);
+        self.pool.push(s);
     }
 
     fn on_control(&mut self, src: SocketAddr, bytes: &[u8], t: u64, r: Rd<'_>, n: usize, now: u64) {
@@ -711,7 +910,7 @@ impl LiveServer {
                 }
             }
             _ => {
-                self.subs.swap_remove(i);
+                self.end_sub(i);
                 self.stats.unsubscribed += 1;
             }
         }
@@ -719,57 +918,96 @@ impl LiveServer {
 
     /// Reads a bounded amount of history (for subscriptions that asked for more prefill
     /// than the ring holds) and queues it. Call it from the event loop whenever
-    /// [`LiveServer::history_pending`] is true; it makes at most
-    /// [`LiveConfig::history_datagrams_per_pump`] datagrams per call. Returns how many.
-    pub fn pump_history(&mut self, _now_us: u64, source: &mut dyn HistorySource) -> usize {
-        let mut budget = self.cfg.history_datagrams_per_pump;
-        let max_frames = self.cfg.history_frames_per_call.max(1);
+    /// [`LiveServer::history_pending`] is true. One call costs at most
+    /// [`LiveConfig::history_frames_per_pump`] frames (decoded or packaged), shared
+    /// round-robin between the subscriptions at most
+    /// [`LiveConfig::history_frames_per_turn`] at a time. Returns the datagrams made.
+    pub fn pump_history(&mut self, now_us: u64, source: &mut dyn HistorySource) -> usize {
+        self.clock.tick(now_us);
+        let mut budget = self.cfg.history_frames_per_pump.max(1);
+        // Every waiting subscription gets a turn in each call, an equal share: prefills
+        // that started together stay together, within the history reader's window.
+        let waiting = self
+            .subs
+            .iter()
+            .filter(|s| {
+                s.rtx.next_key() - s.sent_upto < HISTORY_LOW_WATER
+                    && s.cursors.iter().any(|c| c.wanted && c.hist.is_some())
+            })
+            .count();
+        let per_turn = (budget / (waiting + 1)).clamp(
+            MIN_HISTORY_TURN,
+            self.cfg.history_frames_per_turn.max(MIN_HISTORY_TURN),
+        );
         let stage_limit = self.cfg.retransmit_bytes / 4;
+        let n = self.subs.len();
+        let first = self.hist_rr % n.max(1);
+        self.hist_rr = self.hist_rr.wrapping_add(1);
         let mut made = 0;
-        for s in &mut self.subs {
-            while budget > 0 && s.rtx.next_key() - s.sent_upto < HISTORY_LOW_WATER {
+        let mut progress = true;
+        while budget > 0 && progress {
+            progress = false;
+            for k in 0..n {
+                if budget == 0 {
+                    break;
+                }
+                let s = &mut self.subs[(first + k) % n];
+                if s.rtx.next_key() - s.sent_upto >= HISTORY_LOW_WATER {
+                    continue;
+                }
                 let Some(slot) = s
                     .cursors
                     .iter()
                     .position(|c| c.wanted && !c.needs_meta && c.hist.is_some())
                 else {
-                    break;
+                    continue;
                 };
                 let Some(h) = self.hosts[slot].as_ref() else {
                     s.cursors[slot].hist = None;
-                    break;
+                    continue;
                 };
                 let Some((from, to)) = s.cursors[slot].hist else {
-                    break;
+                    continue;
                 };
                 let sc = &mut self.sc;
                 sc.hist_bytes.clear();
                 sc.hist_idx.clear();
                 let mut last_end = from;
-                let mut accepted = 0usize;
-                let mut stopped = false;
+                let mut taken = 0usize;
                 let code_limit = h.quant.code_count();
-                let delivered = source.read_frames(h.index, from, to, max_frames, &mut |q| {
-                    if stopped || q.start_us < last_end || q.start_us >= to.min(u64::MAX / 2) {
-                        return;
-                    }
-                    if sc.hist_bytes.len() > stage_limit || accepted >= max_frames {
-                        stopped = true;
-                        return;
-                    }
-                    if !q.codes.is_sorted() || q.codes.last().is_some_and(|&c| c >= code_limit) {
-                        return;
-                    }
-                    let off = sc.hist_bytes.len();
-                    FrameEncoder::new(q.start_us).encode(q, &mut sc.hist_bytes);
-                    sc.hist_idx
-                        .push((q.start_us, off, sc.hist_bytes.len() - off));
-                    last_end = q.start_us + u64::from(h.meta.period_us.max(1));
-                    accepted += 1;
-                });
-                self.stats.history_frames += accepted as u64;
-                let exhausted = !stopped && (delivered < max_frames || accepted == 0);
-                s.cursors[slot].hist = if exhausted || last_end >= to {
+                let period = u64::from(h.meta.period_us.max(1));
+                let before = budget;
+                let read = source.read_frames(
+                    h.index,
+                    from,
+                    to.min(u64::MAX / 2),
+                    &mut budget,
+                    &mut |q| {
+                        if taken >= per_turn || sc.hist_bytes.len() > stage_limit {
+                            return false;
+                        }
+                        if q.start_us < last_end {
+                            return true;
+                        }
+                        taken += 1;
+                        last_end = q.start_us + period;
+                        if q.codes.is_sorted() && q.codes.last().is_none_or(|&c| c < code_limit) {
+                            let off = sc.hist_bytes.len();
+                            FrameEncoder::new(q.start_us).encode(q, &mut sc.hist_bytes);
+                            sc.hist_idx
+                                .push((q.start_us, off, sc.hist_bytes.len() - off));
+                        } else {
+                            self.stats.frames_dropped += 1;
+                        }
+                        true
+                    },
+                );
+                budget = budget.saturating_sub(taken);
+                progress |= budget < before || taken > 0;
+                self.stats.history_frames += sc.hist_idx.len() as u64;
+                let done = read == HistoryRead::Done || last_end >= to;
+                s.cursors[slot].hist = if done {
+                    progress = true;
                     s.backlog = true;
                     None
                 } else {
@@ -814,7 +1052,6 @@ impl LiveServer {
                         finish_frames(&mut sc.buf, 1);
                         s.rtx.push(0, &sc.buf);
                         made += 1;
-                        budget = budget.saturating_sub(1);
                     }
                 }
             }
@@ -834,6 +1071,7 @@ impl LiveServer {
     /// The daemon could not send a datagram to `dst` (would block): counts it and pauses
     /// that subscription for 10 ms. The viewer recovers the datagram by asking a resend.
     pub fn on_send_would_block(&mut self, dst: SocketAddr, now_us: u64) {
+        let now_us = self.clock.tick(now_us);
         self.stats.dropped_sends += 1;
         for s in self.subs.iter_mut().filter(|s| s.addr == dst) {
             s.tat = s.tat.max(now_us) + 10_000;
@@ -841,10 +1079,15 @@ impl LiveServer {
     }
 
     fn expire(&mut self, now: u64) {
-        let before = self.subs.len();
-        self.subs
-            .retain(|s| now.saturating_sub(s.last_heard) < SUBSCRIPTION_TIMEOUT_US);
-        self.stats.expired += (before - self.subs.len()) as u64;
+        let mut i = 0;
+        while i < self.subs.len() {
+            if now.saturating_sub(self.subs[i].last_heard) >= SUBSCRIPTION_TIMEOUT_US {
+                self.end_sub(i);
+                self.stats.expired += 1;
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn gcra_ready(&self, s: &Sub) -> u64 {
@@ -857,6 +1100,7 @@ impl LiveServer {
     /// a loop after every event and at [`LiveServer::next_deadline`]; it also expires
     /// silent subscriptions.
     pub fn poll_transmit(&mut self, now_us: u64, out: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        let now_us = self.clock.tick(now_us);
         self.expire(now_us);
         while let Some(c) = self.ctrl.pop_front() {
             if let Some(o) = out.get_mut(..c.len) {
@@ -958,6 +1202,11 @@ impl LiveServer {
     /// [`LiveServer::pump_history`]) may have something to do, or `None` when idle. A
     /// value at or before now means "now".
     pub fn next_deadline(&self) -> Option<u64> {
+        self.next_timer_deadline().map(|t| self.clock.to_wall(t))
+    }
+
+    /// [`LiveServer::next_deadline`] on the timer clock.
+    fn next_timer_deadline(&self) -> Option<u64> {
         if !self.ctrl.is_empty() {
             return Some(0);
         }

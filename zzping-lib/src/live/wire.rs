@@ -301,18 +301,6 @@ pub(crate) fn parse_subscribe(mut r: Rd<'_>, n: usize) -> R<Subscribe<'_>> {
     })
 }
 
-/// Reads the labels of a validated filter.
-pub(crate) fn filter_labels(f: &Option<(Rd<'_>, usize)>) -> Option<Vec<String>> {
-    let (r, _) = f.as_ref()?;
-    let mut r = r.clone();
-    let k = r.array_len().ok()?;
-    let mut v = Vec::with_capacity(k);
-    for _ in 0..k {
-        v.push(r.str().ok()?.to_owned());
-    }
-    Some(v)
-}
-
 /// Encodes a subscribe, padded to at least `min_len` bytes.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn write_subscribe(

@@ -175,8 +175,7 @@ impl Net {
                     if self.keep_log {
                         self.log_in.push(self.tx.clone());
                     }
-                    self.s
-                        .on_datagram(v.addr, &self.tx, self.now, &mut *self.hist);
+                    self.s.on_datagram(v.addr, &self.tx, self.now);
                     any = true;
                 }
             }
@@ -227,39 +226,40 @@ pub struct FileHistory {
 }
 
 impl HistorySource for FileHistory {
+    /// Naive: reads every file from its start on every call (so only for data smaller
+    /// than one call's budget).
     fn read_frames(
         &mut self,
         host: u32,
         from_us: u64,
         to_us: u64,
-        max_frames: usize,
-        sink: &mut dyn FnMut(&QFrame),
-    ) -> usize {
+        budget: &mut usize,
+        sink: &mut dyn FnMut(&QFrame) -> bool,
+    ) -> HistoryRead {
         self.calls += 1;
         let Some(label) = self.labels.get(&host) else {
-            return 0;
+            return HistoryRead::Done;
         };
         let dir = self.dir.join(host_dir_name(label));
         let Ok(rd) = std::fs::read_dir(&dir) else {
-            return 0;
+            return HistoryRead::Done;
         };
         let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
         files.sort();
-        let mut n = 0;
         for f in files {
             let Ok(mut r) = FileReader::open(&f) else {
                 continue;
             };
             while let Ok(Some(q)) = r.next_frame() {
-                if q.start_us >= from_us && q.start_us < to_us {
-                    sink(q);
-                    n += 1;
-                    if n == max_frames {
-                        return n;
-                    }
+                if *budget == 0 {
+                    return HistoryRead::More;
+                }
+                *budget -= 1;
+                if q.start_us >= from_us && q.start_us < to_us && !sink(q) {
+                    return HistoryRead::More;
                 }
             }
         }
-        n
+        HistoryRead::Done
     }
 }
