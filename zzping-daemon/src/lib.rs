@@ -12,6 +12,7 @@
 //! - [`config`]: CLI + TOML configuration;
 //! - [`listen`]: the listening addresses of the live stream and the exporter;
 //! - [`live`]: the live-stream server (zzping-lib's sans-IO server on a UDP socket);
+//! - [`lock`]: one daemon per data directory;
 //! - [`metrics`]: the Prometheus exporter (`GET /metrics` on the event loop);
 //! - [`notify`]: systemd's readiness and watchdog notifications.
 
@@ -22,6 +23,7 @@ pub mod engine;
 pub mod icmp;
 pub mod listen;
 pub mod live;
+pub mod lock;
 pub mod metrics;
 pub mod notify;
 pub mod recv;

@@ -242,25 +242,6 @@ fn no_icmp_socket_explains_the_remedies() {
     }
 }
 
-/// Waits until the daemon's stderr has had a line containing each of `needles` (in any
-/// order); appends the lines read to `log`.
-fn wait_for_all(lines: &mut impl Iterator<Item = String>, needles: &[&str], log: &mut String) {
-    let mut missing: Vec<&str> = needles.to_vec();
-    for l in lines.by_ref() {
-        log.push_str(&l);
-        log.push('\n');
-        missing.retain(|n| !l.contains(n));
-        if missing.is_empty() {
-            return;
-        }
-    }
-    panic!("daemon ended before logging {missing:?}:\n{log}");
-}
-
-fn wait_for(lines: &mut impl Iterator<Item = String>, needle: &str, log: &mut String) {
-    wait_for_all(lines, &[needle], log);
-}
-
 #[test]
 fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
     zzping_testkit::require!(zzping_testkit::privileges::netns());
@@ -376,35 +357,6 @@ fn wait_for_replies(status: &mut impl Iterator<Item = String>, labels: &[&str]) 
         }
     }
     panic!("status never showed replies for {missing:?}:\n{seen}");
-}
-
-fn kill(pid: i32, sig: i32) {
-    // SAFETY: plain kill(2) on a pid of our own process tree.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig})");
-}
-
-/// The zzping-daemon process under `root` (timeout -> unshare -> sh exec'd daemon).
-fn find_daemon_pid(root: u32) -> i32 {
-    let mut frontier = vec![root];
-    for _ in 0..5 {
-        let mut next = Vec::new();
-        for p in &frontier {
-            let exe = std::fs::read_link(format!("/proc/{p}/exe")).unwrap_or_default();
-            if exe.file_name().is_some_and(|n| n == "zzping-daemon") {
-                return *p as i32;
-            }
-            let children =
-                std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
-            next.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
-        frontier = next;
-    }
-    panic!("daemon process not found under {root}");
 }
 
 #[test]

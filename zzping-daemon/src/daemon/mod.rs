@@ -5,7 +5,7 @@
 //!
 //! | step | what | file |
 //! |---|---|---|
-//! | `open` | ICMP sockets (then every capability dropped), data directory, signalfd, poll, live stream and exporter (fatal when asked for and impossible), receive thread, engine, retention, targets started, chores armed, `READY=1` | `open.rs` |
+//! | `open` | ICMP sockets (then every capability dropped), data directory (locked), signalfd, poll, live stream and exporter (fatal when asked for and impossible), receive thread, engine, retention, targets started, chores armed, `READY=1` | `open.rs` |
 //! | clock check | a wall-clock step against the monotonic clock flags the open frames | here |
 //! | `on_event` | the events that ended the sleep: [`SIGNALS`] (SIGINT/SIGTERM stop, SIGHUP reloads), [`WAKER`] (the receive queue is filling up), [`LIVE`] (live-stream datagrams), [`METRICS`] and its connections (`/metrics` scrapes) | here |
 //! | `take_replies` | the receive frontier when a loss is due to be declared, then the receive thread's queue into the engine (matching, RTTs) | here |
@@ -105,6 +105,8 @@ impl Stop {
 
 /// The loop's state: the parts it drives and the scratch it reuses.
 struct Daemon {
+    /// Held for the daemon's life: one daemon per data directory.
+    _data_dir_lock: crate::lock::DataDirLock,
     cfg: Config,
     cli: Cli,
     engine: Engine,

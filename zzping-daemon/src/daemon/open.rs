@@ -116,11 +116,12 @@ fn open_metrics(
 }
 
 impl Daemon {
-    /// Opens the sockets (then drops every capability), the data directory, the signalfd
-    /// and the poll, the live stream and the exporter (fatal when asked for and
-    /// impossible: a service running without them looks healthy while its dashboards
-    /// stay empty), the receive thread and the engine; applies retention, starts every
-    /// target, arms the chores and tells systemd it is ready.
+    /// Opens the sockets (then drops every capability), the data directory (locked: one
+    /// daemon per data directory), the signalfd and the poll, the live stream and the
+    /// exporter (fatal when asked for and impossible: a service running without them
+    /// looks healthy while its dashboards stay empty), the receive thread and the engine;
+    /// applies retention, starts every target, arms the chores and tells systemd it is
+    /// ready.
     pub(super) fn open(cli: Cli, cfg: Config) -> Result<Daemon> {
         let cpu0 = sys::process_cpu_ns();
         // Wake for sends on time: the default timer slack lets the kernel add 50 µs. Set
@@ -136,6 +137,8 @@ impl Daemon {
         }
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
+        // One daemon per data directory: a second one stops here.
+        let data_dir_lock = crate::lock::lock(&cfg.data_dir)?;
 
         let poll = Poll::new().context("creating the event loop")?;
         poll.registry().register(
@@ -166,6 +169,7 @@ impl Daemon {
         let outputs = Outputs::new(&cfg.data_dir, writer_cfg, live, metrics)?;
         let mut d = Daemon {
             targets: cfg.host.iter().cloned().map(Target::new).collect(),
+            _data_dir_lock: data_dir_lock,
             cfg,
             cli,
             engine,

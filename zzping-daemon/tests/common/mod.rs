@@ -229,3 +229,53 @@ pub fn stop_daemon_thread(thread: libc::pthread_t) {
     let rc = unsafe { libc::pthread_kill(thread, libc::SIGTERM) };
     assert_eq!(rc, 0, "pthread_kill: {rc}");
 }
+
+/// Sends `sig` to `pid` (a process of this test's own tree).
+pub fn kill(pid: i32, sig: i32) {
+    // SAFETY: plain kill(2) on a pid of our own process tree.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}
+
+/// The zzping-daemon process under `root` (timeout -> unshare -> sh exec'd daemon).
+pub fn find_daemon_pid(root: u32) -> i32 {
+    let mut frontier = vec![root];
+    for _ in 0..5 {
+        let mut next = Vec::new();
+        for p in &frontier {
+            let exe = std::fs::read_link(format!("/proc/{p}/exe")).unwrap_or_default();
+            if exe.file_name().is_some_and(|n| n == "zzping-daemon") {
+                return *p as i32;
+            }
+            let children =
+                std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+            next.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+        frontier = next;
+    }
+    panic!("daemon process not found under {root}");
+}
+
+/// Waits until the daemon's stderr has had a line containing each of `needles` (in any
+/// order); appends the lines read to `log`.
+pub fn wait_for_all(lines: &mut impl Iterator<Item = String>, needles: &[&str], log: &mut String) {
+    let mut missing: Vec<&str> = needles.to_vec();
+    for l in lines.by_ref() {
+        log.push_str(&l);
+        log.push('\n');
+        missing.retain(|n| !l.contains(n));
+        if missing.is_empty() {
+            return;
+        }
+    }
+    panic!("daemon ended before logging {missing:?}:\n{log}");
+}
+
+/// [`wait_for_all`] with one needle.
+pub fn wait_for(lines: &mut impl Iterator<Item = String>, needle: &str, log: &mut String) {
+    wait_for_all(lines, &[needle], log);
+}
