@@ -1,5 +1,14 @@
 //! Clock readings. The core logic never reads a clock itself: the event loop samples
 //! [`Now`] and passes it in, so tests drive the engine with a fake clock.
+//!
+//! # A wall-clock step for tests
+//! `CLOCK_REALTIME` is not namespaced, so the end-to-end tests of what a wall-clock step
+//! does (retention, frame flags) cannot step the machine's clock. They set
+//! [`WALL_CLOCK_STEP_ENV`] to `AFTER_S,STEP_S`: from `AFTER_S` seconds (monotonic) after
+//! the first clock reading on, every wall-clock reading the daemon takes and every kernel
+//! timestamp it reads is `STEP_S` seconds (may be negative) later than the real one, as
+//! if the wall clock had been stepped then. Read once; the daemon warns at start when it
+//! is set. Unset (always, outside tests), readings are untouched.
 
 /// A pair of simultaneous clock readings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -23,7 +32,54 @@ impl Now {
     }
 }
 
+/// The environment variable of the test-only wall-clock step (see the module docs).
+pub const WALL_CLOCK_STEP_ENV: &str = "ZZPING_TEST_WALL_CLOCK_STEP";
+
+/// The test step: monotonic ns from which it applies, and the step, ns.
+static STEP: std::sync::OnceLock<Option<(u64, i64)>> = std::sync::OnceLock::new();
+
+/// Parses `AFTER_S,STEP_S` (seconds, decimals allowed).
+pub fn parse_wall_clock_step(v: &str) -> Option<(f64, f64)> {
+    let (a, s) = v.split_once(',')?;
+    let (a, s): (f64, f64) = (a.trim().parse().ok()?, s.trim().parse().ok()?);
+    (a.is_finite() && a >= 0.0 && s.is_finite() && s.abs() < 1e10).then_some((a, s))
+}
+
+fn step() -> Option<(u64, i64)> {
+    *STEP.get_or_init(|| {
+        let (after_s, step_s) = parse_wall_clock_step(&std::env::var(WALL_CLOCK_STEP_ENV).ok()?)?;
+        let from = read_raw(libc::CLOCK_MONOTONIC).saturating_add((after_s * 1e9) as u64);
+        Some((from, (step_s * 1e9) as i64))
+    })
+}
+
+/// A wall-clock reading (or kernel stamp) `real_ns` as the daemon sees it: shifted by the
+/// test step once it applies.
+fn seen(real_ns: u64) -> u64 {
+    match step() {
+        Some((from, by)) if read_raw(libc::CLOCK_MONOTONIC) >= from => {
+            real_ns.saturating_add_signed(by)
+        }
+        _ => real_ns,
+    }
+}
+
+/// A kernel timestamp (`SO_TIMESTAMPNS`, `SO_TIMESTAMPING`: wall clock) as ns, on the
+/// same clock as [`real_ns`] (see the module docs on the test step).
+pub fn kernel_stamp_ns(ts: &libc::timespec) -> u64 {
+    seen(timespec_ns(ts))
+}
+
 fn read(clock: libc::clockid_t) -> u64 {
+    let t = read_raw(clock);
+    if clock == libc::CLOCK_REALTIME {
+        seen(t)
+    } else {
+        t
+    }
+}
+
+fn read_raw(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -86,6 +142,18 @@ pub fn now() -> Now {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_test_step_is_parsed_strictly() {
+        assert_eq!(parse_wall_clock_step("1.5,-60"), Some((1.5, -60.0)));
+        assert_eq!(
+            parse_wall_clock_step(" 0 , 34560000 "),
+            Some((0.0, 34_560_000.0))
+        );
+        for bad in ["", "5", "a,b", "-1,5", "1,inf", "1,1e12"] {
+            assert_eq!(parse_wall_clock_step(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn clocks_move_forward_and_realtime_is_recent() {

@@ -104,7 +104,8 @@ pub struct Cli {
     /// Print a per-host status table every second.
     #[arg(long)]
     pub status: bool,
-    /// Delete frame files older than N days (default: keep forever).
+    /// Keep the newest day on disk and the N days before it (N >= 1); older day files are
+    /// deleted (default: keep forever).
     #[arg(long, value_name = "N")]
     pub retention_days: Option<u32>,
     /// Seconds between disk flushes.
@@ -415,6 +416,13 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             c.metrics_linger_s
         ));
     }
+    if c.retention_days == Some(0) {
+        return bad(
+            "retention_days = 0 would delete every day but the newest; it must be at \
+             least 1 (to keep everything forever, leave retention_days out)"
+                .into(),
+        );
+    }
     if zzping_lib::quantizer::Quantizer::new(c.precision).is_err() {
         return bad(format!("precision {} out of range", c.precision));
     }
@@ -569,6 +577,7 @@ mod tests {
             &["--metrics-linger-s=-1"],
             &["--target", "a", "--target", "a"],
             &["--precision", "2"],
+            &["--retention-days", "0"],
         ] {
             assert!(
                 merge(&cli(args), FileConfig::default(), || None).is_err(),

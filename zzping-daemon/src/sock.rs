@@ -306,7 +306,7 @@ impl IcmpSocket {
             while !c.is_null() {
                 if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
                     let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                    kernel_real_ns = Some(crate::clock::timespec_ns(&ts));
+                    kernel_real_ns = Some(crate::clock::kernel_stamp_ns(&ts));
                 }
                 c = libc::CMSG_NXTHDR(&msg, c);
             }
@@ -403,11 +403,11 @@ impl IcmpSocket {
                     // struct scm_timestamping { struct timespec ts[3]; }: [0] is software.
                     let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
                     if ts.tv_sec != 0 || ts.tv_nsec != 0 {
-                        tx_real_ns = Some(crate::clock::timespec_ns(&ts));
+                        tx_real_ns = Some(crate::clock::kernel_stamp_ns(&ts));
                     }
                 } else if level == libc::SOL_SOCKET && ty == libc::SCM_TIMESTAMPNS {
                     let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                    kernel_real_ns = Some(crate::clock::timespec_ns(&ts));
+                    kernel_real_ns = Some(crate::clock::kernel_stamp_ns(&ts));
                 }
                 c = libc::CMSG_NXTHDR(&msg, c);
             }

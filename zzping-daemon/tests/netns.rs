@@ -404,7 +404,9 @@ fn retention_deletes_old_day_files_only() {
     let host = dir.path().join("198.18.0.9");
     std::fs::create_dir_all(&host).unwrap();
     let old = host.join("2020-01-01.zzp");
-    std::fs::write(&old, b"").unwrap();
+    std::fs::write(&old, b"old frames").unwrap();
+    // Retention counts from the newest day the files hold: today's, written here.
+    let today = write_frames_now(dir.path(), "198.18.0.10");
     let out = daemon_in_netns(
         false,
         &[
@@ -423,6 +425,7 @@ fn retention_deletes_old_day_files_only() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!old.exists(), "old file kept: {stderr}");
+    assert!(today.exists(), "today's file deleted: {stderr}");
     assert!(stderr.contains("retention: removed"), "{stderr}");
     // Today's file of the pinged host is kept.
     assert!(!read_host(&dir.path().join("127.0.0.1")).is_empty());

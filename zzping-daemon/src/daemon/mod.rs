@@ -33,12 +33,12 @@
 mod open;
 mod outputs;
 mod report;
+mod retention;
 mod send;
 mod targets;
 mod timers;
 
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -81,6 +81,8 @@ const SEC: u64 = 1_000_000_000;
 const STATS_EVERY_NS: u64 = 900 * SEC;
 /// How often retention runs.
 const RETENTION_EVERY_NS: u64 = 3600 * SEC;
+/// How soon retention runs again when a pass stopped at its bound.
+const RETENTION_BACKLOG_NS: u64 = SEC;
 
 fn secs_ns(s: f64) -> u64 {
     (s * 1e9).clamp(1.0, 1e18) as u64
@@ -126,6 +128,7 @@ struct Daemon {
     receiver: Option<Receiver>,
     notifier: Notifier,
     timers: Timers,
+    retention: retention::Retention,
     stop: Stop,
     /// Replies taken from the queue (reused).
     replies: Vec<Reply>,
@@ -273,10 +276,7 @@ impl Daemon {
                     info!("running: {}", self.summary());
                     self.timers.arm(chore, now.mono_ns + STATS_EVERY_NS);
                 }
-                Chore::Retention => {
-                    self.apply_retention(now);
-                    self.timers.arm(chore, now.mono_ns + RETENTION_EVERY_NS);
-                }
+                Chore::Retention => self.apply_retention(now),
                 Chore::Watchdog => {
                     self.notifier.watchdog();
                     if let Some(every) = self.notifier.watchdog_interval_ns() {
@@ -383,14 +383,19 @@ impl Daemon {
         )
     }
 
-    /// Deletes frame files (and sidecars) of every host whose day ended more than
-    /// `retention_days` days ago (zzping-lib's retention). Errors are logged, never fatal.
-    fn apply_retention(&self, now: Now) {
-        if let Some(days) = self.cfg.retention_days {
-            for p in apply_retention(&self.cfg.data_dir, days, now.real_us()) {
-                info!("retention: removed {}", p.display());
-            }
-        }
+    /// A retention pass (see `retention.rs`), if `retention_days` is set; the next one
+    /// in an hour, or in a second while files are due.
+    fn apply_retention(&mut self, now: Now) {
+        let more = match self.cfg.retention_days {
+            Some(days) => self.retention.pass(&self.cfg.data_dir, days, now),
+            None => false,
+        };
+        let after = if more {
+            RETENTION_BACKLOG_NS
+        } else {
+            RETENTION_EVERY_NS
+        };
+        self.timers.arm(Chore::Retention, now.mono_ns + after);
     }
 
     /// Every frame made final and written, the receive thread stopped, `/metrics` kept
@@ -502,17 +507,5 @@ fn wait(poll: &mut Poll, deadline_ns: u64, events: &mut Events) -> Result<()> {
         Ok(false) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(()),
         Err(e) => Err(e).context("waiting for events"),
-    }
-}
-
-/// Deletes frame files (and sidecars) of every host whose day ended more than `days`
-/// days ago (zzping-lib's retention). Errors are logged, never fatal.
-pub fn apply_retention(data_dir: &Path, days: u32, now_us: u64) -> Vec<std::path::PathBuf> {
-    match zzping_lib::store::remove_older_than(data_dir, days, now_us) {
-        Ok(v) => v,
-        Err(e) => {
-            warn!("retention: {e}");
-            Vec::new()
-        }
     }
 }

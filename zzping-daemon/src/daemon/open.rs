@@ -22,11 +22,12 @@ use crate::sock::IcmpSocket;
 use crate::sys::{self, SignalFd};
 
 use super::outputs::Outputs;
+use super::retention::Retention;
 use super::targets::Target;
 use super::timers::{Chore, Timers};
 use super::{
-    Daemon, GRACE_NS, LIVE, METRICS, QUEUE_CAPACITY, RETENTION_EVERY_NS, SEC, SIGNALS,
-    STATS_EVERY_NS, Stop, WAKER, secs_ns,
+    Daemon, GRACE_NS, LIVE, METRICS, QUEUE_CAPACITY, SEC, SIGNALS, STATS_EVERY_NS, Stop, WAKER,
+    secs_ns,
 };
 
 fn engine_config(cfg: &Config) -> EngineConfig {
@@ -167,6 +168,13 @@ impl Daemon {
             writer: format!("zzping-daemon {}", env!("CARGO_PKG_VERSION")),
         };
         let outputs = Outputs::new(&cfg.data_dir, writer_cfg, live, metrics)?;
+        let retention = Retention::new(&cfg.data_dir, now);
+        if let Ok(v) = std::env::var(clock::WALL_CLOCK_STEP_ENV) {
+            warn!(
+                "{}={v:?}: a test hook shifts every wall-clock reading (see clock.rs)",
+                clock::WALL_CLOCK_STEP_ENV
+            );
+        }
         let mut d = Daemon {
             targets: cfg.host.iter().cloned().map(Target::new).collect(),
             _data_dir_lock: data_dir_lock,
@@ -185,6 +193,7 @@ impl Daemon {
             receiver: Some(receiver),
             notifier: Notifier::from_env(),
             timers: Timers::default(),
+            retention,
             stop: Stop::Running,
             packet: [0u8; icmp::PACKET_LEN],
             queue_drops_seen: 0,
@@ -210,7 +219,6 @@ impl Daemon {
         }
         t.arm(Chore::Resolve, start + secs_ns(d.cfg.resolve_interval_s));
         t.arm(Chore::Stats, start + STATS_EVERY_NS);
-        t.arm(Chore::Retention, start + RETENTION_EVERY_NS);
         if d.notifier.watchdog_interval_ns().is_some() {
             t.arm(Chore::Watchdog, start);
         }

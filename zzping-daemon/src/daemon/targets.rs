@@ -236,6 +236,8 @@ impl Daemon {
         self.cfg.host = new.host;
         self.cfg.rate = new.rate;
         self.cfg.retention_days = new.retention_days;
+        // Retention runs now: with new settings, and as the way to ask for a pass.
+        self.timers.arm(Chore::Retention, now.mono_ns);
         info!(
             "SIGHUP: configuration reloaded, {} hosts",
             self.targets.len()

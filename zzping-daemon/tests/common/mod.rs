@@ -279,3 +279,34 @@ pub fn wait_for_all(lines: &mut impl Iterator<Item = String>, needles: &[&str], 
 pub fn wait_for(lines: &mut impl Iterator<Item = String>, needle: &str, log: &mut String) {
     wait_for_all(lines, &[needle], log);
 }
+
+/// Writes one frame of host `label` (address 198.18.0.99) starting now into its day file
+/// under `data`, as the daemon would; returns that file.
+pub fn write_frames_now(data: &Path, label: &str) -> PathBuf {
+    write_frame_at(data, label, zzping_lib::file::wall_clock_us())
+}
+
+/// Writes one frame of host `label` (address 198.18.0.99) starting at `t_us` into its
+/// day file under `data`; returns that file.
+pub fn write_frame_at(data: &Path, label: &str, now: u64) -> PathBuf {
+    let mut w = zzping_lib::file::HostWriter::open(
+        data,
+        zzping_lib::file::HostInfo {
+            label: label.into(),
+            address: "198.18.0.99".parse().unwrap(),
+            name: None,
+        },
+        zzping_lib::file::WriterConfig {
+            period_us: 100_000,
+            precision: 0.01,
+            writer: "test".into(),
+        },
+    )
+    .unwrap();
+    let mut f = zzping_lib::frame::Frame::new(now - now % 100_000, 100_000);
+    f.sent = 1;
+    f.rtts_us.push(250);
+    w.append(&f).unwrap();
+    w.sync().unwrap();
+    zzping_lib::store::layout::day_file(w.host_dir(), now)
+}

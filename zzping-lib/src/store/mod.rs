@@ -21,7 +21,8 @@
 //! - [`HostFrames`]: a host's frames over a time range across its files, in order, in
 //!   constant memory, with segment and file boundaries ([`Event`]); damage is recovered
 //!   from and reported with its file and byte offset, and everything good is kept;
-//! - retention: [`remove_older_than`].
+//! - retention: [`newest_day`] (what the files say is the newest day) and
+//!   [`remove_days_before`] (bounded per call); the daemon decides the cutoff.
 
 pub mod layout;
 
@@ -32,32 +33,82 @@ pub use frames::{Event, HostFrames};
 pub use hosts::{DayFile, Host, Resolved, StoreError, day_files, list_hosts, resolve, select};
 
 use crate::file::FileError;
-use crate::time::US_PER_DAY;
 use std::path::{Path, PathBuf};
 
-/// Deletes frame files (and their sidecars) of every host whose whole day ended more than
-/// `days` days before `now_us`. Returns the deleted paths.
-pub fn remove_older_than(
-    data_dir: &Path,
-    days: u32,
-    now_us: u64,
-) -> Result<Vec<PathBuf>, FileError> {
-    let cutoff = now_us.saturating_sub(u64::from(days) * US_PER_DAY);
-    let mut removed = Vec::new();
+/// The newest UTC day under `data_dir` holding frames: the start (µs) of the latest day
+/// named by a non-empty day file of any host, and that file. `None` when there is none.
+/// Only names and sizes are read: what the files say, not a clock.
+pub fn newest_day(data_dir: &Path) -> Result<Option<(u64, PathBuf)>, FileError> {
+    let mut newest: Option<(u64, PathBuf)> = None;
     for (_, days) in hosts::host_dirs(data_dir)? {
+        // Oldest first: the first non-empty file from the end is this host's newest.
+        for d in days.into_iter().rev() {
+            let (Some(day), Ok(m)) = (d.day_start_us, std::fs::metadata(&d.path)) else {
+                continue;
+            };
+            if m.len() == 0 {
+                continue;
+            }
+            if newest.as_ref().is_none_or(|(n, _)| day > *n) {
+                newest = Some((day, d.path));
+            }
+            break;
+        }
+    }
+    Ok(newest)
+}
+
+/// What a retention pass did ([`remove_days_before`]).
+#[derive(Debug, Default)]
+pub struct Removal {
+    /// Deleted day files and sidecars.
+    pub removed: Vec<PathBuf>,
+    /// More day files are due: the pass stopped at its bound.
+    pub more: bool,
+    /// What could not be listed or deleted (the pass went on with the rest).
+    pub errors: Vec<FileError>,
+}
+
+/// Deletes the day files (and their sidecars) of every host under `data_dir` whose day
+/// starts before `cutoff_us`, at most `max_files` day files per call (oldest days first
+/// within each host); [`Removal::more`] says whether some are left. Errors are collected,
+/// never fatal: one bad directory does not stop the others.
+pub fn remove_days_before(data_dir: &Path, cutoff_us: u64, max_files: usize) -> Removal {
+    let mut r = Removal::default();
+    let dirs = match hosts::host_dirs(data_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            r.errors.push(e);
+            return r;
+        }
+    };
+    let mut files = 0;
+    for (_, days) in dirs {
         for d in days {
-            if d.day_start_us.is_some_and(|day| day + US_PER_DAY <= cutoff) {
-                let sidecar = layout::sidecar_path(&d.path);
-                std::fs::remove_file(&d.path).map_err(FileError::io(&d.path, "remove"))?;
-                removed.push(d.path);
-                if sidecar.exists() {
-                    std::fs::remove_file(&sidecar).map_err(FileError::io(&sidecar, "remove"))?;
-                    removed.push(sidecar);
+            if d.day_start_us.is_none_or(|day| day >= cutoff_us) {
+                continue;
+            }
+            if files == max_files {
+                r.more = true;
+                return r;
+            }
+            files += 1;
+            match std::fs::remove_file(&d.path) {
+                Ok(()) => r.removed.push(d.path.clone()),
+                Err(e) => {
+                    r.errors.push(FileError::io(&d.path, "remove")(e));
+                    continue;
                 }
+            }
+            let sidecar = layout::sidecar_path(&d.path);
+            match std::fs::remove_file(&sidecar) {
+                Ok(()) => r.removed.push(sidecar),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => r.errors.push(FileError::io(&sidecar, "remove")(e)),
             }
         }
     }
-    Ok(removed)
+    r
 }
 
 #[cfg(test)]
@@ -65,6 +116,7 @@ mod tests {
     use super::*;
     use crate::file::{HostInfo, HostWriter, Issue, WriterConfig};
     use crate::frame::Frame;
+    use crate::time::US_PER_DAY;
     use std::io::Write;
 
     const DAY0: u64 = 19_000 * US_PER_DAY;
@@ -109,6 +161,48 @@ mod tests {
     }
 
     #[test]
+    fn retention_reads_the_newest_day_from_the_files_and_deletes_in_bounded_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(newest_day(dir.path()).unwrap(), None);
+        three_days(dir.path(), "a", "198.18.0.1");
+        three_days(dir.path(), "b", "198.18.0.2");
+        // An empty file of a later day (a crash before the first write) holds no frame.
+        let empty = layout::day_file(&dir.path().join("b"), DAY0 + 9 * US_PER_DAY);
+        std::fs::write(&empty, b"").unwrap();
+        let newest = layout::day_file(&dir.path().join("a"), DAY0 + 2 * US_PER_DAY);
+        assert_eq!(
+            newest_day(dir.path()).unwrap(),
+            Some((DAY0 + 2 * US_PER_DAY, newest))
+        );
+        // A sidecar goes with its day file.
+        let day0_a = layout::day_file(&dir.path().join("a"), DAY0);
+        std::fs::write(layout::sidecar_path(&day0_a), b"x").unwrap();
+        // Four day files are due (days 0 and 1 of both hosts): two per pass.
+        let r = remove_days_before(dir.path(), DAY0 + 2 * US_PER_DAY, 2);
+        assert!(r.more && r.errors.is_empty());
+        assert_eq!(r.removed.len(), 3, "{:?}", r.removed);
+        assert!(!day0_a.exists() && !layout::sidecar_path(&day0_a).exists());
+        // The bound reached with nothing else due: nothing more.
+        let r = remove_days_before(dir.path(), DAY0 + 2 * US_PER_DAY, 2);
+        assert!(!r.more);
+        assert_eq!(r.removed.len(), 2);
+        let r = remove_days_before(dir.path(), DAY0 + 2 * US_PER_DAY, 2);
+        assert!(!r.more && r.removed.is_empty());
+        for h in ["a", "b"] {
+            let left: Vec<_> = day_files(&dir.path().join(h))
+                .unwrap()
+                .into_iter()
+                .filter_map(|d| d.day_start_us)
+                .collect();
+            assert!(left.contains(&(DAY0 + 2 * US_PER_DAY)), "{h}: {left:?}");
+            assert!(
+                left.iter().all(|&d| d >= DAY0 + 2 * US_PER_DAY),
+                "{h}: {left:?}"
+            );
+        }
+    }
+
+    #[test]
     fn frames_across_days_in_range_and_retention() {
         let dir = tempfile::tempdir().unwrap();
         let starts = three_days(dir.path(), "::1", "::1");
@@ -135,8 +229,16 @@ mod tests {
         assert_eq!(got, want);
         assert!(it.issues().is_empty());
 
-        let removed = remove_older_than(dir.path(), 1, DAY0 + 2 * US_PER_DAY + 5).unwrap();
-        assert_eq!(removed.len(), 1);
+        assert_eq!(
+            newest_day(dir.path()).unwrap(),
+            Some((
+                DAY0 + 2 * US_PER_DAY,
+                layout::day_file(&dir.path().join("__1"), DAY0 + 2 * US_PER_DAY)
+            ))
+        );
+        let r = remove_days_before(dir.path(), DAY0 + US_PER_DAY, 10);
+        assert_eq!(r.removed.len(), 1);
+        assert!(!r.more && r.errors.is_empty());
         assert_eq!(day_files(&dir.path().join("__1")).unwrap().len(), 2);
     }
 
