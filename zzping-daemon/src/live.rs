@@ -68,10 +68,29 @@ pub struct Live {
     sock: UdpSocket,
     server: LiveServer,
     history: StoreHistory,
+    data_dir: std::path::PathBuf,
+    secret: Option<[u8; 32]>,
     buf: Box<[u8]>,
     send_error_logged: bool,
     /// Monotonic ns of the last history slice.
     history_at_ns: u64,
+    /// Authentication failures already logged, and when the last log line was (µs).
+    auth_failures_logged: u64,
+    auth_logged_at_us: u64,
+}
+
+/// Authentication failures are logged at most this often (µs): a misconfigured viewer
+/// retries several times a second.
+pub const AUTH_LOG_EVERY_US: u64 = 10_000_000;
+
+/// The server's settings for a secret (none: loopback only).
+fn server_config(secret: Option<[u8; 32]>) -> LiveConfig {
+    LiveConfig {
+        secret,
+        ring_seconds: LIVE_RING_SECONDS,
+        ring_bytes_per_host: LIVE_RING_BYTES_PER_HOST,
+        ..LiveConfig::default()
+    }
 }
 
 /// Seconds of frames each host keeps in memory for prefill and resends: the last hour.
@@ -99,12 +118,7 @@ impl Live {
         registry: &Registry,
         token: mio::Token,
     ) -> Result<Live, LiveSetupError> {
-        let cfg = LiveConfig {
-            secret,
-            ring_seconds: LIVE_RING_SECONDS,
-            ring_bytes_per_host: LIVE_RING_BYTES_PER_HOST,
-            ..LiveConfig::default()
-        };
+        let cfg = server_config(secret);
         let addr = addr.into();
         let first = addr.candidates()[0];
         check_listen_addr(first, &cfg)?;
@@ -122,10 +136,37 @@ impl Live {
             sock,
             server,
             history: StoreHistory::new(data_dir),
+            data_dir: data_dir.to_path_buf(),
+            secret,
             buf: vec![0u8; RECV_BUFFER].into_boxed_slice(),
             send_error_logged: false,
             history_at_ns: 0,
+            auth_failures_logged: 0,
+            auth_logged_at_us: 0,
         })
+    }
+
+    /// The shared secret the server checks (none: loopback only, no MAC).
+    pub fn secret(&self) -> Option<[u8; 32]> {
+        self.secret
+    }
+
+    /// Changes the shared secret (SIGHUP): a new server on the same socket, so every
+    /// subscription ends (viewers subscribe again, with the new secret) and the hosts
+    /// must be declared again ([`Live::set_host`]). Refused, with the server unchanged,
+    /// when the address needs a secret and `secret` is none.
+    pub fn set_secret(&mut self, secret: Option<[u8; 32]>) -> Result<(), LiveSetupError> {
+        let cfg = server_config(secret);
+        let addr = self.local_addr().map_err(|source| LiveSetupError::Socket {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+        check_listen_addr(addr, &cfg)?;
+        self.server = LiveServer::new(cfg)?;
+        self.history = StoreHistory::new(&self.data_dir);
+        self.secret = secret;
+        self.auth_failures_logged = 0;
+        Ok(())
     }
 
     /// The bound address.
@@ -177,6 +218,7 @@ impl Live {
                 Ok((n, src)) => {
                     let bytes = &self.buf[..n.min(self.buf.len())];
                     self.server.on_datagram(src, bytes, now_us);
+                    self.note_auth_failures(src, now_us);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -186,6 +228,23 @@ impl Live {
                     break;
                 }
             }
+        }
+    }
+
+    /// Logs messages that failed authentication (a viewer without the secret, or with
+    /// another one), at most once per [`AUTH_LOG_EVERY_US`].
+    fn note_auth_failures(&mut self, src: SocketAddr, now_us: u64) {
+        let n = self.server.stats().auth_failures;
+        if n > self.auth_failures_logged
+            && now_us.saturating_sub(self.auth_logged_at_us) >= AUTH_LOG_EVERY_US
+        {
+            warn!(
+                "live: {} message(s) failed authentication (wrong or missing shared \
+                 secret), dropped; the last from {src}",
+                n - self.auth_failures_logged
+            );
+            self.auth_failures_logged = n;
+            self.auth_logged_at_us = now_us;
         }
     }
 

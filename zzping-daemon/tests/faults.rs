@@ -206,3 +206,166 @@ fn a_wall_clock_stepped_400_days_ahead_deletes_no_history() {
     );
     assert!(log.contains(&day_name(now + STEP_S * 1_000_000)), "{log}");
 }
+
+/// The daemon's stderr, read on a thread, so a test can drive a viewer while it waits
+/// for a line.
+struct Log {
+    rx: std::sync::mpsc::Receiver<String>,
+    text: String,
+}
+
+impl Log {
+    fn of(child: &mut std::process::Child) -> Log {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        Log {
+            rx,
+            text: String::new(),
+        }
+    }
+
+    /// Waits (bounded) for a line containing `needle`, calling `between` every 20 ms
+    /// meanwhile; returns that line.
+    fn wait(&mut self, needle: &str, mut between: impl FnMut()) -> String {
+        let end = Instant::now() + LIMIT;
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(l) => {
+                    self.text.push_str(&l);
+                    self.text.push('\n');
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => panic!("daemon ended before logging {needle:?}:\n{}", self.text),
+            }
+            assert!(
+                Instant::now() < end,
+                "no {needle:?} within {LIMIT:?}:\n{}",
+                self.text
+            );
+            between();
+        }
+    }
+}
+
+/// Subscribes to `server` (with `secret`) and waits (bounded) for the subscription and a
+/// frame of a live host.
+fn live_frames(server: &str, secret: Option<[u8; 32]>) {
+    use zzping_lib::live::{ClientConfig, LiveEvent, UdpLiveClient};
+    let mut cfg = ClientConfig::new(server.parse().unwrap());
+    cfg.secret = secret;
+    let mut viewer = UdpLiveClient::connect(cfg).unwrap();
+    let (mut subscribed, mut frame) = (false, false);
+    let end = Instant::now() + LIMIT;
+    while !(subscribed && frame) {
+        assert!(
+            Instant::now() < end,
+            "{server}: subscribed {subscribed}, frame {frame}"
+        );
+        match viewer.next_event(Duration::from_millis(100)).unwrap() {
+            Some(LiveEvent::Subscribed) => subscribed = true,
+            Some(LiveEvent::Frame { frame: f, .. }) => frame |= f.sent > 0,
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn sighup_moves_the_live_stream_applies_a_secret_and_names_what_needs_a_restart() {
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    zzping_testkit::netns::enter();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("zzping.toml");
+    let secret_file = dir.path().join("live.secret");
+    let write_conf = |extra: &str| {
+        std::fs::write(
+            &conf,
+            format!(
+                "data_dir = {:?}\n{extra}\n[[host]]\ntarget = \"127.0.0.1\"\n",
+                dir.path().join("data")
+            ),
+        )
+        .unwrap();
+    };
+    write_conf("rate = 20\nlive = \"127.0.0.1:7878\"");
+    let mut child = Kill(
+        daemon_with(conf.to_str().unwrap(), &["--duration", "60"])
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id() as i32;
+    let mut log = Log::of(&mut child.0);
+    log.wait("live stream on 127.0.0.1:7878", || {});
+    log.wait("127.0.0.1: pinging", || {});
+    live_frames("127.0.0.1:7878", None);
+
+    // Another address and default rate (applied), another period (needs a restart: said,
+    // not applied).
+    write_conf("rate = 50\nlive = \"127.0.0.1:7879\"\nperiod_ms = 50");
+    kill(pid, libc::SIGHUP);
+    // The host without a rate of its own follows the default.
+    log.wait("127.0.0.1: rate now 50/s", || {});
+    let line = log.wait("SIGHUP: configuration", || {});
+    assert!(
+        line.contains("partly reloaded")
+            && line.contains("rate 20 -> 50")
+            && line.contains("live stream on 127.0.0.1:7879")
+            && line.contains("NOT applied: needs a restart: period_ms 100 -> 50"),
+        "{line}"
+    );
+    // The old socket is closed: its port is free.
+    drop(std::net::UdpSocket::bind("127.0.0.1:7878").expect("7878 still bound"));
+    live_frames("127.0.0.1:7879", None);
+
+    // A shared secret: viewers with it are served, viewers without are refused.
+    let secret = [0x5au8; 32];
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&secret_file, format!("{hex}\n")).unwrap();
+    write_conf(&format!(
+        "rate = 50\nlive = \"127.0.0.1:7879\"\nlive_secret_file = {secret_file:?}"
+    ));
+    kill(pid, libc::SIGHUP);
+    let line = log.wait("SIGHUP: configuration", || {});
+    assert!(
+        line.contains("configuration reloaded (live secret"),
+        "{line}"
+    );
+    live_frames("127.0.0.1:7879", Some(secret));
+    let mut stranger = zzping_lib::live::UdpLiveClient::connect(
+        zzping_lib::live::ClientConfig::new("127.0.0.1:7879".parse().unwrap()),
+    )
+    .unwrap();
+    let mut events = Vec::new();
+    log.wait("failed authentication", || {
+        if let Some(e) = stranger.next_event(Duration::ZERO).unwrap() {
+            events.push(e);
+        }
+    });
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, zzping_lib::live::LiveEvent::Subscribed)),
+        "{events:?}"
+    );
+    // A secret file that cannot be read is refused by name, and the stream keeps its own.
+    std::fs::write(&secret_file, "not hex\n").unwrap();
+    kill(pid, libc::SIGHUP);
+    let line = log.wait("SIGHUP: configuration", || {});
+    assert!(
+        line.contains("NOT applied: live stream unchanged") && line.contains("live.secret"),
+        "{line}"
+    );
+    live_frames("127.0.0.1:7879", Some(secret));
+    kill(pid, libc::SIGTERM);
+    log.wait("stopped:", || {});
+    assert!(wait_bounded(&mut child.0, LIMIT, "daemon").success());
+}

@@ -16,8 +16,9 @@
 //! | `shutdown` | every frame final, the last live datagrams, fsync, the receive thread joined, `/metrics` kept up for `metrics_linger_s`, the exit line | here |
 //!
 //! Final frames leave the engine through [`Outputs`] (`outputs.rs`): quantized once for
-//! the files and the live stream, counted by the exporter. Targets, re-resolution and the
-//! SIGHUP reload are in `targets.rs`, the status table and log lines in `report.rs`.
+//! the files and the live stream, counted by the exporter. Targets and re-resolution are
+//! in `targets.rs`, the SIGHUP reload in `reload.rs`, the status table and log lines in
+//! `report.rs`.
 //!
 //! # Time
 //! The loop reads the clocks once per wakeup ([`clock::now`]) and hands that [`Now`] to
@@ -32,6 +33,7 @@
 
 mod open;
 mod outputs;
+mod reload;
 mod report;
 mod retention;
 mod send;

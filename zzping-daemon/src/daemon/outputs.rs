@@ -24,6 +24,8 @@ pub struct Outputs {
     data_dir: PathBuf,
     writer_cfg: WriterConfig,
     writers: HashMap<HostId, HostWriter>,
+    /// Every host started and not retired (to declare them to a new live server).
+    hosts: HashMap<HostId, HostInfo>,
     /// The live-stream server, when enabled: gets every final frame too.
     pub live: Option<Live>,
     /// The Prometheus exporter, when enabled: counts every final frame.
@@ -54,6 +56,7 @@ impl Outputs {
             data_dir: data_dir.to_path_buf(),
             writer_cfg,
             writers: HashMap::new(),
+            hosts: HashMap::new(),
             live,
             metrics,
             quantizer,
@@ -79,6 +82,7 @@ impl Outputs {
     /// A host starts: opens its files, declares it to the live stream and the exporter.
     pub(super) fn add_host(&mut self, id: HostId, info: HostInfo) {
         let (label, addr, name) = (info.label.clone(), info.address, info.name.clone());
+        self.hosts.insert(id, info.clone());
         match HostWriter::open(&self.data_dir, info, self.writer_cfg.clone()) {
             Ok(w) => {
                 self.writers.insert(id, w);
@@ -91,12 +95,39 @@ impl Outputs {
     /// A host's address changed: its files start a segment with it, the live stream and
     /// the exporter show it.
     pub(super) fn re_point(&mut self, id: HostId, label: &str, addr: IpAddr, name: Option<String>) {
+        if let Some(h) = self.hosts.get_mut(&id) {
+            h.address = addr;
+            h.name.clone_from(&name);
+        }
         if let Some(w) = self.writers.get_mut(&id)
             && let Err(e) = w.set_address(addr)
         {
             tracing::warn!("{label}: recording the new address failed: {e}");
         }
         self.declare(id, label, addr, name);
+    }
+
+    /// Replaces the live stream (SIGHUP: another address, another secret, or off) and
+    /// declares every host to the new one.
+    pub(super) fn replace_live(&mut self, live: Option<Live>) {
+        self.live = live;
+        self.redeclare_live();
+    }
+
+    /// Declares every host to the live server again (after it was replaced or given a new
+    /// secret).
+    pub(super) fn redeclare_live(&mut self) {
+        let Some(l) = &mut self.live else { return };
+        for (id, h) in &self.hosts {
+            l.set_host(
+                *id,
+                &h.label,
+                h.address,
+                h.name.clone(),
+                self.writer_cfg.period_us,
+                self.writer_cfg.precision,
+            );
+        }
     }
 
     fn declare(&mut self, id: HostId, label: &str, addr: IpAddr, name: Option<String>) {
@@ -166,6 +197,7 @@ impl FrameOutput for Outputs {
     }
 
     fn host_retired(&mut self, host: HostId, label: &str) {
+        self.hosts.remove(&host);
         if let Some(mut w) = self.writers.remove(&host)
             && let Err(e) = w.sync()
         {

@@ -1,5 +1,4 @@
-//! Targets: resolving names, starting hosts, re-pointing them when a name moves, and the
-//! SIGHUP reload of the host list and rates.
+//! Targets: resolving names, starting hosts, re-pointing them when a name moves.
 //!
 //! Name resolution runs on the loop's thread (the only other thread is the receiver): a
 //! blocking `getaddrinfo` per named host every `resolve_interval_s` (default 5 min), and
@@ -9,10 +8,9 @@
 //! resolved. Replies keep their kernel timestamps during such a stall, so RTTs stay exact;
 //! only send times slip (and are recorded as lateness).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 use zzping_lib::file::HostInfo;
 
 use crate::clock::Now;
@@ -32,7 +30,7 @@ pub(super) struct Target {
     /// The engine's host, once the target resolved.
     pub(super) id: Option<HostId>,
     pub(super) addr: Option<IpAddr>,
-    resolve_warned: bool,
+    pub(super) resolve_warned: bool,
 }
 
 impl Target {
@@ -110,7 +108,7 @@ impl Daemon {
 
     /// Resolves target `i` again and, if its address changed, re-points the host
     /// (engine, files, live stream, exporter).
-    fn re_point(&mut self, i: usize) {
+    pub(super) fn re_point(&mut self, i: usize) {
         let t = &self.targets[i];
         let Some(id) = t.id else { return };
         match config::resolve(&t.cfg.target) {
@@ -154,93 +152,5 @@ impl Daemon {
                 self.start_target(i, now, 0, 1);
             }
         }
-    }
-
-    /// SIGHUP: reads the configuration again and applies the host list and rates; says
-    /// which changes need a restart.
-    pub(super) fn reload(&mut self, now: Now) {
-        let new = match config::load(&self.cli) {
-            Ok(c) => c,
-            Err(e) => {
-                error!("SIGHUP: keeping the current configuration: {e}");
-                return;
-            }
-        };
-        if new.period_ms != self.cfg.period_ms
-            || new.timeout_ms != self.cfg.timeout_ms
-            || new.data_dir != self.cfg.data_dir
-            || new.socket != self.cfg.socket
-            || new.precision != self.cfg.precision
-            || new.metrics != self.cfg.metrics
-        {
-            warn!(
-                "SIGHUP: period, timeout, data_dir, socket, precision and metrics changes need a restart"
-            );
-        }
-        let new_labels: HashMap<&str, &HostConfig> =
-            new.host.iter().map(|h| (h.label(), h)).collect();
-        // Remove hosts gone. A label whose target changed keeps its host (and files): it
-        // is re-pointed below, like a re-resolution (two writers must never share a
-        // host directory).
-        let mut keep = Vec::new();
-        for t in std::mem::take(&mut self.targets) {
-            if new_labels.contains_key(t.cfg.label()) {
-                keep.push(t);
-            } else {
-                if let Some(id) = t.id {
-                    self.engine.remove_host(id, &mut self.outputs);
-                }
-                info!("{}: removing", t.cfg.label());
-            }
-        }
-        self.targets = keep;
-        for i in 0..self.targets.len() {
-            let label = self.targets[i].cfg.label().to_owned();
-            let Some(h) = new_labels.get(label.as_str()) else {
-                continue;
-            };
-            if h.target == self.targets[i].cfg.target {
-                continue;
-            }
-            info!("{label}: target now {:?}", h.target);
-            self.targets[i].cfg.target = h.target.clone();
-            match self.targets[i].id {
-                // Resolved and re-pointed by the periodic path (names) or here (IPs).
-                Some(_) => self.re_point(i),
-                None => self.start_target(i, now, 0, 1),
-            }
-        }
-        // Update rates, add new ones.
-        let mut added = Vec::new();
-        for h in &new.host {
-            match self.targets.iter_mut().find(|t| t.cfg.label() == h.label()) {
-                Some(t) => {
-                    if t.cfg.rate != h.rate {
-                        if let (Some(id), Some(r)) = (t.id, h.rate) {
-                            self.engine.set_rate(id, r);
-                            info!("{}: rate now {r}/s", h.label());
-                        }
-                        t.cfg.rate = h.rate;
-                    }
-                }
-                None => {
-                    self.targets.push(Target::new(h.clone()));
-                    added.push(self.targets.len() - 1);
-                }
-            }
-        }
-        let count = added.len();
-        for (k, i) in added.into_iter().enumerate() {
-            self.start_target(i, now, k, count);
-        }
-        self.cfg.host = new.host;
-        self.cfg.rate = new.rate;
-        self.cfg.retention_days = new.retention_days;
-        // Retention runs now: with new settings, and as the way to ask for a pass.
-        self.timers.arm(Chore::Retention, now.mono_ns);
-        info!(
-            "SIGHUP: configuration reloaded, {} hosts",
-            self.targets.len()
-        );
     }
 }
