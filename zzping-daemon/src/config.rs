@@ -56,7 +56,12 @@ pub enum ConfigError {
 #[command(
     name = "zzping-daemon",
     version,
-    about = "Accurate, frugal ICMP pinger recording per-host frames"
+    about = "Accurate, frugal ICMP pinger recording per-host frames",
+    after_help = "Exit status: 0 after a signal, or a --duration run in which every target \
+                  answered; 1 when some target of a --duration run never answered (or its \
+                  name never resolved); 2 when no target's name resolved; 3 for an invalid \
+                  command line or configuration; 4 when the daemon could not start or \
+                  failed."
 )]
 pub struct Cli {
     /// Config file (TOML). Default: /etc/zzping/zzping.toml if it exists; `none`: no file.

@@ -270,16 +270,7 @@ pub fn strip_ipv4_header(buf: &[u8]) -> Result<&[u8], WireError> {
     buf.get(ihl..).ok_or(WireError::Truncated)
 }
 
-/// What an ICMP error reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Destination (network, host, port...) unreachable.
-    Unreachable,
-    /// TTL / hop limit exceeded.
-    TimeExceeded,
-    /// Packet too big (ICMPv6).
-    TooBig,
-}
+pub use zzping_lib::frame::ErrorKind;
 
 /// A received ICMP message, classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,7 +284,8 @@ pub enum Message {
         /// Our token when the payload is ours.
         token: Option<u64>,
     },
-    /// An ICMP error quoting one of our echo requests.
+    /// An error about one of our echo requests: an ICMP error quoting it, or this
+    /// machine's own kernel reporting it could not be delivered.
     Error {
         /// Kind of error.
         kind: ErrorKind,
@@ -303,6 +295,9 @@ pub enum Message {
         seq: u16,
         /// Destination of the quoted request (the host we pinged).
         orig_dst: IpAddr,
+        /// Who sent the ICMP error (a router on the path, or the host), when known;
+        /// `None` for errors of this machine's own kernel.
+        from: Option<IpAddr>,
     },
     /// The kernel's software transmit timestamp of one of our sends (`SO_TIMESTAMPING`
     /// with `OPT_ID`, read from the error queue; the time is the reply's
@@ -325,11 +320,7 @@ pub fn parse_v4(icmp: &[u8]) -> Result<Message, WireError> {
             token: p.token(),
         }),
         t @ (V4_DEST_UNREACH | V4_TIME_EXCEEDED) => {
-            let kind = if t == V4_DEST_UNREACH {
-                ErrorKind::Unreachable
-            } else {
-                ErrorKind::TimeExceeded
-            };
+            let kind = error_kind(Family::V4, t, p.code()).unwrap_or(ErrorKind::IcmpOther);
             let orig_ip = p.payload();
             let orig_icmp = strip_ipv4_header(orig_ip)?;
             // Protocol field of the quoted header must be ICMP.
@@ -349,6 +340,7 @@ pub fn parse_v4(icmp: &[u8]) -> Result<Message, WireError> {
                 ident: orig.ident(),
                 seq: orig.seq_no(),
                 orig_dst: IpAddr::V4(Ipv4Addr::from(dst)),
+                from: None,
             })
         }
         _ => Ok(Message::Other),
@@ -368,11 +360,7 @@ pub fn parse_v6(icmp: &[u8]) -> Result<Message, WireError> {
             token: p.token(),
         }),
         t @ (V6_DEST_UNREACH | V6_TIME_EXCEEDED | V6_PACKET_TOO_BIG) => {
-            let kind = match t {
-                V6_DEST_UNREACH => ErrorKind::Unreachable,
-                V6_TIME_EXCEEDED => ErrorKind::TimeExceeded,
-                _ => ErrorKind::TooBig,
-            };
+            let kind = error_kind(Family::V6, t, p.code()).unwrap_or(ErrorKind::IcmpOther);
             let orig_ip = p.payload();
             if orig_ip.len() < IPV6_HEADER_LEN {
                 return Err(WireError::Truncated);
@@ -395,39 +383,82 @@ pub fn parse_v6(icmp: &[u8]) -> Result<Message, WireError> {
                 ident: orig.ident(),
                 seq: orig.seq_no(),
                 orig_dst: IpAddr::V6(Ipv6Addr::from(dst)),
+                from: None,
             })
         }
         _ => Ok(Message::Other),
     }
 }
 
-/// Kind of an ICMP error given its type (as reported by `IP_RECVERR`/`IPV6_RECVERR`).
-pub fn error_kind(family: Family, icmp_type: u8) -> Option<ErrorKind> {
-    match (family, icmp_type) {
-        (Family::V4, V4_DEST_UNREACH) | (Family::V6, V6_DEST_UNREACH) => {
-            Some(ErrorKind::Unreachable)
-        }
-        (Family::V4, V4_TIME_EXCEEDED) | (Family::V6, V6_TIME_EXCEEDED) => {
-            Some(ErrorKind::TimeExceeded)
-        }
-        (Family::V6, V6_PACKET_TOO_BIG) => Some(ErrorKind::TooBig),
-        _ => None,
+/// Kind of an ICMP error given its type and code (RFC 792, 1812 and 4443; as in the
+/// packet, or as reported by `IP_RECVERR`/`IPV6_RECVERR`); `None` for types that are not
+/// errors about a packet we sent.
+pub fn error_kind(family: Family, icmp_type: u8, code: u8) -> Option<ErrorKind> {
+    use ErrorKind::*;
+    Some(match (family, icmp_type) {
+        (Family::V4, V4_DEST_UNREACH) => match code {
+            // Network unreachable, unknown, unreachable for the type of service.
+            0 | 6 | 11 => NetUnreachable,
+            // Host unreachable, unknown, isolated, unreachable for the type of service.
+            1 | 7 | 8 | 12 => HostUnreachable,
+            // Protocol or port unreachable: the host itself refused.
+            2 | 3 => PortUnreachable,
+            // Network or host administratively prohibited, communication administratively
+            // prohibited, precedence violation or cutoff.
+            9 | 10 | 13..=15 => Prohibited,
+            // Fragmentation needed, source route failed.
+            _ => IcmpOther,
+        },
+        (Family::V4, V4_TIME_EXCEEDED) => match code {
+            0 => TtlExceeded,
+            // Fragment reassembly time exceeded.
+            _ => IcmpOther,
+        },
+        (Family::V6, V6_DEST_UNREACH) => match code {
+            // No route to destination, beyond the scope of the source address.
+            0 | 2 => NetUnreachable,
+            // Administratively prohibited, failed ingress/egress policy, reject route.
+            1 | 5 | 6 => Prohibited,
+            3 => HostUnreachable,
+            4 => PortUnreachable,
+            _ => IcmpOther,
+        },
+        (Family::V6, V6_TIME_EXCEEDED) => match code {
+            0 => TtlExceeded,
+            _ => IcmpOther,
+        },
+        (Family::V6, V6_PACKET_TOO_BIG) => IcmpOther,
+        _ => return None,
+    })
+}
+
+/// Kind of a failure this machine's own kernel reported for a request, by errno: a
+/// `sendto` that failed, or an error queued with origin "local" (e.g. the next hop
+/// never answered ARP/ND: `EHOSTUNREACH` for the packets that waited for it).
+pub fn local_error_kind(errno: i32, queued: bool) -> ErrorKind {
+    match errno {
+        libc::EHOSTUNREACH if queued => ErrorKind::NoNeighbour,
+        libc::ENETUNREACH | libc::EHOSTUNREACH => ErrorKind::NoRoute,
+        libc::ENETDOWN | libc::ENODEV | libc::EADDRNOTAVAIL | libc::ENXIO => ErrorKind::NetDown,
+        libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN => ErrorKind::NoBuffer,
+        libc::EPERM | libc::EACCES => ErrorKind::Denied,
+        _ => ErrorKind::SendOther,
     }
 }
 
-/// Builds the [`Message::Error`] for an error a datagram socket queued (`MSG_ERRQUEUE`):
-/// `quoted` is our original echo request (from its ICMP header on), `orig_dst` where it
-/// was sent. `Other` when the quote is not an echo request of `family`.
+/// Builds the [`Message::Error`] for an error a socket queued (`MSG_ERRQUEUE`): `quoted`
+/// is our original echo request (from its ICMP header on), `orig_dst` where it was sent,
+/// `kind` what the queue entry said (see [`error_kind`], [`local_error_kind`]) and `from`
+/// who sent the ICMP error (`SO_EE_OFFENDER`). `Other` when the quote is not an echo
+/// request of `family`.
 pub fn queued_error(
     family: Family,
-    icmp_type: u8,
+    kind: ErrorKind,
     quoted: &[u8],
     orig_dst: IpAddr,
+    from: Option<IpAddr>,
 ) -> Result<Message, WireError> {
     let p = Packet::new_checked(quoted)?;
-    let Some(kind) = error_kind(family, icmp_type) else {
-        return Ok(Message::Other);
-    };
     if p.msg_type() != family.echo_request() {
         return Ok(Message::Other);
     }
@@ -436,6 +467,7 @@ pub fn queued_error(
         ident: p.ident(),
         seq: p.seq_no(),
         orig_dst,
+        from,
     })
 }
 
@@ -524,10 +556,11 @@ mod tests {
         assert_eq!(
             parse_v4(icmp).unwrap(),
             Message::Error {
-                kind: ErrorKind::Unreachable,
+                kind: ErrorKind::HostUnreachable,
                 ident: 7,
                 seq: 9,
-                orig_dst: "198.18.0.5".parse().unwrap()
+                orig_dst: "198.18.0.5".parse().unwrap(),
+                from: None,
             }
         );
         // Quoting a UDP packet: not ours.
@@ -552,10 +585,11 @@ mod tests {
         assert_eq!(
             parse_v6(&msg).unwrap(),
             Message::Error {
-                kind: ErrorKind::TimeExceeded,
+                kind: ErrorKind::TtlExceeded,
                 ident: 5,
                 seq: 65535,
-                orig_dst: IpAddr::V6(dst)
+                orig_dst: IpAddr::V6(dst),
+                from: None,
             }
         );
         // Truncated quote is an error, not a panic.
@@ -581,32 +615,56 @@ mod tests {
         let mut req = [0u8; PACKET_LEN];
         emit_echo_request(Family::V4, &mut req, 77, 1234, 5).unwrap();
         let dst: IpAddr = "198.18.0.5".parse().unwrap();
+        let router: IpAddr = "198.18.0.1".parse().unwrap();
         assert_eq!(
-            queued_error(Family::V4, V4_DEST_UNREACH, &req, dst).unwrap(),
+            queued_error(Family::V4, ErrorKind::Prohibited, &req, dst, Some(router)).unwrap(),
             Message::Error {
-                kind: ErrorKind::Unreachable,
+                kind: ErrorKind::Prohibited,
                 ident: 77,
                 seq: 1234,
-                orig_dst: dst
+                orig_dst: dst,
+                from: Some(router),
             }
         );
-        // Echo request type of the other family, unknown error types, short quotes.
+        // Echo request type of the other family, short quotes.
         assert_eq!(
-            queued_error(Family::V6, V6_TIME_EXCEEDED, &req, dst).unwrap(),
+            queued_error(Family::V6, ErrorKind::TtlExceeded, &req, dst, None).unwrap(),
             Message::Other
         );
         assert_eq!(
-            queued_error(Family::V4, 5, &req, dst).unwrap(),
-            Message::Other
-        );
-        assert_eq!(
-            queued_error(Family::V4, V4_DEST_UNREACH, &req[..4], dst),
+            queued_error(Family::V4, ErrorKind::NoRoute, &req[..4], dst, None),
             Err(WireError::Truncated)
         );
-        assert_eq!(
-            error_kind(Family::V6, V6_PACKET_TOO_BIG),
-            Some(ErrorKind::TooBig)
-        );
+    }
+
+    #[test]
+    fn error_kinds_by_type_and_code_and_errno() {
+        use ErrorKind::*;
+        let v4 = |t, c| error_kind(Family::V4, t, c);
+        let v6 = |t, c| error_kind(Family::V6, t, c);
+        assert_eq!(v4(V4_DEST_UNREACH, 0), Some(NetUnreachable));
+        assert_eq!(v4(V4_DEST_UNREACH, 1), Some(HostUnreachable));
+        assert_eq!(v4(V4_DEST_UNREACH, 3), Some(PortUnreachable));
+        assert_eq!(v4(V4_DEST_UNREACH, 4), Some(IcmpOther));
+        assert_eq!(v4(V4_DEST_UNREACH, 13), Some(Prohibited));
+        assert_eq!(v4(V4_DEST_UNREACH, 10), Some(Prohibited));
+        assert_eq!(v4(V4_TIME_EXCEEDED, 0), Some(TtlExceeded));
+        assert_eq!(v4(V4_TIME_EXCEEDED, 1), Some(IcmpOther));
+        assert_eq!(v4(5, 0), None);
+        assert_eq!(v6(V6_DEST_UNREACH, 0), Some(NetUnreachable));
+        assert_eq!(v6(V6_DEST_UNREACH, 1), Some(Prohibited));
+        assert_eq!(v6(V6_DEST_UNREACH, 3), Some(HostUnreachable));
+        assert_eq!(v6(V6_DEST_UNREACH, 4), Some(PortUnreachable));
+        assert_eq!(v6(V6_TIME_EXCEEDED, 0), Some(TtlExceeded));
+        assert_eq!(v6(V6_PACKET_TOO_BIG, 0), Some(IcmpOther));
+        assert_eq!(v6(V6_ECHO_REPLY, 0), None);
+        assert_eq!(local_error_kind(libc::ENETUNREACH, false), NoRoute);
+        assert_eq!(local_error_kind(libc::EHOSTUNREACH, false), NoRoute);
+        assert_eq!(local_error_kind(libc::EHOSTUNREACH, true), NoNeighbour);
+        assert_eq!(local_error_kind(libc::ENETDOWN, false), NetDown);
+        assert_eq!(local_error_kind(libc::ENOBUFS, false), NoBuffer);
+        assert_eq!(local_error_kind(libc::EACCES, false), Denied);
+        assert_eq!(local_error_kind(libc::EINVAL, false), SendOther);
     }
 
     #[test]

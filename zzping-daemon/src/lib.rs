@@ -23,6 +23,7 @@ pub mod engine;
 pub mod icmp;
 pub mod listen;
 pub mod live;
+pub mod local;
 pub mod lock;
 pub mod metrics;
 pub mod notify;

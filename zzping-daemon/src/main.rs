@@ -1,30 +1,82 @@
 //! zzping-daemon binary: parses the configuration, sets up logging, runs the event loop.
 
-use anyhow::{Context, Result};
+use std::process::ExitCode;
+
+use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 use zzping_daemon::config::{self, LogTarget};
 use zzping_daemon::daemon;
 
-fn main() -> Result<()> {
-    let cli = config::Cli::parse();
+/// Exit status when the command line or the configuration is invalid (fping's 3).
+const EXIT_INVALID: u8 = 3;
+/// Exit status when the daemon could not start or failed while running (fping's 4).
+const EXIT_FAILED: u8 = 4;
+
+fn main() -> ExitCode {
+    let cli = match config::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors.
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_INVALID)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err((code, e)) => {
+            tracing::error!("{e:#}");
+            eprintln!("Error: {e:?}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Sets up logging, loads the configuration and runs the daemon; an error carries its
+/// exit status.
+fn run(cli: config::Cli) -> Result<ExitCode, (u8, anyhow::Error)> {
+    let invalid = |e: anyhow::Error| (EXIT_INVALID, e);
     let filter = match &cli.log {
-        Some(f) => EnvFilter::try_new(f).context("parsing --log")?,
+        Some(f) => EnvFilter::try_new(f)
+            .context("parsing --log")
+            .map_err(invalid)?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     init_logging(cli.log_target, filter);
-    let cfg = config::load(&cli).context("loading the configuration")?;
+    let cfg = config::load(&cli)
+        .context("loading the configuration")
+        .map_err(invalid)?;
     if cli.check_config {
         match &cfg.source {
             Some(p) => println!("# configuration file: {}", p.display()),
             None => println!("# no configuration file; built-in defaults"),
         }
         print!("{}", cfg.to_toml());
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
-    daemon::run(cli, cfg)?;
-    Ok(())
+    let report = daemon::run(cli, cfg).map_err(|e| (EXIT_FAILED, e))?;
+    // A finite run (--duration) exits like fping: 1 when some host never answered (or
+    // its name never resolved), 2 when no target's name resolved.
+    let code = report.exit_code();
+    if code != 0 {
+        let mut why = Vec::new();
+        if !report.never_answered.is_empty() {
+            why.push(format!(
+                "no reply from {}",
+                report.never_answered.join(", ")
+            ));
+        }
+        if !report.unresolved.is_empty() {
+            why.push(format!("unresolved: {}", report.unresolved.join(", ")));
+        }
+        tracing::warn!("exit status {code}: {}", why.join("; "));
+    }
+    Ok(ExitCode::from(code))
 }
 
 /// Logs to the journal (native protocol) or to stderr. `auto` picks the journal when

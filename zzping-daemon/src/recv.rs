@@ -54,6 +54,7 @@ use mio::Waker;
 use crate::clock;
 use crate::engine::{Reply, RxStamp};
 use crate::icmp::{self, Family, Message};
+use crate::local::LocalAddrs;
 use crate::sock::IcmpSocket;
 
 /// Bounded, pre-allocated multi-producer queue of replies, and how far the receive
@@ -343,6 +344,7 @@ fn receive_loop(
     };
     let mut buf = [0u8; 2048];
     let mut errbuf = [0u8; 512];
+    let mut local = LocalAddrs::default();
     let mut error_logged = false;
     let mut in_call_logged = false;
     // Batching: off for good once a reply has no kernel timestamp, and off until a kernel
@@ -414,7 +416,7 @@ fn receive_loop(
                 // kernel transmit stamps. Read before the data, so a send's stamp reaches
                 // the engine before its reply. Draining the queue also clears the socket
                 // error, so poll stops reporting it.
-                let d = drain_error_queue(s, &mut buf, queue, dense);
+                let d = drain_error_queue(s, &mut buf, queue, dense, &mut local);
                 batch += d.messages;
                 errq_empty_at = d.empty_at_real_ns;
                 // Nothing queued: a pending socket error; the plain recv below consumes it.
@@ -454,7 +456,7 @@ fn receive_loop(
                             && s.tx_stamps()
                             && d.kernel_real_ns.is_none_or(|k| k >= errq_empty_at)
                         {
-                            let e = drain_error_queue(s, &mut errbuf, queue, dense);
+                            let e = drain_error_queue(s, &mut errbuf, queue, dense, &mut local);
                             batch += e.messages;
                             errq_empty_at = e.empty_at_real_ns;
                         }
@@ -467,6 +469,25 @@ fn receive_loop(
                         if msg == Message::Other {
                             continue;
                         }
+                        // An ICMP error read from the socket itself (raw sockets) came
+                        // from the datagram's source: the router that sent it.
+                        let msg = match msg {
+                            Message::Error {
+                                kind,
+                                ident,
+                                seq,
+                                orig_dst,
+                                from: None,
+                            } => Message::Error {
+                                kind,
+                                ident,
+                                seq,
+                                orig_dst,
+                                from: Some(d.src),
+                            },
+                            m => m,
+                        };
+                        let msg = local.classify(msg);
                         let src = match msg {
                             Message::Error { orig_dst, .. } => orig_dst,
                             _ => d.src,
@@ -537,6 +558,7 @@ fn drain_error_queue(
     buf: &mut [u8],
     queue: &ReplyQueue,
     batched: bool,
+    local: &mut LocalAddrs,
 ) -> ErrorDrain {
     let mut messages = 0;
     let mut read_any = false;
@@ -550,6 +572,7 @@ fn drain_error_queue(
             };
         };
         read_any = true;
+        let msg = local.classify(msg);
         let src = match msg {
             Message::Error { orig_dst, .. } => orig_dst,
             Message::TxStamp { .. } => s.family().unspecified(),

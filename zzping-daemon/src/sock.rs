@@ -376,7 +376,8 @@ impl IcmpSocket {
         let n = (n as usize).min(buf.len());
         // SAFETY: the kernel filled msg_namelen bytes of a sockaddr_storage.
         let dst = unsafe { sockaddr_ip(addr.as_ptr(), msg.msg_namelen) };
-        let mut icmp_type = None;
+        let mut kind = None;
+        let mut offender = None;
         let mut kernel_real_ns = None;
         let mut tx_key = None;
         let mut tx_real_ns = None;
@@ -388,12 +389,24 @@ impl IcmpSocket {
                 if (level == libc::SOL_IP && ty == libc::IP_RECVERR)
                     || (level == libc::SOL_IPV6 && ty == libc::IPV6_RECVERR)
                 {
-                    let ee: libc::sock_extended_err =
-                        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                    let data = libc::CMSG_DATA(c);
+                    let ee: libc::sock_extended_err = std::ptr::read_unaligned(data.cast());
                     if ee.ee_origin == libc::SO_EE_ORIGIN_ICMP
                         || ee.ee_origin == libc::SO_EE_ORIGIN_ICMP6
                     {
-                        icmp_type = Some(ee.ee_type);
+                        kind = icmp::error_kind(self.family, ee.ee_type, ee.ee_code);
+                        // SO_EE_OFFENDER: the sender of the ICMP error, right after the
+                        // extended error in the same control message.
+                        let off = data.add(size_of::<libc::sock_extended_err>());
+                        let room = ((*c).cmsg_len as usize)
+                            .saturating_sub(data as usize - c as usize)
+                            .saturating_sub(size_of::<libc::sock_extended_err>());
+                        offender = sockaddr_ip(
+                            off.cast(),
+                            room.min(size_of::<libc::sockaddr_storage>()) as libc::socklen_t,
+                        );
+                    } else if ee.ee_origin == libc::SO_EE_ORIGIN_LOCAL {
+                        kind = Some(icmp::local_error_kind(ee.ee_errno as i32, true));
                     } else if ee.ee_origin == ORIGIN_TIMESTAMPING
                         && ee.ee_errno == libc::ENOMSG as u32
                     {
@@ -415,10 +428,11 @@ impl IcmpSocket {
         if let Some(key) = tx_key {
             return Ok(Some((Message::TxStamp { key }, tx_real_ns)));
         }
-        let (Some(t), Some(dst)) = (icmp_type, dst) else {
+        let (Some(kind), Some(dst)) = (kind, dst) else {
             return Ok(Some((Message::Other, kernel_real_ns)));
         };
-        let m = icmp::queued_error(self.family, t, &buf[..n], dst).unwrap_or(Message::Other);
+        let m = icmp::queued_error(self.family, kind, &buf[..n], dst, offender)
+            .unwrap_or(Message::Other);
         Ok(Some((m, kernel_real_ns)))
     }
 }

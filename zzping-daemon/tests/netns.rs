@@ -9,6 +9,7 @@ use std::process::Stdio;
 
 use common::*;
 use e2e::loopback::{LOOPBACK_RATE, LOOPBACK_SECONDS, Stress, check_loopback, loopback_run};
+use zzping_lib::frame::ErrorKind;
 
 /// How long a main loop that does not run takes to let the receive queue overflow at
 /// 5,000 replies/s: the queue's 16,384 replies (daemon/mod.rs `QUEUE_CAPACITY`), less a
@@ -102,7 +103,12 @@ fn unroutable_host_counts_errors_and_keeps_running() {
     .output()
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    // A finite run in which some host never answered exits 1, like fping, and says why.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("exit status 1: no reply from 198.18.0.5, 2001:db8::5; unresolved: name-that-does-not-resolve.invalid"),
+        "{stderr}"
+    );
     // An unresolvable name is reported once and retried; the others carry on.
     assert_eq!(
         stderr
@@ -129,7 +135,16 @@ fn unroutable_host_counts_errors_and_keeps_running() {
         );
         assert_eq!(sum(&frames, |f| f.errors), sent, "{host}");
         assert_eq!(sum(&frames, |f| f.received), 0);
+        // Every failure is this machine's: no route (sendto said ENETUNREACH).
+        assert_eq!(
+            sum(&frames, |f| f.error_kinds.get(ErrorKind::NoRoute)),
+            sent,
+            "{host}: {frames:?}"
+        );
+        assert!(frames.iter().all(|f| f.router.is_none()), "{host}");
     }
+    // The exit line counts the errors by kind and the loss with them.
+    assert!(stderr.contains("errors (no_route "), "{stderr}");
     let lo = read_host(&dir.path().join("127.0.0.1"));
     let lo_sent = sum(&lo, |f| f.sent);
     assert!(
@@ -138,6 +153,33 @@ fn unroutable_host_counts_errors_and_keeps_running() {
     );
     assert_eq!(sum(&lo, |f| f.lost), 0);
     assert_eq!(sum(&lo, |f| f.received), lo_sent);
+}
+
+#[test]
+fn no_resolvable_target_exits_2() {
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    let dir = tempfile::tempdir().unwrap();
+    let out = daemon_in_netns(
+        false,
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--target",
+            "first-name.invalid",
+            "--target",
+            "second-name.invalid",
+            "--duration",
+            "1",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("exit status 2: unresolved: first-name.invalid, second-name.invalid"),
+        "{stderr}"
+    );
 }
 
 /// A veth pair whose peer answers nothing: neighbour resolution for 198.18.0.5 fails and
@@ -170,7 +212,7 @@ fn check_icmp_errors(dgram: bool) {
     .output()
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     // The errors came back as ICMP, not from sendto.
     assert!(!stderr.contains("sending to"), "{stderr}");
     // Waiting for the errors at shutdown must not spin (a past deadline once made the
@@ -196,6 +238,14 @@ fn check_icmp_errors(dgram: bool) {
             sent,
             "{host}: {frames:?}\n{stderr}"
         );
+        // Sent by this machine's own kernel (from 198.18.0.1 / 2001:db8::1): nobody
+        // answered ARP / neighbour discovery on the link, a local failure, no router.
+        assert_eq!(
+            sum(&frames, |f| f.error_kinds.get(ErrorKind::NoNeighbour)),
+            sent,
+            "{host}: {frames:?}"
+        );
+        assert!(frames.iter().all(|f| f.router.is_none()), "{host}");
     }
 }
 

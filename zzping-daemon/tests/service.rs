@@ -257,7 +257,8 @@ fn no_watchdog_pings_for_another_process() {
     assert_eq!(texts(&rest), ["STOPPING=1\nSTATUS=stopping"]);
 }
 
-/// Runs the daemon with `args`, expecting it to refuse to start: exit status 1, no
+/// Runs the daemon with `args`, expecting it to refuse to start: exit status 4 (could not
+/// start, fping's "system call failure"; 3 is kept for an invalid configuration), no
 /// notification, nothing pinged, and a message containing each of `names`.
 fn refuses_to_start(dir: &Path, args: &[&str], names: &[&str]) {
     let notify = dir.join("notify");
@@ -269,7 +270,7 @@ fn refuses_to_start(dir: &Path, args: &[&str], names: &[&str]) {
         .unwrap();
     let (notes, out) = receive_until_exit(&sock, child);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert_eq!(out.status.code(), Some(4), "{args:?}: {stderr}");
     assert!(notes.is_empty(), "{args:?}: notified {:?}", texts(&notes));
     for n in names {
         assert!(stderr.contains(n), "{args:?}: {n:?} not in {stderr}");
@@ -326,4 +327,38 @@ fn a_listener_that_cannot_start_is_fatal() {
         ],
         &["live secret file /nonexistent/secret"],
     );
+}
+
+/// An invalid command line or configuration exits 3 before anything starts (the unit
+/// does not restart on 3), with a message naming what is wrong; --help is not an error.
+#[test]
+fn an_invalid_configuration_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "rate = \"fast\"\n").unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--rate", "fast"], "--rate"),
+        (&["--log", "zzping=[loud"], "--log"),
+        (&["--config", bad.to_str().unwrap()], "bad.toml"),
+    ];
+    for (args, name) in cases {
+        let out = Command::new(common::BIN)
+            .args([
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+                "--duration",
+                "1",
+            ])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains(name), "{args:?}: {name:?} not in {stderr}");
+        assert!(!stderr.contains("pinging"), "{args:?}: {stderr}");
+    }
+    let help = Command::new(common::BIN).arg("--help").output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Exit status: 0"));
 }

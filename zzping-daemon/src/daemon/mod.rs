@@ -430,6 +430,15 @@ impl Daemon {
             cpu_ns,
             late_p99_us: self.engine.lateness().quantile_us(0.99),
             tx_stamped: st.tx_stamped,
+            finite: self.cfg.duration_s.is_some(),
+            never_answered: self.engine.never_answered(),
+            unresolved: self
+                .targets
+                .iter()
+                .filter(|t| t.id.is_none())
+                .map(|t| t.cfg.label().to_string())
+                .collect(),
+            targets: self.targets.len(),
         };
         info!("stopped: {}", self.summary());
         report

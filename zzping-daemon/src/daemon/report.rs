@@ -6,7 +6,7 @@ use std::io::Write;
 use crate::engine::Engine;
 
 /// What a run did (returned for tests and logged at exit).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunReport {
     /// Requests sent.
     pub sent: u64,
@@ -20,6 +20,31 @@ pub struct RunReport {
     pub late_p99_us: u64,
     /// Requests whose send time is the kernel's transmit stamp.
     pub tx_stamped: u64,
+    /// The run had a set duration (`--duration`), rather than running until a signal.
+    pub finite: bool,
+    /// Hosts that never got a reply in time.
+    pub never_answered: Vec<String>,
+    /// Targets whose name never resolved.
+    pub unresolved: Vec<String>,
+    /// Targets configured.
+    pub targets: usize,
+}
+
+impl RunReport {
+    /// The exit status of a finite run, like fping's: 0 when every host answered at
+    /// least once, 1 when some host never did (or its name never resolved), 2 when no
+    /// target's name resolved. A run stopped by a signal (a service) exits 0.
+    pub fn exit_code(&self) -> u8 {
+        if !self.finite {
+            0
+        } else if self.targets > 0 && self.unresolved.len() == self.targets {
+            2
+        } else if !self.never_answered.is_empty() || !self.unresolved.is_empty() {
+            1
+        } else {
+            0
+        }
+    }
 }
 
 /// Writes the status table (one line per host, totals since the previous call). On a
@@ -38,27 +63,31 @@ pub fn write_status(
     let h = *engine.lateness();
     let _ = writeln!(
         out,
-        "{clear}{:<24} {:>7} {:>7} {:>6} {:>9} {:>9} {:>9} {:>6}   send late p50<{}µs p99<{}µs max {}µs",
+        "{clear}{:<24} {:>7} {:>7} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9}  {:<16}   send late p50<{}µs p99<{}µs max {}µs",
         "host",
         "sent",
         "recv",
         "loss%",
+        "lost",
+        "errors",
         "rtt min",
         "avg",
         "max",
-        "errors",
+        "why",
         h.quantile_us(0.5),
         h.quantile_us(0.99),
         h.max_ns / 1000
     );
     let mut lines = 1;
     engine.drain_status(|label, _addr, s| {
-        let outcome = s.received + s.lost;
+        // Loss: every failed request, timeouts and errors alike.
+        let outcome = s.received + s.lost + s.errors;
         let loss = if outcome > 0 {
-            100.0 * s.lost as f64 / outcome as f64
+            100.0 * (s.lost + s.errors) as f64 / outcome as f64
         } else {
             0.0
         };
+        let why = s.error_kinds.dominant().map_or("", |(k, _)| k.name());
         let (min, avg, max) = if s.received > 0 {
             (
                 f64::from(s.rtt_min_us) / 1000.0,
@@ -70,8 +99,8 @@ pub fn write_status(
         };
         let _ = writeln!(
             out,
-            "{clear}{label:<24} {:>7} {:>7} {loss:>6.2} {min:>7.3}ms {avg:>7.3}ms {max:>7.3}ms {:>6}",
-            s.sent, s.received, s.errors
+            "{clear}{label:<24} {:>7} {:>7} {loss:>6.2} {:>6} {:>6} {min:>7.3}ms {avg:>7.3}ms {max:>7.3}ms  {why:<16}",
+            s.sent, s.received, s.lost, s.errors
         );
         lines += 1;
     });
@@ -97,8 +126,24 @@ pub(super) fn summary(
     let st = engine.stats();
     let h = engine.lateness();
     let w = engine.rx_wait();
+    let failed = st.lost + st.errors;
+    let outcomes = st.received + failed;
+    let mut kinds = String::new();
+    for (k, n) in st.errors_by_kind.iter() {
+        use std::fmt::Write as _;
+        let _ = write!(
+            kinds,
+            "{}{} {n}",
+            if kinds.is_empty() { " (" } else { ", " },
+            k.name()
+        );
+    }
+    if !kinds.is_empty() {
+        kinds.push(')');
+    }
     format!(
-        "{} sent, {} received, {} lost, {} errors, {} unmatched, {} frames, {} write errors; \
+        "{} sent, {} received, {} lost, {} errors{kinds}, loss {:.2} %, {} unmatched, {} frames, \
+         {} write errors; \
          CPU {:.1} ms ({:.2} ms per 1000 pings); send lateness p50<{}µs p99<{}µs max {}µs; \
          clock steps {}, RTTs clamped {} low / {} high, sends skipped {}, queue drops {}; \
          kernel send stamps {} ({} unmatched); RTTs timed by the kernel {}, in user space {} \
@@ -108,6 +153,11 @@ pub(super) fn summary(
         st.received,
         st.lost,
         st.errors,
+        if outcomes > 0 {
+            100.0 * failed as f64 / outcomes as f64
+        } else {
+            0.0
+        },
         st.unmatched,
         frames,
         write_errors,
@@ -200,6 +250,7 @@ mod tests {
         let dead = text.lines().find(|l| l.starts_with("dead ")).unwrap();
         assert!(gw.contains("0.00") && gw.contains("2.000ms"), "{gw}");
         assert!(dead.contains("100.00"), "{dead}");
+        assert!(text.lines().next().unwrap().contains("why"), "{text}");
         // Totals were reset; on a TTY the table moves the cursor up over the old one.
         let mut tty = Vec::new();
         assert_eq!(write_status(&mut e, &mut tty, true, 5), 5);

@@ -3,12 +3,19 @@
 //! This is the one place below the loop that reads the clocks itself, and it must: the
 //! reading just before `sendto` is the request's send time (unless the kernel's transmit
 //! stamp replaces it), and the reading just after bounds where that stamp may fall.
+//!
+//! A failed `sendto` is tried once more at once: an ICMP error the kernel queued for an
+//! earlier request can leave a pending socket error (`sk_err`) that the next `sendto`
+//! returns instead of sending (raw sockets for every hard ICMP error; datagram sockets
+//! when the error queue is read while another error waits behind it), and that call
+//! consumes it. A failure of this machine (no route, network down) fails again, and only
+//! then is the request counted as an error of that kind.
 
 use tracing::{info, warn};
 
 use crate::clock::{self, Now};
 use crate::engine::SendOutcome;
-use crate::icmp;
+use crate::icmp::{self, ErrorKind};
 
 use super::Daemon;
 
@@ -33,10 +40,14 @@ impl Daemon {
                         p.seq,
                         p.token,
                     );
-                    tx = clock::now();
-                    if let Err(e) = s.send_to(&self.packet, p.addr) {
-                        err = Some(e);
+                    let mut t = clock::now();
+                    let mut r = s.send_to(&self.packet, p.addr);
+                    if r.is_err() {
+                        t = clock::now();
+                        r = s.send_to(&self.packet, p.addr);
                     }
+                    tx = t;
+                    err = r.err();
                     // The bracket a kernel transmit stamp of this send must fall in.
                     span_ns = u32::try_from(clock::mono_ns().saturating_sub(tx.mono_ns))
                         .unwrap_or(u32::MAX);
@@ -45,9 +56,14 @@ impl Daemon {
             }
             let ok = err.is_none() && sock.is_some() && p.sendable;
             let stamps = ok && sock.is_some_and(|s| s.tx_stamps());
+            let sent = match &err {
+                Some(e) => Err(icmp::local_error_kind(e.raw_os_error().unwrap_or(0), false)),
+                None if ok => Ok(()),
+                None => Err(ErrorKind::SendOther),
+            };
             match self
                 .engine
-                .commit_send_timed(&p, tx, span_ns, stamps, ok, &mut self.outputs)
+                .commit_send_timed(&p, tx, span_ns, stamps, sent, &mut self.outputs)
             {
                 SendOutcome::Failed {
                     consecutive: 1,

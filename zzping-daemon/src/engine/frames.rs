@@ -114,6 +114,7 @@ impl Engine {
             };
             if !of.frame.is_empty() {
                 h.status.add_frame(&of.frame);
+                h.answered += u64::from(of.frame.received());
                 out.frame(id, &h.label, &of.frame);
             }
             self.free_frames.push(of.frame);

@@ -200,6 +200,8 @@ struct Host {
     retiring: bool,
     consecutive_errors: u32,
     status: HostStatus,
+    /// Replies received in time since the host was added (never reset).
+    answered: u64,
 }
 
 /// The core. See the module docs.
@@ -345,6 +347,7 @@ impl Engine {
             retiring: false,
             consecutive_errors: 0,
             status: HostStatus::empty(),
+            answered: 0,
         });
         let id = HostId {
             slot: slot as u32,
@@ -452,6 +455,16 @@ impl Engine {
             Some(h) => std::mem::replace(&mut h.status, HostStatus::empty()),
             None => HostStatus::empty(),
         }
+    }
+
+    /// Labels of the hosts (not being removed) that never got a reply in time.
+    pub fn never_answered(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .flatten()
+            .filter(|h| !h.retiring && h.answered == 0)
+            .map(|h| h.label.clone())
+            .collect()
     }
 
     /// Calls `f` with each live host's label, address and status totals, and resets the

@@ -33,7 +33,7 @@ impl Engine {
         }
         let timeout_ns = self.cfg.timeout_ns;
         let seq_i = t.idx(seq);
-        if is_error {
+        if let Message::Error { kind, from, .. } = r.msg {
             if e.state != State::InFlight {
                 // Error about an already resolved request: nothing to record.
                 return ReplyOutcome::Ignored;
@@ -41,8 +41,13 @@ impl Engine {
             self.tables[r.family.index()].entries[seq_i].state = State::Resolved;
             self.unresolved = self.unresolved.saturating_sub(1);
             self.stats.errors += 1;
+            self.stats.errors_by_kind.add(kind, 1);
             self.with_frame(e.host, e.frame_serial, |of| {
                 of.frame.errors = of.frame.errors.saturating_add(1);
+                of.frame.error_kinds.add(kind, 1);
+                if from.is_some() {
+                    of.frame.router = from;
+                }
                 of.outstanding = of.outstanding.saturating_sub(1);
             });
             self.try_finalize(e.host, out);

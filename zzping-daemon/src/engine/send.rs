@@ -2,7 +2,7 @@
 
 use std::cmp::Reverse;
 
-use zzping_lib::frame::FLAG_SEND_LATE;
+use zzping_lib::frame::{ErrorKind, FLAG_SEND_LATE};
 
 use super::seq::{Entry, State};
 use super::{Engine, FrameOutput, HostId, MAX_LIVE, Probe, SKIP_BEHIND_NS, SendOutcome};
@@ -65,20 +65,27 @@ impl Engine {
         ok: bool,
         out: &mut dyn FrameOutput,
     ) -> SendOutcome {
-        self.commit_send_timed(probe, tx, 0, false, ok, out)
+        let sent = if ok {
+            Ok(())
+        } else {
+            Err(ErrorKind::SendOther)
+        };
+        self.commit_send_timed(probe, tx, 0, false, sent, out)
     }
 
     /// [`Engine::commit_send`] for a socket that may stamp its sends: `span_ns` is how
     /// long `sendto` took (the kernel's transmit stamp of this send must fall within it)
     /// and `kernel_stamps` whether the socket has transmit stamps on. A stamp that
     /// arrives later ([`crate::icmp::Message::TxStamp`]) then replaces `tx` as the send time.
+    /// `sent` is why the send failed, if it did (a request that could not be sent is an
+    /// error of that kind).
     pub fn commit_send_timed(
         &mut self,
         probe: &Probe,
         tx: Now,
         span_ns: u32,
         kernel_stamps: bool,
-        ok: bool,
+        sent: Result<(), ErrorKind>,
         out: &mut dyn FrameOutput,
     ) -> SendOutcome {
         let late = tx.mono_ns.saturating_sub(probe.scheduled_ns);
@@ -97,12 +104,16 @@ impl Engine {
         if late > period_ns {
             of.frame.flags |= FLAG_SEND_LATE;
         }
-        if !ok || full {
+        if sent.is_err() || full {
+            // The sequence space being full is a failure of this machine too.
+            let kind = sent.err().unwrap_or(ErrorKind::SendOther);
             of.frame.errors = of.frame.errors.saturating_add(1);
+            of.frame.error_kinds.add(kind, 1);
             h.consecutive_errors = h.consecutive_errors.saturating_add(1);
             let n = h.consecutive_errors;
             self.stats.sent += 1;
             self.stats.errors += 1;
+            self.stats.errors_by_kind.add(kind, 1);
             if full {
                 self.stats.seq_exhausted += 1;
             }

@@ -1,6 +1,6 @@
 //! The engine's counters: totals, the delay histograms and each host's status totals.
 
-use zzping_lib::frame::Frame;
+use zzping_lib::frame::{ErrorKinds, Frame};
 
 /// Counters of the engine (not per host).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,6 +48,8 @@ pub struct EngineStats {
     pub rx_in_call: u64,
     /// Received replies read by a batch drain of the receive thread.
     pub rtt_batched: u64,
+    /// Errors (`errors`) by kind.
+    pub errors_by_kind: ErrorKinds,
 }
 
 /// Log2 histogram of a delay: send lateness (actual minus scheduled send time), or how
@@ -119,6 +121,8 @@ pub struct HostStatus {
     pub rtt_min_us: u32,
     /// Largest RTT, µs.
     pub rtt_max_us: u32,
+    /// Errors by kind.
+    pub error_kinds: ErrorKinds,
 }
 
 impl HostStatus {
@@ -134,6 +138,7 @@ impl HostStatus {
         self.received += u64::from(f.received());
         self.lost += u64::from(f.lost);
         self.errors += u64::from(f.errors);
+        self.error_kinds.merge(&f.error_kinds);
         self.extras += u64::from(f.duplicates) + u64::from(f.late);
         for &r in &f.rtts_us {
             self.rtt_sum_us += u64::from(r);

@@ -504,7 +504,7 @@ fn icmp_errors_and_send_failures_are_errors() {
     // Send failure: burst logging information.
     let p = e.poll_send(at(0.0)).unwrap();
     assert_eq!(
-        e.commit_send(&p, at(0.0), false, &mut sink),
+        e.commit_send_timed(&p, at(0.0), 0, false, Err(ErrorKind::NoRoute), &mut sink),
         SendOutcome::Failed {
             consecutive: 1,
             seq_exhausted: false
@@ -512,7 +512,7 @@ fn icmp_errors_and_send_failures_are_errors() {
     );
     let p = e.poll_send(at(100.0)).unwrap();
     assert!(matches!(
-        e.commit_send(&p, at(100.0), false, &mut sink),
+        e.commit_send_timed(&p, at(100.0), 0, false, Err(ErrorKind::NetDown), &mut sink),
         SendOutcome::Failed { consecutive: 2, .. }
     ));
     let p = e.poll_send(at(200.0)).unwrap();
@@ -525,10 +525,11 @@ fn icmp_errors_and_send_failures_are_errors() {
         family: Family::V4,
         src: v4("198.18.0.5"),
         msg: Message::Error {
-            kind: ErrorKind::Unreachable,
+            kind: ErrorKind::Prohibited,
             ident: 0x4242,
             seq: p.seq,
             orig_dst: v4("198.18.0.5"),
+            from: Some(v4("198.18.0.1")),
         },
         kernel_real_ns: None,
         rx_stamp: RxStamp::Missing,
@@ -544,6 +545,25 @@ fn icmp_errors_and_send_failures_are_errors() {
     assert_eq!(sink.total(|f| f.errors), 3);
     assert_eq!(sink.total(|f| f.sent), 3);
     assert_eq!(sink.total(|f| f.lost), 0);
+    // Each error is kept with its kind, in its frame; the ICMP error names its router.
+    let kinds: Vec<Vec<(ErrorKind, u32)>> = sink
+        .frames
+        .iter()
+        .map(|(_, _, f)| f.error_kinds.iter().collect())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            vec![(ErrorKind::NoRoute, 1)],
+            vec![(ErrorKind::NetDown, 1)],
+            vec![(ErrorKind::Prohibited, 1)]
+        ]
+    );
+    let routers: Vec<Option<IpAddr>> = sink.frames.iter().map(|(_, _, f)| f.router).collect();
+    assert_eq!(routers, [None, None, Some(v4("198.18.0.1"))]);
+    let by_kind = e.stats().errors_by_kind;
+    assert_eq!(by_kind.total(), 3);
+    assert_eq!(by_kind.get(ErrorKind::Prohibited), 1);
 }
 
 #[test]
@@ -692,7 +712,7 @@ mod prop {
                         Reply {
                             family: Family::V4,
                             src: p.addr,
-                            msg: Message::Error { kind: ErrorKind::Unreachable, ident: 0x4242, seq: p.seq, orig_dst: p.addr },
+                            msg: Message::Error { kind: ErrorKind::HostUnreachable, ident: 0x4242, seq: p.seq, orig_dst: p.addr, from: None },
                             kernel_real_ns: None,
                             rx_stamp: RxStamp::Missing,
                             batched: false,
@@ -717,7 +737,18 @@ mod prop {
 fn send_due_stamped(e: &mut Engine, now: Now, span_ns: u32, sink: &mut Sink) -> Vec<Probe> {
     let mut v = Vec::new();
     while let Some(p) = e.poll_send(now) {
-        e.commit_send_timed(&p, now, span_ns, true, p.sendable, sink);
+        e.commit_send_timed(
+            &p,
+            now,
+            span_ns,
+            true,
+            if p.sendable {
+                Ok(())
+            } else {
+                Err(ErrorKind::SendOther)
+            },
+            sink,
+        );
         v.push(p);
     }
     v

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use zzping_lib::frame::Frame;
+use zzping_lib::frame::{ErrorKind, Frame};
 
 use crate::engine::{DelayHistogram, EngineStats, HostId, Reply};
 use crate::icmp::Family;
@@ -35,6 +35,8 @@ pub struct HostCounters {
     pub late: u64,
     /// Send failures and ICMP errors.
     pub errors: u64,
+    /// Errors by kind (`ErrorKind` number).
+    pub error_kinds: [u64; ErrorKind::COUNT],
     /// RTT histogram, non-cumulative; the last bucket is `+Inf`.
     pub rtt_buckets: [u64; RTT_BUCKETS_US.len() + 1],
     /// Sum of RTTs, µs.
@@ -50,6 +52,9 @@ impl HostCounters {
         self.duplicates += u64::from(f.duplicates);
         self.late += u64::from(f.late);
         self.errors += u64::from(f.errors);
+        for (k, n) in f.error_kinds.iter() {
+            self.error_kinds[k as usize] += u64::from(n);
+        }
         for &r in &f.rtts_us {
             let r = u64::from(r);
             let i = RTT_BUCKETS_US.partition_point(|&b| b < r);
@@ -236,6 +241,12 @@ impl Exporter {
                 |c| c.lost,
             ),
             (
+                "zzping_failed_total",
+                "Requests that got no echo reply: lost or answered by an error (loss = \
+                 failed / sent), from final frames.",
+                |c| c.lost + c.errors,
+            ),
+            (
                 "zzping_duplicates_total",
                 "Extra replies to requests already answered.",
                 |c| c.duplicates,
@@ -245,16 +256,43 @@ impl Exporter {
                 "Replies to requests already counted lost.",
                 |c| c.late,
             ),
-            (
-                "zzping_errors_total",
-                "Requests whose send failed or that drew an ICMP error.",
-                |c| c.errors,
-            ),
         ];
         for (name, help, pick) in counters {
             header(out, name, help, "counter");
             for s in hosts() {
                 let _ = writeln!(out, "{name}{{{}}} {}", s.labels, pick(&s.counters));
+            }
+        }
+        // Every kind of every host, zeros included, so rate() sees a series from the
+        // start; they sum to the host's errors.
+        header(
+            out,
+            "zzping_errors_total",
+            "Requests whose send failed or that drew an ICMP error, by kind (docs/format.md \
+             lists the kinds): they failed like lost requests, and count as loss.",
+            "counter",
+        );
+        for s in hosts() {
+            for k in ErrorKind::ALL {
+                let _ = writeln!(
+                    out,
+                    "zzping_errors_total{{{},kind=\"{}\"}} {}",
+                    s.labels,
+                    k.name(),
+                    s.counters.error_kinds[k as usize]
+                );
+            }
+            // Errors of frames that carry no kind (none the daemon makes itself).
+            let unknown = s
+                .counters
+                .errors
+                .saturating_sub(s.counters.error_kinds.iter().sum::<u64>());
+            if unknown > 0 {
+                let _ = writeln!(
+                    out,
+                    "zzping_errors_total{{{},kind=\"unknown\"}} {unknown}",
+                    s.labels
+                );
             }
         }
         header(

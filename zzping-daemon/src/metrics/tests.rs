@@ -199,7 +199,11 @@ fn counters_and_cumulative_rtt_buckets() {
     e.set_host(id(0), "gw", "198.18.0.1".parse().unwrap());
     e.set_host(id(2), "v6", "2001:db8::1".parse().unwrap());
     // 100 µs is in le=0.0001 (bounds are inclusive), 101 in the next; 20 s in +Inf.
-    e.on_frame(id(0), &frame(6, &[100, 101, 2_000, 2_500], 1, 1));
+    let mut first = frame(6, &[100, 101, 2_000, 2_500], 1, 1);
+    first
+        .error_kinds
+        .add(zzping_lib::frame::ErrorKind::NoRoute, 1);
+    e.on_frame(id(0), &first);
     e.on_frame(id(0), &frame(2, &[20_000_000], 1, 0));
     let mut f = frame(1, &[], 0, 1);
     f.duplicates = 3;
@@ -222,7 +226,27 @@ fn counters_and_cumulative_rtt_buckets() {
     assert_eq!(v(format!("zzping_requests_sent_total{{{gw}}}")), 8.0);
     assert_eq!(v(format!("zzping_replies_total{{{gw}}}")), 5.0);
     assert_eq!(v(format!("zzping_lost_total{{{gw}}}")), 2.0);
-    assert_eq!(v(format!("zzping_errors_total{{{gw}}}")), 1.0);
+    // Errors by kind, zeros included; the v6 host's error has no kind.
+    assert_eq!(
+        v(format!("zzping_errors_total{{{gw},kind=\"no_route\"}}")),
+        1.0
+    );
+    assert_eq!(
+        v(format!(
+            "zzping_errors_total{{{gw},kind=\"host_unreachable\"}}"
+        )),
+        0.0
+    );
+    assert_eq!(
+        v(format!("zzping_errors_total{{{v6},kind=\"unknown\"}}")),
+        1.0
+    );
+    assert_eq!(
+        body.lines()
+            .filter(|l| l.starts_with(&format!("zzping_errors_total{{{gw},")))
+            .count(),
+        zzping_lib::frame::ErrorKind::COUNT
+    );
     assert_eq!(v(format!("zzping_duplicates_total{{{v6}}}")), 3.0);
     assert_eq!(v(format!("zzping_late_replies_total{{{v6}}}")), 2.0);
     let expect = [

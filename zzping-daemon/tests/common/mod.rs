@@ -118,6 +118,8 @@ pub struct F {
     pub late: u32,
     pub flags: u8,
     pub rtts_us: Vec<u32>,
+    pub error_kinds: zzping_lib::frame::ErrorKinds,
+    pub router: Option<std::net::IpAddr>,
 }
 
 /// All frames of one host directory (via zzping-lib's reader).
@@ -148,6 +150,8 @@ pub fn read_host(dir: &Path) -> Vec<F> {
                 duplicates: q.duplicates,
                 late: q.late,
                 flags: q.flags,
+                error_kinds: q.error_kinds,
+                router: q.router,
                 rtts_us: q
                     .codes
                     .iter()
