@@ -369,3 +369,128 @@ fn sighup_moves_the_live_stream_applies_a_secret_and_names_what_needs_a_restart(
     log.wait("stopped:", || {});
     assert!(wait_bounded(&mut child.0, LIMIT, "daemon").success());
 }
+
+/// The value of the exposition sample `series` in a scrape of `/metrics` at `addr`.
+fn scrape(addr: &str, series: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {body}"))
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_data_directory_not_writable_at_start_is_retried_and_nothing_is_lost() {
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    zzping_testkit::netns::enter();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    // Not writable for the daemon: it drops every capability (CAP_DAC_OVERRIDE too) once
+    // its sockets are open, so even as root it meets the mode.
+    chmod(&data, 0o555);
+    let status_path = dir.path().join("status.txt");
+    const METRICS: &str = "127.0.0.1:9469";
+    let mut child = Kill(
+        daemon(&[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--target",
+            "127.0.0.1",
+            "--rate",
+            "20",
+            "--live",
+            "off",
+            "--metrics",
+            METRICS,
+            "--flush-interval-s",
+            "0.2",
+            "--status",
+            "--duration",
+            "60",
+        ])
+        .stdout(std::fs::File::create(&status_path).unwrap())
+        .spawn()
+        .unwrap(),
+    );
+    let pid = child.0.id() as i32;
+    let mut log = Log::of(&mut child.0);
+    log.wait("recording failed", || {});
+    // Retried (with backoff: 0.2 s, 0.4 s, 0.8 s...), counted, shown as failing.
+    let end = Instant::now() + LIMIT;
+    while scrape(METRICS, "zzping_write_errors_total") < 3.0 {
+        assert!(Instant::now() < end, "no retries:\n{}", log.text);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(scrape(METRICS, "zzping_recording_failing"), 1.0);
+    assert!(std::fs::read_dir(&data).unwrap().next().is_none());
+    // The directory comes back: everything buffered is written.
+    chmod(&data, 0o755);
+    let line = log.wait("recording works again", || {});
+    let waited: u64 = line
+        .split("recording works again: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    // Three failed flushes span at least 0.2 s + 0.4 s of backoff: 6 periods of frames.
+    assert!(waited >= 5, "{line}");
+    assert_eq!(scrape(METRICS, "zzping_recording_failing"), 0.0);
+    assert_eq!(scrape(METRICS, "zzping_unrecorded_frames_total"), 0.0);
+    let errors = scrape(METRICS, "zzping_write_errors_total");
+    // The status table says so too (it said FAILING before: checked below).
+    let status_ok = |p: &Path| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .contains("recording: ok")
+    };
+    let end = Instant::now() + LIMIT;
+    while !status_ok(&status_path) {
+        assert!(
+            Instant::now() < end,
+            "no recording line in the status table"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    kill(pid, libc::SIGTERM);
+    let exit = log.wait("stopped:", || {});
+    assert!(wait_bounded(&mut child.0, LIMIT, "daemon").success());
+    // "... F frames, W write errors, U frames unrecorded; ..."
+    assert_eq!(
+        exit_field(&exit, "frames, ") as u64,
+        errors as u64,
+        "the exit line's write errors: {exit}"
+    );
+    assert_eq!(
+        exit_field(&exit, "write errors, "),
+        0.0,
+        "unrecorded: {exit}"
+    );
+    let status = std::fs::read_to_string(&status_path).unwrap();
+    assert!(status.contains("recording: FAILING, "), "{status}");
+    // Every frame the daemon made is in the file, one per period from the start.
+    let frames = read_host(&data.join("127.0.0.1"));
+    let made = exit.split(" frames, ").next().unwrap();
+    let made: u64 = made.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(frames.len() as u64, made, "{exit}");
+    assert!(
+        frames
+            .windows(2)
+            .all(|w| w[1].start_us == w[0].start_us + 100_000),
+        "a gap in the frames"
+    );
+    assert!(frames.iter().all(|f| f.sent == f.received && f.sent > 0));
+    assert!(frames.len() >= waited as usize);
+}

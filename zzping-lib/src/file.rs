@@ -599,8 +599,8 @@ pub struct WriterConfig {
 /// [`HostWriter::append`] encodes into a memory buffer (no allocation in steady state);
 /// [`HostWriter::flush`] writes it, [`HostWriter::sync`] also fsyncs. A failed write keeps
 /// the unwritten bytes for the next flush (up to [`MAX_PENDING_BYTES`]; beyond that the
-/// pending frames are dropped, counted, and a fresh segment starts so the file stays
-/// decodable).
+/// pending frames are dropped, counted ([`HostWriter::dropped_frames`]), and a fresh
+/// segment starts so the file stays decodable).
 pub struct HostWriter {
     dir: PathBuf,
     host: HostInfo,
@@ -614,6 +614,8 @@ pub struct HostWriter {
     qframe: QFrame,
     dropped_frames: u64,
     frames_written: u64,
+    /// Frames appended since the buffer was last empty (written or not).
+    pending_frames: u64,
     /// Bytes of a partial write that were given up: the next bytes must start a segment.
     torn: bool,
 }
@@ -622,6 +624,16 @@ impl HostWriter {
     /// Opens (creating directories as needed) the writer of `host` under `data_dir`.
     /// Existing files are appended to, never truncated.
     pub fn open(data_dir: &Path, host: HostInfo, cfg: WriterConfig) -> Result<Self, FileError> {
+        let w = Self::new(data_dir, host, cfg)?;
+        std::fs::create_dir_all(&w.dir).map_err(FileError::io(&w.dir, "create directory"))?;
+        Ok(w)
+    }
+
+    /// The writer of `host` under `data_dir`, touching no file: the host's directory is
+    /// created (if need be) when a file is first opened, so a data directory that is not
+    /// writable yet fails the flushes (which keep the frames, see above), not this call.
+    /// Only the configuration is checked.
+    pub fn new(data_dir: &Path, host: HostInfo, cfg: WriterConfig) -> Result<Self, FileError> {
         if !(crate::frame::MIN_PERIOD_US..=crate::frame::MAX_PERIOD_US).contains(&cfg.period_us) {
             return Err(FileError::Config(format!(
                 "period {} µs is outside 10 ms..60 s",
@@ -631,7 +643,6 @@ impl HostWriter {
         let quantizer =
             Quantizer::new(cfg.precision).map_err(|e| FileError::Config(e.to_string()))?;
         let dir = layout::host_dir(data_dir, &host.label);
-        std::fs::create_dir_all(&dir).map_err(FileError::io(&dir, "create directory"))?;
         Ok(Self {
             dir,
             host,
@@ -644,6 +655,7 @@ impl HostWriter {
             qframe: QFrame::default(),
             dropped_frames: 0,
             frames_written: 0,
+            pending_frames: 0,
             torn: false,
         })
     }
@@ -658,9 +670,15 @@ impl HostWriter {
         &self.host
     }
 
-    /// Frames dropped because they could not be written.
+    /// Frames dropped because they could not be written: those buffered when a failing
+    /// backlog passed [`MAX_PENDING_BYTES`] (a frame partly written then counts too).
     pub fn dropped_frames(&self) -> u64 {
         self.dropped_frames
+    }
+
+    /// Frames buffered and not yet fully written (0 after a flush that succeeded).
+    pub fn pending_frames(&self) -> u64 {
+        self.pending_frames
     }
 
     /// Frames appended (buffered or written) so far.
@@ -748,6 +766,7 @@ impl HostWriter {
         }
         self.encoder.encode(frame, &mut self.pending);
         self.frames_written += 1;
+        self.pending_frames += 1;
         Ok(())
     }
 
@@ -755,6 +774,8 @@ impl HostWriter {
         if self.file.is_none() {
             let day = self.segment_day.unwrap_or(0);
             let path = layout::day_file(&self.dir, day);
+            std::fs::create_dir_all(&self.dir)
+                .map_err(FileError::io(&self.dir, "create directory"))?;
             let f = OpenOptions::new()
                 .append(true)
                 .create(true)
@@ -787,13 +808,17 @@ impl HostWriter {
             };
             *len += written as u64;
             self.pending.drain(..written);
+            if self.pending.is_empty() {
+                self.pending_frames = 0;
+            }
             r.map_err(FileError::io(path, "write"))
         });
         if result.is_err() && self.pending.len() > MAX_PENDING_BYTES {
             // Give up the backlog; whatever was partly written is a torn fragment, so the
             // next frame must start a new segment for readers to resynchronize.
             self.pending.clear();
-            self.dropped_frames += 1;
+            self.dropped_frames += self.pending_frames;
+            self.pending_frames = 0;
             self.torn = true;
             self.segment_day = None;
         }
@@ -984,6 +1009,60 @@ mod tests {
         assert_eq!(a.len(), 2);
         assert_eq!(b.len(), 2);
         assert_eq!(b[0].start_us, midnight);
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_created_yet_keeps_the_frames_until_it_can() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the data directory should be: creating it fails, even for root.
+        let data = dir.path().join("data");
+        std::fs::write(&data, b"").unwrap();
+        assert!(HostWriter::open(&data, host(), cfg()).is_err());
+        let mut w = HostWriter::new(&data, host(), cfg()).unwrap();
+        for i in 0..5 {
+            w.append(&frame(T0 + i * 100_000, &[700])).unwrap();
+        }
+        assert!(w.flush().is_err());
+        assert_eq!((w.pending_frames(), w.dropped_frames()), (5, 0));
+        w.append(&frame(T0 + 500_000, &[700])).unwrap();
+        assert!(w.sync().is_err());
+        // The directory becomes possible: every frame is written, once.
+        std::fs::remove_file(&data).unwrap();
+        std::fs::create_dir(&data).unwrap();
+        w.sync().unwrap();
+        assert_eq!((w.pending_frames(), w.dropped_frames()), (0, 0));
+        let (frames, issues) = read_all(&day_file(&data.join("gw"), T0));
+        assert!(issues.is_empty(), "{issues:?}");
+        let starts: Vec<u64> = frames.iter().map(|f| f.start_us).collect();
+        assert_eq!(starts, (0..6).map(|i| T0 + i * 100_000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_backlog_past_its_bound_is_dropped_counted_and_the_file_stays_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::write(&data, b"").unwrap();
+        let mut w = HostWriter::new(&data, host(), cfg()).unwrap();
+        let rtts: Vec<u32> = (0..2000).map(|i| 1000 + i * 37).collect();
+        let mut n = 0u64;
+        // Each frame is a few KiB: the 8 MiB bound is passed within a few thousand.
+        while w.dropped_frames() == 0 {
+            assert!(n < 100_000, "never dropped");
+            w.append(&frame(T0 + n * 100_000, &rtts)).unwrap();
+            n += 1;
+            if n % 100 == 0 {
+                assert!(w.flush().is_err());
+            }
+        }
+        assert_eq!((w.dropped_frames(), w.pending_frames()), (n, 0));
+        std::fs::remove_file(&data).unwrap();
+        std::fs::create_dir(&data).unwrap();
+        w.append(&frame(T0 + n * 100_000, &[700])).unwrap();
+        w.sync().unwrap();
+        let (frames, issues) = read_all(&day_file(&data.join("gw"), T0));
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].start_us, T0 + n * 100_000);
     }
 
     #[test]

@@ -83,6 +83,8 @@ const SEC: u64 = 1_000_000_000;
 const STATS_EVERY_NS: u64 = 900 * SEC;
 /// How often retention runs.
 const RETENTION_EVERY_NS: u64 = 3600 * SEC;
+/// The longest wait between two tries to write while recording fails.
+const WRITE_RETRY_MAX_NS: u64 = 60 * SEC;
 /// How soon retention runs again when a pass stopped at its bound.
 const RETENTION_BACKLOG_NS: u64 = SEC;
 
@@ -140,6 +142,8 @@ struct Daemon {
     queue_drops_seen: u64,
     /// Lines of the last status table (to redraw it in place on a TTY).
     status_lines: usize,
+    /// The wait before the next flush while recording fails (0: it works).
+    flush_retry_ns: u64,
     tty: bool,
     /// Process CPU time at start, ns.
     cpu0: u64,
@@ -254,16 +258,28 @@ impl Daemon {
         while let Some(chore) = self.timers.take_due(now.mono_ns) {
             match chore {
                 Chore::Flush => {
-                    self.outputs.flush(false);
+                    let every = secs_ns(self.cfg.flush_interval_s);
+                    // While recording fails, retries back off (doubling, up to a minute).
+                    self.flush_retry_ns = if self.outputs.flush(false) {
+                        0
+                    } else {
+                        (self.flush_retry_ns.max(every / 2) * 2).min(WRITE_RETRY_MAX_NS.max(every))
+                    };
                     self.timers
-                        .arm(chore, now.mono_ns + secs_ns(self.cfg.flush_interval_s));
+                        .arm(chore, now.mono_ns + self.flush_retry_ns.max(every));
                 }
                 Chore::Status => {
+                    let footer = report::recording_line(
+                        self.recording(),
+                        self.outputs.failing(),
+                        self.outputs.pending_frames(),
+                    );
                     self.status_lines = write_status(
                         &mut self.engine,
                         &mut std::io::stdout().lock(),
                         self.tty,
                         self.status_lines,
+                        footer.as_deref(),
                     );
                     self.timers.arm(chore, now.mono_ns + SEC);
                 }
@@ -369,8 +385,18 @@ impl Daemon {
             queue_drops: self.queue_drops_seen,
             frames: self.outputs.frames,
             write_errors: self.outputs.write_errors(),
+            unrecorded_frames: self.outputs.unrecorded_frames(),
+            recording_failing: self.outputs.failing(),
             stopped,
             cpu_ns: sys::process_cpu_ns(),
+        }
+    }
+
+    /// How recording went since start.
+    fn recording(&self) -> report::Recording {
+        report::Recording {
+            write_errors: self.outputs.write_errors(),
+            unrecorded_frames: self.outputs.unrecorded_frames(),
         }
     }
 
@@ -379,7 +405,7 @@ impl Daemon {
         report::summary(
             &self.engine,
             self.outputs.frames,
-            self.outputs.write_errors(),
+            self.recording(),
             sys::process_cpu_ns().saturating_sub(self.cpu0),
             self.queue_drops_seen,
         )
@@ -410,7 +436,7 @@ impl Daemon {
             // Let subscribers have the last frames.
             l.flush(now.real_us());
         }
-        self.outputs.flush(true);
+        self.outputs.flush_at_exit();
         if let Some(r) = self.receiver.take() {
             r.stop();
         }

@@ -198,6 +198,7 @@ impl Daemon {
             packet: [0u8; icmp::PACKET_LEN],
             queue_drops_seen: 0,
             status_lines: 0,
+            flush_retry_ns: 0,
             tty: std::io::IsTerminal::is_terminal(&std::io::stdout()),
             cpu0,
         };

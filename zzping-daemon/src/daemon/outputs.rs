@@ -1,13 +1,22 @@
 //! Where final frames go: each is quantized once, then handed to the host's file writer
 //! and the live server (both take the codes), and counted by the exporter (which takes
 //! the exact µs RTTs: its histogram buckets need no codes).
+//!
+//! # When recording fails
+//! A data directory that is not writable (at start or later), a full disk: each failed
+//! write or flush counts in [`Outputs::write_errors`] (`zzping_write_errors_total`), the
+//! first one of an outage is logged as an error, and the frames stay buffered in their
+//! host's writer (at most [`zzping_lib::file::MAX_PENDING_BYTES`] per host; beyond that
+//! the backlog is dropped and counted in [`Outputs::unrecorded_frames`]). The loop retries
+//! with backoff (`mod.rs`); when a flush works again every buffered frame is written and
+//! a line says so. Frames still buffered when the daemon exits are counted as unrecorded.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use zzping_lib::codec::QFrame;
 use zzping_lib::file::{HostInfo, HostWriter, WriterConfig};
 use zzping_lib::frame::Frame;
@@ -37,7 +46,13 @@ pub struct Outputs {
     /// The clocks of the loop's current wakeup (handed in by the loop).
     now: Now,
     write_errors: u64,
+    /// The last write or flush failed (an outage is on).
     failing: bool,
+    /// Frames dropped outside a writer's own count: of writers already retired, or
+    /// refused by an append (a new day's file while the old one cannot be flushed).
+    other_dropped: u64,
+    /// Frames still buffered when the daemon exited with recording failing.
+    lost_at_exit: u64,
     /// Frames handed over.
     pub frames: u64,
 }
@@ -64,6 +79,8 @@ impl Outputs {
             now: Now::default(),
             write_errors: 0,
             failing: false,
+            other_dropped: 0,
+            lost_at_exit: 0,
             frames: 0,
         })
     }
@@ -74,20 +91,43 @@ impl Outputs {
         self.now = now;
     }
 
-    /// Frame file write errors so far.
+    /// Frame file write errors so far (every failed write or flush of a host's file).
     pub(super) fn write_errors(&self) -> u64 {
         self.write_errors
+    }
+
+    /// Whether recording is failing now (the last write or flush failed).
+    pub(super) fn failing(&self) -> bool {
+        self.failing
+    }
+
+    /// Frames buffered, waiting to be written.
+    pub(super) fn pending_frames(&self) -> u64 {
+        self.writers.values().map(HostWriter::pending_frames).sum()
+    }
+
+    /// Final frames that will never be in the files: dropped from a full backlog, or
+    /// still buffered at exit.
+    pub(super) fn unrecorded_frames(&self) -> u64 {
+        self.other_dropped
+            + self.lost_at_exit
+            + self
+                .writers
+                .values()
+                .map(HostWriter::dropped_frames)
+                .sum::<u64>()
     }
 
     /// A host starts: opens its files, declares it to the live stream and the exporter.
     pub(super) fn add_host(&mut self, id: HostId, info: HostInfo) {
         let (label, addr, name) = (info.label.clone(), info.address, info.name.clone());
         self.hosts.insert(id, info.clone());
-        match HostWriter::open(&self.data_dir, info, self.writer_cfg.clone()) {
+        // Touches no file: a directory not writable yet fails the flushes, which retry.
+        match HostWriter::new(&self.data_dir, info, self.writer_cfg.clone()) {
             Ok(w) => {
                 self.writers.insert(id, w);
             }
-            Err(e) => error!("{label}: cannot open frame files: {e}; frames are not recorded"),
+            Err(e) => error!("{label}: cannot record frames: {e}"),
         }
         self.declare(id, &label, addr, name);
     }
@@ -149,13 +189,20 @@ impl Outputs {
     fn note_error(&mut self, what: &str, label: &str, e: &dyn std::fmt::Display) {
         self.write_errors += 1;
         if !self.failing {
-            error!("{label}: {what} failed: {e} (further write errors are counted, not logged)");
+            error!(
+                "{label}: recording failed ({what}: {e}); frames are kept in memory (up to \
+                 {} MiB per host) and written when it works again, retrying with backoff \
+                 (further errors are counted, not logged)",
+                zzping_lib::file::MAX_PENDING_BYTES >> 20
+            );
             self.failing = true;
         }
     }
 
-    /// Writes every writer's buffered frames (`fsync`: and syncs them).
-    pub(super) fn flush(&mut self, fsync: bool) {
+    /// Writes every writer's buffered frames (`fsync`: and syncs them); returns whether
+    /// every write succeeded.
+    pub(super) fn flush(&mut self, fsync: bool) -> bool {
+        let waiting = self.pending_frames();
         let mut errs = Vec::new();
         for w in self.writers.values_mut() {
             let r = if fsync { w.sync() } else { w.flush() };
@@ -166,14 +213,30 @@ impl Outputs {
         if errs.is_empty() {
             if self.failing {
                 info!(
-                    "writes recovered ({} errors while failing)",
-                    self.write_errors
+                    "recording works again: {waiting} frames that had waited written; {} write \
+                     errors, {} frames unrecorded so far",
+                    self.write_errors,
+                    self.unrecorded_frames()
                 );
             }
             self.failing = false;
+            return true;
         }
         for (l, e) in errs {
             self.note_error("flush", &l, &e);
+        }
+        false
+    }
+
+    /// The last flush before exit (with fsync); frames it could not write are counted as
+    /// unrecorded and said so.
+    pub(super) fn flush_at_exit(&mut self) {
+        if !self.flush(true) {
+            self.lost_at_exit = self.pending_frames();
+            error!(
+                "recording still failing at exit: {} buffered frames are lost",
+                self.lost_at_exit
+            );
         }
     }
 }
@@ -186,6 +249,7 @@ impl FrameOutput for Outputs {
         if let Some(w) = self.writers.get_mut(&host)
             && let Err(e) = w.append_quantized(&self.q, now_us)
         {
+            self.other_dropped += 1;
             self.note_error("append", label, &e);
         }
         if let Some(l) = &mut self.live {
@@ -198,10 +262,16 @@ impl FrameOutput for Outputs {
 
     fn host_retired(&mut self, host: HostId, label: &str) {
         self.hosts.remove(&host);
-        if let Some(mut w) = self.writers.remove(&host)
-            && let Err(e) = w.sync()
-        {
-            self.note_error("sync", label, &e);
+        if let Some(mut w) = self.writers.remove(&host) {
+            if let Err(e) = w.sync() {
+                self.note_error("sync", label, &e);
+                warn!(
+                    "{label}: {} buffered frames of this removed host are lost",
+                    w.pending_frames()
+                );
+                self.other_dropped += w.pending_frames();
+            }
+            self.other_dropped += w.dropped_frames();
         }
         if let Some(l) = &mut self.live {
             l.remove_host(host);

@@ -47,14 +47,43 @@ impl RunReport {
     }
 }
 
-/// Writes the status table (one line per host, totals since the previous call). On a
-/// TTY it first moves the cursor up over the previous table (`prev_lines` lines) and
-/// clears each line, so the table refreshes in place. Returns the lines written.
+/// How recording went, for the log lines and the status table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recording {
+    /// Failed writes and flushes of frame files.
+    pub write_errors: u64,
+    /// Final frames that will never be in the files.
+    pub unrecorded_frames: u64,
+}
+
+/// The status table's line about recording, once it has failed: whether it fails now and
+/// how many frames wait, the errors and the frames lost since start. `None` while it has
+/// never failed.
+pub fn recording_line(r: Recording, failing: bool, waiting: u64) -> Option<String> {
+    if r.write_errors == 0 && r.unrecorded_frames == 0 {
+        return None;
+    }
+    let now = if failing {
+        format!("FAILING, {waiting} frames waiting")
+    } else {
+        "ok".to_owned()
+    };
+    Some(format!(
+        "recording: {now}; since start {} write errors, {} frames unrecorded",
+        r.write_errors, r.unrecorded_frames
+    ))
+}
+
+/// Writes the status table (one line per host, totals since the previous call), then
+/// `footer` if any. On a TTY it first moves the cursor up over the previous table
+/// (`prev_lines` lines) and clears each line, so the table refreshes in place. Returns
+/// the lines written.
 pub fn write_status(
     engine: &mut Engine,
     out: &mut impl Write,
     tty: bool,
     prev_lines: usize,
+    footer: Option<&str>,
 ) -> usize {
     if tty && prev_lines > 0 {
         let _ = write!(out, "\x1b[{prev_lines}A");
@@ -104,6 +133,10 @@ pub fn write_status(
         );
         lines += 1;
     });
+    if let Some(f) = footer {
+        let _ = writeln!(out, "{clear}{f}");
+        lines += 1;
+    }
     if tty && lines < prev_lines {
         // Hosts were removed: blank the leftover lines of the previous table.
         for _ in lines..prev_lines {
@@ -119,7 +152,7 @@ pub fn write_status(
 pub(super) fn summary(
     engine: &Engine,
     frames: u64,
-    write_errors: u64,
+    rec: Recording,
     cpu_ns: u64,
     queue_drops: u64,
 ) -> String {
@@ -143,7 +176,7 @@ pub(super) fn summary(
     }
     format!(
         "{} sent, {} received, {} lost, {} errors{kinds}, loss {:.2} %, {} unmatched, {} frames, \
-         {} write errors; \
+         {} write errors, {} frames unrecorded; \
          CPU {:.1} ms ({:.2} ms per 1000 pings); send lateness p50<{}µs p99<{}µs max {}µs; \
          clock steps {}, RTTs clamped {} low / {} high, sends skipped {}, queue drops {}; \
          kernel send stamps {} ({} unmatched); RTTs timed by the kernel {}, in user space {} \
@@ -160,7 +193,8 @@ pub(super) fn summary(
         },
         st.unmatched,
         frames,
-        write_errors,
+        rec.write_errors,
+        rec.unrecorded_frames,
         cpu_ns as f64 / 1e6,
         if st.sent > 0 {
             cpu_ns as f64 / 1e6 / st.sent as f64 * 1000.0
@@ -242,7 +276,7 @@ mod tests {
             e.tick(now, now.mono_ns, &mut out);
         }
         let mut plain = Vec::new();
-        let n = write_status(&mut e, &mut plain, false, 0);
+        let n = write_status(&mut e, &mut plain, false, 0, None);
         let text = String::from_utf8(plain).unwrap();
         assert_eq!(n, 3);
         assert!(!text.contains('\x1b'));
@@ -253,8 +287,26 @@ mod tests {
         assert!(text.lines().next().unwrap().contains("why"), "{text}");
         // Totals were reset; on a TTY the table moves the cursor up over the old one.
         let mut tty = Vec::new();
-        assert_eq!(write_status(&mut e, &mut tty, true, 5), 5);
+        assert_eq!(write_status(&mut e, &mut tty, true, 5, None), 5);
         let text = String::from_utf8(tty).unwrap();
         assert!(text.starts_with("\x1b[5A\x1b[2K"), "{text:?}");
+    }
+
+    #[test]
+    fn the_recording_line_appears_once_recording_failed_and_says_how_it_is_now() {
+        let none = Recording::default();
+        assert_eq!(recording_line(none, false, 0), None);
+        let r = Recording {
+            write_errors: 3,
+            unrecorded_frames: 0,
+        };
+        assert_eq!(
+            recording_line(r, true, 42).unwrap(),
+            "recording: FAILING, 42 frames waiting; since start 3 write errors, 0 frames unrecorded"
+        );
+        assert_eq!(
+            recording_line(r, false, 0).unwrap(),
+            "recording: ok; since start 3 write errors, 0 frames unrecorded"
+        );
     }
 }

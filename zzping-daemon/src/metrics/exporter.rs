@@ -84,8 +84,12 @@ pub struct Health {
     pub queue_drops: u64,
     /// Frames handed to the outputs.
     pub frames: u64,
-    /// Frame file write errors.
+    /// Frame file write errors (failed writes and flushes).
     pub write_errors: u64,
+    /// Final frames that will never be in the files (a full write backlog dropped).
+    pub unrecorded_frames: u64,
+    /// Recording fails now (the last write or flush failed).
+    pub recording_failing: bool,
     /// Pinging has stopped and every frame is final: the counters will not change.
     pub stopped: bool,
     /// Process CPU time (user + system), ns.
@@ -367,7 +371,7 @@ impl Exporter {
             "zzping_rtt_user_timed_total{{side=\"receive\"}} {}",
             st.rtt_user_receive
         );
-        let plain: [(&str, &str, &str, f64); 13] = [
+        let plain: [(&str, &str, &str, f64); 15] = [
             (
                 "zzping_receive_stamps_in_call_total",
                 "Replies the kernel stamped inside recvmsg because network timestamping was \
@@ -420,9 +424,21 @@ impl Exporter {
             ),
             (
                 "zzping_write_errors_total",
-                "Frame file write errors.",
+                "Frame file write errors (failed writes and flushes; retried with backoff).",
                 "counter",
                 h.write_errors as f64,
+            ),
+            (
+                "zzping_unrecorded_frames_total",
+                "Final frames that will never be in the files (the write backlog overflowed).",
+                "counter",
+                h.unrecorded_frames as f64,
+            ),
+            (
+                "zzping_recording_failing",
+                "1 while frame files cannot be written (frames wait in memory).",
+                "gauge",
+                if h.recording_failing { 1.0 } else { 0.0 },
             ),
             (
                 "zzping_stopped",
