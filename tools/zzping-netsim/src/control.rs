@@ -26,7 +26,11 @@
 //!   route, as a network manager would. `mode = "carrier"`: the TUN's
 //!   carrier goes off (NO-CARRIER, operstate DOWN); the routes stay,
 //!   flagged `linkdown`, and `sendto` *succeeds*: the kernel drops the
-//!   packets (the device's queue is deactivated).
+//!   packets (the device's queue is deactivated). The kernel does that (and
+//!   reactivates the queue when the carrier returns) from its link-watch
+//!   work, up to a second later on an idle machine and later on a busy one:
+//!   the step ends (`time_us`) only when the kernel announces the new
+//!   operational state, which it does after switching the queue.
 //! * route change: the default route of each family is replaced by one via
 //!   the new gateway, on the interface that has it on-link.
 //!
@@ -360,7 +364,7 @@ impl NetState {
                     }
                     LinkMode::Carrier => {
                         tryc!(
-                            rtnl::set_carrier(&tuns[*k], false),
+                            rtnl::set_carrier(&tuns[*k], &name, false),
                             format!("{name} carrier off")
                         );
                     }
@@ -388,7 +392,7 @@ impl NetState {
                     }
                     LinkMode::Carrier => {
                         tryc!(
-                            rtnl::set_carrier(&tuns[*k], true),
+                            rtnl::set_carrier(&tuns[*k], &name, true),
                             format!("{name} carrier on")
                         );
                     }

@@ -309,12 +309,149 @@ pub fn set_link_up(name: &str, up: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Turns the carrier of TUN device `tun` on or off (`TUNSETCARRIER`).
-pub fn set_carrier(tun: &Tun, on: bool) -> io::Result<()> {
+/// Longest [`set_carrier`] waits for the kernel to apply a carrier change. The kernel
+/// applies it from its link-watch work, which it may delay by up to a second for a
+/// carrier loss (a "non-urgent" event) and which a loaded machine runs late.
+const CARRIER_APPLY_LIMIT_MS: i32 = 10_000;
+/// `RTMGRP_LINK`: link notifications.
+const RTMGRP_LINK: u32 = 1;
+/// `IFLA_OPERSTATE` attribute of an `RTM_NEWLINK`.
+const IFLA_OPERSTATE: u16 = 16;
+/// `IF_OPER_DOWN` and `IF_OPER_UP` (RFC 2863 operational states).
+const IF_OPER_DOWN: u8 = 2;
+const IF_OPER_UP: u8 = 6;
+/// Size of `struct ifinfomsg`.
+const IFINFOMSG_LEN: usize = 16;
+
+/// Turns the carrier of TUN device `tun` (interface `name`) on or off (`TUNSETCARRIER`)
+/// and returns once the kernel has applied it.
+///
+/// `TUNSETCARRIER` only marks the carrier; the kernel's link-watch work later switches
+/// the device's queueing (packets sent meanwhile still reach the TUN after a carrier
+/// loss) and then announces the new operational state with an `RTM_NEWLINK`. Waiting
+/// for that announcement makes the truth's event time a bound on when the change took
+/// effect, however late the kernel ran its work.
+pub fn set_carrier(tun: &Tun, name: &str, on: bool) -> io::Result<()> {
+    let index = ifindex(name)?;
+    let watch = link_watch()?;
     let v: libc::c_int = on.into();
     // SAFETY: TUNSETCARRIER reads one int.
     if unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETCARRIER, &v) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    let want = if on { IF_OPER_UP } else { IF_OPER_DOWN };
+    wait_operstate(&watch, index, want).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("{name}: waiting for the kernel to apply carrier {on}: {e}"),
+        )
+    })
+}
+
+/// A NETLINK_ROUTE socket subscribed to link notifications.
+fn link_watch() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket call.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: zeroed sockaddr_nl is valid.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    addr.nl_groups = RTMGRP_LINK;
+    // SAFETY: addr is a valid sockaddr_nl of the given length.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Reads link notifications from `watch` until one says interface `index` is in
+/// operational state `want` (bounded by [`CARRIER_APPLY_LIMIT_MS`]).
+fn wait_operstate(watch: &OwnedFd, index: u32, want: u8) -> io::Result<()> {
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(CARRIER_APPLY_LIMIT_MS as u64);
+    let mut buf = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut pfd = libc::pollfd {
+            fd: watch.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no notification within {CARRIER_APPLY_LIMIT_MS} ms"),
+            ));
+        }
+        // SAFETY: buf is valid for writes of its length.
+        let n = unsafe { libc::recv(watch.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if link_operstate(&buf[..n as usize], index) == Some(want) {
+            return Ok(());
+        }
+    }
+}
+
+/// The operational state an `RTM_NEWLINK` in `msgs` gives interface `index`, if any.
+fn link_operstate(mut msgs: &[u8], index: u32) -> Option<u8> {
+    let mut found = None;
+    while msgs.len() >= NLMSG_HDR_LEN {
+        let len = u32::from_ne_bytes(msgs[0..4].try_into().ok()?) as usize;
+        let ty = u16::from_ne_bytes(msgs[4..6].try_into().ok()?);
+        if len < NLMSG_HDR_LEN || len > msgs.len() {
+            return found;
+        }
+        let body = &msgs[NLMSG_HDR_LEN..len];
+        if ty == libc::RTM_NEWLINK
+            && body.len() >= IFINFOMSG_LEN
+            && u32::from_ne_bytes(body[4..8].try_into().ok()?) == index
+        {
+            let mut attrs = &body[IFINFOMSG_LEN..];
+            while attrs.len() >= 4 {
+                let alen = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
+                let aty = u16::from_ne_bytes([attrs[2], attrs[3]]);
+                if alen < 4 || alen > attrs.len() {
+                    break;
+                }
+                if aty == IFLA_OPERSTATE && alen >= 5 {
+                    found = Some(attrs[4]);
+                }
+                attrs = &attrs[((alen + 3) & !3).min(attrs.len())..];
+            }
+        }
+        msgs = &msgs[((len + 3) & !3).min(msgs.len())..];
+    }
+    found
 }
