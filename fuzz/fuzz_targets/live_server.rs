@@ -1,13 +1,13 @@
 //! The live-stream server fed arbitrary datagrams from a subscribed viewer's address and
-//! from strangers, with frames flowing: never panics, and never answers a stranger with
-//! more bytes than it sent (no amplification).
+//! from strangers, with frames flowing and prefill served: never panics, and never
+//! answers a stranger with more bytes than it sent (no amplification).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
 use zzping_fuzz::live::{Session, client_addr, frame};
 use zzping_fuzz::pieces;
-use zzping_lib::live::RECV_BUFFER;
+use zzping_lib::live::{NoHistory, RECV_BUFFER};
 
 fuzz_target!(|data: &[u8]| {
     let mut s = Session::connect(0);
@@ -24,6 +24,13 @@ fuzz_target!(|data: &[u8]| {
         s.server.on_datagram(src, &d, s.now);
         let f = frame(1 + (i % 2) as u32, s.now - 200_000);
         s.server.on_frame(1 + (i % 2) as u32, &f, s.now);
+        // Prefill asked for by any datagram is served in history slices.
+        for _ in 0..4 {
+            if !s.server.history_pending() {
+                break;
+            }
+            s.server.pump_history(s.now, &mut NoHistory);
+        }
         let mut to_stranger = 0;
         while let Some((dst, n)) = s.server.poll_transmit(s.now, &mut out) {
             assert!(n <= out.len());

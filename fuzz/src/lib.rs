@@ -100,10 +100,10 @@ pub mod live {
     //! datagrams reach the subscribed paths. The token and client id are random; seeds
     //! carry placeholders ([`TOKEN`], [`CLIENT_ID`]) that [`Session::patch`] replaces.
 
-    use std::net::SocketAddr;
-    use zzping_lib::frame::Frame;
+    use std::net::{IpAddr, SocketAddr};
+    use zzping_lib::frame::{ErrorKind, Frame};
     use zzping_lib::live::{
-        ClientConfig, HostMeta, LiveClient, LiveConfig, LiveServer, RECV_BUFFER,
+        ClientConfig, HostMeta, LiveClient, LiveConfig, LiveServer, NoHistory, RECV_BUFFER,
     };
     use zzping_lib::msgpack::Cursor;
 
@@ -142,6 +142,13 @@ pub mod live {
         f.lost = (start / 100_000 % 3) as u32;
         for k in 0..(5 - f.lost) {
             f.rtts_us.push(800 + h * 100 + k * 37);
+        }
+        if f.lost == 2 {
+            // One of the failures an error, by kind, from a router (format version 2).
+            f.lost = 1;
+            f.errors = 1;
+            f.error_kinds.add(ErrorKind::HostUnreachable, 1);
+            f.router = Some(IpAddr::from([198, 18, 0, 254]));
         }
         f
     }
@@ -198,6 +205,12 @@ pub mod live {
             for _ in 0..4 {
                 while s.client.poll_transmit(s.now, &mut s.tx) {
                     s.server.on_datagram(client_addr(), &s.tx, s.now);
+                }
+                for _ in 0..64 {
+                    if !s.server.history_pending() {
+                        break;
+                    }
+                    s.server.pump_history(s.now, &mut NoHistory);
                 }
                 while let Some((_, n)) = s.server.poll_transmit(s.now, &mut s.out) {
                     let d = &s.out[..n];
@@ -258,6 +271,13 @@ pub mod live {
             let mut got = Vec::new();
             while self.client.poll_transmit(self.now, &mut self.tx) {
                 self.server.on_datagram(client_addr(), &self.tx, self.now);
+            }
+            // Prefill (from the ring: no files here) is served by history slices.
+            for _ in 0..64 {
+                if !self.server.history_pending() {
+                    break;
+                }
+                self.server.pump_history(self.now, &mut NoHistory);
             }
             while let Some((_, n)) = self.server.poll_transmit(self.now, &mut self.out) {
                 got.push(self.out[..n].to_vec());

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use zzping_daemon::icmp::{self, Family, Message};
 use zzping_fuzz::live::{CLIENT_ID, Session, TOKEN, client_addr};
 use zzping_fuzz::{join, pieces};
-use zzping_lib::file::{FileReader, HostInfo, HostWriter, SegmentHeader, WriterConfig};
+use zzping_lib::file::{
+    FORMAT_VERSION, FileReader, HostInfo, HostWriter, SegmentHeader, WriterConfig,
+};
 use zzping_lib::pyramid;
 
 const TARGETS: [&str; 7] = [
@@ -197,14 +199,19 @@ fn every_target_has_meaningful_seeds() {
             match t {
                 "frame_file" => {
                     let mut r = FileReader::new("seed".into(), &s[..]);
-                    let mut n = 0;
-                    while r.next_frame().unwrap().is_some() {
+                    let (mut n, mut with_kinds) = (0, 0);
+                    while let Some(f) = r.next_frame().unwrap() {
                         n += 1;
+                        with_kinds += usize::from(!f.error_kinds.is_empty() && f.router.is_some());
+                        // This format version's segments.
+                        assert_eq!(r.header().unwrap().version, FORMAT_VERSION, "{what}");
                     }
                     assert!(n >= 20, "{what}: {n} frames");
+                    assert!(with_kinds > 0, "{what}: no frame with errors by kind");
                 }
                 "segment_header" => {
-                    SegmentHeader::decode(s).unwrap();
+                    let (h, _) = SegmentHeader::decode(s).unwrap();
+                    assert_eq!(h.version, FORMAT_VERSION, "{what}");
                 }
                 "sidecar" => {
                     let p = pyramid::decode_sidecar(s).unwrap();
@@ -213,9 +220,21 @@ fn every_target_has_meaningful_seeds() {
                 "live_server" | "live_client" => {
                     let ps: Vec<&[u8]> = pieces(s).collect();
                     assert!(!ps.is_empty(), "{what}");
+                    if t == "live_client" {
+                        // The stream itself, not only its control messages.
+                        let frames = ps
+                            .iter()
+                            .filter(|p| u64::from(p[2]) == zzping_lib::live::wire::T_FRAMES);
+                        assert!(frames.count() > 0, "{what}: no frames");
+                    }
                     // Every piece is a message of the protocol with a placeholder token.
                     for p in ps {
-                        assert_eq!(p[1], 1, "{what}: version");
+                        // This version's messages: older ones are refused at once.
+                        assert_eq!(
+                            u64::from(p[1]),
+                            zzping_lib::live::wire::VERSION,
+                            "{what}: version"
+                        );
                         let marked = p.windows(9).any(|w| w == TOKEN || w == CLIENT_ID);
                         assert!(marked, "{what}: {p:02x?}");
                     }
