@@ -159,3 +159,54 @@ fn hostile_messages_do_not_panic() {
         let _ = ui.find("outages 1");
     }
 }
+
+/// Peak resident memory of this process (`VmHWM`), bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[test]
+fn a_huge_sparse_sidecar_is_not_read_and_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = standard_host(dir.path(), "gw", false);
+    let day = std::fs::read_dir(&host)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "zzp"))
+        .unwrap();
+    // 1.5 GB of holes: reading it whole would take 1.5 GB of memory.
+    const HUGE_BYTES: u64 = 1_500_000_000;
+    let side = zzping_lib::store::layout::sidecar_path(&day);
+    std::fs::File::create(&side)
+        .unwrap()
+        .set_len(HUGE_BYTES)
+        .unwrap();
+    let app = app_with(&[host], 700.0);
+    // The lane is drawn from the frames, every one of them.
+    let lane = app
+        .offline
+        .iter()
+        .find(|s| s.lane.host.label == "gw")
+        .unwrap();
+    assert_eq!(lane.lane.totals.received, 5970);
+    let peak = peak_rss();
+    assert!(
+        peak < HUGE_BYTES / 4,
+        "the viewer peaked at {} MB",
+        peak >> 20
+    );
+    // The sidecar was rebuilt in its place, within its bound.
+    let len = std::fs::metadata(&side).unwrap().len();
+    let day_len = std::fs::metadata(&day).unwrap().len();
+    assert!(
+        len <= zzping_lib::pyramid::max_sidecar_len(day_len),
+        "{len}"
+    );
+}
