@@ -614,10 +614,20 @@ pub struct HostWriter {
     qframe: QFrame,
     dropped_frames: u64,
     frames_written: u64,
-    /// Frames appended since the buffer was last empty (written or not).
+    /// Frames in `pending` (whole or partly unwritten).
     pending_frames: u64,
-    /// Bytes of a partial write that were given up: the next bytes must start a segment.
-    torn: bool,
+    /// Bytes of days already ended that could not be written yet, oldest first.
+    ended: std::collections::VecDeque<Ended>,
+    /// The next frame starts a segment: a new address, or a backlog given up (whatever
+    /// was partly written of it is a torn fragment readers resynchronize after).
+    new_segment: bool,
+}
+
+/// A day's bytes that could not be written before the next day started.
+struct Ended {
+    day: u64,
+    bytes: Vec<u8>,
+    frames: u64,
 }
 
 impl HostWriter {
@@ -656,7 +666,8 @@ impl HostWriter {
             dropped_frames: 0,
             frames_written: 0,
             pending_frames: 0,
-            torn: false,
+            ended: std::collections::VecDeque::new(),
+            new_segment: false,
         })
     }
 
@@ -678,7 +689,7 @@ impl HostWriter {
 
     /// Frames buffered and not yet fully written (0 after a flush that succeeded).
     pub fn pending_frames(&self) -> u64 {
-        self.pending_frames
+        self.pending_frames + self.ended.iter().map(|e| e.frames).sum::<u64>()
     }
 
     /// Frames appended (buffered or written) so far.
@@ -691,12 +702,12 @@ impl HostWriter {
         &self.quantizer
     }
 
-    /// Records a new address for the host: the next frame starts a new segment.
+    /// Records a new address for the host: the next frame starts a new segment. Nothing is
+    /// written here (a failing directory cannot lose the change).
     pub fn set_address(&mut self, address: IpAddr) -> Result<(), FileError> {
         if address != self.host.address {
-            self.flush()?;
             self.host.address = address;
-            self.segment_day = None;
+            self.new_segment = true;
         }
         Ok(())
     }
@@ -719,7 +730,9 @@ impl HostWriter {
     }
 
     /// Buffers `frame`, quantized with the writer's precision. Opens the next day's file
-    /// (flushing the current one) when the frame starts a new UTC day; a new segment's
+    /// (flushing the current one; bytes that cannot be written then wait for the next
+    /// flush, which writes them to their own file first) when the frame starts a new UTC
+    /// day; a new segment's
     /// creation time is the wall clock read here. The frame's period must be the
     /// writer's.
     pub fn append(&mut self, frame: &Frame) -> Result<(), FileError> {
@@ -735,7 +748,8 @@ impl HostWriter {
     /// writer's precision (so a producer with several consumers quantizes once), with the
     /// wall clock handed in (`now_us`: a new segment's creation time). The frame's period
     /// must be the writer's and its codes ascending and below [`Quantizer::code_count`];
-    /// anything else is refused with [`FileError::Config`] and nothing is buffered.
+    /// anything else is refused with [`FileError::Config`] and nothing is buffered. Only
+    /// a refused frame is an error: write errors are kept for [`HostWriter::flush`].
     pub fn append_quantized(&mut self, frame: &QFrame, now_us: u64) -> Result<(), FileError> {
         if frame.period_us != self.cfg.period_us {
             return Err(FileError::Config(format!(
@@ -756,12 +770,21 @@ impl HostWriter {
             )));
         }
         let day = crate::time::day_start_us(frame.start_us);
-        if self.segment_day != Some(day) || self.torn {
-            if self.segment_day.is_some_and(|d| d != day) {
-                self.flush()?;
+        if self.segment_day != Some(day) || self.new_segment {
+            if let Some(old) = self.segment_day.filter(|&d| d != day) {
+                // A new day, a new file. Bytes of the old day that cannot be written now
+                // wait for the next flush, which writes them to their own file first.
+                if self.flush().is_err() && !self.pending.is_empty() {
+                    self.ended.push_back(Ended {
+                        day: old,
+                        bytes: std::mem::take(&mut self.pending),
+                        frames: self.pending_frames,
+                    });
+                    self.pending_frames = 0;
+                }
                 self.file = None;
             }
-            self.torn = false;
+            self.new_segment = false;
             self.start_segment(frame.start_us, now_us);
         }
         self.encoder.encode(frame, &mut self.pending);
@@ -770,57 +793,82 @@ impl HostWriter {
         Ok(())
     }
 
-    fn open_file(&mut self) -> Result<(), FileError> {
-        if self.file.is_none() {
-            let day = self.segment_day.unwrap_or(0);
-            let path = layout::day_file(&self.dir, day);
-            std::fs::create_dir_all(&self.dir)
-                .map_err(FileError::io(&self.dir, "create directory"))?;
-            let f = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&path)
-                .map_err(FileError::io(&path, "open for append"))?;
-            let len = f.metadata().map_err(FileError::io(&path, "stat"))?.len();
-            self.file = Some((f, path, len));
-        }
-        Ok(())
+    /// The day file of `day`, opened for append (its directory created if need be).
+    fn open_day(dir: &Path, day: u64) -> Result<(File, PathBuf, u64), FileError> {
+        let path = layout::day_file(dir, day);
+        std::fs::create_dir_all(dir).map_err(FileError::io(dir, "create directory"))?;
+        let f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(FileError::io(&path, "open for append"))?;
+        let len = f.metadata().map_err(FileError::io(&path, "stat"))?.len();
+        Ok((f, path, len))
     }
 
-    /// Writes buffered bytes to the current file.
-    pub fn flush(&mut self) -> Result<(), FileError> {
+    /// Writes as much of `bytes` as the file takes, removing what was written.
+    fn write_some(
+        f: &mut File,
+        path: &Path,
+        len: &mut u64,
+        bytes: &mut Vec<u8>,
+    ) -> Result<(), FileError> {
+        let mut written = 0;
+        let r = loop {
+            if written == bytes.len() {
+                break Ok(());
+            }
+            match f.write(&bytes[written..]) {
+                Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        *len += written as u64;
+        bytes.drain(..written);
+        r.map_err(FileError::io(path, "write"))
+    }
+
+    /// Writes the bytes of ended days (oldest first), then the current day's.
+    fn write_backlog(&mut self) -> Result<(), FileError> {
+        while let Some(e) = self.ended.front_mut() {
+            let (mut f, path, mut len) = Self::open_day(&self.dir, e.day)?;
+            Self::write_some(&mut f, &path, &mut len, &mut e.bytes)?;
+            // A day written late is synced at once: no later sync sees this file.
+            f.sync_data().map_err(FileError::io(&path, "fsync"))?;
+            self.ended.pop_front();
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
-        let result = self.open_file().and_then(|()| {
-            let (f, path, len) = self.file.as_mut().expect("opened");
-            let mut written = 0;
-            let r = loop {
-                if written == self.pending.len() {
-                    break Ok(());
-                }
-                match f.write(&self.pending[written..]) {
-                    Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
-                    Ok(n) => written += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
-                }
-            };
-            *len += written as u64;
-            self.pending.drain(..written);
-            if self.pending.is_empty() {
-                self.pending_frames = 0;
-            }
-            r.map_err(FileError::io(path, "write"))
-        });
-        if result.is_err() && self.pending.len() > MAX_PENDING_BYTES {
+        if self.file.is_none() {
+            self.file = Some(Self::open_day(&self.dir, self.segment_day.unwrap_or(0))?);
+        }
+        let (f, path, len) = self.file.as_mut().expect("opened");
+        let r = Self::write_some(f, path, len, &mut self.pending);
+        if self.pending.is_empty() {
+            self.pending_frames = 0;
+        }
+        if r.is_err() {
+            // Opened again next time: the path may lead elsewhere by then (a remount).
+            self.file = None;
+        }
+        r
+    }
+
+    /// Writes buffered bytes to their files.
+    pub fn flush(&mut self) -> Result<(), FileError> {
+        let result = self.write_backlog();
+        let backlog = self.pending.len() + self.ended.iter().map(|e| e.bytes.len()).sum::<usize>();
+        if result.is_err() && backlog > MAX_PENDING_BYTES {
             // Give up the backlog; whatever was partly written is a torn fragment, so the
             // next frame must start a new segment for readers to resynchronize.
+            self.dropped_frames += self.pending_frames();
             self.pending.clear();
-            self.dropped_frames += self.pending_frames;
             self.pending_frames = 0;
-            self.torn = true;
-            self.segment_day = None;
+            self.ended.clear();
+            self.new_segment = true;
         }
         result
     }
@@ -1063,6 +1111,43 @@ mod tests {
         assert!(issues.is_empty(), "{issues:?}");
         assert_eq!(frames.len(), 1);
         assert_eq!(frames[0].start_us, T0 + n * 100_000);
+    }
+
+    #[test]
+    fn a_failing_directory_across_midnight_keeps_both_days_and_a_new_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::write(&data, b"").unwrap();
+        let day = crate::time::US_PER_DAY;
+        let midnight = (T0 / day + 1) * day;
+        let mut w = HostWriter::new(&data, host(), cfg()).unwrap();
+        let starts: Vec<u64> = (0..6).map(|i| midnight - 300_000 + i * 100_000).collect();
+        for (i, &t) in starts.iter().enumerate() {
+            if i == 4 {
+                w.set_address("198.18.0.7".parse().unwrap()).unwrap();
+            }
+            w.append(&frame(t, &[500])).unwrap();
+        }
+        assert!(w.flush().is_err());
+        assert_eq!((w.pending_frames(), w.dropped_frames()), (6, 0));
+        std::fs::remove_file(&data).unwrap();
+        std::fs::create_dir(&data).unwrap();
+        w.sync().unwrap();
+        assert_eq!(w.pending_frames(), 0);
+        let hd = data.join("gw");
+        let (a, ia) = read_all(&day_file(&hd, midnight - 1));
+        let (b, ib) = read_all(&day_file(&hd, midnight));
+        assert!(ia.is_empty() && ib.is_empty(), "{ia:?} {ib:?}");
+        let got: Vec<u64> = a.iter().chain(&b).map(|f| f.start_us).collect();
+        assert_eq!(got, starts);
+        assert_eq!(a.len(), 3);
+        // The address changed before the fifth frame: its own segment says so.
+        let mut r = FileReader::open(day_file(&hd, midnight)).unwrap();
+        let mut hosts = Vec::new();
+        while r.next_frame().unwrap().is_some() {
+            hosts.push(r.header().unwrap().host.clone());
+        }
+        assert_eq!(hosts, ["198.18.0.1", "198.18.0.7", "198.18.0.7"]);
     }
 
     #[test]

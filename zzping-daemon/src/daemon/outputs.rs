@@ -49,7 +49,7 @@ pub struct Outputs {
     /// The last write or flush failed (an outage is on).
     failing: bool,
     /// Frames dropped outside a writer's own count: of writers already retired, or
-    /// refused by an append (a new day's file while the old one cannot be flushed).
+    /// refused by an append (a frame the writer's configuration cannot take).
     other_dropped: u64,
     /// Frames still buffered when the daemon exited with recording failing.
     lost_at_exit: u64,
