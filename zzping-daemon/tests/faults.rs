@@ -74,7 +74,8 @@ fn a_second_daemon_on_the_same_data_directory_exits_naming_it_and_the_holder() {
 
     let second = output_bounded(daemon(&args).spawn().unwrap(), LIMIT);
     let err = String::from_utf8_lossy(&second.stderr);
-    assert!(!second.status.success(), "second daemon ran: {err}");
+    // Exit status 4: the daemon could not start (main.rs).
+    assert_eq!(second.status.code(), Some(4), "second daemon: {err}");
     assert!(
         err.contains(&format!("data directory {data} is in use"))
             && err.contains(&format!("PID {}", first.0.id())),
