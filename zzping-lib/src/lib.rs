@@ -4,7 +4,8 @@
 //! [`quantizer`] (RTT -> code) -> [`frame`] (one host x one period) -> [`codec`] (a frame as
 //! MessagePack) -> [`file`] (segments, writer, recovering reader) -> [`store`] (a host's
 //! files over a time range) -> [`summary`] (mergeable histograms) -> [`pyramid`] (zoom
-//! levels persisted beside the files).
+//! levels persisted beside the files); [`outage`] finds the runs of failed requests and the
+//! events in which hosts fail together.
 //!
 //! Everything here is pure computation or plain file I/O with time handed in: no threads,
 //! one socket (the blocking [`live::UdpLiveClient`] for the CLI and tests), and the wall
@@ -17,6 +18,7 @@ pub mod frame;
 pub mod gateway;
 pub mod live;
 pub mod msgpack;
+pub mod outage;
 pub mod pyramid;
 pub mod quantizer;
 pub mod store;

@@ -21,7 +21,7 @@
 //! number of buckets per day times the number of codes (1,885 at p = 0.01).
 //!
 //! # Sidecar format
-//! MessagePack: a header map `{"schema": "zzping-pyramid", "version": 1, "source_len":
+//! MessagePack: a header map `{"schema": "zzping-pyramid", "version": 2, "source_len":
 //! uint, "precision": float, "widths_us": [uint...], "outages": [uint...]}` followed by
 //! one array per summary:
 //! `[level, bucket, frames, sent, received, lost, duplicates, late, errors, flags,
@@ -40,6 +40,7 @@ use crate::codec::{DecodeError, QFrame};
 use crate::file::{FileError, FileReader, Issue};
 use crate::frame::Counts;
 use crate::msgpack::Cursor;
+use crate::outage::HostRuns;
 use crate::quantizer::Quantizer;
 use crate::summary::{DenseHistogram, Histogram, Summary};
 use serde::{Deserialize, Serialize};
@@ -59,8 +60,9 @@ pub const LEVEL_WIDTHS_US: [u64; 5] = [
 pub const PERSISTED_WIDTHS_US: [u64; 4] = [10_000_000, 100_000_000, 1_000_000_000, 10_000_000_000];
 /// Schema name of sidecars.
 pub const SIDECAR_SCHEMA: &str = "zzping-pyramid";
-/// Sidecar format version.
-pub const SIDECAR_VERSION: u32 = 1;
+/// Sidecar format version (2: the outage index counts errors as failures; a version 1
+/// sidecar is rebuilt).
+pub const SIDECAR_VERSION: u32 = 2;
 /// A sidecar is at most this many bytes plus [`SIDECAR_MAX_BYTES_PER_SOURCE_BYTE`] per byte
 /// of its frame file (see [`max_sidecar_len`]).
 pub const SIDECAR_MAX_FIXED_BYTES: u64 = 1 << 20;
@@ -99,9 +101,10 @@ pub fn read_sidecar(
     Ok(decode_sidecar(&buf))
 }
 
-/// True when every request of the frame was lost (an outage, however short).
+/// True when every request of the frame failed, timed out or errored (an outage,
+/// however short): [`crate::outage::failed_entirely`].
 pub fn is_outage(f: &QFrame) -> bool {
-    f.received() == 0 && f.lost > 0
+    crate::outage::failed_entirely(f)
 }
 
 /// Appends the frame `[start, end)` to outage runs, merging with a run it continues.
@@ -155,10 +158,10 @@ pub struct DayPyramid {
     pub source_len: u64,
     /// Levels, finest first.
     pub levels: Vec<Level>,
-    /// Runs `[start, end)` of frames whose every request was lost, ascending. Summaries
-    /// cannot tell a 300 ms outage from the same number of pings lost here and there, so
-    /// this small index (tens of bytes per outage) is kept beside them to mark every
-    /// outage at every zoom.
+    /// Runs `[start, end)` of frames whose every request failed, ascending: the cores of
+    /// the runs of [`crate::outage`]. Summaries cannot tell a 300 ms outage from the same
+    /// number of pings lost here and there, so this small index (tens of bytes per
+    /// outage) is kept beside them to mark every outage at every zoom.
     pub outages: Vec<(u64, u64)>,
     /// Problems found in the frame file while building.
     pub issues: Vec<Issue>,
@@ -325,14 +328,12 @@ pub fn build(frame_file: &Path, widths_us: &[u64]) -> Result<DayPyramid, FileErr
         .len();
     let mut r = FileReader::open(frame_file)?;
     let mut builder: Option<PyramidBuilder> = None;
-    let mut outages = Vec::new();
+    let mut runs = HostRuns::new();
     while r.next_frame()?.is_some() {
         let (Some(f), Some(q)) = (r.last_frame(), r.quantizer()) else {
             continue;
         };
-        if is_outage(f) {
-            push_outage(&mut outages, f.start_us, f.end_us());
-        }
+        runs.add(f);
         builder
             .get_or_insert_with(|| PyramidBuilder::new(q.clone(), widths_us))
             .add(f, q);
@@ -351,6 +352,7 @@ pub fn build(frame_file: &Path, widths_us: &[u64]) -> Result<DayPyramid, FileErr
                 .collect(),
         ),
     };
+    let mut outages: Vec<(u64, u64)> = runs.cores().collect();
     normalize_outages(&mut outages);
     Ok(DayPyramid {
         quantizer,
@@ -763,13 +765,23 @@ mod tests {
             for l in &again.levels {
                 prop_assert_eq!(Some(l), p.level(l.width_us));
             }
-            // The outage index: runs of adjacent frames with every request lost.
+            // The outage index: runs of frames with every request lost, ended by a frame
+            // with a reply or by more than MAX_SKIPPED_US without a frame (frames without
+            // a request are no frames).
             let mut want: Vec<(u64, u64)> = Vec::new();
-            for f in fr.iter().filter(|f| f.rtts_us.is_empty() && f.lost > 0) {
-                match want.last_mut() {
-                    Some(last) if last.1 == f.start_us => last.1 = f.start_us + 100_000,
-                    _ => want.push((f.start_us, f.start_us + 100_000)),
+            let (mut prev_end, mut prev_whole) = (None::<u64>, false);
+            for f in fr.iter().filter(|f| !f.rtts_us.is_empty() || f.lost > 0) {
+                let end = f.start_us + 100_000;
+                let continues = prev_end
+                    .is_some_and(|e| f.start_us - e <= crate::outage::MAX_SKIPPED_US);
+                let whole = f.rtts_us.is_empty();
+                if whole {
+                    match want.last_mut() {
+                        Some(last) if continues && prev_whole => last.1 = end,
+                        _ => want.push((f.start_us, end)),
+                    }
                 }
+                (prev_end, prev_whole) = (Some(end), whole);
             }
             prop_assert_eq!(&p.outages, &want);
             prop_assert_eq!(&again.outages, &want);
@@ -869,6 +881,26 @@ mod tests {
             decode_outages(&encode_outages(&[(5, 9), (9, 12), (20, 21)])),
             Some(vec![(5, 9), (9, 12), (20, 21)])
         );
+    }
+
+    #[test]
+    fn errors_are_failures_in_the_outage_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fr = frames(&[
+            (0, vec![1000], 0),
+            (1, vec![], 0),
+            (2, vec![], 1),
+            (3, vec![900], 0),
+        ]);
+        // Slot 1: two requests, both drew "host unreachable"; slot 2 one timeout.
+        fr[1].sent = 2;
+        fr[1].errors = 2;
+        fr[1]
+            .error_kinds
+            .add(crate::frame::ErrorKind::HostUnreachable, 2);
+        let path = write(dir.path(), &fr);
+        let p = build(&path, &PERSISTED_WIDTHS_US).unwrap();
+        assert_eq!(p.outages, vec![(T0 + 100_000, T0 + 300_000)]);
     }
 
     #[test]

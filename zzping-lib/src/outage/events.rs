@@ -1,0 +1,212 @@
+//! The events in which hosts that were otherwise up fail together ([`analyse`]).
+
+use super::{Failures, HostOutages, Run};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// One host's part in an [`Event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHost {
+    /// Index of the host in the slice given to [`analyse`].
+    pub host: usize,
+    /// Start of its failing frames in the event, µs.
+    pub start_us: u64,
+    /// End of its failing frames in the event, µs.
+    pub end_us: u64,
+    /// Its failures in the event.
+    pub failures: Failures,
+}
+
+/// Hosts failing together (or one host alone): see the module docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Start, µs (the first frame with a failure of the event).
+    pub start_us: u64,
+    /// End, µs (the end of its last frame).
+    pub end_us: u64,
+    /// The hosts that failed together, by index.
+    pub hosts: Vec<EventHost>,
+    /// Hosts up otherwise that were failing during the event for a reason of their own
+    /// (their run began earlier or later), by index.
+    pub also_failing: Vec<usize>,
+    /// Every failure of the event.
+    pub failures: Failures,
+}
+
+/// What [`analyse`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Analysis {
+    /// The hosts that were down ([`HostOutages::is_down`]), by index.
+    pub down: Vec<usize>,
+    /// The events of the other hosts, by start.
+    pub events: Vec<Event>,
+}
+
+/// Finds the down hosts and the events of the others (see the module docs).
+pub fn analyse(hosts: &[HostOutages]) -> Analysis {
+    let down: Vec<usize> = (0..hosts.len()).filter(|&i| hosts[i].is_down()).collect();
+    // Runs of the hosts that were up, earliest start first (then by host, for a
+    // deterministic order).
+    type Queue = BinaryHeap<Reverse<(u64, usize, usize)>>;
+    fn enqueue(queue: &mut Queue, runs: &mut Vec<(usize, Run)>, h: usize, r: Run) {
+        queue.push(Reverse((r.start_us, h, runs.len())));
+        runs.push((h, r));
+    }
+    let mut queue = Queue::new();
+    let mut runs: Vec<(usize, Run)> = Vec::new();
+    for (h, host) in hosts.iter().enumerate() {
+        if down.contains(&h) {
+            continue;
+        }
+        for r in &host.runs {
+            enqueue(&mut queue, &mut runs, h, r.clone());
+        }
+    }
+    let mut events = Vec::new();
+    while let Some(Reverse((s0, _, first))) = queue.pop() {
+        let tolerance = runs[first].1.period_us();
+        let mut group = vec![first];
+        let mut later = Vec::new();
+        while let Some(&Reverse((s, h, i))) = queue.peek() {
+            if s > s0 + tolerance {
+                break;
+            }
+            queue.pop();
+            // One run per host in an event (its next run waits).
+            if group.iter().any(|&g| runs[g].0 == h) {
+                later.push(Reverse((s, h, i)));
+            } else {
+                group.push(i);
+            }
+        }
+        queue.extend(later);
+        if group.len() > 1 {
+            // They fail together until fewer than two still fail: the second-latest end.
+            let mut ends: Vec<u64> = group.iter().map(|&i| runs[i].1.end_us).collect();
+            ends.sort_unstable_by(|a, b| b.cmp(a));
+            let together_end = ends[1];
+            for &i in &group {
+                let tol = runs[i].1.period_us();
+                if runs[i].1.end_us > together_end + tol
+                    && let Some(rest) = runs[i].1.split_off(together_end)
+                {
+                    let h = runs[i].0;
+                    enqueue(&mut queue, &mut runs, h, rest);
+                }
+            }
+        }
+        let mut ev = Event {
+            start_us: u64::MAX,
+            end_us: 0,
+            hosts: Vec::new(),
+            also_failing: Vec::new(),
+            failures: Failures::default(),
+        };
+        for &i in &group {
+            let (h, r) = &runs[i];
+            ev.start_us = ev.start_us.min(r.start_us);
+            ev.end_us = ev.end_us.max(r.end_us);
+            ev.failures.merge(&r.failures);
+            ev.hosts.push(EventHost {
+                host: *h,
+                start_us: r.start_us,
+                end_us: r.end_us,
+                failures: r.failures.clone(),
+            });
+        }
+        ev.hosts.sort_by_key(|e| e.host);
+        events.push(ev);
+    }
+    for ev in &mut events {
+        ev.also_failing = (0..hosts.len())
+            .filter(|&h| !down.contains(&h) && ev.hosts.iter().all(|e| e.host != h))
+            .filter(|&h| hosts[h].failing_during(ev.start_us, ev.end_us))
+            .collect();
+    }
+    events.sort_by_key(|e| (e.start_us, e.end_us));
+    Analysis { down, events }
+}
+
+#[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)] // failing spans of a host, often one
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+
+    fn ev_spans(a: &Analysis) -> Vec<(u64, u64, Vec<usize>)> {
+        a.events
+            .iter()
+            .map(|e| {
+                (
+                    e.start_us,
+                    e.end_us,
+                    e.hosts.iter().map(|h| h.host).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_down_host_is_set_aside_and_the_others_events_stay_apart() {
+        let hosts = [
+            // Down the whole time.
+            timeline(600, &[0..600], &[]),
+            // Together at 100 (one starting a frame later), upstream at 300.
+            timeline(600, &[100..103], &[]),
+            timeline(600, &[101..103, 300..305], &[100]),
+            timeline(600, &[100..103, 300..305, 450..452], &[]),
+        ];
+        let a = analyse(&hosts);
+        assert_eq!(a.down, [0]);
+        assert_eq!(
+            ev_spans(&a),
+            [
+                (t(100), t(103), vec![1, 2, 3]),
+                (t(300), t(305), vec![2, 3]),
+                (t(450), t(452), vec![3]),
+            ]
+        );
+        assert_eq!(a.events[0].failures.timeouts, 15 + 2 + 10 + 15);
+        assert!(a.events.iter().all(|e| e.also_failing.is_empty()));
+    }
+
+    #[test]
+    fn a_host_failing_longer_is_cut_where_the_others_recover() {
+        // Hosts 0-2 fail 37.0-37.3 s; host 1 goes on to 37.8 s (its own burst).
+        let hosts = [
+            timeline(600, &[370..373], &[373]),
+            timeline(600, &[370..378], &[]),
+            timeline(600, &[370..373], &[]),
+        ];
+        let a = analyse(&hosts);
+        assert_eq!(
+            ev_spans(&a),
+            [(t(370), t(374), vec![0, 1, 2]), (t(374), t(378), vec![1])]
+        );
+        assert_eq!(a.events[0].hosts[1].failures.timeouts, 4 * 5);
+        assert_eq!(a.events[1].failures.timeouts, 4 * 5);
+        // Within one frame of the others: not cut.
+        let hosts = [
+            timeline(600, &[370..373], &[]),
+            timeline(600, &[370..374], &[]),
+        ];
+        assert_eq!(ev_spans(&analyse(&hosts)), [(t(370), t(374), vec![0, 1])]);
+    }
+
+    #[test]
+    fn a_host_already_failing_keeps_its_own_outage() {
+        let hosts = [
+            timeline(6000, &[1000..2000], &[]),
+            timeline(6000, &[1500..1503], &[]),
+            timeline(6000, &[1500..1503], &[]),
+        ];
+        let a = analyse(&hosts);
+        assert!(a.down.is_empty());
+        assert_eq!(
+            ev_spans(&a),
+            [(t(1000), t(2000), vec![0]), (t(1500), t(1503), vec![1, 2])]
+        );
+        assert_eq!(a.events[1].also_failing, [0]);
+        assert_eq!(a.events[0].also_failing, [1, 2]);
+    }
+}
