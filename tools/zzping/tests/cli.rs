@@ -748,7 +748,10 @@ fn report_finds_outages_and_gives_verdicts() {
     assert_eq!(outages.len(), 3, "{v:#}");
     assert_eq!(outages[0]["start_us"], T0 + 100 * u64::from(P));
     assert_eq!(outages[0]["duration_us"], 300_000);
-    assert_eq!(outages[0]["lost"], 90);
+    assert_eq!(outages[0]["failed"], 90);
+    assert_eq!(outages[0]["timeouts"], 90);
+    assert_eq!(outages[0]["errors"], 0);
+    assert_eq!(outages[0]["cause"], "timeout");
     assert_eq!(outages[0]["verdict"], "local");
     assert_eq!(outages[0]["hosts"].as_array().unwrap().len(), 3);
     assert_eq!(outages[1]["duration_us"], 500_000);
@@ -769,7 +772,7 @@ fn report_finds_outages_and_gives_verdicts() {
     let text = stdout(&o);
     assert!(text.contains("Outages (3):"), "{text}");
     assert!(
-        text.contains("2021-01-01T08:00:10.000000Z     300 ms      90 lost"),
+        text.contains("2021-01-01T08:00:10.000000Z     300 ms      90 failed"),
         "{text}"
     );
     assert!(

@@ -224,7 +224,7 @@ fn report_finds_the_scenarios_outages_with_the_right_verdicts() {
             .collect();
         let drops: Vec<u64> = event.iter().map(|d| d.read_us).collect();
         assert_eq!(
-            o["lost"].as_u64().unwrap(),
+            o["failed"].as_u64().unwrap(),
             drops.len() as u64,
             "outage {i}: lost requests\n{}",
             around(&data, &truth, &drops)

@@ -8,33 +8,49 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use zzping_lib::codec::QFrame;
+use zzping_lib::outage::{Failures, HostOutages, HostRuns};
 use zzping_lib::quantizer::Quantizer;
 use zzping_lib::store::Event;
 use zzping_lib::summary::{Summary, nearest_rank};
 
+mod text;
+
 /// Per-host loss, RTT percentiles and jitter over a time range, and an outage log.
 ///
 /// Definitions:
-/// - loss % = lost / (received + lost) (errors are not losses);
+/// - a request *failed* when it got no echo reply: it timed out, or drew an error (a
+///   send failure on this machine or an ICMP error from the network);
+/// - loss % = failed / requests with an outcome = (timeouts + errors) / (received +
+///   timeouts + errors); timeouts and errors are shown beside it, errors by kind below;
 /// - percentiles are nearest-rank over every RTT of the range (within the files'
 ///   quantizer precision);
 /// - jitter = mean absolute difference between the median RTTs of consecutive frames
 ///   (adjacent in time, both with at least one reply);
-/// - a *lossy frame* has lost > 0 and either no reply or lost >= received (loss >= 50 %);
-///   a *burst* is a run of consecutive lossy frames of one host (a gap in the data ends
-///   it), extended by the adjacent frame on either side when that frame lost some
-///   requests (an outage rarely starts or ends on a frame boundary); bursts of different hosts that overlap or touch in time are merged into one
-///   *outage*.
+/// - a *run* is a host's frames in which every request failed, with the partly failed
+///   frame on either side (an outage rarely starts or ends on a frame boundary); time
+///   without frames ends it after 10 s;
+/// - a host whose runs hold more than half of its requests was *down* (the whole window
+///   or most of it): one line of its own in the outage log;
+/// - the other hosts' runs that start within one frame of each other are one *outage*,
+///   lasting while at least two of them fail (a host failing longer gets an outage of
+///   its own for the rest); a run that starts alone is an outage of that host. Each has
+///   its cause when one reason holds most of its failures ("no reply", "no route from
+///   this machine", "host unreachable, said 198.18.0.1").
 ///
-/// Verdicts, among the hosts that have data during the outage:
-/// - the gateway and every other host lost → "local network (Wi-Fi, cable, powerline)";
-/// - the gateway fine and every host beyond it lost (even one) → "upstream/ISP";
+/// Verdicts, among the hosts that have data during the outage and were not failing for
+/// a reason of their own:
+/// - most failures are send errors of this machine (no route, network down...) →
+///   "this machine or your LAN";
+/// - the gateway and every other host failed → "local network (Wi-Fi, cable, powerline)";
+/// - the gateway fine and every host beyond it failed (even one) → "upstream/ISP";
 /// - one host only (of several beyond the gateway, or the gateway alone) → "that host";
 /// - otherwise "partial" / "partial-upstream"; without a known gateway, "unknown".
 ///
 /// The gateway is --gateway LABEL; by default the host whose address is a default gateway
 /// of this machine (IPv4 or IPv6, /proc/net/route and /proc/net/ipv6_route), else the host with a private (RFC 1918), link-local or ULA
 /// address and the lowest median RTT; `--gateway none` disables.
+///
+/// Exit status: 0; 1 on an error, or with --fail-above when some host's loss is above it.
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -61,6 +77,18 @@ pub struct Args {
     /// Print times in the local time zone instead of UTC (text output).
     #[arg(long)]
     pub local: bool,
+    /// Exit with status 1 when some host's loss is above PCT percent (0 to 100), after
+    /// the report (for scripts and cron).
+    #[arg(long, value_name = "PCT", value_parser = parse_pct)]
+    pub fail_above: Option<f64>,
+}
+
+/// A percentage from 0 to 100.
+fn parse_pct(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a percentage from 0 to 100")),
+    }
 }
 
 /// Statistics of one host.
@@ -80,12 +108,21 @@ pub struct HostReport {
     pub sent: u64,
     /// Replies received.
     pub received: u64,
-    /// Requests lost.
+    /// Requests that timed out (the files' `lost`).
     pub lost: u64,
-    /// Send failures and ICMP errors.
+    /// Requests that timed out (= `lost`).
+    pub timeouts: u64,
+    /// Requests that drew an error: a send failure or an ICMP error.
     pub errors: u64,
-    /// Loss in percent, `None` without outcomes.
+    /// Requests that failed: timeouts and errors.
+    pub failed: u64,
+    /// Loss in percent, failed / requests with an outcome; `None` without outcomes.
     pub loss_pct: Option<f64>,
+    /// Errors by kind (`no_route`, `host_unreachable`...; errors of files without kinds
+    /// are in `errors` only).
+    pub error_kinds: BTreeMap<&'static str, u64>,
+    /// Routers that sent ICMP errors, most errors first.
+    pub routers: Vec<String>,
     /// Median RTT, µs.
     pub p50_us: Option<u32>,
     /// 95th percentile RTT, µs.
@@ -97,7 +134,6 @@ pub struct HostReport {
     /// Frames whose measurement is qualified, by flag.
     pub flagged_frames: FlaggedFrames,
 }
-
 /// Frames carrying each measurement-quality flag (a frame may carry several).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct FlaggedFrames {
@@ -156,26 +192,50 @@ impl FlaggedFrames {
 pub struct Affected {
     /// Host label.
     pub label: String,
-    /// Requests it lost in the outage.
-    pub lost: u64,
+    /// Its requests that failed in the outage.
+    pub failed: u64,
+    /// Of which timed out.
+    pub timeouts: u64,
+    /// Of which drew an error.
+    pub errors: u64,
 }
 
-/// One outage.
+/// One line of the outage log: a host that was down, or an outage.
 #[derive(Debug, Serialize)]
 pub struct Outage {
     /// Start (RFC 3339).
     pub start: String,
-    /// Start, µs.
+    /// Start, µs: the first frame with a failure of the outage.
     pub start_us: u64,
-    /// Duration, µs.
+    /// Duration, µs: to the end of its last frame.
     pub duration_us: u64,
-    /// Requests lost by every affected host.
-    pub lost: u64,
+    /// Failed requests of every affected host.
+    pub failed: u64,
+    /// Of which timed out.
+    pub timeouts: u64,
+    /// Of which drew an error.
+    pub errors: u64,
+    /// Errors by kind.
+    pub error_kinds: BTreeMap<&'static str, u64>,
+    /// The router that sent most of the ICMP errors, if any.
+    pub router: Option<String>,
+    /// The reason of most failures, if one dominates: `timeout`, an error kind
+    /// (`no_route`, `host_unreachable`...) or `error` (kind not recorded).
+    pub cause: Option<&'static str>,
+    /// The cause in words, with the router for ICMP errors.
+    pub cause_text: Option<String>,
     /// Affected hosts.
     pub hosts: Vec<Affected>,
-    /// Hosts with data during the outage that were not affected.
+    /// Hosts failing during the outage for a reason of their own (already failing
+    /// before it, or from later on).
+    pub also_failing: Vec<String>,
+    /// Hosts with data during the outage that did not fail.
     pub unaffected: Vec<String>,
-    /// Machine-readable verdict: local, upstream, host, partial-upstream, partial, unknown.
+    /// For a host that was down: the share of its requests that failed in its outages,
+    /// percent.
+    pub down_pct: Option<f64>,
+    /// Machine-readable verdict: down, local, upstream, host, partial-upstream, partial,
+    /// unknown.
     pub verdict: &'static str,
     /// Human-readable verdict.
     pub verdict_text: String,
@@ -194,7 +254,7 @@ pub struct Report {
     pub gateway_source: String,
     /// Per-host statistics.
     pub hosts: Vec<HostReport>,
-    /// Outages, by start.
+    /// The outage log: hosts that were down first, then outages by start.
     pub outages: Vec<Outage>,
 }
 
@@ -205,12 +265,8 @@ struct HostAcc {
     prev: Option<(u64, u32)>,
     jitter_sum: f64,
     jitter_n: u64,
-    bursts: Vec<(u64, u64, u64)>,
-    burst: Option<(u64, u64, u64)>,
-    /// The previous frame, when it lost some but not most requests: the leading edge of
-    /// a burst that may start next.
-    edge: Option<(u64, u64, u64)>,
-    coverage: Vec<(u64, u64)>,
+    runs: HostRuns,
+    failures: Failures,
     address: Option<String>,
     first: Option<u64>,
     last: Option<u64>,
@@ -225,10 +281,8 @@ impl HostAcc {
             prev: None,
             jitter_sum: 0.0,
             jitter_n: 0,
-            bursts: Vec::new(),
-            burst: None,
-            edge: None,
-            coverage: Vec::new(),
+            runs: HostRuns::new(),
+            failures: Failures::default(),
             address: None,
             first: None,
             last: None,
@@ -253,12 +307,6 @@ impl HostAcc {
             g.codes.sort_unstable();
             self.summary.add_frame(&g);
         }
-        // Coverage: contiguous runs of frames.
-        match self.coverage.last_mut() {
-            Some((_, e)) if f.start_us <= *e && end >= *e => *e = end,
-            Some((s, e)) if f.start_us >= *s && end <= *e => {}
-            _ => self.coverage.push((f.start_us, end)),
-        }
         // Jitter over consecutive frames' medians.
         let med = nearest_rank(&f.codes, 0.5).map(|c| q.decode_saturating(c));
         match (self.prev, med) {
@@ -269,53 +317,16 @@ impl HostAcc {
             _ => {}
         }
         self.prev = med.map(|m| (end, m));
-        // Bursts: runs of lossy frames, plus the partly lost frame on either edge (an
-        // outage rarely starts or ends on a frame boundary).
-        let lossy = f.lost > 0 && (f.received() == 0 || f.lost >= f.received());
-        let partial = f.lost > 0 && !lossy;
-        let mut trailing_edge = false;
-        match (&mut self.burst, lossy) {
-            (Some((_, e, lost)), true) if *e == f.start_us => {
-                *e = end;
-                *lost += u64::from(f.lost);
-            }
-            (b, true) => {
-                if let Some(done) = b.take() {
-                    self.bursts.push(done);
-                }
-                let (mut start, mut lost) = (f.start_us, u64::from(f.lost));
-                if let Some((es, ee, el)) = self.edge.take()
-                    && ee == f.start_us
-                {
-                    start = es;
-                    lost += el;
-                }
-                *b = Some((start, end, lost));
-            }
-            (b, false) => {
-                if let Some(mut done) = b.take() {
-                    if partial && done.1 == f.start_us {
-                        done.1 = end;
-                        done.2 += u64::from(f.lost);
-                        trailing_edge = true;
-                    }
-                    self.bursts.push(done);
-                }
-            }
+        if f.lost > 0 || f.errors > 0 {
+            self.failures.add_frame(f);
         }
-        self.edge = (partial && !trailing_edge).then_some((f.start_us, end, u64::from(f.lost)));
+        self.runs.add(f);
     }
+}
 
-    fn finish(&mut self) {
-        if let Some(b) = self.burst.take() {
-            self.bursts.push(b);
-        }
-    }
-
-    fn covers(&self, s: u64, e: u64) -> bool {
-        let i = self.coverage.partition_point(|&(_, ce)| ce <= s);
-        self.coverage.get(i).is_some_and(|&(cs, _)| cs < e)
-    }
+/// Errors by kind name.
+fn kinds_map(f: &Failures) -> BTreeMap<&'static str, u64> {
+    f.kinds().map(|(k, n)| (k.name(), n)).collect()
 }
 
 /// True for RFC 1918, link-local and IPv6 ULA / link-local addresses.
@@ -378,17 +389,27 @@ fn verdict(
         ),
         (false, _, true) => (
             "unknown",
-            "every host (local network or upstream; no gateway known)".into(),
+            if gateway.is_some() {
+                "every host (local network or upstream; the gateway was not up to compare)"
+            } else {
+                "every host (local network or upstream; no gateway known)"
+            }
+            .into(),
         ),
         (false, _, false) => (
             "partial",
-            "several hosts (no gateway known to tell local from upstream)".into(),
+            if gateway.is_some() {
+                "several hosts (the gateway was not up to tell local from upstream)"
+            } else {
+                "several hosts (no gateway known to tell local from upstream)"
+            }
+            .into(),
         ),
     }
 }
 
-/// Runs `zzping report`.
-pub fn run(a: Args) -> Result<ExitCode> {
+/// Reads the inputs of `a` and computes the report.
+pub fn build(a: &Args) -> Result<Report> {
     let (from, to) = time_range(a.from.as_deref(), a.to.as_deref())?;
     let hosts = resolve_inputs(&paths_or_default(&a.paths)?, &a.host)?;
     let tf = TimeFmt::new(a.local);
@@ -412,7 +433,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
             Ok(())
         })?;
-        acc.finish();
         if acc.address.is_none() {
             acc.address = h.address().map(str::to_owned);
         }
@@ -426,7 +446,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let c = acc.summary.counts;
         let q = acc.q.as_ref();
         let pct = |p: f64| q.and_then(|q| acc.summary.percentile_us(q, p));
-        let outcomes = u64::from(c.received) + u64::from(c.lost);
         host_reports.push(HostReport {
             label: label.clone(),
             address: acc.address.clone(),
@@ -436,8 +455,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
             sent: u64::from(c.sent),
             received: u64::from(c.received),
             lost: u64::from(c.lost),
+            timeouts: u64::from(c.lost),
             errors: u64::from(c.errors),
-            loss_pct: (outcomes > 0).then(|| 100.0 * f64::from(c.lost) / outcomes as f64),
+            failed: c.failed(),
+            loss_pct: c.loss_ratio().map(|r| 100.0 * r),
+            error_kinds: kinds_map(&acc.failures),
+            routers: acc
+                .failures
+                .routers()
+                .iter()
+                .map(|(r, _)| r.to_string())
+                .collect(),
             p50_us: pct(50.0),
             p95_us: pct(95.0),
             p99_us: pct(99.0),
@@ -497,40 +525,84 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     };
 
-    // Outages: merge bursts of every host by time.
-    let mut all: Vec<(u64, u64, u64, usize)> = Vec::new();
-    for (i, (_, acc)) in accs.iter().enumerate() {
-        all.extend(acc.bursts.iter().map(|&(s, e, l)| (s, e, l, i)));
-    }
-    all.sort_unstable();
+    // The outage log: down hosts, then the events of the others.
+    let timelines: Vec<HostOutages> = accs.into_iter().map(|(_, acc)| acc.runs.finish()).collect();
+    let label = |i: usize| host_reports[i].label.clone();
+    let analysis = zzping_lib::outage::analyse(&timelines);
     let mut outages = Vec::new();
-    let mut k = 0;
-    while k < all.len() {
-        let (s, mut e) = (all[k].0, all[k].1);
-        let mut per: BTreeMap<usize, u64> = BTreeMap::new();
-        while k < all.len() && all[k].0 <= e {
-            e = e.max(all[k].1);
-            *per.entry(all[k].3).or_default() += all[k].2;
-            k += 1;
-        }
-        let affected: Vec<String> = per.keys().map(|&i| accs[i].0.clone()).collect();
-        let observed: Vec<String> = accs
-            .iter()
-            .enumerate()
-            .filter(|(i, (_, acc))| per.contains_key(i) || acc.covers(s, e))
-            .map(|(_, (l, _))| l.clone())
+    for &i in &analysis.down {
+        let t = &timelines[i];
+        let f = t.failures();
+        let (start, end) = (
+            t.runs.first().map_or(0, |r| r.start_us),
+            t.runs.last().map_or(0, |r| r.end_us),
+        );
+        let share = t.down_share().unwrap_or(0.0);
+        outages.push(Outage {
+            start: tf.string(start),
+            start_us: start,
+            duration_us: end - start,
+            failed: f.failed(),
+            timeouts: f.timeouts,
+            errors: f.errors,
+            error_kinds: kinds_map(&f),
+            router: f.router().map(|r| r.to_string()),
+            cause: f.cause().map(|(c, _)| c.name()),
+            cause_text: f.cause_text(),
+            hosts: vec![Affected {
+                label: label(i),
+                failed: f.failed(),
+                timeouts: f.timeouts,
+                errors: f.errors,
+            }],
+            also_failing: Vec::new(),
+            unaffected: Vec::new(),
+            down_pct: Some(100.0 * share),
+            verdict: "down",
+            verdict_text: if share >= DOWN_WHOLE_TIME_SHARE {
+                format!("{} down the whole time", label(i))
+            } else {
+                format!("{} down most of the time", label(i))
+            },
+        });
+    }
+    for ev in &analysis.events {
+        let (s, e) = (ev.start_us, ev.end_us);
+        let affected: Vec<String> = ev.hosts.iter().map(|h| label(h.host)).collect();
+        let also: Vec<String> = ev.also_failing.iter().map(|&h| label(h)).collect();
+        let observed: Vec<String> = (0..timelines.len())
+            .filter(|&h| {
+                ev.hosts.iter().any(|x| x.host == h)
+                    || (timelines[h].covers(s, e)
+                        && !analysis.down.contains(&h)
+                        && !ev.also_failing.contains(&h))
+            })
+            .map(label)
             .collect();
-        let (v, text) = verdict(&affected, &observed, gateway.as_deref());
+        let f = &ev.failures;
+        let (v, text) = match f.cause() {
+            Some((c, _)) if c.is_local() => ("local", "this machine or your LAN".to_string()),
+            _ => verdict(&affected, &observed, gateway.as_deref()),
+        };
         outages.push(Outage {
             start: tf.string(s),
             start_us: s,
             duration_us: e - s,
-            lost: per.values().sum(),
-            hosts: per
+            failed: f.failed(),
+            timeouts: f.timeouts,
+            errors: f.errors,
+            error_kinds: kinds_map(f),
+            router: f.router().map(|r| r.to_string()),
+            cause: f.cause().map(|(c, _)| c.name()),
+            cause_text: f.cause_text(),
+            hosts: ev
+                .hosts
                 .iter()
-                .map(|(&i, &lost)| Affected {
-                    label: accs[i].0.clone(),
-                    lost,
+                .map(|h| Affected {
+                    label: label(h.host),
+                    failed: h.failures.failed(),
+                    timeouts: h.failures.timeouts,
+                    errors: h.failures.errors,
                 })
                 .collect(),
             unaffected: observed
@@ -538,118 +610,50 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 .filter(|o| !affected.contains(o))
                 .cloned()
                 .collect(),
+            also_failing: also,
+            down_pct: None,
             verdict: v,
             verdict_text: text,
         });
     }
 
-    let report = Report {
+    Ok(Report {
         from_us: a.from.as_ref().map(|_| from),
         to_us: a.to.as_ref().map(|_| to),
         gateway,
         gateway_source,
         hosts: host_reports,
         outages,
-    };
+    })
+}
+
+/// A down host whose runs hold at least this share of its requests was down "the whole
+/// time" (a frame or two at either end may have been answered).
+const DOWN_WHOLE_TIME_SHARE: f64 = 0.99;
+
+/// Runs `zzping report`.
+pub fn run(a: Args) -> Result<ExitCode> {
+    let report = build(&a)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_text(&report, &tf);
+        text::print_text(&report, &TimeFmt::new(a.local));
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn ms(us: Option<u32>) -> String {
-    us.map_or("-".into(), |v| format!("{:.3}", f64::from(v) / 1000.0))
-}
-
-fn duration(us: u64) -> String {
-    if us < 10_000_000 {
-        format!("{} ms", us / 1000)
-    } else if us < 3_600_000_000 {
-        format!("{:.1} s", us as f64 / 1e6)
-    } else {
-        format!("{:.2} h", us as f64 / 3.6e9)
-    }
-}
-
-fn print_text(r: &Report, tf: &TimeFmt) {
-    let first = r.hosts.iter().filter_map(|h| h.first_us).min();
-    let last = r.hosts.iter().filter_map(|h| h.last_us).max();
-    match (first, last) {
-        (Some(f), Some(l)) => println!("Report {} .. {}", tf.string(f), tf.string(l)),
-        _ => println!("Report: no frames in range"),
-    }
-    println!(
-        "Gateway: {} ({})",
-        r.gateway.as_deref().unwrap_or("-"),
-        r.gateway_source
-    );
-    println!();
-    let w = r
-        .hosts
-        .iter()
-        .map(|h| h.label.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    println!(
-        "{:<w$}  {:>10} {:>9} {:>7} {:>9} {:>9} {:>9} {:>10}",
-        "host", "sent", "lost", "loss%", "p50 ms", "p95 ms", "p99 ms", "jitter ms"
-    );
-    for h in &r.hosts {
-        println!(
-            "{:<w$}  {:>10} {:>9} {:>7} {:>9} {:>9} {:>9} {:>10}",
-            h.label,
-            h.sent,
-            h.lost,
-            h.loss_pct.map_or("-".into(), |p| format!("{p:.3}")),
-            ms(h.p50_us),
-            ms(h.p95_us),
-            ms(h.p99_us),
-            h.jitter_us
-                .map_or("-".into(), |j| format!("{:.3}", j / 1000.0)),
-        );
-    }
-    let notes: Vec<String> = r
-        .hosts
-        .iter()
-        .filter_map(|h| {
-            Some(format!(
-                "  {}: frames {}",
-                h.label,
-                h.flagged_frames.describe()?
-            ))
-        })
-        .collect();
-    if !notes.is_empty() {
-        println!();
-        println!("Measurement notes:");
-        for n in notes {
-            println!("{n}");
-        }
-    }
-    println!();
-    if r.outages.is_empty() {
-        println!("Outages: none");
-        return;
-    }
-    println!("Outages ({}):", r.outages.len());
-    for o in &r.outages {
-        let hosts: Vec<String> = o
+    if let Some(limit) = a.fail_above {
+        let above: Vec<String> = report
             .hosts
             .iter()
-            .map(|a| format!("{} ({} lost)", a.label, a.lost))
+            .filter_map(|h| {
+                let p = h.loss_pct?;
+                (p > limit).then(|| format!("{} ({p:.3} %)", h.label))
+            })
             .collect();
-        println!(
-            "  {}  {:>9}  {:>6} lost  {}  -> {}",
-            o.start,
-            duration(o.duration_us),
-            o.lost,
-            hosts.join(", "),
-            o.verdict_text
-        );
+        if !above.is_empty() {
+            eprintln!("zzping report: loss above {limit} %: {}", above.join(", "));
+            return Ok(ExitCode::FAILURE);
+        }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
