@@ -20,36 +20,45 @@ const ISP: &str = "198.18.8.8";
 const DNS: &str = "198.18.9.9";
 const PERIOD_US: u64 = 100_000;
 
+/// How the daemon pings in a recording.
+struct Pinging<'a> {
+    targets: &'a [&'a str],
+    rate: u32,
+    timeout_ms: u32,
+    secs: f64,
+}
+
 /// Runs the daemon for `secs` seconds inside a fresh namespace served by the simulator.
-fn record(scenario: &Path, data: &Path, truth: &Path, secs: f64) {
+fn record(scenario: &Path, data: &Path, truth: &Path, how: &Pinging) {
     let scenario = Scenario::load(scenario).expect("scenario");
     let (data, truth) = (data.to_path_buf(), truth.to_path_buf());
+    let mut args: Vec<String> = [
+        "zzping-daemon",
+        "--config",
+        "none",
+        "--live",
+        "off",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .into();
+    for t in how.targets {
+        args.extend(["--target".into(), t.to_string()]);
+    }
+    args.extend([
+        "--rate".into(),
+        how.rate.to_string(),
+        "--timeout-ms".into(),
+        how.timeout_ms.to_string(),
+        "--duration".into(),
+        how.secs.to_string(),
+    ]);
     std::thread::spawn(move || {
         sys::unshare_net().expect("unshare(CLONE_NEWNET)");
         let sim = Simulator::start(&scenario, Some(&truth)).expect("simulator");
         use clap::Parser;
-        let cli = zzping_daemon::config::Cli::try_parse_from([
-            "zzping-daemon",
-            "--config",
-            "none",
-            "--live",
-            "off",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--target",
-            GATEWAY,
-            "--target",
-            ISP,
-            "--target",
-            DNS,
-            "--rate",
-            "100",
-            "--timeout-ms",
-            "500",
-            "--duration",
-            &secs.to_string(),
-        ])
-        .expect("daemon flags");
+        let cli = zzping_daemon::config::Cli::try_parse_from(&args).expect("daemon flags");
         let cfg = zzping_daemon::config::load(&cli).expect("daemon config");
         zzping_daemon::daemon::run(cli, cfg).expect("daemon run");
         sim.stop().expect("simulator stop");
@@ -156,7 +165,12 @@ fn report_finds_the_scenarios_outages_with_the_right_verdicts() {
         &root.join("tests/scenarios/report-outages.toml"),
         &data,
         &truth,
-        8.0,
+        &Pinging {
+            targets: &[GATEWAY, ISP, DNS],
+            rate: 100,
+            timeout_ms: 500,
+            secs: 8.0,
+        },
     );
 
     let out = Command::new(env!("CARGO_BIN_EXE_zzping"))
@@ -243,4 +257,350 @@ fn report_finds_the_scenarios_outages_with_the_right_verdicts() {
             around(&data, &truth, &drops)
         );
     }
+}
+
+/// The demo scenario's hosts (IPv4), its gateway first.
+const DEMO: [(&str, &str); 7] = [
+    ("wifi-router", "198.18.0.10"),
+    ("extender", "198.18.0.11"),
+    ("nas", "198.18.0.20"),
+    ("printer", "198.18.0.30"),
+    ("old-laptop", "198.18.0.31"),
+    ("isp-router", "198.18.1.1"),
+    ("dns", "198.18.8.8"),
+];
+/// The demo's Wi-Fi dropout (the first of its 2-minute period), µs.
+const DEMO_DROPOUT_US: u64 = 4_000_000;
+/// Longer than the demo's jitter can delay a reply (`max_delay_ms` 2000): every answer
+/// the simulator sends arrives in time, so the truth's fates say which requests failed.
+const DEMO_TIMEOUT_MS: u32 = 2500;
+
+/// One frame of a host as the truth tells it: requests sent in it (cut by send order,
+/// see [`dropped`]), how many the simulator answered, and how many it dropped in a
+/// burst or the network-wide outage.
+#[derive(Debug, Clone, Copy)]
+struct TruthFrame {
+    start_us: u64,
+    sent: u64,
+    answered: u64,
+}
+
+impl TruthFrame {
+    fn failed(&self) -> u64 {
+        self.sent - self.answered
+    }
+}
+
+/// Each host's frames (start, requests sent), in time order.
+fn sends(data: &Path, host: &str) -> Vec<(u64, usize)> {
+    let dir = data.join(zzping_lib::store::layout::host_dir_name(host));
+    let hd = zzping_lib::store::Host::open(&dir).expect("host directory");
+    let mut frames = hd.frames(0, u64::MAX);
+    let mut sent = Vec::new();
+    while let Some(f) = frames.next_frame().expect("frame") {
+        if f.sent > 0 {
+            sent.push((f.start_us, f.sent as usize));
+        }
+    }
+    assert!(frames.issues().is_empty(), "{host}: {:?}", frames.issues());
+    sent.sort_unstable();
+    sent
+}
+
+/// A host's frames with the truth's outcomes.
+fn truth_frames(t: &zzping_netsim::truth::Truth, data: &Path, host: &str) -> Vec<TruthFrame> {
+    let reqs = t.requests_to(host.parse().unwrap());
+    let sent = sends(data, host);
+    assert_eq!(
+        sent.iter().map(|s| s.1).sum::<usize>(),
+        reqs.len(),
+        "{host}: the frames' sends vs the requests the simulator read"
+    );
+    let mut it = reqs.iter();
+    sent.iter()
+        .map(|&(start_us, n)| {
+            let mine: Vec<_> = it.by_ref().take(n).collect();
+            TruthFrame {
+                start_us,
+                sent: n as u64,
+                answered: mine.iter().filter(|r| r.fate.is_answered()).count() as u64,
+            }
+        })
+        .collect()
+}
+
+/// A run as the report defines it (frames in which every request failed, with the
+/// partly failed frame on either side), from the truth's frames of one host.
+fn truth_runs(frames: &[TruthFrame]) -> Vec<Vec<TruthFrame>> {
+    let mut runs = Vec::new();
+    let (mut open, mut trailing, mut leading): (Option<Vec<TruthFrame>>, bool, Option<TruthFrame>) =
+        (None, false, None);
+    let close = |open: &mut Option<Vec<TruthFrame>>, trailing: &mut bool, runs: &mut Vec<_>| {
+        if let Some(r) = open.take() {
+            runs.push(r);
+        }
+        *trailing = false;
+    };
+    for &f in frames {
+        if f.answered == 0 && f.failed() > 0 {
+            if trailing {
+                close(&mut open, &mut trailing, &mut runs);
+            }
+            let run = open.get_or_insert_with(Vec::new);
+            run.extend(leading.take());
+            run.push(f);
+        } else if f.failed() > 0 {
+            if let Some(run) = open.as_mut().filter(|_| !trailing) {
+                run.push(f);
+                trailing = true;
+            } else {
+                close(&mut open, &mut trailing, &mut runs);
+                leading = Some(f);
+            }
+        } else {
+            close(&mut open, &mut trailing, &mut runs);
+            leading = None;
+        }
+    }
+    close(&mut open, &mut trailing, &mut runs);
+    runs
+}
+
+/// An expected event: [start, end), and each host's failed requests in it.
+#[derive(Debug, PartialEq)]
+struct Expected {
+    start_us: u64,
+    end_us: u64,
+    hosts: BTreeMap<String, u64>,
+}
+
+/// The events the report must list, from the truth's runs of the hosts that were up:
+/// runs starting within one frame of the earliest are one event; it lasts while two of
+/// them fail, and a run going on longer than a frame after that is cut there, its rest
+/// an event of its own.
+fn expected_events(runs: Vec<(String, Vec<TruthFrame>)>) -> Vec<Expected> {
+    let span = |r: &[TruthFrame]| (r[0].start_us, r[r.len() - 1].start_us + PERIOD_US);
+    let mut pending = runs;
+    let mut out = Vec::new();
+    while !pending.is_empty() {
+        pending.sort_by(|a, b| (span(&a.1).0, &a.0).cmp(&(span(&b.1).0, &b.0)));
+        let s0 = span(&pending[0].1).0;
+        let mut group: Vec<(String, Vec<TruthFrame>)> = Vec::new();
+        let mut rest = Vec::new();
+        for (h, r) in pending.drain(..) {
+            if span(&r).0 <= s0 + PERIOD_US && group.iter().all(|g| g.0 != h) {
+                group.push((h, r));
+            } else {
+                rest.push((h, r));
+            }
+        }
+        pending = rest;
+        if group.len() > 1 {
+            let mut ends: Vec<u64> = group.iter().map(|g| span(&g.1).1).collect();
+            ends.sort_unstable_by(|a, b| b.cmp(a));
+            let together_end = ends[1];
+            for (h, r) in &mut group {
+                if span(r).1 > together_end + PERIOD_US {
+                    let tail: Vec<TruthFrame> = r
+                        .iter()
+                        .filter(|f| f.start_us >= together_end)
+                        .copied()
+                        .collect();
+                    r.retain(|f| f.start_us < together_end);
+                    pending.push((h.clone(), tail));
+                }
+            }
+        }
+        out.push(Expected {
+            start_us: group.iter().map(|g| span(&g.1).0).min().unwrap(),
+            end_us: group.iter().map(|g| span(&g.1).1).max().unwrap(),
+            hosts: group
+                .iter()
+                .map(|(h, r)| (h.clone(), r.iter().map(TruthFrame::failed).sum()))
+                .collect(),
+        });
+    }
+    out.sort_by_key(|e| (e.start_us, e.end_us));
+    out
+}
+
+/// The demo scenario of issue 14 (a silent printer, a laptop answered by "host
+/// unreachable", a 4 s Wi-Fi dropout at 45 s, 300 ms bursts every 30 s from 7 s on every
+/// host but those two, the extender's own 800 ms bursts every 17 s from 3 s) through a
+/// real daemon at 50 pings/s per host: the report lists the printer and the laptop as
+/// down, the dropout as one local event, and every burst as its own event — exactly the
+/// events the truth's failed requests make.
+#[test]
+fn report_of_the_demo_scenario_lists_down_hosts_and_each_event() {
+    zzping_testkit::require!(zzping_testkit::privileges::tun());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let truth_path = work.path().join("truth.jsonl");
+    let addrs: Vec<&str> = DEMO.iter().map(|h| h.1).collect();
+    // 55 s: the extender's bursts at 3, 20 and 37 s, the shared ones at 7 and 37 s, the
+    // dropout at 45-49 s, and the timeout after it.
+    record(
+        &root.join("tests/scenarios/demo.toml"),
+        &data,
+        &truth_path,
+        &Pinging {
+            targets: &addrs,
+            rate: 50,
+            timeout_ms: DEMO_TIMEOUT_MS,
+            secs: 55.0,
+        },
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_zzping"))
+        .args(["report", "--json", "--gateway", DEMO[0].1])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outages = report["outages"].as_array().expect("outages");
+    let dump = || serde_json::to_string_pretty(outages).unwrap();
+    let labels = |o: &serde_json::Value| -> Vec<String> {
+        o["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["label"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // The truth, frame by frame; requests in flight when the daemon stopped have no
+    // outcome in the frames, so the comparison ends a timeout and a frame before.
+    let t = read_truth(&truth_path).expect("truth");
+    let end_us = t.requests().map(|r| r.time_us).max().unwrap();
+    let cutoff_us = end_us - u64::from(DEMO_TIMEOUT_MS) * 1000 - 2 * PERIOD_US;
+    let mut down = Vec::new();
+    let mut up_runs = Vec::new();
+    for (_, addr) in DEMO {
+        let frames: Vec<TruthFrame> = truth_frames(&t, &data, addr)
+            .into_iter()
+            .filter(|f| f.start_us < cutoff_us)
+            .collect();
+        let runs = truth_runs(&frames);
+        let failed: u64 = runs.iter().flatten().map(TruthFrame::failed).sum();
+        let outcomes: u64 = frames.iter().map(|f| f.sent).sum();
+        if 2 * failed > outcomes {
+            down.push(addr.to_string());
+        } else {
+            up_runs.extend(runs.into_iter().map(|r| (addr.to_string(), r)));
+        }
+    }
+    // The printer and the laptop, down, each on its own line, and no one else.
+    assert_eq!(down, ["198.18.0.30", "198.18.0.31"], "truth");
+    let got_down: Vec<Vec<String>> = outages
+        .iter()
+        .filter(|o| o["verdict"] == "down")
+        .map(labels)
+        .collect();
+    assert_eq!(got_down, [["198.18.0.30"], ["198.18.0.31"]], "{}", dump());
+    let printer = &outages[0];
+    assert_eq!(printer["cause"], "timeout", "{}", dump());
+    assert_eq!(printer["errors"], 0, "{}", dump());
+    // The laptop draws "host unreachable" (its requests in the dropout time out).
+    let laptop = &outages[1];
+    assert_eq!(laptop["cause"], "host_unreachable", "{}", dump());
+
+    // The events: exactly those of the truth's runs.
+    let want = expected_events(up_runs);
+    let got: Vec<Expected> = outages
+        .iter()
+        .filter(|o| o["verdict"] != "down" && o["start_us"].as_u64().unwrap() < cutoff_us)
+        .map(|o| {
+            let start_us = o["start_us"].as_u64().unwrap();
+            Expected {
+                start_us,
+                end_us: start_us + o["duration_us"].as_u64().unwrap(),
+                hosts: o["hosts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| {
+                        (
+                            h["label"].as_str().unwrap().to_string(),
+                            h["failed"].as_u64().unwrap(),
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    assert_eq!(got, want, "report vs truth\n{}", dump());
+
+    // What a user must read from them. The dropout: one event of the five hosts up,
+    // "local", as long as the dropout (give or take the partly failed frame at either
+    // end and the send interval each host needs to notice).
+    let up: Vec<&str> = [
+        "198.18.0.10",
+        "198.18.0.11",
+        "198.18.0.20",
+        "198.18.1.1",
+        "198.18.8.8",
+    ]
+    .to_vec();
+    let dropout: Vec<u64> = t
+        .requests()
+        .filter(|r| r.fate == Fate::DroppedOutage)
+        .map(|r| r.time_us)
+        .collect();
+    let (d0, d1) = (
+        *dropout.iter().min().unwrap(),
+        *dropout.iter().max().unwrap(),
+    );
+    let during: Vec<&serde_json::Value> = outages
+        .iter()
+        .filter(|o| o["verdict"] != "down")
+        .filter(|o| {
+            let s = o["start_us"].as_u64().unwrap();
+            s < d1 && s + o["duration_us"].as_u64().unwrap() > d0
+        })
+        .collect();
+    assert_eq!(during.len(), 1, "the dropout is one event: {}", dump());
+    let mut hosts = labels(during[0]);
+    hosts.sort_unstable();
+    assert_eq!(hosts, up, "{}", dump());
+    assert_eq!(during[0]["verdict"], "local", "{}", dump());
+    let len = during[0]["duration_us"].as_u64().unwrap();
+    assert!(
+        (DEMO_DROPOUT_US - PERIOD_US..=DEMO_DROPOUT_US + 3 * PERIOD_US).contains(&len),
+        "dropout of {len} µs: {}",
+        dump()
+    );
+    // The bursts (the events that end before the dropout begins): each its own event,
+    // none glued to another (the longest burst is 800 ms).
+    let bursts = outages.iter().filter(|o| {
+        o["verdict"] != "down"
+            && o["start_us"].as_u64().unwrap() + o["duration_us"].as_u64().unwrap() < d0
+    });
+    for o in bursts {
+        assert!(
+            o["duration_us"].as_u64().unwrap() <= 800_000 + 3 * PERIOD_US,
+            "{}",
+            dump()
+        );
+    }
+    // The shared bursts at 7 and 37 s: every host up; the extender's own at 3 and 20 s
+    // (and the rest of its 37 s one): the extender alone.
+    let shared = outages
+        .iter()
+        .filter(|o| labels(o).len() == up.len())
+        .count();
+    assert_eq!(shared, 3, "7 s, 37 s and the dropout: {}", dump());
+    let extender_alone = outages
+        .iter()
+        .filter(|o| labels(o) == ["198.18.0.11"] && o["verdict"] == "host")
+        .count();
+    assert!(
+        extender_alone >= 3,
+        "3, 20 and the rest of 37 s: {}",
+        dump()
+    );
 }
