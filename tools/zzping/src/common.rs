@@ -263,6 +263,74 @@ pub fn paths_or_default(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(vec![dir])
 }
 
+/// Appends a frame's errors by kind as `no_route:3;host_unreachable:2` (kind names of
+/// [`zzping_lib::frame::ErrorKind::name`], by kind number); nothing when it has none.
+pub fn write_error_kinds(kinds: &zzping_lib::frame::ErrorKinds, out: &mut Vec<u8>) {
+    let mut ib = itoa::Buffer::new();
+    for (i, (k, n)) in kinds.iter().enumerate() {
+        if i > 0 {
+            out.push(b';');
+        }
+        out.extend_from_slice(k.name().as_bytes());
+        out.push(b':');
+        out.extend_from_slice(ib.format(n).as_bytes());
+    }
+}
+
+/// Appends the line `dump` and `tail` print for frame `f` of host `label` (newline
+/// included): `TIME HOST sent=N recv=N lost=N dup=N late=N err=N loss=P% kinds=K
+/// router=R flags=F rtt_ms=[...]`. `loss` counts timeouts and errors of the requests with
+/// an outcome (`-` without any); `kinds` are the errors by kind
+/// ([`write_error_kinds`]), `router` the router that sent the ICMP errors (`-` for none).
+pub fn write_text_row(
+    out: &mut Vec<u8>,
+    tf: &TimeFmt,
+    label: &str,
+    f: &zzping_lib::codec::QFrame,
+    q: &zzping_lib::quantizer::Quantizer,
+) {
+    use std::io::Write;
+    tf.write(f.start_us, out);
+    let _ = write!(
+        out,
+        " {label} sent={} recv={} lost={} dup={} late={} err={} loss=",
+        f.sent,
+        f.received(),
+        f.lost,
+        f.duplicates,
+        f.late,
+        f.errors,
+    );
+    let failed = u64::from(f.lost) + u64::from(f.errors);
+    let outcomes = failed + u64::from(f.received());
+    if outcomes == 0 {
+        out.push(b'-');
+    } else {
+        let _ = write!(out, "{:.1}%", 100.0 * failed as f64 / outcomes as f64);
+    }
+    out.extend_from_slice(b" kinds=");
+    if f.error_kinds.is_empty() {
+        out.push(b'-');
+    } else {
+        write_error_kinds(&f.error_kinds, out);
+    }
+    out.extend_from_slice(b" router=");
+    match f.router {
+        Some(r) => {
+            let _ = write!(out, "{r}");
+        }
+        None => out.push(b'-'),
+    }
+    let _ = write!(out, " flags={} rtt_ms=[", flag_names(f.flags));
+    for (i, us) in f.rtts_us(q).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(out, "{}.{:03}", us / 1000, us % 1000);
+    }
+    out.extend_from_slice(b"]\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

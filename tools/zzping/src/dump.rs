@@ -1,7 +1,7 @@
 //! `zzping dump`: frames as readable text.
 
 use crate::common::{
-    Progress, TimeFmt, flag_names, paths_or_default, resolve_inputs, scan, time_range,
+    Progress, TimeFmt, paths_or_default, resolve_inputs, scan, time_range, write_text_row,
 };
 use anyhow::Result;
 use std::io::Write;
@@ -12,8 +12,11 @@ use zzping_lib::store::Event;
 /// Print frames as readable text.
 ///
 /// One line per frame on stdout:
-/// `TIME HOST sent=N recv=N lost=N dup=N late=N err=N flags=F rtt_ms=[...]`
-/// (RTTs in ms, ascending, as decoded: within the file's quantizer precision).
+/// `TIME HOST sent=N recv=N lost=N dup=N late=N err=N loss=P% kinds=K router=R flags=F
+/// rtt_ms=[...]`: loss = (lost + err) / requests with an outcome (`-` without any); kinds
+/// = the errors by kind (`no_route:3;host_unreachable:2`, `-` for none); router = the
+/// router that sent the ICMP errors (`-` for none); RTTs in ms, ascending, as decoded
+/// (within the file's quantizer precision).
 /// Segment headers and any damage found (torn tail, garbage, with file and byte offset)
 /// go to stderr; every good frame is still printed.
 #[derive(Debug, clap::Args)]
@@ -74,26 +77,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     quantizer: q,
                 } => {
                     line.clear();
-                    tf.write(f.start_us, &mut line);
-                    let _ = write!(
-                        line,
-                        " {} sent={} recv={} lost={} dup={} late={} err={} flags={} rtt_ms=[",
-                        h.label,
-                        f.sent,
-                        f.received(),
-                        f.lost,
-                        f.duplicates,
-                        f.late,
-                        f.errors,
-                        flag_names(f.flags)
-                    );
-                    for (i, us) in f.rtts_us(q).enumerate() {
-                        if i > 0 {
-                            line.push(b',');
-                        }
-                        let _ = write!(line, "{}.{:03}", us / 1000, us % 1000);
-                    }
-                    line.extend_from_slice(b"]\n");
+                    write_text_row(&mut line, &tf, &h.label, f, q);
                     out.write_all(&line)?;
                 }
                 Event::FileEnd {

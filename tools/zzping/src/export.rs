@@ -1,7 +1,8 @@
 //! `zzping export`: one row per frame as CSV (RFC 4180) or JSON Lines.
 
 use crate::common::{
-    Progress, paths_or_default, resolve_inputs, scan, time_range, write_rfc3339_utc,
+    Progress, paths_or_default, resolve_inputs, scan, time_range, write_error_kinds,
+    write_rfc3339_utc,
 };
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -25,10 +26,15 @@ pub enum Format {
 ///
 /// Columns (CSV header row; same keys in JSONL): time (RFC 3339 UTC, µs), host, start_us,
 /// period_us, sent, received, lost, duplicates, late, errors, flags (the FLAG_* bits as a
-/// number), min_us, p50_us, p95_us, p99_us, max_us. All RTTs are integer microseconds (the
-/// quantizer's bucket representatives); percentiles are nearest-rank over the frame's
-/// RTTs; they are empty (CSV) or null (JSONL) when the frame has no reply. JSONL rows also
-/// carry `rtts_us`, the frame's RTTs ascending.
+/// number), min_us, p50_us, p95_us, p99_us, max_us, error_kinds, router. All RTTs are
+/// integer microseconds (the quantizer's bucket representatives); percentiles are
+/// nearest-rank over the frame's RTTs; they are empty (CSV) or null (JSONL) when the frame
+/// has no reply. error_kinds are the frame's errors by kind: CSV
+/// `no_route:3;host_unreachable:2` (empty for none), JSONL an object
+/// `{"no_route":3,"host_unreachable":2}`; their sum is at most `errors` (files of format
+/// version 1 carry no kinds). router is the address of the router that sent the frame's
+/// ICMP errors (empty / null for none). JSONL rows also carry `rtts_us`, the frame's RTTs
+/// ascending.
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -55,7 +61,7 @@ pub struct Args {
 }
 
 /// CSV column names.
-pub const COLUMNS: [&str; 16] = [
+pub const COLUMNS: [&str; 18] = [
     "time",
     "host",
     "start_us",
@@ -72,6 +78,8 @@ pub const COLUMNS: [&str; 16] = [
     "p95_us",
     "p99_us",
     "max_us",
+    "error_kinds",
+    "router",
 ];
 
 /// The RTT statistics columns of a frame: min, p50, p95, p99, max (µs).
@@ -130,6 +138,23 @@ pub fn jsonl_row(
             None => line.extend_from_slice(b"null"),
         }
     }
+    line.extend_from_slice(b",\"error_kinds\":{");
+    for (i, (k, n)) in f.error_kinds.iter().enumerate() {
+        if i > 0 {
+            line.push(b',');
+        }
+        line.push(b'"');
+        line.extend_from_slice(k.name().as_bytes());
+        line.extend_from_slice(b"\":");
+        line.extend_from_slice(ib.format(n).as_bytes());
+    }
+    line.extend_from_slice(b"},\"router\":");
+    match f.router {
+        Some(r) => {
+            let _ = write!(line, "\"{r}\"");
+        }
+        None => line.extend_from_slice(b"null"),
+    }
     line.extend_from_slice(b",\"rtts_us\":[");
     for (i, v) in f.rtts_us(q).enumerate() {
         if i > 0 {
@@ -170,6 +195,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 .from_writer(out);
             w.write_record(COLUMNS)?;
             let mut tbuf = Vec::with_capacity(32);
+            let mut kbuf = Vec::with_capacity(64);
             let mut ib = itoa::Buffer::new();
             for h in &hosts {
                 scan(h, from, to, &progress, |ev| {
@@ -204,6 +230,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
                             None => w.write_field(b"")?,
                         }
                     }
+                    kbuf.clear();
+                    write_error_kinds(&f.error_kinds, &mut kbuf);
+                    w.write_field(&kbuf)?;
+                    kbuf.clear();
+                    if let Some(r) = f.router {
+                        let _ = write!(kbuf, "{r}");
+                    }
+                    w.write_field(&kbuf)?;
                     w.write_record(std::iter::empty::<&[u8]>())?;
                     Ok(())
                 })?;

@@ -1,6 +1,6 @@
 //! `zzping tail`: follow live frames from a running daemon.
 
-use crate::common::{TimeFmt, flag_names};
+use crate::common::{TimeFmt, write_text_row};
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::io::Write;
@@ -22,7 +22,8 @@ pub enum Format {
 
 /// Follow live frames from a daemon's live stream.
 ///
-/// Frames are printed as they arrive (text like `dump`, or JSON Lines like `export`);
+/// Frames are printed as they arrive (text like `dump`, with the frame's loss counting
+/// errors and its errors by kind, or JSON Lines like `export`);
 /// frames the stream lost for good are reported as gaps (stderr in text mode, a
 /// `{"gap": ...}` line in JSONL). Runs until interrupted, or for --duration seconds.
 /// Exits 1 if the daemon never answered.
@@ -159,28 +160,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 };
                 line.clear();
                 match a.format {
-                    Format::Text => {
-                        tf.write(f.start_us, &mut line);
-                        write!(
-                            line,
-                            " {} sent={} recv={} lost={} dup={} late={} err={} flags={} rtt_ms=[",
-                            meta.label,
-                            f.sent,
-                            f.received(),
-                            f.lost,
-                            f.duplicates,
-                            f.late,
-                            f.errors,
-                            flag_names(f.flags)
-                        )?;
-                        for (i, us) in f.rtts_us(q).enumerate() {
-                            if i > 0 {
-                                line.push(b',');
-                            }
-                            write!(line, "{}.{:03}", us / 1000, us % 1000)?;
-                        }
-                        line.extend_from_slice(b"]\n");
-                    }
+                    Format::Text => write_text_row(&mut line, &tf, &meta.label, &f, q),
                     Format::Jsonl => {
                         let host_json = serde_json::to_string(&meta.label)?;
                         crate::export::jsonl_row(&mut line, &host_json, &f, q, &mut ib);

@@ -8,7 +8,7 @@ use zzping_legacy::{
 };
 use zzping_lib::codec::QFrame;
 use zzping_lib::file::{FileReader, HostInfo, HostWriter, Issue, WriterConfig};
-use zzping_lib::frame::{FLAG_APPROXIMATE, Frame};
+use zzping_lib::frame::{ErrorKind, FLAG_APPROXIMATE, Frame};
 use zzping_lib::quantizer::Quantizer;
 use zzping_lib::store::layout::day_file;
 
@@ -149,7 +149,18 @@ fn no_path_reads_the_daemons_data_directory() {
 fn export_csv_and_jsonl_parse_back_and_match() {
     let dir = tempfile::tempdir().unwrap();
     let a: Vec<Frame> = (0..50)
-        .map(|i| frame(i, 1000, (i % 5) as u32, (i % 3) as u32))
+        .map(|i| {
+            let mut f = frame(i, 1000, (i % 5) as u32, (i % 3) as u32);
+            // Some frames with errors of two kinds, one from a router.
+            if i % 4 == 1 {
+                f.sent += 3;
+                f.errors = 3;
+                f.error_kinds.add(ErrorKind::NoRoute, 1);
+                f.error_kinds.add(ErrorKind::HostUnreachable, 2);
+                f.router = Some("198.18.0.1".parse().unwrap());
+            }
+            f
+        })
         .collect();
     let b: Vec<Frame> = (0..20).map(|i| frame(i, 20_000, 4, 0)).collect();
     write_host(dir.path(), "gw", "192.168.1.1", &a);
@@ -177,7 +188,8 @@ fn export_csv_and_jsonl_parse_back_and_match() {
     let mut rd = csv::Reader::from_reader(&o.stdout[..]);
     let headers = rd.headers().unwrap().clone();
     assert_eq!(headers.get(0), Some("time"));
-    assert_eq!(headers.len(), 16);
+    assert_eq!(headers.len(), 18);
+    assert_eq!((&headers[16], &headers[17]), ("error_kinds", "router"));
     let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
     assert_eq!(rows.len(), want.len());
     for (row, (label, f)) in rows.iter().zip(&want) {
@@ -188,6 +200,15 @@ fn export_csv_and_jsonl_parse_back_and_match() {
         assert_eq!(row[5].parse::<u32>().unwrap(), f.received());
         assert_eq!(row[6].parse::<u32>().unwrap(), f.lost);
         assert_eq!(row[7].parse::<u32>().unwrap(), f.duplicates);
+        assert_eq!(row[9].parse::<u32>().unwrap(), f.errors);
+        if f.errors > 0 {
+            assert_eq!(
+                (&row[16], &row[17]),
+                ("no_route:1;host_unreachable:2", "198.18.0.1")
+            );
+        } else {
+            assert_eq!((&row[16], &row[17]), ("", ""));
+        }
         let mut r = f.rtts_us.clone();
         r.sort_unstable();
         match r.first() {
@@ -211,6 +232,17 @@ fn export_csv_and_jsonl_parse_back_and_match() {
         assert_eq!(v["host"], label.as_str());
         assert_eq!(v["start_us"], f.start_us);
         assert_eq!(v["lost"], f.lost);
+        assert_eq!(v["errors"], f.errors);
+        if f.errors > 0 {
+            assert_eq!(
+                v["error_kinds"],
+                serde_json::json!({"no_route": 1, "host_unreachable": 2})
+            );
+            assert_eq!(v["router"], "198.18.0.1");
+        } else {
+            assert_eq!(v["error_kinds"], serde_json::json!({}));
+            assert!(v["router"].is_null());
+        }
         let mut r = f.rtts_us.clone();
         r.sort_unstable();
         let got: Vec<u32> = serde_json::from_value(v["rtts_us"].clone()).unwrap();
@@ -219,6 +251,22 @@ fn export_csv_and_jsonl_parse_back_and_match() {
             assert!(v["p50_us"].is_null());
         }
     }
+
+    // dump and tail's line: loss counts errors; the kinds and the router.
+    let o = ok(zz(&["dump", "--no-headers", "--host", "gw", s(dir.path())]));
+    let text = stdout(&o);
+    let line = |i: usize| text.lines().nth(i).unwrap_or_default();
+    assert!(
+        line(1).contains(
+            " gw sent=5 recv=1 lost=1 dup=0 late=0 err=3 loss=80.0% \
+             kinds=no_route:1;host_unreachable:2 router=198.18.0.1 flags=- rtt_ms=["
+        ),
+        "{text}"
+    );
+    assert!(
+        line(2).contains(" err=0 loss=50.0% kinds=- router=- flags=- "),
+        "{text}"
+    );
 
     // --output and a time range.
     let out = dir.path().join("out.csv");
