@@ -47,7 +47,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use zzping_testkit::process::{Kill, LogLines, signal, wait_bounded};
+use common::prometheus::{Prometheus, get, http, query, query1};
+use zzping_testkit::process::{Kill, signal, wait_bounded};
 use zzping_testkit::{netns, privileges, require, tool};
 
 use zzping_netsim::profile::Fate;
@@ -56,115 +57,24 @@ use zzping_netsim::sim::Simulator;
 use zzping_netsim::truth::{ReplyKind, read_truth};
 
 const METRICS_ADDR: &str = "127.0.0.1:9464";
-const PROM_ADDR: &str = "127.0.0.1:9090";
 /// The daemon's linger after pinging: far longer than the tests, which end it with a
 /// signal once they have the final counts (so no scrape has to land in a time window).
 const LINGER_S: u32 = 120;
-/// How long the Prometheus test waits for Prometheus (an external process starting up
-/// on a shared machine) to reach each state: a bound on the test only.
-const PROMETHEUS_LIMIT: Duration = Duration::from_secs(30);
 /// How long the slowloris clients wait for the server to close their connections: a
 /// bound on the test only (the daemon exits, closing everything, well before it).
 const STUCK_READ_LIMIT: Duration = Duration::from_secs(30);
 /// The daemon's echo payload length (tells its requests apart in the truth).
 const DAEMON_PAYLOAD: u64 = 16;
 
-/// Spawns the daemon with `args`, following its stderr.
-fn spawn_daemon(args: &[&str]) -> (Kill, LogLines) {
-    let mut child = Command::new(common::BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the daemon");
-    let log = LogLines::follow(child.stderr.take().unwrap());
-    (Kill(child), log)
-}
-
 /// Waits for the daemon to exit (bounded), returns whether it succeeded.
 fn wait_exit(k: &mut Kill, limit: Duration) -> bool {
     wait_bounded(&mut k.0, limit, "the daemon").success()
-}
-
-/// One HTTP exchange: sends `req` raw, returns (status, body) of the response.
-fn http(addr: SocketAddr, req: &[u8]) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.set_write_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(req)?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Ok((status, body))
-}
-
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    http(
-        addr,
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
 }
 
 /// Value of the exposition sample `series` (its exact text before the space).
 fn sample(body: &str, series: &str) -> Option<f64> {
     body.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut o = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            o.push(b as char);
-        } else {
-            o.push_str(&format!("%{b:02X}"));
-        }
-    }
-    o
-}
-
-/// Instant query through Prometheus's HTTP API: every result's `(timestamp, value)`.
-/// (The JSON is simple enough to scan: each sample is `"value":[<ts>,"<v>"]`.)
-fn query(prom: SocketAddr, q: &str, time: Option<&str>) -> Vec<(String, f64)> {
-    let mut path = format!("/api/v1/query?query={}", percent_encode(q));
-    if let Some(t) = time {
-        path.push_str(&format!("&time={t}"));
-    }
-    let (status, body) = get(prom, &path).unwrap_or_else(|e| panic!("query {q}: {e}"));
-    assert!(
-        status == 200 && body.contains("\"status\":\"success\""),
-        "query {q}: {status} {body}"
-    );
-    body.split("\"value\":[")
-        .skip(1)
-        .map(|s| {
-            let (ts, rest) = s.split_once(',').unwrap();
-            let v = rest.split('"').nth(1).unwrap();
-            let v = match v {
-                "NaN" => f64::NAN,
-                "+Inf" => f64::INFINITY,
-                v => v.parse().unwrap(),
-            };
-            (ts.to_owned(), v)
-        })
-        .collect()
-}
-
-/// The single value of `q` at `time`.
-fn query1(prom: SocketAddr, q: &str, time: &str) -> f64 {
-    let r = query(prom, q, Some(time));
-    assert_eq!(r.len(), 1, "{q} at {time}: {r:?}");
-    r[0].1
 }
 
 /// Sums of a host's frame files: (sent, received, lost, errors).
@@ -204,7 +114,6 @@ const HOSTS: [HostCase; 2] = [
 fn prometheus_matches_the_truth() {
     const TEST: &str = "prometheus_matches_the_truth";
     require!(privileges::tun());
-    let prometheus = tool("prometheus", "prometheus");
     let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -223,59 +132,21 @@ fn prometheus_matches_the_truth() {
         ));
     }
     std::fs::write(&cfg, toml).unwrap();
-    let prom_cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: zzping\n    static_configs:\n      - targets: ['{METRICS_ADDR}']\n"
-        ),
-    )
-    .unwrap();
-    let tsdb = dir.path().join("tsdb");
-    let prom_log = dir.path().join("prometheus.log");
+    let prom_dir = dir.path().to_path_buf();
 
     let tp = truth_path.clone();
     let handle = std::thread::spawn(move || {
         netns::enter();
         let sim = Simulator::start(&scenario, Some(&tp)).expect("start the simulator");
-
-        let plog = std::fs::File::create(&prom_log).unwrap();
-        let _prom = Kill(
-            Command::new(prometheus)
-                .arg(format!("--config.file={}", prom_cfg.display()))
-                .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-                .arg(format!("--web.listen-address={PROM_ADDR}"))
-                .arg("--log.level=warn")
-                .stdout(plog.try_clone().unwrap())
-                .stderr(plog)
-                .spawn()
-                .expect("start prometheus"),
-        );
         // Prometheus first: its service discovery delays the first scrape by ~5 s.
+        let prometheus = Prometheus::start(&prom_dir, METRICS_ADDR, &[]);
         let (mut daemon, mut log) =
-            spawn_daemon(&["--config", cfg.to_str().unwrap(), "--duration", "8"]);
-        let prom: SocketAddr = PROM_ADDR.parse().unwrap();
+            common::spawn_daemon_logged(&["--config", cfg.to_str().unwrap(), "--duration", "8"]);
+        let prom = prometheus.addr;
         log.wait_for("metrics on", Duration::from_secs(10));
-        // At least two successful scrapes (bounded poll: Prometheus is an external
-        // process starting up; the daemon lingers until told, so no scrape is missed).
-        let end = Instant::now() + PROMETHEUS_LIMIT;
-        let mut scrapes = 0.0;
-        while Instant::now() < end {
-            if let Ok((200, _)) = get(prom, "/-/ready") {
-                let r = query(prom, "sum_over_time(up{job=\"zzping\"}[1m])", None);
-                scrapes = r.first().map_or(0.0, |v| v.1);
-                if scrapes >= 2.0 {
-                    break;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        assert!(
-            scrapes >= 2.0,
-            "only {scrapes} successful scrapes; prometheus log:\n{}",
-            std::fs::read_to_string(&prom_log).unwrap_or_default()
-        );
+        // At least two successful scrapes (the daemon lingers until told, so no scrape
+        // is missed).
+        prometheus.wait_scrapes(2.0);
         // Mid-run the counters already move, and never break sent = replies+lost+errors.
         let mid = query(
             prom,
@@ -294,15 +165,7 @@ fn prometheus_matches_the_truth() {
         // (its linger is far longer than this test), so this waits on the event, a
         // scrape that saw `zzping_stopped 1`, not on a time.
         log.wait_for("counts final", Duration::from_secs(15));
-        let end = Instant::now() + PROMETHEUS_LIMIT;
-        let mut at = None;
-        while Instant::now() < end && at.is_none() {
-            at = query(prom, "zzping_stopped == 1", None)
-                .first()
-                .map(|v| v.0.clone());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let at = at.expect("a scrape that saw zzping_stopped 1");
+        let at = prometheus.wait_final_scrape();
         let mut got = Vec::new();
         for h in &HOSTS {
             let sel = format!("{{host=\"{}\"}}", h.label);
@@ -506,7 +369,7 @@ fn bad_clients_do_not_delay_pings() {
     const DURATION_S: f64 = 8.0;
     let handle = std::thread::spawn(move || {
         netns::enter();
-        let (mut daemon, mut log) = spawn_daemon(&[
+        let (mut daemon, mut log) = common::spawn_daemon_logged(&[
             "--config",
             "none",
             "--data-dir",

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod prometheus;
+
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -313,4 +315,23 @@ pub fn write_frame_at(data: &Path, label: &str, now: u64) -> PathBuf {
     w.append(&f).unwrap();
     w.sync().unwrap();
     zzping_lib::store::layout::day_file(w.host_dir(), now)
+}
+
+/// Spawns the daemon with `args` (in the caller's network namespace), following its
+/// stderr; killed when the [`Kill`](zzping_testkit::process::Kill) is dropped.
+pub fn spawn_daemon_logged(
+    args: &[&str],
+) -> (
+    zzping_testkit::process::Kill,
+    zzping_testkit::process::LogLines,
+) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the daemon");
+    let log = zzping_testkit::process::LogLines::follow(child.stderr.take().unwrap());
+    (zzping_testkit::process::Kill(child), log)
 }
