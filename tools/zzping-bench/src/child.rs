@@ -23,6 +23,11 @@ pub struct Usage {
     pub maxrss_mb: f64,
     /// Exit status as returned by `wait4`.
     pub status: i32,
+    /// Context switches of every thread over the whole run, voluntary + involuntary
+    /// (`ru_nvcsw + ru_nivcsw`): each one a wakeup or a preemption.
+    pub switches: u64,
+    /// Of those, the voluntary ones (`ru_nvcsw`).
+    pub voluntary_switches: u64,
 }
 
 impl Usage {
@@ -47,6 +52,23 @@ pub struct DaemonReport {
     pub allocs_window: u64,
     /// Window length, s.
     pub window_s: f64,
+    /// Context switches (voluntary + involuntary) of the main thread during the window.
+    #[serde(default)]
+    pub switches_main: u64,
+    /// Context switches of the receive thread during the window.
+    #[serde(default)]
+    pub switches_recv: u64,
+    /// Context switches of any other daemon thread during the window.
+    #[serde(default)]
+    pub switches_other: u64,
+    /// Of those context switches (every daemon thread), the voluntary ones: the thread
+    /// blocked and was woken (the rest: preempted).
+    #[serde(default)]
+    pub switches_voluntary: u64,
+    /// CPU time of the daemon's threads during the window (the measuring thread's own
+    /// excluded), ns.
+    #[serde(default)]
+    pub cpu_window_ns: u64,
 }
 
 /// Runs `cmd` to completion, returning its usage and stdout.
@@ -100,6 +122,8 @@ pub fn run_measured(cmd: &mut Command) -> Result<(Usage, String)> {
             sys_s: tv(ru.ru_stime),
             maxrss_mb: hwm_kb as f64 / 1024.0,
             status,
+            switches: (ru.ru_nvcsw + ru.ru_nivcsw) as u64,
+            voluntary_switches: ru.ru_nvcsw as u64,
         },
         out,
     ))
@@ -112,6 +136,17 @@ fn vm_hwm_kb(pid: libc::pid_t) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The daemon's live stream in a run.
+#[derive(Debug, Clone, Copy)]
+pub enum Live<'a> {
+    /// `--live off`.
+    Off,
+    /// No `--live` argument: the daemon's default (on, 127.0.0.1:7878).
+    Default,
+    /// `--live ADDR`.
+    At(&'a str),
+}
+
 /// Runs the daemon for `duration_s` on `targets` at `rate` pings/s each (as a child of the
 /// calling thread, so inside its namespace) and returns its usage and report.
 pub fn run_daemon(
@@ -119,7 +154,7 @@ pub fn run_daemon(
     targets: &[String],
     rate: f64,
     duration_s: f64,
-    extra: &[&str],
+    live: Live<'_>,
 ) -> Result<(Usage, DaemonReport)> {
     let exe = std::env::current_exe().context("locating this binary")?;
     let mut cmd = Command::new(exe);
@@ -136,10 +171,15 @@ pub fn run_daemon(
     for t in targets {
         cmd.args(["--target", t]);
     }
-    if !extra.contains(&"--live") {
-        cmd.args(["--live", "off"]);
+    match live {
+        Live::Off => {
+            cmd.args(["--live", "off"]);
+        }
+        Live::Default => {}
+        Live::At(addr) => {
+            cmd.args(["--live", addr]);
+        }
     }
-    cmd.args(extra);
     // Steady state starts after the first flush (5 s after the loop starts), which opens
     // each host's file: a one-time cost.
     let t1 = (duration_s * 0.3).max(6.5).min(duration_s * 0.8);
@@ -154,6 +194,68 @@ pub fn run_daemon(
 }
 
 static WINDOW_ALLOCS: AtomicU64 = AtomicU64::new(0);
+static WINDOW_CPU_NS: AtomicU64 = AtomicU64::new(0);
+static WINDOW_VOLUNTARY: AtomicU64 = AtomicU64::new(0);
+static WINDOW_SWITCHES: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// The receive thread's name (`zzping_daemon::recv`).
+const RECV_THREAD: &str = "zzping-recv";
+
+/// One thread's context switches.
+struct TaskSwitches {
+    tid: u64,
+    /// The receive thread.
+    recv: bool,
+    voluntary: u64,
+    involuntary: u64,
+}
+
+/// Context switches of every thread of this process but the calling one, from
+/// `/proc/self/task/*/status`.
+fn task_switches() -> Vec<TaskSwitches> {
+    // SAFETY: plain syscall.
+    let me = unsafe { libc::gettid() } as u64;
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse::<u64>().ok()) else {
+            continue;
+        };
+        if tid == me {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let recv = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Name:"))
+            .is_some_and(|n| n.trim() == RECV_THREAD);
+        out.push(TaskSwitches {
+            tid,
+            recv,
+            voluntary: field("voluntary_ctxt_switches:"),
+            involuntary: field("nonvoluntary_ctxt_switches:"),
+        });
+    }
+    out
+}
+
+fn cpu_clock_ns(clock: libc::clockid_t) -> u64 {
+    // SAFETY: timespec is plain data; valid pointer.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 /// `zzping-bench __daemon ARGS...`: the daemon's own code path (`daemon::run`), plus an
 /// allocation count over a steady-state window, reported as JSON on stdout.
@@ -177,12 +279,40 @@ pub fn daemon_main(args: Vec<OsString>) -> Result<()> {
             Some((a.parse::<f64>().ok()?, b.parse::<f64>().ok()?))
         })
         .unwrap_or((1.0, 2.0));
-    // The measuring thread only sleeps between two counter reads.
+    // The measuring thread only sleeps between two readings of the counters (its own
+    // reads of /proc allocate, so the allocation count is taken innermost, and its own
+    // CPU is subtracted).
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs_f64(t1));
+        let switches0 = task_switches();
+        let cpu0 = cpu_clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID);
+        let own0 = cpu_clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         let a = crate::alloc::count();
         std::thread::sleep(Duration::from_secs_f64(t2 - t1));
-        WINDOW_ALLOCS.store(crate::alloc::count() - a, Ordering::Relaxed);
+        let allocs = crate::alloc::count() - a;
+        let own = cpu_clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) - own0;
+        let cpu = cpu_clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu0;
+        let switches1 = task_switches();
+        WINDOW_ALLOCS.store(allocs, Ordering::Relaxed);
+        WINDOW_CPU_NS.store(cpu.saturating_sub(own), Ordering::Relaxed);
+        for t1 in switches1 {
+            let (v0, i0) = switches0
+                .iter()
+                .find(|t0| t0.tid == t1.tid)
+                .map_or((0, 0), |t0| (t0.voluntary, t0.involuntary));
+            let voluntary = t1.voluntary.saturating_sub(v0);
+            let n = voluntary + t1.involuntary.saturating_sub(i0);
+            // 0: main, 1: receive, 2: any other thread.
+            let slot = if t1.recv {
+                1
+            } else if t1.tid == u64::from(std::process::id()) {
+                0
+            } else {
+                2
+            };
+            WINDOW_SWITCHES[slot].fetch_add(n, Ordering::Relaxed);
+            WINDOW_VOLUNTARY.fetch_add(voluntary, Ordering::Relaxed);
+        }
     });
     let r = daemon::run(cli, cfg)?;
     let report = DaemonReport {
@@ -192,6 +322,11 @@ pub fn daemon_main(args: Vec<OsString>) -> Result<()> {
         late_p99_us: r.late_p99_us,
         allocs_window: WINDOW_ALLOCS.load(Ordering::Relaxed),
         window_s: t2 - t1,
+        switches_main: WINDOW_SWITCHES[0].load(Ordering::Relaxed),
+        switches_recv: WINDOW_SWITCHES[1].load(Ordering::Relaxed),
+        switches_other: WINDOW_SWITCHES[2].load(Ordering::Relaxed),
+        switches_voluntary: WINDOW_VOLUNTARY.load(Ordering::Relaxed),
+        cpu_window_ns: WINDOW_CPU_NS.load(Ordering::Relaxed),
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

@@ -14,11 +14,13 @@
 //! The daemon runs as a child process (this binary re-executed as `__daemon`, which calls
 //! `zzping_daemon::daemon::run`, the same code as the `zzping-daemon` binary) inside a
 //! network namespace owned by one thread of this process, so its CPU and memory come
-//! straight from `wait4`, and its allocations from this binary's counting allocator.
+//! straight from `wait4`, and its allocations from this binary's counting allocator. The
+//! floor pinger (`floor.rs`, the least a pinger can do) runs the same way as `__floor`.
 
 mod alloc;
 mod child;
 mod figure;
+mod floor;
 mod netns;
 mod suites;
 
@@ -64,6 +66,14 @@ fn main() -> Result<()> {
         args.next();
         args.next();
         return child::daemon_main(args.collect());
+    }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == floor::FLOOR_ARG)
+    {
+        args.next();
+        args.next();
+        return floor::floor_main(args.collect());
     }
     let cli = Cli::parse();
     tracing_subscriber::fmt()

@@ -14,7 +14,7 @@
 //! bucket (0 when every RTT is explained; RTTs in frames flagged `FLAG_USER_STAMP` are
 //! upper bounds and only held to the lower end).
 
-use crate::child::run_daemon;
+use crate::child::{Live, run_daemon};
 use crate::figure::Figure;
 use crate::netns::run_in_netns;
 use crate::suites::{Ctx, percentile};
@@ -67,7 +67,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
                 .context("running fping")?;
             Ok(String::from_utf8_lossy(&out.stderr).into_owned())
         });
-        run_daemon(&d2, &[OURS.to_string()], rate, duration, &[])?;
+        run_daemon(&d2, &[OURS.to_string()], rate, duration, Live::Off)?;
         let out = fping
             .join()
             .map_err(|_| anyhow::anyhow!("fping thread panicked"))??;

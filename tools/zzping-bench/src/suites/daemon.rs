@@ -1,12 +1,69 @@
 //! Daemon CPU, send-rate precision, lateness, allocations and memory, next to fping
-//! pinging the same simulated (or loopback) hosts at the same rate in the same run.
+//! pinging the same simulated (or loopback) hosts at the same rate in the same run; and
+//! at the rates people run (issue 17), with the live stream on, CPU per ping as a ratio
+//! to fping and to a floor pinger (`floor.rs`), and wakeups per ping.
 
-use crate::child::{Usage, run_daemon, run_measured};
+use crate::child::{DaemonReport, Live, Usage, run_daemon, run_measured};
 use crate::figure::Figure;
+use crate::floor::{FLOOR_ARG, FloorReport};
 use crate::netns::run_in_netns;
-use crate::suites::Ctx;
+use crate::suites::{Ctx, percentile};
 use anyhow::{Context, Result};
 use std::process::Command;
+
+/// One rate of the comparison with fping and the floor, as named in the figures.
+struct Rate {
+    /// Figure suffix, e.g. `3x10`.
+    name: &'static str,
+    hosts: u32,
+    per_host: f64,
+    loopback: bool,
+    /// One run of each pinger, s.
+    duration_s: f64,
+}
+
+/// The rates people run, from the embedded default's shape (3 hosts at 10/s) up.
+const RATES: [Rate; 5] = [
+    Rate {
+        name: "3x10",
+        hosts: 3,
+        per_host: 10.0,
+        loopback: false,
+        duration_s: 20.0,
+    },
+    Rate {
+        name: "3x100",
+        hosts: 3,
+        per_host: 100.0,
+        loopback: false,
+        duration_s: 12.0,
+    },
+    Rate {
+        name: "10x100",
+        hosts: 10,
+        per_host: 100.0,
+        loopback: false,
+        duration_s: 12.0,
+    },
+    Rate {
+        name: "loopback_1x1000",
+        hosts: 1,
+        per_host: 1000.0,
+        loopback: true,
+        duration_s: 12.0,
+    },
+    Rate {
+        name: "50x100",
+        hosts: 50,
+        per_host: 100.0,
+        loopback: false,
+        duration_s: 12.0,
+    },
+];
+/// Runs of each pinger per rate in a full run (the ratios are taken pair by pair).
+const REPS_FULL: usize = 3;
+/// `--quick`: only the 3x10 rate, one run of each, this long.
+const QUICK_DURATION_S: f64 = 15.0;
 
 /// One measured configuration.
 struct Point {
@@ -92,6 +149,12 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     };
     let scenario = ctx.scenario("bench.toml");
     let mut figs = Vec::new();
+    for rate in &RATES {
+        if ctx.quick && rate.name != "3x10" {
+            continue;
+        }
+        figs.extend(run_rate(ctx, rate, &scenario)?);
+    }
     for p in points {
         let per_host = f64::from(p.total_rate) / f64::from(p.hosts);
         let t = targets(p.hosts, p.loopback);
@@ -102,7 +165,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
             (!p.loopback).then_some(scenario.as_path()),
             None,
             move || {
-                let (u, r) = run_daemon(&dir, &t2, per_host, duration, &[])?;
+                let (u, r) = run_daemon(&dir, &t2, per_host, duration, Live::Off)?;
                 let (fu, fs) = run_fping(&t2, per_host, duration)?;
                 Ok((u, r, fu, fs))
             },
@@ -182,6 +245,180 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         }
     }
     Ok(figs)
+}
+
+/// One run of each pinger at one rate: CPU per ping, and context switches per ping.
+struct Rep {
+    ours_us: f64,
+    fping_us: f64,
+    floor_us: f64,
+    /// The daemon's steady-state window: CPU per ping, µs.
+    ours_window_us: f64,
+    /// The daemon's context switches per ping in the window: main, receive, other.
+    ours_switches: [f64; 3],
+    /// Of those, the voluntary ones (blocked and woken), per ping.
+    ours_voluntary: f64,
+    fping_switches: f64,
+    fping_voluntary: f64,
+    floor_switches: f64,
+    daemon: DaemonReport,
+    floor: FloorReport,
+}
+
+/// Runs the daemon (live stream on, the default), fping and the floor pinger at `rate`,
+/// `REPS_FULL` times each (once with `--quick`), in one namespace, and returns the
+/// figures: ratios taken pair by pair, then their median.
+fn run_rate(ctx: &Ctx, rate: &Rate, scenario: &std::path::Path) -> Result<Vec<Figure>> {
+    let (reps, duration) = if ctx.quick {
+        (1, QUICK_DURATION_S)
+    } else {
+        (REPS_FULL, rate.duration_s)
+    };
+    let t = targets(rate.hosts, rate.loopback);
+    let (per_host, hosts) = (rate.per_host, rate.hosts);
+    let runs: Vec<Rep> = run_in_netns((!rate.loopback).then_some(scenario), None, move || {
+        let mut runs = Vec::new();
+        for i in 0..reps {
+            // Rotate the order, so no pinger always runs first on a warm machine.
+            let mut got: [Option<(Usage, u64)>; 3] = [None, None, None];
+            let mut daemon = None;
+            let mut floor = None;
+            for k in 0..3 {
+                match (i + k) % 3 {
+                    0 => {
+                        let data = tempfile::tempdir()?;
+                        let (u, r) =
+                            run_daemon(data.path(), &t, per_host, duration, Live::Default)?;
+                        got[0] = Some((u, r.sent));
+                        daemon = Some(r);
+                    }
+                    1 => got[1] = Some(run_fping(&t, per_host, duration)?),
+                    _ => {
+                        let (u, r) = run_floor(&t, per_host, duration)?;
+                        got[2] = Some((u, r.sent));
+                        floor = Some(r);
+                    }
+                }
+            }
+            let [Some(ours), Some(fping), Some(fl)] = got else {
+                unreachable!("each pinger ran once")
+            };
+            let (daemon, floor) = (daemon.expect("ran"), floor.expect("ran"));
+            let per_ping = |u: &Usage, n: u64| u.cpu_s() * 1e6 / n.max(1) as f64;
+            let window_pings = f64::from(hosts) * per_host * daemon.window_s;
+            runs.push(Rep {
+                ours_us: per_ping(&ours.0, ours.1),
+                fping_us: per_ping(&fping.0, fping.1),
+                floor_us: per_ping(&fl.0, fl.1),
+                ours_window_us: daemon.cpu_window_ns as f64 / 1e3 / window_pings,
+                ours_switches: [
+                    daemon.switches_main as f64 / window_pings,
+                    daemon.switches_recv as f64 / window_pings,
+                    daemon.switches_other as f64 / window_pings,
+                ],
+                ours_voluntary: daemon.switches_voluntary as f64 / window_pings,
+                fping_switches: fping.0.switches as f64 / fping.1.max(1) as f64,
+                fping_voluntary: fping.0.voluntary_switches as f64 / fping.1.max(1) as f64,
+                floor_switches: fl.0.switches as f64 / fl.1.max(1) as f64,
+                daemon,
+                floor,
+            });
+        }
+        Ok(runs)
+    })?;
+    let cond = format!(
+        "{} {} hosts x {per_host}/s, {duration} s per run, live stream on",
+        if rate.loopback {
+            "loopback"
+        } else {
+            "simulated"
+        },
+        rate.hosts,
+    );
+    let median =
+        |f: &dyn Fn(&Rep) -> f64| percentile(&mut runs.iter().map(f).collect::<Vec<_>>(), 0.5);
+    let spread = |f: &dyn Fn(&Rep) -> f64| {
+        let v: Vec<f64> = runs.iter().map(f).collect();
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{lo:.2}-{hi:.2}")
+    };
+    let of = format!("median of {} pair(s)", runs.len());
+    let sent: u64 = runs.iter().map(|r| r.daemon.sent).sum();
+    let received: u64 = runs.iter().map(|r| r.daemon.received).sum();
+    let floor_sent: u64 = runs.iter().map(|r| r.floor.sent).sum();
+    let floor_received: u64 = runs.iter().map(|r| r.floor.received).sum();
+    let vs_fping = |r: &Rep| r.ours_us / r.fping_us;
+    let vs_floor = |r: &Rep| r.ours_us / r.floor_us;
+    let switches = |r: &Rep| r.ours_switches.iter().sum::<f64>();
+    Ok(vec![
+        Figure::new(
+            &format!("daemon.cpu_ratio_vs_fping_{}", rate.name),
+            median(&vs_fping),
+            "ratio",
+        )
+        .note(format!(
+            "{cond}; {of} ({}); CPU per ping (whole run): ours {:.1} µs, fping {:.1} µs, \
+             ours in steady state {:.1} µs; replies {received} of {sent}",
+            spread(&vs_fping),
+            median(&|r| r.ours_us),
+            median(&|r| r.fping_us),
+            median(&|r| r.ours_window_us),
+        )),
+        Figure::new(
+            &format!("daemon.cpu_ratio_vs_floor_{}", rate.name),
+            median(&vs_floor),
+            "ratio",
+        )
+        .note(format!(
+            "{cond}; {of} ({}); floor {:.1} µs per ping, replies {floor_received} of \
+             {floor_sent}, mean RTT {:.0} µs",
+            spread(&vs_floor),
+            median(&|r| r.floor_us),
+            median(&|r| r.floor.mean_rtt_us),
+        )),
+        Figure::vs(
+            &format!("daemon.wakeups_per_ping_{}", rate.name),
+            median(&switches),
+            "switches",
+            "fping 5.1",
+            median(&|r| r.fping_switches),
+        )
+        .note(format!(
+            "{cond}; context switches per ping, ours in steady state: main thread {:.2}, \
+             receive thread {:.2}, other {:.2} (voluntary {:.2}); fping (voluntary {:.2}) \
+             and floor ({:.2}) over the whole run",
+            median(&|r| r.ours_switches[0]),
+            median(&|r| r.ours_switches[1]),
+            median(&|r| r.ours_switches[2]),
+            median(&|r| r.ours_voluntary),
+            median(&|r| r.fping_voluntary),
+            median(&|r| r.floor_switches),
+        )),
+    ])
+}
+
+/// Runs the floor pinger (this binary as `__floor`) at the same rate.
+fn run_floor(
+    targets: &[String],
+    per_host_rate: f64,
+    duration_s: f64,
+) -> Result<(Usage, FloorReport)> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(FLOOR_ARG)
+        .arg(per_host_rate.to_string())
+        .arg(duration_s.to_string())
+        .args(targets);
+    let (usage, out) = run_measured(&mut cmd).context("running the floor pinger")?;
+    anyhow::ensure!(
+        usage.status == 0,
+        "floor pinger exited with status {}: {out}",
+        usage.status
+    );
+    let report: FloorReport = serde_json::from_str(out.lines().last().unwrap_or(""))
+        .with_context(|| format!("floor pinger report: {out:?}"))?;
+    Ok((usage, report))
 }
 
 /// Full path of `prog` on PATH.

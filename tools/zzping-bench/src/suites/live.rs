@@ -2,7 +2,7 @@
 //! subscribers against none (same run, same rate), and what 16 viewers each prefilling a
 //! day of history from disk cost the pinger (send lateness and CPU against none).
 
-use crate::child::run_daemon;
+use crate::child::{Live, run_daemon};
 use crate::figure::Figure;
 use crate::netns::run_in_netns;
 use crate::suites::{Ctx, percentile};
@@ -45,13 +45,7 @@ fn run_with_viewers(viewers: usize, duration: f64) -> Result<(f64, u64, Vec<f64>
         }
         let dir = tempfile::tempdir()?;
         let targets: Vec<String> = (1..=10).map(|i| format!("127.0.0.{i}")).collect();
-        let r = run_daemon(
-            dir.path(),
-            &targets,
-            100.0,
-            duration,
-            &["--live", LIVE_ADDR],
-        );
+        let r = run_daemon(dir.path(), &targets, 100.0, duration, Live::At(LIVE_ADDR));
         stop.store(true, Ordering::Relaxed);
         let mut lat = Vec::new();
         for (i, h) in handles.into_iter().enumerate() {
@@ -142,7 +136,7 @@ fn run_prefill(
         let targets: Vec<String> = (1..=PREFILL_HOSTS)
             .map(|i| format!("127.0.0.{i}"))
             .collect();
-        let r = run_daemon(&data, &targets, 100.0, duration, &["--live", LIVE_ADDR]);
+        let r = run_daemon(&data, &targets, 100.0, duration, Live::At(LIVE_ADDR));
         stop.store(true, Ordering::Relaxed);
         let frames: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
         let (usage, report) = r?;
