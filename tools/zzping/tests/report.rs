@@ -285,3 +285,27 @@ fn fail_above_exits_1_when_a_hosts_loss_is_above_it() {
         text(&o)
     );
 }
+
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    failure_data(dir.path());
+    for json in [true, false] {
+        // The reading end is closed before the report is written: its write fails
+        // (EPIPE) at once.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zzping"));
+        cmd.arg("report").arg(dir.path());
+        if json {
+            cmd.arg("--json");
+        }
+        let o = cmd
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "json {json}: {}", text(&o));
+        assert!(o.stderr.is_empty(), "json {json}: {}", text(&o));
+    }
+}

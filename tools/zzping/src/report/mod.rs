@@ -4,6 +4,7 @@ use crate::common::{Progress, TimeFmt, paths_or_default, resolve_inputs, scan, t
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -634,11 +635,18 @@ const DOWN_WHOLE_TIME_SHARE: f64 = 0.99;
 /// Runs `zzping report`.
 pub fn run(a: Args) -> Result<ExitCode> {
     let report = build(&a)?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let mut text = if a.json {
+        serde_json::to_string_pretty(&report)?
     } else {
-        text::print_text(&report, &TimeFmt::new(a.local));
+        text::render(&report, &TimeFmt::new(a.local))
+    };
+    if a.json {
+        text.push('\n');
     }
+    // An I/O error, not a panic: a closed pipe (`zzping report | head`) is no error.
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
     if let Some(limit) = a.fail_above {
         let above: Vec<String> = report
             .hosts

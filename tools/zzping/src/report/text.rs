@@ -1,6 +1,17 @@
 //! `zzping report`'s text output.
 
 use super::Report;
+use std::fmt::Write;
+
+/// `writeln!` into a `String` (which cannot fail).
+macro_rules! w {
+    ($o:expr) => {
+        $o.push('\n')
+    };
+    ($o:expr, $($t:tt)*) => {{
+        let _ = writeln!($o, $($t)*);
+    }};
+}
 use crate::common::TimeFmt;
 use zzping_lib::frame::ErrorKind;
 
@@ -18,19 +29,22 @@ fn duration(us: u64) -> String {
     }
 }
 
-pub(super) fn print_text(r: &Report, tf: &TimeFmt) {
+/// The report as text (what `zzping report` prints).
+pub(super) fn render(r: &Report, tf: &TimeFmt) -> String {
+    let mut out = String::new();
     let first = r.hosts.iter().filter_map(|h| h.first_us).min();
     let last = r.hosts.iter().filter_map(|h| h.last_us).max();
     match (first, last) {
-        (Some(f), Some(l)) => println!("Report {} .. {}", tf.string(f), tf.string(l)),
-        _ => println!("Report: no frames in range"),
+        (Some(f), Some(l)) => w!(out, "Report {} .. {}", tf.string(f), tf.string(l)),
+        _ => w!(out, "Report: no frames in range"),
     }
-    println!(
+    w!(
+        out,
         "Gateway: {} ({})",
         r.gateway.as_deref().unwrap_or("-"),
         r.gateway_source
     );
-    println!();
+    w!(out);
     let w = r
         .hosts
         .iter()
@@ -38,12 +52,22 @@ pub(super) fn print_text(r: &Report, tf: &TimeFmt) {
         .max()
         .unwrap_or(4)
         .max(4);
-    println!(
+    w!(
+        out,
         "{:<w$}  {:>10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
-        "host", "sent", "loss%", "timeouts", "errors", "p50 ms", "p95 ms", "p99 ms", "jitter ms"
+        "host",
+        "sent",
+        "loss%",
+        "timeouts",
+        "errors",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "jitter ms"
     );
     for h in &r.hosts {
-        println!(
+        w!(
+            out,
             "{:<w$}  {:>10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
             h.label,
             h.sent,
@@ -78,10 +102,10 @@ pub(super) fn print_text(r: &Report, tf: &TimeFmt) {
         })
         .collect();
     if !errors.is_empty() {
-        println!();
-        println!("Errors by kind:");
+        w!(out);
+        w!(out, "Errors by kind:");
         for e in errors {
-            println!("{e}");
+            w!(out, "{e}");
         }
     }
     let notes: Vec<String> = r
@@ -96,25 +120,26 @@ pub(super) fn print_text(r: &Report, tf: &TimeFmt) {
         })
         .collect();
     if !notes.is_empty() {
-        println!();
-        println!("Measurement notes:");
+        w!(out);
+        w!(out, "Measurement notes:");
         for n in notes {
-            println!("{n}");
+            w!(out, "{n}");
         }
     }
-    println!();
+    w!(out);
     if r.outages.is_empty() {
-        println!("Outages: none");
-        return;
+        w!(out, "Outages: none");
+        return out;
     }
-    println!("Outages ({}):", r.outages.len());
+    w!(out, "Outages ({}):", r.outages.len());
     for o in &r.outages {
         let cause = o
             .cause_text
             .as_deref()
             .map_or(String::new(), |c| format!("; {c}"));
         if o.verdict == "down" {
-            println!(
+            w!(
+                out,
                 "  {}: since {}, {} ({:.1} % of its requests), {} failed{cause}",
                 o.verdict_text,
                 o.start,
@@ -134,7 +159,8 @@ pub(super) fn print_text(r: &Report, tf: &TimeFmt) {
         } else {
             format!(" [also failing: {}]", o.also_failing.join(", "))
         };
-        println!(
+        w!(
+            out,
             "  {}  {:>9}  {:>6} failed  {}{also}  -> {}{cause}",
             o.start,
             duration(o.duration_us),
@@ -143,4 +169,5 @@ pub(super) fn print_text(r: &Report, tf: &TimeFmt) {
             o.verdict_text,
         );
     }
+    out
 }
