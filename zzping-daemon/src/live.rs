@@ -1,8 +1,8 @@
 //! The live stream: zzping-lib's sans-IO [`LiveServer`] driven by the event loop.
 //!
-//! One non-blocking UDP socket registered with token [`crate::daemon::LIVE`]. Incoming
-//! datagrams are handed to the server when the socket is readable; after every loop
-//! iteration the server's queued datagrams are sent (a full socket buffer is reported
+//! One non-blocking UDP socket registered with token [`crate::daemon::LIVE`]. After every
+//! loop iteration incoming datagrams are handed to the server (once the socket was
+//! readable, until it is drained) and the server's queued datagrams are sent (a full socket buffer is reported
 //! back with `on_send_would_block`; the viewer asks for a resend), and history (prefill
 //! older than the in-memory ring) is read from the frame files. Host indexes are the
 //! engine's host slots. Time is the wall clock in µs, as the protocol's timestamps are.
@@ -10,8 +10,9 @@
 //! # Pinging first
 //! Everything here runs on the pinger's thread (the daemon has exactly one other thread,
 //! the receive thread, and history reading stays off it), so its work per loop wakeup is
-//! bounded and placed where no send is due: at most [`LIVE_DATAGRAMS_PER_WAKEUP`]
-//! datagrams are sent per wakeup (more wait for the next one, which comes at once), and a
+//! bounded and placed where no send is due: at most [`LIVE_RECEIVES_PER_WAKEUP`]
+//! datagrams are read and [`LIVE_DATAGRAMS_PER_WAKEUP`] sent per wakeup (more wait for
+//! the next one, which comes at once, after the engine's due sends), and a
 //! history slice ([`LiveConfig::history_frames_per_pump`] frames, decoded or packaged,
 //! shared by every viewer: a fraction of a millisecond) runs only when the engine's next
 //! deadline is at least [`HISTORY_IDLE_NS`] away, or when history has waited
@@ -74,6 +75,9 @@ pub struct Live {
     send_error_logged: bool,
     /// Monotonic ns of the last history slice.
     history_at_ns: u64,
+    /// The socket may hold datagrams not read yet (readable, and not yet drained to
+    /// `WouldBlock`: the poll is edge-triggered, so they are read without a new event).
+    rx_pending: bool,
     /// Authentication failures already logged, and when the last log line was (µs).
     auth_failures_logged: u64,
     auth_logged_at_us: u64,
@@ -103,6 +107,10 @@ pub const LIVE_RING_SECONDS: u32 = 3600;
 pub const LIVE_RING_BYTES_PER_HOST: usize = 800 * 1024;
 /// Most live datagrams sent per loop wakeup (about 5 µs each).
 pub const LIVE_DATAGRAMS_PER_WAKEUP: usize = 16;
+/// Most datagrams read from the live socket per loop wakeup (a few µs each): a flood of
+/// them waits in the socket for the next wakeups, which come at once, with the engine's
+/// due sends between them.
+pub const LIVE_RECEIVES_PER_WAKEUP: usize = 64;
 /// A history slice runs only when the engine has nothing due for this long (1 ms; a slice
 /// takes a fraction of that).
 pub const HISTORY_IDLE_NS: u64 = 1_000_000;
@@ -141,6 +149,7 @@ impl Live {
             buf: vec![0u8; RECV_BUFFER].into_boxed_slice(),
             send_error_logged: false,
             history_at_ns: 0,
+            rx_pending: false,
             auth_failures_logged: 0,
             auth_logged_at_us: 0,
         })
@@ -211,21 +220,31 @@ impl Live {
         self.server.on_qframe(id.slot, frame, now_us);
     }
 
-    /// The socket is readable: hands every queued datagram to the server.
-    pub fn on_readable(&mut self, now_us: u64) {
-        loop {
+    /// The socket is readable: its datagrams are read by [`Live::pump`], at most
+    /// [`LIVE_RECEIVES_PER_WAKEUP`] per wakeup, so a flood cannot hold the pinger.
+    pub fn on_readable(&mut self) {
+        self.rx_pending = true;
+    }
+
+    /// Hands queued datagrams to the server, at most [`LIVE_RECEIVES_PER_WAKEUP`].
+    fn receive(&mut self, now_us: u64) {
+        for _ in 0..LIVE_RECEIVES_PER_WAKEUP {
             match self.sock.recv_from(&mut self.buf) {
                 Ok((n, src)) => {
                     let bytes = &self.buf[..n.min(self.buf.len())];
                     self.server.on_datagram(src, bytes, now_us);
                     self.note_auth_failures(src, now_us);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.rx_pending = false;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // ICMP errors from viewers that went away, etc.: not ours to act on.
+                // ICMP errors from viewers that went away, etc.: not ours to act on (the
+                // next wakeup reads on).
                 Err(e) => {
                     debug!("live: receive: {e}");
-                    break;
+                    return;
                 }
             }
         }
@@ -248,10 +267,14 @@ impl Live {
         }
     }
 
-    /// Sends what the server has queued (at most [`LIVE_DATAGRAMS_PER_WAKEUP`]) and reads
+    /// Reads datagrams the socket holds (at most [`LIVE_RECEIVES_PER_WAKEUP`]), sends
+    /// what the server has queued (at most [`LIVE_DATAGRAMS_PER_WAKEUP`]) and reads
     /// a slice of history if the engine's next deadline is `idle_ns` away (see the module
     /// docs); `mono_ns` is the monotonic clock.
     pub fn pump(&mut self, now_us: u64, mono_ns: u64, idle_ns: u64) {
+        if self.rx_pending {
+            self.receive(now_us);
+        }
         if self.server.history_pending() {
             let starved = mono_ns.saturating_sub(self.history_at_ns) >= HISTORY_MAX_DEFER_NS;
             if idle_ns >= HISTORY_IDLE_NS || starved {
@@ -300,6 +323,9 @@ impl Live {
     /// Wall-clock µs at which [`Live::pump`] has work next (history reading is paced
     /// at 1 ms), or `None` when idle.
     pub fn next_deadline_us(&self, now_us: u64) -> Option<u64> {
+        if self.rx_pending {
+            return Some(now_us);
+        }
         let d = self.server.next_deadline();
         if self.server.history_pending() {
             let h = now_us + 1_000;
@@ -311,5 +337,44 @@ impl Live {
     /// Subscribers and counters, for logs.
     pub fn stats(&self) -> zzping_lib::live::LiveStats {
         self.server.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_is_read_a_bounded_batch_per_wakeup() {
+        let poll = mio::Poll::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut live = Live::open(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            None,
+            dir.path(),
+            poll.registry(),
+            mio::Token(0),
+        )
+        .unwrap();
+        let to = live.local_addr().unwrap();
+        let flooder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Two full batches and a bit (few enough to fit the default receive buffer).
+        const FLOOD: u64 = 2 * LIVE_RECEIVES_PER_WAKEUP as u64 + 2;
+        for _ in 0..FLOOD {
+            flooder.send_to(&[0xc1, 1], to).unwrap();
+        }
+        let now = 1_700_000_000_000_000;
+        live.on_readable();
+        assert_eq!(live.stats().malformed, 0, "read by the pump, not the event");
+        assert_eq!(live.next_deadline_us(now), Some(now));
+        let mut read = Vec::new();
+        for _ in 0..4 {
+            live.pump(now, 0, 0);
+            read.push(live.stats().malformed);
+        }
+        let batch = LIVE_RECEIVES_PER_WAKEUP as u64;
+        assert_eq!(read, [batch, 2 * batch, FLOOD, FLOOD]);
+        // Drained: the loop may sleep again.
+        assert_ne!(live.next_deadline_us(now), Some(now));
     }
 }

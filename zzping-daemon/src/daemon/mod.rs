@@ -198,7 +198,7 @@ impl Daemon {
             WAKER => {}
             LIVE => {
                 if let Some(l) = &mut self.outputs.live {
-                    l.on_readable(now.real_us());
+                    l.on_readable();
                 }
             }
             t if self.outputs.metrics.as_ref().is_some_and(|m| m.owns(t)) => {
