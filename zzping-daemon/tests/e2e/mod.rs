@@ -65,12 +65,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use zzping_lib::frame::{FLAG_USER_STAMP, period_start};
+use zzping_lib::frame::{ErrorKind, ErrorKinds, FLAG_USER_STAMP, period_start};
 use zzping_lib::store::Host;
 use zzping_netsim::profile::Fate;
 use zzping_netsim::scenario::Scenario;
 use zzping_netsim::sim::Simulator;
-use zzping_netsim::truth::{ReplyKind, RequestEvent, Truth, read_truth};
+use zzping_netsim::truth::{NetAction, ReplyKind, RequestEvent, Truth, read_truth};
 use zzping_testkit::process::{read_to_end, wait_bounded};
 
 /// The daemon binary under test.
@@ -192,8 +192,39 @@ pub struct Fr {
     pub duplicates: u32,
     pub late: u32,
     pub flags: u8,
+    /// Errors by kind.
+    pub error_kinds: ErrorKinds,
+    /// The router that sent the frame's ICMP errors.
+    pub router: Option<IpAddr>,
     /// Decoded RTTs, µs, ascending.
     pub rtts_us: Vec<u32>,
+}
+
+impl Fr {
+    /// Errors of this machine itself (send failures): their requests never reach the
+    /// simulator.
+    pub fn local_errors(&self) -> u32 {
+        self.error_kinds
+            .iter()
+            .filter(|(k, _)| k.is_local())
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// The kind a prober must record for an ICMP error of `icmp_type`/`icmp_code` answering
+/// a request to `dst`, from the ICMP definitions (RFC 792, RFC 4443), not the daemon's
+/// table.
+pub fn icmp_error_kind(dst: IpAddr, icmp_type: u8, icmp_code: u8) -> ErrorKind {
+    use ErrorKind::*;
+    match (dst.is_ipv6(), icmp_type, icmp_code) {
+        (false, 3, 0) | (true, 1, 0) => NetUnreachable,
+        (false, 3, 1) | (true, 1, 3) => HostUnreachable,
+        (false, 3, 3) | (true, 1, 4) => PortUnreachable,
+        (false, 3, 13) | (true, 1, 1) => Prohibited,
+        (false, 11, _) | (true, 3, _) => TtlExceeded,
+        _ => IcmpOther,
+    }
 }
 
 /// Frames of one host directory, via `zzping_lib::store::Host`.
@@ -214,6 +245,8 @@ pub fn read_frames(dir: &Path) -> Vec<Fr> {
             duplicates: f.duplicates,
             late: f.late,
             flags: f.flags,
+            error_kinds: f.error_kinds,
+            router: f.router,
             rtts_us: f.codes.iter().map(|&c| q.decode_saturating(c)).collect(),
         });
     }
@@ -783,6 +816,33 @@ fn daemon_requests(truth: &Truth, addr: IpAddr) -> Vec<&RequestEvent> {
         .collect()
 }
 
+/// Time spans `[begin, end)` (µs since the epoch) in which a send may fail on this
+/// machine: from just before the simulator took routes or a link away (its `net` event's
+/// `begin_us`) to when it had put them back (`time_us` of the restoring event, or the end
+/// of the run).
+pub fn local_failure_windows(truth: &Truth) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut open: Option<u64> = None;
+    for ev in truth.net() {
+        match ev.action {
+            NetAction::RoutesLost | NetAction::LinkDown => {
+                open.get_or_insert(ev.begin_us);
+            }
+            NetAction::RouteChange => out.push((ev.begin_us, ev.time_us)),
+            NetAction::RoutesRestored | NetAction::LinkUp => {
+                if let Some(a) = open.take() {
+                    out.push((a, ev.time_us));
+                }
+            }
+            NetAction::CarrierOff | NetAction::CarrierOn => {}
+        }
+    }
+    if let Some(a) = open {
+        out.push((a, u64::MAX / 2));
+    }
+    out
+}
+
 /// Compares one target's frames with the truth. See the module docs for the method.
 pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
     let mut rep = HostReport {
@@ -840,12 +900,32 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
     }
     rep.frames = daemon_frames.len();
 
-    // 1. Partition requests by the daemon's per-frame sent counts.
-    let total_sent: u64 = got.iter().map(|f| u64::from(f.sent)).sum();
-    // Send failures never reach the simulator: none expected here.
+    // 1. Partition requests by the daemon's per-frame sent counts. Send failures (the
+    // frames' local error kinds) never reach the simulator; they may only happen while
+    // the simulator had routes or a link away (its `net` windows).
+    let windows = local_failure_windows(truth);
+    for (k, f) in got.iter().enumerate() {
+        let end = f.start_us + period_us;
+        if f.local_errors() > 0
+            && !windows
+                .iter()
+                .any(|&(a, b)| f.start_us < b + SEND_EPS_US && end > a)
+        {
+            rep.mismatches.push(format!(
+                "frame {k} (start {}): {} send errors ({:?}) outside the truth's route and link windows {windows:?}",
+                f.start_us,
+                f.local_errors(),
+                f.error_kinds
+            ));
+        }
+    }
+    let total_sent: u64 = got
+        .iter()
+        .map(|f| u64::from(f.sent - f.local_errors()))
+        .sum();
     if total_sent != reqs.len() as u64 {
         rep.mismatches.push(format!(
-            "daemon sent {total_sent}, simulator read {} requests",
+            "daemon sent {total_sent} (send errors excluded), simulator read {} requests",
             reqs.len()
         ));
         return rep;
@@ -855,7 +935,8 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
     let mut naive_count = vec![0u32; model.len() + 1];
     for (k, f) in got.iter().enumerate() {
         let end = f.start_us + period_us;
-        for i in pos..pos + f.sent as usize {
+        let reached = (f.sent - f.local_errors()) as usize;
+        for i in pos..pos + reached {
             let r = reqs[i];
             frame_of_req[i] = k;
             // When the request left: the capture's kernel transmit stamp (taken inside
@@ -883,12 +964,12 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
             };
             naive_count[nk] += 1;
         }
-        pos += f.sent as usize;
+        pos += reached;
     }
     rep.naive_frame_mismatches = got
         .iter()
         .enumerate()
-        .filter(|(k, f)| naive_count[*k] != f.sent)
+        .filter(|(k, f)| naive_count[*k] != f.sent - f.local_errors())
         .count();
 
     // 2. Outcomes, exact per frame.
@@ -897,10 +978,7 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
         let reps = replies_of.get(&r.id).map(Vec::as_slice).unwrap_or(&[]);
         let o = match reps.first() {
             None => Outcome::Lost,
-            Some((sent, _, ev)) if ev.kind == ReplyKind::Unreachable => {
-                let _ = sent;
-                Outcome::Error
-            }
+            Some((_, _, ev)) if ev.kind.is_error() => Outcome::Error,
             Some((sent, _, ev)) => {
                 // The daemon's RTT lies in [intended delay, wire RTT] (see
                 // `rtt_interval_check`); it counts as received when that RTT is below the
@@ -932,6 +1010,15 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
     type Truth = (u64, Option<f64>, Option<f64>);
     let mut truth_rtts: Vec<Vec<Truth>> = vec![Vec::new(); model.len()];
     let mut amb_in: Vec<u32> = vec![0; model.len()];
+    let mut routers_in: Vec<HashSet<IpAddr>> = vec![HashSet::new(); model.len()];
+    // The send errors, as the frames say (checked against the windows above).
+    for (k, g) in got.iter().enumerate() {
+        for (kind, n) in g.error_kinds.iter().filter(|(k, _)| k.is_local()) {
+            exp[k].sent += n;
+            exp[k].errors += n;
+            exp[k].error_kinds.add(kind, n);
+        }
+    }
     for (i, o) in outcome.iter().enumerate() {
         let k = frame_of_req[i];
         exp[k].sent += 1;
@@ -951,12 +1038,38 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
                     .map(|(_, _, ev)| ev.delay_us as f64);
                 truth_rtts[k].push((*h, wire, delay));
             }
-            Outcome::Error => exp[k].errors += 1,
+            Outcome::Error => {
+                // The first answer is an ICMP error: its kind, and its router.
+                let (_, _, ev) = replies_of[&reqs[i].id][0];
+                exp[k].errors += 1;
+                exp[k]
+                    .error_kinds
+                    .add(icmp_error_kind(reqs[i].dst, ev.icmp_type, ev.icmp_code), 1);
+                routers_in[k].insert(ev.from);
+            }
             Outcome::Lost => exp[k].lost += 1,
             Outcome::Ambiguous => amb_in[k] += 1,
         }
     }
     for (k, (e, g)) in exp.iter().zip(&got).enumerate() {
+        // Errors by kind exactly; the router named is one that sent an error in the
+        // frame (a frame keeps the last), none without one.
+        if e.error_kinds != g.error_kinds {
+            rep.mismatches.push(format!(
+                "frame {k} (start {}): error kinds {:?}, truth {:?}",
+                g.start_us, g.error_kinds, e.error_kinds
+            ));
+        }
+        let router_ok = match g.router {
+            Some(r) => routers_in[k].contains(&r),
+            None => routers_in[k].is_empty(),
+        };
+        if !router_ok {
+            rep.mismatches.push(format!(
+                "frame {k} (start {}): router {:?}, truth's errors came from {:?}",
+                g.start_us, g.router, routers_in[k]
+            ));
+        }
         let ok = e.sent == g.sent
             && e.errors == g.errors
             && g.received >= e.received
