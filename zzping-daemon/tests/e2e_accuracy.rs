@@ -64,6 +64,21 @@ const SCENARIOS: &[(&str, &str, &str)] = &[
         "route-loss.toml",
         "rate = 50\nduration_s = 14\nexpect_counts = [\"errors\", \"received\"]",
     ),
+    (
+        "link_flap",
+        "link-flap.toml",
+        "rate = 50\nduration_s = 11\nexpect_counts = [\"errors\", \"lost\", \"received\"]",
+    ),
+    (
+        "ttl_path",
+        "ttl-path.toml",
+        "rate = 50\nduration_s = 6\nexpect_counts = [\"received\"]",
+    ),
+    (
+        "isp_ratelimit",
+        "isp-ratelimit.toml",
+        "rate = 50\nduration_s = 8\nexpect_fates = [\"dropped_ratelimit\"]\nexpect_counts = [\"lost\", \"received\"]",
+    ),
     ("late_replies", "e2e-late.toml", ""),
     ("high_rate", "e2e-high-rate.toml", ""),
     ("near_timeout", "e2e-near-timeout.toml", ""),
@@ -213,6 +228,36 @@ fn route_loss() {
             .all(|n| zzping_lib::frame::ErrorKind::from_name(n).is_some_and(|k| k.is_local())),
         "{k:?}"
     );
+}
+
+#[test]
+fn link_flap() {
+    let Some(r) = scenario("link_flap") else {
+        return;
+    };
+    // Link down: sends failed on this machine; carrier off: sends succeeded and the
+    // requests were lost (`check` held both against the truth's windows, frame by
+    // frame).
+    let k = kinds(&r);
+    assert!(
+        k.keys().any(|n| *n == "no_route" || *n == "net_down"),
+        "{k:?}"
+    );
+    assert!(
+        k.keys()
+            .all(|n| zzping_lib::frame::ErrorKind::from_name(n).is_some_and(|k| k.is_local())),
+        "{k:?}"
+    );
+}
+
+#[test]
+fn ttl_path() {
+    scenario("ttl_path");
+}
+
+#[test]
+fn isp_ratelimit() {
+    scenario("isp_ratelimit");
 }
 
 #[test]
