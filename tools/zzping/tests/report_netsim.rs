@@ -9,7 +9,7 @@
 //! skips, unless `CI` is set, where it fails.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use zzping_netsim::profile::Fate;
 use zzping_netsim::truth::read_truth;
@@ -603,4 +603,194 @@ fn report_of_the_demo_scenario_lists_down_hosts_and_each_event() {
         "3, 20 and the rest of 37 s: {}",
         dump()
     );
+}
+
+/// An outage the truth says the report must list: its hosts, its cause (and the router
+/// that sent the errors), and when it was, µs since the epoch.
+#[derive(Debug)]
+struct Want {
+    hosts: Vec<String>,
+    cause: &'static str,
+    router: Option<String>,
+    begin_us: u64,
+    end_us: u64,
+}
+
+/// Runs `zzping report --json` on `data` and holds its outages to `want`: one each, no
+/// other (and no host down), with its hosts, cause and router, starting within one frame
+/// of when the truth's failures began and ending within one frame of when they ended.
+fn check_outages(data: &Path, gateway: &str, want: &[Want]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_zzping"))
+        .args(["report", "--json", "--gateway", gateway])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outages = report["outages"].as_array().expect("outages");
+    let dump = serde_json::to_string_pretty(outages).unwrap();
+    assert_eq!(outages.len(), want.len(), "want {want:#?}\ngot {dump}");
+    for (o, w) in outages.iter().zip(want) {
+        let mut hosts: Vec<&str> = o["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["label"].as_str().unwrap())
+            .collect();
+        hosts.sort_unstable();
+        assert_eq!(hosts, w.hosts, "{w:?}\n{dump}");
+        assert_eq!(o["cause"], w.cause, "{w:?}\n{dump}");
+        assert_eq!(o["router"].as_str(), w.router.as_deref(), "{w:?}\n{dump}");
+        let start = o["start_us"].as_u64().unwrap();
+        let end = start + o["duration_us"].as_u64().unwrap();
+        // The first failed request lies in the outage's first frame (or the next one,
+        // when the first frame is a partly failed edge), the last in its last frame.
+        assert!(
+            start <= w.begin_us && w.begin_us < start + 2 * PERIOD_US,
+            "start {start} vs the truth's {}: {w:?}\n{dump}",
+            w.begin_us
+        );
+        assert!(
+            w.end_us < end && end <= w.end_us + 2 * PERIOD_US,
+            "end {end} vs the truth's {}: {w:?}\n{dump}",
+            w.end_us
+        );
+    }
+    report
+}
+
+/// Records `scenario` for `secs` s at 50 pings/s per target (timeout 500 ms).
+fn record_scenario(file: &str, targets: &[&str], secs: f64) -> (tempfile::TempDir, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let truth = work.path().join("truth.jsonl");
+    record(
+        &root.join("tests/scenarios").join(file),
+        &data,
+        &truth,
+        &Pinging {
+            targets,
+            rate: 50,
+            timeout_ms: 500,
+            secs,
+        },
+    );
+    (work, truth)
+}
+
+/// Routers on the path answer ICMP errors for a while (`tests/scenarios/router-errors.toml`):
+/// each window is one outage of the hosts it hit, its cause the error's kind, named with
+/// the router that sent it ("network unreachable, said 198.18.0.254").
+#[test]
+fn report_names_the_router_errors_and_who_sent_them() {
+    zzping_testkit::require!(zzping_testkit::privileges::tun());
+    let targets = [
+        "198.18.0.254",
+        "198.18.0.20",
+        "198.19.0.1",
+        "198.19.1.1",
+        "198.19.8.8",
+        "198.19.8.9",
+    ];
+    // 20 s: far-a fails in every window, 7 s in all; over a shorter run it would be
+    // down most of the time (a line of its own, not part of the outages).
+    let (work, truth) = record_scenario("router-errors.toml", &targets, 20.0);
+    // The truth's errors by (router, kind): the hosts they hit, the first and last.
+    let t = read_truth(&truth).expect("truth");
+    /// (router, ICMP type, code) -> (destinations, first and last request time).
+    type ByError = BTreeMap<(String, u8, u8), (Vec<String>, u64, u64)>;
+    let mut by = ByError::new();
+    for r in t.replies().filter(|r| r.kind.is_error()) {
+        let req_time = t
+            .requests()
+            .find(|q| q.id == r.request)
+            .map(|q| q.time_us)
+            .unwrap();
+        let e = by
+            .entry((r.from.to_string(), r.icmp_type, r.icmp_code))
+            .or_insert((Vec::new(), u64::MAX, 0));
+        if !e.0.contains(&r.dst.to_string()) {
+            e.0.push(r.dst.to_string());
+        }
+        e.1 = e.1.min(req_time);
+        e.2 = e.2.max(req_time);
+    }
+    let kind = |t: u8, c: u8| match (t, c) {
+        (3, 0) => "net_unreachable",
+        (3, 1) => "host_unreachable",
+        (3, 13) => "prohibited",
+        (11, _) => "ttl_exceeded",
+        other => panic!("the scenario sent {other:?}"),
+    };
+    let mut want: Vec<Want> = by
+        .into_iter()
+        .map(|((from, ty, code), (mut hosts, begin_us, end_us))| {
+            hosts.sort_unstable();
+            Want {
+                hosts,
+                cause: kind(ty, code),
+                router: Some(from),
+                begin_us,
+                end_us,
+            }
+        })
+        .collect();
+    want.sort_by_key(|w| w.begin_us);
+    assert_eq!(want.len(), 4, "the scenario's four windows: {want:#?}");
+    let report = check_outages(&work.path().join("data"), "198.18.0.254", &want);
+    // Named in words, with the router.
+    assert_eq!(
+        report["outages"][0]["cause_text"],
+        "network unreachable, said 198.18.0.254"
+    );
+}
+
+/// This machine loses its routes (`tests/scenarios/route-loss.toml`): every host at once
+/// while every route is gone or unreachable, the far host alone while the default route
+/// is; each an outage caused by "no route from this machine", the verdict "this machine
+/// or your LAN".
+#[test]
+fn report_blames_this_machine_when_its_routes_are_gone() {
+    zzping_testkit::require!(zzping_testkit::privileges::tun());
+    let targets = ["198.18.0.254", "198.18.0.20", "198.19.8.8"];
+    let (work, truth) = record_scenario("route-loss.toml", &targets, 14.0);
+    let t = read_truth(&truth).expect("truth");
+    use zzping_netsim::truth::NetAction;
+    let net: Vec<_> = t.net().collect();
+    let windows: Vec<(u64, u64)> = net
+        .iter()
+        .filter(|e| e.action == NetAction::RoutesLost)
+        .zip(net.iter().filter(|e| e.action == NetAction::RoutesRestored))
+        .map(|(a, b)| (a.time_us, b.begin_us))
+        .collect();
+    assert_eq!(windows.len(), 3, "{net:#?}");
+    let mut all: Vec<String> = targets.iter().map(|s| s.to_string()).collect();
+    all.sort_unstable();
+    // Inside each window every send to an affected host failed: the outage holds the
+    // sends from its beginning to its end (give or take a send interval of 20 ms).
+    let want: Vec<Want> = windows
+        .iter()
+        .enumerate()
+        .map(|(i, &(a, b))| Want {
+            hosts: if i == 1 {
+                vec!["198.19.8.8".to_string()]
+            } else {
+                all.clone()
+            },
+            cause: "no_route",
+            router: None,
+            begin_us: a + 20_000,
+            end_us: b.saturating_sub(20_000),
+        })
+        .collect();
+    let report = check_outages(&work.path().join("data"), "198.18.0.254", &want);
+    for o in report["outages"].as_array().unwrap() {
+        assert_eq!(o["verdict_text"], "this machine or your LAN", "{o:#}");
+        assert_eq!(o["cause_text"], "no route from this machine", "{o:#}");
+    }
 }
