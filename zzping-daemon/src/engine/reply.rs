@@ -171,7 +171,11 @@ impl Engine {
                 // The reply was handed over first: it kept the user-space send time.
                 break;
             }
+            // The packet left when the kernel stamped it, up to the whole `sendto` span
+            // after the clock reading (the thread may have been preempted in between):
+            // the RTT and the timeout both count from there.
             e.tx_mono_ns += stamp - lo;
+            e.deadline_ns += stamp - lo;
             e.tx_kernel = true;
             e.tx_stamp_real_ns = stamp;
             self.stats.tx_stamped += 1;

@@ -785,6 +785,41 @@ fn kernel_transmit_stamp_becomes_the_send_time() {
     );
 }
 
+/// A send preempted between the clock reading and `sendto`: the packet left 40 ms after
+/// the reading (the kernel's transmit stamp says so), its reply came 990 ms after it left.
+/// The timeout counts from the packet leaving, like the RTT: received, never lost+late.
+#[test]
+fn the_timeout_counts_from_the_kernel_transmit_stamp() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 1.0, at(0.0).mono_ns, at(0.0));
+    let p = send_due_stamped(&mut e, at(0.0), 40_000_000, &mut sink)
+        .pop()
+        .unwrap();
+    let s = tx_stamp(Family::V4, 0, at(40.0).real_ns, at(40.0));
+    assert_eq!(e.on_reply(&s, &mut sink), ReplyOutcome::Ignored);
+    // 1,010 ms after the reading, everything stamped before 1,005 ms has been handed
+    // over: past the reading's deadline, not the packet's.
+    assert!(!e.expiry_due(at(1010.0).mono_ns));
+    e.tick(at(1010.0), at(1005.0).mono_ns, &mut sink);
+    assert_eq!(e.unresolved(), 1);
+    assert_eq!(
+        e.on_reply(&reply(&p, 0x4242, at(1030.0)), &mut sink),
+        ReplyOutcome::Received { rtt_ns: 990 * MS }
+    );
+    e.tick(at(1100.0), at(1100.0).mono_ns, &mut sink);
+    e.finish(&mut sink);
+    sink.check_invariants();
+    assert_eq!(
+        (
+            sink.total(|f| f.lost),
+            sink.total(|f| f.late),
+            sink.total(|f| f.received())
+        ),
+        (0, 0, 1)
+    );
+}
+
 #[test]
 fn transmit_stamp_outside_its_send_is_refused() {
     let mut e = engine();
