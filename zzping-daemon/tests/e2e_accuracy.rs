@@ -79,6 +79,11 @@ const SCENARIOS: &[(&str, &str, &str)] = &[
         "isp-ratelimit.toml",
         "rate = 50\nduration_s = 8\nexpect_fates = [\"dropped_ratelimit\"]\nexpect_counts = [\"lost\", \"received\"]",
     ),
+    (
+        "route_change",
+        "route-change.toml",
+        "rate = 50\nduration_s = 11\nexpect_counts = [\"received\"]",
+    ),
     ("late_replies", "e2e-late.toml", ""),
     ("high_rate", "e2e-high-rate.toml", ""),
     ("near_timeout", "e2e-near-timeout.toml", ""),
@@ -248,6 +253,23 @@ fn link_flap() {
             .all(|n| zzping_lib::frame::ErrorKind::from_name(n).is_some_and(|k| k.is_local())),
         "{k:?}"
     );
+}
+
+#[test]
+fn route_change() {
+    let Some(r) = scenario("route_change") else {
+        return;
+    };
+    // The far host's requests left through the hotspot while the default route named
+    // it (the truth's `interface`), and were held to the truth like the others.
+    let far: IpAddr = "198.19.8.8".parse().unwrap();
+    let via: std::collections::BTreeSet<&str> = r
+        .truth
+        .requests_to(far)
+        .iter()
+        .map(|q| q.interface.as_str())
+        .collect();
+    assert!(via.contains("zzsim0") && via.contains("zzsim1"), "{via:?}");
 }
 
 #[test]

@@ -25,8 +25,16 @@
 //!   frame must have `start <= time_us < end + SEND_EPS_US`; requests read after their
 //!   frame's end (sent just before the boundary) are counted and reported as
 //!   `boundary_shifted` (the only way the naive mapping differs).
+//!   Requests that never reached the simulator are taken out of the cut first: a
+//!   frame's send errors (its error kinds of this machine: no route, network down...),
+//!   allowed only inside the truth's `net` windows of routes or links taken away; and,
+//!   in frames overlapping a `carrier_off` window, the requests whose kernel transmit
+//!   stamp is not in the capture (the kernel dropped them: they must be lost).
 //! * **Outcomes** (received / lost / errors) go to the request's frame (frame.rs rules),
-//!   so with the cut they are compared **exactly** per frame. A first echo reply whose
+//!   so with the cut they are compared **exactly** per frame. A first answer that is an
+//!   ICMP error (any `ReplyKind::is_error`) is an error of the kind its ICMP type and
+//!   code say (RFC 792 / 4443); each frame's errors by kind must equal the truth's, and
+//!   the router it names must be one that sent an error in it (none without one). A first echo reply whose
 //!   holding time is within `TIMEOUT_AMB_US` of the timeout could fall on either side
 //!   and is counted as ambiguous (none are expected: scenarios keep delays away from it).
 //! * **Extras** (duplicates, late replies) go to the request's frame while it is open,
@@ -38,7 +46,8 @@
 //!   possible frames; extras outside every uncertainty window have exactly one. Per-frame counts must then be exactly
 //!   achievable by one assignment (checked by an earliest-deadline greedy match), and
 //!   the number of extras that had more than one candidate is reported.
-//! * **RTTs.** The reference is a packet capture on the TUN ([`capture`]), whose taps
+//! * **RTTs.** The reference is a packet capture on every TUN of the scenario
+//!   ([`capture`]; a route change moves requests to another one), whose taps
 //!   sit before the driver's transmit stamp and after the receive stamp: the wire RTT
 //!   (reply tap − request tap) is an upper bound of a kernel-timed RTT. The simulator
 //!   read the request after the daemon's transmit stamp, waited at least its intended
@@ -351,8 +360,11 @@ pub fn run(test: &str, file: &str, extra: &str) -> Option<Run> {
                 pin_this_thread(cpu);
             }
             let sim = Simulator::start(&scenario, Some(&tp)).expect("start the simulator");
-            let cap =
-                capture::Capture::start(&scenario.network.tun_name).expect("capture on the TUN");
+            // One capture per TUN (a route change moves requests to another one).
+            let caps: Vec<capture::Capture> = std::iter::once(&scenario.network.tun_name)
+                .chain(scenario.interface.iter().map(|i| &i.name))
+                .map(|name| capture::Capture::start(name).expect("capture on a TUN"))
+                .collect();
             let mut fp = fping.zip(fping_bin).map(|(addr, fping_bin)| {
                 Command::new(fping_bin)
                     .args([
@@ -407,7 +419,16 @@ pub fn run(test: &str, file: &str, extra: &str) -> Option<Run> {
                 }
                 None => String::new(),
             };
-            let wire = cap.finish().expect("capture on the TUN");
+            let mut wire = capture::Wire::default();
+            for cap in caps {
+                let w = cap.finish().expect("capture on a TUN");
+                wire.requests.extend(w.requests);
+                wire.requests_in.extend(w.requests_in);
+                wire.replies_out.extend(w.replies_out);
+                wire.replies.extend(w.replies);
+                wire.drops += w.drops;
+                wire.link_downs += w.link_downs;
+            }
             let summary = sim.stop().expect("stop the simulator");
             (ns, status, daemon_stderr, fping_stderr, summary, wire)
         })
