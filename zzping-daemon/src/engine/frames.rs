@@ -181,8 +181,9 @@ impl Engine {
             }
             self.tables[fi].advance_scan();
         }
-        // Rotate.
-        let now_us = now.real_us();
+        // Rotate, by the latest wall clock seen: a send of this wakeup may have read a
+        // later one than `now` (and rotated its host's frame by it already).
+        let now_us = now.real_us().max(std::mem::take(&mut self.sent_real_us));
         if self.next_boundary_us != 0 && now_us >= self.next_boundary_us {
             let period = self.cfg.period_us;
             let start = period_start(now_us, period);

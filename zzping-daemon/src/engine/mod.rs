@@ -222,6 +222,10 @@ pub struct Engine {
     unresolved: usize,
     /// Next period boundary (realtime µs) at which current frames rotate.
     next_boundary_us: u64,
+    /// Wall clock of the latest send since the last [`Engine::tick`], µs (0: none). The
+    /// sends of a wakeup read the clock after the tick's reading, and may have crossed a
+    /// boundary (a stall mid-round): the tick rotates by the later of the two.
+    sent_real_us: u64,
 }
 
 impl Engine {
@@ -241,6 +245,7 @@ impl Engine {
             rtt_capacity: 0,
             unresolved: 0,
             next_boundary_us: 0,
+            sent_real_us: 0,
         }
     }
 

@@ -90,6 +90,7 @@ impl Engine {
     ) -> SendOutcome {
         let late = tx.mono_ns.saturating_sub(probe.scheduled_ns);
         self.lateness.record(late);
+        self.sent_real_us = self.sent_real_us.max(tx.real_us());
         let period_ns = u64::from(self.cfg.period_us) * 1000;
         let timeout_ns = self.cfg.timeout_ns;
         let full = !probe.sendable || self.tables[probe.family.index()].full();

@@ -1149,3 +1149,39 @@ fn a_stall_caught_up_at_once_never_grows_a_frame() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_boundary_crossed_during_the_sends_never_rotates_a_frame_back() {
+    // The loop reads the clocks once per wakeup, then sends; a stall in the middle of the
+    // sends can carry them past the next boundary. The tick that follows must not rotate
+    // the frame those sends opened back to the wakeup's frame: that split one frame in
+    // two records with the same start (seen under load in the netns suite).
+    let mut e = engine();
+    let mut sink = Sink::default();
+    let h = e.add_host("a", v4("127.0.0.1"), 10.0, at(50.0).mono_ns, at(0.0));
+    for p in send_due(&mut e, at(50.0), &mut sink) {
+        e.on_reply(&reply(&p, 0x4242, at(50.5)), &mut sink);
+    }
+    e.tick(at(50.5), at(50.5).mono_ns, &mut sink);
+    // Woken at 150 ms (boundary 100 not rotated yet); the send goes out at 205 ms.
+    let p = e.poll_send(at(150.0)).expect("a send is due");
+    e.commit_send(&p, at(205.0), true, &mut sink);
+    e.on_reply(&reply(&p, 0x4242, at(205.5)), &mut sink);
+    e.tick(at(150.0), at(150.0).mono_ns, &mut sink);
+    for t in [250.0, 350.0, 450.0] {
+        for p in send_due(&mut e, at(t), &mut sink) {
+            e.on_reply(&reply(&p, 0x4242, at(t + 0.5)), &mut sink);
+        }
+        e.tick(at(t + 0.5), at(t + 0.5).mono_ns, &mut sink);
+    }
+    e.finish(&mut sink);
+    sink.check_invariants();
+    let starts: Vec<u64> = sink
+        .frames
+        .iter()
+        .filter(|(id, _, f)| *id == h && !f.is_empty())
+        .map(|(_, _, f)| (f.start_us - REAL0 / 1000) / 1000)
+        .collect();
+    assert_eq!(starts, vec![0, 200, 300, 400], "frame starts, ms");
+    assert_eq!(sink.total(|f| u32::from(f.flags & FLAG_CLOCK_STEP != 0)), 0);
+}
