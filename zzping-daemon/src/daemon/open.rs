@@ -207,7 +207,7 @@ impl Daemon {
         d.apply_retention(now);
         let count = d.targets.len();
         for i in 0..count {
-            d.start_target(i, now, i, count);
+            d.start_target(i, now);
         }
         // Every socket is open and every target started: tell systemd (Type=notify).
         d.notifier.ready(&format!("pinging {count} hosts"));

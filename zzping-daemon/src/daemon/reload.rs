@@ -162,7 +162,7 @@ impl Daemon {
             match self.targets[i].id {
                 // Resolved and re-pointed by the periodic path (names) or here (IPs).
                 Some(_) => self.re_point(i),
-                None => self.start_target(i, now, 0, 1),
+                None => self.start_target(i, now),
             }
         }
         // Update rates (a host's own, else the default: either may have changed), add new
@@ -188,10 +188,9 @@ impl Daemon {
                 }
             }
         }
-        let count = added.len();
-        any |= count > 0;
-        for (k, i) in added.into_iter().enumerate() {
-            self.start_target(i, now, k, count);
+        any |= !added.is_empty();
+        for i in added {
+            self.start_target(i, now);
         }
         self.cfg.host.clone_from(&new.host);
         any

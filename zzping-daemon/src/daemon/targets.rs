@@ -49,10 +49,10 @@ impl Target {
 }
 
 impl Daemon {
-    /// Resolves and starts target `i` (nothing if started). `index`/`count` stagger first
-    /// sends over one interval. A name that does not resolve is retried by
-    /// [`Chore::RetryUnresolved`].
-    pub(super) fn start_target(&mut self, i: usize, now: Now, index: usize, count: usize) {
+    /// Resolves and starts target `i` (nothing if started), its sends in the round of
+    /// every host with the same rate ([`crate::engine::Engine::aligned_first_send_ns`]).
+    /// A name that does not resolve is retried by [`Chore::RetryUnresolved`].
+    pub(super) fn start_target(&mut self, i: usize, now: Now) {
         let t = &self.targets[i];
         if t.id.is_some() {
             return;
@@ -87,11 +87,10 @@ impl Daemon {
                 Family::of(&addr)
             );
         }
-        let interval = crate::engine::interval_ns(rate);
-        let offset = (interval as u128 * index as u128 / count.max(1) as u128) as u64;
-        let id = self
+        let first_ns = self
             .engine
-            .add_host(&label, addr, rate, now.mono_ns + offset, now);
+            .aligned_first_send_ns(crate::engine::interval_ns(rate), now);
+        let id = self.engine.add_host(&label, addr, rate, first_ns, now);
         self.outputs.add_host(
             id,
             HostInfo {
@@ -138,7 +137,7 @@ impl Daemon {
                 continue;
             }
             if t.id.is_none() {
-                self.start_target(i, now, 0, 1);
+                self.start_target(i, now);
             } else {
                 self.re_point(i);
             }
@@ -149,7 +148,7 @@ impl Daemon {
     pub(super) fn retry_unresolved(&mut self, now: Now) {
         for i in 0..self.targets.len() {
             if self.targets[i].id.is_none() {
-                self.start_target(i, now, 0, 1);
+                self.start_target(i, now);
             }
         }
     }

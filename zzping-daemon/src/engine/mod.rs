@@ -483,6 +483,32 @@ impl Engine {
         }
     }
 
+    /// Where the sends of a host pinging every `interval_ns` fall, after a frame boundary:
+    /// half the boundary's slack ([`BOUNDARY_SLACK_NS`]) or half an interval, whichever is
+    /// less. A send there rotates the frames on its own wakeup (the boundary needs none of
+    /// its own), and is far from both boundaries, so no lateness short of the frame's rest
+    /// can move it into the next frame.
+    pub fn round_phase_ns(&self, interval_ns: u64) -> u64 {
+        let period_ns = u64::from(self.cfg.period_us) * 1000;
+        (BOUNDARY_SLACK_NS.min(period_ns / 4) / 2).min(interval_ns / 2)
+    }
+
+    /// The first send, at or after `now`, of a host pinging every `interval_ns`, in the
+    /// same round as every other host with that interval: phase-aligned rounds, each a
+    /// fixed [`Engine::round_phase_ns`] after a frame boundary (when the interval divides
+    /// the frame period or is a multiple of it). One wakeup sends the whole round, and
+    /// every host of a round is probed at the same instant (see docs/architecture.md).
+    pub fn aligned_first_send_ns(&self, interval_ns: u64, now: Now) -> u64 {
+        let interval = i128::from(interval_ns.max(1));
+        let boundary_real_ns = i128::from(period_start(now.real_us(), self.cfg.period_us)) * 1000;
+        let anchor =
+            boundary_real_ns - now.offset_ns() + i128::from(self.round_phase_ns(interval_ns));
+        let behind = i128::from(now.mono_ns) - anchor;
+        // The first anchor + k * interval at or after now.
+        let k = behind.div_euclid(interval) + i128::from(behind.rem_euclid(interval) != 0);
+        (anchor + k * interval).clamp(i128::from(now.mono_ns), i128::from(u64::MAX)) as u64
+    }
+
     /// Monotonic time of the next thing the engine must do (a send, an expiry, or a frame
     /// rotation), given the current clocks.
     pub fn next_deadline(&self, now: Now) -> u64 {

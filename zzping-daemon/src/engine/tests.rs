@@ -1151,6 +1151,58 @@ fn a_stall_caught_up_at_once_never_grows_a_frame() {
 }
 
 #[test]
+fn aligned_rounds_send_every_host_of_a_rate_together_a_phase_after_the_boundary() {
+    let mut e = engine();
+    // 100 ms frames: 10/s sends sit 10 ms after each boundary, 100/s sends 5 ms after
+    // every 10 ms (half the interval), whenever the host is started.
+    for (start_ms, rate, phase_ms) in [
+        (0.0, 10.0, 10.0),
+        (37.5, 10.0, 10.0),
+        (99.9, 10.0, 10.0),
+        (10.0, 10.0, 10.0),
+        (3.0, 100.0, 5.0),
+        (5.0, 100.0, 5.0),
+        (0.2, 1000.0, 0.5),
+    ] {
+        let now = at(start_ms);
+        let interval = interval_ns(rate);
+        let first = e.aligned_first_send_ns(interval, now);
+        assert!(
+            first >= now.mono_ns && first < now.mono_ns + interval,
+            "start {start_ms} ms, rate {rate}: first send {} ns after now",
+            first - now.mono_ns
+        );
+        // In frame time (the test clocks share their origin with a frame boundary).
+        let into_interval = (first - MONO0) % interval;
+        assert_eq!(
+            into_interval,
+            (phase_ms * 1e6) as u64,
+            "start {start_ms} ms, rate {rate}"
+        );
+    }
+    // Two hosts started at different times share their rounds: one wakeup sends both.
+    let a = e.add_host(
+        "a",
+        v4("198.18.0.1"),
+        10.0,
+        e.aligned_first_send_ns(interval_ns(10.0), at(1.0)),
+        at(1.0),
+    );
+    let b = e.add_host(
+        "b",
+        v4("198.18.0.2"),
+        10.0,
+        e.aligned_first_send_ns(interval_ns(10.0), at(7.0)),
+        at(7.0),
+    );
+    let round = at(10.0);
+    let hosts: Vec<HostId> = std::iter::from_fn(|| e.poll_send(round).map(|p| p.host)).collect();
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    assert!(hosts.contains(&a) && hosts.contains(&b));
+    assert!(e.poll_send(at(109.9)).is_none());
+}
+
+#[test]
 fn a_boundary_crossed_during_the_sends_never_rotates_a_frame_back() {
     // The loop reads the clocks once per wakeup, then sends; a stall in the middle of the
     // sends can carry them past the next boundary. The tick that follows must not rotate
