@@ -429,7 +429,8 @@ fn expected_events(runs: Vec<(String, Vec<TruthFrame>)>) -> Vec<Expected> {
 /// host but those two, the extender's own 800 ms bursts every 17 s from 3 s) through a
 /// real daemon at 50 pings/s per host: the report lists the printer and the laptop as
 /// down, the dropout as one local event, and every burst as its own event — exactly the
-/// events the truth's failed requests make.
+/// events the truth's failed requests make — and the ISP router, capped at 20 replies a
+/// second, as a host that limits ICMP, without outages of its own.
 #[test]
 fn report_of_the_demo_scenario_lists_down_hosts_and_each_event() {
     zzping_testkit::require!(zzping_testkit::privileges::tun());
@@ -509,8 +510,42 @@ fn report_of_the_demo_scenario_lists_down_hosts_and_each_event() {
     let laptop = &outages[1];
     assert_eq!(laptop["cause"], "host_unreachable", "{}", dump());
 
-    // The events: exactly those of the truth's runs.
-    let want = expected_events(up_runs);
+    // The ISP router answers 20 of the 50 requests a second (its `rate_limit`): the
+    // report says it limits ICMP, and no one else; its runs alone are no outages.
+    let limiting: Vec<&str> = report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["limits_icmp"] == true)
+        .map(|h| h["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(limiting, ["198.18.1.1"], "{}", report["hosts"]);
+    let dispersion: Vec<(&str, f64)> = report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| Some((h["label"].as_str()?, h["reply_dispersion"].as_f64()?)))
+        .collect();
+    eprintln!("reply dispersion: {dispersion:?}");
+
+    // The events: exactly those of the truth's runs, but the ISP router's alone.
+    let mut want = expected_events(up_runs);
+    let before = want.len();
+    want.retain(|e| !(e.hosts.len() == 1 && e.hosts.contains_key("198.18.1.1")));
+    let router_alone = (before - want.len()) as u64;
+    let limited = report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["label"] == "198.18.1.1")
+        .unwrap()["limited_runs"]
+        .as_u64()
+        .unwrap();
+    // (The report also counts those after the cutoff.)
+    assert!(
+        limited >= router_alone,
+        "{limited} left out, the truth has {router_alone}"
+    );
     let got: Vec<Expected> = outages
         .iter()
         .filter(|o| o["verdict"] != "down" && o["start_us"].as_u64().unwrap() < cutoff_us)

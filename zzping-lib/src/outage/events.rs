@@ -1,6 +1,6 @@
 //! The events in which hosts that were otherwise up fail together ([`analyse`]).
 
-use super::{Failures, HostOutages, Run};
+use super::{Failures, HostOutages, Run, WholeFrames};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -40,6 +40,13 @@ pub struct Analysis {
     pub down: Vec<usize>,
     /// The events of the other hosts, by start.
     pub events: Vec<Event>,
+    /// The hosts that limit ICMP ([`HostOutages::limits_icmp`]), by index.
+    pub limits_icmp: Vec<usize>,
+    /// Per host (by index): its events alone left out of `events` because it limits
+    /// ICMP.
+    pub limited_runs: Vec<u64>,
+    /// Per host (by index): its frames that failed in events of several hosts.
+    pub shared: Vec<WholeFrames>,
 }
 
 /// Finds the down hosts and the events of the others (see the module docs).
@@ -63,6 +70,8 @@ pub fn analyse(hosts: &[HostOutages]) -> Analysis {
         }
     }
     let mut events = Vec::new();
+    // Per host: its frames that failed in events of several hosts.
+    let mut shared = vec![WholeFrames::default(); hosts.len()];
     while let Some(Reverse((s0, _, first))) = queue.pop() {
         let tolerance = runs[first].1.period_us();
         let mut group = vec![first];
@@ -104,6 +113,9 @@ pub fn analyse(hosts: &[HostOutages]) -> Analysis {
         };
         for &i in &group {
             let (h, r) = &runs[i];
+            if group.len() > 1 {
+                shared[*h].add(&r.whole_frames());
+            }
             ev.start_us = ev.start_us.min(r.start_us);
             ev.end_us = ev.end_us.max(r.end_us);
             ev.failures.merge(&r.failures);
@@ -117,21 +129,45 @@ pub fn analyse(hosts: &[HostOutages]) -> Analysis {
         ev.hosts.sort_by_key(|e| e.host);
         events.push(ev);
     }
+    // A host that rations its replies fails whole frames now and then on its own: not
+    // an outage of anything. With other hosts, the event stands.
+    let limits_icmp: Vec<usize> = (0..hosts.len())
+        .filter(|&h| hosts[h].limits_icmp_apart(&shared[h]))
+        .collect();
+    let mut limited_runs = vec![0; hosts.len()];
+    events.retain(|ev| {
+        let limited = ev.hosts.iter().all(|e| limits_icmp.contains(&e.host));
+        if limited {
+            for e in &ev.hosts {
+                limited_runs[e.host] += 1;
+            }
+        }
+        !limited
+    });
     for ev in &mut events {
         ev.also_failing = (0..hosts.len())
-            .filter(|&h| !down.contains(&h) && ev.hosts.iter().all(|e| e.host != h))
+            .filter(|&h| !down.contains(&h) && !limits_icmp.contains(&h))
+            .filter(|&h| ev.hosts.iter().all(|e| e.host != h))
             .filter(|&h| hosts[h].failing_during(ev.start_us, ev.end_us))
             .collect();
     }
     events.sort_by_key(|e| (e.start_us, e.end_us));
-    Analysis { down, events }
+    Analysis {
+        down,
+        events,
+        limits_icmp,
+        limited_runs,
+        shared,
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::single_range_in_vec_init)] // failing spans of a host, often one
 mod tests {
     use super::super::testutil::*;
+    use super::super::{HostRuns, LIMIT_MAX_DISPERSION, LIMIT_MIN_FRAMES};
     use super::*;
+    use crate::frame::ErrorKind;
 
     fn ev_spans(a: &Analysis) -> Vec<(u64, u64, Vec<usize>)> {
         a.events
@@ -191,6 +227,75 @@ mod tests {
             timeline(600, &[370..374], &[]),
         ];
         assert_eq!(ev_spans(&analyse(&hosts)), [(t(370), t(374), vec![0, 1])]);
+    }
+
+    /// Frames of 5 requests; `replies(i)` of them answered, the rest timed out.
+    fn rationed(n: u64, replies: impl Fn(u64) -> u32) -> HostOutages {
+        let mut r = HostRuns::new();
+        for i in 0..n {
+            r.add(&fr(i, replies(i), 5 - replies(i), 0, None));
+        }
+        r.finish()
+    }
+
+    #[test]
+    fn a_host_that_rations_its_replies_limits_icmp_and_has_no_outages() {
+        // A router capped at 20 of 50 requests per second: 2 replies in every frame,
+        // and now and then a frame with none (the cap's phase), alone.
+        let capped = rationed(600, |i| if i % 97 == 50 { 0 } else { 2 });
+        let d = capped.dispersion;
+        assert!(d.index().unwrap() < LIMIT_MAX_DISPERSION, "{d:?}");
+        assert!(capped.limits_icmp());
+        // Random loss of the same share (a lossy Wi-Fi host): replies spread
+        // binomially, so it does not limit ICMP.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut coin = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % 5 < 2
+        };
+        let lossy: Vec<u32> = (0..600)
+            .map(|_| (0..5).filter(|_| coin()).count() as u32)
+            .collect();
+        let random = rationed(600, |i| lossy[i as usize]);
+        assert!(
+            random.dispersion.index().unwrap() > 0.6,
+            "{:?}",
+            random.dispersion
+        );
+        assert!(!random.limits_icmp());
+        // Errors are not a rate limit; too few frames cannot tell.
+        let mut r = HostRuns::new();
+        for i in 0..600 {
+            r.add(&fr(i, 2, 0, 3, Some(ErrorKind::HostUnreachable)));
+        }
+        assert!(!r.finish().limits_icmp());
+        assert!(!rationed(LIMIT_MIN_FRAMES - 1, |_| 2).limits_icmp());
+
+        // Heavy random loss (90 %): many frames without a reply, the rest with one or
+        // two; spread like chance, so no cap.
+        let heavy: Vec<u32> = (0..600)
+            .map(|_| (0..5).filter(|_| !coin() && !coin() && !coin()).count() as u32)
+            .collect();
+        let heavy = rationed(600, |i| heavy[i as usize]);
+        assert!(!heavy.limits_icmp(), "{:?}", heavy.dispersion.index());
+
+        // Its frames without a reply are no outage; when every host fails (a dropout of
+        // 10 s), the event keeps it, and those frames do not hide its cap.
+        let capped = rationed(600, |i| match i {
+            300..400 => 0,
+            i if i % 97 == 50 => 0,
+            _ => 2,
+        });
+        assert!(!capped.limits_icmp(), "the dropout alone looks like bursts");
+        let hosts = [capped, timeline(600, &[300..400], &[])];
+        let a = analyse(&hosts);
+        assert_eq!(a.limits_icmp, [0]);
+        assert_eq!(a.limited_runs, [5, 0]);
+        assert_eq!(a.shared[0].frames, 100);
+        // (Its run takes its partly failed frames on either side as edges.)
+        assert_eq!(ev_spans(&a), [(t(299), t(401), vec![0, 1])]);
     }
 
     #[test]

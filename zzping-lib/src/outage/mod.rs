@@ -26,6 +26,11 @@
 //!   goes on longer is cut there and its rest is an event of its own. A run that starts
 //!   with no other is an event of one host. Hosts failing during an event for a reason of
 //!   their own (their run began earlier or later) are listed as *also failing*.
+//! - A host **limits ICMP** ([`HostOutages::limits_icmp`]) when it answers at a capped
+//!   rate: a steady, silent share of its requests lost, with as many replies in every
+//!   frame ([`ReplyDispersion`], judged without its frames in events of several hosts).
+//!   Events of that host alone are left out (counted in
+//!   [`Analysis::limited_runs`]); when other hosts fail with it, the event keeps it.
 //! - The **cause** of a set of failures ([`Failures::cause`]) is the reason (timeouts,
 //!   or one [`ErrorKind`]) of more than half of them, if one dominates; with the router
 //!   that sent the ICMP errors, when known.
@@ -34,7 +39,10 @@ mod events;
 mod runs;
 
 pub use events::{Analysis, Event, EventHost, analyse};
-pub use runs::{HostOutages, HostRuns, Run};
+pub use runs::{
+    HostOutages, HostRuns, LIMIT_MAX_DISPERSION, LIMIT_MIN_FRAMES, ReplyDispersion, Run,
+    WholeFrames,
+};
 
 use crate::codec::QFrame;
 use crate::frame::{ErrorKind, ErrorKinds};

@@ -134,6 +134,18 @@ pub struct HostReport {
     pub jitter_us: Option<f64>,
     /// Frames whose measurement is qualified, by flag.
     pub flagged_frames: FlaggedFrames,
+    /// The host answers at a capped rate (a router limiting the echo replies it sends
+    /// itself): its loss is shown, but its frames without a reply are no outage unless
+    /// other hosts fail with it (`zzping_lib::outage::HostOutages::limits_icmp`).
+    pub limits_icmp: bool,
+    /// Outages of this host alone left out because it limits ICMP.
+    pub limited_runs: u64,
+    /// How evenly its replies spread over its frames (but those in outages of several
+    /// hosts), against random loss
+    /// (`zzping_lib::outage::ReplyDispersion::index`: about 1 for random loss, more for
+    /// bursts, near 0 for a capped reply rate); `None` without both replies and
+    /// failures.
+    pub reply_dispersion: Option<f64>,
 }
 /// Frames carrying each measurement-quality flag (a frame may carry several).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -472,6 +484,9 @@ pub fn build(a: &Args) -> Result<Report> {
             p99_us: pct(99.0),
             jitter_us: (acc.jitter_n > 0).then(|| acc.jitter_sum / acc.jitter_n as f64),
             flagged_frames: acc.flagged,
+            limits_icmp: false,
+            limited_runs: 0,
+            reply_dispersion: None,
         });
     }
 
@@ -528,8 +543,19 @@ pub fn build(a: &Args) -> Result<Report> {
 
     // The outage log: down hosts, then the events of the others.
     let timelines: Vec<HostOutages> = accs.into_iter().map(|(_, acc)| acc.runs.finish()).collect();
-    let label = |i: usize| host_reports[i].label.clone();
     let analysis = zzping_lib::outage::analyse(&timelines);
+    for ((h, t), shared) in host_reports
+        .iter_mut()
+        .zip(&timelines)
+        .zip(&analysis.shared)
+    {
+        h.reply_dispersion = t.dispersion.without(shared).index();
+    }
+    for &i in &analysis.limits_icmp {
+        host_reports[i].limits_icmp = true;
+        host_reports[i].limited_runs = analysis.limited_runs[i];
+    }
+    let label = |i: usize| host_reports[i].label.clone();
     let mut outages = Vec::new();
     for &i in &analysis.down {
         let t = &timelines[i];

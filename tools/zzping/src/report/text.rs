@@ -108,7 +108,7 @@ pub(super) fn render(r: &Report, tf: &TimeFmt) -> String {
             w!(out, "{e}");
         }
     }
-    let notes: Vec<String> = r
+    let mut notes: Vec<String> = r
         .hosts
         .iter()
         .filter_map(|h| {
@@ -119,6 +119,14 @@ pub(super) fn render(r: &Report, tf: &TimeFmt) -> String {
             ))
         })
         .collect();
+    notes.extend(r.hosts.iter().filter(|h| h.limits_icmp).map(|h| {
+        format!(
+            "  {}: limits ICMP (answers at a capped rate, the same number of replies in \
+             every frame): its loss is the cap, not the path; {} frame runs of it alone \
+             are not listed as outages",
+            h.label, h.limited_runs
+        )
+    }));
     if !notes.is_empty() {
         w!(out);
         w!(out, "Measurement notes:");
