@@ -18,6 +18,14 @@
 //! (the user-space stamp would then carry the wait), and a window that brings nothing
 //! returns the thread to blocking `poll`.
 //!
+//! Rounds are received in one window too: the loop sends every host of a rate in one
+//! wakeup, and the first transmit stamp of the round wakes this thread (the error queue
+//! makes the socket readable) before any reply. A wakeup by transmit stamps alone starts
+//! a window at once, and a window that leaves the sockets empty and every stamped
+//! request answered (a reply or an ICMP error read for each) returns the thread to
+//! blocking `poll` instead of spending another window finding nothing: two wakeups per
+//! round at low rates (the stamps, then the window) instead of three per request.
+//!
 //! # Receive stamps that are not arrival times
 //! Linux stamps an incoming packet only while some socket asks for receive timestamps:
 //! the first such socket switches network timestamping on through deferred work (a
@@ -353,6 +361,10 @@ fn receive_loop(
     let mut stamps_live = false;
     let mut dense = false;
     let mut last_wake_ns = 0u64;
+    // Requests whose transmit stamp was read and whose outcome (reply or ICMP error) was
+    // not yet: the round in flight. Any echo reply counts (a raw socket also sees other
+    // pingers'), so this may reach 0 early: that costs a wakeup, never a reply.
+    let mut awaited = 0u64;
     loop {
         // A lower bound of the instant poll looked at the sockets (batch mode only).
         let mut polled_real_ns = 0;
@@ -385,7 +397,13 @@ fn receive_loop(
             // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
             let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
             let now = clock::mono_ns();
-            dense = batching && stamps_live && now.saturating_sub(last_wake_ns) < BATCH_NS;
+            // Woken by transmit stamps alone: a round of sends just went out, and its
+            // replies follow; one window collects them all.
+            let round_out = fds[..2].iter().any(|f| f.revents & libc::POLLERR != 0)
+                && fds[..2].iter().all(|f| f.revents & libc::POLLIN == 0);
+            dense = batching
+                && stamps_live
+                && (round_out || now.saturating_sub(last_wake_ns) < BATCH_NS);
             last_wake_ns = now;
             rc
         };
@@ -418,6 +436,7 @@ fn receive_loop(
                 // error, so poll stops reporting it.
                 let d = drain_error_queue(s, &mut buf, queue, dense, &mut local);
                 batch += d.messages;
+                awaited = (awaited + u64::from(d.stamps)).saturating_sub(u64::from(d.errors));
                 errq_empty_at = d.empty_at_real_ns;
                 // Nothing queued: a pending socket error; the plain recv below consumes it.
                 if d.read_any && fds[i].revents & libc::POLLIN == 0 {
@@ -458,6 +477,8 @@ fn receive_loop(
                         {
                             let e = drain_error_queue(s, &mut errbuf, queue, dense, &mut local);
                             batch += e.messages;
+                            awaited =
+                                (awaited + u64::from(e.stamps)).saturating_sub(u64::from(e.errors));
                             errq_empty_at = e.empty_at_real_ns;
                         }
                         let Some(icmp_bytes) = buf.get(d.start..d.end) else {
@@ -502,6 +523,9 @@ fn receive_loop(
                             user,
                         });
                         batch += 1;
+                        if matches!(msg, Message::EchoReply { .. } | Message::Error { .. }) {
+                            awaited = awaited.saturating_sub(1);
+                        }
                         if len == Some(wake_at) {
                             let _ = waker.wake();
                         }
@@ -533,6 +557,11 @@ fn receive_loop(
         });
         if let Some(Some(t)) = drained {
             queue.publish_drained(t);
+            // The round is answered: block until the next one rather than spend a
+            // window finding nothing.
+            if awaited == 0 {
+                dense = false;
+            }
         }
         queue.pass_end(waker);
         if batch > 0 && wake_every_batch {
@@ -545,6 +574,9 @@ fn receive_loop(
 struct ErrorDrain {
     /// Messages handed over.
     messages: u32,
+    /// Of those, transmit stamps (each a request sent), and ICMP errors (each an outcome).
+    stamps: u32,
+    errors: u32,
     /// Whether the queue held anything at all (some messages are not handed over).
     read_any: bool,
     /// Wall clock read just before the `recvmsg` that found the queue empty, ns.
@@ -560,13 +592,15 @@ fn drain_error_queue(
     batched: bool,
     local: &mut LocalAddrs,
 ) -> ErrorDrain {
-    let mut messages = 0;
+    let (mut messages, mut stamps, mut errors) = (0, 0, 0);
     let mut read_any = false;
     loop {
         let before = clock::real_ns();
         let Ok(Some((msg, kernel_real_ns))) = s.recv_error(buf) else {
             return ErrorDrain {
                 messages,
+                stamps,
+                errors,
                 read_any,
                 empty_at_real_ns: before,
             };
@@ -574,8 +608,14 @@ fn drain_error_queue(
         read_any = true;
         let msg = local.classify(msg);
         let src = match msg {
-            Message::Error { orig_dst, .. } => orig_dst,
-            Message::TxStamp { .. } => s.family().unspecified(),
+            Message::Error { orig_dst, .. } => {
+                errors += 1;
+                orig_dst
+            }
+            Message::TxStamp { .. } => {
+                stamps += 1;
+                s.family().unspecified()
+            }
             _ => continue,
         };
         queue.push(Reply {
