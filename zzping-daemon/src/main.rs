@@ -1,6 +1,7 @@
 //! zzping-daemon binary: parses the configuration, sets up logging, runs the event loop.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::Parser;
@@ -8,6 +9,9 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 use zzping_daemon::config::{self, LogTarget};
 use zzping_daemon::daemon;
+
+/// Set once logging writes to stderr (see [`init_logging`]).
+static LOGS_ON_STDERR: AtomicBool = AtomicBool::new(false);
 
 /// Exit status when the command line or the configuration is invalid (fping's 3).
 const EXIT_INVALID: u8 = 3;
@@ -30,8 +34,12 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err((code, e)) => {
+            // Once on stderr: the log line when logs go there, else (logs in the journal,
+            // or no logging yet) the error with its causes.
             tracing::error!("{e:#}");
-            eprintln!("Error: {e:?}");
+            if !LOGS_ON_STDERR.load(Ordering::Relaxed) {
+                eprintln!("Error: {e:?}");
+            }
             ExitCode::from(code)
         }
     }
@@ -107,6 +115,7 @@ fn init_logging(target: LogTarget, filter: EnvFilter) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    LOGS_ON_STDERR.store(true, Ordering::Relaxed);
     if let Some(e) = journal_error {
         tracing::warn!("cannot log to journald ({e}); logging to stderr");
     }
