@@ -40,6 +40,19 @@ fn lines(child: &mut std::process::Child) -> impl Iterator<Item = String> + use<
         .map_while(Result::ok)
 }
 
+/// Waits (bounded) until host directory `host` holds a frame file that is not empty.
+fn wait_for_frames(host: &Path) {
+    let end = Instant::now() + LIMIT;
+    let written = || {
+        std::fs::read_dir(host)
+            .is_ok_and(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
+    };
+    while !written() {
+        assert!(Instant::now() < end, "{}: no frames", host.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Waits (bounded) until `path` exists and is not empty.
 fn wait_for_file(path: &Path) {
     let end = Instant::now() + LIMIT;
@@ -47,6 +60,36 @@ fn wait_for_file(path: &Path) {
         assert!(Instant::now() < end, "{} never appeared", path.display());
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A `--duration` run stopped early by a signal exits 0, like a service, even with a host
+/// that never answered: only a run that reached its duration reports on its hosts.
+#[test]
+fn a_signal_before_the_duration_exits_0_whatever_the_hosts_did() {
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    zzping_testkit::netns::enter();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    // No route to 198.18.0.5 in a fresh namespace: it never answers.
+    let args = [
+        "--data-dir",
+        data,
+        "--target",
+        "198.18.0.5",
+        "--live",
+        "off",
+        "--duration",
+        "30",
+    ];
+    let mut child = Kill(daemon(&args).spawn().unwrap());
+    let mut log = String::new();
+    let mut out = lines(&mut child.0);
+    wait_for(&mut out, "198.18.0.5: pinging", &mut log);
+    kill(child.0.id() as i32, libc::SIGTERM);
+    wait_for(&mut out, "stopped:", &mut log);
+    let status = wait_bounded(&mut child.0, LIMIT, "daemon");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(!log.contains("exit status"), "{log}");
 }
 
 #[test]
@@ -64,6 +107,8 @@ fn a_second_daemon_on_the_same_data_directory_exits_naming_it_and_the_holder() {
         "20",
         "--live",
         "off",
+        "--flush-interval-s",
+        "0.2",
         "--duration",
         "30",
     ];
@@ -71,6 +116,8 @@ fn a_second_daemon_on_the_same_data_directory_exits_naming_it_and_the_holder() {
     let mut log = String::new();
     let mut out = lines(&mut first.0);
     wait_for(&mut out, "127.0.0.1: pinging", &mut log);
+    // Its first frames on disk (sends start on the next aligned round, not at once).
+    wait_for_frames(&dir.path().join("127.0.0.1"));
 
     let second = output_bounded(daemon(&args).spawn().unwrap(), LIMIT);
     let err = String::from_utf8_lossy(&second.stderr);

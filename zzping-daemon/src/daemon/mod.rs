@@ -134,6 +134,9 @@ struct Daemon {
     timers: Timers,
     retention: retention::Retention,
     stop: Stop,
+    /// The run ended because `--duration` was reached (not by a signal): only then does
+    /// the exit status say whether every host answered.
+    duration_reached: bool,
     /// Replies taken from the queue (reused).
     replies: Vec<Reply>,
     /// The echo request being sent (reused).
@@ -301,7 +304,10 @@ impl Daemon {
                         self.timers.arm(chore, now.mono_ns + every);
                     }
                 }
-                Chore::End => self.begin_stop(now, "duration reached"),
+                Chore::End => {
+                    self.duration_reached = true;
+                    self.begin_stop(now, "duration reached");
+                }
                 Chore::GiveUpWaiting => {
                     if self.stop == Stop::Draining {
                         self.stop = Stop::Now { linger: true };
@@ -456,7 +462,7 @@ impl Daemon {
             cpu_ns,
             late_p99_us: self.engine.lateness().quantile_us(0.99),
             tx_stamped: st.tx_stamped,
-            finite: self.cfg.duration_s.is_some(),
+            finite: self.duration_reached,
             never_answered: self.engine.never_answered(),
             unresolved: self
                 .targets

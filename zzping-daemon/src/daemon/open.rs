@@ -195,6 +195,7 @@ impl Daemon {
             timers: Timers::default(),
             retention,
             stop: Stop::Running,
+            duration_reached: false,
             packet: [0u8; icmp::PACKET_LEN],
             queue_drops_seen: 0,
             status_lines: 0,

@@ -20,7 +20,7 @@ pub struct RunReport {
     pub late_p99_us: u64,
     /// Requests whose send time is the kernel's transmit stamp.
     pub tx_stamped: u64,
-    /// The run had a set duration (`--duration`), rather than running until a signal.
+    /// The run ended because its `--duration` was reached, not by a signal.
     pub finite: bool,
     /// Hosts that never got a reply in time.
     pub never_answered: Vec<String>,
