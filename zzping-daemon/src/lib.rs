@@ -26,6 +26,7 @@ pub mod live;
 pub mod local;
 pub mod lock;
 pub mod metrics;
+pub mod netlink;
 pub mod notify;
 pub mod recv;
 pub mod sock;

@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `open` | ICMP sockets (then every capability dropped), data directory (locked), signalfd, poll, live stream and exporter (fatal when asked for and impossible), receive thread, engine, retention, targets started, chores armed, `READY=1` | `open.rs` |
 //! | clock check | a wall-clock step against the monotonic clock flags the open frames | here |
-//! | `on_event` | the events that ended the sleep: [`SIGNALS`] (SIGINT/SIGTERM stop, SIGHUP reloads), [`WAKER`] (the receive queue is filling up), [`LIVE`] (live-stream datagrams), [`METRICS`] and its connections (`/metrics` scrapes) | here |
+//! | `on_event` | the events that ended the sleep: [`SIGNALS`] (SIGINT/SIGTERM stop, SIGHUP reloads), [`WAKER`] (the receive queue is filling up), [`NETLINK`] (link, route and address changes: `Daemon::on_net_event`), [`LIVE`] (live-stream datagrams), [`METRICS`] and its connections (`/metrics` scrapes) | here, `net.rs` |
 //! | `take_replies` | the receive frontier when a loss is due to be declared, then the receive thread's queue into the engine (matching, RTTs) | here |
 //! | `send_due` | every request due: `sendto`, then committed with its timing | `send.rs` |
 //! | `tick` | the engine's expiries and frame rotation; the live server's datagrams and paced history; the exporter's connection deadlines | here |
@@ -31,6 +31,7 @@
 //! every request in flight has an outcome or its timeout (plus grace) has passed, then
 //! shuts down. A second signal stops at once (and skips the `/metrics` linger).
 
+mod net;
 mod open;
 mod outputs;
 mod reload;
@@ -70,6 +71,8 @@ pub const WAKER: Token = Token(2);
 pub const LIVE: Token = Token(3);
 /// The Prometheus exporter's listener (connections: `metrics::CONN_BASE + slot`).
 pub const METRICS: Token = Token(4);
+/// The netlink monitor's socket (link, route and address changes).
+pub const NETLINK: Token = Token(5);
 
 /// How long after a request's timeout it is expected to be expired under ordinary
 /// scheduling (the engine's grace: one receive batching window plus the loop's latency).
@@ -150,6 +153,10 @@ struct Daemon {
     tty: bool,
     /// Process CPU time at start, ns.
     cpu0: u64,
+    /// Link, route and address changes (`None`: netlink could not be opened).
+    netlink: Option<crate::netlink::NetlinkMonitor>,
+    /// Events read from netlink (reused).
+    net_events: Vec<crate::netlink::NetEvent>,
 }
 
 /// Runs the daemon until SIGINT/SIGTERM or the end of `--duration`.
@@ -199,6 +206,7 @@ impl Daemon {
             }
             // The replies are taken every wakeup; the waker only ended the sleep.
             WAKER => {}
+            NETLINK => self.read_netlink(now),
             LIVE => {
                 if let Some(l) = &mut self.outputs.live {
                     l.on_readable();

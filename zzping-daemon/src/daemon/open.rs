@@ -149,6 +149,7 @@ impl Daemon {
         )?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let now = clock::now();
+        let netlink = super::net::open_netlink(poll.registry());
         let live = open_live(&cfg, poll.registry())?;
         let metrics = open_metrics(&cfg, poll.registry(), &sockets, now)?;
         let queue = Arc::new(ReplyQueue::new(QUEUE_CAPACITY));
@@ -202,10 +203,14 @@ impl Daemon {
             flush_retry_ns: 0,
             tty: std::io::IsTerminal::is_terminal(&std::io::stdout()),
             cpu0,
+            netlink,
+            net_events: Vec::new(),
         };
         let now = clock::now();
         d.outputs.set_now(now);
         d.apply_retention(now);
+        // The default routes and links as they are now.
+        d.read_netlink(now);
         let count = d.targets.len();
         for i in 0..count {
             d.start_target(i, now);
