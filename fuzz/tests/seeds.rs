@@ -56,7 +56,7 @@ fn frame_file(dir: &Path) -> PathBuf {
             HostInfo {
                 label: "gw".into(),
                 address: "198.18.0.1".parse().unwrap(),
-                name: (seg == 1).then(|| "router.lan".into()),
+                name: (seg == 1).then(|| "router.lan".into()), role: None,
             },
             WriterConfig {
                 period_us: 100_000,

@@ -26,6 +26,14 @@ pub const MIN_RATE: f64 = 0.1;
 /// Fastest per-host rate.
 pub const MAX_RATE: f64 = 1000.0;
 
+/// The values of a host's `role`.
+const ROLES: [&str; 4] = [
+    zzping_lib::file::role::GATEWAY,
+    zzping_lib::file::role::ISP_EDGE,
+    zzping_lib::file::role::INTERNET,
+    zzping_lib::file::role::SELF_CHECK,
+];
+
 /// A configuration problem.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -159,6 +167,11 @@ pub struct HostConfig {
     /// Pings per second (0.1..=1000); default: the global `rate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
+    /// What the host is on this machine's path to the internet: `gateway`, `isp-edge`,
+    /// `internet` or `self-check` (recorded in its files; `zzping report`'s verdicts
+    /// compare hosts by it). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 impl HostConfig {
@@ -315,20 +328,26 @@ pub fn merge(
                 target: t.clone(),
                 label: None,
                 rate: cli.rate,
+                role: None,
             })
             .collect()
     } else if !file.host.is_empty() {
         file.host
     } else {
-        let mut v = vec!["127.0.0.1".to_owned(), "::1".to_owned()];
+        use zzping_lib::file::role;
+        let mut v = vec![
+            ("127.0.0.1".to_owned(), role::SELF_CHECK),
+            ("::1".to_owned(), role::SELF_CHECK),
+        ];
         if let Some(gw) = gateway() {
-            v.push(gw.to_string());
+            v.push((gw.to_string(), role::GATEWAY));
         }
         v.into_iter()
-            .map(|t| HostConfig {
+            .map(|(t, r)| HostConfig {
                 target: t,
                 label: None,
                 rate: None,
+                role: Some(r.to_owned()),
             })
             .collect()
     };
@@ -338,6 +357,7 @@ pub fn merge(
             label: Some(h.label().to_owned()),
             rate: Some(h.rate.unwrap_or(rate)),
             target: h.target,
+            role: h.role,
         })
         .collect();
     let cfg = Config {
@@ -446,6 +466,15 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         if !labels.insert(h.label().to_owned()) {
             return bad(format!("duplicate host label {:?}", h.label()));
         }
+        if let Some(role) = &h.role
+            && !ROLES.contains(&role.as_str())
+        {
+            return bad(format!(
+                "role {role:?} of {} is not one of {}",
+                h.label(),
+                ROLES.join(", ")
+            ));
+        }
     }
     Ok(())
 }
@@ -497,6 +526,11 @@ mod tests {
         .unwrap();
         let t: Vec<&str> = c.host.iter().map(|h| h.target.as_str()).collect();
         assert_eq!(t, ["127.0.0.1", "::1", "192.168.1.1"]);
+        let roles: Vec<_> = c.host.iter().map(|h| h.role.as_deref()).collect();
+        assert_eq!(
+            roles,
+            [Some("self-check"), Some("self-check"), Some("gateway")]
+        );
         assert_eq!(c.period_ms, 100);
         assert_eq!(c.timeout_ms, 1000);
         assert_eq!(
@@ -590,6 +624,19 @@ mod tests {
             );
         }
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+        let file = |role: &str| {
+            toml::from_str::<FileConfig>(&format!(
+                "[[host]]\ntarget = \"198.18.0.1\"\nrole = \"{role}\"\n"
+            ))
+            .unwrap()
+        };
+        let e = merge(&cli(&[]), file("router"), || None).unwrap_err();
+        assert!(
+            e.to_string().contains("role \"router\" of 198.18.0.1"),
+            "{e}"
+        );
+        let c = merge(&cli(&[]), file("isp-edge"), || None).unwrap();
+        assert_eq!(c.host[0].role.as_deref(), Some("isp-edge"));
     }
 
     #[test]

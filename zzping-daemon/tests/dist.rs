@@ -137,6 +137,7 @@ fn every_key() -> BTreeSet<String> {
             target: "t".into(),
             label: Some("l".into()),
             rate: Some(1.0),
+            role: Some("gateway".into()),
         }],
     };
     keys(&toml::Table::try_from(all).unwrap())

@@ -271,6 +271,7 @@ fn history(data: &Path, label: &str, hours: u64) -> u64 {
             label: label.into(),
             address: label.parse().unwrap(),
             name: None,
+            role: None,
         },
         WriterConfig {
             period_us: 100_000,

@@ -33,6 +33,7 @@ pub fn write_demo(
                 label: label.into(),
                 address: addr.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
                 name: name.map(str::to_string),
+                role: None,
             },
             WriterConfig {
                 period_us: profile.period_us,

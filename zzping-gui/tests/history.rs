@@ -330,6 +330,7 @@ fn an_ipv6_host_is_shown_by_its_address_and_finds_its_history() {
             label: "::1".into(),
             address: "::1".parse().unwrap(),
             name: None,
+            role: None,
         },
         WriterConfig {
             period_us: PERIOD as u32,

@@ -78,6 +78,7 @@ fn bench(c: &mut Criterion) {
             label: "h".into(),
             address: "198.18.0.1".parse().unwrap(),
             name: None,
+            role: None,
         },
         WriterConfig {
             period_us: 100_000,

@@ -27,6 +27,8 @@ fn main() {
         created_us: base + 5,
         base_us: base,
         writer: "zzping-daemon 0.1.0".into(),
+        label: None,
+        role: None,
     };
     let mut buf = Vec::new();
     header.encode(&mut buf);

@@ -687,6 +687,7 @@ mod tests {
                 label: "h".into(),
                 address: "198.18.0.2".parse().unwrap(),
                 name: None,
+                role: None,
             },
             WriterConfig {
                 period_us: 100_000,

@@ -46,6 +46,7 @@ fn codec_and_writer_allocate_nothing_per_frame() {
             label: "h".into(),
             address: "198.18.0.1".parse().unwrap(),
             name: None,
+            role: None,
         },
         WriterConfig {
             period_us: 100_000,

@@ -24,6 +24,7 @@ fn write(dir: &Path, segments: &[usize]) -> (std::path::PathBuf, Vec<(u64, u64, 
                 label: "h".into(),
                 address: "198.18.0.3".parse().unwrap(),
                 name: None,
+                role: None,
             },
             WriterConfig {
                 period_us: 100_000,

@@ -17,6 +17,7 @@ fn bytes_per_ping(profile: SynthProfile, precision: f64, frames: u64) -> (f64, u
             label: "h".into(),
             address: "198.18.0.10".parse().unwrap(),
             name: Some("router.lan".into()),
+            role: None,
         },
         WriterConfig {
             period_us: profile.period_us,

@@ -152,6 +152,7 @@ fn disk_prefill(t0: u64, store: bool) {
                     label: l.to_string(),
                     address: "198.18.0.1".parse().unwrap(),
                     name: None,
+                    role: None,
                 },
                 WriterConfig {
                     period_us: PERIOD,
@@ -813,6 +814,7 @@ fn sixteen_concurrent_prefills_share_readers_and_keep_to_the_budget() {
                 label: l.into(),
                 address: "198.18.0.1".parse().unwrap(),
                 name: None,
+                role: None,
             },
             WriterConfig {
                 period_us: PERIOD,

@@ -251,6 +251,7 @@ fn convert_legacy(a: &Args, files: &[(PathBuf, LegacyFormat)], period_us: u32) -
                             label: label.clone(),
                             address: addr,
                             name: None,
+                            role: None,
                         },
                         WriterConfig {
                             period_us,
@@ -433,6 +434,7 @@ fn convert_ours(a: &Args, paths: &[PathBuf], out_period: Option<u32>) -> Result<
                 label: label.clone(),
                 address,
                 name: first.name.clone(),
+                role: None,
             },
             WriterConfig {
                 period_us,

@@ -53,6 +53,7 @@ fn writer(dir: &Path, label: &str, addr: &str) -> HostWriter {
             label: label.into(),
             address: addr.parse().unwrap(),
             name: None,
+            role: None,
         },
         WriterConfig {
             period_us: P,
@@ -547,6 +548,7 @@ fn many_distinct_precisions_cost_a_few_quantizers_not_one_each() {
                 label: "gw".into(),
                 address: "192.168.1.1".parse().unwrap(),
                 name: None,
+                role: None,
             },
             WriterConfig {
                 period_us: P,

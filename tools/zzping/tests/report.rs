@@ -50,6 +50,7 @@ fn write_host(dir: &Path, label: &str, addr: &str, slot: impl Fn(u64) -> Slot) {
             label: label.into(),
             address: addr.parse().unwrap(),
             name: None,
+            role: None,
         },
         WriterConfig {
             period_us: P,

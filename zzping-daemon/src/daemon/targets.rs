@@ -97,6 +97,7 @@ impl Daemon {
                 label: label.clone(),
                 address: addr,
                 name,
+                role: t.cfg.role.clone(),
             },
         );
         info!("{label}: pinging {addr} at {rate}/s");

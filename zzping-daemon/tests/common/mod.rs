@@ -301,6 +301,7 @@ pub fn write_frame_at(data: &Path, label: &str, now: u64) -> PathBuf {
             label: label.into(),
             address: "198.18.0.99".parse().unwrap(),
             name: None,
+            role: None,
         },
         zzping_lib::file::WriterConfig {
             period_us: 100_000,

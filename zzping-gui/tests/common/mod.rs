@@ -43,6 +43,7 @@ pub fn write_host(dir: &Path, label: &str, n: u64, slot: impl Fn(u64) -> Slot) -
             label: label.into(),
             address: "192.0.2.9".parse().unwrap(),
             name: None,
+            role: None,
         },
         WriterConfig {
             period_us: PERIOD as u32,

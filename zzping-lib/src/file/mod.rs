@@ -53,8 +53,8 @@ pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 
 /// The header at the start of every segment.
 ///
-/// Encoded as a MessagePack map with string keys, in this order; `name` is omitted when
-/// absent. Readers ignore keys they do not know.
+/// Encoded as a MessagePack map with string keys, in this order; `name`, `label` and
+/// `role` are omitted when absent. Readers ignore keys they do not know.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentHeader {
     /// Always [`SCHEMA`].
@@ -76,6 +76,27 @@ pub struct SegmentHeader {
     pub base_us: u64,
     /// Program and version that wrote the segment, e.g. `zzping-daemon 0.1.0`.
     pub writer: String,
+    /// The host's label as configured, when it is neither the address nor the name (a
+    /// label such as `living room` whose directory name is an escape of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// What the host is to this machine's path to the internet (see [`role`]), when the
+    /// writer knows it: `gateway`, `isp-edge`, `internet` or `self-check`. Other values
+    /// may come from newer writers and mean nothing known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// The documented values of [`SegmentHeader::role`] and [`HostInfo::role`].
+pub mod role {
+    /// A default gateway of this machine (the home router).
+    pub const GATEWAY: &str = "gateway";
+    /// The first hop beyond the home network: the ISP's edge router.
+    pub const ISP_EDGE: &str = "isp-edge";
+    /// A host on the internet beyond the ISP (e.g. a public anycast address).
+    pub const INTERNET: &str = "internet";
+    /// This machine itself (loopback): measures its own scheduling noise.
+    pub const SELF_CHECK: &str = "self-check";
 }
 
 impl SegmentHeader {

@@ -8,6 +8,7 @@ fn host() -> HostInfo {
         label: "gw".into(),
         address: "198.18.0.1".parse().unwrap(),
         name: None,
+        role: None,
     }
 }
 
@@ -50,6 +51,8 @@ fn header_round_trip_and_magic() {
         created_us: 5,
         base_us: 7,
         writer: "w".into(),
+        label: None,
+        role: None,
     };
     let mut buf = Vec::new();
     h.encode(&mut buf);
@@ -140,6 +143,42 @@ fn restart_appends_a_segment_never_truncates() {
     assert_eq!(r.segments_seen(), 3);
     assert!(r.issues().is_empty());
     assert_eq!(r.header().unwrap().host, "198.18.0.1");
+}
+
+#[test]
+fn headers_carry_the_label_and_role_the_address_and_name_do_not_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let header_of = |info: HostInfo| {
+        let mut w = HostWriter::open(dir.path(), info, cfg()).unwrap();
+        w.append(&frame(T0, &[1000])).unwrap();
+        w.sync().unwrap();
+        let mut r = FileReader::open(day_file(w.host_dir(), T0)).unwrap();
+        r.next_frame().unwrap();
+        r.header().unwrap().clone()
+    };
+    let h = header_of(HostInfo {
+        label: "living room".into(),
+        role: Some(role::GATEWAY.into()),
+        ..host()
+    });
+    assert_eq!(h.label.as_deref(), Some("living room"));
+    assert_eq!(h.role.as_deref(), Some("gateway"));
+    assert_eq!(
+        layout::display_label("living-room", Some(&h)),
+        "living room"
+    );
+    // A label that is the address (or the name) is not repeated.
+    let h = header_of(HostInfo {
+        label: "198.18.0.1".into(),
+        ..host()
+    });
+    assert_eq!((h.label.as_deref(), h.role.as_deref()), (None, None));
+    let h = header_of(HostInfo {
+        label: "nas.lan".into(),
+        name: Some("nas.lan".into()),
+        ..host()
+    });
+    assert_eq!(h.label, None);
 }
 
 #[test]
@@ -330,6 +369,8 @@ fn invalid_header_is_skipped_not_looped_on() {
         created_us: 0,
         base_us: T0,
         writer: "future".into(),
+        label: None,
+        role: None,
     };
     let mut buf = Vec::new();
     bad.encode(&mut buf);
@@ -365,6 +406,8 @@ fn segment_bytes(precision: f64, t: u64, n: u64) -> Vec<u8> {
         created_us: 0,
         base_us: t,
         writer: "test".into(),
+        label: None,
+        role: None,
     };
     let mut buf = Vec::new();
     h.encode(&mut buf);

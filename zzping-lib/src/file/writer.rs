@@ -11,6 +11,8 @@ pub struct HostInfo {
     pub address: IpAddr,
     /// Configured name, when the target was given as a name.
     pub name: Option<String>,
+    /// What the host is on this machine's path (a [`super::role`] value), when known.
+    pub role: Option<String>,
 }
 
 /// Writer parameters shared by every segment it writes.
@@ -143,6 +145,13 @@ impl HostWriter {
         Ok(())
     }
 
+    /// The header's `label`: the configured label when the address or name do not say it.
+    fn header_label(&self) -> Option<String> {
+        let h = &self.host;
+        (h.label != h.address.to_string() && h.name.as_deref() != Some(h.label.as_str()))
+            .then(|| h.label.clone())
+    }
+
     fn start_segment(&mut self, first_start_us: u64, now_us: u64) {
         let header = SegmentHeader {
             schema: SCHEMA.into(),
@@ -154,6 +163,8 @@ impl HostWriter {
             created_us: now_us,
             base_us: first_start_us,
             writer: self.cfg.writer.clone(),
+            label: self.header_label(),
+            role: self.host.role.clone(),
         };
         header.encode(&mut self.pending);
         self.encoder.reset(first_start_us);

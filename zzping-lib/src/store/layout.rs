@@ -67,12 +67,17 @@ pub fn sidecar_path(frame_file: &Path) -> PathBuf {
 }
 
 /// The name of a host as shown to people (dump, export, report, the viewer), from its
-/// directory's name and a segment header of its files: the configured name, else the
-/// address, whichever escapes to the directory's name (the daemon names the directory
-/// after the label, which defaults to the target); else the directory's name (a label
-/// given in the configuration is not in the header; only its escaped form is on disk).
+/// directory's name and a segment header of its files: the configured label, else the
+/// configured name, else the address, whichever escapes to the directory's name (the
+/// daemon names the directory after the label, which defaults to the target); else the
+/// directory's name (files written before headers carried the label).
 pub fn display_label(dir_name: &str, header: Option<&SegmentHeader>) -> String {
     if let Some(h) = header {
+        if let Some(l) = &h.label
+            && host_dir_name(l) == dir_name
+        {
+            return l.clone();
+        }
         if let Some(n) = &h.name
             && host_dir_name(n) == dir_name
         {
@@ -100,6 +105,8 @@ mod tests {
             created_us: 0,
             base_us: 0,
             writer: "t".into(),
+            label: None,
+            role: None,
         }
     }
 
@@ -138,7 +145,15 @@ mod tests {
             display_label("router.lan", Some(&header("192.0.2.1", Some("router.lan")))),
             "router.lan"
         );
-        // A label of the configuration (not in the header): the directory's name.
+        // A label of the configuration, in the header: the label.
+        let labelled = SegmentHeader {
+            label: Some("living room".into()),
+            ..header("192.0.2.1", None)
+        };
+        assert_eq!(display_label("living-room", Some(&labelled)), "living room");
+        // A label that does not escape to the directory's name is not this directory's.
+        assert_eq!(display_label("kitchen", Some(&labelled)), "kitchen");
+        // Files written before headers carried the label: the directory's name.
         assert_eq!(
             display_label("living-room", Some(&header("192.0.2.1", None))),
             "living-room"

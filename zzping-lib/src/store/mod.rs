@@ -128,6 +128,7 @@ mod tests {
                 label: label.into(),
                 address: address.parse().unwrap(),
                 name: name.map(Into::into),
+                role: None,
             },
             WriterConfig {
                 period_us: 1_000_000,

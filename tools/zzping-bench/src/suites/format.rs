@@ -34,6 +34,7 @@ fn bytes_per_ping(frames: &[Frame], precision: f64) -> Result<f64> {
             label: "h".into(),
             address: "198.18.0.10".parse()?,
             name: None,
+            role: None,
         },
         WriterConfig {
             period_us: 100_000,

@@ -79,6 +79,7 @@ fn write_day(data: &std::path::Path) -> Result<u64> {
                 label: label.clone(),
                 address: label.parse()?,
                 name: None,
+                role: None,
             },
             WriterConfig {
                 period_us: 100_000,

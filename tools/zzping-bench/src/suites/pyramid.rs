@@ -32,6 +32,7 @@ pub fn generate(dir: &Path, days: u64) -> Result<u64> {
                 label: label.into(),
                 address: addr.parse()?,
                 name: None,
+                role: None,
             },
             WriterConfig {
                 period_us: profile.period_us,
