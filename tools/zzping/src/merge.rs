@@ -209,7 +209,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                                 label: label.clone(),
                                 address,
                                 name: h.name.clone(),
-                                role: None,
+                                role: h.role.clone(),
                             },
                             WriterConfig {
                                 period_us: h.period_us,
