@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use zzping_lib::datadir::{Access, default_data_dir};
 
+use crate::alert::AlertConfig;
 use crate::listen::ListenAddr;
 use crate::sock::SocketMode;
 
@@ -214,6 +215,9 @@ pub struct FileConfig {
     /// Hosts.
     #[serde(default)]
     pub host: Vec<HostConfig>,
+    /// Alert rules (see [`crate::alert`]).
+    #[serde(default)]
+    pub alert: Vec<AlertConfig>,
 }
 
 /// The effective configuration.
@@ -258,6 +262,9 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// Hosts (with resolved defaults: label and rate always set).
     pub host: Vec<HostConfig>,
+    /// Alert rules (validated).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alert: Vec<AlertConfig>,
 }
 
 impl Config {
@@ -269,6 +276,11 @@ impl Config {
     /// Parsed Prometheus exporter address, `None` when off (validated by [`merge`]).
     pub fn metrics_addr(&self) -> Option<ListenAddr> {
         ListenAddr::parse(&self.metrics).ok().flatten()
+    }
+
+    /// The alert rules, in the order of [`Config::alert`] (validated by [`merge`]).
+    pub fn alert_rules(&self) -> Vec<zzping_lib::alert::Rule> {
+        crate::alert::config::rules(&self.alert).unwrap_or_default()
     }
 
     /// The effective configuration as TOML.
@@ -402,6 +414,7 @@ pub fn merge(
         status: cli.status,
         source: None,
         host,
+        alert: file.alert,
     };
     validate(&cfg)?;
     Ok(cfg)
@@ -476,6 +489,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
+    crate::alert::config::rules(&c.alert).map_err(ConfigError::Invalid)?;
     Ok(())
 }
 

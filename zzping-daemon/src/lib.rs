@@ -10,12 +10,14 @@
 //! - [`daemon`]: the mio event loop on the main thread, a table of named steps (open,
 //!   events, replies, sends, tick, chores, sleep, shutdown);
 //! - [`config`]: CLI + TOML configuration;
+//! - [`alert`]: the `[[alert]]` rules on the final frames, and their commands;
 //! - [`listen`]: the listening addresses of the live stream and the exporter;
 //! - [`live`]: the live-stream server (zzping-lib's sans-IO server on a UDP socket);
 //! - [`lock`]: one daemon per data directory;
 //! - [`metrics`]: the Prometheus exporter (`GET /metrics` on the event loop);
 //! - [`notify`]: systemd's readiness and watchdog notifications.
 
+pub mod alert;
 pub mod clock;
 pub mod config;
 pub mod daemon;

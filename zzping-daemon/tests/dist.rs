@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
+use zzping_daemon::alert::AlertConfig;
 use zzping_daemon::config::{Cli, FileConfig, HostConfig, merge};
 use zzping_daemon::sock::SocketMode;
 use zzping_lib::datadir::SYSTEM_DATA_DIR;
@@ -139,13 +140,34 @@ fn every_key() -> BTreeSet<String> {
             rate: Some(1.0),
             role: Some("gateway".into()),
         }],
+        alert: vec![AlertConfig {
+            name: "a".into(),
+            when: "outage".into(),
+            host: Some("h".into()),
+            for_s: Some(1.0),
+            above_pct: Some(1.0),
+            above_ms: Some(1.0),
+            window_s: Some(1.0),
+            clear_s: Some(1.0),
+            command: Some(vec!["/c".into()]),
+            min_interval_s: Some(1.0),
+        }],
     };
     keys(&toml::Table::try_from(all).unwrap())
 }
 
-/// Top-level keys, and `host.KEY` for the keys of the first `[[host]]`.
+/// Top-level keys, `host.KEY` for the keys of the first `[[host]]`, and `alert.KEY` for
+/// the keys of every `[[alert]]`.
 fn keys(t: &toml::Table) -> BTreeSet<String> {
     let mut k: BTreeSet<String> = t.keys().cloned().collect();
+    for a in t
+        .get("alert")
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+    {
+        k.extend(a.as_table().unwrap().keys().map(|x| format!("alert.{x}")));
+    }
     if let Some(h) = t
         .get("host")
         .and_then(|h| h.as_array())
@@ -176,6 +198,11 @@ fn example_config_has_every_key_commented_with_its_default() {
     example.live_secret_file = None;
     example.retention_days = None;
     example.host.clear();
+    // The example rules are examples (each valid on its own).
+    for r in &example.alert {
+        r.rule(0).unwrap();
+    }
+    example.alert.clear();
     let cli = Cli::default();
     assert_eq!(
         merge(&cli, example, || None).unwrap(),

@@ -451,6 +451,7 @@ impl Daemon {
             l.flush(now.real_us());
         }
         self.outputs.flush_at_exit();
+        self.outputs.alerts.stop();
         if let Some(r) = self.receiver.take() {
             r.stop();
         }

@@ -168,7 +168,8 @@ impl Daemon {
             precision: cfg.precision,
             writer: format!("zzping-daemon {}", env!("CARGO_PKG_VERSION")),
         };
-        let outputs = Outputs::new(&cfg.data_dir, writer_cfg, live, metrics)?;
+        let alerts = crate::alert::Alerts::new(&cfg.alert, cfg.alert_rules());
+        let outputs = Outputs::new(&cfg.data_dir, writer_cfg, live, metrics, alerts)?;
         let retention = Retention::new(&cfg.data_dir, now);
         if let Ok(v) = std::env::var(clock::WALL_CLOCK_STEP_ENV) {
             warn!(

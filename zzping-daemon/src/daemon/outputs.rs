@@ -1,6 +1,7 @@
 //! Where final frames go: each is quantized once, then handed to the host's file writer
 //! and the live server (both take the codes), and counted by the exporter (which takes
-//! the exact µs RTTs: its histogram buckets need no codes).
+//! the exact µs RTTs: its histogram buckets need no codes); the alert rules see it too
+//! (`crate::alert`).
 //!
 //! # When recording fails
 //! A data directory that is not writable (at start or later), a full disk: each failed
@@ -22,6 +23,7 @@ use zzping_lib::file::{HostInfo, HostWriter, WriterConfig};
 use zzping_lib::frame::Frame;
 use zzping_lib::quantizer::Quantizer;
 
+use crate::alert::{Alerts, HostDetails};
 use crate::clock::Now;
 use crate::engine::{FrameOutput, HostId};
 use crate::live::Live;
@@ -39,6 +41,8 @@ pub struct Outputs {
     pub live: Option<Live>,
     /// The Prometheus exporter, when enabled: counts every final frame.
     pub metrics: Option<Metrics>,
+    /// The alert rules (none configured: they see the frames and do nothing).
+    pub alerts: Alerts,
     /// The files' quantizer (one precision for every host).
     quantizer: Quantizer,
     /// The frame being handed out, quantized (reused: no allocation in steady state).
@@ -64,9 +68,13 @@ impl Outputs {
         data_dir: &Path,
         writer_cfg: WriterConfig,
         live: Option<Live>,
-        metrics: Option<Metrics>,
+        mut metrics: Option<Metrics>,
+        alerts: Alerts,
     ) -> Result<Self> {
         let quantizer = Quantizer::new(writer_cfg.precision).context("the files' precision")?;
+        if let Some(m) = &mut metrics {
+            m.exporter.set_alert_stats(alerts.stats());
+        }
         Ok(Outputs {
             data_dir: data_dir.to_path_buf(),
             writer_cfg,
@@ -74,6 +82,7 @@ impl Outputs {
             hosts: HashMap::new(),
             live,
             metrics,
+            alerts,
             quantizer,
             q: QFrame::default(),
             now: Now::default(),
@@ -121,6 +130,8 @@ impl Outputs {
     /// A host starts: opens its files, declares it to the live stream and the exporter.
     pub(super) fn add_host(&mut self, id: HostId, info: HostInfo) {
         let (label, addr, name) = (info.label.clone(), info.address, info.name.clone());
+        self.alerts
+            .add_host(alert_key(id), &label, self.writer_cfg.period_us);
         self.hosts.insert(id, info.clone());
         // Touches no file: a directory not writable yet fails the flushes, which retry.
         match HostWriter::new(&self.data_dir, info, self.writer_cfg.clone()) {
@@ -167,6 +178,18 @@ impl Outputs {
                 self.writer_cfg.period_us,
                 self.writer_cfg.precision,
             );
+        }
+    }
+
+    /// Replaces the alert rules (SIGHUP); the exporter counts the new ones.
+    pub(super) fn set_alert_rules(
+        &mut self,
+        configs: &[crate::alert::AlertConfig],
+        rules: Vec<zzping_lib::alert::Rule>,
+    ) {
+        self.alerts.set_rules(configs, rules);
+        if let Some(m) = &mut self.metrics {
+            m.exporter.set_alert_stats(self.alerts.stats());
         }
     }
 
@@ -258,10 +281,19 @@ impl FrameOutput for Outputs {
         if let Some(m) = &mut self.metrics {
             m.exporter.on_frame(host, frame);
         }
+        let hosts = &self.hosts;
+        self.alerts
+            .on_frame(alert_key(host), frame, self.now.mono_ns, |k| {
+                hosts.get(&host_id(k)).map(|h| HostDetails {
+                    address: h.address,
+                    role: h.role.as_deref(),
+                })
+            });
     }
 
     fn host_retired(&mut self, host: HostId, label: &str) {
         self.hosts.remove(&host);
+        self.alerts.remove_host(alert_key(host));
         if let Some(mut w) = self.writers.remove(&host) {
             if let Err(e) = w.sync() {
                 self.note_error("sync", label, &e);
@@ -280,5 +312,18 @@ impl FrameOutput for Outputs {
             m.exporter.remove_host(host);
         }
         info!("{label}: removed");
+    }
+}
+
+/// The alert evaluator's name of a host.
+fn alert_key(id: HostId) -> zzping_lib::alert::HostKey {
+    (u64::from(id.slot) << 32) | u64::from(id.generation)
+}
+
+/// The host of an alert evaluator's key.
+fn host_id(k: zzping_lib::alert::HostKey) -> HostId {
+    HostId {
+        slot: (k >> 32) as u32,
+        generation: k as u32,
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Applied at once: the host list (added, removed, re-pointed), rates, `retention_days`
 //! (a retention pass runs right away), `flush_interval_s`, `resolve_interval_s`,
-//! `metrics_linger_s`, and the live stream: another address (the new socket is bound
+//! `metrics_linger_s`, the `[[alert]]` rules (unchanged rules keep their state: a firing
+//! alert does not fire again), and the live stream: another address (the new socket is bound
 //! before the old one closes; if it cannot be, the old one stays), `off`, or another
 //! shared secret (file or contents: a new server on the same socket, so subscriptions end
 //! and viewers subscribe again with the new secret). Refused, each named with its old and
@@ -99,6 +100,11 @@ impl Daemon {
         ) {
             applied.push(s);
             self.cfg.metrics_linger_s = new.metrics_linger_s;
+        }
+        if new.alert != self.cfg.alert {
+            applied.push(format!("alerts ({} rules)", new.alert.len()));
+            self.outputs.set_alert_rules(&new.alert, new.alert_rules());
+            self.cfg.alert = new.alert.clone();
         }
         match self.reload_live(&new) {
             Ok(Some(what)) => applied.push(what),

@@ -106,6 +106,8 @@ pub struct Exporter {
     start_time_s: f64,
     /// HTTP counters: requests answered per status class.
     pub(super) http: HttpStats,
+    /// The alert rules' counters.
+    alerts: Option<std::sync::Arc<crate::alert::AlertStats>>,
 }
 
 /// Counters of the HTTP side.
@@ -149,6 +151,11 @@ impl Exporter {
             start_time_s,
             ..Default::default()
         }
+    }
+
+    /// The alert rules' counters to export (replaced when the rules are).
+    pub fn set_alert_stats(&mut self, stats: std::sync::Arc<crate::alert::AlertStats>) {
+        self.alerts = Some(stats);
     }
 
     /// Declares a host, or updates its address (counters kept).
@@ -563,7 +570,59 @@ impl Exporter {
             "zzping_metrics_http_connections_dropped_total{{reason=\"evicted\"}} {}",
             hs.evicted
         );
+        self.render_alerts(out);
         keep_slack(out);
+    }
+
+    /// The alert rules' counters (see `crate::alert`).
+    fn render_alerts(&self, out: &mut String) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(a) = &self.alerts else { return };
+        header(
+            out,
+            "zzping_alerts_total",
+            "Alert events of the [[alert]] rules, by rule and state (firing, resolved).",
+            "counter",
+        );
+        for r in &a.rules {
+            for (state, v) in [("firing", &r.firing), ("resolved", &r.resolved)] {
+                out.push_str("zzping_alerts_total{rule=\"");
+                escape_label(out, &r.name);
+                let _ = writeln!(out, "\",state=\"{state}\"}} {}", v.load(Relaxed));
+            }
+        }
+        type Pick = fn(&crate::alert::RuleStats) -> &std::sync::atomic::AtomicU64;
+        let per_rule: [(&str, &str, Pick); 2] = [
+            (
+                "zzping_alert_commands_suppressed_total",
+                "Alert events whose command was not run because of the rule's min_interval_s.",
+                |r| &r.suppressed,
+            ),
+            (
+                "zzping_alert_command_failures_total",
+                "Alert commands that could not start, exited non-zero or were killed.",
+                |r| &r.failures,
+            ),
+        ];
+        for (name, help, pick) in per_rule {
+            header(out, name, help, "counter");
+            for r in &a.rules {
+                let _ = write!(out, "{name}{{rule=\"");
+                escape_label(out, &r.name);
+                let _ = writeln!(out, "\"}} {}", pick(r).load(Relaxed));
+            }
+        }
+        header(
+            out,
+            "zzping_alert_commands_dropped_total",
+            "Alert commands dropped because the command queue was full.",
+            "counter",
+        );
+        let _ = writeln!(
+            out,
+            "zzping_alert_commands_dropped_total {}",
+            a.dropped.load(Relaxed)
+        );
     }
 }
 

@@ -509,3 +509,43 @@ fn partial_writes_complete_for_slow_readers() {
         "the write never had to wait"
     );
 }
+
+#[test]
+fn alert_counters_are_exported_per_rule() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = crate::alert::AlertStats {
+        rules: vec![
+            crate::alert::RuleStats {
+                name: "gw \"down\"".into(),
+                ..Default::default()
+            },
+            crate::alert::RuleStats {
+                name: "lossy".into(),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    stats.rules[0].firing.store(3, Relaxed);
+    stats.rules[0].resolved.store(2, Relaxed);
+    stats.rules[1].suppressed.store(4, Relaxed);
+    stats.rules[1].failures.store(1, Relaxed);
+    stats.dropped.store(5, Relaxed);
+    let mut e = Exporter::new(0.0);
+    let mut body = String::new();
+    e.render(&mut body, &Health::default(), 0.0, None);
+    assert!(!body.contains("zzping_alert"), "no rules, no series");
+    e.set_alert_stats(std::sync::Arc::new(stats));
+    e.render(&mut body, &Health::default(), 0.0, None);
+    for line in [
+        "# TYPE zzping_alerts_total counter",
+        "zzping_alerts_total{rule=\"gw \\\"down\\\"\",state=\"firing\"} 3",
+        "zzping_alerts_total{rule=\"gw \\\"down\\\"\",state=\"resolved\"} 2",
+        "zzping_alerts_total{rule=\"lossy\",state=\"firing\"} 0",
+        "zzping_alert_commands_suppressed_total{rule=\"lossy\"} 4",
+        "zzping_alert_command_failures_total{rule=\"lossy\"} 1",
+        "zzping_alert_commands_dropped_total 5",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line}\n{body}");
+    }
+}

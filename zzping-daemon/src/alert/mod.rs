@@ -1,0 +1,600 @@
+//! Alerts: the `[[alert]]` rules evaluated on the final frames, and their command.
+//!
+//! The rules run in the event loop on every final frame ([`Alerts::on_frame`], through
+//! [`zzping_lib::alert::Evaluator`]: allocation-free per frame). An event (a rule starts
+//! or stops holding) is logged, counted (`zzping_alerts_total{rule,state}`) and, when the
+//! rule has a `command`, put on a bounded queue ([`QUEUE_LEN`]) to one worker thread
+//! that runs it: the loop never blocks on it. When the queue is full the event's command
+//! is dropped and counted (`zzping_alert_commands_dropped_total`).
+//!
+//! # Rate limit
+//! A firing event less than `min_interval_s` after the rule last ran its command (for
+//! any host) is *suppressed*: logged, counted (`zzping_alert_commands_suppressed_total`),
+//! its command not run; so is the resolved event of a suppressed firing (the command
+//! never heard of it). A resolved event whose firing ran always runs: the command sees
+//! pairs.
+//!
+//! # The command
+//! Run without a shell (`command[0]` is an absolute path), stdin from `/dev/null`,
+//! stdout and stderr the daemon's, the event in its environment (added to the daemon's):
+//! `ZZPING_ALERT_NAME`, `_STATE` (`firing`, `resolved`), `_WHEN` (`outage`, `loss`,
+//! `p95`), `_HOST` (the label, or `all`), `_ADDRESS` (empty for `all`), `_ROLE` (empty
+//! when none), `_VALUE` and `_THRESHOLD` (in the rule's unit: s, %, ms), `_SINCE`
+//! (RFC 3339: when the condition began, or for resolved when it became clear), `_TEXT`
+//! (one sentence). One command runs at a time; one that runs longer than
+//! [`COMMAND_TIMEOUT`] is killed. A failure (cannot start, non-zero exit, killed) is
+//! logged the first time for its rule, then counted
+//! (`zzping_alert_command_failures_total`) until the rule's command works again.
+
+pub mod config;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+use zzping_lib::alert::{AlertEvent, AlertState, Evaluator, HostKey, Rule};
+use zzping_lib::frame::Frame;
+
+pub use config::AlertConfig;
+
+/// Commands waiting to run at most; more are dropped (and counted).
+pub const QUEUE_LEN: usize = 64;
+/// A command running longer than this is killed.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the worker checks a child when the kernel has no pidfd (Linux < 5.3).
+const CHILD_POLL: Duration = Duration::from_millis(20);
+
+/// Counters of one rule (shared with the worker thread and the exporter).
+#[derive(Debug, Default)]
+pub struct RuleStats {
+    /// The rule's name.
+    pub name: String,
+    /// Firing events.
+    pub firing: AtomicU64,
+    /// Resolved events.
+    pub resolved: AtomicU64,
+    /// Events whose command was not run because of `min_interval_s`.
+    pub suppressed: AtomicU64,
+    /// Commands that failed (could not start, exited non-zero, were killed).
+    pub failures: AtomicU64,
+}
+
+/// Counters of every rule.
+#[derive(Debug, Default)]
+pub struct AlertStats {
+    /// Per rule, in configuration order.
+    pub rules: Vec<RuleStats>,
+    /// Commands dropped because the queue was full (or the daemon was stopping).
+    pub dropped: AtomicU64,
+}
+
+/// A command to run.
+struct Job {
+    rule: usize,
+    argv: Arc<[String]>,
+    env: Vec<(&'static str, String)>,
+    stats: Arc<AlertStats>,
+}
+
+/// What a rule does besides logging.
+struct Action {
+    command: Option<Arc<[String]>>,
+    min_interval_ns: u64,
+    /// When its command was last queued (monotonic ns).
+    last_run_ns: Option<u64>,
+}
+
+/// Where an event's host details come from.
+pub struct HostDetails<'a> {
+    /// Current address.
+    pub address: IpAddr,
+    /// Role (`gateway`, `isp-edge`...), if any.
+    pub role: Option<&'a str>,
+}
+
+/// The rules, their actions, and the command worker.
+pub struct Alerts {
+    evaluator: Evaluator,
+    configs: Vec<AlertConfig>,
+    actions: Vec<Action>,
+    /// Whether the firing of `(rule name, host)` ran its command (its resolved runs too).
+    notified: HashMap<(String, Option<HostKey>), bool>,
+    events: Vec<AlertEvent>,
+    stats: Arc<AlertStats>,
+    queue: Option<SyncSender<Job>>,
+    worker: Option<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Alerts {
+    /// Alerts of validated rules (`configs` and their `rules`, in the same order).
+    pub fn new(configs: &[AlertConfig], rules: Vec<Rule>) -> Alerts {
+        let mut a = Alerts {
+            evaluator: Evaluator::new(Vec::new()),
+            configs: Vec::new(),
+            actions: Vec::new(),
+            notified: HashMap::new(),
+            events: Vec::with_capacity(16),
+            stats: Arc::new(AlertStats::default()),
+            queue: None,
+            worker: None,
+            stopping: Arc::new(AtomicBool::new(false)),
+        };
+        a.set_rules(configs, rules);
+        a
+    }
+
+    /// The counters (for the exporter).
+    pub fn stats(&self) -> Arc<AlertStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// The configured rules.
+    pub fn configs(&self) -> &[AlertConfig] {
+        &self.configs
+    }
+
+    /// Replaces the rules (SIGHUP): unchanged rules keep their state (a firing alert does
+    /// not fire again) and their counters and rate limit.
+    pub fn set_rules(&mut self, configs: &[AlertConfig], rules: Vec<Rule>) {
+        let old_stats = &self.stats.rules;
+        let stats = AlertStats {
+            rules: configs
+                .iter()
+                .map(|c| {
+                    let s = RuleStats {
+                        name: c.name.clone(),
+                        ..RuleStats::default()
+                    };
+                    if let Some(o) = old_stats.iter().find(|o| o.name == c.name) {
+                        for (n, o) in [
+                            (&s.firing, &o.firing),
+                            (&s.resolved, &o.resolved),
+                            (&s.suppressed, &o.suppressed),
+                            (&s.failures, &o.failures),
+                        ] {
+                            n.store(o.load(Ordering::Relaxed), Ordering::Relaxed);
+                        }
+                    }
+                    s
+                })
+                .collect(),
+            dropped: AtomicU64::new(self.stats.dropped.load(Ordering::Relaxed)),
+        };
+        self.stats = Arc::new(stats);
+        self.actions = configs
+            .iter()
+            .map(|c| Action {
+                command: c.command.clone().map(Arc::from),
+                min_interval_ns: (c.min_interval_s() * 1e9) as u64,
+                last_run_ns: self
+                    .configs
+                    .iter()
+                    .position(|o| o.name == c.name)
+                    .and_then(|j| self.actions.get(j))
+                    .and_then(|a| a.last_run_ns),
+            })
+            .collect();
+        self.notified
+            .retain(|(name, _), _| configs.iter().any(|c| &c.name == name));
+        self.configs = configs.to_vec();
+        self.evaluator.set_rules(rules);
+        if self.queue.is_none() && self.actions.iter().any(|a| a.command.is_some()) {
+            let (tx, rx) = sync_channel(QUEUE_LEN);
+            let stopping = Arc::clone(&self.stopping);
+            match std::thread::Builder::new()
+                .name("zzping-alerts".into())
+                .spawn(move || worker(rx, stopping))
+            {
+                Ok(h) => {
+                    self.queue = Some(tx);
+                    self.worker = Some(h);
+                }
+                Err(e) => {
+                    warn!("alerts: cannot start the command thread ({e}); commands will not run")
+                }
+            }
+        }
+    }
+
+    /// A host starts (`period_us`: its frames' period).
+    pub fn add_host(&mut self, key: HostKey, label: &str, period_us: u32) {
+        self.evaluator.add_host(key, label, period_us);
+    }
+
+    /// A host is removed: its alerts end without an event.
+    pub fn remove_host(&mut self, key: HostKey) {
+        self.evaluator.remove_host(key);
+        self.notified.retain(|(_, h), _| *h != Some(key));
+    }
+
+    /// A final frame of `host`; `now_ns` is the loop's monotonic time, `details` finds a
+    /// host's address and role for the command's environment. Allocates only when an
+    /// event happens.
+    pub fn on_frame<'a>(
+        &mut self,
+        host: HostKey,
+        frame: &Frame,
+        now_ns: u64,
+        details: impl Fn(HostKey) -> Option<HostDetails<'a>>,
+    ) {
+        self.evaluator.on_frame(host, frame, &mut self.events);
+        if self.events.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut self.events);
+        for e in &events {
+            self.on_event(e, now_ns, &details);
+        }
+        self.events = events;
+        self.events.clear();
+    }
+
+    fn on_event<'a>(
+        &mut self,
+        e: &AlertEvent,
+        now_ns: u64,
+        details: &impl Fn(HostKey) -> Option<HostDetails<'a>>,
+    ) {
+        let text = self.evaluator.describe(e);
+        let Some(cfg) = self.configs.get(e.rule) else {
+            return;
+        };
+        if let Some(s) = self.stats.rules.get(e.rule) {
+            match e.state {
+                AlertState::Firing => s.firing.fetch_add(1, Ordering::Relaxed),
+                AlertState::Resolved => s.resolved.fetch_add(1, Ordering::Relaxed),
+            };
+        }
+        match e.state {
+            AlertState::Firing => warn!("{text}"),
+            AlertState::Resolved => info!("{text}"),
+        }
+        let action = &mut self.actions[e.rule];
+        let Some(argv) = action.command.clone() else {
+            return;
+        };
+        let key = (cfg.name.clone(), e.host);
+        let run = match e.state {
+            AlertState::Firing => {
+                let recent = action
+                    .last_run_ns
+                    .filter(|&t| now_ns.saturating_sub(t) < action.min_interval_ns);
+                self.notified.insert(key, recent.is_none());
+                if let Some(t) = recent {
+                    let n = self.stats.rules[e.rule]
+                        .suppressed
+                        .fetch_add(1, Ordering::Relaxed)
+                        + 1;
+                    info!(
+                        "alert {}: command not run: it ran {:.1} s ago (min_interval_s {}); {n} \
+                         events of this rule suppressed so far",
+                        cfg.name,
+                        now_ns.saturating_sub(t) as f64 / 1e9,
+                        cfg.min_interval_s()
+                    );
+                }
+                recent.is_none()
+            }
+            AlertState::Resolved => {
+                let ran = self.notified.remove(&key).unwrap_or(false);
+                if !ran {
+                    self.stats.rules[e.rule]
+                        .suppressed
+                        .fetch_add(1, Ordering::Relaxed);
+                    info!(
+                        "alert {}: command not run for the resolved event: its firing was \
+                         suppressed",
+                        cfg.name
+                    );
+                }
+                ran
+            }
+        };
+        if !run {
+            return;
+        }
+        if e.state == AlertState::Firing {
+            action.last_run_ns = Some(now_ns);
+        }
+        let (host, address, role) = match e.host {
+            None => (config::ALL_HOSTS.to_owned(), String::new(), String::new()),
+            Some(k) => {
+                let d = details(k);
+                (
+                    self.evaluator.label(k).unwrap_or_default().to_owned(),
+                    d.as_ref()
+                        .map(|d| d.address.to_string())
+                        .unwrap_or_default(),
+                    d.and_then(|d| d.role.map(str::to_owned))
+                        .unwrap_or_default(),
+                )
+            }
+        };
+        let when = self.evaluator.rules()[e.rule].when;
+        let env = vec![
+            ("ZZPING_ALERT_NAME", cfg.name.clone()),
+            ("ZZPING_ALERT_STATE", e.state.name().to_owned()),
+            ("ZZPING_ALERT_WHEN", when.kind().to_owned()),
+            ("ZZPING_ALERT_HOST", host),
+            ("ZZPING_ALERT_ADDRESS", address),
+            ("ZZPING_ALERT_ROLE", role),
+            ("ZZPING_ALERT_VALUE", format_value(e.value)),
+            ("ZZPING_ALERT_THRESHOLD", format_value(e.threshold)),
+            (
+                "ZZPING_ALERT_SINCE",
+                zzping_lib::time::rfc3339_us(e.since_us),
+            ),
+            ("ZZPING_ALERT_TEXT", text),
+        ];
+        let Some(q) = &self.queue else { return };
+        let job = Job {
+            rule: e.rule,
+            argv,
+            env,
+            stats: Arc::clone(&self.stats),
+        };
+        match q.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                warn!(
+                    "alert {}: command dropped: {QUEUE_LEN} commands already waiting ({n} dropped \
+                     so far)",
+                    cfg.name
+                );
+            }
+        }
+    }
+
+    /// Stops the worker: commands still waiting are dropped (counted), the one running
+    /// gets its [`COMMAND_TIMEOUT`].
+    pub fn stop(&mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.queue = None;
+        if let Some(h) = self.worker.take()
+            && h.join().is_err()
+        {
+            warn!("alerts: the command thread panicked");
+        }
+    }
+}
+
+impl Drop for Alerts {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A value for the environment: at most 3 decimals, no trailing zeros.
+fn format_value(v: f64) -> String {
+    if !v.is_finite() {
+        return String::new();
+    }
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_owned()
+}
+
+/// The command thread: runs each job, one at a time.
+fn worker(rx: Receiver<Job>, stopping: Arc<AtomicBool>) {
+    // Per rule name: the command is failing (its failure was logged).
+    let mut failing: std::collections::HashSet<String> = std::collections::HashSet::new();
+    while let Ok(job) = rx.recv() {
+        let Some(stats) = job.stats.rules.get(job.rule) else {
+            continue;
+        };
+        if stopping.load(Ordering::Relaxed) {
+            job.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let name = stats.name.clone();
+        match run(&job) {
+            Ok(()) => {
+                if failing.remove(&name) {
+                    info!("alert {name}: command works again");
+                }
+            }
+            Err(why) => {
+                let n = stats.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if !failing.contains(&name) {
+                    warn!(
+                        "alert {name}: command {:?} failed: {why} (further failures are \
+                         counted, not logged, until it works again; {n} so far)",
+                        job.argv[0]
+                    );
+                    failing.insert(name);
+                }
+            }
+        }
+    }
+}
+
+/// Runs one command to its end (or kills it after [`COMMAND_TIMEOUT`]).
+fn run(job: &Job) -> Result<(), String> {
+    let mut cmd = Command::new(&job.argv[0]);
+    cmd.args(&job.argv[1..]).stdin(Stdio::null());
+    for (k, v) in &job.env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
+    match wait_bounded(&mut child, COMMAND_TIMEOUT) {
+        Ok(Some(st)) if st.success() => Ok(()),
+        Ok(Some(st)) => Err(format!("exited with {st}")),
+        Ok(None) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!(
+                "still running after {} s: killed",
+                COMMAND_TIMEOUT.as_secs()
+            ))
+        }
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("waiting for it: {e}"))
+        }
+    }
+}
+
+/// Waits for `child` at most `limit`: `None` when it is still running. Sleeps on a pidfd
+/// (readable when the child exits); without one, checks every [`CHILD_POLL`].
+fn wait_bounded(child: &mut Child, limit: Duration) -> std::io::Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + limit;
+    let pid = libc::pid_t::try_from(child.id()).unwrap_or(0);
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).unwrap_or(-1);
+    loop {
+        if let Some(st) = child.try_wait()? {
+            if fd >= 0 {
+                // SAFETY: our own fd, closed once.
+                unsafe { libc::close(fd) };
+            }
+            return Ok(Some(st));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            if fd >= 0 {
+                // SAFETY: as above.
+                unsafe { libc::close(fd) };
+            }
+            return Ok(None);
+        }
+        if fd >= 0 {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+            // SAFETY: one pollfd we own; EINTR just loops.
+            unsafe { libc::poll(&mut p, 1, ms) };
+        } else {
+            std::thread::sleep(CHILD_POLL.min(left));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zzping_lib::alert::{HostMatch, When};
+
+    #[test]
+    fn values_are_short() {
+        assert_eq!(format_value(2.5), "2.5");
+        assert_eq!(format_value(10.0), "10");
+        assert_eq!(format_value(0.12345), "0.123");
+        assert_eq!(format_value(f64::NAN), "");
+    }
+
+    #[test]
+    fn a_slow_command_is_killed_at_its_bound() {
+        let job = Job {
+            rule: 0,
+            argv: Arc::from(vec!["/bin/sleep".to_owned(), "30".to_owned()]),
+            env: Vec::new(),
+            stats: Arc::new(AlertStats::default()),
+        };
+        let mut child = Command::new(&job.argv[0])
+            .args(&job.argv[1..])
+            .spawn()
+            .unwrap();
+        // The bound is the pidfd's poll timeout: the sleep cannot have ended by then.
+        assert!(
+            wait_bounded(&mut child, Duration::from_millis(200))
+                .unwrap()
+                .is_none()
+        );
+        child.kill().unwrap();
+        assert!(
+            wait_bounded(&mut child, Duration::from_secs(30))
+                .unwrap()
+                .is_some()
+        );
+        let mut ok = Command::new("/bin/true").spawn().unwrap();
+        assert!(
+            wait_bounded(&mut ok, Duration::from_secs(30))
+                .unwrap()
+                .unwrap()
+                .success()
+        );
+        let bad = Job {
+            argv: Arc::from(vec!["/bin/false".to_owned()]),
+            ..job
+        };
+        assert!(run(&bad).unwrap_err().contains("exited"));
+        let missing = Job {
+            argv: Arc::from(vec!["/nonexistent/zzping-alert".to_owned()]),
+            ..bad
+        };
+        assert!(run(&missing).unwrap_err().starts_with("cannot start"));
+    }
+
+    #[test]
+    fn firing_within_min_interval_is_suppressed_with_its_resolved() {
+        let cfg = AlertConfig {
+            name: "down".into(),
+            when: "outage".into(),
+            host: None,
+            for_s: Some(0.2),
+            above_pct: None,
+            above_ms: None,
+            window_s: None,
+            clear_s: None,
+            // /bin/true: the worker runs it; this test counts events, not runs.
+            command: Some(vec!["/bin/true".into()]),
+            min_interval_s: Some(60.0),
+        };
+        let rule = Rule::new("down", When::Outage { for_us: 200_000 }, HostMatch::Each);
+        let mut a = Alerts::new(std::slice::from_ref(&cfg), vec![rule]);
+        a.add_host(1, "gw", 100_000);
+        let mut t = 1_700_000_000_000_000u64;
+        let mut feed = |a: &mut Alerts, ok: bool, now_ns: u64| {
+            let mut f = Frame::new(t, 100_000);
+            f.sent = 1;
+            if ok {
+                f.rtts_us.push(1000);
+            } else {
+                f.lost = 1;
+            }
+            t += 100_000;
+            a.on_frame(1, &f, now_ns, |_| None);
+        };
+        // Two outages 1 s apart (monotonic), within min_interval_s.
+        for (i, ok) in [false, false, false, true, true, true]
+            .into_iter()
+            .enumerate()
+        {
+            feed(&mut a, ok, i as u64 * 100_000_000);
+        }
+        for (i, ok) in [false, false, false, true, true, true]
+            .into_iter()
+            .enumerate()
+        {
+            feed(&mut a, ok, 1_000_000_000 + i as u64 * 100_000_000);
+        }
+        let count = |a: &Alerts, pick: fn(&RuleStats) -> &AtomicU64| {
+            pick(&a.stats.rules[0]).load(Ordering::Relaxed)
+        };
+        assert_eq!(count(&a, |s| &s.firing), 2);
+        assert_eq!(count(&a, |s| &s.resolved), 2);
+        // The second firing and its resolved.
+        assert_eq!(count(&a, |s| &s.suppressed), 2);
+        // After min_interval_s it runs again.
+        for (i, ok) in [false, false, false].into_iter().enumerate() {
+            feed(&mut a, ok, 70_000_000_000 + i as u64 * 100_000_000);
+        }
+        assert_eq!(count(&a, |s| &s.firing), 3);
+        assert_eq!(count(&a, |s| &s.suppressed), 2);
+        assert!(a.notified[&("down".to_owned(), Some(1))]);
+        a.stop();
+    }
+}
