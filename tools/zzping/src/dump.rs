@@ -59,11 +59,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 Event::Segment { path, header } => {
                     if !a.no_headers {
                         progress.println(&format!(
-                            "# {}: segment host={} name={} period_us={} precision={} \
-                             writer={:?} created={} base={}",
+                            "# {}: segment host={} name={} label={} role={} period_us={} \
+                             precision={} writer={:?} created={} base={}",
                             path.display(),
                             header.host,
                             header.name.as_deref().unwrap_or("-"),
+                            header
+                                .label
+                                .as_ref()
+                                .map_or_else(|| "-".to_owned(), |l| format!("{l:?}")),
+                            header.role.as_deref().unwrap_or("-"),
                             header.period_us,
                             header.precision,
                             header.writer,

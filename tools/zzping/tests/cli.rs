@@ -180,9 +180,9 @@ fn export_csv_and_jsonl_parse_back_and_match() {
             })
             .collect()
     };
-    let dirlabel = zzping_lib::store::layout::host_dir_name("x,\"y");
+    // The label as configured (its directory is `x--y`): quoted by the CSV writer.
     let mut want = expect("gw", &a);
-    want.extend(expect(&dirlabel, &b));
+    want.extend(expect("x,\"y", &b));
     want.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.start_us.cmp(&y.1.start_us)));
 
     let o = ok(zz(&["export", "--format", "csv", s(dir.path())]));
@@ -1369,4 +1369,41 @@ fn exits_cleanly(what: &str, args: &[&str]) {
         "{what} {shown:?}: {}",
         stderr(&o)
     );
+}
+
+/// A label the configuration gave (here with a space, so its directory is an escape of
+/// it) and the host's role are shown as written, not as the directory's name.
+#[test]
+fn dump_and_report_show_the_configured_label_and_role() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = HostWriter::open(
+        tmp.path(),
+        HostInfo {
+            label: "living room".into(),
+            address: "198.18.0.7".parse().unwrap(),
+            name: None,
+            role: Some("gateway".into()),
+        },
+        WriterConfig {
+            period_us: P,
+            precision: 0.01,
+            writer: "test".into(),
+        },
+    )
+    .unwrap();
+    for i in 0..10 {
+        w.append(&frame(i, 2000, 5, 0)).unwrap();
+    }
+    w.sync().unwrap();
+    assert!(tmp.path().join("living-room").is_dir());
+    let o = ok(zz(&["dump", s(tmp.path())]));
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(
+        err.contains("segment host=198.18.0.7 name=- label=\"living room\" role=gateway"),
+        "{err}"
+    );
+    assert!(out.lines().all(|l| l.contains(" living room ")), "{out}");
+    let o = ok(zz(&["report", "--json", s(tmp.path())]));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["hosts"][0]["label"], "living room", "{report:#}");
 }
