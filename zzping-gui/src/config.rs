@@ -165,6 +165,17 @@ pub struct Cli {
     /// Length of the synthetic data set, hours.
     #[arg(long, default_value_t = 2.0)]
     pub demo_hours: f64,
+    /// No desktop notifications of live outages.
+    #[arg(long)]
+    pub no_notify: bool,
+    /// The desktop notification command, run as `COMMAND SUMMARY BODY` (no shell)
+    /// [default: notify-send].
+    #[arg(long, value_name = "COMMAND")]
+    pub notify_command: Option<String>,
+    /// Notify when a live host (or every host) has failed every request for this many
+    /// seconds [default: 5].
+    #[arg(long, value_name = "S", value_parser = parse_notify_after)]
+    pub notify_after: Option<f64>,
     /// Window width, px [default: 1600].
     #[arg(long, value_name = "PX",
           value_parser = clap::value_parser!(u32).range(i64::from(MIN_WINDOW_PX)..=i64::from(MAX_WINDOW_PX)))]
@@ -173,6 +184,16 @@ pub struct Cli {
     #[arg(long, value_name = "PX",
           value_parser = clap::value_parser!(u32).range(i64::from(MIN_WINDOW_PX)..=i64::from(MAX_WINDOW_PX)))]
     pub height: Option<u32>,
+}
+
+/// `--notify-after`: seconds, more than 0 and at most a day.
+fn parse_notify_after(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds in 0 (excluded)..=86400"
+        )),
+    }
 }
 
 /// A daemon to watch, as configured: its address and, when it requires one, the file

@@ -13,6 +13,7 @@
 //! - [`load`]: loading off the UI thread (day pyramids, raw frames of the fine levels);
 //! - [`data`]: finding hosts on disk (through `zzping_lib::store`);
 //! - [`live`]: daemon connections; [`live_lanes`]: what their events do to the lanes;
+//!   [`notify`]: desktop notifications of their outages;
 //! - [`canvas`]: drawing and mouse/keyboard interaction, with its own message type;
 //! - [`app`]: state, messages and `update`; [`window`]: the widgets of `view`;
 //! - [`config`]: the command line and the configuration file.
@@ -27,6 +28,7 @@ pub mod live;
 pub mod live_lanes;
 pub mod load;
 pub mod model;
+pub mod notify;
 pub mod timeline;
 pub mod window;
 

@@ -46,6 +46,7 @@ impl App {
                     meta.address.to_string(),
                     meta.name.clone(),
                 );
+                self.notifier.add_host(daemon, host, &meta);
                 let q = Quantizer::new(meta.precision).ok().map(Arc::new);
                 match self.live_index.get(&(daemon, host)) {
                     Some(&i) => {
@@ -75,6 +76,8 @@ impl App {
                 self.sync_history(None);
             }
             LiveEvent::Frame { host, frame } => {
+                self.notifier
+                    .on_frame(daemon, host, &frame, zzping_lib::file::wall_clock_us());
                 if let Some(&i) = self.live_index.get(&(daemon, host))
                     && let Source::Live(l) = &mut self.live[i].lane.source
                 {
@@ -99,7 +102,7 @@ impl App {
                     d.detail = "refused by the daemon; retrying".into();
                 }
             }
-            LiveEvent::HostRemoved { .. } => {}
+            LiveEvent::HostRemoved { host } => self.notifier.remove_host(daemon, host),
         }
     }
 }

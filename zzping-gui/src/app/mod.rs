@@ -60,6 +60,8 @@ pub struct Config {
     pub save_dir: Option<PathBuf>,
     /// Exit (after the screenshot, if any) this many ms after start.
     pub exit_after_ms: Option<u64>,
+    /// Desktop notifications of live outages (default: none).
+    pub notify: crate::notify::NotifySettings,
 }
 
 /// Messages of the application.
@@ -294,6 +296,8 @@ pub struct App {
     background: bool,
     /// Fine data lanes asked for, not handed to the loader yet.
     requests: Vec<(LaneRef, FineRequest)>,
+    /// Desktop notifications of live outages.
+    pub(crate) notifier: crate::notify::Notifier,
 }
 
 impl App {
@@ -334,6 +338,7 @@ impl App {
             loader: Arc::new(DiskLoader),
             background: false,
             requests: Vec::new(),
+            notifier: crate::notify::Notifier::default(),
         }
     }
 
@@ -360,6 +365,7 @@ impl App {
             })
             .collect();
         app.prefill_s = cfg.prefill_s;
+        app.notifier = crate::notify::Notifier::new(cfg.notify.clone());
         if cfg.live_span_s > 0 {
             app.live_span_us = f64::from(cfg.live_span_s) * 1e6;
         }
