@@ -298,11 +298,11 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let conf = dir.path().join("zzping.toml");
-    let write_conf = |hosts: &[(&str, Option<&str>)]| {
+    let write_conf = |hosts: &[(&str, Option<&str>)], alerts: &str| {
         let mut f = std::fs::File::create(&conf).unwrap();
         writeln!(
             f,
-            "data_dir = {:?}\nrate = 100\nflush_interval_s = 0.2",
+            "data_dir = {:?}\nrate = 100\nflush_interval_s = 0.2\n{alerts}",
             data
         )
         .unwrap();
@@ -313,7 +313,7 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
             }
         }
     };
-    write_conf(&[("127.0.0.1", None), ("127.0.0.2", Some("x"))]);
+    write_conf(&[("127.0.0.1", None), ("127.0.0.2", Some("x"))], "");
     let mut cmd = daemon_in_netns(false, &["--duration", "30", "--socket", "raw", "--status"]);
     // Point the helper's `--config none` at our file.
     let args: Vec<String> = cmd
@@ -360,8 +360,12 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
     }
     wait_for(&mut lines, "x: pinging 127.0.0.2", &mut log);
     wait_for_replies(&mut table, &["127.0.0.1", "x"]);
-    // 127.0.0.1 goes, ::1 comes, label x moves to another address (same files).
-    write_conf(&[("::1", None), ("127.0.0.3", Some("x"))]);
+    // 127.0.0.1 goes, ::1 comes, label x moves to another address (same files); an
+    // alert rule appears.
+    write_conf(
+        &[("::1", None), ("127.0.0.3", Some("x"))],
+        "[[alert]]\nname = \"down\"\nwhen = \"outage\"\nfor_s = 1",
+    );
     kill(daemon_pid, libc::SIGHUP);
     // Removal (once its requests are resolved) and addition may log in either order.
     wait_for_all(
@@ -370,6 +374,7 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
             "::1: pinging",
             "127.0.0.1: removed",
             "x: 127.0.0.3 now resolves to 127.0.0.3",
+            "SIGHUP: configuration reloaded (hosts, [[alert]] rules (1)); 2 hosts",
         ],
         &mut log,
     );

@@ -141,7 +141,7 @@ impl Alerts {
     }
 
     /// Replaces the rules (SIGHUP): unchanged rules keep their state (a firing alert does
-    /// not fire again) and their counters and rate limit.
+    /// not fire again); counters and the rate limit follow a rule's name.
     pub fn set_rules(&mut self, configs: &[AlertConfig], rules: Vec<Rule>) {
         let old_stats = &self.stats.rules;
         let stats = AlertStats {
@@ -595,6 +595,73 @@ mod tests {
         assert_eq!(count(&a, |s| &s.firing), 3);
         assert_eq!(count(&a, |s| &s.suppressed), 2);
         assert!(a.notified[&("down".to_owned(), Some(1))]);
+        a.stop();
+    }
+
+    #[test]
+    fn new_rules_keep_the_state_counters_and_rate_limit_of_unchanged_ones() {
+        let cfg = |name: &str, for_s: f64| AlertConfig {
+            name: name.into(),
+            when: "outage".into(),
+            host: None,
+            for_s: Some(for_s),
+            above_pct: None,
+            above_ms: None,
+            window_s: None,
+            clear_s: None,
+            command: Some(vec!["/bin/true".into()]),
+            min_interval_s: Some(60.0),
+        };
+        let set = |a: &mut Alerts, cs: &[AlertConfig]| {
+            a.set_rules(cs, config::rules(cs).unwrap());
+        };
+        let mut a = Alerts::new(&[], Vec::new());
+        set(&mut a, &[cfg("down", 0.2)]);
+        a.add_host(1, "gw", 100_000);
+        let mut t = 1_700_000_000_000_000u64;
+        let mut feed = |a: &mut Alerts, ok: bool, now_ns: u64| {
+            let mut f = Frame::new(t, 100_000);
+            f.sent = 1;
+            if ok {
+                f.rtts_us.push(1000);
+            } else {
+                f.lost = 1;
+            }
+            t += 100_000;
+            a.on_frame(1, &f, now_ns, |_| None);
+        };
+        let get = |a: &Alerts, name: &str, pick: fn(&RuleStats) -> &AtomicU64| {
+            let r = a.stats.rules.iter().find(|r| r.name == name).unwrap();
+            pick(r).load(Ordering::Relaxed)
+        };
+        for i in 0..3 {
+            feed(&mut a, false, i * 100_000_000);
+        }
+        assert_eq!(get(&a, "down", |r| &r.firing), 1);
+        // A reload adds a rule and keeps "down" as it is (moved to the second place).
+        set(&mut a, &[cfg("slow", 0.5), cfg("down", 0.2)]);
+        for i in 3..8 {
+            feed(&mut a, false, i * 100_000_000);
+        }
+        // "down" did not fire again; "slow" started over and fired.
+        assert_eq!(get(&a, "down", |r| &r.firing), 1);
+        assert_eq!(get(&a, "slow", |r| &r.firing), 1);
+        // "down"'s firing ran: its resolved runs; then its next firing, within
+        // min_interval_s of the first run (kept across the reload), is suppressed.
+        for i in 8..11 {
+            feed(&mut a, true, i * 100_000_000);
+        }
+        assert_eq!(get(&a, "down", |r| &r.resolved), 1);
+        assert_eq!(get(&a, "down", |r| &r.suppressed), 0);
+        for i in 11..14 {
+            feed(&mut a, false, i * 100_000_000);
+        }
+        assert_eq!(get(&a, "down", |r| &r.firing), 2);
+        assert_eq!(get(&a, "down", |r| &r.suppressed), 1);
+        // A changed rule's state starts over; its counters follow its name.
+        set(&mut a, &[cfg("down", 0.3)]);
+        assert_eq!(get(&a, "down", |r| &r.firing), 2);
+        assert_eq!(a.stats.rules.len(), 1);
         a.stop();
     }
 }

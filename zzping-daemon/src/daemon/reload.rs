@@ -102,7 +102,7 @@ impl Daemon {
             self.cfg.metrics_linger_s = new.metrics_linger_s;
         }
         if new.alert != self.cfg.alert {
-            applied.push(format!("alerts ({} rules)", new.alert.len()));
+            applied.push(format!("[[alert]] rules ({})", new.alert.len()));
             self.outputs.set_alert_rules(&new.alert, new.alert_rules());
             self.cfg.alert = new.alert.clone();
         }
