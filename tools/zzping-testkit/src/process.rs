@@ -93,6 +93,14 @@ impl LogLines {
     /// Waits (at most `limit`) for a line containing `needle`; panics with the log
     /// otherwise.
     pub fn wait_for(&mut self, needle: &str, limit: Duration) {
+        if !self.wait_until(needle, limit) {
+            panic!("no {needle:?} in the log within {limit:?}:\n{}", self.seen);
+        }
+    }
+
+    /// Waits (at most `limit`) for a line containing `needle`: false when none came
+    /// (the pipe ended or the time ran out).
+    pub fn wait_until(&mut self, needle: &str, limit: Duration) -> bool {
         let end = Instant::now() + limit;
         while let Some(left) = end.checked_duration_since(Instant::now()) {
             match self.rx.recv_timeout(left) {
@@ -101,13 +109,32 @@ impl LogLines {
                     self.seen.push_str(&l);
                     self.seen.push('\n');
                     if hit {
-                        return;
+                        return true;
                     }
                 }
                 Err(_) => break,
             }
         }
-        panic!("no {needle:?} in the log within {limit:?}:\n{}", self.seen);
+        false
+    }
+
+    /// Every line until the pipe ends (the child exited and closed it), waiting at most
+    /// `limit`; panics with the log otherwise.
+    pub fn finish(mut self, limit: Duration) -> String {
+        let end = Instant::now() + limit;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push_str(&l);
+                    self.seen.push('\n');
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.seen,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("the log did not end within {limit:?}:\n{}", self.seen)
+                }
+            }
+        }
     }
 
     /// Takes in the lines already received, without waiting.

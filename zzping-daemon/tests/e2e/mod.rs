@@ -46,6 +46,10 @@
 //!   possible frames; extras outside every uncertainty window have exactly one. Per-frame counts must then be exactly
 //!   achievable by one assignment (checked by an earliest-deadline greedy match), and
 //!   the number of extras that had more than one candidate is reported.
+//! * **Prometheus.** The daemon runs with its exporter on; once it logs that its counts
+//!   are final, `/metrics` is scraped once and every host's counters (requests, replies,
+//!   lost, failed, duplicates, late, errors by kind) must equal the sums of its frames,
+//!   which the comparison above holds to the truth.
 //! * **RTTs.** The reference is a packet capture on every TUN of the scenario
 //!   ([`capture`]; a route change moves requests to another one), whose taps
 //!   sit before the driver's transmit stamp and after the receive stamp: the wire RTT
@@ -65,6 +69,11 @@
 
 pub use zzping_netsim::capture;
 pub mod loopback;
+#[path = "../common/prometheus.rs"]
+mod prometheus;
+
+/// The daemon's exporter in the test's namespace: scraped once its counts are final.
+const METRICS_ADDR: &str = "127.0.0.1:9464";
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
@@ -80,7 +89,7 @@ use zzping_netsim::profile::Fate;
 use zzping_netsim::scenario::Scenario;
 use zzping_netsim::sim::Simulator;
 use zzping_netsim::truth::{NetAction, ReplyKind, RequestEvent, Truth, read_truth};
-use zzping_testkit::process::{read_to_end, wait_bounded};
+use zzping_testkit::process::{LogLines, read_to_end, signal, wait_bounded};
 
 /// The daemon binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_zzping-daemon");
@@ -277,6 +286,8 @@ pub struct Run {
     pub truth: Truth,
     pub frames: BTreeMap<IpAddr, Vec<Fr>>,
     pub daemon_stderr: String,
+    /// `/metrics` scraped once every frame was final (`None`: the daemon never said so).
+    pub metrics: Option<String>,
     pub fping_stderr: String,
     pub fping_count: usize,
     pub wall: Duration,
@@ -337,6 +348,8 @@ pub fn run(test: &str, file: &str, extra: &str) -> Option<Run> {
         spec.duration_s.to_string(),
         "--flush-interval-s".into(),
         "1".into(),
+        "--metrics".into(),
+        METRICS_ADDR.into(),
     ];
     for t in &targets {
         args.push("--target".into());
@@ -348,6 +361,8 @@ pub fn run(test: &str, file: &str, extra: &str) -> Option<Run> {
     let freeze = spec.freeze_receive_ms;
     let freeze_main = spec.freeze_main_ms;
     let limit = Duration::from_secs_f64(spec.duration_s + f64::from(spec.timeout_ms) / 1e3 + 30.0);
+    // The exporter stays up with the final counts until the scrape below ends it.
+    args.extend(["--metrics-linger-s".into(), limit.as_secs().to_string()]);
     let tp = truth_path.clone();
     let handle = std::thread::Builder::new()
         .name("e2e-netns".into())
@@ -403,13 +418,25 @@ pub fn run(test: &str, file: &str, extra: &str) -> Option<Run> {
             .into_iter()
             .flatten()
             .collect();
-            let err = daemon.stderr.take();
-            let reader = read_to_end(err);
-            let status = wait_bounded(&mut daemon, limit, "daemon");
+            let mut log = LogLines::follow(daemon.stderr.take().expect("piped stderr"));
+            // Pinging stopped and every frame final: one scrape, then a signal ends the
+            // exporter's linger (a daemon that never gets there is stopped the same way
+            // after the bound, and the check says the scrape is missing).
+            let metrics = log.wait_until("counts final", limit).then(|| {
+                let addr = METRICS_ADDR.parse().unwrap();
+                match prometheus::get(addr, "/metrics") {
+                    Ok((200, body)) => body,
+                    other => panic!("{METRICS_ADDR}/metrics: {other:?}"),
+                }
+            });
+            if daemon.try_wait().expect("try_wait").is_none() {
+                signal(&daemon, libc::SIGTERM);
+            }
+            let status = wait_bounded(&mut daemon, Duration::from_secs(30), "daemon");
             for f in freezers {
                 println!("  a daemon thread was frozen {} times", f.finish());
             }
-            let daemon_stderr = reader.join().unwrap();
+            let daemon_stderr = log.finish(Duration::from_secs(30));
             let fping_stderr = match fp.as_mut() {
                 Some(c) => {
                     let err = c.stderr.take();
@@ -430,10 +457,18 @@ pub fn run(test: &str, file: &str, extra: &str) -> Option<Run> {
                 wire.link_downs += w.link_downs;
             }
             let summary = sim.stop().expect("stop the simulator");
-            (ns, status, daemon_stderr, fping_stderr, summary, wire)
+            (
+                ns,
+                status,
+                daemon_stderr,
+                metrics,
+                fping_stderr,
+                summary,
+                wire,
+            )
         })
         .unwrap();
-    let (ns, status, daemon_stderr, fping_stderr, summary, wire) = handle
+    let (ns, status, daemon_stderr, metrics, fping_stderr, summary, wire) = handle
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p));
     let wall = t0.elapsed();
@@ -491,6 +526,7 @@ pub fn run(test: &str, file: &str, extra: &str) -> Option<Run> {
         truth,
         frames,
         daemon_stderr,
+        metrics,
         fping_stderr,
         fping_count,
         wall,
@@ -1579,6 +1615,7 @@ pub fn check(run: &Run) -> Vec<HostReport> {
     if let Some(addr) = run.spec.fping {
         check_fping(run, addr, &reports, &mut failures);
     }
+    check_metrics(run, &mut failures);
     assert!(
         failures.is_empty(),
         "{}: {} failures:\n{}\n--- daemon stderr:\n{}",
@@ -1588,6 +1625,55 @@ pub fn check(run: &Run) -> Vec<HostReport> {
         run.daemon_stderr
     );
     reports
+}
+
+/// The value of the sample `name{host="label",...}` in a `/metrics` text.
+fn sample(body: &str, name: &str, label: &str, extra: &str) -> Option<u64> {
+    let host = format!("host=\"{label}\"");
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| l.contains(&host) && l.contains(extra))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// Prometheus against the truth: every host's counters on `/metrics`, scraped once the
+/// counts were final, equal the sums of its frames, which `compare_host` has just held
+/// to the truth frame by frame.
+fn check_metrics(run: &Run, failures: &mut Vec<String>) {
+    let Some(body) = &run.metrics else {
+        failures.push("no /metrics scrape: the daemon never said its counts were final".into());
+        return;
+    };
+    type Pick = fn(&Fr) -> u64;
+    let counters: [(&str, Pick); 6] = [
+        ("zzping_requests_sent_total", |f| f.sent.into()),
+        ("zzping_replies_total", |f| f.received.into()),
+        ("zzping_lost_total", |f| f.lost.into()),
+        ("zzping_failed_total", |f| u64::from(f.lost + f.errors)),
+        ("zzping_duplicates_total", |f| f.duplicates.into()),
+        ("zzping_late_replies_total", |f| f.late.into()),
+    ];
+    for (addr, frames) in &run.frames {
+        let label = addr.to_string();
+        for (name, pick) in counters {
+            let want: u64 = frames.iter().map(pick).sum();
+            let got = sample(body, name, &label, "");
+            if got != Some(want) {
+                failures.push(format!("{addr}: {name} {got:?} on /metrics, frames {want}"));
+            }
+        }
+        for k in ErrorKind::ALL {
+            let want: u64 = frames.iter().map(|f| u64::from(f.error_kinds.get(k))).sum();
+            let kind = format!("kind=\"{}\"", k.name());
+            let got = sample(body, "zzping_errors_total", &label, &kind);
+            if got != Some(want) {
+                failures.push(format!(
+                    "{addr}: zzping_errors_total{{{kind}}} {got:?} on /metrics, frames {want}"
+                ));
+            }
+        }
+    }
 }
 
 /// The kernel slews a clock by at most 500 ppm (`adjtimex`): fping's interval and the
