@@ -9,6 +9,7 @@
 //! cargo nextest run -p zzping-daemon -E 'binary(e2e_accuracy)' --no-capture
 //! ```
 
+mod common;
 mod e2e;
 
 use std::net::IpAddr;

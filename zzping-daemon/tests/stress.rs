@@ -23,6 +23,7 @@
 //!
 //! Bounded: 8 loopback runs of 1.5 s and 3 simulated runs of 4-8 s, about 45 s in all.
 
+mod common;
 mod e2e;
 
 use e2e::loopback::{Contention, MAIN_CPU, Stress, Tally, check_loopback, loopback_run};

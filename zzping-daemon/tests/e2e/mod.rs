@@ -69,8 +69,7 @@
 
 pub use zzping_netsim::capture;
 pub mod loopback;
-#[path = "../common/prometheus.rs"]
-mod prometheus;
+use crate::common::prometheus;
 
 /// The daemon's exporter in the test's namespace: scraped once its counts are final.
 const METRICS_ADDR: &str = "127.0.0.1:9464";
