@@ -6,7 +6,8 @@
 //! * `each_event_runs_its_command_once_and_rate_limits_hold`: the events the daemon should
 //!   have had are computed from its own frame files, by zzping-lib's evaluator with the
 //!   same rules: the command ran exactly once per event, in order, with the right
-//!   variables (a rule on one host, a rule on all hosts); a rule whose `min_interval_s`
+//!   variables (outage rules on one host and on all hosts, a loss and a p95 rule, their
+//!   values as the files give them); a rule whose `min_interval_s`
 //!   spans the run ran its command for the first outage only (its firing and that
 //!   firing's resolved), the other events suppressed and said so in the log.
 //! * `a_slow_command_does_not_delay_pings`: a command that would run 30 s runs from the
@@ -157,7 +158,7 @@ fn frames(data: &Path) -> Vec<(&'static str, Vec<Frame>)> {
 fn expected_events(
     alerts: &str,
     hosts: &[(&str, Vec<Frame>)],
-) -> Vec<(String, String, String, u64)> {
+) -> Vec<(String, String, String, u64, f64)> {
     let file: FileConfig = toml::from_str(alerts).unwrap();
     let rules = zzping_daemon::alert::config::rules(&file.alert).unwrap();
     let mut ev = Evaluator::new(rules);
@@ -181,6 +182,7 @@ fn expected_events(
                 e.host
                     .map_or("all".to_owned(), |h| hosts[h as usize].0.to_owned()),
                 e.since_us,
+                e.value,
             ));
         }
     }
@@ -191,10 +193,13 @@ fn expected_events(
 fn each_event_runs_its_command_once_and_rate_limits_hold() {
     require!(privileges::tun());
     let dir = tempfile::tempdir().unwrap();
-    let (down_out, all_out, flap_out) = (
-        dir.path().join("down.txt"),
-        dir.path().join("all.txt"),
-        dir.path().join("flap.txt"),
+    let out = |name: &str| dir.path().join(format!("{name}.txt"));
+    let (down_out, all_out, flap_out, lossy_out, slow_out) = (
+        out("down"),
+        out("all"),
+        out("flap"),
+        out("lossy"),
+        out("slow"),
     );
     let cmd = |name: &str, out: &Path| {
         format!(
@@ -208,10 +213,16 @@ fn each_event_runs_its_command_once_and_rate_limits_hold() {
          [[alert]]\nname = \"all-down\"\nwhen = \"outage\"\nhost = \"all\"\nfor_s = 0.3\n\
          clear_s = 0.3\nmin_interval_s = 0\ncommand = {}\n\
          [[alert]]\nname = \"flap\"\nwhen = \"outage\"\nhost = \"gateway\"\nfor_s = 0.3\n\
-         clear_s = 0.3\nmin_interval_s = 3600\ncommand = {}\n",
+         clear_s = 0.3\nmin_interval_s = 3600\ncommand = {}\n\
+         [[alert]]\nname = \"lossy\"\nwhen = \"loss\"\nhost = \"gateway\"\nabove_pct = 20\n\
+         window_s = 1\nmin_interval_s = 0\ncommand = {}\n\
+         [[alert]]\nname = \"slow\"\nwhen = \"p95\"\nhost = \"internet\"\nabove_ms = 3\n\
+         window_s = 1\nmin_interval_s = 0\ncommand = {}\n",
         cmd("down.sh", &down_out),
         cmd("all.sh", &all_out),
         cmd("flap.sh", &flap_out),
+        cmd("lossy.sh", &lossy_out),
+        cmd("slow.sh", &slow_out),
     );
     // The last outage ends 7 s in; its resolved events come 0.3 s + the 0.5 s timeout
     // later, far from the end.
@@ -229,9 +240,22 @@ fn each_event_runs_its_command_once_and_rate_limits_hold() {
         ],
         "{log}"
     );
-    for (out, rule, addr) in [
-        (&down_out, "down", "198.18.0.10"),
-        (&all_out, "all-down", ""),
+    // Loss: the gateway's outages, over 1 s windows. p95: the internet host answers in
+    // 5 ms, above 3 ms once its first window is whole (and its windows never empty for
+    // its clear_s of 1 s: it stays firing).
+    let states = |rule: &str| -> Vec<String> { of(rule).into_iter().map(|e| e.1).collect() };
+    let lossy = states("lossy");
+    assert!(
+        lossy.len() >= 2 && lossy[..2] == ["firing", "resolved"],
+        "{lossy:?}\n{log}"
+    );
+    let slow = states("slow");
+    assert_eq!(slow.first().map(String::as_str), Some("firing"), "{log}");
+    for (out, rule, when, addr, threshold) in [
+        (&down_out, "down", "outage", "198.18.0.10", "0.3"),
+        (&all_out, "all-down", "outage", "", "0.3"),
+        (&lossy_out, "lossy", "loss", "198.18.0.10", "20"),
+        (&slow_out, "slow", "p95", "198.18.8.8", "3"),
     ] {
         let got = records(out);
         let want = of(rule);
@@ -241,23 +265,31 @@ fn each_event_runs_its_command_once_and_rate_limits_hold() {
             // The arguments as configured, no shell in between.
             assert_eq!(g["ARGV"], "1:one arg");
             assert_eq!(g["STATE"], w.1, "{g:?}");
-            assert_eq!(g["WHEN"], "outage");
+            assert_eq!(g["WHEN"], when);
             assert_eq!(g["HOST"], w.2);
             assert_eq!(g["ADDRESS"], addr);
             assert_eq!(g["ROLE"], "");
-            assert_eq!(g["THRESHOLD"], "0.3");
+            assert_eq!(g["THRESHOLD"], threshold);
             assert_eq!(
                 zzping_lib::time::parse_rfc3339_us(&g["SINCE"]),
                 Some(w.3),
                 "{g:?} vs {w:?}"
             );
+            // The value, as the files say; p95 from buckets within 9 % (the files'
+            // RTTs are quantized to 1 %: the bucket may differ at an edge).
             let value: f64 = g["VALUE"].parse().unwrap();
-            match g["STATE"].as_str() {
-                "firing" => {
-                    assert!(value >= 0.3, "{g:?}");
-                    assert!(g["TEXT"].contains("every request failed"), "{g:?}");
+            let tolerance = if when == "p95" { 0.2 * w.4 } else { 0.001 };
+            assert!((value - w.4).abs() <= tolerance, "{g:?} vs {w:?}");
+            let th: f64 = threshold.parse().unwrap();
+            if g["STATE"] == "firing" {
+                assert!(value >= th, "{g:?}");
+            }
+            match (when, g["STATE"].as_str()) {
+                ("outage", "firing") => {
+                    assert!(g["TEXT"].contains("every request failed"), "{g:?}")
                 }
-                _ => assert!(g["TEXT"].contains("answering again"), "{g:?}"),
+                ("outage", _) => assert!(g["TEXT"].contains("answering again"), "{g:?}"),
+                _ => assert!(g["TEXT"].contains("over the last 1 s"), "{g:?}"),
             }
             assert!(g["TEXT"].starts_with(&format!("alert {rule} {}: ", w.1)));
         }
