@@ -715,4 +715,24 @@ mod tests {
         assert!(!is_name("127.0.0.1"));
         assert!(is_name("gateway.lan"));
     }
+
+    #[test]
+    fn alert_tables_are_validated_and_printed() {
+        let text = "[[alert]]\nname = \"down\"\nwhen = \"outage\"\nhost = \"all\"\nfor_s = 3\n\
+                    command = [\"/usr/bin/logger\", \"zzping\"]\n";
+        let file: FileConfig = toml::from_str(text).unwrap();
+        let c = merge(&cli(&[]), file, || None).unwrap();
+        assert_eq!(c.alert_rules().len(), 1);
+        let printed = c.to_toml();
+        assert!(printed.contains("[[alert]]\nname = \"down\""), "{printed}");
+        let back: FileConfig = toml::from_str(&printed).unwrap();
+        assert_eq!(back.alert, c.alert);
+        let bad: FileConfig =
+            toml::from_str("[[alert]]\nname = \"down\"\nwhen = \"loss\"\nwindow_s = 3").unwrap();
+        let e = merge(&cli(&[]), bad, || None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid configuration: [[alert]] #1 (\"down\"): above_pct: required for when = \"loss\""
+        );
+    }
 }
