@@ -13,8 +13,9 @@ use zzping_lib::file::{
 };
 use zzping_lib::pyramid;
 
-const TARGETS: [&str; 7] = [
+const TARGETS: [&str; 8] = [
     "frame_file",
+    "events_file",
     "segment_header",
     "sidecar",
     "live_server",
@@ -72,6 +73,33 @@ fn frame_file(dir: &Path) -> PathBuf {
         w.sync().unwrap();
     }
     zzping_lib::store::layout::day_file(&dir.join("gw"), t0)
+}
+
+/// An events day file of every kind: 2 segments (two writers).
+fn events_file(dir: &Path) -> PathBuf {
+    use zzping_lib::events::{ContextEvent, EventKind, EventWriter};
+    let t0 = zzping_fuzz::live::T0;
+    let mut w = EventWriter::new(dir, "seeds");
+    let evs = [
+        ContextEvent::new(t0, EventKind::DaemonStart),
+        ContextEvent::link(t0 + 1, EventKind::CarrierOff, "wlan0"),
+        ContextEvent::link(t0 + 2, EventKind::LinkDown, "wlan0"),
+        ContextEvent::route(t0 + 3, 4, Some("198.18.0.1".parse().unwrap()), Some("wlan0"), true),
+        ContextEvent::address(t0 + 4, "2001:db8::2".parse().unwrap(), 64, Some("wlan0"), false),
+        ContextEvent::suspend(t0 + 5, 12_300_000),
+        ContextEvent::clock_step(t0 + 6, -2_000_000),
+        ContextEvent::reload(t0 + 7, "hosts"),
+        ContextEvent::daemon_stop(t0 + 8, "signal 15"),
+    ];
+    for ev in &evs {
+        w.append(ev, t0);
+    }
+    w.flush().unwrap();
+    drop(w);
+    let mut w = EventWriter::new(dir, "seeds");
+    w.append(&ContextEvent::new(t0 + 9, EventKind::DaemonStart), t0 + 9);
+    w.flush().unwrap();
+    zzping_lib::events::day_file(&zzping_lib::events::events_dir(dir), t0)
 }
 
 fn live_seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
@@ -147,12 +175,23 @@ fn generate() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let mut garbage = file.clone();
     garbage.splice(200..200, [0xc1, 0xff, 0x13]);
     let p = pyramid::build(&frame_file(dir.path()), &pyramid::PERSISTED_WIDTHS_US).unwrap();
+    let events = std::fs::read(events_file(dir.path())).unwrap();
+    let mut events_torn = events.clone();
+    events_torn.truncate(events.len() - 3);
+    let mut events_garbage = events.clone();
+    // Between the fourth and fifth events: the rest of that segment is skipped.
+    let mut at = zzping_lib::events::EventsHeader::decode(&events).unwrap().1;
+    for _ in 0..4 {
+        at += zzping_lib::events::ContextEvent::decode(&events[at..]).unwrap().1;
+    }
+    events_garbage.splice(at..at, [0xc1, 0xff, 0x13]);
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/legacy-samples");
     let legacy = |n: &str| std::fs::read(samples.join(n)).unwrap();
     let (to_server, to_client) = live_seeds();
     let refs = |v: &[Vec<u8>]| -> Vec<u8> { join(&v.iter().map(|d| &d[..]).collect::<Vec<_>>()) };
     vec![
         ("frame_file", vec![file.clone(), torn, garbage]),
+        ("events_file", vec![events, events_torn, events_garbage]),
         ("segment_header", vec![file[..header_len].to_vec()]),
         ("sidecar", vec![pyramid::encode_sidecar(&p)]),
         (
@@ -208,6 +247,19 @@ fn every_target_has_meaningful_seeds() {
                     }
                     assert!(n >= 20, "{what}: {n} frames");
                     assert!(with_kinds > 0, "{what}: no frame with errors by kind");
+                }
+                "events_file" => {
+                    let mut r = zzping_lib::events::EventReader::new("seed".into(), &s[..]);
+                    let mut kinds = std::collections::BTreeSet::new();
+                    while let Some(ev) = r.next_event().unwrap() {
+                        kinds.insert(ev.kind.name().to_owned());
+                        assert_eq!(
+                            r.header().unwrap().version,
+                            zzping_lib::events::FORMAT_VERSION,
+                            "{what}"
+                        );
+                    }
+                    assert!(kinds.len() >= 4, "{what}: {kinds:?}");
                 }
                 "segment_header" => {
                     let (h, _) = SegmentHeader::decode(s).unwrap();

@@ -5,7 +5,9 @@
 //! MessagePack) -> [`file`] (segments, writer, recovering reader) -> [`store`] (a host's
 //! files over a time range) -> [`summary`] (mergeable histograms) -> [`pyramid`] (zoom
 //! levels persisted beside the files); [`outage`] finds the runs of failed requests and the
-//! events in which hosts fail together; [`alert`] evaluates alert rules frame by frame.
+//! events in which hosts fail together; [`alert`] evaluates alert rules frame by frame;
+//! [`events`] records the context events (link, route, suspend, clock, daemon) beside
+//! the frames.
 //!
 //! Everything here is pure computation or plain file I/O with time handed in: no threads,
 //! one socket (the blocking [`live::UdpLiveClient`] for the CLI and tests), and the wall
@@ -14,6 +16,7 @@
 pub mod alert;
 pub mod codec;
 pub mod datadir;
+pub mod events;
 pub mod file;
 pub mod frame;
 pub mod gateway;

@@ -183,15 +183,16 @@ pub fn day_files(host_dir: &Path) -> Result<Vec<DayFile>, FileError> {
     Ok(out)
 }
 
-/// The host directories under `data_dir` (those holding at least one day file) with their
-/// day files, by directory name; no file is read.
+/// The host directories under `data_dir` (those holding at least one day file, never the
+/// events directory) with their day files, by directory name; no file is read.
 pub(crate) fn host_dirs(data_dir: &Path) -> Result<Vec<(PathBuf, Vec<DayFile>)>, FileError> {
     let mut out = Vec::new();
     let rd = std::fs::read_dir(data_dir).map_err(FileError::io(data_dir, "list directory"))?;
     for entry in rd {
         let entry = entry.map_err(FileError::io(data_dir, "list directory"))?;
         let path = entry.path();
-        if !path.is_dir() {
+        // The events directory is no host (its name is none a host can have).
+        if !path.is_dir() || entry.file_name() == crate::events::EVENTS_DIR {
             continue;
         }
         let days = day_files(&path)?;

@@ -3,7 +3,11 @@
 //! ```text
 //! <data_dir>/<host_dir_name(label)>/YYYY-MM-DD.zzp     frames of one UTC day
 //! <data_dir>/<host_dir_name(label)>/YYYY-MM-DD.zzs     its pyramid sidecar
+//! <data_dir>/@events/YYYY-MM-DD.zze                    context events (crate::events)
 //! ```
+//!
+//! No host directory is named like the events directory ([`crate::events::EVENTS_DIR`]):
+//! `@` is outside the characters [`host_dir_name`] keeps.
 //!
 //! The directory name is an on-disk detail: a label is escaped to be a safe file name
 //! ([`host_dir_name`]), which loses characters (`::1` is stored as `__1`). What people
@@ -118,6 +122,10 @@ mod tests {
         assert_eq!(host_dir_name(""), "host-");
         assert_eq!(host_dir_name("router.lan"), "router.lan");
         assert_eq!(host_dir(Path::new("/d"), "::1"), Path::new("/d/__1"));
+        // No label is stored in the events directory.
+        for label in ["@events", "@events/", " @events", "@", "events"] {
+            assert_ne!(host_dir_name(label), crate::events::EVENTS_DIR, "{label:?}");
+        }
     }
 
     #[test]

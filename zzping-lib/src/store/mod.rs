@@ -4,6 +4,7 @@
 //! ```text
 //! <data_dir>/<host>/YYYY-MM-DD.zzp     frames (see crate::file)
 //! <data_dir>/<host>/YYYY-MM-DD.zzs     zoom pyramid sidecar (see crate::pyramid)
+//! <data_dir>/@events/YYYY-MM-DD.zze    context events (see crate::events; no host)
 //! ```
 //!
 //! One file per UTC *day* (not per hour): at 100 pings/s a day is about 12 MB, so a year
@@ -70,11 +71,30 @@ pub struct Removal {
 }
 
 /// Deletes the day files (and their sidecars) of every host under `data_dir` whose day
-/// starts before `cutoff_us`, at most `max_files` day files per call (oldest days first
+/// starts before `cutoff_us`, and the events files of those days
+/// ([`crate::events`]), at most `max_files` day files per call (oldest days first
 /// within each host); [`Removal::more`] says whether some are left. Errors are collected,
 /// never fatal: one bad directory does not stop the others.
 pub fn remove_days_before(data_dir: &Path, cutoff_us: u64, max_files: usize) -> Removal {
     let mut r = Removal::default();
+    let mut files = 0;
+    let events = crate::events::events_dir(data_dir);
+    match crate::events::event_files(&events) {
+        Ok(days) => {
+            for (_, path) in days.into_iter().filter(|(d, _)| *d < cutoff_us) {
+                if files == max_files {
+                    r.more = true;
+                    return r;
+                }
+                files += 1;
+                match std::fs::remove_file(&path) {
+                    Ok(()) => r.removed.push(path),
+                    Err(e) => r.errors.push(FileError::io(&path, "remove")(e)),
+                }
+            }
+        }
+        Err(e) => r.errors.push(e),
+    }
     let dirs = match hosts::host_dirs(data_dir) {
         Ok(d) => d,
         Err(e) => {
@@ -82,7 +102,6 @@ pub fn remove_days_before(data_dir: &Path, cutoff_us: u64, max_files: usize) -> 
             return r;
         }
     };
-    let mut files = 0;
     for (_, days) in dirs {
         for d in days {
             if d.day_start_us.is_none_or(|day| day >= cutoff_us) {
@@ -201,6 +220,40 @@ mod tests {
                 "{h}: {left:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_events_directory_is_no_host_and_retention_removes_its_old_days() {
+        use crate::events::{ContextEvent, EventKind, EventWriter, event_files, events_dir};
+        let dir = tempfile::tempdir().unwrap();
+        three_days(dir.path(), "gw", "198.18.0.1");
+        let mut w = EventWriter::new(dir.path(), "t");
+        for d in 0..3 {
+            w.append(
+                &ContextEvent::new(DAY0 + d * US_PER_DAY, EventKind::DaemonStart),
+                DAY0,
+            );
+        }
+        w.flush().unwrap();
+        // Even a frame file in it would not make it a host.
+        std::fs::write(events_dir(dir.path()).join("2022-01-01.zzp"), b"").unwrap();
+        let hosts = list_hosts(dir.path()).unwrap();
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0].label, "gw");
+        assert_eq!(resolve(&[dir.path().to_path_buf()]).hosts.len(), 1);
+        // Events files count in the bound, like day files.
+        let r = remove_days_before(dir.path(), DAY0 + 2 * US_PER_DAY, 1);
+        assert!(r.more && r.errors.is_empty());
+        assert_eq!(r.removed.len(), 1);
+        let r = remove_days_before(dir.path(), DAY0 + 2 * US_PER_DAY, 10);
+        assert!(!r.more && r.errors.is_empty(), "{:?}", r.errors);
+        let left: Vec<u64> = event_files(&events_dir(dir.path()))
+            .unwrap()
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        assert_eq!(left, [DAY0 + 2 * US_PER_DAY]);
+        assert_eq!(day_files(&dir.path().join("gw")).unwrap().len(), 1);
     }
 
     #[test]
