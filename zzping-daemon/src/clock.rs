@@ -9,6 +9,16 @@
 //! timestamp it reads is `STEP_S` seconds (may be negative) later than the real one, as
 //! if the wall clock had been stepped then. Read once; the daemon warns at start when it
 //! is set. Unset (always, outside tests), readings are untouched.
+//!
+//! # Suspend
+//! While the machine is suspended `CLOCK_MONOTONIC` stops and `CLOCK_BOOTTIME` runs on:
+//! their difference grows by the time suspended ([`SuspendWatch`]). The wall clock jumps
+//! forward at resume, which the daemon's clock-step check sees first; it then asks the
+//! watch how much of the step was a suspend. Tests cannot suspend the machine: with
+//! [`SUSPEND_ENV`] set to `AFTER_S,LEN_S`, from `AFTER_S` seconds (monotonic) after the
+//! first clock reading on, `CLOCK_BOOTTIME` and the wall clock (readings and kernel
+//! stamps) read `LEN_S` seconds later than the real ones, as after a suspend of that
+//! length.
 
 /// A pair of simultaneous clock readings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,6 +48,12 @@ pub const WALL_CLOCK_STEP_ENV: &str = "ZZPING_TEST_WALL_CLOCK_STEP";
 /// The test step: monotonic ns from which it applies, and the step, ns.
 static STEP: std::sync::OnceLock<Option<(u64, i64)>> = std::sync::OnceLock::new();
 
+/// The environment variable of the test-only simulated suspend (see the module docs).
+pub const SUSPEND_ENV: &str = "ZZPING_TEST_SUSPEND";
+
+/// The simulated suspend: monotonic ns from which it applies, and its length, ns.
+static SUSPEND: std::sync::OnceLock<Option<(u64, i64)>> = std::sync::OnceLock::new();
+
 /// Parses `AFTER_S,STEP_S` (seconds, decimals allowed).
 pub fn parse_wall_clock_step(v: &str) -> Option<(f64, f64)> {
     let (a, s) = v.split_once(',')?;
@@ -45,23 +61,37 @@ pub fn parse_wall_clock_step(v: &str) -> Option<(f64, f64)> {
     (a.is_finite() && a >= 0.0 && s.is_finite() && s.abs() < 1e10).then_some((a, s))
 }
 
+/// A test shift read from `var` (`AFTER_S,SHIFT_S`): from when (monotonic ns), by how
+/// much (ns). `nonnegative`: a negative shift is refused.
+fn test_shift(var: &str, nonnegative: bool) -> Option<(u64, i64)> {
+    let (after_s, by_s) = parse_wall_clock_step(&std::env::var(var).ok()?)?;
+    if nonnegative && by_s < 0.0 {
+        return None;
+    }
+    let from = read_raw(libc::CLOCK_MONOTONIC).saturating_add((after_s * 1e9) as u64);
+    Some((from, (by_s * 1e9) as i64))
+}
+
 fn step() -> Option<(u64, i64)> {
-    *STEP.get_or_init(|| {
-        let (after_s, step_s) = parse_wall_clock_step(&std::env::var(WALL_CLOCK_STEP_ENV).ok()?)?;
-        let from = read_raw(libc::CLOCK_MONOTONIC).saturating_add((after_s * 1e9) as u64);
-        Some((from, (step_s * 1e9) as i64))
-    })
+    *STEP.get_or_init(|| test_shift(WALL_CLOCK_STEP_ENV, false))
+}
+
+fn suspend() -> Option<(u64, i64)> {
+    *SUSPEND.get_or_init(|| test_shift(SUSPEND_ENV, true))
+}
+
+/// `t` shifted by `shift` once it applies.
+fn shifted(t: u64, shift: Option<(u64, i64)>) -> u64 {
+    match shift {
+        Some((from, by)) if read_raw(libc::CLOCK_MONOTONIC) >= from => t.saturating_add_signed(by),
+        _ => t,
+    }
 }
 
 /// A wall-clock reading (or kernel stamp) `real_ns` as the daemon sees it: shifted by the
-/// test step once it applies.
+/// test step and the simulated suspend once they apply.
 fn seen(real_ns: u64) -> u64 {
-    match step() {
-        Some((from, by)) if read_raw(libc::CLOCK_MONOTONIC) >= from => {
-            real_ns.saturating_add_signed(by)
-        }
-        _ => real_ns,
-    }
+    shifted(shifted(real_ns, step()), suspend())
 }
 
 /// A kernel timestamp (`SO_TIMESTAMPNS`, `SO_TIMESTAMPING`: wall clock) as ns, on the
@@ -72,10 +102,61 @@ pub fn kernel_stamp_ns(ts: &libc::timespec) -> u64 {
 
 fn read(clock: libc::clockid_t) -> u64 {
     let t = read_raw(clock);
-    if clock == libc::CLOCK_REALTIME {
-        seen(t)
-    } else {
-        t
+    match clock {
+        libc::CLOCK_REALTIME => seen(t),
+        libc::CLOCK_BOOTTIME => shifted(t, suspend()),
+        _ => t,
+    }
+}
+
+/// `CLOCK_BOOTTIME` minus `CLOCK_MONOTONIC`, ns: the time the machine spent suspended
+/// since boot (the mean of two monotonic readings around the boot-time one).
+pub fn suspended_total_ns() -> i128 {
+    let m1 = read(libc::CLOCK_MONOTONIC);
+    let b = read(libc::CLOCK_BOOTTIME);
+    let m2 = read(libc::CLOCK_MONOTONIC);
+    i128::from(b) - i128::from(m1 / 2 + m2 / 2)
+}
+
+/// Suspends shorter than this are not reported (the readings' own jitter is
+/// microseconds; a real suspend lasts seconds).
+pub const SUSPEND_MIN_NS: i128 = 50_000_000;
+
+/// Finds suspends: how much more `CLOCK_BOOTTIME` advanced than `CLOCK_MONOTONIC` since
+/// the last check (see the module docs).
+#[derive(Debug)]
+pub struct SuspendWatch {
+    /// [`suspended_total_ns`] at the last check.
+    last_ns: i128,
+}
+
+impl SuspendWatch {
+    /// A watch counting from now.
+    pub fn new() -> Self {
+        Self {
+            last_ns: suspended_total_ns(),
+        }
+    }
+
+    /// The time suspended since the last check (ns), when at least [`SUSPEND_MIN_NS`].
+    pub fn check(&mut self) -> Option<u64> {
+        self.observe(suspended_total_ns())
+    }
+
+    /// [`SuspendWatch::check`] with the reading handed in.
+    pub fn observe(&mut self, total_ns: i128) -> Option<u64> {
+        let grown = total_ns - self.last_ns;
+        if grown < SUSPEND_MIN_NS {
+            return None;
+        }
+        self.last_ns = total_ns;
+        u64::try_from(grown).ok()
+    }
+}
+
+impl Default for SuspendWatch {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -153,6 +234,19 @@ mod tests {
         for bad in ["", "5", "a,b", "-1,5", "1,inf", "1,1e12"] {
             assert_eq!(parse_wall_clock_step(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_suspend_is_the_growth_of_boottime_over_monotonic() {
+        let mut w = SuspendWatch { last_ns: 1_000 };
+        assert_eq!(w.observe(1_000 + SUSPEND_MIN_NS - 1), None);
+        assert_eq!(w.observe(1_000 + 12_300_000_000), Some(12_300_000_000));
+        // Counted once.
+        assert_eq!(w.observe(1_000 + 12_300_000_000), None);
+        // On this machine now: nothing (a test is not suspended between two readings).
+        let mut w = SuspendWatch::new();
+        assert_eq!(w.check(), None);
+        assert!(suspended_total_ns() >= 0);
     }
 
     #[test]

@@ -253,6 +253,78 @@ fn a_wall_clock_stepped_400_days_ahead_deletes_no_history() {
         "no frame flagged: {log}"
     );
     assert!(log.contains(&day_name(now + STEP_S * 1_000_000)), "{log}");
+    // Recorded with its size: the hook shifts the wall clock by exactly STEP_S; the check
+    // measures it between two samples of both clocks, each within 10 µs unless the
+    // thread was preempted (clock::now), so a second is far beyond any error.
+    let events = read_events(data);
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        ["daemon_start", "clock_step", "reload", "daemon_stop"],
+        "{events:?}"
+    );
+    let step = events.iter().find_map(|e| e.step_us).unwrap();
+    assert!(
+        step.abs_diff(STEP_S as i64 * 1_000_000) < 1_000_000,
+        "{step} µs: {events:?}"
+    );
+    assert_eq!(events.last().unwrap().reason.as_deref(), Some("signal 15"));
+}
+
+#[test]
+fn a_suspend_is_recorded_with_its_length_and_not_as_a_clock_step() {
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    zzping_testkit::netns::enter();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    const SUSPEND_S: i64 = 45;
+    let mut child = Kill(
+        daemon(&[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--target",
+            "127.0.0.1",
+            "--rate",
+            "20",
+            "--live",
+            "off",
+            "--flush-interval-s",
+            "0.2",
+            "--duration",
+            "30",
+        ])
+        .env(zzping_daemon::clock::SUSPEND_ENV, format!("1,{SUSPEND_S}"))
+        .spawn()
+        .unwrap(),
+    );
+    let mut log = String::new();
+    let mut out = lines(&mut child.0);
+    wait_for(&mut out, "event: suspended", &mut log);
+    kill(child.0.id() as i32, libc::SIGTERM);
+    wait_for(&mut out, "stopped:", &mut log);
+    assert!(
+        wait_bounded(&mut child.0, LIMIT, "daemon").success(),
+        "{log}"
+    );
+    let events = read_events(data);
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        ["daemon_start", "suspend", "daemon_stop"],
+        "{events:?}"
+    );
+    // The hook advances boot time and the wall clock by exactly SUSPEND_S; the watch
+    // reads boot time against two monotonic readings microseconds apart.
+    let d = events[1].duration_us.unwrap();
+    assert!(
+        d.abs_diff(SUSPEND_S as u64 * 1_000_000) < 50_000,
+        "{d} µs: {events:?}"
+    );
+    // It began where the wall clock was before the jump: before the stop, and the span
+    // ends at about the time it was seen.
+    assert!(events[1].t_us >= events[0].t_us, "{events:?}");
+    assert!(events[1].end_us() <= events[2].t_us, "{events:?}");
+    assert_eq!(events[2].reason.as_deref(), Some("signal 15"));
 }
 
 /// The daemon's stderr, read on a thread, so a test can drive a viewer while it waits
@@ -477,9 +549,15 @@ fn a_data_directory_not_writable_at_start_is_retried_and_nothing_is_lost() {
     let pid = child.0.id() as i32;
     let mut log = Log::of(&mut child.0);
     log.wait("recording failed", || {});
-    // Retried (with backoff: 0.2 s, 0.4 s, 0.8 s...), counted, shown as failing.
+    // Retried (with backoff: 0.2 s, 0.4 s, 0.8 s...), counted (the frame file and the
+    // events file each), shown as failing (the status table, every second, says so).
+    let failing_shown = || {
+        std::fs::read_to_string(&status_path)
+            .unwrap_or_default()
+            .contains("recording: FAILING, ")
+    };
     let end = Instant::now() + LIMIT;
-    while scrape(METRICS, "zzping_write_errors_total") < 3.0 {
+    while scrape(METRICS, "zzping_write_errors_total") < 3.0 || !failing_shown() {
         assert!(Instant::now() < end, "no retries:\n{}", log.text);
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -394,6 +394,25 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
         assert_eq!(f.sent, f.received + f.lost + f.errors);
     }
     assert_eq!(sum(&a, |f| f.lost) + sum(&b, |f| f.lost), 0, "{log}");
+    // Start, the reload and what it applied, and the stop with its reason, on the
+    // timeline; the events directory is no host.
+    let events = read_events(&data);
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        ["daemon_start", "reload", "daemon_stop"],
+        "{events:?}"
+    );
+    assert_eq!(
+        events[1].applied.as_deref(),
+        Some("hosts, [[alert]] rules (1)"),
+        "{events:?}"
+    );
+    assert_eq!(events[2].reason.as_deref(), Some("signal 15"), "{events:?}");
+    let hosts = zzping_lib::store::list_hosts(&data).unwrap();
+    let labels: Vec<&str> = hosts.iter().map(|h| h.label.as_str()).collect();
+    // (By directory name: `__1` sorts before `x`.)
+    assert_eq!(labels, ["127.0.0.1", "::1", "x"]);
 }
 
 /// Reads status tables until each label has had a line with replies (column 3 > 0).

@@ -6,7 +6,7 @@
 //! | step | what | file |
 //! |---|---|---|
 //! | `open` | ICMP sockets (then every capability dropped), data directory (locked), signalfd, poll, live stream and exporter (fatal when asked for and impossible), receive thread, engine, retention, targets started, chores armed, `READY=1` | `open.rs` |
-//! | clock check | a wall-clock step against the monotonic clock flags the open frames | here |
+//! | clock check | a wall-clock step against the monotonic clock flags the open frames and is recorded as a `clock_step` event, or as a `suspend` when `CLOCK_BOOTTIME` ran on meanwhile | here |
 //! | `on_event` | the events that ended the sleep: [`SIGNALS`] (SIGINT/SIGTERM stop, SIGHUP reloads), [`WAKER`] (the receive queue is filling up), [`NETLINK`] (link, route and address changes: `Daemon::on_net_event`), [`LIVE`] (live-stream datagrams), [`METRICS`] and its connections (`/metrics` scrapes) | here, `net.rs` |
 //! | `take_replies` | the receive frontier when a loss is due to be declared, then the receive thread's queue into the engine (matching, RTTs) | here |
 //! | `send_due` | every request due: `sendto`, then committed with its timing | `send.rs` |
@@ -16,7 +16,11 @@
 //! | `shutdown` | every frame final, the last live datagrams, fsync, the receive thread joined, `/metrics` kept up for `metrics_linger_s`, the exit line | here |
 //!
 //! Final frames leave the engine through [`Outputs`] (`outputs.rs`): quantized once for
-//! the files and the live stream, counted by the exporter. Targets and re-resolution are
+//! the files and the live stream, counted by the exporter. Context events
+//! ([`zzping_lib::events`]) go there too: `daemon_start` once open, `daemon_stop` with
+//! its reason at shutdown (or on a failure of the loop), `reload` with what it applied,
+//! `clock_step` and `suspend` from the clock check (and the flush chore, which looks for
+//! a suspend too). Targets and re-resolution are
 //! in `targets.rs`, the SIGHUP reload in `reload.rs`, the status table and log lines in
 //! `report.rs`.
 //!
@@ -47,9 +51,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use mio::{Events, Poll, Token, Waker};
 use tracing::{info, warn};
+use zzping_lib::events::ContextEvent;
 use zzping_lib::frame::FLAG_RECV_OVERFLOW;
 
-use crate::clock::{self, Now};
+use crate::clock::{self, Now, SuspendWatch};
 use crate::config::{Cli, Config};
 use crate::engine::{Engine, Reply};
 use crate::icmp;
@@ -90,6 +95,10 @@ const RETENTION_EVERY_NS: u64 = 3600 * SEC;
 const WRITE_RETRY_MAX_NS: u64 = 60 * SEC;
 /// How soon retention runs again when a pass stopped at its bound.
 const RETENTION_BACKLOG_NS: u64 = SEC;
+/// What is left of a wall-clock step once the suspend that came with it is taken out is
+/// a clock step of its own only beyond this (the wall clock is set from the hardware
+/// clock at resume, to about a second).
+const STEP_AFTER_SUSPEND_NS: i128 = 2 * SEC as i128;
 
 fn secs_ns(s: f64) -> u64 {
     (s * 1e9).clamp(1.0, 1e18) as u64
@@ -137,6 +146,10 @@ struct Daemon {
     timers: Timers,
     retention: retention::Retention,
     stop: Stop,
+    /// Why the daemon stops (the first reason given), for its `daemon_stop` event.
+    stop_reason: Option<String>,
+    /// Finds suspends (`CLOCK_BOOTTIME` against `CLOCK_MONOTONIC`).
+    suspend: SuspendWatch,
     /// The run ended because `--duration` was reached (not by a signal): only then does
     /// the exit status say whether every host answered.
     duration_reached: bool,
@@ -162,35 +175,67 @@ struct Daemon {
 /// Runs the daemon until SIGINT/SIGTERM or the end of `--duration`.
 pub fn run(cli: Cli, cfg: Config) -> Result<RunReport> {
     let mut d = Daemon::open(cli, cfg)?;
-    let mut events = Events::with_capacity(16);
-    loop {
-        let now = clock::now();
-        d.outputs.set_now(now);
-        d.check_clock(now);
-        for ev in events.iter() {
-            d.on_event(ev.token(), now);
-        }
-        d.take_replies(now);
-        d.send_due(now);
-        d.tick(now);
-        d.chores(now);
-        if d.leaving() {
-            break;
-        }
-        d.sleep(now, &mut events)?;
+    if let Err(e) = d.run_loop() {
+        // What was recorded is kept, with the reason the recording ends.
+        d.outputs.record(ContextEvent::daemon_stop(
+            clock::now().real_us(),
+            &format!("failure: {e:#}"),
+        ));
+        d.outputs.flush_at_exit();
+        return Err(e);
     }
     Ok(d.shutdown())
 }
 
 impl Daemon {
-    /// Flags the open frames when the wall clock stepped against the monotonic clock.
+    /// The loop, until it is time to leave (or it fails).
+    fn run_loop(&mut self) -> Result<()> {
+        let mut events = Events::with_capacity(16);
+        loop {
+            let now = clock::now();
+            self.outputs.set_now(now);
+            self.check_clock(now);
+            for ev in events.iter() {
+                self.on_event(ev.token(), now);
+            }
+            self.take_replies(now);
+            self.send_due(now);
+            self.tick(now);
+            self.chores(now);
+            if self.leaving() {
+                return Ok(());
+            }
+            self.sleep(now, &mut events)?;
+        }
+    }
+
+    /// Flags the open frames when the wall clock stepped against the monotonic clock, and
+    /// records the step, or the suspend it was.
     fn check_clock(&mut self, now: Now) {
         if let Some(step) = self.engine.observe_clock(now) {
-            warn!(
-                "wall clock stepped by {:.3} s; frames flagged",
-                step as f64 / 1e9
-            );
+            let suspended = self.check_suspend(now).map_or(0, i128::from);
+            let rest = step - suspended;
+            if suspended == 0 || rest.abs() > STEP_AFTER_SUSPEND_NS {
+                warn!(
+                    "wall clock stepped by {:.3} s; frames flagged",
+                    rest as f64 / 1e9
+                );
+                let step_us = (rest / 1000).clamp(i128::from(i64::MIN), i128::from(i64::MAX));
+                self.outputs
+                    .record(ContextEvent::clock_step(now.real_us(), step_us as i64));
+            }
         }
+    }
+
+    /// Records a suspend if the machine was suspended since the last check; returns its
+    /// length, ns.
+    fn check_suspend(&mut self, now: Now) -> Option<u64> {
+        let ns = self.suspend.check()?;
+        let us = ns / 1000;
+        // It began that long before the wall clock now (which ran on meanwhile).
+        self.outputs
+            .record(ContextEvent::suspend(now.real_us().saturating_sub(us), us));
+        Some(ns)
     }
 
     /// One event that ended the sleep.
@@ -269,6 +314,7 @@ impl Daemon {
         while let Some(chore) = self.timers.take_due(now.mono_ns) {
             match chore {
                 Chore::Flush => {
+                    self.check_suspend(now);
                     let every = secs_ns(self.cfg.flush_interval_s);
                     // While recording fails, retries back off (doubling, up to a minute).
                     self.flush_retry_ns = if self.outputs.flush(false) {
@@ -336,6 +382,7 @@ impl Daemon {
             return;
         }
         info!("{why}: stopping (waiting for replies in flight)");
+        self.stop_reason = Some(why.to_owned());
         self.notifier.stopping();
         self.engine.stop_sending();
         self.stop = Stop::Draining;
@@ -446,6 +493,9 @@ impl Daemon {
         let now = clock::now();
         self.outputs.set_now(now);
         self.engine.finish(&mut self.outputs);
+        let reason = self.stop_reason.take().unwrap_or_else(|| "stopped".into());
+        self.outputs
+            .record(ContextEvent::daemon_stop(now.real_us(), &reason));
         if let Some(l) = &mut self.outputs.live {
             // Let subscribers have the last frames.
             l.flush(now.real_us());
@@ -481,6 +531,12 @@ impl Daemon {
                 .collect(),
             targets: self.targets.len(),
         };
+        if self.outputs.unrecorded_events() > 0 {
+            warn!(
+                "{} context events could not be written",
+                self.outputs.unrecorded_events()
+            );
+        }
         info!("stopped: {}", self.summary());
         report
     }

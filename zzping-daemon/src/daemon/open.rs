@@ -171,11 +171,10 @@ impl Daemon {
         let alerts = crate::alert::Alerts::new(&cfg.alert, cfg.alert_rules());
         let outputs = Outputs::new(&cfg.data_dir, writer_cfg, live, metrics, alerts)?;
         let retention = Retention::new(&cfg.data_dir, now);
-        if let Ok(v) = std::env::var(clock::WALL_CLOCK_STEP_ENV) {
-            warn!(
-                "{}={v:?}: a test hook shifts every wall-clock reading (see clock.rs)",
-                clock::WALL_CLOCK_STEP_ENV
-            );
+        for var in [clock::WALL_CLOCK_STEP_ENV, clock::SUSPEND_ENV] {
+            if let Ok(v) = std::env::var(var) {
+                warn!("{var}={v:?}: a test hook shifts clock readings (see clock.rs)");
+            }
         }
         let mut d = Daemon {
             targets: cfg.host.iter().cloned().map(Target::new).collect(),
@@ -197,6 +196,8 @@ impl Daemon {
             timers: Timers::default(),
             retention,
             stop: Stop::Running,
+            stop_reason: None,
+            suspend: clock::SuspendWatch::new(),
             duration_reached: false,
             packet: [0u8; icmp::PACKET_LEN],
             queue_drops_seen: 0,
@@ -209,6 +210,10 @@ impl Daemon {
         };
         let now = clock::now();
         d.outputs.set_now(now);
+        d.outputs.record(zzping_lib::events::ContextEvent::new(
+            now.real_us(),
+            zzping_lib::events::EventKind::DaemonStart,
+        ));
         d.apply_retention(now);
         // The default routes and links as they are now.
         d.read_netlink(now);

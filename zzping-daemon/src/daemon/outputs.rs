@@ -11,6 +11,10 @@
 //! the backlog is dropped and counted in [`Outputs::unrecorded_frames`]). The loop retries
 //! with backoff (`mod.rs`); when a flush works again every buffered frame is written and
 //! a line says so. Frames still buffered when the daemon exits are counted as unrecorded.
+//!
+//! Context events ([`zzping_lib::events`]: start, stop, reload, clock steps, suspends,
+//! link and route changes) go to their own writer here, written with the frames and
+//! recovering from write errors the same way ([`Outputs::record`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,6 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use tracing::{error, info, warn};
 use zzping_lib::codec::QFrame;
+use zzping_lib::events::{ContextEvent, EventWriter};
 use zzping_lib::file::{HostInfo, HostWriter, WriterConfig};
 use zzping_lib::frame::Frame;
 use zzping_lib::quantizer::Quantizer;
@@ -35,6 +40,8 @@ pub struct Outputs {
     data_dir: PathBuf,
     writer_cfg: WriterConfig,
     writers: HashMap<HostId, HostWriter>,
+    /// The context events' writer.
+    events: EventWriter,
     /// Every host started and not retired (to declare them to a new live server).
     hosts: HashMap<HostId, HostInfo>,
     /// The live-stream server, when enabled: gets every final frame too.
@@ -77,6 +84,7 @@ impl Outputs {
         }
         Ok(Outputs {
             data_dir: data_dir.to_path_buf(),
+            events: EventWriter::new(data_dir, &writer_cfg.writer),
             writer_cfg,
             writers: HashMap::new(),
             hosts: HashMap::new(),
@@ -100,7 +108,8 @@ impl Outputs {
         self.now = now;
     }
 
-    /// Frame file write errors so far (every failed write or flush of a host's file).
+    /// Write errors so far (every failed write or flush of a host's file or of the
+    /// events file).
     pub(super) fn write_errors(&self) -> u64 {
         self.write_errors
     }
@@ -113,6 +122,17 @@ impl Outputs {
     /// Frames buffered, waiting to be written.
     pub(super) fn pending_frames(&self) -> u64 {
         self.writers.values().map(HostWriter::pending_frames).sum()
+    }
+
+    /// Records a context event (written with the next flush), and logs it.
+    pub(super) fn record(&mut self, ev: ContextEvent) {
+        info!("event: {}", ev.describe());
+        self.events.append(&ev, self.now.real_us());
+    }
+
+    /// Context events dropped because they could not be written.
+    pub(super) fn unrecorded_events(&self) -> u64 {
+        self.events.dropped_events()
     }
 
     /// Final frames that will never be in the files: dropped from a full backlog, or
@@ -233,6 +253,14 @@ impl Outputs {
                 errs.push((w.host().label.clone(), e));
             }
         }
+        let r = if fsync {
+            self.events.sync()
+        } else {
+            self.events.flush()
+        };
+        if let Err(e) = r {
+            errs.push(("events".to_owned(), e));
+        }
         if errs.is_empty() {
             if self.failing {
                 info!(
@@ -257,8 +285,9 @@ impl Outputs {
         if !self.flush(true) {
             self.lost_at_exit = self.pending_frames();
             error!(
-                "recording still failing at exit: {} buffered frames are lost",
-                self.lost_at_exit
+                "recording still failing at exit: {} buffered frames and {} events are lost",
+                self.lost_at_exit,
+                self.events.pending_events()
             );
         }
     }

@@ -9,7 +9,8 @@
 //! and viewers subscribe again with the new secret). Refused, each named with its old and
 //! new value, because they need a restart: `period_ms`, `timeout_ms`, `data_dir`,
 //! `socket`, `precision`, `metrics`. The closing log line lists what was applied and,
-//! as a warning, what was not; it never says "reloaded" for a change it ignored.
+//! as a warning, what was not; it never says "reloaded" for a change it ignored. A
+//! `reload` context event records what was applied.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -119,6 +120,11 @@ impl Daemon {
         } else {
             applied.join(", ")
         };
+        self.outputs
+            .record(zzping_lib::events::ContextEvent::reload(
+                now.real_us(),
+                &applied,
+            ));
         if restart.is_empty() && refused.is_empty() {
             info!("SIGHUP: configuration reloaded ({applied}); {n} hosts");
         } else {

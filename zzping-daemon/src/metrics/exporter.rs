@@ -84,7 +84,7 @@ pub struct Health {
     pub queue_drops: u64,
     /// Frames handed to the outputs.
     pub frames: u64,
-    /// Frame file write errors (failed writes and flushes).
+    /// Frame and events file write errors (failed writes and flushes).
     pub write_errors: u64,
     /// Final frames that will never be in the files (a full write backlog dropped).
     pub unrecorded_frames: u64,
@@ -431,7 +431,7 @@ impl Exporter {
             ),
             (
                 "zzping_write_errors_total",
-                "Frame file write errors (failed writes and flushes; retried with backoff).",
+                "Frame and events file write errors (failed writes and flushes; retried with backoff).",
                 "counter",
                 h.write_errors as f64,
             ),

@@ -166,6 +166,19 @@ pub fn read_host(dir: &Path) -> Vec<F> {
     out
 }
 
+/// Every context event of a data directory (via zzping-lib's reader), in time order;
+/// damage fails the test.
+pub fn read_events(data: &Path) -> Vec<zzping_lib::events::ContextEvent> {
+    let log = zzping_lib::events::read_range(&[zzping_lib::events::events_dir(data)], 0, u64::MAX);
+    assert!(
+        log.issues.is_empty() && log.errors.is_empty(),
+        "{:?} {:?}",
+        log.issues,
+        log.errors
+    );
+    log.events
+}
+
 /// Sum of a field over frames.
 pub fn sum(frames: &[F], pick: impl Fn(&F) -> u32) -> u32 {
     frames.iter().map(pick).sum()
