@@ -10,6 +10,7 @@
 //! - [`model`]: lane data and level choice (which summaries a view reads; a lane asks for
 //!   data it lacks and keeps its previous picture meanwhile);
 //! - [`fold`]: folding summaries into per-pixel columns, totals and outage marks;
+//! - [`limits`]: hosts that limit ICMP (judged as `zzping report` does);
 //! - [`load`]: loading off the UI thread (day pyramids, raw frames of the fine levels);
 //! - [`data`]: finding hosts on disk (through `zzping_lib::store`);
 //! - [`live`]: daemon connections; [`live_lanes`]: what their events do to the lanes;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod data;
 pub mod demo;
 pub mod fold;
+pub mod limits;
 pub mod live;
 pub mod live_lanes;
 pub mod load;

@@ -191,3 +191,31 @@ pub fn days_in_background<J: Clone + Send + 'static>(
     }
     Task::run(rx, |m| m)
 }
+
+/// Judges which hosts limit ICMP ([`crate::limits`]) on one background thread, day by
+/// day, newest first (reading every lane's file of the day), reporting each day as
+/// `(day start, limits)`.
+pub fn limits_in_background(
+    lanes: Vec<Vec<DayFile>>,
+) -> Task<(Option<u64>, crate::limits::DayLimits)> {
+    let days = crate::limits::days(&lanes);
+    if days.is_empty() {
+        return Task::none();
+    }
+    let (tx, rx) = iced::futures::channel::mpsc::unbounded();
+    let spawned = std::thread::Builder::new()
+        .name("zzping-limits".into())
+        .spawn(move || {
+            for (day, files) in days {
+                let judged = crate::limits::judge_day(day, &files);
+                if tx.unbounded_send((day, judged)).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the thread judging ICMP limits: {e}");
+        return Task::none();
+    }
+    Task::run(rx, |m| m)
+}

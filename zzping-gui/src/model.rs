@@ -30,6 +30,7 @@
 
 use crate::fold::{self, ColumnStats, Folder, LaneTotals};
 pub use crate::fold::{BAND_QUANTILES, persisted_level};
+use crate::limits::IcmpLimit;
 pub use crate::load::DayState;
 use crate::load::{FineData, FineKey, FineRequest, Loader};
 use crate::timeline::TimeView;
@@ -37,7 +38,8 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 use zzping_lib::codec::QFrame;
-use zzping_lib::pyramid::{LEVEL_WIDTHS_US, PERSISTED_WIDTHS_US, push_outage};
+use zzping_lib::outage::HostRuns;
+use zzping_lib::pyramid::{LEVEL_WIDTHS_US, PERSISTED_WIDTHS_US, outage_index};
 use zzping_lib::quantizer::Quantizer;
 use zzping_lib::store::DayFile;
 use zzping_lib::summary::Summary;
@@ -150,18 +152,14 @@ pub struct LiveData {
     pub coarse: Vec<Summary>,
     /// Frames lost in transport (reported gaps).
     pub gap_frames: u64,
-    /// Runs of frames whose every request was lost.
-    pub outages: Vec<(u64, u64)>,
+    /// The host's runs of failed frames since the first frame received (by
+    /// [`zzping_lib::outage`], as the report and the sidecars' outage index find them).
+    pub runs: Box<HostRuns>,
     /// Start of the first frame received, µs.
     pub first_us: Option<u64>,
     /// The ring is full and has dropped its oldest frames: before its first frame only
     /// the coarse summaries remain.
     pub ring_dropped: bool,
-}
-
-/// True when every request of `f` failed (timed out or errored) and it sent any.
-pub fn failed_entirely(f: &QFrame) -> bool {
-    f.received() == 0 && f.lost.saturating_add(f.errors) > 0
 }
 
 impl LiveData {
@@ -175,9 +173,7 @@ impl LiveData {
         let mut s = Summary::new(f.start_us, u64::from(f.period_us));
         s.add_frame(f);
         self.first_us.get_or_insert(f.start_us);
-        if failed_entirely(f) {
-            push_outage(&mut self.outages, f.start_us, f.end_us());
-        }
+        self.runs.add(f);
         let bucket = f.start_us / LIVE_COARSE_US * LIVE_COARSE_US;
         match self.coarse.last_mut() {
             Some(c) if c.start_us == bucket => {
@@ -211,6 +207,12 @@ impl LiveData {
             (true, None) => u64::MAX,
             (false, _) => 0,
         }
+    }
+
+    /// The outage index of the frames received: what a day file's sidecar would hold
+    /// for them ([`outage_index`]).
+    pub fn outages(&self) -> Vec<(u64, u64)> {
+        outage_index(&self.runs)
     }
 
     /// Start of the first and end of the last frame.
@@ -279,6 +281,9 @@ pub struct Lane {
     pub issues: Vec<String>,
     /// Width (µs) of the summaries the current columns were folded from (0 = raw frames).
     pub level_us: u64,
+    /// Where its host limits ICMP ([`crate::limits`]): its runs there that no other
+    /// host shares are not marked as outages.
+    pub icmp_limits: Vec<IcmpLimit>,
     /// A live lane's days on disk (see [`Lane::set_history`]).
     history: Vec<Day>,
     /// Where the current columns switch from the days on disk to the stream, µs (0: all
@@ -305,6 +310,7 @@ impl Lane {
             totals: LaneTotals::default(),
             issues: Vec::new(),
             level_us: 0,
+            icmp_limits: Vec::new(),
             history: Vec::new(),
             cut_us: u64::MAX,
             folder: Folder::default(),
@@ -334,6 +340,12 @@ impl Lane {
             self.epoch += 1;
         }
         self.history = days;
+    }
+
+    /// True when its host limits ICMP somewhere in `[from_us, to_us)` (see
+    /// [`crate::limits`]).
+    pub fn limits_icmp_in(&self, from_us: u64, to_us: u64) -> bool {
+        self.icmp_limits.iter().any(|l| l.overlaps(from_us, to_us))
     }
 
     /// The days on disk a live lane shows before its live data.
@@ -473,6 +485,7 @@ impl Lane {
             columns,
             folder,
             fine,
+            icmp_limits,
             ..
         } = self;
         let (source, history) = (&*source, &*history);
@@ -543,8 +556,8 @@ impl Lane {
         };
         // Outages: exact where the days are loaded (a run across the cut counts once).
         let live_runs = match source {
-            Source::Live(l) => &l.outages[..],
-            Source::Files(_) => &[],
+            Source::Live(l) => l.outages(),
+            Source::Files(_) => Vec::new(),
         };
         let indexed = cut == 0 || !days.iter().any(|d| matches!(d.state, DayState::Pending));
         let disk_runs = days
@@ -558,10 +571,16 @@ impl Lane {
             .filter(move |r| r.0 < cut)
             .map(move |&(a, b)| (a, b.min(cut)));
         let live_runs = live_runs
-            .iter()
+            .into_iter()
             .filter(move |r| r.1 > cut)
-            .map(move |&(a, b)| (a.max(cut), b));
-        let runs = indexed.then(|| disk_runs.chain(live_runs));
+            .map(move |(a, b)| (a.max(cut), b));
+        // A host that limits ICMP: its runs alone are no outages.
+        let limits = &*icmp_limits;
+        let runs = indexed.then(|| {
+            disk_runs
+                .chain(live_runs)
+                .filter(|&r| !limits.iter().any(|l| l.hides(r)))
+        });
         self.totals = folder.finish(columns, view, runs);
         self.cut_us = cut;
         self.columns_view = Some(*view);

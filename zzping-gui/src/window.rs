@@ -3,6 +3,7 @@
 
 use crate::app::{App, LANE_HEIGHT, LEGEND_WIDTH, LaneSlot, MAX_FILL_LANES, Message, Mode};
 use crate::canvas::{AxisCanvas, LaneCanvas, Y_AXIS_WIDTH, YAxisCanvas};
+use crate::limits::LIMITS_ICMP_TAG;
 use crate::model::Lane;
 use crate::timeline::{format_duration, format_local, format_ms};
 use iced::widget::{
@@ -23,7 +24,7 @@ pub const RANGES: [(&str, Option<f64>); 5] = [
 pub const LEGEND_HELP: &str = "Bands: min–max, p5–p95, p25–p75 and the median line · red from the \
      top: loss (failed / sent): bright red timeouts over crimson errors (send failed, ICMP \
      unreachable...) · red over the whole height: every request failed; a red cap: an \
-     outage (a frame lost entirely) · grey: no data · amber at the bottom: RTTs that are \
+     outage (a frame lost entirely; not for a host tagged \"limits ICMP\" failing alone) · grey: no data · amber at the bottom: RTTs that are \
      upper bounds (user-space stamps) · violet: clock step, late send or receive overflow \
      · wheel: zoom · drag: pan · shift/right-drag: box zoom · double-click: reset";
 
@@ -41,12 +42,19 @@ impl App {
         Theme::Dark
     }
 
-    /// Legend lines of a lane: title, loss (failed over sent, with timeouts and errors
-    /// beside it), median, p99, outages, then a line per kind of flagged frame in range.
+    /// Legend lines of a lane: title, the "limits ICMP" tag when its host rations its
+    /// replies in the view ([`crate::limits`]), loss (failed over sent, with timeouts and
+    /// errors beside it), median, p99, outages, then a line per kind of flagged frame in
+    /// range.
     pub fn legend_lines(lane: &Lane) -> Vec<String> {
         let t = &lane.totals;
-        let mut lines = vec![
-            lane.host.title(),
+        let mut lines = vec![lane.host.title()];
+        if let Some(v) = lane.columns_view
+            && lane.limits_icmp_in(v.t0_us.max(0.0) as u64, v.t1_us.max(0.0) as u64)
+        {
+            lines.push(LIMITS_ICMP_TAG.to_string());
+        }
+        lines.extend([
             loss_text(t.loss_ratio(), t.lost, t.errors),
             format!(
                 "median {}",
@@ -57,7 +65,7 @@ impl App {
                 t.p99_us.map_or("–".into(), |v| format_ms(f64::from(v)))
             ),
             format!("outages {}", t.outages),
-        ];
+        ]);
         let unit = |n: u64| {
             if t.flag_unit_us == 0 {
                 format!("{n} frame{}", if n == 1 { "" } else { "s" })
@@ -223,6 +231,9 @@ impl App {
                         weight: iced::font::Weight::Bold,
                         ..Font::default()
                     })
+                } else if l == LIMITS_ICMP_TAG {
+                    // Amber: a property of the host, not of the network.
+                    text(l).size(13).color(Color::from_rgb(0.95, 0.7, 0.25))
                 } else {
                     text(l).size(13)
                 });
@@ -454,7 +465,7 @@ impl App {
         }
         if self.loading.1 > 0 && self.loading.0 < self.loading.1 {
             s.push_str(&format!(
-                " · loading {}/{} day pyramids",
+                " · loading {}/{} (day pyramids, ICMP limits per day)",
                 self.loading.0, self.loading.1
             ));
         }

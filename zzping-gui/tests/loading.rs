@@ -189,7 +189,8 @@ fn opening_reads_in_the_background_too() {
     assert!(app.offline.is_empty());
     let mut pending = vec![task];
     let mut rounds = 0;
-    // Opened → the day pyramids → (at this zoom) no fine read: a bounded chain.
+    // Opened → the day pyramids and the day's ICMP limits → (at this zoom) no fine
+    // read: a bounded chain.
     while let Some(t) = pending.pop() {
         rounds += 1;
         assert!(rounds < 10, "the loading chain does not end");
@@ -198,7 +199,8 @@ fn opening_reads_in_the_background_too() {
         }
     }
     assert_eq!(app.offline.len(), 1);
-    assert_eq!(app.loading, (1, 1));
+    // One day pyramid, one day judged.
+    assert_eq!(app.loading, (2, 2));
     let t = &app.offline[0].lane.totals;
     assert_eq!(t.received, 5970);
     assert_eq!(t.outages, 1);

@@ -107,12 +107,13 @@ pub fn is_outage(f: &QFrame) -> bool {
     crate::outage::failed_entirely(f)
 }
 
-/// Appends the frame `[start, end)` to outage runs, merging with a run it continues.
-pub fn push_outage(runs: &mut Vec<(u64, u64)>, start: u64, end: u64) {
-    match runs.last_mut() {
-        Some(last) if start <= last.1 && start >= last.0 => last.1 = last.1.max(end),
-        _ => runs.push((start, end)),
-    }
+/// The outage index of a host's frames: the cores of its runs ([`HostRuns::cores`]),
+/// sorted, those that overlap or touch merged. What a sidecar keeps, and what the viewer
+/// shows of a live stream: one definition for both.
+pub fn outage_index(runs: &HostRuns) -> Vec<(u64, u64)> {
+    let mut outages: Vec<(u64, u64)> = runs.cores().collect();
+    normalize_outages(&mut outages);
+    outages
 }
 
 /// Sorts outage runs and merges those that overlap or touch (frames out of order).
@@ -352,8 +353,7 @@ pub fn build(frame_file: &Path, widths_us: &[u64]) -> Result<DayPyramid, FileErr
                 .collect(),
         ),
     };
-    let mut outages: Vec<(u64, u64)> = runs.cores().collect();
-    normalize_outages(&mut outages);
+    let outages = outage_index(&runs);
     Ok(DayPyramid {
         quantizer,
         source_len,

@@ -17,6 +17,7 @@ use iced::{Task, window};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use zzping_lib::outage::HostRuns;
 
 /// Width of the legend column, px.
 pub const LEGEND_WIDTH: f32 = 230.0;
@@ -108,6 +109,13 @@ pub enum Message {
         day: usize,
         /// The result.
         state: DayState,
+    },
+    /// Which hosts limit ICMP on a day of the files was judged (in the background).
+    LimitsJudged {
+        /// Open generation it belongs to.
+        generation: u64,
+        /// Per lane, its limit that day (and the files that could not be read).
+        limits: crate::limits::DayLimits,
     },
     /// The hosts under the opened paths were found (in the background).
     Opened {
@@ -404,6 +412,10 @@ impl App {
         let (lanes, errors) = data::open_blocking(paths);
         self.errors.extend(errors);
         self.offline = lanes.into_iter().map(LaneSlot::new).collect();
+        for (day, files) in crate::limits::days(&self.day_files()) {
+            let limits = crate::limits::judge_day(day, &files);
+            self.set_limits(limits);
+        }
         rank_new(&mut self.offline);
         self.offline_pristine = true;
         self.sync_history(None);
@@ -411,6 +423,51 @@ impl App {
         self.reset_offline();
         self.apply_initial_range();
         self.recompute();
+    }
+
+    /// The day files of each offline lane.
+    fn day_files(&self) -> Vec<Vec<zzping_lib::store::DayFile>> {
+        self.offline
+            .iter()
+            .map(|s| match &s.lane.source {
+                Source::Files(days) => days.iter().map(|d| d.file.clone()).collect(),
+                Source::Live(_) => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Gives the offline lanes a day's [`crate::limits::DayLimits`].
+    pub(crate) fn set_limits(&mut self, limits: crate::limits::DayLimits) {
+        for (s, l) in self.offline.iter_mut().zip(limits.lanes) {
+            s.lane.icmp_limits.extend(l);
+        }
+        for i in limits.issues {
+            if !self.errors.contains(&i) {
+                self.errors.push(i);
+            }
+        }
+    }
+
+    /// Judges which live hosts limit ICMP over the data received (see
+    /// [`crate::limits`]).
+    fn judge_live(&mut self) {
+        let mut idx = Vec::new();
+        let mut hosts = Vec::new();
+        let (mut lo, mut hi) = (u64::MAX, 0);
+        for (i, s) in self.live.iter().enumerate() {
+            if let Source::Live(l) = &s.lane.source
+                && let Some((a, b)) = l.extent()
+            {
+                lo = lo.min(a);
+                hi = hi.max(b);
+                idx.push(i);
+                hosts.push(HostRuns::clone(&l.runs).finish());
+            }
+        }
+        let judged = crate::limits::judge(&hosts, lo, hi.max(lo));
+        for (i, l) in idx.into_iter().zip(judged) {
+            self.live[i].lane.icmp_limits = l.into_iter().collect();
+        }
     }
 
     /// Sets the offline view to the range asked for at start, if any (it then stays
@@ -497,6 +554,7 @@ impl App {
                     .map(move |(d, day)| ((l, d), day.file.path.clone()))
             })
             .collect();
+        let day_files = hosts_day_files(&hosts);
         self.offline = hosts
             .into_iter()
             .map(FoundHost::into_lane)
@@ -504,19 +562,24 @@ impl App {
             .collect();
         rank_new(&mut self.offline);
         self.apply_initial_range();
-        self.loading = (0, jobs.len());
+        // The pyramids, and which hosts limit ICMP on each day.
+        self.loading = (0, jobs.len() + crate::limits::days(&day_files).len());
         self.mode = Mode::Offline;
         self.sync_history(None);
         self.recompute();
         let generation = self.generation;
-        load::days_in_background(sorted_newest_first(jobs)).map(move |((lane, day), state)| {
-            Message::DayLoaded {
-                generation,
-                lane,
-                day,
-                state,
-            }
-        })
+        let days =
+            load::days_in_background(sorted_newest_first(jobs)).map(move |((lane, day), state)| {
+                Message::DayLoaded {
+                    generation,
+                    lane,
+                    day,
+                    state,
+                }
+            });
+        let limits = load::limits_in_background(day_files)
+            .map(move |(_, limits)| Message::LimitsJudged { generation, limits });
+        Task::batch([days, limits])
     }
 
     pub(crate) fn lanes(&self) -> &[LaneSlot] {
@@ -580,6 +643,9 @@ impl App {
                 self.live_view.span_us()
             };
             self.live_view = TimeView::new(now - span, now);
+        }
+        if self.mode == Mode::Live {
+            self.judge_live();
         }
         let view = self.view_range();
         let width = self.plot_width;
@@ -726,6 +792,14 @@ fn sleep(ms: u64) -> Task<()> {
         });
         let _ = rx.await;
     })
+}
+
+/// The day files of each host found.
+fn hosts_day_files(hosts: &[FoundHost]) -> Vec<Vec<zzping_lib::store::DayFile>> {
+    hosts
+        .iter()
+        .map(|h| h.days.iter().map(|d| d.file.clone()).collect())
+        .collect()
 }
 
 /// Newest days first: the initial view shows everything, but partial data is most useful

@@ -66,8 +66,8 @@ impl App {
     }
 
     /// True when data was opened and everything the offline lanes show is loaded: the
-    /// directory scan, the day pyramids (with their outage indexes) and the raw frames the
-    /// view needs.
+    /// directory scan, the day pyramids (with their outage indexes), which hosts limit
+    /// ICMP on each day, and the raw frames the view needs.
     pub fn data_ready(&self) -> bool {
         self.generation > 0
             && !self.opening

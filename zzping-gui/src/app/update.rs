@@ -124,6 +124,16 @@ impl App {
                 }
                 self.recompute();
             }
+            Message::LimitsJudged { generation, limits } => {
+                if generation != self.generation {
+                    return Task::none();
+                }
+                self.set_limits(limits);
+                self.loading.0 += 1;
+                if self.mode == Mode::Offline {
+                    self.recompute();
+                }
+            }
             Message::Opened {
                 generation,
                 hosts,
