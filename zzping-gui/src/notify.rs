@@ -4,7 +4,8 @@
 //! [`DEFAULT_AFTER_S`]), and every host did at once. Each event runs the notification
 //! command (default [`DEFAULT_COMMAND`], the freedesktop `notify-send`; `--notify-command`
 //! names another, `--no-notify` turns it off) as `COMMAND SUMMARY BODY`, without a shell,
-//! on a thread of its own (the window never waits; killed after [`COMMAND_TIMEOUT`]).
+//! on a thread of its own, one at a time and in order (the window never waits; a
+//! command still running after [`COMMAND_TIMEOUT`] is killed).
 //!
 //! Rate limit: a rule notifies a firing at most once per [`MIN_INTERVAL_US`] of frame
 //! time; a suppressed firing's resolved event is suppressed too, so notifications come in
@@ -13,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::process::Command;
-use std::thread::JoinHandle;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use zzping_lib::alert::{AlertEvent, AlertState, Evaluator, HostKey, HostMatch, Rule, When};
@@ -33,8 +34,10 @@ pub const MIN_INTERVAL_US: u64 = 60_000_000;
 pub const MAX_AGE_US: u64 = 60_000_000;
 /// A notification command still running after this is killed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a notification's thread checks its command.
+/// How often the notification thread checks its command.
 const CHILD_POLL: Duration = Duration::from_millis(50);
+/// Notifications waiting to run at most; more are dropped (and logged).
+const QUEUE_LEN: usize = 16;
 /// The rules' names.
 const HOST_DOWN: &str = "host-down";
 const ALL_DOWN: &str = "all-down";
@@ -70,10 +73,8 @@ pub struct Notifier {
     /// Alerts whose firing was notified: `(rule, host)`.
     notified: HashSet<(usize, Option<HostKey>)>,
     events: Vec<AlertEvent>,
-    /// Notifications sent (their threads), until waited for.
-    running: Vec<JoinHandle<()>>,
-    /// The command could not start (logged once).
-    failed: bool,
+    /// The notification thread's queue (started with the first notification).
+    queue: Option<SyncSender<Job>>,
 }
 
 impl Notifier {
@@ -172,60 +173,96 @@ impl Notifier {
         let Some(cmd) = self.settings.command.clone() else {
             return;
         };
-        self.running.retain(|h| !h.is_finished());
-        let child = Command::new(&cmd)
+        if self.queue.is_none() {
+            let (tx, rx) = sync_channel(QUEUE_LEN);
+            let command = cmd.clone();
+            match std::thread::Builder::new()
+                .name("notify".into())
+                .spawn(move || worker(&command, rx))
+            {
+                Ok(_) => self.queue = Some(tx),
+                Err(e) => {
+                    tracing::warn!("desktop notification: no thread to run {cmd:?}: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(q) = &self.queue else { return };
+        if let Err(TrySendError::Full(_)) = q.try_send(Job::Notify(summary, body)) {
+            tracing::warn!("desktop notification dropped: {QUEUE_LEN} already waiting");
+        }
+    }
+
+    /// Waits until every notification command queued so far has ended (or was killed).
+    pub fn wait_sent(&mut self) {
+        let Some(q) = &self.queue else { return };
+        let (tx, rx) = sync_channel(1);
+        if q.send(Job::Flush(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}
+
+/// What the notification thread is asked.
+enum Job {
+    /// Run the command with this summary and body.
+    Notify(String, String),
+    /// Say when every job before this one is done.
+    Flush(SyncSender<()>),
+}
+
+/// The notification thread: runs the command for each job, one at a time and in order
+/// (a "back" never overtakes its "down"); logs the first failure to start.
+fn worker(cmd: &str, rx: Receiver<Job>) {
+    let mut failed = false;
+    for job in rx {
+        let (summary, body) = match job {
+            Job::Notify(s, b) => (s, b),
+            Job::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
+        let child = Command::new(cmd)
             .arg(&summary)
             .arg(&body)
             .stdin(std::process::Stdio::null())
             .spawn();
         let mut child = match child {
-            Ok(c) => c,
+            Ok(c) => {
+                failed = false;
+                c
+            }
             Err(e) => {
-                if !self.failed {
+                if !failed {
                     tracing::warn!(
                         "desktop notification: cannot run {cmd:?}: {e} (install libnotify-bin \
                          for notify-send, or see --notify-command / --no-notify)"
                     );
-                    self.failed = true;
+                    failed = true;
                 }
-                return;
+                continue;
             }
         };
-        self.failed = false;
-        let waiter = std::thread::Builder::new()
-            .name("notify".into())
-            .spawn(move || {
-                let end = Instant::now() + COMMAND_TIMEOUT;
-                loop {
-                    match child.try_wait() {
-                        Ok(Some(st)) => {
-                            if !st.success() {
-                                tracing::warn!("desktop notification: {cmd:?} exited with {st}");
-                            }
-                            return;
-                        }
-                        Ok(None) if Instant::now() < end => std::thread::sleep(CHILD_POLL),
-                        _ => {
-                            let _ = child.kill();
-                            let _ = child.wait();
-                            tracing::warn!(
-                                "desktop notification: {cmd:?} killed after {COMMAND_TIMEOUT:?}"
-                            );
-                            return;
-                        }
+        let end = Instant::now() + COMMAND_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(st)) => {
+                    if !st.success() {
+                        tracing::warn!("desktop notification: {cmd:?} exited with {st}");
                     }
+                    break;
                 }
-            });
-        match waiter {
-            Ok(h) => self.running.push(h),
-            Err(e) => tracing::warn!("desktop notification: no thread to wait for it: {e}"),
-        }
-    }
-
-    /// Waits until every notification command sent so far has ended (or was killed).
-    pub fn wait_sent(&mut self) {
-        for h in self.running.drain(..) {
-            let _ = h.join();
+                Ok(None) if Instant::now() < end => std::thread::sleep(CHILD_POLL),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    tracing::warn!(
+                        "desktop notification: {cmd:?} killed after {COMMAND_TIMEOUT:?}"
+                    );
+                    break;
+                }
+            }
         }
     }
 }

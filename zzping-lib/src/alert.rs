@@ -800,14 +800,17 @@ impl Evaluator {
     }
 }
 
-/// A number with at most one decimal, none when whole.
+/// A number for a sentence: one decimal at most from 1 up, three below (0.05 ms), no
+/// trailing zeros.
 fn fmt_num(x: f64) -> String {
-    let r = (x * 10.0).round() / 10.0;
-    if r.fract() == 0.0 {
-        format!("{r:.0}")
+    let decimals = if x.abs() >= 1.0 { 1 } else { 3 };
+    let s = format!("{x:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
     } else {
-        format!("{r:.1}")
-    }
+        &s
+    };
+    s.to_owned()
 }
 
 #[cfg(test)]

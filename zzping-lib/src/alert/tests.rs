@@ -399,6 +399,10 @@ fn events_are_described_in_one_sentence() {
         "alert out resolved: gw: answering again"
     );
     assert_eq!(fmt_num(2.345), "2.3");
+    assert_eq!(
+        (fmt_num(120.0), fmt_num(0.05), fmt_num(0.0)),
+        ("120".into(), "0.05".into(), "0".into())
+    );
 }
 
 #[test]
