@@ -829,3 +829,128 @@ fn report_blames_this_machine_when_its_routes_are_gone() {
         assert_eq!(o["cause_text"], "no route from this machine", "{o:#}");
     }
 }
+
+/// The context events the daemon recorded in `data`, in time order (damage fails).
+fn context_events(data: &Path) -> Vec<zzping_lib::events::ContextEvent> {
+    let log =
+        zzping_lib::events::read_range(&zzping_lib::events::locate(&[data.into()]), 0, u64::MAX);
+    assert!(log.issues.is_empty() && log.errors.is_empty(), "{log:?}");
+    log.events
+}
+
+/// The daemon reads netlink in the wakeup after the kernel queued a notification, and it
+/// wakes at least once per round of sends (every 20 ms at 50 pings/s): its record of a
+/// change lies after the change began, and well before the scenario's next change (2 s
+/// later) begins.
+fn recorded_between(
+    events: &[zzping_lib::events::ContextEvent],
+    kind: &str,
+    from_us: u64,
+    to_us: u64,
+) -> Vec<zzping_lib::events::ContextEvent> {
+    events
+        .iter()
+        .filter(|e| e.kind.name() == kind && (from_us..to_us).contains(&e.t_us))
+        .cloned()
+        .collect()
+}
+
+/// The link goes down, then loses its carrier (`tests/scenarios/link-flap.toml`): each
+/// change of zzsim0 (which carries the default route) is recorded once, within the
+/// truth's bounds; the routes the kernel removes with the link and the simulator
+/// restores are recorded too.
+#[test]
+fn link_flap_is_recorded_as_context_events() {
+    zzping_testkit::require!(zzping_testkit::privileges::tun());
+    let targets = ["198.18.0.254", "198.18.0.20", "198.19.8.8"];
+    let (work, truth) = record_scenario("link-flap.toml", &targets, 11.0);
+    let data = work.path().join("data");
+    let t = read_truth(&truth).expect("truth");
+    use zzping_netsim::truth::NetAction;
+    let net: Vec<_> = t.net().collect();
+    let events = context_events(&data);
+    let dump = format!("{events:#?}\ntruth: {net:#?}");
+    let steps = [
+        (NetAction::LinkDown, "link_down"),
+        (NetAction::LinkUp, "link_up"),
+        (NetAction::CarrierOff, "carrier_off"),
+        (NetAction::CarrierOn, "carrier_on"),
+    ];
+    let at = |a: NetAction| net.iter().find(|e| e.action == a).expect("net event");
+    for (i, (action, kind)) in steps.iter().enumerate() {
+        let n = at(*action);
+        let next = steps.get(i + 1).map_or(u64::MAX, |(a, _)| at(*a).begin_us);
+        let got = recorded_between(&events, kind, n.begin_us, next);
+        assert_eq!(got.len(), 1, "{kind}: {dump}");
+        assert_eq!(got[0].interface.as_deref(), Some("zzsim0"), "{dump}");
+        // Nothing of that kind anywhere else.
+        assert_eq!(
+            events.iter().filter(|e| e.kind.name() == *kind).count(),
+            1,
+            "{kind}: {dump}"
+        );
+    }
+    // Down: the kernel removed the default routes through zzsim0; up: the simulator
+    // restored them.
+    let (down, up) = (at(NetAction::LinkDown), at(NetAction::LinkUp));
+    let removed = recorded_between(&events, "route_change", down.begin_us, up.begin_us);
+    assert!(
+        removed.iter().any(|e| e.removed
+            && e.family == Some(4)
+            && e.gateway == Some("198.18.0.254".parse().unwrap())),
+        "{dump}"
+    );
+    let restored = recorded_between(
+        &events,
+        "route_change",
+        up.begin_us,
+        at(NetAction::CarrierOff).begin_us,
+    );
+    assert!(
+        restored.iter().any(|e| !e.removed
+            && e.interface.as_deref() == Some("zzsim0")
+            && e.gateway == Some("198.18.0.254".parse().unwrap())),
+        "{dump}"
+    );
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(kinds.first(), Some(&"daemon_start"), "{dump}");
+    assert_eq!(kinds.last(), Some(&"daemon_stop"), "{dump}");
+    assert_eq!(
+        events.last().unwrap().reason.as_deref(),
+        Some("duration reached")
+    );
+}
+
+/// The default route moves to another gateway on another interface and back
+/// (`tests/scenarios/route-change.toml`): both moves are recorded with the new gateway
+/// and interface, for both families.
+#[test]
+fn route_changes_are_recorded_with_the_new_gateway_and_interface() {
+    zzping_testkit::require!(zzping_testkit::privileges::tun());
+    let targets = ["198.18.0.254", "198.19.8.8"];
+    let (work, truth) = record_scenario("route-change.toml", &targets, 10.0);
+    let data = work.path().join("data");
+    let t = read_truth(&truth).expect("truth");
+    use zzping_netsim::truth::NetAction;
+    let moves: Vec<_> = t
+        .net()
+        .filter(|e| e.action == NetAction::RouteChange)
+        .collect();
+    assert_eq!(moves.len(), 2, "{moves:#?}");
+    let events = context_events(&data);
+    let dump = format!("{events:#?}\ntruth: {moves:#?}");
+    for (i, (m, iface)) in moves.iter().zip(["zzsim1", "zzsim0"]).enumerate() {
+        let next = moves.get(i + 1).map_or(u64::MAX, |n| n.begin_us);
+        let got = recorded_between(&events, "route_change", m.begin_us, next);
+        for (family, gw) in [(4, m.gateway_v4), (6, m.gateway_v6)] {
+            let gw = gw.expect("the truth's gateway");
+            assert!(
+                got.iter().any(|e| !e.removed
+                    && e.family == Some(family)
+                    && e.gateway == Some(gw)
+                    && e.interface.as_deref() == Some(iface)),
+                "IPv{family} via {gw} on {iface}: {dump}"
+            );
+        }
+    }
+}

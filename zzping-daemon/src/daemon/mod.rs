@@ -20,7 +20,7 @@
 //! ([`zzping_lib::events`]) go there too: `daemon_start` once open, `daemon_stop` with
 //! its reason at shutdown (or on a failure of the loop), `reload` with what it applied,
 //! `clock_step` and `suspend` from the clock check (and the flush chore, which looks for
-//! a suspend too). Targets and re-resolution are
+//! a suspend too), link, route and address changes from netlink (`net_context.rs`). Targets and re-resolution are
 //! in `targets.rs`, the SIGHUP reload in `reload.rs`, the status table and log lines in
 //! `report.rs`.
 //!
@@ -36,6 +36,7 @@
 //! shuts down. A second signal stops at once (and skips the `/metrics` linger).
 
 mod net;
+mod net_context;
 mod open;
 mod outputs;
 mod reload;
@@ -170,6 +171,8 @@ struct Daemon {
     netlink: Option<crate::netlink::NetlinkMonitor>,
     /// Events read from netlink (reused).
     net_events: Vec<crate::netlink::NetEvent>,
+    /// Which netlink changes are context events.
+    net_context: net_context::NetContext,
 }
 
 /// Runs the daemon until SIGINT/SIGTERM or the end of `--duration`.

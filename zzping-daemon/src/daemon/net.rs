@@ -43,7 +43,14 @@ impl Daemon {
     }
 
     /// One change of the machine's network (see [`NetEvent`]).
-    pub(super) fn on_net_event(&mut self, ev: &NetEvent, _now: Now) {
+    pub(super) fn on_net_event(&mut self, ev: &NetEvent, now: Now) {
+        // Recorded as context events (`net_context.rs` says which).
+        let netlink = &self.netlink;
+        for e in self.net_context.on(ev, now.real_us(), |i| {
+            netlink.as_ref()?.link_name(i).map(str::to_owned)
+        }) {
+            self.outputs.record(e);
+        }
         match ev {
             NetEvent::DefaultRoute {
                 family,

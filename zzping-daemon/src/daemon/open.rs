@@ -207,6 +207,7 @@ impl Daemon {
             cpu0,
             netlink,
             net_events: Vec::new(),
+            net_context: Default::default(),
         };
         let now = clock::now();
         d.outputs.set_now(now);
