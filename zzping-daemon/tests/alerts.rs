@@ -41,7 +41,7 @@ use zzping_testkit::{netns, privileges, require};
 const RATE: f64 = 50.0;
 /// The frame period of the daemon's default, µs.
 const PERIOD_US: u32 = 100_000;
-/// The hosts of the scenario: (label, address).
+/// The hosts of the scenario: (label, address); each label is also the host's role.
 const HOSTS: [(&str, &str); 2] = [("gateway", "198.18.0.10"), ("internet", "198.18.8.8")];
 /// A bound on the daemon's run beyond its `--duration` (the wait for the replies in
 /// flight, and a running command's `COMMAND_TIMEOUT` at exit): a bound on the test only.
@@ -103,7 +103,7 @@ fn run_daemon(dir: &Path, config: &str, duration_s: u32) -> (PathBuf, String) {
     );
     for (label, addr) in HOSTS {
         toml.push_str(&format!(
-            "[[host]]\ntarget = \"{addr}\"\nlabel = \"{label}\"\n"
+            "[[host]]\ntarget = \"{addr}\"\nlabel = \"{label}\"\nrole = \"{label}\"\n"
         ));
     }
     toml.push_str(config);
@@ -251,11 +251,11 @@ fn each_event_runs_its_command_once_and_rate_limits_hold() {
     );
     let slow = states("slow");
     assert_eq!(slow.first().map(String::as_str), Some("firing"), "{log}");
-    for (out, rule, when, addr, threshold) in [
-        (&down_out, "down", "outage", "198.18.0.10", "0.3"),
-        (&all_out, "all-down", "outage", "", "0.3"),
-        (&lossy_out, "lossy", "loss", "198.18.0.10", "20"),
-        (&slow_out, "slow", "p95", "198.18.8.8", "3"),
+    for (out, rule, when, addr, role, threshold) in [
+        (&down_out, "down", "outage", "198.18.0.10", "gateway", "0.3"),
+        (&all_out, "all-down", "outage", "", "", "0.3"),
+        (&lossy_out, "lossy", "loss", "198.18.0.10", "gateway", "20"),
+        (&slow_out, "slow", "p95", "198.18.8.8", "internet", "3"),
     ] {
         let got = records(out);
         let want = of(rule);
@@ -268,7 +268,7 @@ fn each_event_runs_its_command_once_and_rate_limits_hold() {
             assert_eq!(g["WHEN"], when);
             assert_eq!(g["HOST"], w.2);
             assert_eq!(g["ADDRESS"], addr);
-            assert_eq!(g["ROLE"], "");
+            assert_eq!(g["ROLE"], role);
             assert_eq!(g["THRESHOLD"], threshold);
             assert_eq!(
                 zzping_lib::time::parse_rfc3339_us(&g["SINCE"]),
