@@ -213,7 +213,7 @@ fn down_hosts_stand_apart_and_each_outage_names_its_cause() {
         [
             ("down", vec!["laptop"]),
             ("down", vec!["printer"]),
-            ("local", vec!["far", "gw", "near"]),
+            ("machine", vec!["far", "gw", "near"]),
             ("host", vec!["far"]),
         ],
         "{v:#}"
@@ -230,7 +230,7 @@ fn down_hosts_stand_apart_and_each_outage_names_its_cause() {
     assert_eq!(local["failed"], 3 * 3 * PER_FRAME);
     assert_eq!(local["cause"], "no_route");
     assert_eq!(local["cause_text"], "no route from this machine");
-    assert_eq!(local["verdict_text"], "this machine or your LAN");
+    assert_eq!(local["verdict_text"], "this machine");
     assert_eq!(local["unaffected"], serde_json::json!([]));
     // One host behind a router that says it is unreachable.
     assert_eq!(far["start_us"], T0 + 200 * u64::from(P));
@@ -248,7 +248,7 @@ fn down_hosts_stand_apart_and_each_outage_names_its_cause() {
         "{out}"
     );
     assert!(
-        out.contains("-> this machine or your LAN; no route from this machine"),
+        out.contains("-> this machine; no route from this machine"),
         "{out}"
     );
     assert!(
@@ -309,4 +309,73 @@ fn a_closed_pipe_is_not_an_error() {
         assert_eq!(o.status.code(), Some(0), "json {json}: {}", text(&o));
         assert!(o.stderr.is_empty(), "json {json}: {}", text(&o));
     }
+}
+
+/// The context events beside the frames are listed, and a link lost during an outage
+/// makes it this machine's, named (rule 1 of the verdicts, before the send errors').
+#[test]
+fn context_events_are_listed_and_a_link_down_names_this_machine() {
+    use zzping_lib::events::{ContextEvent, EventKind, EventWriter};
+    let dir = tempfile::tempdir().unwrap();
+    failure_data(dir.path());
+    let mut w = EventWriter::new(dir.path(), "test");
+    let down = T0 + 100 * u64::from(P) + 50_000;
+    for ev in [
+        ContextEvent::new(T0, EventKind::DaemonStart),
+        ContextEvent::link(down, EventKind::LinkDown, "wlan0"),
+        ContextEvent::link(down + 3_200_000, EventKind::LinkUp, "wlan0"),
+        // Outside the window asked for below: not listed.
+        ContextEvent::daemon_stop(T0 + 59_000_000, "signal 15"),
+    ] {
+        w.append(&ev, T0);
+    }
+    w.flush().unwrap();
+    let v = report_json(dir.path(), &["--to", "2021-01-01T08:00:50Z"]);
+    let events: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["daemon_start", "link_down", "link_up"], "{v:#}");
+    assert_eq!(v["events"][1]["interface"], "wlan0");
+    assert_eq!(v["events"][1]["text"], "link wlan0 down");
+    let local = v["outages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["start_us"] == T0 + 100 * u64::from(P))
+        .unwrap();
+    assert_eq!(local["verdict"], "machine", "{local:#}");
+    assert_eq!(
+        local["verdict_text"],
+        "Wi-Fi link wlan0 down 3.2 s: this machine"
+    );
+    // The one host's outage later (no link event then) keeps its verdict.
+    let far = v["outages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["start_us"] == T0 + 200 * u64::from(P))
+        .unwrap();
+    assert_eq!(far["verdict"], "host", "{far:#}");
+
+    let o = zz(&[
+        "report",
+        "--gateway",
+        "gw",
+        "--to",
+        "2021-01-01T08:00:50Z",
+        dir.path().to_str().unwrap(),
+    ]);
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.contains("Context events (3):"), "{out}");
+    assert!(
+        out.contains("  2021-01-01T08:00:10.050000Z  link wlan0 down"),
+        "{out}"
+    );
+    assert!(
+        out.contains("-> Wi-Fi link wlan0 down 3.2 s: this machine; no route from this machine"),
+        "{out}"
+    );
 }

@@ -792,8 +792,8 @@ fn report_names_the_router_errors_and_who_sent_them() {
 
 /// This machine loses its routes (`tests/scenarios/route-loss.toml`): every host at once
 /// while every route is gone or unreachable, the far host alone while the default route
-/// is; each an outage caused by "no route from this machine", the verdict "this machine
-/// or your LAN".
+/// is; each an outage caused by "no route from this machine", the verdict "this
+/// machine".
 #[test]
 fn report_blames_this_machine_when_its_routes_are_gone() {
     zzping_testkit::require!(zzping_testkit::privileges::tun());
@@ -830,7 +830,8 @@ fn report_blames_this_machine_when_its_routes_are_gone() {
         .collect();
     let report = check_outages(&work.path().join("data"), "198.18.0.254", &want);
     for o in report["outages"].as_array().unwrap() {
-        assert_eq!(o["verdict_text"], "this machine or your LAN", "{o:#}");
+        assert_eq!(o["verdict"], "machine", "{o:#}");
+        assert_eq!(o["verdict_text"], "this machine", "{o:#}");
         assert_eq!(o["cause_text"], "no route from this machine", "{o:#}");
     }
 }
@@ -924,6 +925,52 @@ fn link_flap_is_recorded_as_context_events() {
         events.last().unwrap().reason.as_deref(),
         Some("duration reached")
     );
+
+    // The report lists them, and blames this machine for the outages of both windows,
+    // naming the link.
+    let out = Command::new(env!("CARGO_BIN_EXE_zzping"))
+        .args(["report", "--json", "--gateway", "198.18.0.254"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["events"].as_array().unwrap().len(),
+        events.len(),
+        "{report:#}"
+    );
+    let outages = report["outages"].as_array().unwrap();
+    for (lost, back, text) in [
+        (NetAction::LinkDown, NetAction::LinkUp, "link zzsim0 down "),
+        (
+            NetAction::CarrierOff,
+            NetAction::CarrierOn,
+            "link zzsim0 without carrier ",
+        ),
+    ] {
+        let (from, to) = (at(lost).begin_us, at(back).time_us);
+        let during: Vec<_> = outages
+            .iter()
+            .filter(|o| {
+                let s = o["start_us"].as_u64().unwrap();
+                s < to && s + o["duration_us"].as_u64().unwrap() > from
+            })
+            .collect();
+        assert!(!during.is_empty(), "{text}: {report:#}");
+        for o in during {
+            assert_eq!(o["verdict"], "machine", "{o:#}");
+            let v = o["verdict_text"].as_str().unwrap();
+            assert!(
+                v.starts_with(text) && v.ends_with(" s: this machine"),
+                "{v}: {o:#}"
+            );
+        }
+    }
 }
 
 /// The default route moves to another gateway on another interface and back

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use zzping_lib::codec::QFrame;
+use zzping_lib::events::{ContextEvent, EventKind};
+use zzping_lib::file::role;
 use zzping_lib::outage::{Failures, HostOutages, HostRuns};
 use zzping_lib::quantizer::Quantizer;
 use zzping_lib::store::Event;
@@ -38,16 +40,28 @@ mod text;
 ///   its cause when one reason holds most of its failures ("no reply", "no route from
 ///   this machine", "host unreachable, said 198.18.0.1").
 ///
-/// Verdicts, among the hosts that have data during the outage and were not failing for
-/// a reason of their own:
+/// Context events: what the daemon recorded of this machine in the window (link and
+/// carrier changes, default routes, addresses, suspends, clock steps, starts, stops,
+/// reloads; the data directory's `@events`) are listed, and used in the verdicts.
+///
+/// Verdicts, in this order, among the hosts that have data during the outage and were
+/// not failing for a reason of their own (a host labelled "limits ICMP" counts only
+/// when hosts beyond it fail too; self-check hosts, loopback, never count):
+/// - a link of this machine down, or without carrier, during the outage → "this
+///   machine", naming it: "Wi-Fi link wlan0 down 3.2 s: this machine";
 /// - most failures are send errors of this machine (no route, network down...) →
-///   "this machine or your LAN";
+///   "this machine";
+/// - by role (the segment headers' `role`), when an isp-edge host has data: the
+///   gateway and the isp-edge failed → "local network (Wi-Fi, cable, powerline)"; the
+///   gateway fine and the isp-edge failed (and no internet host answered) →
+///   "upstream/ISP";
 /// - the gateway and every other host failed → "local network (Wi-Fi, cable, powerline)";
 /// - the gateway fine and every host beyond it failed (even one) → "upstream/ISP";
 /// - one host only (of several beyond the gateway, or the gateway alone) → "that host";
 /// - otherwise "partial" / "partial-upstream"; without a known gateway, "unknown".
 ///
-/// The gateway is --gateway LABEL; by default the host whose address is a default gateway
+/// The gateway is --gateway LABEL; by default the hosts whose segment header gives them
+/// the role `gateway`, else the host whose address is a default gateway
 /// of this machine (IPv4 or IPv6, /proc/net/route and /proc/net/ipv6_route), else the host with a private (RFC 1918), link-local or ULA
 /// address and the lowest median RTT; `--gateway none` disables.
 ///
@@ -140,6 +154,9 @@ pub struct HostReport {
     pub limits_icmp: bool,
     /// Outages of this host alone left out because it limits ICMP.
     pub limited_runs: u64,
+    /// Its role from the segment headers (`gateway`, `isp-edge`, `internet`,
+    /// `self-check`), if any.
+    pub role: Option<String>,
     /// How evenly its replies spread over its frames (but those in outages of several
     /// hosts), against random loss
     /// (`zzping_lib::outage::ReplyDispersion::index`: about 1 for random loss, more for
@@ -247,8 +264,8 @@ pub struct Outage {
     /// For a host that was down: the share of its requests that failed in its outages,
     /// percent.
     pub down_pct: Option<f64>,
-    /// Machine-readable verdict: down, local, upstream, host, partial-upstream, partial,
-    /// unknown.
+    /// Machine-readable verdict: down, machine (this machine: a link lost, or its own send
+    /// errors), local, upstream, host, partial-upstream, partial, unknown.
     pub verdict: &'static str,
     /// Human-readable verdict.
     pub verdict_text: String,
@@ -267,8 +284,22 @@ pub struct Report {
     pub gateway_source: String,
     /// Per-host statistics.
     pub hosts: Vec<HostReport>,
+    /// The context events of the window, by time.
+    pub events: Vec<EventLine>,
     /// The outage log: hosts that were down first, then outages by start.
     pub outages: Vec<Outage>,
+}
+
+/// A context event of the window.
+#[derive(Debug, Serialize)]
+pub struct EventLine {
+    /// When (RFC 3339).
+    pub time: String,
+    /// The event in words.
+    pub text: String,
+    /// The event as recorded (`t_us`, `kind` and the keys of its kind).
+    #[serde(flatten)]
+    pub event: ContextEvent,
 }
 
 /// Accumulates one host.
@@ -353,16 +384,81 @@ fn is_private(a: &IpAddr) -> bool {
     }
 }
 
-fn verdict(
-    affected: &[String],
-    observed: &[String],
-    gateway: Option<&str>,
-) -> (&'static str, String) {
+/// The hosts of each role a verdict compares (labels).
+#[derive(Debug, Default)]
+struct Roles {
+    gateways: Vec<String>,
+    edges: Vec<String>,
+    internet: Vec<String>,
+}
+
+/// A link of this machine lost during `[start_us, end_us)`: the loss event (a
+/// `link_down` or `carrier_off`) and its end (the next `link_up` / `carrier_on` of that
+/// interface), `None` when the link was not back in the window.
+fn link_lost_during(
+    events: &[ContextEvent],
+    start_us: u64,
+    end_us: u64,
+) -> Option<(&ContextEvent, Option<u64>)> {
+    events.iter().enumerate().find_map(|(i, ev)| {
+        if !ev.kind.is_link_loss() || ev.t_us >= end_us {
+            return None;
+        }
+        let back = events[i + 1..]
+            .iter()
+            .find(|b| b.kind.is_link_back() && b.interface == ev.interface)
+            .map(|b| b.t_us);
+        back.is_none_or(|b| b >= start_us).then_some((ev, back))
+    })
+}
+
+/// "Wi-Fi link wlan0 down 3.2 s: this machine" for a link loss found by
+/// [`link_lost_during`]. Interfaces named `wl*` are Wi-Fi (the kernel's and systemd's
+/// names).
+fn link_verdict(ev: &ContextEvent, back_us: Option<u64>) -> String {
+    let iface = ev.interface.as_deref().unwrap_or("?");
+    let wifi = if iface.starts_with("wl") {
+        "Wi-Fi "
+    } else {
+        ""
+    };
+    let what = if ev.kind == EventKind::CarrierOff {
+        "without carrier"
+    } else {
+        "down"
+    };
+    let how_long = match back_us {
+        Some(b) => format!(" {:.1} s", b.saturating_sub(ev.t_us) as f64 / 1e6),
+        None => ", not back in the window".into(),
+    };
+    format!("{wifi}link {iface} {what}{how_long}: this machine")
+}
+
+fn verdict(affected: &[String], observed: &[String], roles: &Roles) -> (&'static str, String) {
+    let any = |set: &[String], of: &[String]| set.iter().any(|g| of.contains(g));
+    let gw_hit = any(&roles.gateways, affected);
+    let gw_seen = any(&roles.gateways, observed);
+    // By role: the gateway against the ISP's edge.
+    if any(&roles.edges, observed) && any(&roles.edges, affected) {
+        if gw_hit {
+            return ("local", "local network (Wi-Fi, cable, powerline)".into());
+        }
+        let internet_answered = roles
+            .internet
+            .iter()
+            .any(|h| observed.contains(h) && !affected.contains(h));
+        if gw_seen && !internet_answered {
+            return ("upstream", "upstream/ISP".into());
+        }
+    }
     let all = affected.len() == observed.len();
-    let gw_hit = gateway.is_some_and(|g| affected.iter().any(|a| a == g));
-    let gw_seen = gateway.is_some_and(|g| observed.iter().any(|a| a == g));
+    let gateways_seen = observed
+        .iter()
+        .filter(|o| roles.gateways.contains(o))
+        .count();
+    let beyond = observed.len() - gateways_seen;
     // Every host beyond a healthy gateway lost (even if that is one host): upstream.
-    if gw_seen && !gw_hit && affected.len() == observed.len() - 1 {
+    if gw_seen && !gw_hit && affected.len() == beyond && beyond > 0 {
         return ("upstream", "upstream/ISP".into());
     }
     if affected.len() == 1 && observed.len() > 1 {
@@ -376,33 +472,27 @@ fn verdict(
             },
         );
     }
+    let known = !roles.gateways.is_empty();
     match (gw_seen, gw_hit, all) {
         (true, true, true) => ("local", "local network (Wi-Fi, cable, powerline)".into()),
         (true, true, false) => (
             "partial",
             "the gateway and some hosts beyond it (local network or gateway)".into(),
         ),
-        (true, false, _) => {
-            let beyond = observed.len() - 1;
-            if affected.len() == beyond {
-                ("upstream", "upstream/ISP".into())
-            } else {
-                (
-                    "partial-upstream",
-                    format!(
-                        "upstream/ISP, some destinations ({} of {beyond} beyond the gateway)",
-                        affected.len()
-                    ),
-                )
-            }
-        }
+        (true, false, _) => (
+            "partial-upstream",
+            format!(
+                "upstream/ISP, some destinations ({} of {beyond} beyond the gateway)",
+                affected.len()
+            ),
+        ),
         (false, _, true) if observed.len() == 1 => (
             "unknown",
             format!("{} (the only host with data)", affected[0]),
         ),
         (false, _, true) => (
             "unknown",
-            if gateway.is_some() {
+            if known {
                 "every host (local network or upstream; the gateway was not up to compare)"
             } else {
                 "every host (local network or upstream; no gateway known)"
@@ -411,7 +501,7 @@ fn verdict(
         ),
         (false, _, false) => (
             "partial",
-            if gateway.is_some() {
+            if known {
                 "several hosts (the gateway was not up to tell local from upstream)"
             } else {
                 "several hosts (no gateway known to tell local from upstream)"
@@ -487,8 +577,20 @@ pub fn build(a: &Args) -> Result<Report> {
             limits_icmp: false,
             limited_runs: 0,
             reply_dispersion: None,
+            role: None,
         });
     }
+    for (r, h) in host_reports.iter_mut().zip(&hosts) {
+        r.role = h.header.as_ref().and_then(|h| h.role.clone());
+    }
+    let with_role = |want: &str| -> Vec<String> {
+        host_reports
+            .iter()
+            .filter(|h| h.role.as_deref() == Some(want))
+            .map(|h| h.label.clone())
+            .collect()
+    };
+    let role_gateways = with_role(role::GATEWAY);
 
     // The gateway.
     let (gateway, gateway_source): (Option<String>, String) = match a.gateway.as_deref() {
@@ -511,6 +613,10 @@ pub fn build(a: &Args) -> Result<Report> {
                 ),
             }
         }
+        None if !role_gateways.is_empty() => (
+            Some(role_gateways[0].clone()),
+            "role gateway in the segment headers".into(),
+        ),
         None => {
             let addr_of =
                 |h: &HostReport| h.address.as_deref().and_then(|a| a.parse::<IpAddr>().ok());
@@ -540,6 +646,29 @@ pub fn build(a: &Args) -> Result<Report> {
             }
         }
     };
+
+    let roles = Roles {
+        gateways: match (&a.gateway, &gateway) {
+            (None, Some(_)) if !role_gateways.is_empty() => role_gateways,
+            (_, g) => g.iter().cloned().collect(),
+        },
+        edges: with_role(role::ISP_EDGE),
+        internet: with_role(role::INTERNET),
+    };
+    let self_checks = with_role(role::SELF_CHECK);
+    // The context events of the window (those of a suspend that reaches into it too).
+    let event_log = zzping_lib::events::read_range(
+        &zzping_lib::events::locate(&paths_or_default(&a.paths)?),
+        from,
+        to,
+    );
+    for (path, issue) in &event_log.issues {
+        eprintln!("warning: {}: {issue}", path.display());
+    }
+    for e in &event_log.errors {
+        eprintln!("warning: {e}");
+    }
+    let context = event_log.events;
 
     // The outage log: down hosts, then the events of the others.
     let timelines: Vec<HostOutages> = accs.into_iter().map(|(_, acc)| acc.runs.finish()).collect();
@@ -607,9 +736,17 @@ pub fn build(a: &Args) -> Result<Report> {
             .map(label)
             .collect();
         let f = &ev.failures;
-        let (v, text) = match f.cause() {
-            Some((c, _)) if c.is_local() => ("local", "this machine or your LAN".to_string()),
-            _ => verdict(&affected, &observed, gateway.as_deref()),
+        // Loopback answers whatever the network does: no evidence either way.
+        let compared = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .filter(|l| !self_checks.contains(l))
+                .cloned()
+                .collect()
+        };
+        let (v, text) = match (link_lost_during(&context, s, e), f.cause()) {
+            (Some((ev, back)), _) => ("machine", link_verdict(ev, back)),
+            (None, Some((c, _))) if c.is_local() => ("machine", "this machine".to_string()),
+            _ => verdict(&compared(&affected), &compared(&observed), &roles),
         };
         outages.push(Outage {
             start: tf.string(s),
@@ -650,6 +787,14 @@ pub fn build(a: &Args) -> Result<Report> {
         gateway,
         gateway_source,
         hosts: host_reports,
+        events: context
+            .into_iter()
+            .map(|event| EventLine {
+                time: tf.string(event.t_us),
+                text: event.describe(),
+                event,
+            })
+            .collect(),
         outages,
     })
 }
@@ -698,23 +843,84 @@ mod tests {
         v.iter().map(|x| x.to_string()).collect()
     }
 
+    fn roles(gateways: &[&str], edges: &[&str], internet: &[&str]) -> Roles {
+        Roles {
+            gateways: s(gateways),
+            edges: s(edges),
+            internet: s(internet),
+        }
+    }
+
     #[test]
-    fn verdicts() {
+    fn verdicts_by_the_gateway() {
+        let gw = roles(&["gw"], &[], &[]);
         let obs = s(&["gw", "a", "b"]);
-        assert_eq!(verdict(&obs, &obs, Some("gw")).0, "local");
-        assert_eq!(verdict(&s(&["a", "b"]), &obs, Some("gw")).0, "upstream");
-        assert_eq!(verdict(&s(&["a"]), &obs, Some("gw")).0, "host");
-        assert_eq!(verdict(&s(&["gw"]), &obs, Some("gw")).0, "host");
-        assert_eq!(verdict(&s(&["gw", "a"]), &obs, Some("gw")).0, "partial");
-        assert_eq!(
-            verdict(&s(&["a"]), &s(&["gw", "a"]), Some("gw")).0,
-            "upstream"
-        );
-        assert_eq!(verdict(&obs, &obs, None).0, "unknown");
+        assert_eq!(verdict(&obs, &obs, &gw).0, "local");
+        assert_eq!(verdict(&s(&["a", "b"]), &obs, &gw).0, "upstream");
+        assert_eq!(verdict(&s(&["a"]), &obs, &gw).0, "host");
+        assert_eq!(verdict(&s(&["gw"]), &obs, &gw).0, "host");
+        assert_eq!(verdict(&s(&["gw", "a"]), &obs, &gw).0, "partial");
+        assert_eq!(verdict(&s(&["a"]), &s(&["gw", "a"]), &gw).0, "upstream");
+        assert_eq!(verdict(&obs, &obs, &Roles::default()).0, "unknown");
         let four = s(&["gw", "a", "b", "c"]);
+        assert_eq!(verdict(&s(&["a", "b"]), &four, &gw).0, "partial-upstream");
+        // Two gateways (IPv4 and IPv6): both fine, every host beyond them failed.
+        let two = roles(&["gw", "gw6"], &[], &[]);
+        let obs = s(&["gw", "gw6", "a", "b"]);
+        assert_eq!(verdict(&s(&["a", "b"]), &obs, &two).0, "upstream");
+        assert_eq!(verdict(&obs, &obs, &two).0, "local");
+    }
+
+    #[test]
+    fn verdicts_by_role() {
+        let r = roles(&["gw"], &["edge"], &["one"]);
+        let obs = s(&["gw", "edge", "one", "nas"]);
+        // Gateway and isp-edge fail (the NAS answered: not every host) → LAN.
+        let (v, text) = verdict(&s(&["gw", "edge", "one"]), &obs, &r);
         assert_eq!(
-            verdict(&s(&["a", "b"]), &four, Some("gw")).0,
-            "partial-upstream"
+            (v, text.as_str()),
+            ("local", "local network (Wi-Fi, cable, powerline)")
+        );
+        // Gateway fine, isp-edge fails (and the internet host with it) → ISP, though the
+        // NAS on the LAN answered.
+        assert_eq!(verdict(&s(&["edge", "one"]), &obs, &r).0, "upstream");
+        // Gateway fine, isp-edge fails, no internet host pinged → ISP.
+        let r2 = roles(&["gw"], &["edge"], &[]);
+        let obs2 = s(&["gw", "edge", "nas"]);
+        assert_eq!(verdict(&s(&["edge"]), &obs2, &r2).0, "upstream");
+        // The internet host beyond it answered: the edge alone, not the ISP.
+        assert_eq!(verdict(&s(&["edge"]), &obs, &r).0, "host");
+        // No isp-edge with data: the gateway rules.
+        assert_eq!(verdict(&s(&["one"]), &s(&["gw", "one"]), &r).0, "upstream");
+    }
+
+    fn link(t_us: u64, kind: EventKind, iface: &str) -> ContextEvent {
+        ContextEvent::link(t_us, kind, iface)
+    }
+
+    #[test]
+    fn a_link_lost_during_an_outage_names_this_machine() {
+        let events = [
+            ContextEvent::new(0, EventKind::DaemonStart),
+            link(10_000_000, EventKind::LinkDown, "wlan0"),
+            link(13_200_000, EventKind::LinkUp, "wlan0"),
+            link(20_000_000, EventKind::CarrierOff, "eth0"),
+        ];
+        // Overlapping the link's loss (even starting a frame before it): found.
+        let (ev, back) = link_lost_during(&events, 9_900_000, 11_000_000).unwrap();
+        assert_eq!(
+            link_verdict(ev, back),
+            "Wi-Fi link wlan0 down 3.2 s: this machine"
+        );
+        assert!(link_lost_during(&events, 13_000_000, 14_000_000).is_some());
+        // Before or after it: not.
+        assert!(link_lost_during(&events, 1_000_000, 9_000_000).is_none());
+        assert!(link_lost_during(&events, 13_300_000, 19_000_000).is_none());
+        // A carrier that did not come back in the window.
+        let (ev, back) = link_lost_during(&events, 21_000_000, 22_000_000).unwrap();
+        assert_eq!(
+            link_verdict(ev, back),
+            "link eth0 without carrier, not back in the window: this machine"
         );
     }
 

@@ -134,6 +134,13 @@ pub(super) fn render(r: &Report, tf: &TimeFmt) -> String {
             w!(out, "{n}");
         }
     }
+    if !r.events.is_empty() {
+        w!(out);
+        w!(out, "Context events ({}):", r.events.len());
+        for e in &r.events {
+            w!(out, "  {}  {}", e.time, e.text);
+        }
+    }
     w!(out);
     if r.outages.is_empty() {
         w!(out, "Outages: none");
