@@ -186,12 +186,15 @@ pub struct Cli {
     pub height: Option<u32>,
 }
 
-/// `--notify-after`: seconds, more than 0 and at most a day.
+/// Longest `--notify-after` (`notify_after_s`): a day.
+pub const MAX_NOTIFY_AFTER_S: f64 = 86_400.0;
+
+/// `--notify-after`: seconds, more than 0 and at most [`MAX_NOTIFY_AFTER_S`].
 fn parse_notify_after(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        Ok(v) if v.is_finite() && v > 0.0 && v <= MAX_NOTIFY_AFTER_S => Ok(v),
         _ => Err(format!(
-            "{s:?} is not a number of seconds in 0 (excluded)..=86400"
+            "{s:?} is not a number of seconds in 0 (excluded)..={MAX_NOTIFY_AFTER_S}"
         )),
     }
 }
@@ -293,6 +296,12 @@ pub struct FileConfig {
     pub width: Option<u32>,
     /// Window height, px.
     pub height: Option<u32>,
+    /// Desktop notifications of live outages (`false`: none).
+    pub notify: Option<bool>,
+    /// The notification command.
+    pub notify_command: Option<String>,
+    /// Seconds of outage before a notification.
+    pub notify_after_s: Option<f64>,
 }
 
 /// The file as written, with the position of each value (for error messages).
@@ -307,6 +316,9 @@ struct RawFile {
     live_span_s: Option<Spanned<u32>>,
     width: Option<Spanned<u32>>,
     height: Option<Spanned<u32>>,
+    notify: Option<bool>,
+    notify_command: Option<String>,
+    notify_after_s: Option<Spanned<f64>>,
 }
 
 /// The effective settings.
@@ -327,6 +339,8 @@ pub struct Settings {
     pub width: u32,
     /// Window height, px.
     pub height: u32,
+    /// Desktop notifications.
+    pub notify: crate::notify::NotifySettings,
 }
 
 /// The default file for the environment `xdg_config_home` and `home` (the values of
@@ -422,7 +436,27 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
         }
         v => v.map(Spanned::into_inner),
     };
+    let notify_after_s = match raw.notify_after_s {
+        Some(v) => {
+            let x = *v.get_ref();
+            if !(x.is_finite() && x > 0.0 && x <= MAX_NOTIFY_AFTER_S) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: line_at(v.span().start),
+                    key: "notify_after_s",
+                    message: format!(
+                        "is {x}, not a number of seconds in 0 (excluded)..={MAX_NOTIFY_AFTER_S}"
+                    ),
+                });
+            }
+            Some(x)
+        }
+        None => None,
+    };
     Ok(FileConfig {
+        notify: raw.notify,
+        notify_command: raw.notify_command,
+        notify_after_s,
         width: window("width", &raw.width)?,
         height: window("height", &raw.height)?,
         prefill_s: raw.prefill_s.map(Spanned::into_inner),
@@ -571,6 +605,11 @@ pub fn merge(cli: &Cli, file: Option<(PathBuf, FileConfig)>) -> Settings {
             .unwrap_or(DEFAULT_LIVE_SPAN_S),
         width: cli.width.or(f.width).unwrap_or(DEFAULT_WIDTH),
         height: cli.height.or(f.height).unwrap_or(DEFAULT_HEIGHT),
+        notify: crate::notify::NotifySettings::from_cli(
+            cli.no_notify || f.notify == Some(false),
+            cli.notify_command.clone().or(f.notify_command),
+            cli.notify_after.or(f.notify_after_s),
+        ),
     }
 }
 
@@ -578,6 +617,12 @@ pub fn merge(cli: &Cli, file: Option<(PathBuf, FileConfig)>) -> Settings {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    fn cli_err(args: &[&str]) -> String {
+        Cli::try_parse_from(std::iter::once("zzping-gui").chain(args.iter().copied()))
+            .expect_err("an invalid command line")
+            .to_string()
+    }
 
     fn cli(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("zzping-gui").chain(args.iter().copied()))
@@ -615,6 +660,9 @@ height = 1080
                 live_span_s: None,
                 width: Some(1920),
                 height: Some(1080),
+                notify: None,
+                notify_command: None,
+                notify_after_s: None,
             }
         );
         // Every key is optional.
@@ -687,8 +735,40 @@ height = 1080
                 live_span_s: DEFAULT_LIVE_SPAN_S,
                 width: DEFAULT_WIDTH,
                 height: DEFAULT_HEIGHT,
+                notify: crate::notify::NotifySettings::from_cli(false, None, None),
             }
         );
+    }
+
+    #[test]
+    fn notifications_are_set_by_the_file_and_the_command_line() {
+        let text = "notify_command = \"/usr/local/bin/pager\"\nnotify_after_s = 2.5\n";
+        let file = parse(Path::new("/c/gui.toml"), text).unwrap();
+        let s = merge(
+            &cli(&[]),
+            Some((PathBuf::from("/c/gui.toml"), file.clone())),
+        );
+        assert_eq!(s.notify.command.as_deref(), Some("/usr/local/bin/pager"));
+        assert_eq!(s.notify.after_s, 2.5);
+        let s = merge(
+            &cli(&["--notify-after", "9"]),
+            Some((PathBuf::from("/c/gui.toml"), file.clone())),
+        );
+        assert_eq!(s.notify.after_s, 9.0);
+        let s = merge(
+            &cli(&["--no-notify"]),
+            Some((PathBuf::from("/c/gui.toml"), file)),
+        );
+        assert_eq!(s.notify.command, None);
+        let off = parse(Path::new("/c/gui.toml"), "notify = false").unwrap();
+        let s = merge(&cli(&[]), Some((PathBuf::from("/c/gui.toml"), off)));
+        assert_eq!(s.notify.command, None);
+        assert_eq!(
+            error("width = 800\nnotify_after_s = 0.0"),
+            "/cfg/gui.toml, line 2: `notify_after_s` is 0, not a number of seconds in 0 \
+             (excluded)..=86400"
+        );
+        assert!(cli_err(&["--notify-after=0"]).contains("is not a number of seconds"));
     }
 
     /// The error of `text` as the file `/cfg/gui.toml`, as the user reads it.

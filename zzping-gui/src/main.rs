@@ -60,11 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         screenshot: cli.screenshot,
         save_dir: cli.save_dir,
         exit_after_ms: cli.exit_after_ms,
-        notify: zzping_gui::notify::NotifySettings::from_cli(
-            cli.no_notify,
-            cli.notify_command.clone(),
-            cli.notify_after,
-        ),
+        notify: settings.notify.clone(),
     };
     let size = iced::Size::new(settings.width as f32, settings.height as f32);
     iced::application(move || App::boot(cfg.clone()), App::update, App::view)
