@@ -19,6 +19,10 @@ use zzping_lib::store::Event;
 /// (within the file's quantizer precision).
 /// Segment headers and any damage found (torn tail, garbage, with file and byte offset)
 /// go to stderr; every good frame is still printed.
+///
+/// Context events files (`<data_dir>/@events/YYYY-MM-DD.zze`, or the `@events`
+/// directory) given as paths print one line per event instead: `TIME event KIND key=value
+/// ... : TEXT` (the keys of its kind; docs/format.md §10), in file order.
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -47,10 +51,26 @@ pub struct Args {
 /// Runs `zzping dump`.
 pub fn run(a: Args) -> Result<ExitCode> {
     let (from, to) = time_range(a.from.as_deref(), a.to.as_deref())?;
-    let hosts = resolve_inputs(&paths_or_default(&a.paths)?, &a.host)?;
     let tf = TimeFmt::new(a.local);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    // Events files and directories given as paths are dumped as events.
+    let (events, frames): (Vec<PathBuf>, Vec<PathBuf>) =
+        paths_or_default(&a.paths)?.into_iter().partition(|p| {
+            p.extension()
+                .is_some_and(|e| e == zzping_lib::events::EVENTS_FILE_EXT)
+                || (p.is_dir()
+                    && p.file_name()
+                        .is_some_and(|n| n == zzping_lib::events::EVENTS_DIR))
+        });
+    if !events.is_empty() {
+        dump_events(&events, from, to, &tf, &mut out)?;
+        if frames.is_empty() {
+            out.flush()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let hosts = resolve_inputs(&frames, &a.host)?;
     let mut line = Vec::with_capacity(4096);
     let progress = Progress::for_files(hosts.iter().flat_map(|h| h.files_in(from, to)), "dump");
     for h in &hosts {
@@ -109,4 +129,53 @@ pub fn run(a: Args) -> Result<ExitCode> {
     out.flush()?;
     progress.finish();
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per context event of `sources` (events files or directories), in time
+/// order; damage to stderr.
+fn dump_events(
+    sources: &[PathBuf],
+    from: u64,
+    to: u64,
+    tf: &TimeFmt,
+    out: &mut impl Write,
+) -> Result<()> {
+    let log = zzping_lib::events::read_range(sources, from, to);
+    for (path, issue) in &log.issues {
+        eprintln!("warning: {}: {issue}", path.display());
+    }
+    for e in &log.errors {
+        eprintln!("warning: {e}");
+    }
+    for e in &log.events {
+        let mut keys = Vec::new();
+        let mut key = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                keys.push(format!("{k}={v}"));
+            }
+        };
+        key("interface", e.interface.clone());
+        key("family", e.family.map(|f| f.to_string()));
+        key("gateway", e.gateway.map(|g| g.to_string()));
+        key("address", e.address.map(|a| a.to_string()));
+        key("prefix_len", e.prefix_len.map(|p| p.to_string()));
+        key("removed", e.removed.then(|| "true".to_owned()));
+        key("duration_us", e.duration_us.map(|d| d.to_string()));
+        key("step_us", e.step_us.map(|d| d.to_string()));
+        key("reason", e.reason.as_ref().map(|r| format!("{r:?}")));
+        key("applied", e.applied.as_ref().map(|r| format!("{r:?}")));
+        let keys = if keys.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", keys.join(" "))
+        };
+        writeln!(
+            out,
+            "{} event {}{keys}: {}",
+            tf.string(e.t_us),
+            e.kind.name(),
+            e.describe()
+        )?;
+    }
+    Ok(())
 }

@@ -35,6 +35,13 @@ pub enum Format {
 /// version 1 carry no kinds). router is the address of the router that sent the frame's
 /// ICMP errors (empty / null for none). JSONL rows also carry `rtts_us`, the frame's RTTs
 /// ascending.
+///
+/// With --events, one row per context event of the data directory instead (what the
+/// daemon recorded in `<data_dir>/@events`: link and carrier changes, default routes,
+/// addresses, suspends, clock steps, daemon start, stop and reloads; docs/format.md §10),
+/// in time order. Columns: time, t_us, kind, interface, family, gateway, address,
+/// prefix_len, removed, duration_us, step_us, reason, applied, text (the event in words);
+/// keys a kind does not have are empty (CSV) or absent (JSONL).
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -58,6 +65,103 @@ pub struct Args {
     /// End of the range (exclusive), same forms as --from.
     #[arg(long, allow_hyphen_values = true)]
     pub to: Option<String>,
+    /// Export the context events instead of the frames (see above).
+    #[arg(long, conflicts_with = "host")]
+    pub events: bool,
+}
+
+/// CSV column names of `--events`.
+pub const EVENT_COLUMNS: [&str; 14] = [
+    "time",
+    "t_us",
+    "kind",
+    "interface",
+    "family",
+    "gateway",
+    "address",
+    "prefix_len",
+    "removed",
+    "duration_us",
+    "step_us",
+    "reason",
+    "applied",
+    "text",
+];
+
+/// `export --events`: the context events of `paths` in `[from, to)` to `out`.
+fn export_events(
+    a: &Args,
+    paths: &[PathBuf],
+    from: u64,
+    to: u64,
+    out: impl Write,
+    out_name: &str,
+) -> Result<()> {
+    let sources = zzping_lib::events::locate(paths);
+    if sources.is_empty() {
+        anyhow::bail!(
+            "{}: no context events here (the daemon records them in <data_dir>/{})",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            zzping_lib::events::EVENTS_DIR
+        );
+    }
+    let log = zzping_lib::events::read_range(&sources, from, to);
+    for (path, issue) in &log.issues {
+        eprintln!("warning: {}: {issue}", path.display());
+    }
+    for e in &log.errors {
+        eprintln!("warning: {e}");
+    }
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    match a.format {
+        Format::Csv => {
+            let mut w = csv::WriterBuilder::new()
+                .terminator(csv::Terminator::CRLF)
+                .from_writer(out);
+            w.write_record(EVENT_COLUMNS)?;
+            for e in &log.events {
+                let mut t = Vec::with_capacity(32);
+                write_rfc3339_utc(e.t_us, &mut t);
+                w.write_record([
+                    String::from_utf8_lossy(&t).into_owned(),
+                    e.t_us.to_string(),
+                    e.kind.name().to_owned(),
+                    opt(e.interface.clone()),
+                    opt(e.family.map(|f| f.to_string())),
+                    opt(e.gateway.map(|g| g.to_string())),
+                    opt(e.address.map(|g| g.to_string())),
+                    opt(e.prefix_len.map(|p| p.to_string())),
+                    if e.removed { "true" } else { "" }.to_owned(),
+                    opt(e.duration_us.map(|d| d.to_string())),
+                    opt(e.step_us.map(|d| d.to_string())),
+                    opt(e.reason.clone()),
+                    opt(e.applied.clone()),
+                    e.describe(),
+                ])?;
+            }
+            w.flush().with_context(|| format!("{out_name}: write"))?;
+        }
+        Format::Jsonl => {
+            let mut out = out;
+            for event in log.events {
+                let mut t = Vec::with_capacity(32);
+                write_rfc3339_utc(event.t_us, &mut t);
+                let row = crate::report::EventLine {
+                    time: String::from_utf8_lossy(&t).into_owned(),
+                    text: event.describe(),
+                    event,
+                };
+                serde_json::to_writer(&mut out, &row)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush().with_context(|| format!("{out_name}: write"))?;
+        }
+    }
+    Ok(())
 }
 
 /// CSV column names.
@@ -168,7 +272,12 @@ pub fn jsonl_row(
 /// Runs `zzping export`.
 pub fn run(a: Args) -> Result<ExitCode> {
     let (from, to) = time_range(a.from.as_deref(), a.to.as_deref())?;
-    let hosts = resolve_inputs(&paths_or_default(&a.paths)?, &a.host)?;
+    let paths = paths_or_default(&a.paths)?;
+    let hosts = if a.events {
+        Vec::new()
+    } else {
+        resolve_inputs(&paths, &a.host)?
+    };
     let sink: Box<dyn Write> = match &a.output {
         Some(p) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("{}: create", p.display()))?)
@@ -176,6 +285,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         None => Box::new(std::io::stdout().lock()),
     };
     let out = std::io::BufWriter::with_capacity(256 * 1024, sink);
+    if a.events {
+        let out_name = a
+            .output
+            .as_ref()
+            .map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
+        export_events(&a, &paths, from, to, out, &out_name)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let progress = Progress::for_files(hosts.iter().flat_map(|h| h.files_in(from, to)), "export");
     let report_issue = |ev: &Event<'_>| {
         if let Event::FileEnd { path, issues, .. } = ev {

@@ -1407,3 +1407,95 @@ fn dump_and_report_show_the_configured_label_and_role() {
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(report["hosts"][0]["label"], "living room", "{report:#}");
 }
+
+/// `export --events` writes the context events as CSV and JSONL, in time order, within
+/// the range; `dump` prints an events file; damage is reported with file and offset and
+/// the good events kept; a directory without events is an error naming it.
+#[test]
+fn export_and_dump_the_context_events() {
+    use zzping_lib::events::{ContextEvent, EventKind, EventWriter, day_file, events_dir};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let e = zz(&["export", "--events", s(dir.path())]);
+    assert!(!e.status.success());
+    assert!(
+        stderr(&e).contains("no context events here"),
+        "{}",
+        stderr(&e)
+    );
+    let mut w = EventWriter::new(&data, "test");
+    let gw = "198.18.0.1".parse().unwrap();
+    for ev in [
+        ContextEvent::new(T0, EventKind::DaemonStart),
+        ContextEvent::route(T0 + 1_000_000, 4, Some(gw), Some("wlan0"), false),
+        // Recorded at resume, it began earlier.
+        ContextEvent::suspend(T0 + 500_000, 2_000_000),
+        ContextEvent::reload(T0 + 3_000_000, "rate 10 -> 20"),
+        ContextEvent::daemon_stop(T0 + 9_000_000, "signal 15"),
+    ] {
+        w.append(&ev, T0);
+    }
+    w.flush().unwrap();
+    drop(w);
+    let file = day_file(&events_dir(&data), T0);
+    // A torn write at the end.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap()
+        .write_all(&[0x83, 0xa4])
+        .unwrap();
+    let csv = ok(zz(&[
+        "export",
+        "--events",
+        "--to",
+        "2021-01-01T08:00:05Z",
+        s(&data),
+    ]));
+    assert!(csv.status.success(), "{}", stderr(&csv));
+    assert!(stderr(&csv).contains("torn tail"), "{}", stderr(&csv));
+    let text = stdout(&csv);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "time,t_us,kind,interface,family,gateway,address,prefix_len,removed,duration_us,step_us,reason,applied,text",
+            "2021-01-01T08:00:00.000000Z,1609488000000000,daemon_start,,,,,,,,,,,daemon started",
+            "2021-01-01T08:00:00.500000Z,1609488000500000,suspend,,,,,,,2000000,,,,suspended 2.000 s",
+            "2021-01-01T08:00:01.000000Z,1609488001000000,route_change,wlan0,4,198.18.0.1,,,,,,,,default route (IPv4) via 198.18.0.1 on wlan0",
+            "2021-01-01T08:00:03.000000Z,1609488003000000,reload,,,,,,,,,,rate 10 -> 20,configuration reloaded (rate 10 -> 20)",
+        ]
+    );
+    let jsonl = ok(zz(&["export", "--events", "--format", "jsonl", s(&data)]));
+    let rows: Vec<serde_json::Value> = stdout(&jsonl)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(rows[2]["kind"], "route_change");
+    assert_eq!(rows[2]["gateway"], "198.18.0.1");
+    assert_eq!(rows[2]["family"], 4);
+    assert_eq!(rows[4]["reason"], "signal 15");
+    assert_eq!(rows[4]["time"], "2021-01-01T08:00:09.000000Z");
+    assert!(rows[0].get("interface").is_none(), "{}", rows[0]);
+    // --host has no meaning for machine-wide events.
+    assert!(
+        !zz(&["export", "--events", "--host", "gw", s(&data)])
+            .status
+            .success()
+    );
+
+    let d = ok(zz(&["dump", s(&file)]));
+    assert!(d.status.success(), "{}", stderr(&d));
+    assert!(stderr(&d).contains("torn tail"), "{}", stderr(&d));
+    let out = stdout(&d);
+    assert!(
+        out.contains("2021-01-01T08:00:01.000000Z event route_change interface=wlan0 family=4 gateway=198.18.0.1: default route (IPv4) via 198.18.0.1 on wlan0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("event daemon_stop reason=\"signal 15\": daemon stopped (signal 15)"),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 5, "{out}");
+}
