@@ -2,10 +2,12 @@
 //!
 //! The file is `--config FILE`, else [`DEFAULT_CONFIG_PATH`] if it exists, else none
 //! (`--config none` ignores the default file). Hosts come from `--target` (which then
-//! replace the file's `[[host]]` list), else the file, else the embedded default:
-//! 127.0.0.1, ::1 and the IPv4 default gateway.
+//! replace the file's `[[host]]` list), else the file. With neither (the embedded
+//! default), or with `discover = true`, the daemon discovers its targets: the default
+//! gateway of each family and the ISP's edge (`daemon/discover.rs`). `internet = "ADDR"`
+//! adds one host labelled `internet`; `self_check = true` adds 127.0.0.1 and ::1.
 
-use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -26,6 +28,12 @@ pub const DEFAULT_RATE: f64 = 10.0;
 pub const MIN_RATE: f64 = 0.1;
 /// Fastest per-host rate.
 pub const MAX_RATE: f64 = 1000.0;
+/// The TTL (hop limit) of echo requests when a host sets none.
+pub const DEFAULT_TTL: u8 = 64;
+/// Default seconds between two discoveries of the ISP's edge (per family).
+pub const DEFAULT_DISCOVER_INTERVAL_S: f64 = 300.0;
+/// Labels of discovered hosts (refused for configured hosts while discovery is on).
+pub const DISCOVERED_LABELS: [&str; 4] = ["gateway", "gateway-v6", "isp-edge", "isp-edge-v6"];
 
 /// The values of a host's `role`.
 const ROLES: [&str; 4] = [
@@ -134,6 +142,27 @@ pub struct Cli {
     /// RTT quantizer relative precision for the files.
     #[arg(long)]
     pub precision: Option<f64>,
+    /// Discover targets: the default gateways and the ISP's edge (default: true when no
+    /// host is configured; with hosts, true adds discovery to them).
+    #[arg(long, value_name = "true|false")]
+    pub discover: Option<bool>,
+    /// Destination of the discovery's TTL-limited probes (one per family; repeatable).
+    /// Default: 1.1.1.1 and 2606:4700:4700::1111.
+    #[arg(long = "discover-probe", value_name = "ADDR")]
+    pub discover_probe: Vec<IpAddr>,
+    /// Seconds between two discoveries of the ISP's edge, at least (default 300).
+    #[arg(long, value_name = "SECONDS")]
+    pub discover_interval_s: Option<f64>,
+    /// A prefix of the home network besides the private, link-local, ULA and loopback
+    /// ones (repeatable), e.g. 203.0.113.0/24.
+    #[arg(long = "home-prefix", value_name = "PREFIX")]
+    pub home_prefixes: Vec<String>,
+    /// Also ping this public host, labelled `internet` (default: none).
+    #[arg(long, value_name = "ADDR")]
+    pub internet: Option<String>,
+    /// Also ping 127.0.0.1 and ::1 (the machine's own scheduling noise; default false).
+    #[arg(long, value_name = "true|false")]
+    pub self_check: Option<bool>,
     /// Log filter (tracing EnvFilter syntax), default `info` (or RUST_LOG).
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
@@ -173,6 +202,10 @@ pub struct HostConfig {
     /// compare hosts by it). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// TTL (IPv4) or hop limit (IPv6) of the echo requests (1..=255); default
+    /// [`DEFAULT_TTL`]. A TTL too small to reach the host records `ttl_exceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u8>,
 }
 
 impl HostConfig {
@@ -212,6 +245,18 @@ pub struct FileConfig {
     pub socket: Option<SocketMode>,
     /// See [`Config::precision`].
     pub precision: Option<f64>,
+    /// See [`Config::discover`].
+    pub discover: Option<bool>,
+    /// See [`Config::discover_probe`].
+    pub discover_probe: Option<Vec<IpAddr>>,
+    /// See [`Config::discover_interval_s`].
+    pub discover_interval_s: Option<f64>,
+    /// See [`Config::home_prefixes`].
+    pub home_prefixes: Option<Vec<String>>,
+    /// See [`Config::internet`].
+    pub internet: Option<String>,
+    /// See [`Config::self_check`].
+    pub self_check: Option<bool>,
     /// Hosts.
     #[serde(default)]
     pub host: Vec<HostConfig>,
@@ -260,6 +305,22 @@ pub struct Config {
     /// The file the config came from (for SIGHUP reloads).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// Discover the targets: the default gateways and the ISP's edge (default: when no
+    /// host is configured).
+    pub discover: bool,
+    /// Where the discovery's TTL-limited probes are addressed (the first address of each
+    /// family is used); they expire at the ISP's routers on the way.
+    pub discover_probe: Vec<IpAddr>,
+    /// Seconds between two discoveries of the ISP's edge, at least.
+    pub discover_interval_s: f64,
+    /// Prefixes of the home network besides the private, link-local, ULA and loopback
+    /// ones (a hop in them is not the ISP's edge).
+    pub home_prefixes: Vec<String>,
+    /// One public host pinged as `internet` (off when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internet: Option<String>,
+    /// Ping 127.0.0.1 and ::1 too (the machine's own scheduling noise).
+    pub self_check: bool,
     /// Hosts (with resolved defaults: label and rate always set).
     pub host: Vec<HostConfig>,
     /// Alert rules (validated).
@@ -281,6 +342,22 @@ impl Config {
     /// The alert rules, in the order of [`Config::alert`] (validated by [`merge`]).
     pub fn alert_rules(&self) -> Vec<zzping_lib::alert::Rule> {
         crate::alert::config::rules(&self.alert).unwrap_or_default()
+    }
+
+    /// The parsed `home_prefixes` (validated by [`merge`]).
+    pub fn home_prefixes(&self) -> Vec<crate::probe::Prefix> {
+        self.home_prefixes
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// The probe destination of `family`, if any.
+    pub fn discover_probe(&self, family: crate::icmp::Family) -> Option<IpAddr> {
+        self.discover_probe
+            .iter()
+            .copied()
+            .find(|a| crate::icmp::Family::of(a) == family)
     }
 
     /// The effective configuration as TOML.
@@ -320,20 +397,15 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
         Some(p) => read_file(p)?,
         None => FileConfig::default(),
     };
-    let mut cfg = merge(cli, file, default_gateway)?;
+    let mut cfg = merge(cli, file)?;
     cfg.source = path;
     Ok(cfg)
 }
 
-/// Merges CLI over file over defaults and validates. `gateway` finds the default gateway
-/// for the embedded default host list.
-pub fn merge(
-    cli: &Cli,
-    file: FileConfig,
-    gateway: impl FnOnce() -> Option<Ipv4Addr>,
-) -> Result<Config, ConfigError> {
+/// Merges CLI over file over defaults and validates.
+pub fn merge(cli: &Cli, file: FileConfig) -> Result<Config, ConfigError> {
     let rate = cli.rate.or(file.rate).unwrap_or(DEFAULT_RATE);
-    let hosts: Vec<HostConfig> = if !cli.targets.is_empty() {
+    let mut hosts: Vec<HostConfig> = if !cli.targets.is_empty() {
         cli.targets
             .iter()
             .map(|t| HostConfig {
@@ -341,28 +413,35 @@ pub fn merge(
                 label: None,
                 rate: cli.rate,
                 role: None,
+                ttl: None,
             })
             .collect()
-    } else if !file.host.is_empty() {
-        file.host
     } else {
-        use zzping_lib::file::role;
-        let mut v = vec![
-            ("127.0.0.1".to_owned(), role::SELF_CHECK),
-            ("::1".to_owned(), role::SELF_CHECK),
-        ];
-        if let Some(gw) = gateway() {
-            v.push((gw.to_string(), role::GATEWAY));
-        }
-        v.into_iter()
-            .map(|(t, r)| HostConfig {
-                target: t,
+        file.host
+    };
+    let discover = cli.discover.or(file.discover).unwrap_or(hosts.is_empty());
+    let self_check = cli.self_check.or(file.self_check).unwrap_or(false);
+    let internet = cli.internet.clone().or(file.internet);
+    if self_check {
+        for t in ["127.0.0.1", "::1"] {
+            hosts.push(HostConfig {
+                target: t.to_owned(),
                 label: None,
                 rate: None,
-                role: Some(r.to_owned()),
-            })
-            .collect()
-    };
+                role: Some(zzping_lib::file::role::SELF_CHECK.to_owned()),
+                ttl: None,
+            });
+        }
+    }
+    if let Some(i) = &internet {
+        hosts.push(HostConfig {
+            target: i.clone(),
+            label: Some("internet".to_owned()),
+            rate: None,
+            role: Some(zzping_lib::file::role::INTERNET.to_owned()),
+            ttl: None,
+        });
+    }
     let host: Vec<HostConfig> = hosts
         .into_iter()
         .map(|h| HostConfig {
@@ -370,6 +449,7 @@ pub fn merge(
             rate: Some(h.rate.unwrap_or(rate)),
             target: h.target,
             role: h.role,
+            ttl: h.ttl,
         })
         .collect();
     let cfg = Config {
@@ -413,6 +493,26 @@ pub fn merge(
         duration_s: cli.duration,
         status: cli.status,
         source: None,
+        discover,
+        discover_probe: (!cli.discover_probe.is_empty())
+            .then(|| cli.discover_probe.clone())
+            .or(file.discover_probe)
+            .unwrap_or_else(|| {
+                crate::probe::DEFAULT_PROBE
+                    .iter()
+                    .filter_map(|a| a.parse().ok())
+                    .collect()
+            }),
+        discover_interval_s: cli
+            .discover_interval_s
+            .or(file.discover_interval_s)
+            .unwrap_or(DEFAULT_DISCOVER_INTERVAL_S),
+        home_prefixes: (!cli.home_prefixes.is_empty())
+            .then(|| cli.home_prefixes.clone())
+            .or(file.home_prefixes)
+            .unwrap_or_default(),
+        internet,
+        self_check,
         host,
         alert: file.alert,
     };
@@ -464,8 +564,26 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     if zzping_lib::quantizer::Quantizer::new(c.precision).is_err() {
         return bad(format!("precision {} out of range", c.precision));
     }
-    if c.host.is_empty() {
-        return bad("no hosts".into());
+    if !(c.rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&c.rate)) {
+        return bad(format!("rate {} not in 0.1..=1000", c.rate));
+    }
+    if c.host.is_empty() && !c.discover {
+        return bad(
+            "no hosts: configure [[host]] entries, or set discover = true to ping the \
+             gateways and the ISP's edge"
+                .into(),
+        );
+    }
+    if !(c.discover_interval_s.is_finite() && c.discover_interval_s >= 1.0) {
+        return bad(format!("discover_interval_s {} < 1", c.discover_interval_s));
+    }
+    for p in &c.home_prefixes {
+        if let Err(e) = p.parse::<crate::probe::Prefix>() {
+            return bad(format!("home_prefixes: {e}"));
+        }
+    }
+    if c.internet.as_deref().is_some_and(|i| i.trim().is_empty()) {
+        return bad("internet: empty address".into());
     }
     let mut labels = std::collections::HashSet::new();
     for h in &c.host {
@@ -488,20 +606,18 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
                 ROLES.join(", ")
             ));
         }
+        if c.discover && DISCOVERED_LABELS.contains(&h.label()) {
+            return bad(format!(
+                "host label {:?} is a discovered host's (discovery is on)",
+                h.label()
+            ));
+        }
+        if h.ttl == Some(0) {
+            return bad(format!("ttl 0 of {} not in 1..=255", h.label()));
+        }
     }
     crate::alert::config::rules(&c.alert).map_err(ConfigError::Invalid)?;
     Ok(())
-}
-
-/// The IPv4 default gateway the kernel uses (lowest metric), if any. An IPv6 default
-/// router is usually link-local, which needs an interface scope a target cannot carry.
-pub fn default_gateway() -> Option<Ipv4Addr> {
-    zzping_lib::gateway::default_gateways()
-        .into_iter()
-        .find_map(|a| match a {
-            std::net::IpAddr::V4(v4) => Some(v4),
-            std::net::IpAddr::V6(_) => None,
-        })
 }
 
 /// Resolves a target: an IP literal, else the first address the system resolver gives.
@@ -533,18 +649,18 @@ mod tests {
     }
 
     #[test]
-    fn embedded_default_pings_loopback_and_gateway() {
-        let c = merge(&cli(&[]), FileConfig::default(), || {
-            Some(Ipv4Addr::new(192, 168, 1, 1))
-        })
-        .unwrap();
-        let t: Vec<&str> = c.host.iter().map(|h| h.target.as_str()).collect();
-        assert_eq!(t, ["127.0.0.1", "::1", "192.168.1.1"]);
-        let roles: Vec<_> = c.host.iter().map(|h| h.role.as_deref()).collect();
+    fn embedded_default_discovers_and_pings_no_loopback() {
+        let c = merge(&cli(&[]), FileConfig::default()).unwrap();
+        assert!(c.host.is_empty() && c.discover && !c.self_check);
+        assert_eq!(c.internet, None);
         assert_eq!(
-            roles,
-            [Some("self-check"), Some("self-check"), Some("gateway")]
+            c.discover_probe,
+            [
+                "1.1.1.1".parse::<IpAddr>().unwrap(),
+                "2606:4700:4700::1111".parse().unwrap()
+            ]
         );
+        assert_eq!(c.discover_interval_s, DEFAULT_DISCOVER_INTERVAL_S);
         assert_eq!(c.period_ms, 100);
         assert_eq!(c.timeout_ms, 1000);
         assert_eq!(
@@ -552,8 +668,86 @@ mod tests {
             Some(ListenAddr::Ip("127.0.0.1:7878".parse().unwrap()))
         );
         assert_eq!(c.metrics_addr(), None);
-        let c = merge(&cli(&[]), FileConfig::default(), || None).unwrap();
-        assert_eq!(c.host.len(), 2);
+    }
+
+    #[test]
+    fn configured_hosts_replace_discovery_unless_asked() {
+        let hosts = "[[host]]\ntarget = \"198.18.0.9\"\nttl = 2\n";
+        let file: FileConfig = toml::from_str(hosts).unwrap();
+        let c = merge(&cli(&[]), file).unwrap();
+        assert!(!c.discover);
+        assert_eq!(c.host[0].ttl, Some(2));
+        assert!(
+            !merge(&cli(&["--target", "::1"]), FileConfig::default())
+                .unwrap()
+                .discover
+        );
+        let file: FileConfig = toml::from_str(&format!(
+            "discover = true\nself_check = true\ninternet = \"198.19.8.8\"\n\
+             discover_interval_s = 2\nhome_prefixes = [\"198.18.0.0/16\"]\n{hosts}"
+        ))
+        .unwrap();
+        let c = merge(&cli(&[]), file).unwrap();
+        assert!(c.discover && c.self_check);
+        let t: Vec<(&str, &str)> = c
+            .host
+            .iter()
+            .map(|h| (h.label(), h.target.as_str()))
+            .collect();
+        assert_eq!(
+            t,
+            [
+                ("198.18.0.9", "198.18.0.9"),
+                ("127.0.0.1", "127.0.0.1"),
+                ("::1", "::1"),
+                ("internet", "198.19.8.8")
+            ]
+        );
+        assert_eq!(c.home_prefixes()[0].to_string(), "198.18.0.0/16");
+        assert_eq!(c.discover_interval_s, 2.0);
+        // Nothing to ping and nothing to discover; bad discovery settings; a configured
+        // host named like a discovered one while discovery is on.
+        for bad in [
+            "discover = false",
+            "discover_interval_s = 0.5",
+            "home_prefixes = [\"198.18.0.0\"]",
+            "internet = \"\"",
+            "[[host]]\ntarget = \"198.18.0.9\"\nttl = 0",
+            "discover = true\n[[host]]\ntarget = \"198.18.0.9\"\nlabel = \"gateway\"",
+        ] {
+            let file: FileConfig = toml::from_str(bad).unwrap();
+            assert!(merge(&cli(&[]), file).is_err(), "{bad:?} accepted");
+        }
+        assert!(toml::from_str::<FileConfig>("[[host]]\ntarget = \"a\"\nttl = 256").is_err());
+        // The command line: every discovery setting, over the file's.
+        let c = merge(
+            &cli(&[
+                "--target",
+                "198.18.0.9",
+                "--discover",
+                "true",
+                "--discover-probe",
+                "198.19.8.8",
+                "--discover-interval-s",
+                "7",
+                "--home-prefix",
+                "198.18.0.0/16",
+                "--internet",
+                "198.19.1.1",
+                "--self-check",
+                "true",
+            ]),
+            toml::from_str("discover = false\ninternet = \"198.19.2.2\"").unwrap(),
+        )
+        .unwrap();
+        assert!(c.discover && c.self_check);
+        assert_eq!(c.discover_probe, ["198.19.8.8".parse::<IpAddr>().unwrap()]);
+        assert_eq!(c.discover_interval_s, 7.0);
+        assert_eq!(c.home_prefixes, ["198.18.0.0/16"]);
+        assert_eq!(c.internet.as_deref(), Some("198.19.1.1"));
+        let internet = c.host.iter().find(|h| h.label() == "internet").unwrap();
+        assert_eq!(internet.role.as_deref(), Some("internet"));
+        assert_eq!(c.host.len(), 4);
     }
 
     #[test]
@@ -573,7 +767,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let c = merge(&cli(&[]), file.clone(), || None).unwrap();
+        let c = merge(&cli(&[]), file.clone()).unwrap();
         assert_eq!(c.host[0].label(), "router");
         assert_eq!(c.host[0].rate, Some(100.0));
         assert_eq!(c.host[1].rate, Some(20.0));
@@ -595,7 +789,6 @@ mod tests {
                 "[::1]:9",
             ]),
             file,
-            || None,
         )
         .unwrap();
         assert_eq!(c.host.len(), 2);
@@ -633,7 +826,7 @@ mod tests {
             &["--retention-days", "0"],
         ] {
             assert!(
-                merge(&cli(args), FileConfig::default(), || None).is_err(),
+                merge(&cli(args), FileConfig::default()).is_err(),
                 "{args:?} accepted"
             );
         }
@@ -644,12 +837,12 @@ mod tests {
             ))
             .unwrap()
         };
-        let e = merge(&cli(&[]), file("router"), || None).unwrap_err();
+        let e = merge(&cli(&[]), file("router")).unwrap_err();
         assert!(
             e.to_string().contains("role \"router\" of 198.18.0.1"),
             "{e}"
         );
-        let c = merge(&cli(&[]), file("isp-edge"), || None).unwrap();
+        let c = merge(&cli(&[]), file("isp-edge")).unwrap();
         assert_eq!(c.host[0].role.as_deref(), Some("isp-edge"));
     }
 
@@ -657,15 +850,15 @@ mod tests {
     fn metrics_is_a_flag_and_a_file_key() {
         let file: FileConfig =
             toml::from_str("metrics = \"127.0.0.1:9464\"\nmetrics_linger_s = 2.5").unwrap();
-        let c = merge(&cli(&[]), file.clone(), || None).unwrap();
+        let c = merge(&cli(&[]), file.clone()).unwrap();
         assert_eq!(
             c.metrics_addr(),
             Some(ListenAddr::Ip("127.0.0.1:9464".parse().unwrap()))
         );
         assert_eq!(c.metrics_linger_s, 2.5);
-        let c = merge(&cli(&["--metrics", "off"]), file.clone(), || None).unwrap();
+        let c = merge(&cli(&["--metrics", "off"]), file.clone()).unwrap();
         assert_eq!(c.metrics_addr(), None);
-        let c = merge(&cli(&["--metrics", "[::1]:9"]), file, || None).unwrap();
+        let c = merge(&cli(&["--metrics", "[::1]:9"]), file).unwrap();
         assert_eq!(
             c.metrics_addr(),
             Some(ListenAddr::Ip("[::1]:9".parse().unwrap()))
@@ -694,18 +887,17 @@ mod tests {
             let c = merge(
                 &cli(&["--metrics", written, "--live", written]),
                 FileConfig::default(),
-                || None,
             )
             .unwrap();
             assert_eq!(c.metrics_addr(), want, "{written}");
             assert_eq!(c.live_addr(), want, "{written}");
             let file: FileConfig =
                 toml::from_str(&format!("metrics = {written:?}\nlive = {written:?}")).unwrap();
-            let c = merge(&cli(&[]), file, || None).unwrap();
+            let c = merge(&cli(&[]), file).unwrap();
             assert_eq!(c.metrics_addr(), want, "{written}");
             assert_eq!(c.live_addr(), want, "{written}");
         }
-        let e = merge(&cli(&["--metrics", "9464"]), FileConfig::default(), || None).unwrap_err();
+        let e = merge(&cli(&["--metrics", "9464"]), FileConfig::default()).unwrap_err();
         assert!(e.to_string().contains("metrics: \"9464\" is not"), "{e}");
     }
 
@@ -721,7 +913,7 @@ mod tests {
         let text = "[[alert]]\nname = \"down\"\nwhen = \"outage\"\nhost = \"all\"\nfor_s = 3\n\
                     command = [\"/usr/bin/logger\", \"zzping\"]\n";
         let file: FileConfig = toml::from_str(text).unwrap();
-        let c = merge(&cli(&[]), file, || None).unwrap();
+        let c = merge(&cli(&[]), file).unwrap();
         assert_eq!(c.alert_rules().len(), 1);
         let printed = c.to_toml();
         assert!(printed.contains("[[alert]]\nname = \"down\""), "{printed}");
@@ -729,7 +921,7 @@ mod tests {
         assert_eq!(back.alert, c.alert);
         let bad: FileConfig =
             toml::from_str("[[alert]]\nname = \"down\"\nwhen = \"loss\"\nwindow_s = 3").unwrap();
-        let e = merge(&cli(&[]), bad, || None).unwrap_err().to_string();
+        let e = merge(&cli(&[]), bad).unwrap_err().to_string();
         assert_eq!(
             e,
             "invalid configuration: [[alert]] #1 (\"down\"): above_pct: required for when = \"loss\""

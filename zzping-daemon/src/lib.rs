@@ -30,6 +30,7 @@ pub mod lock;
 pub mod metrics;
 pub mod netlink;
 pub mod notify;
+pub mod probe;
 pub mod recv;
 pub mod sock;
 pub mod sys;

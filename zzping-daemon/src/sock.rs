@@ -261,6 +261,35 @@ impl IcmpSocket {
         self.tx_stamps
     }
 
+    /// Sets the TTL (IPv4) or hop limit (IPv6) of the next sends.
+    pub fn set_ttl(&self, ttl: u8) -> io::Result<()> {
+        let v = libc::c_int::from(ttl);
+        match self.family {
+            Family::V4 => setsockopt(self.sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_TTL, &v),
+            Family::V6 => setsockopt(
+                self.sock.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_UNICAST_HOPS,
+                &v,
+            ),
+        }
+    }
+
+    /// A raw socket passes only "time exceeded" messages on (the discovery's probes:
+    /// it then does not see every echo reply of the machine).
+    pub fn only_time_exceeded(&self) -> io::Result<()> {
+        let fd = self.sock.as_raw_fd();
+        match self.family {
+            Family::V4 => setsockopt(fd, libc::SOL_RAW, 1, &!(1u32 << icmp::V4_TIME_EXCEEDED)),
+            Family::V6 => {
+                let mut filt = [u32::MAX; 8];
+                let t = icmp::V6_TIME_EXCEEDED;
+                filt[usize::from(t >> 5)] &= !(1u32 << (t & 31));
+                setsockopt(fd, libc::IPPROTO_ICMPV6, 1, &filt)
+            }
+        }
+    }
+
     /// Sends a prepared ICMP message to `addr`.
     pub fn send_to(&self, packet: &[u8], addr: IpAddr) -> io::Result<()> {
         let sa = SockAddr::from(SocketAddr::new(addr, 0));

@@ -134,11 +134,18 @@ fn every_key() -> BTreeSet<String> {
         resolve_interval_s: Some(1.0),
         socket: Some(SocketMode::Auto),
         precision: Some(0.01),
+        discover: Some(true),
+        discover_probe: Some(vec!["198.19.8.8".parse().unwrap()]),
+        discover_interval_s: Some(1.0),
+        home_prefixes: Some(vec!["198.18.0.0/16".into()]),
+        internet: Some("198.19.8.8".into()),
+        self_check: Some(true),
         host: vec![HostConfig {
             target: "t".into(),
             label: Some("l".into()),
             rate: Some(1.0),
             role: Some("gateway".into()),
+            ttl: Some(64),
         }],
         alert: vec![AlertConfig {
             name: "a".into(),
@@ -197,6 +204,7 @@ fn example_config_has_every_key_commented_with_its_default() {
     example.data_dir = None;
     example.live_secret_file = None;
     example.retention_days = None;
+    example.internet = None;
     example.host.clear();
     // The example rules are examples (each valid on its own).
     for r in &example.alert {
@@ -205,7 +213,7 @@ fn example_config_has_every_key_commented_with_its_default() {
     example.alert.clear();
     let cli = Cli::default();
     assert_eq!(
-        merge(&cli, example, || None).unwrap(),
-        merge(&cli, FileConfig::default(), || None).unwrap()
+        merge(&cli, example).unwrap(),
+        merge(&cli, FileConfig::default()).unwrap()
     );
 }

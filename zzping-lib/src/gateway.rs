@@ -1,7 +1,7 @@
 //! The machine's default gateways, from the kernel's routing tables in `/proc/net/route`
 //! (IPv4) and `/proc/net/ipv6_route` (IPv6).
 //!
-//! One lookup for the daemon's default host list and `zzping report`'s verdicts. A
+//! The lookup of `zzping report`'s verdicts (the daemon follows routes through netlink). A
 //! default route is one to `0.0.0.0/0` or `::/0` that is up (`RTF_UP`) and goes through a
 //! gateway (`RTF_GATEWAY`, a non-zero next hop); split routes such as a VPN's `0.0.0.0/1`
 //! are not default routes. Among several, the kernel uses the lowest metric, so they are

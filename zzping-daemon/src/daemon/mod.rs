@@ -7,11 +7,11 @@
 //! |---|---|---|
 //! | `open` | ICMP sockets (then every capability dropped), data directory (locked), signalfd, poll, live stream and exporter (fatal when asked for and impossible), receive thread, engine, retention, targets started, chores armed, `READY=1` | `open.rs` |
 //! | clock check | a wall-clock step against the monotonic clock flags the open frames and is recorded as a `clock_step` event, or as a `suspend` when `CLOCK_BOOTTIME` ran on meanwhile | here |
-//! | `on_event` | the events that ended the sleep: [`SIGNALS`] (SIGINT/SIGTERM stop, SIGHUP reloads), [`WAKER`] (the receive queue is filling up), [`NETLINK`] (link, route and address changes: `Daemon::on_net_event`), [`LIVE`] (live-stream datagrams), [`METRICS`] and its connections (`/metrics` scrapes) | here, `net.rs` |
+//! | `on_event` | the events that ended the sleep: [`SIGNALS`] (SIGINT/SIGTERM stop, SIGHUP reloads), [`WAKER`] (the receive queue is filling up), [`NETLINK`] (link, route and address changes: `Daemon::on_net_event`), [`PROBE`] (the discovery's probe answers), [`LIVE`] (live-stream datagrams), [`METRICS`] and its connections (`/metrics` scrapes) | here, `net.rs` |
 //! | `take_replies` | the receive frontier when a loss is due to be declared, then the receive thread's queue into the engine (matching, RTTs) | here |
 //! | `send_due` | every request due: `sendto`, then committed with its timing | `send.rs` |
 //! | `tick` | the engine's expiries and frame rotation; the live server's datagrams and paced history; the exporter's connection deadlines | here |
-//! | `chores` | the due chores (`timers.rs`): flush, status table, name re-resolution, retry of unresolved names, totals log, retention, watchdog, end of `--duration`, end of waiting for replies when stopping | here, `targets.rs` |
+//! | `chores` | the due chores (`timers.rs`): flush, status table, name re-resolution, retry of unresolved names, discovery of the ISP's edge, totals log, retention, watchdog, end of `--duration`, end of waiting for replies when stopping | here, `targets.rs`, `discover.rs` |
 //! | `sleep` | until the earliest deadline (engine, live server, exporter, chores) or an event | here |
 //! | `shutdown` | every frame final, the last live datagrams, fsync, the receive thread joined, `/metrics` kept up for `metrics_linger_s`, the exit line | here |
 //!
@@ -21,7 +21,7 @@
 //! its reason at shutdown (or on a failure of the loop), `reload` with what it applied,
 //! `clock_step` and `suspend` from the clock check (and the flush chore, which looks for
 //! a suspend too), link, route and address changes from netlink (`net_context.rs`). Targets and re-resolution are
-//! in `targets.rs`, the SIGHUP reload in `reload.rs`, the status table and log lines in
+//! in `targets.rs`, discovered targets (gateways, the ISP's edge) in `discover.rs`, the SIGHUP reload in `reload.rs`, the status table and log lines in
 //! `report.rs`.
 //!
 //! # Time
@@ -35,6 +35,7 @@
 //! every request in flight has an outcome or its timeout (plus grace) has passed, then
 //! shuts down. A second signal stops at once (and skips the `/metrics` linger).
 
+mod discover;
 mod net;
 mod net_context;
 mod open;
@@ -79,6 +80,8 @@ pub const LIVE: Token = Token(3);
 pub const METRICS: Token = Token(4);
 /// The netlink monitor's socket (link, route and address changes).
 pub const NETLINK: Token = Token(5);
+/// The discovery's probe sockets (answers to TTL-limited probes).
+pub const PROBE: Token = Token(6);
 
 /// How long after a request's timeout it is expected to be expired under ordinary
 /// scheduling (the engine's grace: one receive batching window plus the loop's latency).
@@ -173,6 +176,12 @@ struct Daemon {
     net_events: Vec<crate::netlink::NetEvent>,
     /// Which netlink changes are context events.
     net_context: net_context::NetContext,
+    /// Discovered targets: the gateways and the ISP's edge (`discover.rs`).
+    discovery: discover::Discovery,
+    /// The TTL of each host's requests.
+    host_ttl: std::collections::HashMap<crate::engine::HostId, u8>,
+    /// The TTL each family's socket sends with now.
+    sock_ttl: [u8; 2],
 }
 
 /// Runs the daemon until SIGINT/SIGTERM or the end of `--duration`.
@@ -255,6 +264,7 @@ impl Daemon {
             // The replies are taken every wakeup; the waker only ended the sleep.
             WAKER => {}
             NETLINK => self.read_netlink(now),
+            PROBE => self.read_probes(now),
             LIVE => {
                 if let Some(l) = &mut self.outputs.live {
                     l.on_readable();
@@ -372,6 +382,7 @@ impl Daemon {
                 }
                 // Armed only by `linger`.
                 Chore::LingerEnd => {}
+                Chore::Discover => self.discover_due(now),
             }
         }
     }

@@ -67,6 +67,7 @@ impl Daemon {
                     }
                     None => info!("{family:?} default route dev {dev} metric {metric} {what}"),
                 }
+                self.follow_gateway(*family, now);
             }
             NetEvent::Link {
                 name, up, carrier, ..

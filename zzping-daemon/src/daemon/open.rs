@@ -66,6 +66,17 @@ fn open_sockets(cfg: &Config) -> Result<[Option<Arc<IcmpSocket>>; 2]> {
     for e in errors {
         warn!("{e}");
     }
+    // Requests go out with the default TTL whatever the system's (hosts with their own
+    // set it around their sends).
+    for s in socks.iter().flatten() {
+        if let Err(e) = s.set_ttl(crate::config::DEFAULT_TTL) {
+            warn!(
+                "{:?}: setting TTL {}: {e}",
+                s.family(),
+                crate::config::DEFAULT_TTL
+            );
+        }
+    }
     Ok(socks)
 }
 
@@ -131,6 +142,12 @@ impl Daemon {
         // Block the signals before any thread exists, so only the signalfd sees them.
         let signals = SignalFd::new().context("creating the signalfd")?;
         let sockets = open_sockets(&cfg)?;
+        // The discovery's probe sockets: while raw sockets can still be opened.
+        let prober = if cfg.discover {
+            super::discover::open_prober(cfg.socket)
+        } else {
+            None
+        };
         match sys::drop_all_capabilities() {
             Ok(true) => info!("sockets open; all capabilities dropped"),
             Ok(false) => {}
@@ -208,7 +225,12 @@ impl Daemon {
             netlink,
             net_events: Vec::new(),
             net_context: Default::default(),
+            discovery: super::discover::Discovery::default(),
+            host_ttl: std::collections::HashMap::new(),
+            sock_ttl: [crate::config::DEFAULT_TTL; 2],
         };
+        d.discovery.prober =
+            prober.and_then(|p| super::discover::register_prober(p, d.poll.registry()));
         let now = clock::now();
         d.outputs.set_now(now);
         d.outputs.record(zzping_lib::events::ContextEvent::new(
@@ -216,12 +238,18 @@ impl Daemon {
             zzping_lib::events::EventKind::DaemonStart,
         ));
         d.apply_retention(now);
-        // The default routes and links as they are now.
+        // The default routes and links as they are now (the gateways, when discovering).
+        d.discovery.home = d.cfg.home_prefixes();
         d.read_netlink(now);
         let count = d.targets.len();
         for i in 0..count {
             d.start_target(i, now);
         }
+        if d.cfg.discover {
+            d.warn_without_netlink();
+            d.follow_gateways(now);
+        }
+        let count = d.targets.len();
         // Every socket is open and every target started: tell systemd (Type=notify).
         d.notifier.ready(&format!("pinging {count} hosts"));
 

@@ -163,6 +163,12 @@ impl Outputs {
         self.declare(id, &label, addr, name);
     }
 
+    /// Whether a host labelled `label` is recorded (possibly retiring: removed, its
+    /// requests in flight not yet resolved). Two writers must never share a directory.
+    pub(super) fn has_label(&self, label: &str) -> bool {
+        self.hosts.values().any(|h| h.label == label)
+    }
+
     /// A host's address changed: its files start a segment with it, the live stream and
     /// the exporter show it.
     pub(super) fn re_point(&mut self, id: HostId, label: &str, addr: IpAddr, name: Option<String>) {

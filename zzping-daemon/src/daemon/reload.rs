@@ -58,9 +58,19 @@ impl Daemon {
         if self.reload_hosts(&new, now) {
             applied.push("hosts".to_owned());
         }
+        if let Some(what) = self.reload_discovery(&new, now) {
+            applied.push(what);
+        }
         if new.rate != self.cfg.rate {
             applied.push(format!("rate {} -> {}", self.cfg.rate, new.rate));
             self.cfg.rate = new.rate;
+            // Discovered hosts ping at the default rate.
+            for t in self.targets.iter_mut().filter(|t| t.discovered.is_some()) {
+                t.cfg.rate = Some(new.rate);
+                if let Some(id) = t.id {
+                    self.engine.set_rate(id, new.rate);
+                }
+            }
         }
         if let Some(s) = changed(
             "retention_days",
@@ -149,11 +159,13 @@ impl Daemon {
         // host directory).
         let mut keep = Vec::new();
         for t in std::mem::take(&mut self.targets) {
-            if new_labels.contains_key(t.cfg.label()) {
+            // Discovered hosts stay while discovery is on (`reload_discovery`).
+            if t.discovered.is_some() || new_labels.contains_key(t.cfg.label()) {
                 keep.push(t);
             } else {
                 if let Some(id) = t.id {
                     self.engine.remove_host(id, &mut self.outputs);
+                    self.host_ttl.remove(&id);
                 }
                 info!("{}: removing", t.cfg.label());
                 any = true;
@@ -162,7 +174,10 @@ impl Daemon {
         self.targets = keep;
         for i in 0..self.targets.len() {
             let label = self.targets[i].cfg.label().to_owned();
-            let Some(h) = new_labels.get(label.as_str()) else {
+            let Some(h) = new_labels
+                .get(label.as_str())
+                .filter(|_| self.targets[i].discovered.is_none())
+            else {
                 continue;
             };
             if h.target == self.targets[i].cfg.target {
@@ -181,8 +196,21 @@ impl Daemon {
         // hosts.
         let mut added = Vec::new();
         for h in &new.host {
-            match self.targets.iter_mut().find(|t| t.cfg.label() == h.label()) {
+            match self
+                .targets
+                .iter_mut()
+                .find(|t| t.discovered.is_none() && t.cfg.label() == h.label())
+            {
                 Some(t) => {
+                    if t.cfg.ttl != h.ttl {
+                        let ttl = h.ttl.unwrap_or(config::DEFAULT_TTL);
+                        if let Some(id) = t.id {
+                            self.host_ttl.insert(id, ttl);
+                        }
+                        info!("{}: TTL now {ttl}", h.label());
+                        t.cfg.ttl = h.ttl;
+                        any = true;
+                    }
                     let was = t.cfg.rate.unwrap_or(self.cfg.rate);
                     let now_rate = h.rate.unwrap_or(new.rate);
                     if was != now_rate {
@@ -206,6 +234,46 @@ impl Daemon {
         }
         self.cfg.host.clone_from(&new.host);
         any
+    }
+
+    /// Discovery's settings of `new` (on, off, probe destinations, interval, home
+    /// prefixes); what was applied, if anything.
+    fn reload_discovery(&mut self, new: &Config, now: Now) -> Option<String> {
+        let c = &self.cfg;
+        let changes: Vec<String> = [
+            changed("discover", &c.discover, &new.discover),
+            changed("discover_probe", &c.discover_probe, &new.discover_probe),
+            changed(
+                "discover_interval_s",
+                &c.discover_interval_s,
+                &new.discover_interval_s,
+            ),
+            changed("home_prefixes", &c.home_prefixes, &new.home_prefixes),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if changes.is_empty() {
+            return None;
+        }
+        let was_on = self.cfg.discover;
+        self.cfg.discover = new.discover;
+        self.cfg.discover_probe.clone_from(&new.discover_probe);
+        self.cfg.discover_interval_s = new.discover_interval_s;
+        self.cfg.home_prefixes.clone_from(&new.home_prefixes);
+        match (was_on, new.discover) {
+            (true, false) => self.stop_discovery(),
+            (false, true) => self.start_discovery(now),
+            // Other probes, prefixes or interval: the edge is looked for again.
+            _ if new.discover => {
+                self.discovery.home = self.cfg.home_prefixes();
+                for f in [crate::icmp::Family::V4, crate::icmp::Family::V6] {
+                    self.want_discovery(f, now);
+                }
+            }
+            _ => {}
+        }
+        Some(changes.join(", "))
     }
 
     /// The live stream of `new`: what was applied (`None`: nothing changed), or why it

@@ -33,6 +33,20 @@ impl Daemon {
             let mut span_ns = 0;
             match sock {
                 Some(s) if p.sendable => {
+                    // Hosts with their own TTL: the socket's is set when it differs from
+                    // the last send's (one more syscall only around those hosts' sends).
+                    let fi = p.family.index();
+                    let ttl = self
+                        .host_ttl
+                        .get(&p.host)
+                        .copied()
+                        .unwrap_or(crate::config::DEFAULT_TTL);
+                    if ttl != self.sock_ttl[fi] {
+                        match s.set_ttl(ttl) {
+                            Ok(()) => self.sock_ttl[fi] = ttl,
+                            Err(e) => warn!("setting TTL {ttl} on the {:?} socket: {e}", p.family),
+                        }
+                    }
                     let _ = icmp::emit_echo_request(
                         p.family,
                         &mut self.packet,

@@ -24,9 +24,41 @@ use super::{Daemon, SEC};
 /// How often targets whose name did not resolve are retried, ns.
 pub const RETRY_UNRESOLVED_NS: u64 = 10 * SEC;
 
-/// A configured host and what became of it.
+/// A host discovered rather than configured (`discover.rs`): one per role and family,
+/// re-pointed when its address changes (one history per role).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Discovered {
+    /// The default gateway of the family.
+    Gateway(Family),
+    /// The ISP's edge on the family's path.
+    IspEdge(Family),
+}
+
+impl Discovered {
+    /// Its label (also its directory).
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Discovered::Gateway(Family::V4) => "gateway",
+            Discovered::Gateway(Family::V6) => "gateway-v6",
+            Discovered::IspEdge(Family::V4) => "isp-edge",
+            Discovered::IspEdge(Family::V6) => "isp-edge-v6",
+        }
+    }
+
+    /// Its role in the files' headers.
+    pub(super) fn role(self) -> &'static str {
+        match self {
+            Discovered::Gateway(_) => zzping_lib::file::role::GATEWAY,
+            Discovered::IspEdge(_) => zzping_lib::file::role::ISP_EDGE,
+        }
+    }
+}
+
+/// A configured or discovered host and what became of it.
 pub(super) struct Target {
     pub(super) cfg: HostConfig,
+    /// What it was discovered as (`None`: configured).
+    pub(super) discovered: Option<Discovered>,
     /// The engine's host, once the target resolved.
     pub(super) id: Option<HostId>,
     pub(super) addr: Option<IpAddr>,
@@ -37,6 +69,7 @@ impl Target {
     pub(super) fn new(cfg: HostConfig) -> Self {
         Target {
             cfg,
+            discovered: None,
             id: None,
             addr: None,
             resolve_warned: false,
@@ -100,7 +133,13 @@ impl Daemon {
                 role: t.cfg.role.clone(),
             },
         );
-        info!("{label}: pinging {addr} at {rate}/s");
+        let ttl = t.cfg.ttl.unwrap_or(config::DEFAULT_TTL);
+        if ttl == config::DEFAULT_TTL {
+            info!("{label}: pinging {addr} at {rate}/s");
+        } else {
+            info!("{label}: pinging {addr} at {rate}/s with TTL {ttl}");
+        }
+        self.host_ttl.insert(id, ttl);
         let t = &mut self.targets[i];
         t.id = Some(id);
         t.addr = Some(addr);

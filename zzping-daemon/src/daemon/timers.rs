@@ -29,10 +29,12 @@ pub(super) enum Chore {
     GiveUpWaiting,
     /// The end of serving `/metrics` after pinging stopped.
     LingerEnd,
+    /// Start a wanted discovery of the ISP's edge, or pass over a probe that timed out.
+    Discover,
 }
 
 impl Chore {
-    const ALL: [Chore; 10] = [
+    const ALL: [Chore; 11] = [
         Chore::Flush,
         Chore::Status,
         Chore::Resolve,
@@ -43,6 +45,7 @@ impl Chore {
         Chore::End,
         Chore::GiveUpWaiting,
         Chore::LingerEnd,
+        Chore::Discover,
     ];
 }
 

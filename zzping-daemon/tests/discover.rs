@@ -1,0 +1,362 @@
+//! Discovered targets end to end: the real daemon with its embedded default (no host
+//! configured: discovery) against the simulator, in a namespace each test creates.
+//!
+//! `ttl-path`: the gateways come from netlink's default routes, the ISP's edge from
+//! TTL-limited probes (the simulator plays 198.18.0.0/16 and 2001:db8::/33 as the home
+//! network, given to the daemon as `home_prefixes`); a host with `ttl = 2` records "TTL
+//! exceeded" from the router at hop 2. `route-change`: the default route moves to another
+//! gateway and back; the discovered hosts are re-pointed (segments with the new
+//! addresses), and back.
+
+mod common;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use zzping_lib::file::FileReader;
+use zzping_lib::frame::ErrorKind;
+use zzping_netsim::scenario::Scenario;
+use zzping_netsim::sim::Simulator;
+use zzping_netsim::truth::{Truth, read_truth};
+use zzping_testkit::{netns, privileges, require};
+
+/// The probe destinations the tests give the daemon: simulated public hosts.
+const PROBE_V4: &str = "198.19.8.8";
+const PROBE_V6: &str = "2001:db8:8008::8";
+/// The daemon's bound on the requests of one discovery (`probe::MAX_TTL`).
+const MAX_PROBES: usize = zzping_daemon::probe::MAX_TTL as usize;
+/// The TTL of the daemon's ordinary requests.
+const DEFAULT_TTL: u8 = zzping_daemon::config::DEFAULT_TTL;
+
+/// Runs the daemon for `secs` under `scenario` with the file configuration `extra`
+/// (added to the discovery settings), with datagram ICMP sockets allowed or not (raw
+/// then), expecting exit status `code`; returns the data directory, the truth and the
+/// daemon's log.
+fn run(
+    scenario: &str,
+    extra: &str,
+    secs: u32,
+    dgram: bool,
+    code: i32,
+) -> (tempfile::TempDir, Truth, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let truth_path = dir.path().join("truth.jsonl");
+    let config = dir.path().join("zzping.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "live = \"off\"\nrate = 20\ntimeout_ms = 500\n\
+             discover_probe = [\"{PROBE_V4}\", \"{PROBE_V6}\"]\n\
+             discover_interval_s = 1\n\
+             home_prefixes = [\"198.18.0.0/16\", \"2001:db8::/33\"]\n{extra}"
+        ),
+    )
+    .unwrap();
+    let scenario = Scenario::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/scenarios")
+            .join(scenario),
+    )
+    .unwrap();
+    let args: Vec<String> = vec![
+        "--config".into(),
+        config.display().to_string(),
+        "--duration".into(),
+        secs.to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--log".into(),
+        "info".into(),
+        "--log-target".into(),
+        "stderr".into(),
+    ];
+    let tp = truth_path.clone();
+    let log = std::thread::spawn(move || {
+        netns::enter();
+        let range = if dgram { "0 2147483647" } else { "1 0" };
+        std::fs::write("/proc/sys/net/ipv4/ping_group_range", range)
+            .expect("set ping_group_range in the namespace");
+        let sim = Simulator::start(&scenario, Some(&tp)).expect("start the simulator");
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (mut daemon, mut log) = common::spawn_daemon_logged(&a);
+        // The run, its last timeout, and a margin for a loaded machine.
+        let limit = Duration::from_secs(u64::from(secs) + 30);
+        log.wait_for("stopped: ", limit);
+        let status = zzping_testkit::process::wait_bounded(&mut daemon.0, limit, "the daemon");
+        sim.stop().expect("stop the simulator");
+        if code != 0 {
+            // The exit line comes last.
+            log.wait_for("exit status", limit);
+        }
+        let text = log.drain().to_owned();
+        assert_eq!(status.code(), Some(code), "daemon exit status\n{text}");
+        text
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let truth = read_truth(&truth_path).unwrap();
+    (dir, truth, log)
+}
+
+/// A host's segments in order: (address, role), consecutive repeats merged, with the
+/// replies each got.
+fn segments(data: &Path, label: &str) -> Vec<(String, Option<String>, u32)> {
+    let dir = data.join(label);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut out: Vec<(String, Option<String>, u32)> = Vec::new();
+    for f in files {
+        let mut r = FileReader::open(&f).unwrap();
+        while let Some(fr) = r.next_frame().unwrap() {
+            let received = fr.received();
+            let h = r.header().unwrap();
+            match out.last_mut() {
+                Some(last) if last.0 == h.host => last.2 += received,
+                _ => out.push((h.host.clone(), h.role.clone(), received)),
+            }
+        }
+    }
+    out
+}
+
+/// The daemon's probes in the truth: requests to a probe destination with a TTL below
+/// the default, by family (IPv4, IPv6).
+fn probes(truth: &Truth) -> (Vec<u8>, Vec<u8>) {
+    let (v4, v6): (IpAddr, IpAddr) = (PROBE_V4.parse().unwrap(), PROBE_V6.parse().unwrap());
+    let mut out = (Vec::new(), Vec::new());
+    for q in truth.requests().filter(|q| q.ttl < DEFAULT_TTL) {
+        if q.dst == v4 {
+            out.0.push(q.ttl);
+        } else if q.dst == v6 {
+            out.1.push(q.ttl);
+        }
+    }
+    out
+}
+
+fn check_ttl_path(dgram: bool) {
+    // A host two hops short: its requests expire at hop 2 (modem).
+    let (dir, truth, log) = run(
+        "ttl-path.toml",
+        "discover = true\n[[host]]\ntarget = \"198.19.1.1\"\nlabel = \"core-ttl2\"\nttl = 2\n",
+        4,
+        dgram,
+        // A finite run in which a host never answered (core-ttl2).
+        1,
+    );
+    assert!(log.contains("no reply from core-ttl2"), "{log}");
+    let kind = if dgram { "Dgram" } else { "Raw" };
+    assert!(log.contains(&format!("V4: {kind} ICMP socket")), "{log}");
+    let data = dir.path().join("data");
+    for (label, addr, role) in [
+        ("gateway", "198.18.0.254", "gateway"),
+        ("gateway-v6", "2001:db8::fe", "gateway"),
+        ("isp-edge", "198.19.0.1", "isp-edge"),
+        ("isp-edge-v6", "2001:db8:8000::1", "isp-edge"),
+    ] {
+        let s = segments(&data, label);
+        assert_eq!(s.len(), 1, "{label}: {s:?}\n{log}");
+        assert_eq!(
+            (s[0].0.as_str(), s[0].1.as_deref()),
+            (addr, Some(role)),
+            "{label}"
+        );
+        assert!(s[0].2 > 0, "{label}: no replies\n{log}");
+    }
+    // One discovery per family: TTL 1 (home-gw, home), 2 (modem, home), 3 (isp-edge,
+    // public: found). Far below the bound of a discovery.
+    let (v4, v6) = probes(&truth);
+    assert_eq!(v4, [1, 2, 3], "IPv4 probes\n{log}");
+    assert_eq!(v6, [1, 2, 3], "IPv6 probes\n{log}");
+    assert!(v4.len() <= MAX_PROBES && v6.len() <= MAX_PROBES);
+    // The TTL-2 host: every answer is "TTL exceeded" from hop 2.
+    let frames = common::read_host(&data.join("core-ttl2"));
+    let exceeded: u32 = frames
+        .iter()
+        .map(|f| f.error_kinds.get(ErrorKind::TtlExceeded))
+        .sum();
+    assert!(exceeded > 0, "no TTL exceeded\n{log}");
+    assert_eq!(common::sum(&frames, |f| f.received), 0);
+    for f in frames.iter().filter(|f| f.errors > 0) {
+        assert_eq!(f.router, Some("198.18.100.1".parse().unwrap()), "{f:?}");
+    }
+    // Its requests went out with TTL 2, everyone else's with the default.
+    let core: IpAddr = "198.19.1.1".parse().unwrap();
+    assert!(
+        truth
+            .requests()
+            .filter(|q| q.dst == core)
+            .all(|q| q.ttl == 2)
+    );
+    assert!(
+        truth
+            .requests()
+            .filter(|q| q.dst == "198.18.0.254".parse::<IpAddr>().unwrap())
+            .all(|q| q.ttl == DEFAULT_TTL)
+    );
+}
+
+#[test]
+fn ttl_path_discovers_gateways_and_isp_edge_raw() {
+    require!(privileges::tun());
+    check_ttl_path(false);
+}
+
+#[test]
+fn ttl_path_discovers_gateways_and_isp_edge_dgram() {
+    require!(privileges::tun());
+    check_ttl_path(true);
+}
+
+#[test]
+fn route_change_re_points_the_gateway_and_the_isp_edge() {
+    require!(privileges::tun());
+    // The route moves at 4 s and back at 8 s; discovery may run every second.
+    let (dir, truth, log) = run("route-change.toml", "", 11, true, 0);
+    let data = dir.path().join("data");
+    for (label, addrs) in [
+        ("gateway", ["198.18.0.254", "198.18.1.254", "198.18.0.254"]),
+        (
+            "gateway-v6",
+            ["2001:db8::fe", "2001:db8:0:1::fe", "2001:db8::fe"],
+        ),
+        ("isp-edge", ["198.19.0.1", "198.19.64.1", "198.19.0.1"]),
+        (
+            "isp-edge-v6",
+            ["2001:db8:8000::1", "2001:db8:8040::1", "2001:db8:8000::1"],
+        ),
+    ] {
+        let s = segments(&data, label);
+        let got: Vec<&str> = s.iter().map(|x| x.0.as_str()).collect();
+        assert_eq!(got, addrs, "{label}: {s:?}\n{log}");
+        assert!(
+            s.iter().all(|x| x.2 > 0),
+            "{label}: a segment without replies {s:?}"
+        );
+    }
+    // Three discoveries per family (start, each route change), two probes each.
+    let (v4, v6) = probes(&truth);
+    assert_eq!(v4, [1, 2, 1, 2, 1, 2], "IPv4 probes\n{log}");
+    assert_eq!(v6, [1, 2, 1, 2, 1, 2], "IPv6 probes\n{log}");
+}
+
+/// The embedded default on a machine without a default route: the daemon starts with no
+/// host, says once per family that it waits for a route, and stops cleanly.
+#[test]
+fn no_default_route_waits_with_no_host() {
+    require!(privileges::netns());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = common::daemon_in_netns(
+        false,
+        &[
+            "--live",
+            "off",
+            "--duration",
+            "1.5",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--log-target",
+            "stderr",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for f in ["V4", "V6"] {
+        let line = format!("discovery: no {f} default route; waiting for one");
+        assert_eq!(stderr.matches(&line).count(), 1, "{line}\n{stderr}");
+    }
+    assert!(stderr.contains("0 sent"), "{stderr}");
+    // Loopback is no longer pinged unless asked (`self_check`).
+    assert!(!stderr.contains("127.0.0.1: pinging"), "{stderr}");
+}
+
+/// SIGHUP turns discovery off (the discovered hosts go, a configured one comes) and on
+/// again (they come back, with their history: the same directories).
+#[test]
+fn sighup_turns_discovery_off_and_on() {
+    require!(privileges::tun());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("zzping.toml");
+    let base = format!(
+        "live = \"off\"\nrate = 20\ndiscover_probe = [\"{PROBE_V4}\", \"{PROBE_V6}\"]\n\
+         discover_interval_s = 1\nhome_prefixes = [\"198.18.0.0/16\", \"2001:db8::/33\"]\n"
+    );
+    std::fs::write(&config, &base).unwrap();
+    let scenario = Scenario::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/ttl-path.toml"),
+    )
+    .unwrap();
+    let args: Vec<String> = vec![
+        "--config".into(),
+        config.display().to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--log-target".into(),
+        "stderr".into(),
+    ];
+    let limit = Duration::from_secs(20);
+    std::thread::spawn(move || {
+        netns::enter();
+        let sim = Simulator::start(&scenario, None).expect("start the simulator");
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (mut daemon, mut log) = common::spawn_daemon_logged(&a);
+        // The two families' discoveries end in either order.
+        let v4_edge = "isp-edge: pinging 198.19.0.1";
+        log.wait_for("isp-edge-v6: pinging 2001:db8:8000::1", limit);
+        if !log.seen.contains(v4_edge) {
+            log.wait_for(v4_edge, limit);
+        }
+        std::fs::write(
+            &config,
+            format!("{base}[[host]]\ntarget = \"198.18.0.20\"\nlabel = \"nas\"\n"),
+        )
+        .unwrap();
+        zzping_testkit::process::signal(&daemon.0, libc::SIGHUP);
+        log.wait_for("SIGHUP: configuration reloaded", limit);
+        for label in ["gateway", "gateway-v6", "isp-edge", "isp-edge-v6"] {
+            assert!(
+                log.seen
+                    .contains(&format!("{label}: removing (discovery off)")),
+                "{label}\n{}",
+                log.seen
+            );
+        }
+        assert!(
+            log.seen.contains("nas: pinging 198.18.0.20"),
+            "{}",
+            log.seen
+        );
+        std::fs::write(&config, format!("{base}discover = true\n")).unwrap();
+        zzping_testkit::process::signal(&daemon.0, libc::SIGHUP);
+        log.wait_for("SIGHUP: configuration reloaded", limit);
+        // Not before: the reload removed it.
+        log.wait_for(v4_edge, limit);
+        assert!(log.seen.contains("nas: removing"), "{}", log.seen);
+        // Two writers never share a directory: the gateway comes back only once the one
+        // discovery turned off is removed (its requests in flight resolved).
+        let removed = log.seen.find("gateway: removed").expect("gateway removed");
+        let back = log.seen.rfind("gateway: pinging 198.18.0.254").unwrap();
+        assert!(removed < back, "{}", log.seen);
+        zzping_testkit::process::signal(&daemon.0, libc::SIGTERM);
+        log.wait_for("stopped: ", limit);
+        let st = zzping_testkit::process::wait_bounded(&mut daemon.0, limit, "the daemon");
+        assert!(st.success(), "{}", log.seen);
+        sim.stop().expect("stop the simulator");
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+    // The gateway's history across the reloads, in its one directory (the hosts that
+    // lived a moment only may have no final frame).
+    let s = segments(&data, "gateway");
+    assert!(!s.is_empty() && s.iter().all(|x| x.2 > 0), "{s:?}");
+}
