@@ -15,7 +15,10 @@ use zzping_lib::time::US_PER_DAY;
 /// Checks segment headers (an invalid one, e.g. a precision that is not a number, makes
 /// its segment undecodable bytes), torn tails, garbage, frames filed under the wrong UTC
 /// day, and pyramid sidecars (stale, unreadable or larger than the frame file allows are
-/// problems, and an oversized one is not read; a missing one is only noted).
+/// problems, and an oversized one is not read; a missing one is only noted). Without
+/// --host, the context events files of the data directory too (`@events/*.zze`: torn
+/// tails, garbage, events filed under the wrong UTC day; --repair leaves them as they
+/// are: every reader skips their damage).
 ///
 /// Exit status: 0 when everything is clean, 1 when problems were found (after --repair:
 /// when some remain), 2 on a usage error.
@@ -317,6 +320,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     progress.finish();
+    if a.host.is_empty() {
+        let (f, b) = verify_events(&paths_or_default(&a.paths)?, &mut out)?;
+        files += f;
+        bad += b;
+    }
     let rep = if a.repair {
         format!(", {repaired} repaired")
     } else {
@@ -328,4 +336,66 @@ pub fn run(a: Args) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Checks the context events files of `paths` (see [`Args`]): returns how many files
+/// were checked and how many have problems.
+fn verify_events(paths: &[PathBuf], out: &mut impl Write) -> Result<(u64, u64)> {
+    use zzping_lib::events::{EventReader, day_of_file, event_files, locate};
+    let mut files = Vec::new();
+    for source in locate(paths) {
+        if source.is_file() {
+            files.push(source);
+        } else {
+            files.extend(event_files(&source)?.into_iter().map(|(_, p)| p));
+        }
+    }
+    let (mut checked, mut bad) = (0, 0);
+    for path in files {
+        checked += 1;
+        let day = day_of_file(&path);
+        let mut lines = Vec::new();
+        let mut events = 0u64;
+        match EventReader::open(&path) {
+            Err(e) => lines.push(format!("error: {e}")),
+            Ok(mut r) => {
+                let mut wrong_day = 0u64;
+                loop {
+                    match r.next_event() {
+                        Ok(Some(ev)) => {
+                            events += 1;
+                            if day.is_some_and(|d| ev.t_us < d || ev.t_us >= d + US_PER_DAY) {
+                                wrong_day += 1;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            lines.push(format!("error: {e}"));
+                            break;
+                        }
+                    }
+                }
+                lines.extend(r.issues().iter().map(|i| i.to_string()));
+                if r.issue_count() > r.issues().len() as u64 {
+                    lines.push(format!(
+                        "{} more issues not shown",
+                        r.issue_count() - r.issues().len() as u64
+                    ));
+                }
+                if wrong_day > 0 {
+                    lines.push(format!("{wrong_day} events outside the file's UTC day"));
+                }
+            }
+        }
+        if lines.is_empty() {
+            writeln!(out, "OK      {}: {events} events", path.display())?;
+            continue;
+        }
+        bad += 1;
+        writeln!(out, "PROBLEM {}: {events} events", path.display())?;
+        for l in lines {
+            writeln!(out, "        {}: {l}", path.display())?;
+        }
+    }
+    Ok((checked, bad))
 }

@@ -1498,4 +1498,20 @@ fn export_and_dump_the_context_events() {
         "{out}"
     );
     assert_eq!(out.lines().count(), 5, "{out}");
+
+    // verify checks it too, beside the hosts: the torn tail is a problem, named with its
+    // offset.
+    write_host(&data, "gw", "198.18.0.1", &[frame(0, 1000, 5, 0)]);
+    let v = zz(&["verify", s(&data)]);
+    assert_eq!(v.status.code(), Some(1), "{}", stdout(&v));
+    let out = stdout(&v);
+    let len = std::fs::metadata(&file).unwrap().len();
+    assert!(
+        out.contains(&format!("PROBLEM {}: 5 events", file.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("torn tail: 2 bytes at byte {}", len - 2)),
+        "{out}"
+    );
 }
