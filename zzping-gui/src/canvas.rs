@@ -1,4 +1,4 @@
-//! The canvas programs: one per lane, and the time axis.
+//! The canvas programs: one per lane, the context-event strip and the time axis.
 //!
 //! Drawing reads only the lane's precomputed columns (one entry per pixel), so a redraw
 //! costs O(pixels) whatever the amount of data. A lane's picture ([`lane_picture`]) is a
@@ -12,6 +12,7 @@
 //! its previous picture is drawn where its view lies in the current one.
 
 use crate::fold::{ColumnStats, TIMING_FLAGS};
+use crate::marks::{MARK_PX, Mark};
 use crate::model::Lane;
 use crate::timeline::{TimeView, YScale, format_ms, time_ticks};
 use iced::keyboard::{self, key};
@@ -549,6 +550,77 @@ impl canvas::Program<Gesture> for AxisCanvas<'_> {
                     align_x: iced::widget::text::Alignment::Center,
                     ..Text::default()
                 });
+            }
+        });
+        let mut overlay = Frame::new(renderer, bounds.size());
+        draw_overlay(&mut overlay, state, self.hover, bounds.size());
+        vec![g, overlay.into_geometry()]
+    }
+}
+
+/// The strip of context-event marks under the lanes ([`crate::marks`]): a tick at each
+/// event, a bar over a span (a link down until it came back, a suspend); hovering it
+/// reads the marks out like the lanes' columns.
+#[derive(Debug)]
+pub struct EventsCanvas<'a> {
+    /// The marks, in time order.
+    pub marks: &'a [Mark],
+    /// Its geometry cache (cleared with the axis's).
+    pub cache: &'a Cache,
+    /// The shared time view.
+    pub view: TimeView,
+    /// Hovered fraction of the width.
+    pub hover: Option<f64>,
+}
+
+/// The pixel columns `[x0, x1)` a mark covers on a strip `width` px wide showing `view`:
+/// its tick ([`MARK_PX`] wide, centred on its start) and its span; `None` when it is out
+/// of view.
+pub fn mark_columns(m: &Mark, view: &TimeView, width: f32) -> Option<(f32, f32)> {
+    let x = |t: u64| view.frac_of(t as f64) as f32 * width;
+    let x0 = (x(m.t_us) - MARK_PX / 2.0).floor();
+    let x1 = (x(m.end_us) + MARK_PX / 2.0).ceil().max(x0 + MARK_PX);
+    let (x0, x1) = (x0.max(0.0), x1.min(width));
+    (x1 > x0).then_some((x0, x1))
+}
+
+impl canvas::Program<Gesture> for EventsCanvas<'_> {
+    type State = Interaction;
+
+    fn update(
+        &self,
+        state: &mut Interaction,
+        event: &Event,
+        bounds: Rectangle,
+        cursor: mouse::Cursor,
+    ) -> Option<canvas::Action<Gesture>> {
+        interact(state, event, bounds, cursor, false, bounds.width)
+    }
+
+    fn draw(
+        &self,
+        state: &Interaction,
+        renderer: &Renderer,
+        _theme: &Theme,
+        bounds: Rectangle,
+        _cursor: mouse::Cursor,
+    ) -> Vec<Geometry> {
+        let g = self.cache.draw(renderer, bounds.size(), |frame| {
+            let size = frame.size();
+            frame.fill_rectangle(Point::ORIGIN, size, LANE_BG);
+            for m in self.marks {
+                let Some((x0, x1)) = mark_columns(m, &self.view, size.width) else {
+                    continue;
+                };
+                // The span as a bar across the middle, the start as a full-height tick.
+                let mid = (size.height / 2.0).floor();
+                frame.fill_rectangle(Point::new(x0, mid - 2.0), Size::new(x1 - x0, 4.0), m.color);
+                let t0 = (x0 + MARK_PX).min(x1);
+                frame.fill_rectangle(
+                    Point::new(x0, 0.0),
+                    Size::new(t0 - x0, size.height),
+                    m.color,
+                );
             }
         });
         let mut overlay = Frame::new(renderer, bounds.size());

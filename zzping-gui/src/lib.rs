@@ -13,6 +13,7 @@
 //! - [`limits`]: hosts that limit ICMP (judged as `zzping report` does);
 //! - [`load`]: loading off the UI thread (day pyramids, raw frames of the fine levels);
 //! - [`data`]: finding hosts on disk (through `zzping_lib::store`);
+//! - [`marks`]: context-event marks on the time axis (link, route, suspend...);
 //! - [`live`]: daemon connections; [`live_lanes`]: what their events do to the lanes;
 //!   [`notify`]: desktop notifications of their outages;
 //! - [`canvas`]: drawing and mouse/keyboard interaction, with its own message type;
@@ -29,6 +30,7 @@ pub mod limits;
 pub mod live;
 pub mod live_lanes;
 pub mod load;
+pub mod marks;
 pub mod model;
 pub mod notify;
 pub mod timeline;

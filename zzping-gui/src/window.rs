@@ -2,8 +2,9 @@
 //! time axis and the hover read-out (`App::view` and the text it shows).
 
 use crate::app::{App, LANE_HEIGHT, LEGEND_WIDTH, LaneSlot, MAX_FILL_LANES, Message, Mode};
-use crate::canvas::{AxisCanvas, LaneCanvas, Y_AXIS_WIDTH, YAxisCanvas};
+use crate::canvas::{AxisCanvas, EventsCanvas, LaneCanvas, Y_AXIS_WIDTH, YAxisCanvas};
 use crate::limits::LIMITS_ICMP_TAG;
+use crate::marks::{EVENTS_STRIP_H, MARK_PX};
 use crate::model::Lane;
 use crate::timeline::{format_duration, format_local, format_ms};
 use iced::widget::{
@@ -104,6 +105,11 @@ impl App {
         let upp = view.span_us() / n as f64;
         let t = view.t0_us + i as f64 * upp;
         out.push(format!("{} + {}", format_local(t), format_duration(upp)));
+        // The context events under the cursor (within a mark's width).
+        let at = view.time_at(h);
+        for m in crate::marks::near(&self.marks, at, f64::from(MARK_PX) * upp) {
+            out.push(format!("{} · {}", m.text, format_local(m.t_us as f64)));
+        }
         for s in lanes {
             // A lane waiting for data shows its previous columns, of another view.
             let col = match s.lane.columns_view {
@@ -286,11 +292,29 @@ impl App {
         .width(Length::Fill)
         .height(Length::Fixed(26.0));
         let axis = Element::from(axis).map(Message::from);
-        // The axis stays under the lanes, outside the scrolling area.
-        let axis_row = row![
+        // The axis stays under the lanes, outside the scrolling area, with the strip of
+        // context events above it when there are any.
+        let mut axis_row = Column::new();
+        if !self.marks.is_empty() {
+            let strip = canvas(EventsCanvas {
+                marks: &self.marks,
+                cache: &self.marks_cache,
+                view,
+                hover: if share { None } else { self.hover },
+            })
+            .width(Length::Fill)
+            .height(Length::Fixed(EVENTS_STRIP_H));
+            axis_row = axis_row.push(row![
+                container(text("events").size(11))
+                    .width(Length::Fixed(LEGEND_WIDTH + Y_AXIS_WIDTH))
+                    .align_right(Length::Fixed(LEGEND_WIDTH + Y_AXIS_WIDTH - 6.0)),
+                Element::from(strip).map(Message::from)
+            ]);
+        }
+        let axis_row = axis_row.push(row![
             space().width(Length::Fixed(LEGEND_WIDTH + Y_AXIS_WIDTH)),
             axis
-        ];
+        ]);
         body = if fill {
             body.push(lanes.height(Length::Fill)).push(axis_row)
         } else {

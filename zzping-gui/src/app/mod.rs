@@ -123,8 +123,10 @@ pub enum Message {
         generation: u64,
         /// The hosts.
         hosts: Vec<FoundHost>,
-        /// The paths that could not be used.
+        /// The paths that could not be used (and event files that could not be read).
         errors: Vec<String>,
+        /// The context-event marks of the data directories found.
+        marks: Vec<crate::marks::Mark>,
     },
     /// Fine data a lane asked for was read (in the background).
     FineLoaded {
@@ -291,6 +293,9 @@ pub struct App {
     pub loading: (usize, usize),
     generation: u64,
     pub(crate) axis_cache: Cache,
+    /// The context-event marks of the opened data ([`crate::marks`]), in time order.
+    pub marks: Vec<crate::marks::Mark>,
+    pub(crate) marks_cache: Cache,
     screenshot: Option<PathBuf>,
     exit_after_ms: Option<u64>,
     /// Frames drawn since the offline data finished loading (counted up to 2; see
@@ -339,6 +344,8 @@ impl App {
             loading: (0, 0),
             generation: 0,
             axis_cache: Cache::new(),
+            marks: Vec::new(),
+            marks_cache: Cache::new(),
             screenshot: None,
             exit_after_ms: None,
             frames_since_loaded: 0,
@@ -411,6 +418,9 @@ impl App {
     pub fn open_blocking(&mut self, paths: &[PathBuf]) {
         let (lanes, errors) = data::open_blocking(paths);
         self.errors.extend(errors);
+        let (marks, issues) = crate::marks::load(paths);
+        self.marks = marks;
+        self.errors.extend(issues);
         self.offline = lanes.into_iter().map(LaneSlot::new).collect();
         for (day, files) in crate::limits::days(&self.day_files()) {
             let limits = crate::limits::judge_day(day, &files);
@@ -526,11 +536,14 @@ impl App {
         let paths = paths.to_vec();
         let scan = move || {
             let (hosts, errors) = data::scan(&paths);
-            let errors = errors.into_iter().map(|e| e.to_string()).collect();
+            let mut errors: Vec<String> = errors.into_iter().map(|e| e.to_string()).collect();
+            let (marks, issues) = crate::marks::load(&paths);
+            errors.extend(issues);
             Message::Opened {
                 generation,
                 hosts,
                 errors,
+                marks,
             }
         };
         if self.background {
@@ -541,8 +554,14 @@ impl App {
     }
 
     /// Shows the hosts found by [`App::open`]; returns the task loading their days.
-    fn opened(&mut self, hosts: Vec<FoundHost>, errors: Vec<String>) -> Task<Message> {
+    fn opened(
+        &mut self,
+        hosts: Vec<FoundHost>,
+        errors: Vec<String>,
+        marks: Vec<crate::marks::Mark>,
+    ) -> Task<Message> {
         self.errors.extend(errors);
+        self.marks = marks;
         self.offline_pristine = true;
         let jobs: Vec<((usize, usize), PathBuf)> = hosts
             .iter()
@@ -675,6 +694,7 @@ impl App {
             }
         }
         self.axis_cache.clear();
+        self.marks_cache.clear();
         self.rescale();
     }
 

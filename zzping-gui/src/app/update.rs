@@ -138,12 +138,13 @@ impl App {
                 generation,
                 hosts,
                 errors,
+                marks,
             } => {
                 if generation != self.generation {
                     return Task::none();
                 }
                 self.opening = false;
-                return self.opened(hosts, errors);
+                return self.opened(hosts, errors, marks);
             }
             Message::FineLoaded { lane, key, data } => {
                 let Some(s) = self.lane_mut(lane) else {
