@@ -36,18 +36,34 @@ const LANE_H: f32 = 150.0;
 /// How the daemon pings in a recording.
 struct Pinging<'a> {
     targets: &'a [&'a str],
+    /// Frame period, µs.
+    period_us: u64,
     rate: u32,
     timeout_ms: u32,
     secs: f64,
+}
+
+/// The text of `tests/scenarios/<file>`.
+fn scenario_text(file: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/scenarios")
+        .join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Records `scenario` (a file of `tests/scenarios`) with the real daemon inside a fresh
 /// namespace served by the simulator; returns the work directory (`data/`, and the
 /// truth in `truth.jsonl`).
 fn record(scenario: &str, how: &Pinging) -> tempfile::TempDir {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let scenario = Scenario::load(&root.join("tests/scenarios").join(scenario)).expect("scenario");
+    record_text(&scenario_text(scenario), how)
+}
+
+/// [`record`] of a scenario given as text.
+fn record_text(scenario: &str, how: &Pinging) -> tempfile::TempDir {
     let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("scenario.toml");
+    std::fs::write(&file, scenario).unwrap();
+    let scenario = Scenario::load(&file).expect("scenario");
     let (data, truth) = (work.path().join("data"), work.path().join("truth.jsonl"));
     let mut args: Vec<String> = [
         "zzping-daemon",
@@ -64,6 +80,8 @@ fn record(scenario: &str, how: &Pinging) -> tempfile::TempDir {
         args.extend(["--target".into(), t.to_string()]);
     }
     args.extend([
+        "--period-ms".into(),
+        (how.period_us / 1000).to_string(),
         "--rate".into(),
         how.rate.to_string(),
         "--timeout-ms".into(),
@@ -119,9 +137,9 @@ fn frames_and_precision(data: &Path, target: &str) -> (Vec<QFrame>, f64) {
 }
 
 /// The offline app on `data` (every host directory), its view `[from, to)` one column
-/// per frame.
-fn offline_app(data: &Path, from: u64, to: u64) -> App {
-    let columns = ((to - from) / PERIOD_US) as f32;
+/// per frame of `period_us`.
+fn offline_app(data: &Path, from: u64, to: u64, period_us: u64) -> App {
+    let columns = ((to - from) / period_us) as f32;
     let mut app = App::empty(columns + 400.0);
     app.plot_width = columns;
     app.open_blocking(&[data.to_path_buf()]);
@@ -173,23 +191,26 @@ fn outage_columns(l: &Lane) -> Vec<usize> {
         .collect()
 }
 
-/// Pings per second to each host of the isp-ratelimit recording: 5 requests a frame to
-/// isp-edge, which answers one (10 a second). Against random loss of the same share,
-/// which spreads its replies binomially (a variance of 0.8 replies² per frame), its
-/// steady one reply a frame has a dispersion index near 0; a reply that the scheduling
-/// of the simulator or the daemon moves to the next frame adds about 1 per such pair of
-/// frames, so even one frame in four disturbed stays below the threshold (0.5). The
-/// simulator's bucket starts full (10 replies at once, a disturbance that counts for
-/// about 25): the recording is long enough to keep it a small part.
+/// Frame period of the isp-ratelimit recording, µs: not a multiple of the interval of
+/// isp-edge's replies (100 ms, 10 a second), so its frames hold one or two of them in a
+/// steady pattern, and a reply that the scheduling of the simulator or the daemon moves
+/// to the next frame changes little of it (with 100 ms frames, every frame holds one,
+/// and such a move makes a frame of two beside a frame of none).
+const RATIONED_PERIOD_US: u64 = 130_000;
+/// Pings per second to each host of that recording: 6 or 7 requests a frame to
+/// isp-edge, which answers 1.3 of them on average. Against random loss of the same
+/// share, which spreads the replies binomially (a variance of about 1 reply² per frame),
+/// the steady pattern's variance is about 0.2: a dispersion index far below the
+/// threshold of a host that limits ICMP (0.5).
 const RATIONED_RATE: u32 = 50;
 /// Reply timeout of that recording, ms: isp-edge answers after 25 ms plus exponential
-/// jitter (mean 8 ms), so its one reply of a frame comes later than this in about 4 %
-/// of the frames (more on a busy machine), which then fail entirely, alone (the hosts beyond it answer in 12-17
-/// ms).
+/// jitter (mean 8 ms), so a reply comes later than this about once in 20 (more on a
+/// busy machine), and the frames that held one reply then fail entirely, alone (the
+/// hosts beyond it answer in 12-17 ms).
 const RATIONED_TIMEOUT_MS: u32 = 50;
 
 /// isp-edge rations its replies (`tests/scenarios/isp-ratelimit.toml`: 10 a second at
-/// most) and answers slowly (25 ms + exponential jitter): some frames lose their one
+/// most, here without the initial burst) and answers slowly (25 ms + exponential jitter): some frames lose their one
 /// reply to the timeout too, and fail entirely, alone, while the hosts beyond it answer
 /// everything.
 /// Offline and live, its lane is tagged "limits ICMP" (no other is), its loss is drawn
@@ -200,10 +221,19 @@ fn a_host_that_rations_its_replies_is_tagged_and_its_lone_failures_are_no_outage
     zzping_testkit::require!(zzping_testkit::privileges::tun());
     const EDGE: &str = "198.19.0.1";
     let targets = ["198.18.0.254", EDGE, "198.19.8.8", "198.19.8.9"];
-    let work = record(
-        "isp-ratelimit.toml",
+    // The scenario's bucket starts full: 10 replies at once, a disturbance as large as
+    // all the rest of a short recording's together. A bucket of one keeps the rate.
+    let full = "rate_limit = { per_second = 10.0, burst = 10 }";
+    let text = scenario_text("isp-ratelimit.toml");
+    assert!(
+        text.contains(full),
+        "isp-ratelimit.toml's rate limit changed"
+    );
+    let work = record_text(
+        &text.replace(full, "rate_limit = { per_second = 10.0, burst = 1 }"),
         &Pinging {
             targets: &targets,
+            period_us: RATIONED_PERIOD_US,
             rate: RATIONED_RATE,
             timeout_ms: RATIONED_TIMEOUT_MS,
             secs: 16.0,
@@ -236,8 +266,8 @@ fn a_host_that_rations_its_replies_is_tagged_and_its_lone_failures_are_no_outage
         .map(|(_, f)| f.0.last().unwrap().end_us())
         .max()
         .unwrap();
-    let column = |t_us: u64| ((t_us - from) / PERIOD_US) as usize;
-    let app = offline_app(&data, from, to);
+    let column = |t_us: u64| ((t_us - from) / RATIONED_PERIOD_US) as usize;
+    let app = offline_app(&data, from, to, RATIONED_PERIOD_US);
     let view = app.view_range();
     // The sidecars' outage indexes, as columns; isp-edge's runs that no other host's
     // run touches are the ones to hide.
@@ -339,7 +369,7 @@ fn a_host_that_rations_its_replies_is_tagged_and_its_lone_failures_are_no_outage
                     label: t.to_string(),
                     address: t.parse().unwrap(),
                     name: None,
-                    period_us: PERIOD_US as u32,
+                    period_us: RATIONED_PERIOD_US as u32,
                     precision: *precision,
                 },
             },
@@ -451,6 +481,7 @@ fn failures_are_red_and_nothing_else(
         scenario,
         &Pinging {
             targets,
+            period_us: PERIOD_US,
             rate,
             timeout_ms: TIMEOUT_MS,
             secs,
@@ -469,7 +500,7 @@ fn failures_are_red_and_nothing_else(
     let from = *starts.iter().min().unwrap();
     let to = *ends.iter().max().unwrap();
     assert!(to > from, "{scenario}: no frames");
-    let app = offline_app(&data, from, to);
+    let app = offline_app(&data, from, to, PERIOD_US);
     let view = app.view_range();
     let (mut red_checked, mut clean_checked) = (0, 0);
     for t in targets {
