@@ -1,12 +1,14 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items.
-//! Encode and decode throughput of the frame codec and the file reader, and pyramid
-//! build speed. Run: `cargo bench -p zzping-lib --bench codec`.
+//! Encode and decode throughput of the frame codec and the file reader, pyramid build
+//! speed, and the alert evaluator's cost per frame (the daemon runs it on every final
+//! frame). Run: `cargo bench -p zzping-lib --bench codec`.
 //!
 //! Each benchmark processes one hour of Wi-Fi-like traffic (36,000 frames of 10 pings);
 //! criterion's throughput is in frames (elements) per second.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
+use zzping_lib::alert::{Evaluator, HostMatch, Rule, When};
 use zzping_lib::codec::{FrameDecoder, FrameEncoder, QFrame};
 use zzping_lib::file::{FileReader, HostInfo, HostWriter, WriterConfig};
 use zzping_lib::frame::Frame;
@@ -104,6 +106,38 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("pyramid_build", |b| {
         b.iter(|| black_box(build(&path, &LEVEL_WIDTHS_US).unwrap().levels.len()))
+    });
+    // One rule of each kind on one host (a p95 rule bins every RTT).
+    let rules = vec![
+        Rule::new("down", When::Outage { for_us: 5_000_000 }, HostMatch::Each),
+        Rule::new("all", When::Outage { for_us: 5_000_000 }, HostMatch::All),
+        Rule::new(
+            "lossy",
+            When::Loss {
+                above_pct: 5.0,
+                window_us: 60_000_000,
+            },
+            HostMatch::Each,
+        ),
+        Rule::new(
+            "slow",
+            When::P95 {
+                above_us: 50_000,
+                window_us: 60_000_000,
+            },
+            HostMatch::Each,
+        ),
+    ];
+    g.bench_function("alert_evaluate", |b| {
+        let mut ev = Evaluator::new(rules.clone());
+        let mut out = Vec::new();
+        b.iter(|| {
+            ev.add_host(1, "h", raw[0].period_us);
+            for f in &raw {
+                ev.on_frame(1, f, &mut out);
+            }
+            black_box(out.drain(..).count())
+        })
     });
     g.finish();
 }
