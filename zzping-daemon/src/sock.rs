@@ -292,8 +292,17 @@ impl IcmpSocket {
 
     /// Sends a prepared ICMP message to `addr`.
     pub fn send_to(&self, packet: &[u8], addr: IpAddr) -> io::Result<()> {
-        let sa = SockAddr::from(SocketAddr::new(addr, 0));
-        self.sock.send_to(packet, &sa).map(|_| ())
+        self.send_to_scoped(packet, addr, 0)
+    }
+
+    /// Sends a prepared ICMP message to `addr` through interface `scope` (an IPv6
+    /// link-local address needs one; 0: none).
+    pub fn send_to_scoped(&self, packet: &[u8], addr: IpAddr, scope: u32) -> io::Result<()> {
+        let sa = match addr {
+            IpAddr::V6(v6) if scope != 0 => SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, scope)),
+            _ => SocketAddr::new(addr, 0),
+        };
+        self.sock.send_to(packet, &SockAddr::from(sa)).map(|_| ())
     }
 
     /// Receives one datagram without blocking (`Ok(None)` when none is queued). `buf` gets

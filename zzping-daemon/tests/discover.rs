@@ -360,3 +360,83 @@ fn sighup_turns_discovery_off_and_on() {
     let s = segments(&data, "gateway");
     assert!(!s.is_empty() && s.iter().all(|x| x.2 > 0), "{s:?}");
 }
+
+/// An IPv6 default router with a link-local address (what router advertisements give)
+/// is pinged through its route's interface, not whichever interface the kernel picks for
+/// the bare address (two links here, both with fe80::/64: the bare address would go out
+/// of the first); its files name the address.
+#[test]
+fn a_link_local_gateway_is_pinged_through_its_interface() {
+    require!(privileges::netns());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args: Vec<String> = vec![
+        "--config".into(),
+        "none".into(),
+        "--live".into(),
+        "off".into(),
+        "--duration".into(),
+        "1".into(),
+        "--timeout-ms".into(),
+        "200".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--log-target".into(),
+        "stderr".into(),
+    ];
+    let (log, neigh) = std::thread::spawn(move || {
+        netns::enter();
+        // Bridges without ports: links with a carrier whose router never answers
+        // (neighbour discovery gives up after about 3 s, longer than the run).
+        for cmd in [
+            "link add zz0 type bridge",
+            "link set zz0 up",
+            "link add zz1 type bridge",
+            "link set zz1 up",
+            "-6 addr add 2001:db8::1/64 dev zz1 nodad",
+            "-6 route add default via fe80::fe dev zz1",
+        ] {
+            let st = std::process::Command::new(zzping_testkit::tool("ip", "iproute2"))
+                .args(cmd.split_whitespace())
+                .status()
+                .unwrap();
+            assert!(st.success(), "ip {cmd}");
+        }
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (mut daemon, mut log) = common::spawn_daemon_logged(&a);
+        let limit = Duration::from_secs(30);
+        log.wait_for("stopped: ", limit);
+        let st = zzping_testkit::process::wait_bounded(&mut daemon.0, limit, "the daemon");
+        log.drain();
+        // Where the kernel looked for the router: the interface the requests went out of.
+        let neigh = std::process::Command::new(zzping_testkit::tool("ip", "iproute2"))
+            .args(["-6", "neigh", "show", "fe80::fe"])
+            .output()
+            .unwrap();
+        assert!(st.code().is_some(), "{}", log.seen);
+        (
+            log.seen,
+            String::from_utf8_lossy(&neigh.stdout).into_owned(),
+        )
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+    assert!(log.contains("gateway-v6: pinging fe80::fe"), "{log}");
+    assert!(
+        neigh.contains("dev zz1") && !neigh.contains("dev zz0"),
+        "{neigh}\n{log}"
+    );
+    let s = segments(&data, "gateway-v6");
+    assert_eq!(
+        s.iter()
+            .map(|x| (x.0.as_str(), x.1.as_deref()))
+            .collect::<Vec<_>>(),
+        [("fe80::fe", Some("gateway"))]
+    );
+    let frames = common::read_host(&data.join("gateway-v6"));
+    let sent = common::sum(&frames, |f| f.sent);
+    assert!(sent > 0, "{log}");
+    // Every request left and went unanswered: none failed to send.
+    assert_eq!(common::sum(&frames, |f| f.errors), 0, "{frames:?}\n{log}");
+    assert_eq!(common::sum(&frames, |f| f.lost), sent, "{log}");
+}

@@ -13,8 +13,8 @@
 //! once per `discover_interval_s` (a change sooner waits for the interval; a discovery
 //! that found no edge is tried again after it). A discovery of the family in progress is
 //! abandoned when the gateway changes. An IPv6 default router with a link-local address
-//! (the usual case with router advertisements) is not pinged: a target cannot carry the
-//! interface scope such an address needs; the ISP's edge of IPv6 is still discovered.
+//! (the usual case with router advertisements) is pinged through the interface of its
+//! route (the address alone names no interface); its files record the address.
 
 use std::net::IpAddr;
 
@@ -43,8 +43,6 @@ pub(super) struct Discovery {
     next_start_ns: [u64; 2],
     /// Per family: "no default route" was logged (and not yet followed by one).
     waiting_logged: [bool; 2],
-    /// Per family: the link-local IPv6 gateway last reported as not pinged.
-    link_local_logged: Option<IpAddr>,
     /// Outcomes of the probes (reused).
     outcomes: Vec<Outcome>,
     /// Per family: the ISP edge last found.
@@ -88,13 +86,9 @@ impl Daemon {
         if !self.cfg.discover {
             return;
         }
-        let gw = self
-            .netlink
-            .as_ref()
-            .and_then(|m| m.default_route(family))
-            .and_then(|r| r.gateway);
+        let route = self.netlink.as_ref().and_then(|m| m.default_route(family));
         let fi = family.index();
-        let Some(gw) = gw else {
+        let Some((gw, ifindex)) = route.and_then(|r| Some((r.gateway?, r.ifindex))) else {
             if !self.discovery.waiting_logged[fi] {
                 info!("discovery: no {family:?} default route; waiting for one");
                 self.discovery.waiting_logged[fi] = true;
@@ -102,33 +96,45 @@ impl Daemon {
             return;
         };
         self.discovery.waiting_logged[fi] = false;
-        let changed = match gw {
-            IpAddr::V6(v6) if v6.is_unicast_link_local() => {
-                if self.discovery.link_local_logged != Some(gw) {
-                    info!(
-                        "discovery: the IPv6 default router {gw} is link-local: not pinged (an \
-                         address needing an interface scope cannot be a target)"
-                    );
-                    self.discovery.link_local_logged = Some(gw);
-                    true
-                } else {
-                    false
-                }
-            }
-            _ => self.set_discovered(Discovered::Gateway(family), gw, now),
+        // A link-local router is reached through its route's interface.
+        let scope = match gw {
+            IpAddr::V6(v6) if v6.is_unicast_link_local() => ifindex,
+            _ => 0,
         };
+        let changed = self.set_discovered(Discovered::Gateway(family), gw, scope, now);
         if changed {
             self.want_discovery(family, now);
         }
     }
 
-    /// Starts or re-points the discovered host `what` at `addr`; returns whether it is new
-    /// or moved.
-    pub(super) fn set_discovered(&mut self, what: Discovered, addr: IpAddr, now: Now) -> bool {
+    /// Starts or re-points the discovered host `what` at `addr` (through interface
+    /// `scope`, 0: any); returns whether it is new or moved.
+    pub(super) fn set_discovered(
+        &mut self,
+        what: Discovered,
+        addr: IpAddr,
+        scope: u32,
+        now: Now,
+    ) -> bool {
         let target = addr.to_string();
         match self.targets.iter().position(|t| t.discovered == Some(what)) {
-            Some(i) if self.targets[i].addr == Some(addr) => false,
+            Some(i) if self.targets[i].addr == Some(addr) && self.targets[i].scope == scope => {
+                false
+            }
             Some(i) => {
+                let t = &mut self.targets[i];
+                t.scope = scope;
+                if let Some(id) = t.id {
+                    match scope {
+                        0 => self.host_scope.remove(&id),
+                        s => self.host_scope.insert(id, s),
+                    };
+                }
+                if self.targets[i].addr == Some(addr) {
+                    // The same link-local address on another interface.
+                    info!("{}: {addr} now through interface {scope}", what.label());
+                    return true;
+                }
                 info!(
                     "{}: now {addr} (was {:?})",
                     what.label(),
@@ -158,6 +164,7 @@ impl Daemon {
                     ttl: None,
                 });
                 t.discovered = Some(what);
+                t.scope = scope;
                 self.targets.push(t);
                 self.start_target(self.targets.len() - 1, now);
                 true
@@ -207,7 +214,7 @@ impl Daemon {
             self.follow_gateways(now);
             for f in [Family::V4, Family::V6] {
                 if let Some(edge) = self.discovery.edges[f.index()] {
-                    self.set_discovered(Discovered::IspEdge(f), edge, now);
+                    self.set_discovered(Discovered::IspEdge(f), edge, 0, now);
                 }
             }
         }
@@ -253,7 +260,7 @@ impl Daemon {
                     info!("discovery: the {family:?} ISP edge is {addr}, {hop} hops away");
                     self.discovery.edges[family.index()] = Some(addr);
                     if self.cfg.discover {
-                        self.set_discovered(Discovered::IspEdge(family), addr, now);
+                        self.set_discovered(Discovered::IspEdge(family), addr, 0, now);
                     }
                 }
                 Outcome::NotFound { family, why } => {
@@ -286,6 +293,7 @@ impl Daemon {
                 if let Some(id) = t.id {
                     self.engine.remove_host(id, &mut self.outputs);
                     self.host_ttl.remove(&id);
+                    self.host_scope.remove(&id);
                 }
                 info!("{}: removing (discovery off)", t.cfg.label());
             } else {

@@ -182,6 +182,8 @@ struct Daemon {
     host_ttl: std::collections::HashMap<crate::engine::HostId, u8>,
     /// The TTL each family's socket sends with now.
     sock_ttl: [u8; 2],
+    /// The interface of each host whose address needs one (a link-local gateway).
+    host_scope: std::collections::HashMap<crate::engine::HostId, u32>,
 }
 
 /// Runs the daemon until SIGINT/SIGTERM or the end of `--duration`.

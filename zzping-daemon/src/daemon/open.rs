@@ -228,6 +228,7 @@ impl Daemon {
             discovery: super::discover::Discovery::default(),
             host_ttl: std::collections::HashMap::new(),
             sock_ttl: [crate::config::DEFAULT_TTL; 2],
+            host_scope: std::collections::HashMap::new(),
         };
         d.discovery.prober =
             prober.and_then(|p| super::discover::register_prober(p, d.poll.registry()));

@@ -54,11 +54,13 @@ impl Daemon {
                         p.seq,
                         p.token,
                     );
+                    // A link-local gateway's interface (0: none).
+                    let scope = self.host_scope.get(&p.host).copied().unwrap_or(0);
                     let mut t = clock::now();
-                    let mut r = s.send_to(&self.packet, p.addr);
+                    let mut r = s.send_to_scoped(&self.packet, p.addr, scope);
                     if r.is_err() {
                         t = clock::now();
-                        r = s.send_to(&self.packet, p.addr);
+                        r = s.send_to_scoped(&self.packet, p.addr, scope);
                     }
                     tx = t;
                     err = r.err();

@@ -59,6 +59,8 @@ pub(super) struct Target {
     pub(super) cfg: HostConfig,
     /// What it was discovered as (`None`: configured).
     pub(super) discovered: Option<Discovered>,
+    /// The interface its address needs (an IPv6 link-local gateway; 0: none).
+    pub(super) scope: u32,
     /// The engine's host, once the target resolved.
     pub(super) id: Option<HostId>,
     pub(super) addr: Option<IpAddr>,
@@ -70,6 +72,7 @@ impl Target {
         Target {
             cfg,
             discovered: None,
+            scope: 0,
             id: None,
             addr: None,
             resolve_warned: false,
@@ -140,6 +143,9 @@ impl Daemon {
             info!("{label}: pinging {addr} at {rate}/s with TTL {ttl}");
         }
         self.host_ttl.insert(id, ttl);
+        if t.scope != 0 {
+            self.host_scope.insert(id, t.scope);
+        }
         let t = &mut self.targets[i];
         t.id = Some(id);
         t.addr = Some(addr);
