@@ -29,8 +29,13 @@ const MAX_PROBES: usize = zzping_daemon::probe::MAX_TTL as usize;
 /// The TTL of the daemon's ordinary requests.
 const DEFAULT_TTL: u8 = zzping_daemon::config::DEFAULT_TTL;
 
+/// The discovery settings of most tests: discovery may run every second; the simulator's
+/// private halves are the home network.
+const DISCOVERY: &str = "discover_interval_s = 1\n\
+                         home_prefixes = [\"198.18.0.0/16\", \"2001:db8::/33\"]\n";
+
 /// Runs the daemon for `secs` under `scenario` with the file configuration `extra`
-/// (added to the discovery settings), with datagram ICMP sockets allowed or not (raw
+/// (added to the probe destinations), with datagram ICMP sockets allowed or not (raw
 /// then), expecting exit status `code`; returns the data directory, the truth and the
 /// daemon's log.
 fn run(
@@ -48,9 +53,7 @@ fn run(
         &config,
         format!(
             "live = \"off\"\nrate = 20\ntimeout_ms = 500\n\
-             discover_probe = [\"{PROBE_V4}\", \"{PROBE_V6}\"]\n\
-             discover_interval_s = 1\n\
-             home_prefixes = [\"198.18.0.0/16\", \"2001:db8::/33\"]\n{extra}"
+             discover_probe = [\"{PROBE_V4}\", \"{PROBE_V6}\"]\n{extra}"
         ),
     )
     .unwrap();
@@ -144,7 +147,10 @@ fn check_ttl_path(dgram: bool) {
     // A host two hops short: its requests expire at hop 2 (modem).
     let (dir, truth, log) = run(
         "ttl-path.toml",
-        "discover = true\n[[host]]\ntarget = \"198.19.1.1\"\nlabel = \"core-ttl2\"\nttl = 2\n",
+        &format!(
+            "{DISCOVERY}discover = true\n\
+             [[host]]\ntarget = \"198.19.1.1\"\nlabel = \"core-ttl2\"\nttl = 2\n"
+        ),
         4,
         dgram,
         // A finite run in which a host never answered (core-ttl2).
@@ -218,7 +224,7 @@ fn ttl_path_discovers_gateways_and_isp_edge_dgram() {
 fn route_change_re_points_the_gateway_and_the_isp_edge() {
     require!(privileges::tun());
     // The route moves at 4 s and back at 8 s; discovery may run every second.
-    let (dir, truth, log) = run("route-change.toml", "", 11, true, 0);
+    let (dir, truth, log) = run("route-change.toml", DISCOVERY, 11, true, 0);
     let data = dir.path().join("data");
     for (label, addrs) in [
         ("gateway", ["198.18.0.254", "198.18.1.254", "198.18.0.254"]),
@@ -439,4 +445,46 @@ fn a_link_local_gateway_is_pinged_through_its_interface() {
     // Every request left and went unanswered: none failed to send.
     assert_eq!(common::sum(&frames, |f| f.errors), 0, "{frames:?}\n{log}");
     assert_eq!(common::sum(&frames, |f| f.lost), sent, "{log}");
+}
+
+/// With every hop home (the whole simulated space in `home_prefixes`), a discovery
+/// passes over the silent hop 5 after its timeout and ends at the destination's echo
+/// reply (TTL 6) without an edge; it is tried again once per `discover_interval_s`, never
+/// more: the probes stay within their bound.
+#[test]
+fn no_public_hop_no_edge_and_rediscovery_is_bounded() {
+    require!(privileges::tun());
+    let secs = 5;
+    let interval_s = 2;
+    let (dir, truth, log) = run(
+        "ttl-path.toml",
+        &format!(
+            "discover_interval_s = {interval_s}\n\
+             home_prefixes = [\"198.18.0.0/15\", \"2001:db8::/32\"]\n"
+        ),
+        secs,
+        true,
+        0,
+    );
+    let data = dir.path().join("data");
+    assert!(!data.join("isp-edge").exists() && !data.join("isp-edge-v6").exists());
+    assert!(
+        log.contains("no V4 ISP edge found (the probe destination answered before any public hop)"),
+        "{log}"
+    );
+    // Discoveries start at most once per interval: at 0, 2 and 4 s of a 5 s run.
+    let most = (secs / interval_s + 1) as usize;
+    let (v4, v6) = probes(&truth);
+    for (family, ttls) in [("IPv4", v4), ("IPv6", v6)] {
+        let runs: Vec<&[u8]> = ttls.chunk_by(|a, b| b == &(a + 1)).collect();
+        assert!(
+            !runs.is_empty() && runs.len() <= most,
+            "{family}: {ttls:?}\n{log}"
+        );
+        // Every finished discovery tried TTL 1 to 6; the last may have been cut by the end.
+        for r in &runs[..runs.len() - 1] {
+            assert_eq!(*r, [1, 2, 3, 4, 5, 6], "{family}: {ttls:?}");
+        }
+        assert!(ttls.len() <= most * MAX_PROBES, "{family}: {ttls:?}");
+    }
 }
