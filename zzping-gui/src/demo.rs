@@ -1,14 +1,21 @@
 //! Synthetic data sets for demos, tests, screenshots and benchmarks.
 
 use std::path::Path;
+use zzping_lib::events::{ContextEvent, EventKind, EventWriter};
 use zzping_lib::file::{FileError, HostInfo, HostWriter, WriterConfig};
 use zzping_lib::frame::Frame;
 use zzping_lib::synth::{Synth, SynthProfile};
 
+/// When the demo's default route moves, as a fraction of its range (numerator,
+/// denominator): its hover text is "default route via 192.0.2.254 on wlan1".
+pub const DEMO_ROUTE_CHANGE: (u64, u64) = (1, 5);
+
 /// Writes `duration_us` of synthetic 100 ms frames from `start_us` for up to three hosts
 /// under `dir`: `router` (wired LAN), `wifi-ap` (Wi-Fi, with a 300 ms loss burst every
 /// 30 s) and `internet` (a distant host). `internet` also has a 300 ms outage at 40 % of
-/// the range and `router` a gap (no frames at all) from 60 % to 65 %.
+/// the range and `router` a gap (no frames at all) from 60 % to 65 %. The data directory
+/// also gets context events: the daemon's start, and the default route moving to
+/// 192.0.2.254 on wlan1 at 20 % of the range ([`DEMO_ROUTE_CHANGE`]).
 pub fn write_demo(
     dir: &Path,
     start_us: u64,
@@ -25,6 +32,22 @@ pub fn write_demo(
             SynthProfile::internet(),
         ),
     ];
+    let mut events = EventWriter::new(dir, "zzping-gui demo");
+    events.append(
+        &ContextEvent::new(start_us, EventKind::DaemonStart),
+        start_us,
+    );
+    events.append(
+        &ContextEvent::route(
+            start_us + duration_us * DEMO_ROUTE_CHANGE.0 / DEMO_ROUTE_CHANGE.1,
+            4,
+            "192.0.2.254".parse().ok(),
+            Some("wlan1"),
+            false,
+        ),
+        start_us,
+    );
+    events.sync()?;
     let mut total = 0;
     for (i, (label, addr, name, profile)) in all.into_iter().take(hosts.clamp(1, 3)).enumerate() {
         let mut w = HostWriter::open(

@@ -21,6 +21,9 @@ pub const RANGES: [(&str, Option<f64>); 5] = [
     ("all", None),
 ];
 
+/// Between a context event's text and its time in the hover read-out.
+pub const EVENT_TIME_SEP: &str = " · at ";
+
 /// What the colours mean (under the lanes when nothing is hovered, and in saved pictures).
 pub const LEGEND_HELP: &str = "Bands: min–max, p5–p95, p25–p75 and the median line · red from the \
      top: loss (failed / sent): bright red timeouts over crimson errors (send failed, ICMP \
@@ -108,7 +111,11 @@ impl App {
         // The context events under the cursor (within a mark's width).
         let at = view.time_at(h);
         for m in crate::marks::near(&self.marks, at, f64::from(MARK_PX) * upp) {
-            out.push(format!("{} · {}", m.text, format_local(m.t_us as f64)));
+            out.push(format!(
+                "{}{EVENT_TIME_SEP}{}",
+                m.text,
+                format_local(m.t_us as f64)
+            ));
         }
         for s in lanes {
             // A lane waiting for data shows its previous columns, of another view.
@@ -305,9 +312,15 @@ impl App {
             .width(Length::Fill)
             .height(Length::Fixed(EVENTS_STRIP_H));
             axis_row = axis_row.push(row![
+                // As wide as a lane's legend and Y axis: the strip starts where the
+                // lanes' plots do.
                 container(text("events").size(11))
                     .width(Length::Fixed(LEGEND_WIDTH + Y_AXIS_WIDTH))
-                    .align_right(Length::Fixed(LEGEND_WIDTH + Y_AXIS_WIDTH - 6.0)),
+                    .padding(iced::Padding {
+                        right: 6.0,
+                        ..iced::Padding::ZERO
+                    })
+                    .align_x(iced::alignment::Horizontal::Right),
                 Element::from(strip).map(Message::from)
             ]);
         }

@@ -112,6 +112,40 @@ fn events_are_marked_at_their_time_and_read_out_on_hover() {
         }
     }
 
+    // In the window, the strip lies under the lanes with its time axis on theirs: the
+    // route mark's column is the lane column of its time.
+    let (ww, wh) = (1024.0, 700.0);
+    let win = render(app.view(), (ww, wh));
+    let lane_at = app.offline[0].drawn_at.get().expect("the lane was drawn");
+    let bottom = app
+        .offline
+        .iter()
+        .filter_map(|s| s.drawn_at.get())
+        .map(|b| b.y + b.height)
+        .fold(0.0, f32::max);
+    let m = &app.marks[1];
+    let x = lane_at.x + view.frac_of(m.t_us as f64) as f32 * lane_at.width;
+    let route_rows = |x: f32| {
+        let px = (x * 2.0).round() as usize;
+        (2 * bottom as usize..(2 * bottom as usize + 80).min(win.h))
+            .filter(|&y| near(win.px(px, y), ROUTE_MARK, 3))
+            .count()
+    };
+    assert!(
+        route_rows(x) > 10,
+        "no route mark under the lanes at x {x} (lane {lane_at:?})"
+    );
+    assert_eq!(
+        route_rows(x - 6.0),
+        0,
+        "the route mark is wider or off its time"
+    );
+    assert_eq!(
+        route_rows(x + 6.0),
+        0,
+        "the route mark is wider or off its time"
+    );
+
     // Let the lane report its real width (as the window's first frame does), then show
     // the 60 s again.
     for _ in 0..3 {
@@ -154,7 +188,10 @@ fn events_are_marked_at_their_time_and_read_out_on_hover() {
             let _ = app.update(m);
         }
         let lines = app.hover_lines();
-        let found: Vec<&String> = lines.iter().filter(|l| l.contains(" · ")).collect();
+        let found: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains(zzping_gui::window::EVENT_TIME_SEP))
+            .collect();
         match want {
             Some(w) => {
                 assert_eq!(found.len(), 1, "{s} s: {lines:?}");

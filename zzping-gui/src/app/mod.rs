@@ -296,6 +296,8 @@ pub struct App {
     /// The context-event marks of the opened data ([`crate::marks`]), in time order.
     pub marks: Vec<crate::marks::Mark>,
     pub(crate) marks_cache: Cache,
+    /// The hover texts of the events last hovered (logged when they change).
+    hovered_events: Vec<String>,
     screenshot: Option<PathBuf>,
     exit_after_ms: Option<u64>,
     /// Frames drawn since the offline data finished loading (counted up to 2; see
@@ -346,6 +348,7 @@ impl App {
             axis_cache: Cache::new(),
             marks: Vec::new(),
             marks_cache: Cache::new(),
+            hovered_events: Vec::new(),
             screenshot: None,
             exit_after_ms: None,
             frames_since_loaded: 0,
@@ -477,6 +480,22 @@ impl App {
         let judged = crate::limits::judge(&hosts, lo, hi.max(lo));
         for (i, l) in idx.into_iter().zip(judged) {
             self.live[i].lane.icmp_limits = l.into_iter().collect();
+        }
+    }
+
+    /// Logs the context events under the cursor when they change (`hover: events TEXT |
+    /// TEXT`), for scripts that drive the window.
+    fn log_hovered_events(&mut self) {
+        let texts: Vec<String> = self
+            .hover_lines()
+            .into_iter()
+            .filter(|l| l.contains(crate::window::EVENT_TIME_SEP))
+            .collect();
+        if texts != self.hovered_events {
+            if !texts.is_empty() {
+                tracing::info!("hover: events {}", texts.join(" | "));
+            }
+            self.hovered_events = texts;
         }
     }
 

@@ -73,7 +73,10 @@ impl App {
                 }
                 self.recompute();
             }
-            Message::Hover(h) => self.hover = h,
+            Message::Hover(h) => {
+                self.hover = h;
+                self.log_hovered_events();
+            }
             Message::PlotWidth(w) => {
                 if w.is_finite() && w >= 1.0 {
                     self.plot_width = w;
