@@ -110,12 +110,15 @@ fn read(clock: libc::clockid_t) -> u64 {
 }
 
 /// `CLOCK_BOOTTIME` minus `CLOCK_MONOTONIC`, ns: the time the machine spent suspended
-/// since boot (the mean of two monotonic readings around the boot-time one).
+/// since boot. The monotonic clock is read first: boot time, which never runs behind
+/// it, read after it can only be ahead by the suspends plus the moment between the two
+/// readings (microseconds, or a preemption), never behind. (The mean of two monotonic
+/// readings around the boot-time one came out microseconds below zero on a VM whose
+/// readings took long.)
 pub fn suspended_total_ns() -> i128 {
-    let m1 = read(libc::CLOCK_MONOTONIC);
+    let m = read(libc::CLOCK_MONOTONIC);
     let b = read(libc::CLOCK_BOOTTIME);
-    let m2 = read(libc::CLOCK_MONOTONIC);
-    i128::from(b) - i128::from(m1 / 2 + m2 / 2)
+    i128::from(b) - i128::from(m)
 }
 
 /// Suspends shorter than this are not reported (the readings' own jitter is
