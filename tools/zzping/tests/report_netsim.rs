@@ -961,7 +961,39 @@ fn link_flap_is_recorded_as_context_events() {
                 s < to && s + o["duration_us"].as_u64().unwrap() > from
             })
             .collect();
-        assert!(!during.is_empty(), "{text}: {report:#}");
+        // Every host fails, from the first send after the change (within a send
+        // interval, 20 ms; far-host, 150 ms away, from the requests in flight then, up
+        // to two frames earlier) to the link's return, each end within a frame of it
+        // (the partly failed frame at either end may or may not count); each outage
+        // is named by its cause: sends that failed here, then silence.
+        let mut hosts: Vec<&str> = during
+            .iter()
+            .flat_map(|o| o["hosts"].as_array().unwrap())
+            .map(|h| h["label"].as_str().unwrap())
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        let mut all = targets.to_vec();
+        all.sort_unstable();
+        assert_eq!(hosts, all, "{text}: {report:#}");
+        let cause = if lost == NetAction::LinkDown {
+            "no_route"
+        } else {
+            "timeout"
+        };
+        for o in &during {
+            let start = o["start_us"].as_u64().unwrap();
+            let end = start + o["duration_us"].as_u64().unwrap();
+            assert!(
+                start <= from + 20_000 + PERIOD_US && from < start + 3 * PERIOD_US,
+                "{text}: starts at {start}, the link at {from}: {o:#}"
+            );
+            assert!(
+                end + PERIOD_US >= to && end <= to + 2 * PERIOD_US,
+                "{text}: ends at {end}, the link back at {to}: {o:#}"
+            );
+            assert_eq!(o["cause"], cause, "{text}: {o:#}");
+        }
         for o in during {
             assert_eq!(o["verdict"], "machine", "{o:#}");
             let v = o["verdict_text"].as_str().unwrap();
