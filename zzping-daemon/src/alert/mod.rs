@@ -538,6 +538,23 @@ mod tests {
         assert!(run(&missing).unwrap_err().starts_with("cannot start"));
     }
 
+    /// Feeds host 1 one 100 ms frame of one request at a time, answered (`ok`) or
+    /// lost, at the monotonic time `now_ns`.
+    fn feeder() -> impl FnMut(&mut Alerts, bool, u64) {
+        let mut t = 1_700_000_000_000_000u64;
+        move |a: &mut Alerts, ok: bool, now_ns: u64| {
+            let mut f = Frame::new(t, 100_000);
+            f.sent = 1;
+            if ok {
+                f.rtts_us.push(1000);
+            } else {
+                f.lost = 1;
+            }
+            t += 100_000;
+            a.on_frame(1, &f, now_ns, |_| None);
+        }
+    }
+
     #[test]
     fn firing_within_min_interval_is_suppressed_with_its_resolved() {
         let cfg = AlertConfig {
@@ -556,18 +573,7 @@ mod tests {
         let rule = Rule::new("down", When::Outage { for_us: 200_000 }, HostMatch::Each);
         let mut a = Alerts::new(std::slice::from_ref(&cfg), vec![rule]);
         a.add_host(1, "gw", 100_000);
-        let mut t = 1_700_000_000_000_000u64;
-        let mut feed = |a: &mut Alerts, ok: bool, now_ns: u64| {
-            let mut f = Frame::new(t, 100_000);
-            f.sent = 1;
-            if ok {
-                f.rtts_us.push(1000);
-            } else {
-                f.lost = 1;
-            }
-            t += 100_000;
-            a.on_frame(1, &f, now_ns, |_| None);
-        };
+        let mut feed = feeder();
         // Two outages 1 s apart (monotonic), within min_interval_s.
         for (i, ok) in [false, false, false, true, true, true]
             .into_iter()
@@ -618,18 +624,7 @@ mod tests {
         let mut a = Alerts::new(&[], Vec::new());
         set(&mut a, &[cfg("down", 0.2)]);
         a.add_host(1, "gw", 100_000);
-        let mut t = 1_700_000_000_000_000u64;
-        let mut feed = |a: &mut Alerts, ok: bool, now_ns: u64| {
-            let mut f = Frame::new(t, 100_000);
-            f.sent = 1;
-            if ok {
-                f.rtts_us.push(1000);
-            } else {
-                f.lost = 1;
-            }
-            t += 100_000;
-            a.on_frame(1, &f, now_ns, |_| None);
-        };
+        let mut feed = feeder();
         let get = |a: &Alerts, name: &str, pick: fn(&RuleStats) -> &AtomicU64| {
             let r = a.stats.rules.iter().find(|r| r.name == name).unwrap();
             pick(r).load(Ordering::Relaxed)
