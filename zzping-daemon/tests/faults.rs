@@ -40,26 +40,29 @@ fn lines(child: &mut std::process::Child) -> impl Iterator<Item = String> + use<
         .map_while(Result::ok)
 }
 
-/// Waits (bounded) until host directory `host` holds a frame file that is not empty.
-fn wait_for_frames(host: &Path) {
+/// Polls `done` every 20 ms (files have no signal to wait on) until it holds; panics
+/// with `what` after [`LIMIT`].
+fn wait_until(what: &str, done: impl Fn() -> bool) {
     let end = Instant::now() + LIMIT;
-    let written = || {
-        std::fs::read_dir(host)
-            .is_ok_and(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
-    };
-    while !written() {
-        assert!(Instant::now() < end, "{}: no frames", host.display());
+    while !done() {
+        assert!(Instant::now() < end, "{what}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
+/// Waits (bounded) until host directory `host` holds a frame file that is not empty.
+fn wait_for_frames(host: &Path) {
+    wait_until(&format!("{}: no frames", host.display()), || {
+        std::fs::read_dir(host)
+            .is_ok_and(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
+    });
+}
+
 /// Waits (bounded) until `path` exists and is not empty.
 fn wait_for_file(path: &Path) {
-    let end = Instant::now() + LIMIT;
-    while !std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
-        assert!(Instant::now() < end, "{} never appeared", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(&format!("{} never appeared", path.display()), || {
+        std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
+    });
 }
 
 /// A `--duration` run stopped early by a signal exits 0, like a service, even with a host
