@@ -4,6 +4,7 @@
 use super::{
     ContextEvent, EVENTS_DIR, EventsHeader, MAX_VALUE_LEN, SEGMENT_MAGIC, day_of_file, events_dir,
 };
+use crate::file::scan::SegmentScan;
 use crate::file::{FileError, Issue};
 use crate::msgpack;
 use std::fs::File;
@@ -12,31 +13,14 @@ use std::path::{Path, PathBuf};
 
 /// Read buffer size.
 const READ_CHUNK: usize = 64 * 1024;
-/// Most issues a reader keeps per file; further ones are only counted.
-const MAX_ISSUES: usize = 256;
-
-fn find_magic(buf: &[u8], from: usize) -> Option<usize> {
-    memchr::memmem::find(buf.get(from..)?, SEGMENT_MAGIC).map(|i| i + from)
-}
-
-fn is_fixmap(b: u8) -> bool {
-    (0x80..=0x8f).contains(&b)
-}
 
 /// Streaming reader of one events file: every event in file order, recovering from
 /// damage like the frame file reader (`docs/format.md` §6 and §10): a torn tail is
 /// reported and every event before it kept; bytes that do not decode (or come before any
 /// header) are skipped to the next segment header and reported with their offset.
 pub struct EventReader<R = File> {
-    path: PathBuf,
-    src: R,
-    buf: Vec<u8>,
-    pos: usize,
-    buf_offset: u64,
-    eof: bool,
+    scan: SegmentScan<R>,
     header: Option<EventsHeader>,
-    issues: Vec<Issue>,
-    issue_count: u64,
 }
 
 impl EventReader<File> {
@@ -52,21 +36,14 @@ impl<R: Read> EventReader<R> {
     /// A reader over any byte source; `path` is used in errors.
     pub fn new(path: PathBuf, src: R) -> Self {
         Self {
-            path,
-            src,
-            buf: Vec::with_capacity(READ_CHUNK),
-            pos: 0,
-            buf_offset: 0,
-            eof: false,
+            scan: SegmentScan::new(path, src, SEGMENT_MAGIC, READ_CHUNK),
             header: None,
-            issues: Vec::new(),
-            issue_count: 0,
         }
     }
 
     /// The file being read.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.scan.path
     }
 
     /// The header of the segment of the last event.
@@ -76,93 +53,18 @@ impl<R: Read> EventReader<R> {
 
     /// Problems found so far (at most 256 kept; see [`EventReader::issue_count`]).
     pub fn issues(&self) -> &[Issue] {
-        &self.issues
+        &self.scan.issues
     }
 
     /// Number of problems found so far.
     pub fn issue_count(&self) -> u64 {
-        self.issue_count
+        self.scan.issue_count
     }
 
-    fn offset(&self) -> u64 {
-        self.buf_offset + self.pos as u64
-    }
-
-    fn issue(&mut self, issue: Issue) {
-        self.issue_count += 1;
-        if self.issues.len() < MAX_ISSUES {
-            self.issues.push(issue);
-        }
-    }
-
-    /// Reads more bytes (compacting the buffer); false at the end of the file.
-    fn fill(&mut self) -> Result<bool, FileError> {
-        if self.eof {
-            return Ok(false);
-        }
-        if self.pos > 0 {
-            self.buf.drain(..self.pos);
-            self.buf_offset += self.pos as u64;
-            self.pos = 0;
-        }
-        let old = self.buf.len();
-        self.buf.resize(old + READ_CHUNK, 0);
-        let n = loop {
-            match self.src.read(&mut self.buf[old..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(FileError::io(&self.path, "read")(e));
-                }
-            }
-        };
-        self.buf.truncate(old + n);
-        self.eof = n == 0;
-        Ok(n > 0)
-    }
-
-    /// Skips from the current position to the next segment start (or the end), reporting
-    /// the skipped bytes as garbage.
+    /// Skips to the next segment start past damage, forgetting the current header.
     fn skip_to_next_segment(&mut self, reason: String) -> Result<(), FileError> {
-        let start = self.offset();
         self.header = None;
-        loop {
-            // Strictly after `start`: the bytes there may be an invalid header whose own
-            // magic must not be found again.
-            let min_magic = (start + 2).saturating_sub(self.buf_offset) as usize;
-            let from = (self.pos + 1).max(min_magic);
-            match find_magic(&self.buf, from) {
-                Some(m) if m >= 1 && is_fixmap(self.buf[m - 1]) => {
-                    self.pos = m - 1;
-                    break;
-                }
-                Some(m) => {
-                    self.pos = m;
-                    continue;
-                }
-                None => {}
-            }
-            // Keep the last bytes in case the magic straddles the buffer end.
-            self.pos = self
-                .buf
-                .len()
-                .saturating_sub(SEGMENT_MAGIC.len())
-                .max(self.pos);
-            if !self.fill()? {
-                self.pos = self.buf.len();
-                break;
-            }
-        }
-        let len = self.offset() - start;
-        if len > 0 {
-            self.issue(Issue::Garbage {
-                offset: start,
-                len,
-                reason,
-            });
-        }
-        Ok(())
+        self.scan.skip_to_next_segment(reason)
     }
 
     /// The next event, or `None` at the end of the file. Damage is recovered from and
@@ -170,18 +72,19 @@ impl<R: Read> EventReader<R> {
     pub fn next_event(&mut self) -> Result<Option<ContextEvent>, FileError> {
         loop {
             // Enough bytes to tell a header (marker and magic) from an event.
-            if self.buf.len() - self.pos <= SEGMENT_MAGIC.len() && !self.eof {
-                self.fill()?;
+            let scan = &mut self.scan;
+            if scan.buf.len() - scan.pos <= SEGMENT_MAGIC.len() && !scan.eof {
+                scan.fill()?;
                 continue;
             }
-            if self.pos >= self.buf.len() {
+            if scan.pos >= scan.buf.len() {
                 return Ok(None);
             }
-            let rest = &self.buf[self.pos..];
-            let at = self.offset();
+            let is_header = scan.at_header();
+            let rest = &scan.buf[scan.pos..];
+            let at = scan.offset();
             // A value never spans the next segment start.
-            let limit = find_magic(rest, 2).map_or(rest.len(), |m| m - 1);
-            let is_header = is_fixmap(rest[0]) && rest[1..].starts_with(SEGMENT_MAGIC);
+            let limit = scan.find_magic(rest, 2).map_or(rest.len(), |m| m - 1);
             if !is_header && self.header.is_none() {
                 self.skip_to_next_segment("data before any segment header".into())?;
                 continue;
@@ -193,28 +96,28 @@ impl<R: Read> EventReader<R> {
             };
             match decoded {
                 Ok((value, used)) => {
-                    self.pos += used;
+                    scan.pos += used;
                     match value {
                         Ok(ev) => return Ok(Some(ev)),
                         Err(h) => self.header = Some(h),
                     }
                 }
-                Err(msgpack::Error::Truncated { .. }) if limit == rest.len() && !self.eof => {
+                Err(msgpack::Error::Truncated { .. }) if limit == rest.len() && !scan.eof => {
                     if rest.len() >= MAX_VALUE_LEN {
                         self.skip_to_next_segment("value larger than 64 KiB".into())?;
                     } else {
-                        self.fill()?;
+                        scan.fill()?;
                     }
                 }
                 Err(msgpack::Error::Truncated { .. }) => {
                     // At the end of the file, or cut short by a new segment (a crash, then
                     // a restart).
-                    self.issue(Issue::TornTail {
+                    scan.issue(Issue::TornTail {
                         offset: at,
                         len: limit as u64,
                     });
+                    scan.pos += limit;
                     self.header = None;
-                    self.pos += limit;
                 }
                 Err(e @ msgpack::Error::Invalid { .. }) => {
                     self.skip_to_next_segment(e.to_string())?;

@@ -42,7 +42,7 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Largest value (header or frame) a reader accepts, bytes.
 const MAX_VALUE_LEN: usize = 1024 * 1024;
 /// Most issues a reader keeps per file; further ones are only counted.
-const MAX_ISSUES: usize = 256;
+pub(crate) const MAX_ISSUES: usize = 256;
 /// Most quantizers a [`FileReader`] keeps (least recently used first out). Segments of a
 /// file normally share one precision; a file of many distinct precisions costs at most
 /// this many tables (up to 1.1 MB each at [`MIN_PRECISION`]), whatever its size.
@@ -247,7 +247,7 @@ fn find_magic(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 /// True when `b` is the MessagePack marker of a small map (a header's first byte).
-fn is_fixmap(b: u8) -> bool {
+pub(crate) fn is_fixmap(b: u8) -> bool {
     (0x80..=0x8f).contains(&b)
 }
 
@@ -275,6 +275,7 @@ pub fn first_header(path: &Path) -> Result<Option<SegmentHeader>, FileError> {
 }
 
 mod reader;
+pub(crate) mod scan;
 mod writer;
 
 pub use reader::FileReader;

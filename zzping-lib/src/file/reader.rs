@@ -1,5 +1,6 @@
 //! The recovering, streaming reader of frame files (see the parent module).
 
+use super::scan::SegmentScan;
 use super::*;
 
 /// A segment currently being read.
@@ -20,26 +21,14 @@ struct Segment {
 /// for issue in r.issues() { eprintln!("{}: {issue}", r.path().display()); }
 /// ```
 pub struct FileReader<R = File> {
-    path: PathBuf,
-    src: R,
-    buf: Vec<u8>,
-    /// Position of the next unread byte in `buf`.
-    pos: usize,
-    /// File offset of `buf[0]`.
-    buf_offset: u64,
-    eof: bool,
+    scan: SegmentScan<R>,
     segment: Option<Segment>,
     frame: QFrame,
-    issues: Vec<Issue>,
-    issue_count: u64,
     /// Quantizers of the segments read, most recently used last (at most
     /// [`QUANTIZER_CACHE`]).
     // (The tests read it.)
     pub(super) quantizers: Vec<Arc<Quantizer>>,
     segments_seen: u64,
-    /// Cached result of the search for the next segment magic in `buf`: `None` when not
-    /// searched since the buffer last changed, `Some(None)` when there is none.
-    next_magic: Option<Option<usize>>,
 }
 
 impl FileReader<File> {
@@ -55,25 +44,17 @@ impl<R: Read> FileReader<R> {
     /// A reader over any byte source; `path` is used in errors and issues.
     pub fn new(path: PathBuf, src: R) -> Self {
         Self {
-            path,
-            src,
-            buf: Vec::with_capacity(READ_CHUNK),
-            pos: 0,
-            buf_offset: 0,
-            eof: false,
+            scan: SegmentScan::new(path, src, SEGMENT_MAGIC, READ_CHUNK),
             segment: None,
             frame: QFrame::default(),
-            issues: Vec::new(),
-            issue_count: 0,
             quantizers: Vec::with_capacity(QUANTIZER_CACHE),
             segments_seen: 0,
-            next_magic: None,
         }
     }
 
     /// The file being read.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.scan.path
     }
 
     /// Header of the segment the last frame came from.
@@ -88,12 +69,12 @@ impl<R: Read> FileReader<R> {
 
     /// Problems found so far (at most 256 kept; see [`FileReader::issue_count`]).
     pub fn issues(&self) -> &[Issue] {
-        &self.issues
+        &self.scan.issues
     }
 
     /// Number of problems found so far.
     pub fn issue_count(&self) -> u64 {
-        self.issue_count
+        self.scan.issue_count
     }
 
     /// Number of segment headers read so far.
@@ -108,45 +89,7 @@ impl<R: Read> FileReader<R> {
 
     /// File offset of the next unread byte.
     pub fn offset(&self) -> u64 {
-        self.buf_offset + self.pos as u64
-    }
-
-    fn issue(&mut self, issue: Issue) {
-        self.issue_count += 1;
-        if self.issues.len() < MAX_ISSUES {
-            self.issues.push(issue);
-        }
-    }
-
-    /// Reads more bytes, compacting the buffer; returns false at end of file.
-    fn fill(&mut self) -> Result<bool, FileError> {
-        if self.eof {
-            return Ok(false);
-        }
-        self.next_magic = None;
-        if self.pos > 0 {
-            self.buf.drain(..self.pos);
-            self.buf_offset += self.pos as u64;
-            self.pos = 0;
-        }
-        let old = self.buf.len();
-        let want = READ_CHUNK.max(old);
-        self.buf.resize(old + want, 0);
-        let n = loop {
-            match self.src.read(&mut self.buf[old..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(FileError::io(&self.path, "read")(e));
-                }
-            }
-        };
-        self.buf.truncate(old + n);
-        if n == 0 {
-            self.eof = true;
-        }
-        Ok(n > 0)
+        self.scan.offset()
     }
 
     /// The quantizer of `precision` (valid: [`SegmentHeader::decode`] checked it), from
@@ -170,45 +113,10 @@ impl<R: Read> FileReader<R> {
         Some(q)
     }
 
-    /// Skips from `self.pos` to the next segment start (or the end), reporting the skipped
-    /// bytes as garbage.
+    /// Skips to the next segment start past damage, forgetting the current segment.
     fn skip_to_next_segment(&mut self, reason: String) -> Result<(), FileError> {
-        let start = self.offset();
         self.segment = None;
-        loop {
-            // A segment starts one byte before the magic, and strictly after `start`: the
-            // bytes at `start` may be an invalid header whose own magic must not be found
-            // again (that would loop forever).
-            let min_magic = (start + 2).saturating_sub(self.buf_offset) as usize;
-            let search_from = (self.pos + 1).max(min_magic);
-            if let Some(m) = find_magic(&self.buf, search_from)
-                && m >= 1
-                && is_fixmap(self.buf[m - 1])
-            {
-                self.pos = m - 1;
-                break;
-            } else if let Some(m) = find_magic(&self.buf, search_from) {
-                // Magic without a map marker before it: not a header; keep looking after it.
-                self.pos = m;
-                continue;
-            }
-            // Keep the last bytes in case the magic straddles the buffer end.
-            let keep = SEGMENT_MAGIC.len();
-            self.pos = self.buf.len().saturating_sub(keep).max(self.pos);
-            if !self.fill()? {
-                self.pos = self.buf.len();
-                break;
-            }
-        }
-        let len = self.offset() - start;
-        if len > 0 {
-            self.issue(Issue::Garbage {
-                offset: start,
-                len,
-                reason,
-            });
-        }
-        Ok(())
+        self.scan.skip_to_next_segment(reason)
     }
 
     /// Returns the next frame, or `None` at the end of the file. Problems in the data
@@ -217,15 +125,15 @@ impl<R: Read> FileReader<R> {
     /// as errors.
     pub fn next_frame(&mut self) -> Result<Option<&QFrame>, FileError> {
         loop {
-            if self.pos >= self.buf.len() && !self.fill()? {
+            if self.scan.pos >= self.scan.buf.len() && !self.scan.fill()? {
                 return Ok(None);
             }
-            let rest = &self.buf[self.pos..];
-            let at = self.offset();
+            let rest = &self.scan.buf[self.scan.pos..];
+            let at = self.scan.offset();
             if is_fixmap(rest[0]) {
                 // A segment header, or garbage. Like a frame, a header never spans the
                 // next segment start (its own magic is at +1; look from +2).
-                let limit = find_magic(rest, 2).map_or(rest.len(), |m| m - 1);
+                let limit = self.scan.find_magic(rest, 2).map_or(rest.len(), |m| m - 1);
                 match SegmentHeader::decode(&rest[..limit]) {
                     Ok((header, used)) => {
                         let Some(q) = self.quantizer_for(header.precision) else {
@@ -243,7 +151,7 @@ impl<R: Read> FileReader<R> {
                             decoder,
                         });
                         self.segments_seen += 1;
-                        self.pos += used;
+                        self.scan.pos += used;
                         continue;
                     }
                     Err(HeaderError::Truncated) if limit < rest.len() => {
@@ -252,14 +160,14 @@ impl<R: Read> FileReader<R> {
                         )?;
                         continue;
                     }
-                    Err(HeaderError::Truncated) if !self.eof && rest.len() < MAX_VALUE_LEN => {
-                        self.fill()?;
+                    Err(HeaderError::Truncated) if !self.scan.eof && rest.len() < MAX_VALUE_LEN => {
+                        self.scan.fill()?;
                         continue;
                     }
                     Err(HeaderError::Truncated) => {
                         let len = rest.len() as u64;
-                        self.issue(Issue::TornTail { offset: at, len });
-                        self.pos = self.buf.len();
+                        self.scan.issue(Issue::TornTail { offset: at, len });
+                        self.scan.pos = self.scan.buf.len();
                         continue;
                     }
                     Err(HeaderError::Invalid(reason)) => {
@@ -273,45 +181,39 @@ impl<R: Read> FileReader<R> {
                 continue;
             };
             // A frame never spans a segment start.
-            let pos = self.pos;
-            let magic = match self.next_magic {
-                Some(m) if m.is_none_or(|i| i > pos) => m,
-                _ => {
-                    let m = find_magic(&self.buf, pos + 1);
-                    self.next_magic = Some(m);
-                    m
-                }
-            };
+            let pos = self.scan.pos;
+            let magic = self.scan.next_magic_after_pos();
+            let rest = &self.scan.buf[pos..];
             let limit = magic.map_or(rest.len(), |m| m - 1 - pos);
             let mut trial = seg.decoder.clone();
             match trial.decode(&rest[..limit], &mut self.frame) {
                 Ok(used) => {
                     seg.decoder = trial;
-                    self.pos += used;
+                    self.scan.pos += used;
                     return Ok(Some(&self.frame));
                 }
-                Err(DecodeError::Truncated) if limit == rest.len() && !self.eof => {
+                Err(DecodeError::Truncated) if limit == rest.len() && !self.scan.eof => {
                     if rest.len() >= MAX_VALUE_LEN {
                         self.skip_to_next_segment("value larger than 1 MiB".into())?;
                     } else {
-                        self.fill()?;
+                        self.scan.fill()?;
                     }
                 }
                 Err(DecodeError::Truncated) if limit == rest.len() => {
-                    self.issue(Issue::TornTail {
+                    self.scan.issue(Issue::TornTail {
                         offset: at,
                         len: rest.len() as u64,
                     });
-                    self.pos = self.buf.len();
+                    self.scan.pos = self.scan.buf.len();
                 }
                 Err(DecodeError::Truncated) => {
                     // Torn frame followed by a new segment (a crash, then a restart).
-                    self.issue(Issue::TornTail {
+                    self.scan.issue(Issue::TornTail {
                         offset: at,
                         len: limit as u64,
                     });
                     self.segment = None;
-                    self.pos += limit;
+                    self.scan.pos += limit;
                 }
                 Err(e @ DecodeError::Invalid { .. }) => {
                     self.skip_to_next_segment(e.to_string())?;
