@@ -120,6 +120,9 @@ pub enum Outcome {
         family: Family,
         /// What ended the discovery.
         why: &'static str,
+        /// A probe could not be sent (no route, link down): the discovery learned
+        /// nothing of the path, and is worth trying again as soon as a route is back.
+        unsent: bool,
     },
 }
 
@@ -208,13 +211,19 @@ impl Prober {
 
     /// Sends the probe with `ttl` (the run then waits for it).
     fn send(&mut self, family: Family, dst: IpAddr, ttl: u8, now_ns: u64) -> Option<Outcome> {
-        let ended = |why| Some(Outcome::NotFound { family, why });
+        let ended = |why, unsent| {
+            Some(Outcome::NotFound {
+                family,
+                why,
+                unsent,
+            })
+        };
         if ttl > MAX_TTL {
             self.runs[family.index()] = None;
-            return ended("no public hop within the TTL limit");
+            return ended("no public hop within the TTL limit", false);
         }
         let Some(s) = &self.sockets[family.index()] else {
-            return ended("no socket of this family");
+            return ended("no socket of this family", false);
         };
         // The sequence number tells the discovery (its low 12 bits) and the TTL apart.
         let seq = (self.generation << 4) | u16::from(ttl);
@@ -231,7 +240,7 @@ impl Prober {
         if let Err(e) = sent {
             tracing::debug!("probe to {dst} with TTL {ttl}: {e}");
             self.runs[family.index()] = None;
-            return ended("sending failed");
+            return ended("sending failed", true);
         }
         self.runs[family.index()] = Some(Run {
             dst,
@@ -318,6 +327,7 @@ impl Prober {
                     return Some(Outcome::NotFound {
                         family,
                         why: "an ICMP error other than time exceeded",
+                        unsent: false,
                     });
                 }
                 if is_home(hop, home) {
@@ -336,6 +346,7 @@ impl Prober {
                 Some(Outcome::NotFound {
                     family,
                     why: "the probe destination answered before any public hop",
+                    unsent: false,
                 })
             }
             _ => None,

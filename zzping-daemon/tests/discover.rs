@@ -488,3 +488,92 @@ fn no_public_hop_no_edge_and_rediscovery_is_bounded() {
         assert!(ttls.len() <= most * MAX_PROBES, "{family}: {ttls:?}");
     }
 }
+
+/// Runs `ip ARGS` in the current namespace (bounded), failing the test if it fails.
+fn ip(args: &[&str]) {
+    let child = std::process::Command::new("ip")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ip (iproute2)");
+    let out = zzping_testkit::process::output_bounded(child, Duration::from_secs(10));
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The link goes down while a discovery is under way, so its next probe cannot be sent.
+/// That discovery learned nothing of the path: it is tried again as soon as the default
+/// route is back, not after `discover_interval_s` (300 s here), nor after the daemon's
+/// retry of unsent discoveries (30 s).
+///
+/// The probe destination has no host: its path (`unknown_via`) goes through four hops
+/// the test calls home, then the silent `transit`, after which it is dropped; so the
+/// discovery waits a probe timeout (1 s) for each TTL from 5 to 8. The test takes the
+/// link down once the daemon says it started, well inside those 4 s.
+#[test]
+fn a_discovery_cut_by_a_link_down_is_tried_again_when_the_route_is_back() {
+    require!(privileges::tun());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("zzping.toml");
+    std::fs::write(
+        &config,
+        "live = \"off\"\nrate = 20\ndiscover_probe = [\"198.19.99.99\"]\n\
+         discover_interval_s = 300\nhome_prefixes = [\"198.18.0.0/15\", \"2001:db8::/32\"]\n",
+    )
+    .unwrap();
+    let scenario = Scenario::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/ttl-path.toml"),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let args: Vec<String> = vec![
+        "--config".into(),
+        config.display().to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--log-target".into(),
+        "stderr".into(),
+    ];
+    // Each wait is for an event the daemon logs at once (a netlink message, a failed
+    // `sendto`); 20 s stays below the 30 s retry that would also start a discovery.
+    let limit = Duration::from_secs(20);
+    std::thread::spawn(move || {
+        netns::enter();
+        let sim = Simulator::start(&scenario, None).expect("start the simulator");
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (mut daemon, mut log) = common::spawn_daemon_logged(&a);
+        let start = "discovery: looking for the V4 ISP edge";
+        log.wait_for(start, limit);
+        ip(&["link", "set", "zzsim0", "down"]);
+        log.wait_for("discovery: no V4 ISP edge found (sending failed)", limit);
+        assert_eq!(log.seen.matches(start).count(), 1, "{}", log.seen);
+        ip(&["link", "set", "zzsim0", "up"]);
+        ip(&[
+            "route",
+            "replace",
+            "default",
+            "via",
+            "198.18.0.254",
+            "dev",
+            "zzsim0",
+        ]);
+        let back = log.seen.len();
+        log.wait_for(start, limit);
+        assert!(
+            log.seen[back..].contains(start),
+            "no discovery after the route came back\n{}",
+            log.seen
+        );
+        zzping_testkit::process::signal(&daemon.0, libc::SIGTERM);
+        log.wait_for("stopped: ", limit);
+        let st = zzping_testkit::process::wait_bounded(&mut daemon.0, limit, "the daemon");
+        assert!(st.success(), "{}", log.seen);
+        sim.stop().expect("stop the simulator");
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+}

@@ -9,9 +9,14 @@
 //! replaced. A default route that goes away leaves the host pinging its last address
 //! (its errors then say what happened) until another one appears.
 //!
-//! The ISP's edge of a family is discovered when its gateway appears or changes, at most
-//! once per `discover_interval_s` (a change sooner waits for the interval; a discovery
-//! that found no edge is tried again after it). A discovery of the family in progress is
+//! The ISP's edge of a family is discovered when its gateway appears or changes, or
+//! when a default route comes back after there was none (the link went down: the
+//! machine may have joined another network behind a gateway of the same address), at
+//! most once per `discover_interval_s` (a change sooner waits for the interval; a
+//! discovery that found no edge is tried again after it). A discovery ended by a probe
+//! that could not be sent (no route, link down) learned nothing and does not count: it
+//! is tried again as soon as a default route is back, else after
+//! [`UNSENT_RETRY_NS`]. A discovery of the family in progress is
 //! abandoned when the gateway changes. An IPv6 default router with a link-local address
 //! (the usual case with router advertisements) is pinged through the interface of its
 //! route (the address alone names no interface); its files record the address.
@@ -43,6 +48,8 @@ pub(super) struct Discovery {
     next_start_ns: [u64; 2],
     /// Per family: "no default route" was logged (and not yet followed by one).
     waiting_logged: [bool; 2],
+    /// Per family: the last discovery ended on a probe that could not be sent.
+    unsent: [bool; 2],
     /// Outcomes of the probes (reused).
     outcomes: Vec<Outcome>,
     /// Per family: the ISP edge last found.
@@ -54,6 +61,11 @@ pub(super) struct Discovery {
 
 /// How soon a discovered host waiting for its retiring predecessor is tried again, ns.
 const RETRY_NS: u64 = 100_000_000;
+/// How soon a discovery ended by a probe that could not be sent is tried again when no
+/// default route comes back first, ns: such a discovery sent nothing past the failing
+/// hop, so trying every half minute floods nobody, and a route that exists but refuses
+/// (a firewall rule) is not waited on for the whole interval.
+pub(super) const UNSENT_RETRY_NS: u64 = 30_000_000_000;
 
 /// Opens the probe sockets (at start before capabilities are dropped: raw sockets need
 /// them).
@@ -95,14 +107,18 @@ impl Daemon {
             }
             return;
         };
-        self.discovery.waiting_logged[fi] = false;
+        let route_was_gone = std::mem::replace(&mut self.discovery.waiting_logged[fi], false);
+        if route_was_gone && std::mem::take(&mut self.discovery.unsent[fi]) {
+            // What ended the last discovery is gone: try at once.
+            self.discovery.next_start_ns[fi] = now.mono_ns;
+        }
         // A link-local router is reached through its route's interface.
         let scope = match gw {
             IpAddr::V6(v6) if v6.is_unicast_link_local() => ifindex,
             _ => 0,
         };
         let changed = self.set_discovered(Discovered::Gateway(family), gw, scope, now);
-        if changed {
+        if changed || route_was_gone {
             self.want_discovery(family, now);
         }
     }
@@ -259,16 +275,35 @@ impl Daemon {
                 Outcome::Edge { family, addr, hop } => {
                     info!("discovery: the {family:?} ISP edge is {addr}, {hop} hops away");
                     self.discovery.edges[family.index()] = Some(addr);
+                    self.discovery.unsent[family.index()] = false;
                     if self.cfg.discover {
                         self.set_discovered(Discovered::IspEdge(family), addr, 0, now);
                     }
                 }
-                Outcome::NotFound { family, why } => {
+                Outcome::NotFound {
+                    family,
+                    why,
+                    unsent,
+                } => {
+                    let fi = family.index();
+                    let again_ns = if unsent {
+                        // Not counted against the interval (see the module docs).
+                        self.discovery.next_start_ns[fi] = now.mono_ns + UNSENT_RETRY_NS;
+                        UNSENT_RETRY_NS
+                    } else {
+                        secs_ns(self.cfg.discover_interval_s)
+                    };
+                    self.discovery.unsent[fi] = unsent;
                     info!(
-                        "discovery: no {family:?} ISP edge found ({why}); trying again in {} s",
-                        self.cfg.discover_interval_s
+                        "discovery: no {family:?} ISP edge found ({why}); trying again in {} s{}",
+                        again_ns as f64 / 1e9,
+                        if unsent {
+                            " or when a default route is back"
+                        } else {
+                            ""
+                        }
                     );
-                    self.discovery.wanted[family.index()] = self.cfg.discover;
+                    self.discovery.wanted[fi] = self.cfg.discover;
                 }
             }
         }
