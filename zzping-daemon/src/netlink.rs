@@ -12,13 +12,17 @@
 //!   message alone (a replace of an IPv4 route says nothing of the route it replaced):
 //!   the default routes are dumped again and compared with the known ones, so every
 //!   route that went away is reported `removed` and every new one added.
-//! - [`NetEvent::Address`]: an address was added to or removed from an interface.
+//! - [`NetEvent::Address`]: an address was added to or removed from an interface (only
+//!   changes: the kernel also sends a "new address" message for an address it already
+//!   has when its flags or lifetimes change, e.g. at every IPv6 router advertisement
+//!   refreshing a SLAAC address, or when its link comes back up; those are not events).
 //!
-//! At [`NetlinkMonitor::open`], default routes and links are dumped (on a second,
-//! short-lived socket, so a dump's replies never mix with the multicast stream): the
-//! first [`NetlinkMonitor::read`] reports the current default routes and links as events.
-//! When the kernel could not queue a notification (`ENOBUFS`: the socket's buffer
-//! overflowed), the monitor logs it and dumps again; the differences come out as events.
+//! At [`NetlinkMonitor::open`], default routes, links and addresses are dumped (on a
+//! second, short-lived socket, so a dump's replies never mix with the multicast
+//! stream): the first [`NetlinkMonitor::read`] reports the current default routes and
+//! links as events (the addresses are only remembered). When the kernel could not queue
+//! a notification (`ENOBUFS`: the socket's buffer overflowed), the monitor logs it and
+//! dumps everything again; the differences come out as events.
 //! Nothing here stops pinging: every error is logged and the monitor goes on.
 //!
 //! Events are rare (a link or route change), so parsing allocates; the ping path never
@@ -155,7 +159,7 @@ impl LinkState {
 enum Parsed {
     Link(LinkState, bool),
     Route(DefaultRoute, bool),
-    Address(NetEvent),
+    Address(AddressKey, bool),
     /// The end of a dump.
     Done,
     /// An error answer (negative errno).
@@ -169,6 +173,8 @@ pub struct NetlinkMonitor {
     buf: Vec<u8>,
     routes: Vec<DefaultRoute>,
     links: Vec<LinkState>,
+    /// The addresses of every interface: (interface index, address, prefix length).
+    addresses: Vec<AddressKey>,
     /// Events found outside a read (the initial dump), handed out by the next read.
     pending: Vec<NetEvent>,
     /// Times notifications were lost (`ENOBUFS`) and the state was dumped again.
@@ -196,12 +202,16 @@ impl NetlinkMonitor {
             buf: vec![0; DATAGRAM_BYTES],
             routes: Vec::new(),
             links: Vec::new(),
+            addresses: Vec::new(),
             pending: Vec::new(),
             overflows: 0,
         };
         let mut out = Vec::new();
         m.resync(&mut out)?;
         m.pending = out;
+        if let Err(e) = m.resync_addresses(&mut Vec::new()) {
+            warn!("netlink: dumping the addresses: {e}");
+        }
         Ok(m)
     }
 
@@ -245,7 +255,9 @@ impl NetlinkMonitor {
                         match p {
                             Parsed::Route(..) => routes_changed = true,
                             Parsed::Link(l, removed) => on_link(&mut self.links, l, removed, out),
-                            Parsed::Address(ev) => out.push(ev),
+                            Parsed::Address(a, removed) => {
+                                on_address(&mut self.addresses, a, removed, out)
+                            }
                             Parsed::Done | Parsed::Error(_) => {}
                         }
                     }
@@ -270,6 +282,9 @@ impl NetlinkMonitor {
             if let Err(e) = self.resync_routes(out, overflowed) {
                 warn!("netlink: dumping the routes and links: {e}");
             }
+        }
+        if overflowed && let Err(e) = self.resync_addresses(out) {
+            warn!("netlink: dumping the addresses: {e}");
         }
     }
 
@@ -323,6 +338,63 @@ impl NetlinkMonitor {
             }
         }
         Ok(())
+    }
+}
+
+impl NetlinkMonitor {
+    /// Dumps the addresses and emits every difference with the known ones.
+    fn resync_addresses(&mut self, out: &mut Vec<NetEvent>) -> io::Result<()> {
+        let dumped = dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
+        let now: Vec<AddressKey> = dumped
+            .into_iter()
+            .filter_map(|p| match p {
+                Parsed::Address(a, false) => Some(a),
+                _ => None,
+            })
+            .collect();
+        let gone: Vec<AddressKey> = self
+            .addresses
+            .iter()
+            .filter(|a| !now.contains(a))
+            .copied()
+            .collect();
+        for a in gone {
+            on_address(&mut self.addresses, a, true, out);
+        }
+        for a in now {
+            on_address(&mut self.addresses, a, false, out);
+        }
+        Ok(())
+    }
+}
+
+/// An address in `addresses`: an event when it was not known (added) or known (removed).
+fn on_address(
+    addresses: &mut Vec<AddressKey>,
+    a: AddressKey,
+    removed: bool,
+    out: &mut Vec<NetEvent>,
+) {
+    let known = addresses.iter().position(|k| *k == a);
+    let changed = match (known, removed) {
+        (Some(i), true) => {
+            addresses.swap_remove(i);
+            true
+        }
+        (None, false) => {
+            addresses.push(a);
+            true
+        }
+        // An update of a known address, or the removal of one never seen.
+        _ => false,
+    };
+    if changed {
+        out.push(NetEvent::Address {
+            ifindex: a.ifindex,
+            address: a.address,
+            prefix_len: a.prefix_len,
+            removed,
+        });
     }
 }
 
@@ -442,8 +514,8 @@ fn reduce(payload: NetlinkPayload<RouteNetlinkMessage>) -> Option<Parsed> {
             M::DelLink(l) => link(&l).map(|l| Parsed::Link(l, true)),
             M::NewRoute(r) => default_route(&r).map(|r| Parsed::Route(r, false)),
             M::DelRoute(r) => default_route(&r).map(|r| Parsed::Route(r, true)),
-            M::NewAddress(a) => address(&a, false).map(Parsed::Address),
-            M::DelAddress(a) => address(&a, true).map(Parsed::Address),
+            M::NewAddress(a) => address(&a).map(|a| Parsed::Address(a, false)),
+            M::DelAddress(a) => address(&a).map(|a| Parsed::Address(a, true)),
             _ => None,
         },
         _ => None,
@@ -512,7 +584,15 @@ fn default_route(m: &RouteMessage) -> Option<DefaultRoute> {
     })
 }
 
-fn address(m: &AddressMessage, removed: bool) -> Option<NetEvent> {
+/// One address of one interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AddressKey {
+    ifindex: u32,
+    address: IpAddr,
+    prefix_len: u8,
+}
+
+fn address(m: &AddressMessage) -> Option<AddressKey> {
     // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer's on a
     // point-to-point link); IPv6 sends only IFA_ADDRESS.
     let pick = |local: bool| {
@@ -523,11 +603,10 @@ fn address(m: &AddressMessage, removed: bool) -> Option<NetEvent> {
         })
     };
     let address = pick(true).or_else(|| pick(false))?;
-    Some(NetEvent::Address {
+    Some(AddressKey {
         ifindex: m.header.index,
         address,
         prefix_len: m.header.prefix_len,
-        removed,
     })
 }
 
@@ -654,14 +733,49 @@ mod tests {
             vec![
                 Parsed::Link(state(true, true), false),
                 Parsed::Link(state(true, false), false),
-                Parsed::Address(NetEvent::Address {
-                    ifindex: 7,
-                    address: "198.18.0.1".parse().unwrap(),
-                    prefix_len: 24,
-                    removed: true
-                }),
+                Parsed::Address(
+                    AddressKey {
+                        ifindex: 7,
+                        address: "198.18.0.1".parse().unwrap(),
+                        prefix_len: 24,
+                    },
+                    true
+                ),
             ]
         );
+    }
+
+    /// Only changes of the set of addresses are events: a "new address" message for one
+    /// already known (new lifetimes, the link back up) and the removal of one never seen
+    /// are not.
+    #[test]
+    fn address_messages_become_events_only_when_the_set_changes() {
+        let a = AddressKey {
+            ifindex: 3,
+            address: "2001:db8::1".parse().unwrap(),
+            prefix_len: 64,
+        };
+        let b = AddressKey {
+            address: "2001:db8::2".parse().unwrap(),
+            ..a
+        };
+        let mut known = vec![a];
+        let mut out = Vec::new();
+        on_address(&mut known, a, false, &mut out);
+        on_address(&mut known, b, true, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        on_address(&mut known, b, false, &mut out);
+        on_address(&mut known, b, false, &mut out);
+        on_address(&mut known, a, true, &mut out);
+        on_address(&mut known, a, true, &mut out);
+        let ev = |k: AddressKey, removed| NetEvent::Address {
+            ifindex: k.ifindex,
+            address: k.address,
+            prefix_len: k.prefix_len,
+            removed,
+        };
+        assert_eq!(out, [ev(b, false), ev(a, true)]);
+        assert_eq!(known, [b]);
     }
 
     #[test]
@@ -876,6 +990,29 @@ mod tests {
             );
             assert_eq!(m.default_route(Family::V4), None);
 
+            // New lifetimes for a known address (what a router advertisement does to a
+            // SLAAC address) are no event; a new address is. The kernel queues the two
+            // notifications in this order.
+            seen.clear();
+            ip("-6 addr change 2001:db8::1/64 dev zz0 valid_lft 3000 preferred_lft 2000");
+            ip("addr add 198.18.0.2/24 dev zz0");
+            let added = NetEvent::Address {
+                ifindex,
+                address: "198.18.0.2".parse().unwrap(),
+                prefix_len: 24,
+                removed: false,
+            };
+            assert!(
+                read_until(&mut m, &mut seen, limit, |s| s.contains(&added)),
+                "{seen:?}"
+            );
+            assert!(
+                !seen
+                    .iter()
+                    .any(|e| matches!(e, NetEvent::Address { address, .. }
+                    if *address == "2001:db8::1".parse::<IpAddr>().unwrap())),
+                "{seen:?}"
+            );
             seen.clear();
             ip("link set zz0 down");
             let link = |up| NetEvent::Link {
