@@ -28,8 +28,9 @@
 //!   Requests that never reached the simulator are taken out of the cut first: a
 //!   frame's send errors (its error kinds of this machine: no route, network down...),
 //!   allowed only inside the truth's `net` windows of routes or links taken away; and,
-//!   in frames overlapping a `carrier_off` window, the requests whose kernel transmit
-//!   stamp is not in the capture (the kernel dropped them: they must be lost).
+//!   in frames overlapping a `carrier_off` window or a `link_down` step, the requests
+//!   whose kernel transmit stamp is not in the capture (the kernel dropped them: they
+//!   must be lost; see [`silent_drop_windows`]).
 //! * **Outcomes** (received / lost / errors) go to the request's frame (frame.rs rules),
 //!   so with the cut they are compared **exactly** per frame. A first answer that is an
 //!   ICMP error (any `ReplyKind::is_error`) is an error of the kind its ICMP type and
@@ -777,6 +778,8 @@ pub struct HostReport {
     pub frames: usize,
     /// Requests read by the simulator after their frame's end (sent just before it).
     pub boundary_shifted: usize,
+    /// Sends that succeeded while the kernel dropped their packet ([`silent_drop_windows`]).
+    pub silent_drops: usize,
     pub max_shift_us: u64,
     /// Frames where a naive `period_start(time_us)` count would differ.
     pub naive_frame_mismatches: usize,
@@ -899,8 +902,13 @@ pub fn local_failure_windows(truth: &Truth) -> Vec<(u64, u64)> {
     out
 }
 
-/// Time spans `[begin, end)` (µs since the epoch) in which the link had no carrier.
-pub fn carrier_off_windows(truth: &Truth) -> Vec<(u64, u64)> {
+/// Time spans `[begin, end)` (µs since the epoch) in which a `sendto` could succeed
+/// while the kernel dropped its packet before it left (no capture, no `request` in the
+/// truth): the link had no carrier, or was being taken down. Taking a link down
+/// deactivates its queue before the kernel removes the routes through it: a send in
+/// between is dropped by the deactivated queue and still reported a success (observed:
+/// on a loaded machine the step lasts long enough for the daemon to send into it).
+pub fn silent_drop_windows(truth: &Truth) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let mut open: Option<u64> = None;
     for ev in truth.net() {
@@ -913,6 +921,7 @@ pub fn carrier_off_windows(truth: &Truth) -> Vec<(u64, u64)> {
                     out.push((a, ev.time_us));
                 }
             }
+            NetAction::LinkDown => out.push((ev.begin_us, ev.time_us)),
             _ => {}
         }
     }
@@ -998,18 +1007,18 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
             ));
         }
     }
-    // While the link had no carrier, sends succeeded and the kernel dropped the packets
-    // (no `request` in the truth): a frame overlapping such a window reached the
-    // simulator with the requests that left (kernel transmit stamp) within it; the
-    // others were dropped, and must be lost.
-    let carrier = carrier_off_windows(truth);
+    // While the link had no carrier, and while a link was being taken down, sends could
+    // succeed while the kernel dropped the packets (no `request` in the truth): a frame
+    // overlapping such a window reached the simulator with the requests that left (kernel
+    // transmit stamp) within it; the others were dropped, and must be lost.
+    let silent = silent_drop_windows(truth);
     let mut reached_of = Vec::with_capacity(got.len());
     let mut dropped = vec![0u32; got.len()];
     let mut at = 0;
     for (k, f) in got.iter().enumerate() {
         let end = f.start_us + period_us;
         let mut reached = (f.sent - f.local_errors()) as usize;
-        if carrier
+        if silent
             .iter()
             .any(|&(a, b)| f.start_us < b + SEND_EPS_US && end > a)
         {
@@ -1027,6 +1036,7 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
                 })
                 .count();
             dropped[k] = (reached - left) as u32;
+            rep.silent_drops += dropped[k] as usize;
             reached = left;
         }
         reached_of.push(reached);
@@ -1034,7 +1044,7 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
     }
     if at != reqs.len() {
         rep.mismatches.push(format!(
-            "daemon sent {at} (send errors and carrier drops excluded), simulator read {} requests",
+            "daemon sent {at} (send errors and silent drops excluded), simulator read {} requests",
             reqs.len()
         ));
         return rep;
@@ -1469,9 +1479,10 @@ pub fn check(run: &Run) -> Vec<HostReport> {
         let sim_err = sorted(&r.rtt_err_sim_us);
         let lag = sorted(&r.sim_read_lag_us);
         println!(
-            "  {addr}: {} req in {} frames; sent/recv/lost/err/dup/late {:?}; boundary-shifted {} (max {} µs), naive-mapping frame mismatches {}; ambiguous: timeouts {}, extras {} (+{} at shutdown); mismatches {}",
+            "  {addr}: {} req in {} frames ({} more dropped silently by the kernel); sent/recv/lost/err/dup/late {:?}; boundary-shifted {} (max {} µs), naive-mapping frame mismatches {}; ambiguous: timeouts {}, extras {} (+{} at shutdown); mismatches {}",
             r.requests,
             r.frames,
+            r.silent_drops,
             r.totals,
             r.boundary_shifted,
             r.max_shift_us,
@@ -1589,6 +1600,14 @@ pub fn check(run: &Run) -> Vec<HostReport> {
         quantile(&sim_all, 0.99),
         run.wire.drops,
     );
+    for ev in run.truth.net() {
+        println!(
+            "  net {:?} ({}): the step took {} µs",
+            ev.action,
+            ev.source,
+            ev.time_us.saturating_sub(ev.begin_us)
+        );
+    }
     // Coverage: the scenario did what it is for.
     for f in &run.spec.expect_fates {
         if !run
