@@ -778,6 +778,8 @@ pub struct HostReport {
     pub frames: usize,
     /// Requests read by the simulator after their frame's end (sent just before it).
     pub boundary_shifted: usize,
+    /// The daemon loop's worst lateness in the run, µs ([`loop_lateness_us`]).
+    pub loop_lateness_us: u64,
     /// Sends that succeeded while the kernel dropped their packet ([`silent_drop_windows`]).
     pub silent_drops: usize,
     pub max_shift_us: u64,
@@ -875,6 +877,46 @@ fn daemon_requests(truth: &Truth, addr: IpAddr) -> Vec<&RequestEvent> {
         .collect()
 }
 
+/// When a daemon request left, as bounds `(lo, hi)` in µs since the epoch. The capture's
+/// out-tap is taken inside the daemon's `sendto`, right before the kernel's transmit
+/// stamp that its RTT and its deadline count from: both bounds. Without it (the capture
+/// missed the packet) only bounds from causality: the start of the frame the daemon put
+/// it in (its clock reading chose that frame before `sendto`) and the simulator's read
+/// time, which lags the send by however long the simulator took to read the TUN (tens of
+/// ms on a loaded machine: never a bound on its own).
+fn left_us(wire: &capture::Wire, r: &RequestEvent, frame_start_us: u64) -> (u64, u64) {
+    match wire.requests.get(&(r.dst, r.icmp_id, r.icmp_seq)) {
+        Some(ns) => (ns / 1000, ns.div_ceil(1000)),
+        None => (frame_start_us.min(r.time_us), r.time_us),
+    }
+}
+
+/// How late the daemon's loop ran at worst in this run, µs: the largest lateness of a
+/// send (actual minus scheduled send time), as the daemon measured and logged it on
+/// stopping (`send lateness ... max Nµs`), plus one send interval (a stall of the loop
+/// delays the next send due, at most one interval later, by nearly as much). The loop
+/// that sends also rotates frames and sweeps expired requests: on a loaded machine those
+/// are late by as much (the finalization bounds are widened by it; on an idle machine
+/// it is about one interval).
+pub fn loop_lateness_us(run: &Run) -> u64 {
+    let max_us = run
+        .daemon_stderr
+        .lines()
+        .filter(|l| l.contains("stopped: "))
+        .find_map(|l| {
+            let rest = &l[l.find("send lateness ")?..];
+            let rest = &rest[rest.find(" max ")? + 5..];
+            rest[..rest.find("µs")?].parse::<u64>().ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: the daemon's stop line has no send lateness:\n{}",
+                run.name, run.daemon_stderr
+            )
+        });
+    max_us + (1e6 / run.spec.rate).ceil() as u64
+}
+
 /// Time spans `[begin, end)` (µs since the epoch) in which a send may fail on this
 /// machine: from just before the simulator took routes or a link away (its `net` event's
 /// `begin_us`) to when it had put them back (`time_us` of the restoring event, or the end
@@ -955,12 +997,17 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
                 .push((r.sent_us, i, r));
         }
     }
-    // Last daemon send anywhere: after it the daemon is stopping; extras after it may
-    // go uncounted.
+    // Last daemon send anywhere (when it left: its capture tap, else the read time):
+    // after it the daemon is stopping; extras after it may go uncounted.
     let last_send_us = truth
         .requests()
         .filter(|r| r.payload_len == DAEMON_PAYLOAD)
-        .map(|r| r.time_us)
+        .map(|r| {
+            run.wire
+                .requests
+                .get(&(r.dst, r.icmp_id, r.icmp_seq))
+                .map_or(r.time_us, |ns| ns / 1000)
+        })
         .max()
         .unwrap_or(0);
 
@@ -1205,7 +1252,11 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
         }
     }
 
-    // 3. Extras. Finalization window of each frame: [lo, hi] keys (µs, reply order).
+    // 3. Extras. Finalization window of each frame: [lo, hi] keys (µs, reply order). The
+    // rotation and the sweep that finalize a frame come up to the loop's lateness
+    // (measured) after they are due.
+    let lateness_us = loop_lateness_us(run);
+    rep.loop_lateness_us = lateness_us;
     type Key = (u64, usize);
     let mut fin: Vec<(Key, Key)> = model
         .iter()
@@ -1213,7 +1264,7 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
             let end = f.start_us + period_us;
             (
                 (end.saturating_sub(HANDOVER_AMB_US), 0),
-                (end + ROTATE_AMB_US, usize::MAX),
+                (end + ROTATE_AMB_US + lateness_us, usize::MAX),
             )
         })
         .collect();
@@ -1223,10 +1274,19 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
         let (lo, hi): (Key, Key) = match (outcome[i], reps.first()) {
             (Outcome::Received(_) | Outcome::Error, Some(&(t, idx, _))) => ((t, idx), (t, idx)),
             _ => {
-                let due = r.time_us + timeout_us;
+                // The daemon's deadline counts from its clock reading before `sendto`
+                // (up to SEND_EPS_US before the packet left), moved to the kernel's
+                // transmit stamp once it has it.
+                let (sent_lo, sent_hi) = left_us(&run.wire, r, got[k].start_us);
                 (
-                    (due.saturating_sub(SEND_EPS_US + HANDOVER_AMB_US), 0),
-                    (due + SWEEP_SLACK_US, usize::MAX),
+                    (
+                        (sent_lo + timeout_us).saturating_sub(SEND_EPS_US + HANDOVER_AMB_US),
+                        0,
+                    ),
+                    (
+                        sent_hi + timeout_us + SWEEP_SLACK_US + lateness_us,
+                        usize::MAX,
+                    ),
                 )
             }
         };
@@ -1280,8 +1340,11 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
                 continue;
             }
             rep.late_us.push(ev.late_us);
-            let h = t - r.time_us;
-            let late_here = late && h <= timeout_us + SWEEP_SLACK_US + SEND_EPS_US;
+            // The sweep may come up to SWEEP_SLACK_US after the deadline, which is at
+            // most the timeout after the packet left.
+            let (_, sent_hi) = left_us(&run.wire, r, got[k].start_us);
+            let late_here =
+                late && t <= sent_hi + timeout_us + SWEEP_SLACK_US + lateness_us + SEND_EPS_US;
             if late_here && c > 0 {
                 // Duplicate or late depending on the sweep: leave out of both.
                 rep.ambiguous_extras += 1;
@@ -1479,7 +1542,7 @@ pub fn check(run: &Run) -> Vec<HostReport> {
         let sim_err = sorted(&r.rtt_err_sim_us);
         let lag = sorted(&r.sim_read_lag_us);
         println!(
-            "  {addr}: {} req in {} frames ({} more dropped silently by the kernel); sent/recv/lost/err/dup/late {:?}; boundary-shifted {} (max {} µs), naive-mapping frame mismatches {}; ambiguous: timeouts {}, extras {} (+{} at shutdown); mismatches {}",
+            "  {addr}: {} req in {} frames ({} more dropped silently by the kernel); sent/recv/lost/err/dup/late {:?}; boundary-shifted {} (max {} µs), naive-mapping frame mismatches {}; ambiguous: timeouts {}, extras {} (+{} at shutdown); daemon loop up to {} µs late; mismatches {}",
             r.requests,
             r.frames,
             r.silent_drops,
@@ -1490,6 +1553,7 @@ pub fn check(run: &Run) -> Vec<HostReport> {
             r.ambiguous_timeouts,
             r.ambiguous_extras,
             r.optional_extras,
+            r.loop_lateness_us,
             r.mismatches.len(),
         );
         println!(
