@@ -191,26 +191,29 @@ fn outage_columns(l: &Lane) -> Vec<usize> {
         .collect()
 }
 
-/// Frame period of the isp-ratelimit recording, µs: not a multiple of the interval of
-/// isp-edge's replies (100 ms, 10 a second), so its frames hold one or two of them in a
-/// steady pattern, and a reply that the scheduling of the simulator or the daemon moves
-/// to the next frame changes little of it (with 100 ms frames, every frame holds one,
-/// and such a move makes a frame of two beside a frame of none).
-const RATIONED_PERIOD_US: u64 = 130_000;
-/// Pings per second to each host of that recording: 6 or 7 requests a frame to
-/// isp-edge, which answers 1.3 of them on average. Against random loss of the same
-/// share, which spreads the replies binomially (a variance of about 1 reply² per frame),
-/// the steady pattern's variance is about 0.2: a dispersion index far below the
-/// threshold of a host that limits ICMP (0.5).
+/// Pings per second to each host of the isp-ratelimit recording: 5 requests a frame to
+/// isp-edge, which answers one of them (10 a second). The judgement counts its replies
+/// over windows of 4 frames (4 replies, 16 failures expected): a reply that the
+/// scheduling of the simulator or the daemon moves across a frame boundary changes a
+/// window by one at most, and only at the window's boundary, against a chance variance
+/// of 3.2 replies²: a dispersion index about 0.1, far below the threshold of a host that
+/// limits ICMP (0.5). (Frame by frame, one reply each, such a move made a frame of two
+/// beside a frame of none, and the index read 0.43 to 0.52.)
 const RATIONED_RATE: u32 = 50;
 /// Reply timeout of that recording, ms: isp-edge answers after 25 ms plus exponential
 /// jitter (mean 8 ms), so a reply comes later than this about once in 20 (more on a
 /// busy machine), and the frames that held one reply then fail entirely, alone (the
 /// hosts beyond it answer in 12-17 ms).
 const RATIONED_TIMEOUT_MS: u32 = 50;
+/// Length of that recording, s: the judgement needs 50 windows after the first 5 s of
+/// data, which it leaves out (the scenario's token bucket starts full and lets 10
+/// replies through at once): 20 s of windows of 4 frames, 30 s of 6 frames, which it
+/// takes when more than about a fifth of isp-edge's replies come too late (a busy
+/// machine).
+const RATIONED_SECS: f64 = 40.0;
 
 /// isp-edge rations its replies (`tests/scenarios/isp-ratelimit.toml`: 10 a second at
-/// most, here without the initial burst) and answers slowly (25 ms + exponential jitter): some frames lose their one
+/// most) and answers slowly (25 ms + exponential jitter): some frames lose their one
 /// reply to the timeout too, and fail entirely, alone, while the hosts beyond it answer
 /// everything.
 /// Offline and live, its lane is tagged "limits ICMP" (no other is), its loss is drawn
@@ -221,22 +224,14 @@ fn a_host_that_rations_its_replies_is_tagged_and_its_lone_failures_are_no_outage
     zzping_testkit::require!(zzping_testkit::privileges::tun());
     const EDGE: &str = "198.19.0.1";
     let targets = ["198.18.0.254", EDGE, "198.19.8.8", "198.19.8.9"];
-    // The scenario's bucket starts full: 10 replies at once, a disturbance as large as
-    // all the rest of a short recording's together. A bucket of one keeps the rate.
-    let full = "rate_limit = { per_second = 10.0, burst = 10 }";
-    let text = scenario_text("isp-ratelimit.toml");
-    assert!(
-        text.contains(full),
-        "isp-ratelimit.toml's rate limit changed"
-    );
-    let work = record_text(
-        &text.replace(full, "rate_limit = { per_second = 10.0, burst = 1 }"),
+    let work = record(
+        "isp-ratelimit.toml",
         &Pinging {
             targets: &targets,
-            period_us: RATIONED_PERIOD_US,
+            period_us: PERIOD_US,
             rate: RATIONED_RATE,
             timeout_ms: RATIONED_TIMEOUT_MS,
-            secs: 16.0,
+            secs: RATIONED_SECS,
         },
     );
     let data = work.path().join("data");
@@ -266,8 +261,8 @@ fn a_host_that_rations_its_replies_is_tagged_and_its_lone_failures_are_no_outage
         .map(|(_, f)| f.0.last().unwrap().end_us())
         .max()
         .unwrap();
-    let column = |t_us: u64| ((t_us - from) / RATIONED_PERIOD_US) as usize;
-    let app = offline_app(&data, from, to, RATIONED_PERIOD_US);
+    let column = |t_us: u64| ((t_us - from) / PERIOD_US) as usize;
+    let app = offline_app(&data, from, to, PERIOD_US);
     let view = app.view_range();
     // The sidecars' outage indexes, as columns; isp-edge's runs that no other host's
     // run touches are the ones to hide.
@@ -310,10 +305,8 @@ fn a_host_that_rations_its_replies_is_tagged_and_its_lone_failures_are_no_outage
         }
         let h = r.finish();
         format!(
-            "dispersion {:?}, loss {:.3}, frames {}, down share {:?}, (sent, received) -> frames {hist:?}",
-            h.dispersion.index(),
-            h.dispersion.loss(),
-            h.dispersion.frames,
+            "{:?}, down share {:?}, (sent, received) -> frames {hist:?}",
+            h.dispersion.judge(&Default::default()),
             h.down_share()
         )
     };
@@ -369,7 +362,7 @@ fn a_host_that_rations_its_replies_is_tagged_and_its_lone_failures_are_no_outage
                     label: t.to_string(),
                     address: t.parse().unwrap(),
                     name: None,
-                    period_us: RATIONED_PERIOD_US as u32,
+                    period_us: PERIOD_US as u32,
                     precision: *precision,
                 },
             },

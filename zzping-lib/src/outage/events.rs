@@ -1,6 +1,6 @@
 //! The events in which hosts that were otherwise up fail together ([`analyse`]).
 
-use super::{Failures, HostOutages, Run, WholeFrames};
+use super::{Failures, HostOutages, Run, SharedFrames};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -36,7 +36,8 @@ pub struct Event {
 /// What [`analyse`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Analysis {
-    /// The hosts that were down ([`HostOutages::is_down`]), by index.
+    /// The hosts that were down ([`HostOutages::is_down`], but not those that limit
+    /// ICMP on their whole data), by index.
     pub down: Vec<usize>,
     /// The events of the other hosts, by start.
     pub events: Vec<Event>,
@@ -46,12 +47,15 @@ pub struct Analysis {
     /// ICMP.
     pub limited_runs: Vec<u64>,
     /// Per host (by index): its frames that failed in events of several hosts.
-    pub shared: Vec<WholeFrames>,
+    pub shared: Vec<SharedFrames>,
 }
 
 /// Finds the down hosts and the events of the others (see the module docs).
 pub fn analyse(hosts: &[HostOutages]) -> Analysis {
-    let down: Vec<usize> = (0..hosts.len()).filter(|&i| hosts[i].is_down()).collect();
+    // A host that rations its replies may lose most of its requests and still be up.
+    let down: Vec<usize> = (0..hosts.len())
+        .filter(|&i| hosts[i].is_down() && !hosts[i].limits_icmp())
+        .collect();
     // Runs of the hosts that were up, earliest start first (then by host, for a
     // deterministic order).
     type Queue = BinaryHeap<Reverse<(u64, usize, usize)>>;
@@ -71,7 +75,7 @@ pub fn analyse(hosts: &[HostOutages]) -> Analysis {
     }
     let mut events = Vec::new();
     // Per host: its frames that failed in events of several hosts.
-    let mut shared = vec![WholeFrames::default(); hosts.len()];
+    let mut shared = vec![SharedFrames::default(); hosts.len()];
     while let Some(Reverse((s0, _, first))) = queue.pop() {
         let tolerance = runs[first].1.period_us();
         let mut group = vec![first];
@@ -114,7 +118,7 @@ pub fn analyse(hosts: &[HostOutages]) -> Analysis {
         for &i in &group {
             let (h, r) = &runs[i];
             if group.len() > 1 {
-                shared[*h].add(&r.whole_frames());
+                shared[*h].add_run(r);
             }
             ev.start_us = ev.start_us.min(r.start_us);
             ev.end_us = ev.end_us.max(r.end_us);
@@ -165,7 +169,7 @@ pub fn analyse(hosts: &[HostOutages]) -> Analysis {
 #[allow(clippy::single_range_in_vec_init)] // failing spans of a host, often one
 mod tests {
     use super::super::testutil::*;
-    use super::super::{HostRuns, LIMIT_MAX_DISPERSION, LIMIT_MIN_FRAMES};
+    use super::super::{HostRuns, LIMIT_MAX_DISPERSION, LIMIT_MIN_WINDOWS, LIMIT_SETTLE_US};
     use super::*;
     use crate::frame::ErrorKind;
 
@@ -243,7 +247,7 @@ mod tests {
         // A router capped at 20 of 50 requests per second: 2 replies in every frame,
         // and now and then a frame with none (the cap's phase), alone.
         let capped = rationed(600, |i| if i % 97 == 50 { 0 } else { 2 });
-        let d = capped.dispersion;
+        let d = &capped.dispersion;
         assert!(d.index().unwrap() < LIMIT_MAX_DISPERSION, "{d:?}");
         assert!(capped.limits_icmp());
         // Random loss of the same share (a lossy Wi-Fi host): replies spread
@@ -271,7 +275,12 @@ mod tests {
             r.add(&fr(i, 2, 0, 3, Some(ErrorKind::HostUnreachable)));
         }
         assert!(!r.finish().limits_icmp());
-        assert!(!rationed(LIMIT_MIN_FRAMES - 1, |_| 2).limits_icmp());
+        // (Windows of 2 frames here: 2 replies and 3 failures a frame.)
+        let settle = LIMIT_SETTLE_US / u64::from(P);
+        let few = rationed(settle + 2 * LIMIT_MIN_WINDOWS - 2, |_| 2);
+        assert_eq!(few.dispersion.judge(&Default::default()).window_frames, 2);
+        assert!(!few.limits_icmp());
+        assert!(rationed(settle + 2 * LIMIT_MIN_WINDOWS, |_| 2).limits_icmp());
 
         // Heavy random loss (90 %): many frames without a reply, the rest with one or
         // two; spread like chance, so no cap.
@@ -293,7 +302,7 @@ mod tests {
         let a = analyse(&hosts);
         assert_eq!(a.limits_icmp, [0]);
         assert_eq!(a.limited_runs, [5, 0]);
-        assert_eq!(a.shared[0].frames, 100);
+        assert_eq!(a.shared[0].frames(), 100);
         // (Its run takes its partly failed frames on either side as edges.)
         assert_eq!(ev_spans(&a), [(t(299), t(401), vec![0, 1])]);
     }

@@ -16,8 +16,9 @@
 //!   happened, e.g. at rates below one ping per frame) do not end a run, unless no frame
 //!   came for more than [`MAX_SKIPPED_US`]: no data is not an outage.
 //! - A host is **down** when the failures inside its runs are more than [`DOWN_SHARE`] of
-//!   its requests with an outcome: it was down for the whole window or most of it. Its
-//!   runs are set aside ([`analyse`]); it is reported on its own, not as an outage.
+//!   its requests with an outcome: it was down for the whole window or most of it,
+//!   unless it limits ICMP (below). Its runs are set aside ([`analyse`]); it is reported
+//!   on its own, not as an outage.
 //! - An **event** ([`Event`]) is what the hosts that were otherwise up did together:
 //!   runs of different hosts that start within one frame of each other form one event
 //!   (a common cause hits every host at once, give or take the one send interval each
@@ -28,20 +29,24 @@
 //!   their own (their run began earlier or later) are listed as *also failing*.
 //! - A host **limits ICMP** ([`HostOutages::limits_icmp`]) when it answers at a capped
 //!   rate: a steady, silent share of its requests lost, with as many replies in every
-//!   frame ([`ReplyDispersion`], judged without its frames in events of several hosts).
-//!   Events of that host alone are left out (counted in
-//!   [`Analysis::limited_runs`]); when other hosts fail with it, the event keeps it.
+//!   window of a few frames ([`ReplyDispersion`]: windows sized from the host's own
+//!   rates so that each expects a few replies, [`WINDOW_EXPECTED`]; judged without its
+//!   frames in events of several hosts, exactly, frame by frame). Events of that host
+//!   alone are left out (counted in [`Analysis::limited_runs`]); when other hosts fail
+//!   with it, the event keeps it.
 //! - The **cause** of a set of failures ([`Failures::cause`]) is the reason (timeouts,
 //!   or one [`ErrorKind`]) of more than half of them, if one dominates; with the router
 //!   that sent the ICMP errors, when known.
 
 mod events;
 mod runs;
+mod spread;
 
 pub use events::{Analysis, Event, EventHost, analyse};
-pub use runs::{
-    HostOutages, HostRuns, LIMIT_MAX_DISPERSION, LIMIT_MIN_FRAMES, ReplyDispersion, Run,
-    WholeFrames,
+pub use runs::{HostOutages, HostRuns, Run};
+pub use spread::{
+    LIMIT_MAX_DISPERSION, LIMIT_MAX_LOSS, LIMIT_MIN_LOSS, LIMIT_MIN_WINDOWS, LIMIT_SETTLE_US,
+    ReplyDispersion, SharedFrames, Spread, WINDOW_EXPECTED, WINDOW_FRAMES,
 };
 
 use crate::codec::QFrame;

@@ -1,5 +1,6 @@
 //! One host's runs of failed frames ([`HostRuns`]), kept in pieces of identical frames.
 
+use super::spread::{ReplyDispersion, SharedFrames};
 use super::{DOWN_SHARE, Failures, FrameFailures, MAX_SKIPPED_US, failed_some, has_outcome};
 use crate::codec::QFrame;
 
@@ -108,16 +109,18 @@ impl Run {
         r
     }
 
-    /// Its frames that failed entirely, summed.
-    pub fn whole_frames(&self) -> WholeFrames {
-        let mut w = WholeFrames::default();
-        for p in self.pieces.iter().filter(|p| p.each.whole) {
-            let n = u64::from(p.each.lost) + u64::from(p.each.errors);
-            w.frames += p.frames;
-            w.requests += p.frames * n;
-            w.sum_n2 += p.frames * n * n;
-        }
-        w
+    /// Its frames that failed entirely, in pieces: (start of the first frame, step,
+    /// frames, requests and errors per frame).
+    pub(super) fn whole_pieces(&self) -> impl Iterator<Item = (u64, u64, u64, u64, u64)> + '_ {
+        self.pieces.iter().filter(|p| p.each.whole).map(|p| {
+            (
+                p.start_us,
+                p.step_us,
+                p.frames,
+                u64::from(p.each.lost) + u64::from(p.each.errors),
+                u64::from(p.each.errors),
+            )
+        })
     }
 
     /// Frames in the run.
@@ -262,6 +265,7 @@ impl HostRuns {
     /// Ends the frames: the runs found, and the host's data.
     pub fn finish(mut self) -> HostOutages {
         self.close();
+        self.dispersion.finish();
         HostOutages {
             runs: self.runs,
             coverage: self.coverage,
@@ -287,25 +291,20 @@ pub struct HostOutages {
 
 impl HostOutages {
     /// True when the host answers at a capped rate: it loses a steady share of its
-    /// requests, silently (timeouts, no errors), with as many replies in every frame
-    /// (see [`ReplyDispersion::index`]). Routers commonly limit the echo replies they
-    /// send themselves; that is not an outage of the path (hosts beyond them answer),
-    /// so its runs of one host are left out of the events ([`super::analyse`]).
+    /// requests, silently (timeouts, no errors), with as many replies in every window of
+    /// a few frames ([`ReplyDispersion`], [`super::Spread::rationed`]). Routers commonly
+    /// limit the echo replies they send themselves; that is not an outage of the path
+    /// (hosts beyond them answer), so its runs of one host are left out of the events,
+    /// and it is not down however much it loses ([`super::analyse`]).
     pub fn limits_icmp(&self) -> bool {
-        self.limits_icmp_apart(&WholeFrames::default())
+        self.limits_icmp_apart(&SharedFrames::default())
     }
 
     /// [`HostOutages::limits_icmp`], judged without `shared`: its frames that failed in
     /// outages of several hosts (a dropout of the whole network says nothing of how the
     /// host rations its replies).
-    pub fn limits_icmp_apart(&self, shared: &WholeFrames) -> bool {
-        let d = self.dispersion.without(shared);
-        let loss = d.loss();
-        d.frames >= LIMIT_MIN_FRAMES
-            && d.errors == 0
-            && (LIMIT_MIN_LOSS..=LIMIT_MAX_LOSS).contains(&loss)
-            && d.index().is_some_and(|i| i < LIMIT_MAX_DISPERSION)
-            && !self.is_down()
+    pub fn limits_icmp_apart(&self, shared: &SharedFrames) -> bool {
+        self.dispersion.judge(shared).rationed()
     }
 
     /// Share of its requests with an outcome that failed inside runs, if it has any.
@@ -428,111 +427,5 @@ mod tests {
         let want: u64 = (0..50).map(|i| 1 + i % 3).sum();
         assert_eq!(run.failures.timeouts, want);
         assert_eq!(rest.failures.timeouts, total - want);
-    }
-}
-
-/// Fewest frames with an outcome before a host can be said to limit ICMP (at 10 frames
-/// per second, 5 s of data).
-pub const LIMIT_MIN_FRAMES: u64 = 50;
-/// Loss range of a host that limits ICMP: below it, too little is lost to tell; above
-/// it, the host is as good as down.
-const LIMIT_MIN_LOSS: f64 = 0.05;
-const LIMIT_MAX_LOSS: f64 = 0.95;
-/// Largest [`ReplyDispersion::index`] of a capped reply rate. Random loss gives about 1,
-/// bursts of loss more; a rate limit lets the same number of replies through in every
-/// frame of the same size, far below 1. Measured through a real daemon in the demo
-/// scenario: its router capped at 20 of 50 requests a second (with 2 % random loss and
-/// heavy-tailed delays on top) 0.19-0.23; the hosts with random loss and bursts 0.96-3.2.
-pub const LIMIT_MAX_DISPERSION: f64 = 0.5;
-
-/// Frames that failed entirely (no reply: they add nothing to Σ r), summed: their
-/// number, Σ n and Σ n².
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WholeFrames {
-    /// Frames.
-    pub frames: u64,
-    /// Requests, summed.
-    pub requests: u64,
-    /// Squares of the requests per frame, summed.
-    pub sum_n2: u64,
-}
-
-impl WholeFrames {
-    /// Adds `other`.
-    pub fn add(&mut self, other: &WholeFrames) {
-        self.frames += other.frames;
-        self.requests += other.requests;
-        self.sum_n2 += other.sum_n2;
-    }
-}
-
-/// How a host's replies spread over its frames, against random loss.
-///
-/// With a reply probability `p` (replies / requests, over all frames), a frame of `n`
-/// requests holds `n·p` replies on average, and under independent (binomial) loss its
-/// count varies by `n·p·(1 − p)`. The index is the observed `Σ (r − n·p)²` over
-/// `Σ n·p·(1 − p)`: about 1 for random loss, more for bursts, close to 0 when the replies
-/// are rationed (a rate limit lets the same number through in every frame).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReplyDispersion {
-    /// Frames with an outcome.
-    pub frames: u64,
-    /// Requests with an outcome (n), summed.
-    pub requests: u64,
-    /// Replies (r), summed.
-    pub replies: u64,
-    /// Requests that drew an error, summed.
-    pub errors: u64,
-    /// Σ r², Σ n·r, Σ n².
-    sum_r2: u64,
-    sum_nr: u64,
-    sum_n2: u64,
-}
-
-impl ReplyDispersion {
-    /// Adds a frame (with an outcome).
-    pub fn add(&mut self, f: &QFrame) {
-        self.errors += u64::from(f.errors);
-        let r = u64::from(f.received());
-        let n = r + u64::from(f.lost) + u64::from(f.errors);
-        self.frames += 1;
-        self.requests += n;
-        self.replies += r;
-        self.sum_r2 += r * r;
-        self.sum_nr += n * r;
-        self.sum_n2 += n * n;
-    }
-
-    /// Share of the requests that failed.
-    pub fn loss(&self) -> f64 {
-        if self.requests == 0 {
-            return 0.0;
-        }
-        1.0 - self.replies as f64 / self.requests as f64
-    }
-
-    /// These frames without `w`, frames that failed entirely (no reply), e.g. those of
-    /// outages shared with other hosts.
-    pub fn without(&self, w: &WholeFrames) -> ReplyDispersion {
-        ReplyDispersion {
-            frames: self.frames.saturating_sub(w.frames),
-            requests: self.requests.saturating_sub(w.requests),
-            sum_n2: self.sum_n2.saturating_sub(w.sum_n2),
-            ..*self
-        }
-    }
-
-    /// The dispersion index (see the type's docs); `None` without both replies and
-    /// failures.
-    pub fn index(&self) -> Option<f64> {
-        let n = self.requests as f64;
-        let p = self.replies as f64 / n;
-        let expected = n * p * (1.0 - p);
-        if self.requests == 0 || expected <= 0.0 {
-            return None;
-        }
-        let observed =
-            self.sum_r2 as f64 - 2.0 * p * self.sum_nr as f64 + p * p * self.sum_n2 as f64;
-        Some(observed.max(0.0) / expected)
     }
 }

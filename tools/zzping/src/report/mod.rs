@@ -33,7 +33,7 @@ mod text;
 ///   frame on either side (an outage rarely starts or ends on a frame boundary); time
 ///   without frames ends it after 10 s;
 /// - a host whose runs hold more than half of its requests was *down* (the whole window
-///   or most of it): one line of its own in the outage log;
+///   or most of it), unless it limits ICMP: one line of its own in the outage log;
 /// - the other hosts' runs that start within one frame of each other are one *outage*,
 ///   lasting while at least two of them fail (a host failing longer gets an outage of
 ///   its own for the rest); a run that starts alone is an outage of that host. Each has
@@ -157,12 +157,14 @@ pub struct HostReport {
     /// Its role from the segment headers (`gateway`, `isp-edge`, `internet`,
     /// `self-check`), if any.
     pub role: Option<String>,
-    /// How evenly its replies spread over its frames (but those in outages of several
-    /// hosts), against random loss
-    /// (`zzping_lib::outage::ReplyDispersion::index`: about 1 for random loss, more for
-    /// bursts, near 0 for a capped reply rate); `None` without both replies and
-    /// failures.
+    /// How evenly its replies spread over windows of its frames (but those in outages
+    /// of several hosts), against random loss (`zzping_lib::outage::ReplyDispersion`:
+    /// about 1 for random loss, more for bursts, near 0 for a capped reply rate); `None`
+    /// without both replies and failures.
     pub reply_dispersion: Option<f64>,
+    /// Frames per window of `reply_dispersion` (sized from the host's own rates so
+    /// that a window expects a few replies and a few failures).
+    pub reply_window_frames: u32,
 }
 /// Frames carrying each measurement-quality flag (a frame may carry several).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -577,6 +579,7 @@ pub fn build(a: &Args) -> Result<Report> {
             limits_icmp: false,
             limited_runs: 0,
             reply_dispersion: None,
+            reply_window_frames: 0,
             role: None,
         });
     }
@@ -678,7 +681,9 @@ pub fn build(a: &Args) -> Result<Report> {
         .zip(&timelines)
         .zip(&analysis.shared)
     {
-        h.reply_dispersion = t.dispersion.without(shared).index();
+        let spread = t.dispersion.judge(shared);
+        h.reply_dispersion = spread.index;
+        h.reply_window_frames = spread.window_frames;
     }
     for &i in &analysis.limits_icmp {
         host_reports[i].limits_icmp = true;

@@ -121,10 +121,10 @@ pub(super) fn render(r: &Report, tf: &TimeFmt) -> String {
         .collect();
     notes.extend(r.hosts.iter().filter(|h| h.limits_icmp).map(|h| {
         format!(
-            "  {}: limits ICMP (answers at a capped rate, the same number of replies in \
-             every frame): its loss is the cap, not the path; {} frame runs of it alone \
-             are not listed as outages",
-            h.label, h.limited_runs
+            "  {}: limits ICMP (answers at a capped rate, as many replies in every {} \
+             frames): its loss is the cap, not the path; {} frame runs of it alone are \
+             not listed as outages",
+            h.label, h.reply_window_frames, h.limited_runs
         )
     }));
     if !notes.is_empty() {
