@@ -7,8 +7,8 @@
 //! out a batch). When the ring is full replies are dropped and counted; the main loop
 //! flags frames with `FLAG_RECV_OVERFLOW`.
 //!
-//! Dense traffic is received in batches: when replies arrive less than [`BATCH_NS`]
-//! apart, the thread stops blocking in `poll` per reply and instead sleeps [`BATCH_NS`],
+//! Dense traffic is received in batches: when rounds of replies arrive less than
+//! [`BATCH_NS`] apart, the thread stops blocking in `poll` per reply and instead sleeps [`BATCH_NS`],
 //! then drains everything that queued up in the sockets meanwhile (one wakeup per window
 //! instead of one per reply: at 1,000 replies/s, 50 wakeups instead of 1,000). RTTs come
 //! from the kernel's receive timestamps, so waiting does not change them; the engine's
@@ -18,13 +18,21 @@
 //! (the user-space stamp would then carry the wait), and a window that brings nothing
 //! returns the thread to blocking `poll`.
 //!
-//! Rounds are received in one window too: the loop sends every host of a rate in one
-//! wakeup, and the first transmit stamp of the round wakes this thread (the error queue
-//! makes the socket readable) before any reply. A wakeup by transmit stamps alone starts
-//! a window at once, and a window that leaves the sockets empty and every stamped
-//! request answered (a reply or an ICMP error read for each) returns the thread to
-//! blocking `poll` instead of spending another window finding nothing: two wakeups per
-//! round at low rates (the stamps, then the window) instead of three per request.
+//! Rounds wake the thread once: the loop sends every host of a rate in one wakeup, and
+//! counts its sends ([`ReplyQueue::note_sent`]). The sockets read here carry no
+//! transmit stamps (the send sockets keep them, see `sock.rs`: a stamp on the error
+//! queue would wake `poll` per round before any reply). The first reply of a round wakes
+//! the thread, which then reads on while replies of the round are awaited (sent, and no
+//! reply or ICMP error with our identifier read for them), and blocks again once they
+//! are all in; a wakeup while some are still out (they arrive apart) does not count as
+//! a round of its own. What a pass left unanswered when the next round begins is given
+//! up on (lost, late, or answered twice: the count only decides when the thread sleeps,
+//! never what it reads). Once a round was answered, the thread learns how long after
+//! its first send the last reply arrived (kernel stamps), and sleeps without looking at
+//! the sockets until the next round is due plus that time and a margin
+//! ([`ReplyQueue::note_round_end`]), then reads the whole round in one wakeup; when the
+//! replies are not all in by then it waits for them in `poll`. Rounds closer than
+//! [`BATCH_NS`] apart are received in windows.
 //!
 //! # Receive stamps that are not arrival times
 //! Linux stamps an incoming packet only while some socket asks for receive timestamps:
@@ -81,6 +89,13 @@ pub struct ReplyQueue {
     wake_after_pass: AtomicBool,
     /// The receive thread is running.
     alive: AtomicBool,
+    /// Requests sent on the sockets the thread reads (counted by the loop).
+    sent: AtomicU64,
+    /// The last round of sends: when it began (wall clock ns), when the next one is due
+    /// (monotonic ns; 0: unknown) and how far apart they are (ns).
+    round_real_ns: AtomicU64,
+    next_round_ns: AtomicU64,
+    round_period_ns: AtomicU64,
 }
 
 struct Ring {
@@ -117,7 +132,36 @@ impl ReplyQueue {
             drained_ns: AtomicU64::new(0),
             wake_after_pass: AtomicBool::new(false),
             alive: AtomicBool::new(false),
+            sent: AtomicU64::new(0),
+            round_real_ns: AtomicU64::new(0),
+            next_round_ns: AtomicU64::new(0),
+            round_period_ns: AtomicU64::new(0),
         }
+    }
+
+    /// A round of sends begins (`at`: a clock reading before its first send). The
+    /// receive thread learns from it how long replies take to be all in.
+    pub fn note_round_start(&self, at: clock::Now) {
+        self.round_real_ns.store(at.real_ns, Ordering::Relaxed);
+    }
+
+    /// The round's sends are done; the next round is due at `next_ns` (monotonic; 0:
+    /// none), `period_ns` after this one. The receive thread times its sleep by it (see
+    /// the module docs).
+    pub fn note_round_end(&self, next_ns: u64, period_ns: u64) {
+        self.next_round_ns.store(next_ns, Ordering::Relaxed);
+        self.round_period_ns.store(period_ns, Ordering::Relaxed);
+    }
+
+    /// Counts `n` requests sent on the sockets the receive thread reads: their replies
+    /// are awaited (the thread sleeps once per round of them, see the module docs).
+    pub fn note_sent(&self, n: u64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Requests sent so far ([`ReplyQueue::note_sent`]).
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Capacity.
@@ -192,8 +236,9 @@ impl ReplyQueue {
     }
 }
 
-/// The receive frontier, monotonic ns: every message (reply, ICMP error, transmit stamp)
-/// the kernel queued on `sockets` before it has been pushed to `queue`, so the loop may
+/// The receive frontier, monotonic ns: every message (reply, ICMP error) the kernel
+/// queued on `sockets` (the receive sockets: the loop reads the transmit stamps itself,
+/// before it drains the queue) before it has been pushed to `queue`, so the loop may
 /// declare lost any request whose deadline is behind it once it has drained the queue
 /// (call this *before* draining).
 ///
@@ -202,8 +247,9 @@ impl ReplyQueue {
 /// that show no pass running or begun, the sockets had nothing to read at the time read
 /// before looking, so nothing queued before then can be in the thread's hands or in a
 /// socket. When neither holds (the thread is reading, or a socket has something), the
-/// thread is asked to wake the loop at the end of its next pass, and the last published
-/// frontier is returned. If the receive thread has stopped, the clock less `grace_ns`
+/// thread is asked to wake the loop at the end of its next pass (at the latest when its
+/// window or its sleep for the next round ends, [`ROUND_SLEEP_MAX_NS`] at most), and the
+/// last published frontier is returned. If the receive thread has stopped, the clock less `grace_ns`
 /// stands in (the old rule).
 pub fn frontier(queue: &ReplyQueue, sockets: &[Arc<IcmpSocket>], grace_ns: u64) -> u64 {
     let published = queue.drained_ns.load(Ordering::SeqCst);
@@ -339,6 +385,9 @@ fn receive_loop(
         revents: 0,
     }; 3];
     for (i, s) in sockets.iter().take(2).enumerate() {
+        // The send sockets keep the transmit stamps (see `sock.rs`): nothing here must
+        // wake this thread per send.
+        debug_assert!(!s.tx_stamps(), "a receive socket with transmit stamps");
         fds[i] = libc::pollfd {
             fd: s.as_raw_fd(),
             events: libc::POLLIN,
@@ -351,7 +400,6 @@ fn receive_loop(
         revents: 0,
     };
     let mut buf = [0u8; 2048];
-    let mut errbuf = [0u8; 512];
     let mut local = LocalAddrs::default();
     let mut error_logged = false;
     let mut in_call_logged = false;
@@ -360,17 +408,15 @@ fn receive_loop(
     let mut batching = true;
     let mut stamps_live = false;
     let mut dense = false;
-    let mut last_wake_ns = 0u64;
-    // Requests whose transmit stamp was read and whose outcome (reply or ICMP error) was
-    // not yet: the round in flight. Any echo reply counts (a raw socket also sees other
-    // pingers'), so this may reach 0 early: that costs a wakeup, never a reply.
-    let mut awaited = 0u64;
+    // The rounds (see the module docs): requests sent (counted by the loop) against
+    // outcomes read here (replies and ICMP errors carrying our identifier); what the
+    // last pass left unanswered; when the current round's first reply woke the thread.
+    let mut round = Round::default();
     loop {
-        // A lower bound of the instant poll looked at the sockets (batch mode only).
-        let mut polled_real_ns = 0;
         let rc = if dense {
             // Let replies queue in the sockets for a window (waking early only to stop),
             // then look at all of them at once.
+            let sent_before = queue.sent();
             let until = clock::mono_ns().saturating_add(BATCH_NS);
             match crate::sys::wait_readable_until(stop, until) {
                 Ok(true) => return,
@@ -381,30 +427,73 @@ fn receive_loop(
                     return;
                 }
             }
-            polled_real_ns = clock::real_ns();
             let polled_mono_ns = clock::mono_ns();
             // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
             let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
             if rc == 0 {
                 // A whole window without a reply: everything queued before the look has
-                // been handed over. Block again.
+                // been handed over, and what was sent before the window and is still
+                // unanswered is lost or late. Block again.
                 queue.publish_drained(polled_mono_ns);
+                round.settled = round.settled.max(sent_before);
+                round.first_wake_ns = polled_mono_ns;
                 dense = false;
                 continue;
             }
             rc
         } else {
-            // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
-            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
+            // Rounds: with the last one answered and its replies' spread known, sleep
+            // until the next one's replies are in and read them in one wakeup; rounds
+            // closer than a window apart are received in windows.
+            let mut rc = 0;
             let now = clock::mono_ns();
-            // Woken by transmit stamps alone: a round of sends just went out, and its
-            // replies follow; one window collects them all.
-            let round_out = fds[..2].iter().any(|f| f.revents & libc::POLLERR != 0)
-                && fds[..2].iter().all(|f| f.revents & libc::POLLIN == 0);
-            dense = batching
-                && stamps_live
-                && (round_out || now.saturating_sub(last_wake_ns) < BATCH_NS);
-            last_wake_ns = now;
+            let mut next = queue.next_round_ns.load(Ordering::Relaxed);
+            let period = queue.round_period_ns.load(Ordering::Relaxed);
+            if next <= now {
+                // That round is under way (its replies may be read before the loop is
+                // done sending it): wait for the one after.
+                next = next.saturating_add(period);
+            }
+            if batching && stamps_live && round.left == 0 && next > now && period > 0 {
+                if period < BATCH_NS {
+                    dense = true;
+                    round.first_wake_ns = now;
+                    continue;
+                }
+                let until = next
+                    .saturating_add(round.settle_ns)
+                    .min(now.saturating_add(ROUND_SLEEP_MAX_NS));
+                if round.settle_ns > 0 {
+                    match crate::sys::wait_readable_until(stop, until) {
+                        Ok(true) => return,
+                        Ok(false) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            tracing::error!("receive thread: ppoll failed: {e}");
+                            return;
+                        }
+                    }
+                    // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
+                    rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
+                }
+            }
+            if rc == 0 {
+                // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
+                rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
+            }
+            let now = clock::mono_ns();
+            let since = now.saturating_sub(round.first_wake_ns);
+            // More replies of the round whose first reply woke the thread: read them.
+            let within_round = round.left > 0 && since < BATCH_NS;
+            if !within_round {
+                // A new round. What the last pass left unanswered is lost or late (or
+                // answered twice): count from here.
+                round.settled = round.sent_at_pass;
+                // Rounds following each other closer than a window (the last one fully
+                // answered): receive in windows.
+                dense = batching && stamps_live && round.left == 0 && since < BATCH_NS;
+                round.first_wake_ns = now;
+            }
             rc
         };
         if rc < 0 {
@@ -422,31 +511,28 @@ fn receive_loop(
         }
         queue.pass_begin();
         let mut batch = 0u32;
+        // The latest arrival (kernel stamp) of an outcome read in this pass.
+        let mut last_arrival_real_ns = 0u64;
         for (i, s) in sockets.iter().take(2).enumerate() {
             if fds[i].revents == 0 {
                 continue;
             }
-            // When the error queue was last seen empty: every transmit stamp queued
-            // before then has been handed over (poll saw no POLLERR at its instant).
-            let mut errq_empty_at = polled_real_ns;
             if fds[i].revents & libc::POLLERR != 0 {
-                // The error queue: ICMP errors (datagram sockets with IP_RECVERR) and
-                // kernel transmit stamps. Read before the data, so a send's stamp reaches
-                // the engine before its reply. Draining the queue also clears the socket
-                // error, so poll stops reporting it.
+                // The error queue: ICMP errors (datagram sockets with IP_RECVERR).
+                // Draining it also clears the socket error, so poll stops reporting it.
                 let d = drain_error_queue(s, &mut buf, queue, dense, &mut local);
                 batch += d.messages;
-                awaited = (awaited + u64::from(d.stamps)).saturating_sub(u64::from(d.errors));
-                errq_empty_at = d.empty_at_real_ns;
+                round.settled += u64::from(d.outcomes);
                 // Nothing queued: a pending socket error; the plain recv below consumes it.
                 if d.read_any && fds[i].revents & libc::POLLIN == 0 {
                     continue;
                 }
             }
-            // Blocking mode reads one datagram per socket per poll: when more are queued
+            // Batch mode drains the socket (bounded by the queue). Blocking mode reads
+            // while the round's replies are awaited, then stops: when more are queued
             // poll returns at once, and at ordinary rates this saves the recvmsg that
-            // would return EAGAIN. Batch mode drains the socket (bounded by the queue).
-            let mut budget = if dense { queue.capacity() } else { 1 };
+            // would return EAGAIN.
+            let mut budget = queue.capacity();
             while budget > 0 {
                 budget -= 1;
                 match s.recv(&mut buf) {
@@ -464,22 +550,6 @@ fn receive_loop(
                             batching = false;
                             dense = false;
                             tracing::debug!("receive: no kernel timestamps; batching off");
-                        }
-                        // A send's transmit stamp is queued before its reply arrives. In
-                        // blocking mode the one datagram read was queued when poll looked,
-                        // and the error queue was empty or drained after that; a batch drain
-                        // also reads replies that arrived after poll: if this one arrived
-                        // after the error queue was last seen empty, its request's stamp
-                        // may still be there, and must reach the engine first.
-                        if dense
-                            && s.tx_stamps()
-                            && d.kernel_real_ns.is_none_or(|k| k >= errq_empty_at)
-                        {
-                            let e = drain_error_queue(s, &mut errbuf, queue, dense, &mut local);
-                            batch += e.messages;
-                            awaited =
-                                (awaited + u64::from(e.stamps)).saturating_sub(u64::from(e.errors));
-                            errq_empty_at = e.empty_at_real_ns;
                         }
                         let Some(icmp_bytes) = buf.get(d.start..d.end) else {
                             continue;
@@ -523,11 +593,16 @@ fn receive_loop(
                             user,
                         });
                         batch += 1;
-                        if matches!(msg, Message::EchoReply { .. } | Message::Error { .. }) {
-                            awaited = awaited.saturating_sub(1);
+                        if is_outcome(s, &msg) {
+                            round.settled += 1;
+                            last_arrival_real_ns =
+                                last_arrival_real_ns.max(d.kernel_real_ns.unwrap_or(0));
                         }
                         if len == Some(wake_at) {
                             let _ = waker.wake();
+                        }
+                        if !dense && round.awaited(queue) == 0 {
+                            break;
                         }
                     }
                     Ok(None) => break,
@@ -555,12 +630,23 @@ fn receive_loop(
             let rc = unsafe { libc::poll(look.as_mut_ptr(), 2, 0) };
             (rc == 0).then_some(t)
         });
+        round.sent_at_pass = queue.sent();
+        round.left = round.sent_at_pass.saturating_sub(round.settled);
+        if round.left == 0 && last_arrival_real_ns != 0 {
+            // This pass answered the round: learn how long after its sends the replies
+            // were all in.
+            let sent_real_ns = queue.round_real_ns.load(Ordering::Relaxed);
+            let period = queue.round_period_ns.load(Ordering::Relaxed);
+            round.learn(last_arrival_real_ns.saturating_sub(sent_real_ns), period);
+        }
         if let Some(Some(t)) = drained {
             queue.publish_drained(t);
             // The round is answered: block until the next one rather than spend a
-            // window finding nothing.
-            if awaited == 0 {
+            // window finding nothing (a reply within a window of this look starts
+            // windows again at once).
+            if round.left == 0 {
                 dense = false;
+                round.first_wake_ns = t;
             }
         }
         queue.pass_end(waker);
@@ -570,21 +656,74 @@ fn receive_loop(
     }
 }
 
+/// Where the receive thread is in the loop's rounds of requests (see the module docs).
+/// Only when the thread sleeps depends on it, never what it reads.
+#[derive(Debug, Default)]
+struct Round {
+    /// Requests answered (a reply or an ICMP error with our identifier read), or given
+    /// up on (unanswered when a new round began).
+    settled: u64,
+    /// Requests sent, as counted at the end of the last pass.
+    sent_at_pass: u64,
+    /// Of those, not settled at the end of the last pass.
+    left: u64,
+    /// When the first reply of the current round woke the thread (monotonic ns).
+    first_wake_ns: u64,
+    /// How long after a round is due its replies are all in, with a margin (0: not
+    /// known yet): the thread sleeps that long past the next round's due time.
+    settle_ns: u64,
+}
+
+/// The longest the thread sleeps without looking at its sockets while it waits for a
+/// round: what arrived outside rounds (another pinger's replies on a raw socket, a reply
+/// after its round was given up on) waits at most this long, and so does a loss the
+/// loop cannot prove before the thread has read it (see [`frontier`]).
+const ROUND_SLEEP_MAX_NS: u64 = 1_000_000_000;
+
+/// Added to the time a round's replies took to be all in (the loop may send a round
+/// late by about this much on a loaded machine, and replies jitter).
+const SETTLE_MARGIN_NS: u64 = 2_000_000;
+
+impl Round {
+    /// A round answered `took_ns` after its sends; rounds are `period_ns` apart. The
+    /// settle time follows a slower round at once and a faster one gradually; replies
+    /// that take more than half the period are waited for in `poll` (settle 0).
+    fn learn(&mut self, took_ns: u64, period_ns: u64) {
+        let want = took_ns.saturating_add(SETTLE_MARGIN_NS);
+        self.settle_ns = if want > period_ns / 2 {
+            0
+        } else if want >= self.settle_ns {
+            want
+        } else {
+            self.settle_ns - (self.settle_ns - want) / 8
+        };
+    }
+
+    /// Requests sent and not settled, now.
+    fn awaited(&self, queue: &ReplyQueue) -> u64 {
+        queue.sent().saturating_sub(self.settled)
+    }
+}
+
+/// Whether `msg`, read from `s`, is the outcome of one of our requests.
+fn is_outcome(s: &IcmpSocket, msg: &Message) -> bool {
+    match *msg {
+        Message::EchoReply { ident, .. } | Message::Error { ident, .. } => ident == s.ident(),
+        _ => false,
+    }
+}
+
 /// Result of [`drain_error_queue`].
 struct ErrorDrain {
     /// Messages handed over.
     messages: u32,
-    /// Of those, transmit stamps (each a request sent), and ICMP errors (each an outcome).
-    stamps: u32,
-    errors: u32,
+    /// Of those, outcomes of our requests (ICMP errors about them).
+    outcomes: u32,
     /// Whether the queue held anything at all (some messages are not handed over).
     read_any: bool,
-    /// Wall clock read just before the `recvmsg` that found the queue empty, ns.
-    empty_at_real_ns: u64,
 }
 
-/// Hands every message of `s`'s error queue (ICMP errors, kernel transmit stamps) to the
-/// engine's queue.
+/// Hands every message of `s`'s error queue (ICMP errors) to the engine's queue.
 fn drain_error_queue(
     s: &IcmpSocket,
     buf: &mut [u8],
@@ -592,32 +731,24 @@ fn drain_error_queue(
     batched: bool,
     local: &mut LocalAddrs,
 ) -> ErrorDrain {
-    let (mut messages, mut stamps, mut errors) = (0, 0, 0);
+    let (mut messages, mut outcomes) = (0, 0);
     let mut read_any = false;
     loop {
-        let before = clock::real_ns();
         let Ok(Some((msg, kernel_real_ns))) = s.recv_error(buf) else {
             return ErrorDrain {
                 messages,
-                stamps,
-                errors,
+                outcomes,
                 read_any,
-                empty_at_real_ns: before,
             };
         };
         read_any = true;
         let msg = local.classify(msg);
         let src = match msg {
-            Message::Error { orig_dst, .. } => {
-                errors += 1;
-                orig_dst
-            }
-            Message::TxStamp { .. } => {
-                stamps += 1;
-                s.family().unspecified()
-            }
+            Message::Error { orig_dst, .. } => orig_dst,
+            Message::TxStamp { .. } => s.family().unspecified(),
             _ => continue,
         };
+        outcomes += u32::from(is_outcome(s, &msg));
         queue.push(Reply {
             family: s.family(),
             src,
@@ -703,6 +834,24 @@ mod tests {
             classify_rx_stamp(&datagram(None, 5_000), &mut live),
             RxStamp::Missing
         );
+    }
+
+    #[test]
+    fn the_round_sleep_follows_slower_replies_at_once_and_faster_ones_gradually() {
+        const MS: u64 = 1_000_000;
+        let mut r = Round::default();
+        // 10 rounds/s: replies all in 0.5 ms after the round began.
+        r.learn(MS / 2, 100 * MS);
+        assert_eq!(r.settle_ns, MS / 2 + SETTLE_MARGIN_NS);
+        // A slower round: followed at once.
+        r.learn(10 * MS, 100 * MS);
+        assert_eq!(r.settle_ns, 10 * MS + SETTLE_MARGIN_NS);
+        // A faster one: an eighth of the way there.
+        r.learn(2 * MS, 100 * MS);
+        assert_eq!(r.settle_ns, 12 * MS - (12 * MS - 4 * MS) / 8);
+        // Replies that take half the period or more: waited for in poll instead.
+        r.learn(49 * MS, 100 * MS);
+        assert_eq!(r.settle_ns, 0);
     }
 
     #[test]

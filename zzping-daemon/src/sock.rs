@@ -19,6 +19,25 @@
 //! each stamp arrives on the socket's error queue as a small message carrying a
 //! per-socket counter of sends, which the engine maps back to its request
 //! ([`Message::TxStamp`]).
+//!
+//! # Two sockets per family
+//! A message on the error queue makes a socket readable for `poll` whatever it asks for
+//! (`POLLERR` cannot be masked), so a transmit stamp on the socket the receive thread
+//! waits on wakes it once per round of sends, before any reply. The daemon therefore
+//! opens a pair per family ([`IcmpSocket::open_pair`]): requests go out on the *send*
+//! socket, whose error queue (the stamps) the loop reads itself right after its sends,
+//! and which never receives (a filter that drops every packet; on raw sockets also an
+//! `ICMP_FILTER` that blocks every type, so the kernel does not even copy the replies to
+//! it); the receive thread waits only on the *receive* socket (receive stamps, no
+//! transmit stamps). Both carry the same echo identifier:
+//! - raw: the identifier is ours (both sockets see every echo reply of the host; the
+//!   send socket's filters drop them);
+//! - datagram: the kernel hands a reply to *one* socket bound to its identifier, the one
+//!   bound last (`ping_lookup` walks a hash chain that binds add to the head), so the
+//!   send socket takes an identifier, the receive socket binds the same one after it
+//!   (both `SO_REUSEADDR`, which the receive socket then clears, so no other socket can
+//!   join), and ICMP errors about our requests go to the receive socket's error queue
+//!   (`IP_RECVERR` is set there only).
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};
@@ -109,6 +128,19 @@ const TX_STAMP_FLAGS: libc::c_uint = libc::SOF_TIMESTAMPING_TX_SOFTWARE
     | libc::SOF_TIMESTAMPING_SOFTWARE
     | libc::SOF_TIMESTAMPING_OPT_ID
     | libc::SOF_TIMESTAMPING_OPT_TSONLY;
+/// What a socket is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Sends and receives.
+    Single,
+    /// Sends, with transmit stamps; receives nothing.
+    Send,
+    /// Receives the replies to the requests sent with `ident`.
+    Receive { ident: u16 },
+}
+
+/// Classic BPF `ret #k` (`BPF_RET | BPF_K`): with k = 0, drop the packet.
+const BPF_RET_K: u16 = 0x06;
 /// `SOF_TIMESTAMPING_OPT_RX_FILTER` (not in every libc release).
 const OPT_RX_FILTER: libc::c_uint = 1 << 17;
 /// `SO_EE_ORIGIN_TIMESTAMPING`.
@@ -150,7 +182,36 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) ->
 
 impl IcmpSocket {
     /// Opens the socket of `family` in `mode`.
+    /// One socket that both sends and receives (the discovery's probes, read by the
+    /// loop itself). The daemon's pingers use [`IcmpSocket::open_pair`].
     pub fn open(family: Family, mode: SocketMode) -> Result<IcmpSocket, SockError> {
+        Self::open_role(family, mode, Role::Single)
+    }
+
+    /// Opens the two sockets of `family` in `mode`: `(send, receive)` (see the module
+    /// docs). The send socket has the transmit stamps and receives nothing; the receive
+    /// socket has the receive stamps (and, datagram, the ICMP errors); both carry the
+    /// same identifier.
+    pub fn open_pair(
+        family: Family,
+        mode: SocketMode,
+    ) -> Result<(IcmpSocket, IcmpSocket), SockError> {
+        let (domain, proto) = match family {
+            Family::V4 => (Domain::IPV4, Protocol::ICMPV4),
+            Family::V6 => (Domain::IPV6, Protocol::ICMPV6),
+        };
+        let send = Self::open_role(family, mode, Role::Send)?;
+        let ty = match send.kind {
+            Kind::Dgram => Type::DGRAM,
+            Kind::Raw => Type::RAW,
+        };
+        let err = |source| SockError::Setup { family, source };
+        let recv = Socket::new(domain, ty, Some(proto)).map_err(err)?;
+        let recv = Self::setup(recv, family, send.kind, Role::Receive { ident: send.ident })?;
+        Ok((send, recv))
+    }
+
+    fn open_role(family: Family, mode: SocketMode, role: Role) -> Result<IcmpSocket, SockError> {
         let (domain, proto) = match family {
             Family::V4 => (Domain::IPV4, Protocol::ICMPV4),
             Family::V6 => (Domain::IPV6, Protocol::ICMPV6),
@@ -159,13 +220,13 @@ impl IcmpSocket {
         let mut raw_err = "not tried".to_owned();
         if mode != SocketMode::Raw {
             match Socket::new(domain, Type::DGRAM, Some(proto)) {
-                Ok(s) => return Self::setup(s, family, Kind::Dgram),
+                Ok(s) => return Self::setup(s, family, Kind::Dgram, role),
                 Err(e) => dgram_err = e.to_string(),
             }
         }
         if mode != SocketMode::Dgram {
             match Socket::new(domain, Type::RAW, Some(proto)) {
-                Ok(s) => return Self::setup(s, family, Kind::Raw),
+                Ok(s) => return Self::setup(s, family, Kind::Raw, role),
                 Err(e) => raw_err = e.to_string(),
             }
         }
@@ -176,60 +237,108 @@ impl IcmpSocket {
         })
     }
 
-    fn setup(sock: Socket, family: Family, kind: Kind) -> Result<IcmpSocket, SockError> {
+    fn setup(
+        sock: Socket,
+        family: Family,
+        kind: Kind,
+        role: Role,
+    ) -> Result<IcmpSocket, SockError> {
         let err = |source| SockError::Setup { family, source };
         sock.set_nonblocking(true).map_err(err)?;
-        // Room for bursts while the receive thread is descheduled.
+        // Room for bursts while the receive thread is descheduled; on the send socket,
+        // for a round's transmit stamps (they count against the receive buffer) until
+        // the loop reads them.
         let _ = sock.set_recv_buffer_size(1 << 20);
         let fd = sock.as_raw_fd();
         let one: libc::c_int = 1;
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &one).map_err(err)?;
+        if role != Role::Send {
+            setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &one).map_err(err)?;
+        }
         // Kernel transmit stamps: optional (older kernels lack them for ICMP sockets or
         // the RX filter flag); without them the send time is read just before sendto.
-        let tx_stamps = [TX_STAMP_FLAGS | OPT_RX_FILTER, TX_STAMP_FLAGS]
-            .iter()
-            .any(|flags| setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPING, flags).is_ok());
+        let tx_stamps = !matches!(role, Role::Receive { .. })
+            && [TX_STAMP_FLAGS | OPT_RX_FILTER, TX_STAMP_FLAGS]
+                .iter()
+                .any(|flags| {
+                    setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPING, flags).is_ok()
+                });
+        if role == Role::Send {
+            // Every packet dropped before it is queued: the send socket never holds a
+            // reply (its error queue, the stamps, is not filtered).
+            sock.attach_filter(&[socket2::SockFilter::new(BPF_RET_K, 0, 0, 0)])
+                .map_err(err)?;
+        }
         let ident = match kind {
             Kind::Dgram => {
+                let port = match role {
+                    Role::Receive { ident } => ident,
+                    _ => 0,
+                };
+                if role != Role::Single {
+                    // The pair shares the identifier (see the module docs).
+                    sock.set_reuse_address(true).map_err(err)?;
+                }
                 let any: SocketAddr = match family {
-                    Family::V4 => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into(),
-                    Family::V6 => SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0).into(),
+                    Family::V4 => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into(),
+                    Family::V6 => SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0).into(),
                 };
                 sock.bind(&any.into()).map_err(err)?;
-                // ICMP errors about our requests reach datagram sockets only through the
-                // error queue (read with MSG_ERRQUEUE, see `recv_error`).
-                match family {
-                    Family::V4 => setsockopt(fd, libc::SOL_IP, libc::IP_RECVERR, &one),
-                    Family::V6 => setsockopt(fd, libc::SOL_IPV6, libc::IPV6_RECVERR, &one),
+                if role != Role::Send {
+                    // ICMP errors about our requests reach datagram sockets only through
+                    // the error queue (read with MSG_ERRQUEUE, see `recv_error`).
+                    match family {
+                        Family::V4 => setsockopt(fd, libc::SOL_IP, libc::IP_RECVERR, &one),
+                        Family::V6 => setsockopt(fd, libc::SOL_IPV6, libc::IPV6_RECVERR, &one),
+                    }
+                    .map_err(err)?;
                 }
-                .map_err(err)?;
+                if matches!(role, Role::Receive { .. }) {
+                    // No third socket may bind the identifier (and take our replies).
+                    sock.set_reuse_address(false).map_err(err)?;
+                }
                 let local = sock.local_addr().map_err(err)?;
-                local.as_socket().map_or(0, |a| a.port())
+                let bound = local.as_socket().map_or(0, |a| a.port());
+                if port != 0 && bound != port {
+                    return Err(err(io::Error::other(format!(
+                        "the receive socket got identifier {bound}, not the send socket's {port}"
+                    ))));
+                }
+                bound
             }
             Kind::Raw => {
+                let block_all = role == Role::Send;
                 match family {
                     Family::V4 => {
                         // ICMP_FILTER (SOL_RAW, 1): a set bit blocks that type.
-                        let pass = (1u32 << icmp::V4_ECHO_REPLY)
-                            | (1u32 << icmp::V4_DEST_UNREACH)
-                            | (1u32 << icmp::V4_TIME_EXCEEDED);
+                        let pass = if block_all {
+                            0
+                        } else {
+                            (1u32 << icmp::V4_ECHO_REPLY)
+                                | (1u32 << icmp::V4_DEST_UNREACH)
+                                | (1u32 << icmp::V4_TIME_EXCEEDED)
+                        };
                         let _ = setsockopt(fd, libc::SOL_RAW, 1, &!pass);
                     }
                     Family::V6 => {
                         // ICMP6_FILTER: struct icmp6_filter { u32 data[8] }, set bit = block.
                         let mut filt = [u32::MAX; 8];
-                        for t in [
-                            icmp::V6_ECHO_REPLY,
-                            icmp::V6_DEST_UNREACH,
-                            icmp::V6_PACKET_TOO_BIG,
-                            icmp::V6_TIME_EXCEEDED,
-                        ] {
-                            filt[usize::from(t >> 5)] &= !(1u32 << (t & 31));
+                        if !block_all {
+                            for t in [
+                                icmp::V6_ECHO_REPLY,
+                                icmp::V6_DEST_UNREACH,
+                                icmp::V6_PACKET_TOO_BIG,
+                                icmp::V6_TIME_EXCEEDED,
+                            ] {
+                                filt[usize::from(t >> 5)] &= !(1u32 << (t & 31));
+                            }
                         }
                         let _ = setsockopt(fd, libc::IPPROTO_ICMPV6, 1, &filt);
                     }
                 }
-                raw_ident()
+                match role {
+                    Role::Receive { ident } => ident,
+                    _ => raw_ident(),
+                }
             }
         };
         Ok(IcmpSocket {

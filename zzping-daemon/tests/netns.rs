@@ -636,3 +636,82 @@ fn five_thousand_pings_per_second() {
          late\n{stderr}"
     );
 }
+
+/// The daemon's socket pair (zzping-daemon/src/sock.rs, "Two sockets per family"): a
+/// request sent on the send socket is answered on the receive socket only, the send
+/// socket holds no reply and has the request's transmit stamp on its error queue, and
+/// the receive socket has none (its `poll` is not woken by sends). Both kinds, both
+/// families, on loopback in a fresh namespace; each wait bounded.
+#[test]
+fn a_socket_pair_receives_on_one_and_stamps_on_the_other() {
+    use std::net::IpAddr;
+    use std::os::fd::AsRawFd;
+    use zzping_daemon::icmp::{self, Family, Message};
+    use zzping_daemon::sock::{IcmpSocket, Kind, SocketMode};
+
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    zzping_testkit::netns::enter();
+    // Datagram ICMP for our group, in this namespace only.
+    std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")
+        .expect("allow datagram ICMP in the test's namespace");
+    let readable = |fd: i32, ms: i32| {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, ms) > 0 }
+    };
+    for mode in [SocketMode::Raw, SocketMode::Dgram] {
+        for (family, dst) in [
+            (Family::V4, IpAddr::from([127, 0, 0, 1])),
+            (Family::V6, IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+        ] {
+            let what = format!("{mode:?} {family:?}");
+            let (send, recv) = IcmpSocket::open_pair(family, mode).expect(&what);
+            let kind = if mode == SocketMode::Raw {
+                Kind::Raw
+            } else {
+                Kind::Dgram
+            };
+            assert_eq!((send.kind(), recv.kind()), (kind, kind), "{what}");
+            assert_eq!(send.ident(), recv.ident(), "{what}: one identifier");
+            assert!(send.tx_stamps(), "{what}: this kernel stamps sends");
+            assert!(!recv.tx_stamps(), "{what}: no stamps on the receive socket");
+            let mut packet = [0u8; icmp::PACKET_LEN];
+            icmp::emit_echo_request(family, &mut packet, send.ident(), 7, 0xfeed).unwrap();
+            send.send_to(&packet, dst).expect(&what);
+            assert!(
+                readable(recv.as_raw_fd(), 2_000),
+                "{what}: no reply on the receive socket within 2 s"
+            );
+            let mut buf = [0u8; 2048];
+            let d = recv.recv(&mut buf).expect(&what).expect("a datagram");
+            assert_eq!(d.src, dst, "{what}");
+            let msg = icmp::parse(family, &buf[d.start..d.end]).expect(&what);
+            assert!(
+                matches!(msg, Message::EchoReply { ident, seq: 7, .. } if ident == send.ident()),
+                "{what}: {msg:?}"
+            );
+            assert!(d.kernel_real_ns.is_some(), "{what}: receive stamp");
+            // The reply reached the receive socket, so it was delivered to every socket
+            // that takes it by now: none on the send socket.
+            assert_eq!(
+                send.recv(&mut buf).expect(&what),
+                None,
+                "{what}: send socket"
+            );
+            let stamp = send.recv_error(&mut buf).expect(&what);
+            assert!(
+                matches!(stamp, Some((Message::TxStamp { key: 0 }, Some(_)))),
+                "{what}: transmit stamp {stamp:?}"
+            );
+            assert_eq!(recv.recv_error(&mut buf).expect(&what), None, "{what}");
+            assert!(
+                !readable(recv.as_raw_fd(), 0),
+                "{what}: receive socket idle"
+            );
+        }
+    }
+}

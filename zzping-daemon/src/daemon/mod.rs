@@ -161,6 +161,8 @@ struct Daemon {
     replies: Vec<Reply>,
     /// The echo request being sent (reused).
     packet: [u8; icmp::PACKET_LEN],
+    /// Messages of the send sockets' error queues (reused; stamps carry no payload).
+    stamp_buf: [u8; 512],
     /// Queue drops already reported.
     queue_drops_seen: u64,
     /// Lines of the last status table (to redraw it in place on a TTY).
@@ -293,6 +295,9 @@ impl Daemon {
         };
         self.replies.clear();
         self.queue.drain_into(&mut self.replies);
+        // The stamps of these replies' requests were queued before the replies arrived:
+        // read them first, so each reply finds its kernel send time.
+        self.read_tx_stamps(now);
         for r in &self.replies {
             self.engine.on_reply(r, &mut self.outputs);
         }

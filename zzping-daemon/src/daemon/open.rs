@@ -38,19 +38,25 @@ fn engine_config(cfg: &Config) -> EngineConfig {
     }
 }
 
+/// The ICMP sockets of both families: each family's send socket (by family index) and
+/// the receive sockets (see `sock.rs`, "Two sockets per family").
+type Sockets = ([Option<Arc<IcmpSocket>>; 2], Vec<Arc<IcmpSocket>>);
+
 /// Opens the sockets of both families. Fails only when neither opens.
-fn open_sockets(cfg: &Config) -> Result<[Option<Arc<IcmpSocket>>; 2]> {
+fn open_sockets(cfg: &Config) -> Result<Sockets> {
     let mut socks = [None, None];
+    let mut recv = Vec::new();
     let mut errors = Vec::new();
     for fam in [Family::V4, Family::V6] {
-        match IcmpSocket::open(fam, cfg.socket) {
-            Ok(s) => {
+        match IcmpSocket::open_pair(fam, cfg.socket) {
+            Ok((s, r)) => {
                 info!(
                     "{fam:?}: {:?} ICMP socket, identifier {}",
                     s.kind(),
                     s.ident()
                 );
                 socks[fam.index()] = Some(Arc::new(s));
+                recv.push(Arc::new(r));
             }
             Err(e) => errors.push(e),
         }
@@ -77,7 +83,7 @@ fn open_sockets(cfg: &Config) -> Result<[Option<Arc<IcmpSocket>>; 2]> {
             );
         }
     }
-    Ok(socks)
+    Ok((socks, recv))
 }
 
 /// Opens the live-stream socket, if `live` is not `off`.
@@ -141,7 +147,7 @@ impl Daemon {
         sys::set_timer_slack_ns(1);
         // Block the signals before any thread exists, so only the signalfd sees them.
         let signals = SignalFd::new().context("creating the signalfd")?;
-        let sockets = open_sockets(&cfg)?;
+        let (sockets, recv_sockets) = open_sockets(&cfg)?;
         // The discovery's probe sockets: while raw sockets can still be opened.
         let prober = if cfg.discover {
             super::discover::open_prober(cfg.socket)
@@ -170,7 +176,6 @@ impl Daemon {
         let live = open_live(&cfg, poll.registry())?;
         let metrics = open_metrics(&cfg, poll.registry(), &sockets, now)?;
         let queue = Arc::new(ReplyQueue::new(QUEUE_CAPACITY));
-        let recv_sockets: Vec<Arc<IcmpSocket>> = sockets.iter().flatten().cloned().collect();
         let receiver = Receiver::spawn(recv_sockets.clone(), queue.clone(), waker.clone(), false)
             .context("starting the receive thread")?;
 
@@ -217,6 +222,7 @@ impl Daemon {
             suspend: clock::SuspendWatch::new(),
             duration_reached: false,
             packet: [0u8; icmp::PACKET_LEN],
+            stamp_buf: [0u8; 512],
             queue_drops_seen: 0,
             status_lines: 0,
             flush_retry_ns: 0,

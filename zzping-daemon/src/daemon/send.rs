@@ -4,6 +4,14 @@
 //! reading just before `sendto` is the request's send time (unless the kernel's transmit
 //! stamp replaces it), and the reading just after bounds where that stamp may fall.
 //!
+//! The kernel's transmit stamps are read here too, from each send socket's error queue
+//! (`sock.rs`, "Two sockets per family"): right after the sends (every
+//! [`STAMPS_READ_EVERY`] sends in a large round, so they never fill the socket's buffer),
+//! and at every wakeup before the replies are handed to the engine, so a reply finds its
+//! request's stamp already applied (the stamp is queued when the packet leaves, before
+//! any reply can arrive). A stamp not there yet when its reply is handed over leaves the
+//! user-space send time (counted: `rtt_user_send`).
+//!
 //! A failed `sendto` is tried once more at once: an ICMP error the kernel queued for an
 //! earlier request can leave a pending socket error (`sk_err`) that the next `sendto`
 //! returns instead of sending (raw sockets for every hard ICMP error; datagram sockets
@@ -14,10 +22,14 @@
 use tracing::{info, warn};
 
 use crate::clock::{self, Now};
-use crate::engine::SendOutcome;
-use crate::icmp::{self, ErrorKind};
+use crate::engine::{Reply, RxStamp, SendOutcome};
+use crate::icmp::{self, ErrorKind, Message};
 
 use super::Daemon;
+
+/// In a round of many sends, the transmit stamps are read after this many (each takes
+/// about a kilobyte of the send socket's buffer until read).
+pub(super) const STAMPS_READ_EVERY: u32 = 64;
 
 impl Daemon {
     /// Sends every request due at `now` (nothing once stopping) and commits each with its
@@ -26,7 +38,16 @@ impl Daemon {
         if self.stop.is_stopping() {
             return;
         }
+        let mut unread_stamps = 0u32;
+        let mut sent_any = false;
         while let Some(p) = self.engine.poll_send(now) {
+            if !sent_any {
+                self.queue.note_round_start(now);
+            }
+            if unread_stamps >= STAMPS_READ_EVERY {
+                self.read_tx_stamps(now);
+                unread_stamps = 0;
+            }
             let sock = self.sockets[p.family.index()].as_deref();
             let mut err = None;
             let tx;
@@ -72,6 +93,12 @@ impl Daemon {
             }
             let ok = err.is_none() && sock.is_some() && p.sendable;
             let stamps = ok && sock.is_some_and(|s| s.tx_stamps());
+            if ok {
+                // The receive thread learns that a reply is awaited.
+                self.queue.note_sent(1);
+                sent_any = true;
+            }
+            unread_stamps += u32::from(stamps);
             let sent = match &err {
                 Some(e) => Err(icmp::local_error_kind(e.raw_os_error().unwrap_or(0), false)),
                 None if ok => Ok(()),
@@ -100,6 +127,43 @@ impl Daemon {
                     info!("{label}: sending works again after {recovered_after} errors");
                 }
                 _ => {}
+            }
+        }
+        if unread_stamps > 0 {
+            self.read_tx_stamps(now);
+        }
+        if sent_any {
+            // The receive thread sleeps until the next round's replies are due.
+            let next = self.engine.next_send_ns().unwrap_or(0);
+            self.queue
+                .note_round_end(next, next.saturating_sub(now.mono_ns));
+        }
+    }
+
+    /// Hands every message queued on the send sockets' error queues (the kernel's
+    /// transmit stamps) to the engine. Never blocks.
+    pub(super) fn read_tx_stamps(&mut self, now: Now) {
+        for s in self.sockets.iter().flatten() {
+            if !s.tx_stamps() {
+                continue;
+            }
+            // Stamps carry no payload (`OPT_TSONLY`); the buffer is for anything else.
+            while let Ok(Some((msg, kernel_real_ns))) = s.recv_error(&mut self.stamp_buf) {
+                let src = match msg {
+                    Message::TxStamp { .. } => s.family().unspecified(),
+                    Message::Error { orig_dst, .. } => orig_dst,
+                    _ => continue,
+                };
+                let r = Reply {
+                    family: s.family(),
+                    src,
+                    msg,
+                    kernel_real_ns,
+                    rx_stamp: RxStamp::Kernel,
+                    batched: false,
+                    user: now,
+                };
+                self.engine.on_reply(&r, &mut self.outputs);
             }
         }
     }

@@ -509,6 +509,11 @@ impl Engine {
         (anchor + k * interval).clamp(i128::from(now.mono_ns), i128::from(u64::MAX)) as u64
     }
 
+    /// Monotonic time of the next scheduled send (`None`: no host).
+    pub fn next_send_ns(&self) -> Option<u64> {
+        self.schedule.peek().map(|Reverse((t, _, _))| *t)
+    }
+
     /// Monotonic time of the next thing the engine must do (a send, an expiry, or a frame
     /// rotation), given the current clocks.
     pub fn next_deadline(&self, now: Now) -> u64 {
