@@ -246,6 +246,26 @@ fn route_change_re_points_the_gateway_and_the_isp_edge() {
             "{label}: a segment without replies {s:?}"
         );
     }
+    // Each move is a context event, in order.
+    let events =
+        zzping_lib::events::read_range(&[zzping_lib::events::events_dir(&data)], 0, u64::MAX);
+    let moved: Vec<String> = events
+        .events
+        .iter()
+        .filter(|e| {
+            e.kind == zzping_lib::events::EventKind::HostMoved
+                && e.host.as_deref() == Some("gateway")
+        })
+        .map(|e| e.describe())
+        .collect();
+    assert_eq!(
+        moved,
+        [
+            "host gateway now at 198.18.1.254 (was 198.18.0.254)",
+            "host gateway now at 198.18.0.254 (was 198.18.1.254)"
+        ],
+        "{log}"
+    );
     // Three discoveries per family (start, each route change), two probes each.
     let (v4, v6) = probes(&truth);
     assert_eq!(v4, [1, 2, 1, 2, 1, 2], "IPv4 probes\n{log}");

@@ -587,6 +587,20 @@ fn names_are_resolved_and_re_resolved() {
         ["127.0.0.5", "127.0.0.6"],
         "{log}"
     );
+    // The move is a context event: the host, where it went, where it was.
+    let events =
+        zzping_lib::events::read_range(&[zzping_lib::events::events_dir(&data)], 0, u64::MAX);
+    let moved: Vec<_> = events
+        .events
+        .iter()
+        .filter(|e| e.kind == zzping_lib::events::EventKind::HostMoved)
+        .map(|e| e.describe())
+        .collect();
+    assert_eq!(
+        moved,
+        ["host zz-test-host now at 127.0.0.6 (was 127.0.0.5)"],
+        "{log}"
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Context-event marks on the time axis: what happened on the pinging machine (a link or
-//! its carrier lost, a default route moved, an address changed, a suspend, a clock step,
-//! the daemon started, stopped or reloaded), read from the data directory's event files
+//! its carrier lost, a default route moved, an address changed, a pinged host moved to
+//! another address, a suspend, a clock step, the daemon started, stopped or reloaded), read from the data directory's event files
 //! ([`zzping_lib::events`]), drawn under the lanes ([`crate::canvas::EventsCanvas`]) with a
 //! hover text ("wlan0 down 3.2 s", "default route via 198.18.1.254 on zzsim1",
 //! "suspended 41 min").
@@ -13,7 +13,7 @@ use zzping_lib::events::{ContextEvent, EventKind};
 pub const LINK_MARK: Color = Color::from_rgb(0.98, 0.55, 0.20);
 /// A link or carrier back without a loss before it in the data.
 pub const LINK_BACK_MARK: Color = Color::from_rgb(0.40, 0.85, 0.45);
-/// A default route or address change.
+/// A default route or address change, or a pinged host at another address.
 pub const ROUTE_MARK: Color = Color::from_rgb(0.35, 0.75, 0.95);
 /// A suspend.
 pub const SUSPEND_MARK: Color = Color::from_rgb(0.68, 0.48, 0.98);
@@ -117,7 +117,7 @@ pub fn marks(events: &[ContextEvent]) -> Vec<Mark> {
                     format!("default route{fam}{via}{on}{removed}"),
                 ));
             }
-            EventKind::AddressAdded | EventKind::AddressRemoved => {
+            EventKind::AddressAdded | EventKind::AddressRemoved | EventKind::HostMoved => {
                 out.push(instant(ROUTE_MARK, ev.describe()));
             }
             EventKind::Suspend => {

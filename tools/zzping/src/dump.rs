@@ -164,6 +164,8 @@ fn dump_events(
         key("step_us", e.step_us.map(|d| d.to_string()));
         key("reason", e.reason.as_ref().map(|r| format!("{r:?}")));
         key("applied", e.applied.as_ref().map(|r| format!("{r:?}")));
+        key("host", e.host.as_ref().map(|r| format!("{r:?}")));
+        key("previous", e.previous.map(|p| p.to_string()));
         let keys = if keys.is_empty() {
             String::new()
         } else {

@@ -38,9 +38,10 @@ pub enum Format {
 ///
 /// With --events, one row per context event of the data directory instead (what the
 /// daemon recorded in `<data_dir>/@events`: link and carrier changes, default routes,
-/// addresses, suspends, clock steps, daemon start, stop and reloads; docs/format.md §10),
-/// in time order. Columns: time, t_us, kind, interface, family, gateway, address,
-/// prefix_len, removed, duration_us, step_us, reason, applied, text (the event in words);
+/// addresses, suspends, clock steps, daemon start, stop and reloads, hosts that moved;
+/// docs/format.md §10), in time order. Columns: time, t_us, kind, interface, family,
+/// gateway, address, prefix_len, removed, duration_us, step_us, reason, applied, host,
+/// previous, text (the event in words);
 /// keys a kind does not have are empty (CSV) or absent (JSONL).
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -71,7 +72,7 @@ pub struct Args {
 }
 
 /// CSV column names of `--events`.
-pub const EVENT_COLUMNS: [&str; 14] = [
+pub const EVENT_COLUMNS: [&str; 16] = [
     "time",
     "t_us",
     "kind",
@@ -85,6 +86,8 @@ pub const EVENT_COLUMNS: [&str; 14] = [
     "step_us",
     "reason",
     "applied",
+    "host",
+    "previous",
     "text",
 ];
 
@@ -140,6 +143,8 @@ fn export_events(
                     opt(e.step_us.map(|d| d.to_string())),
                     opt(e.reason.clone()),
                     opt(e.applied.clone()),
+                    opt(e.host.clone()),
+                    opt(e.previous.map(|p| p.to_string())),
                     e.describe(),
                 ])?;
             }

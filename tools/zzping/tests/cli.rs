@@ -1431,6 +1431,12 @@ fn export_and_dump_the_context_events() {
         // Recorded at resume, it began earlier.
         ContextEvent::suspend(T0 + 500_000, 2_000_000),
         ContextEvent::reload(T0 + 3_000_000, "rate 10 -> 20"),
+        ContextEvent::host_moved(
+            T0 + 4_000_000,
+            "cdn",
+            "198.18.0.9".parse().unwrap(),
+            Some(gw),
+        ),
         ContextEvent::daemon_stop(T0 + 9_000_000, "signal 15"),
     ] {
         w.append(&ev, T0);
@@ -1459,11 +1465,12 @@ fn export_and_dump_the_context_events() {
     assert_eq!(
         lines,
         [
-            "time,t_us,kind,interface,family,gateway,address,prefix_len,removed,duration_us,step_us,reason,applied,text",
-            "2021-01-01T08:00:00.000000Z,1609488000000000,daemon_start,,,,,,,,,,,daemon started",
-            "2021-01-01T08:00:00.500000Z,1609488000500000,suspend,,,,,,,2000000,,,,suspended 2.000 s",
-            "2021-01-01T08:00:01.000000Z,1609488001000000,route_change,wlan0,4,198.18.0.1,,,,,,,,default route (IPv4) via 198.18.0.1 on wlan0",
-            "2021-01-01T08:00:03.000000Z,1609488003000000,reload,,,,,,,,,,rate 10 -> 20,configuration reloaded (rate 10 -> 20)",
+            "time,t_us,kind,interface,family,gateway,address,prefix_len,removed,duration_us,step_us,reason,applied,host,previous,text",
+            "2021-01-01T08:00:00.000000Z,1609488000000000,daemon_start,,,,,,,,,,,,,daemon started",
+            "2021-01-01T08:00:00.500000Z,1609488000500000,suspend,,,,,,,2000000,,,,,,suspended 2.000 s",
+            "2021-01-01T08:00:01.000000Z,1609488001000000,route_change,wlan0,4,198.18.0.1,,,,,,,,,,default route (IPv4) via 198.18.0.1 on wlan0",
+            "2021-01-01T08:00:03.000000Z,1609488003000000,reload,,,,,,,,,,rate 10 -> 20,,,configuration reloaded (rate 10 -> 20)",
+            "2021-01-01T08:00:04.000000Z,1609488004000000,host_moved,,,,198.18.0.9,,,,,,,cdn,198.18.0.1,host cdn now at 198.18.0.9 (was 198.18.0.1)",
         ]
     );
     let jsonl = ok(zz(&["export", "--events", "--format", "jsonl", s(&data)]));
@@ -1471,12 +1478,14 @@ fn export_and_dump_the_context_events() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(rows.len(), 5);
+    assert_eq!(rows.len(), 6);
     assert_eq!(rows[2]["kind"], "route_change");
     assert_eq!(rows[2]["gateway"], "198.18.0.1");
     assert_eq!(rows[2]["family"], 4);
-    assert_eq!(rows[4]["reason"], "signal 15");
-    assert_eq!(rows[4]["time"], "2021-01-01T08:00:09.000000Z");
+    assert_eq!(rows[4]["host"], "cdn");
+    assert_eq!(rows[4]["previous"], "198.18.0.1");
+    assert_eq!(rows[5]["reason"], "signal 15");
+    assert_eq!(rows[5]["time"], "2021-01-01T08:00:09.000000Z");
     assert!(rows[0].get("interface").is_none(), "{}", rows[0]);
     // --host has no meaning for machine-wide events.
     assert!(
@@ -1497,7 +1506,11 @@ fn export_and_dump_the_context_events() {
         out.contains("event daemon_stop reason=\"signal 15\": daemon stopped (signal 15)"),
         "{out}"
     );
-    assert_eq!(out.lines().count(), 5, "{out}");
+    assert!(
+        out.contains("event host_moved address=198.18.0.9 host=\"cdn\" previous=198.18.0.1: host cdn now at 198.18.0.9 (was 198.18.0.1)"),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 6, "{out}");
 
     // verify checks it too, beside the hosts: the torn tail is a problem, named with its
     // offset.
@@ -1507,7 +1520,7 @@ fn export_and_dump_the_context_events() {
     let out = stdout(&v);
     let len = std::fs::metadata(&file).unwrap().len();
     assert!(
-        out.contains(&format!("PROBLEM {}: 5 events", file.display())),
+        out.contains(&format!("PROBLEM {}: 6 events", file.display())),
         "{out}"
     );
     assert!(

@@ -170,11 +170,17 @@ impl Outputs {
     }
 
     /// A host's address changed: its files start a segment with it, the live stream and
-    /// the exporter show it.
+    /// the exporter show it, and a `host_moved` context event says so.
     pub(super) fn re_point(&mut self, id: HostId, label: &str, addr: IpAddr, name: Option<String>) {
+        let mut previous = None;
         if let Some(h) = self.hosts.get_mut(&id) {
+            previous = Some(h.address);
             h.address = addr;
             h.name.clone_from(&name);
+        }
+        if previous != Some(addr) {
+            let now = self.now.real_us();
+            self.record(ContextEvent::host_moved(now, label, addr, previous));
         }
         if let Some(w) = self.writers.get_mut(&id)
             && let Err(e) = w.set_address(addr)

@@ -108,13 +108,18 @@ pub enum EventKind {
     DaemonStop,
     /// `reload`: the configuration was read again (`applied`: what changed).
     Reload,
+    /// `host_moved`: a pinged host got another address (`host`: its label, `address`,
+    /// `previous`): its name resolves elsewhere now (a CDN, anycast, a renumbered
+    /// device), or a discovered host (the gateway, the ISP's edge) was found at another.
+    /// Its lane goes on under its label; its RTTs may change level there.
+    HostMoved,
     /// A kind this reader does not know (written by a newer version): kept by name.
     Other(String),
 }
 
 impl EventKind {
     /// Every known kind.
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::LinkDown,
         EventKind::LinkUp,
         EventKind::CarrierOff,
@@ -127,6 +132,7 @@ impl EventKind {
         EventKind::DaemonStart,
         EventKind::DaemonStop,
         EventKind::Reload,
+        EventKind::HostMoved,
     ];
 
     /// The kind's name on disk: `link_down`, `route_change`...
@@ -144,6 +150,7 @@ impl EventKind {
             EventKind::DaemonStart => "daemon_start",
             EventKind::DaemonStop => "daemon_stop",
             EventKind::Reload => "reload",
+            EventKind::HostMoved => "host_moved",
             EventKind::Other(s) => s,
         }
     }
@@ -186,6 +193,7 @@ impl Serialize for EventKind {
 /// | `daemon_start` | (none) |
 /// | `daemon_stop` | `reason` |
 /// | `reload` | `applied` |
+/// | `host_moved` | `host`, `address`, `previous` |
 ///
 /// Built with the constructors ([`ContextEvent::link`], [`ContextEvent::route`]...),
 /// which set exactly the keys of their kind.
@@ -225,6 +233,12 @@ pub struct ContextEvent {
     /// What a reload applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied: Option<String>,
+    /// The label of the host that moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The address the host had before it moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<IpAddr>,
 }
 
 /// Keys every known kind needs (a known kind without them is invalid on read).
@@ -239,6 +253,7 @@ fn required_keys(kind: &EventKind) -> &'static [&'static str] {
         EventKind::ClockStep => &["step_us"],
         EventKind::DaemonStop => &["reason"],
         EventKind::Reload => &["applied"],
+        EventKind::HostMoved => &["host", "address"],
         EventKind::DaemonStart | EventKind::Other(_) => &[],
     }
 }
@@ -259,6 +274,8 @@ impl ContextEvent {
             step_us: None,
             reason: None,
             applied: None,
+            host: None,
+            previous: None,
         }
     }
 
@@ -341,6 +358,16 @@ impl ContextEvent {
         }
     }
 
+    /// Host `host` is pinged at `address` from now on (it was at `previous`, if known).
+    pub fn host_moved(t_us: u64, host: &str, address: IpAddr, previous: Option<IpAddr>) -> Self {
+        Self {
+            host: Some(host.to_owned()),
+            address: Some(address),
+            previous,
+            ..Self::new(t_us, EventKind::HostMoved)
+        }
+    }
+
     /// When the event's span ends: `t_us + duration_us` (a suspend), else `t_us`.
     pub fn end_us(&self) -> u64 {
         self.t_us.saturating_add(self.duration_us.unwrap_or(0))
@@ -405,6 +432,20 @@ impl ContextEvent {
                 "configuration reloaded ({})",
                 self.applied.as_deref().unwrap_or("?")
             ),
+            EventKind::HostMoved => {
+                let to = self
+                    .address
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "?".into());
+                let was = self
+                    .previous
+                    .map(|p| format!(" (was {p})"))
+                    .unwrap_or_default();
+                format!(
+                    "host {} now at {to}{was}",
+                    self.host.as_deref().unwrap_or("?")
+                )
+            }
             EventKind::Other(k) => format!("{k}{on}"),
         }
     }
@@ -423,7 +464,9 @@ impl ContextEvent {
             + u32::from(self.duration_us.is_some())
             + u32::from(self.step_us.is_some())
             + u32::from(self.reason.is_some())
-            + u32::from(self.applied.is_some());
+            + u32::from(self.applied.is_some())
+            + u32::from(self.host.is_some())
+            + u32::from(self.previous.is_some());
         // Writing into a Vec cannot fail.
         let _ = e::write_map_len(out, n);
         let _ = e::write_str(out, "t_us");
@@ -469,6 +512,14 @@ impl ContextEvent {
         if let Some(v) = &self.applied {
             let _ = e::write_str(out, "applied");
             let _ = e::write_str(out, v);
+        }
+        if let Some(v) = &self.host {
+            let _ = e::write_str(out, "host");
+            let _ = e::write_str(out, v);
+        }
+        if let Some(v) = self.previous {
+            let _ = e::write_str(out, "previous");
+            let _ = e::write_str(out, &v.to_string());
         }
     }
 
@@ -522,6 +573,14 @@ impl ContextEvent {
                 "step_us" => ev.step_us = Some(c.i64()?),
                 "reason" => ev.reason = Some(c.str()?.to_owned()),
                 "applied" => ev.applied = Some(c.str()?.to_owned()),
+                "host" => ev.host = Some(c.str()?.to_owned()),
+                "previous" => {
+                    ev.previous = Some(
+                        c.str()?
+                            .parse()
+                            .map_err(|_| bad("previous: not an IP address"))?,
+                    )
+                }
                 _ => {
                     c.skip(8)?;
                     continue;
@@ -541,13 +600,15 @@ impl ContextEvent {
         if let Some(k) = required_keys(&kind).iter().find(|k| !seen.contains(k)) {
             return Err(msgpack::Error::Invalid {
                 offset: 0,
-                what: match *k {
-                    "interface" => "this kind of event needs an interface",
-                    "family" => "a route_change needs a family",
-                    "address" => "an address event needs an address",
-                    "duration_us" => "a suspend needs duration_us",
-                    "step_us" => "a clock_step needs step_us",
-                    "reason" => "a daemon_stop needs a reason",
+                what: match (&kind, *k) {
+                    (_, "interface") => "this kind of event needs an interface",
+                    (_, "family") => "a route_change needs a family",
+                    (EventKind::HostMoved, "host") => "a host_moved needs host",
+                    (EventKind::HostMoved, _) => "a host_moved needs address",
+                    (_, "address") => "an address event needs an address",
+                    (_, "duration_us") => "a suspend needs duration_us",
+                    (_, "step_us") => "a clock_step needs step_us",
+                    (_, "reason") => "a daemon_stop needs a reason",
                     _ => "a reload needs applied",
                 },
             });

@@ -33,6 +33,13 @@ fn every_kind(t: u64) -> Vec<ContextEvent> {
         ContextEvent::reload(t + 11, "hosts, rate 10 -> 20"),
         ContextEvent::daemon_stop(t + 12, "signal 15"),
         ContextEvent::new(t + 13, EventKind::Other("roam".into())),
+        ContextEvent::host_moved(
+            t + 14,
+            "cdn",
+            "2001:db8::7".parse().unwrap(),
+            Some("198.18.0.7".parse().unwrap()),
+        ),
+        ContextEvent::host_moved(t + 15, "printer", "198.18.0.8".parse().unwrap(), None),
     ]
 }
 
@@ -87,6 +94,7 @@ fn a_known_kind_without_its_keys_or_with_bad_values_is_invalid() {
         EventKind::ClockStep,
         EventKind::DaemonStop,
         EventKind::Reload,
+        EventKind::HostMoved,
     ] {
         let e = ContextEvent::decode(&bare(k.clone())).unwrap_err();
         assert!(matches!(e, msgpack::Error::Invalid { .. }), "{k:?}: {e}");
@@ -94,6 +102,24 @@ fn a_known_kind_without_its_keys_or_with_bad_values_is_invalid() {
     let mut r = ContextEvent::route(1, 4, None, None, false);
     r.family = Some(5);
     assert!(ContextEvent::decode(&enc(&r)).is_err());
+    // A host_moved names its host, not only where it went.
+    let mut m = ContextEvent::host_moved(1, "cdn", "198.18.0.7".parse().unwrap(), None);
+    m.host = None;
+    assert_eq!(
+        ContextEvent::decode(&enc(&m)),
+        Err(msgpack::Error::Invalid {
+            offset: 0,
+            what: "a host_moved needs host"
+        })
+    );
+    assert_eq!(
+        every_kind(DAY0).last().unwrap().describe(),
+        "host printer now at 198.18.0.8"
+    );
+    assert_eq!(
+        every_kind(DAY0)[14].describe(),
+        "host cdn now at 2001:db8::7 (was 198.18.0.7)"
+    );
     // Truncated anywhere: truncated, never a panic or a wrong event.
     let b = enc(&every_kind(DAY0)[5]);
     for n in 0..b.len() {
@@ -173,6 +199,8 @@ fn the_writer_writes_day_files_with_a_header_per_writer_and_the_reader_reads_the
             "reload",
             "daemon_stop",
             "roam",
+            "host_moved",
+            "host_moved",
             "daemon_stop",
             "daemon_start"
         ]
