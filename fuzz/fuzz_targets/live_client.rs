@@ -1,13 +1,14 @@
 //! The live-stream client of an established subscription fed arbitrary datagrams from
 //! the server's address: never panics, and what it delivers is consistent (frames only
 //! of hosts announced earlier in the event stream and not removed since, codes within
-//! their quantizer).
+//! their quantizer, context events that survive a round trip through their encoding).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
 use zzping_fuzz::live::{Session, server_addr};
 use zzping_fuzz::pieces;
+use zzping_lib::events::ContextEvent;
 use zzping_lib::live::LiveEvent;
 use zzping_lib::quantizer::Quantizer;
 
@@ -42,6 +43,12 @@ fuzz_target!(|data: &[u8]| {
                     let limit = known.get(&host).expect("frames only of announced hosts");
                     assert!(frame.codes.is_sorted());
                     assert!(frame.codes.last().is_none_or(|c| c < limit));
+                }
+                LiveEvent::Context { event } => {
+                    let mut b = Vec::new();
+                    event.encode(&mut b);
+                    let back = ContextEvent::decode(&b).expect("a delivered event re-encodes");
+                    assert_eq!(back, (event, b.len()));
                 }
                 _ => {}
             }

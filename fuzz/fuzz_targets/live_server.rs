@@ -1,11 +1,11 @@
 //! The live-stream server fed arbitrary datagrams from a subscribed viewer's address and
-//! from strangers, with frames flowing and prefill served: never panics, and never
+//! from strangers, with frames and context events flowing and prefill served: never panics, and never
 //! answers a stranger with more bytes than it sent (no amplification).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
-use zzping_fuzz::live::{Session, client_addr, frame};
+use zzping_fuzz::live::{Session, client_addr, context_event, frame};
 use zzping_fuzz::pieces;
 use zzping_lib::live::{NoHistory, RECV_BUFFER};
 
@@ -24,6 +24,10 @@ fuzz_target!(|data: &[u8]| {
         s.server.on_datagram(src, &d, s.now);
         let f = frame(1 + (i % 2) as u32, s.now - 200_000);
         s.server.on_frame(1 + (i % 2) as u32, &f, s.now);
+        if i % 8 == 5 {
+            let e = context_event(i as u64 / 8, s.now - 100_000);
+            s.server.on_event(&e, s.now);
+        }
         // Prefill asked for by any datagram is served in history slices.
         for _ in 0..4 {
             if !s.server.history_pending() {

@@ -101,6 +101,7 @@ pub mod live {
     //! carry placeholders ([`TOKEN`], [`CLIENT_ID`]) that [`Session::patch`] replaces.
 
     use std::net::{IpAddr, SocketAddr};
+    use zzping_lib::events::{ContextEvent, EventKind};
     use zzping_lib::frame::{ErrorKind, Frame};
     use zzping_lib::live::{
         ClientConfig, HostMeta, LiveClient, LiveConfig, LiveServer, NoHistory, RECV_BUFFER,
@@ -132,6 +133,22 @@ pub mod live {
             name: None,
             period_us: 100_000,
             precision: 0.01,
+        }
+    }
+
+    /// The `k`-th of a few context events of every shape, at `t_us`.
+    pub fn context_event(k: u64, t_us: u64) -> ContextEvent {
+        match k % 4 {
+            0 => ContextEvent::link(t_us, EventKind::LinkDown, "wlan0"),
+            1 => ContextEvent::route(
+                t_us,
+                6,
+                Some(IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1])),
+                Some("wlan0"),
+                false,
+            ),
+            2 => ContextEvent::suspend(t_us, 12_300_000),
+            _ => ContextEvent::reload(t_us, "hosts"),
         }
     }
 
@@ -202,6 +219,8 @@ pub mod live {
                 let f = frame(1, T0 - 1_000_000 + k * 100_000);
                 s.server.on_frame(1, &f, s.now);
             }
+            // A context event for the prefill (when one is asked for).
+            s.server.on_event(&context_event(0, T0 - 500_000), s.now);
             for _ in 0..4 {
                 while s.client.poll_transmit(s.now, &mut s.tx) {
                     s.server.on_datagram(client_addr(), &s.tx, s.now);

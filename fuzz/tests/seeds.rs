@@ -57,7 +57,8 @@ fn frame_file(dir: &Path) -> PathBuf {
             HostInfo {
                 label: "gw".into(),
                 address: "198.18.0.1".parse().unwrap(),
-                name: (seg == 1).then(|| "router.lan".into()), role: None,
+                name: (seg == 1).then(|| "router.lan".into()),
+                role: None,
             },
             WriterConfig {
                 period_us: 100_000,
@@ -84,8 +85,20 @@ fn events_file(dir: &Path) -> PathBuf {
         ContextEvent::new(t0, EventKind::DaemonStart),
         ContextEvent::link(t0 + 1, EventKind::CarrierOff, "wlan0"),
         ContextEvent::link(t0 + 2, EventKind::LinkDown, "wlan0"),
-        ContextEvent::route(t0 + 3, 4, Some("198.18.0.1".parse().unwrap()), Some("wlan0"), true),
-        ContextEvent::address(t0 + 4, "2001:db8::2".parse().unwrap(), 64, Some("wlan0"), false),
+        ContextEvent::route(
+            t0 + 3,
+            4,
+            Some("198.18.0.1".parse().unwrap()),
+            Some("wlan0"),
+            true,
+        ),
+        ContextEvent::address(
+            t0 + 4,
+            "2001:db8::2".parse().unwrap(),
+            64,
+            Some("wlan0"),
+            false,
+        ),
         ContextEvent::suspend(t0 + 5, 12_300_000),
         ContextEvent::clock_step(t0 + 6, -2_000_000),
         ContextEvent::reload(t0 + 7, "hosts"),
@@ -108,6 +121,11 @@ fn live_seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     for k in 0..30u64 {
         let f = zzping_fuzz::live::frame(1 + (k % 2) as u32, s.now - 150_000);
         s.server.on_frame(1 + (k % 2) as u32, &f, s.now);
+        if k % 7 == 3 {
+            // Context events, one of each shape, between the frames.
+            let e = zzping_fuzz::live::context_event(k / 7, s.now - 50_000);
+            s.server.on_event(&e, s.now);
+        }
         s.now += 100_000;
         to_client.extend(s.exchange());
     }
@@ -182,7 +200,9 @@ fn generate() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     // Between the fourth and fifth events: the rest of that segment is skipped.
     let mut at = zzping_lib::events::EventsHeader::decode(&events).unwrap().1;
     for _ in 0..4 {
-        at += zzping_lib::events::ContextEvent::decode(&events[at..]).unwrap().1;
+        at += zzping_lib::events::ContextEvent::decode(&events[at..])
+            .unwrap()
+            .1;
     }
     events_garbage.splice(at..at, [0xc1, 0xff, 0x13]);
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/legacy-samples");
@@ -278,6 +298,14 @@ fn every_target_has_meaningful_seeds() {
                             .iter()
                             .filter(|p| u64::from(p[2]) == zzping_lib::live::wire::T_FRAMES);
                         assert!(frames.count() > 0, "{what}: no frames");
+                        if ps.len() > 8 {
+                            // The whole stream (the others are chunks of 8) has context
+                            // events.
+                            let events = ps
+                                .iter()
+                                .filter(|p| u64::from(p[2]) == zzping_lib::live::wire::T_EVENTS);
+                            assert!(events.count() > 0, "{what}: no context events");
+                        }
                     }
                     // Every piece is a message of the protocol with a placeholder token.
                     for p in ps {

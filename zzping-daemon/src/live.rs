@@ -4,8 +4,9 @@
 //! loop iteration incoming datagrams are handed to the server (once the socket was
 //! readable, until it is drained) and the server's queued datagrams are sent (a full socket buffer is reported
 //! back with `on_send_would_block`; the viewer asks for a resend), and history (prefill
-//! older than the in-memory ring) is read from the frame files. Host indexes are the
-//! engine's host slots. Time is the wall clock in µs, as the protocol's timestamps are.
+//! older than the in-memory ring) is read from the frame files. Context events the daemon
+//! records (`Outputs::record`) are handed over too ([`Live::on_event`]) and reach every
+//! viewer in sequenced `EVENTS` datagrams. Host indexes are the engine's host slots. Time is the wall clock in µs, as the protocol's timestamps are.
 //!
 //! # Pinging first
 //! Everything here runs on the pinger's thread (the daemon has exactly one other thread,
@@ -30,6 +31,7 @@ use mio::net::UdpSocket;
 use thiserror::Error;
 use tracing::{debug, warn};
 use zzping_lib::codec::QFrame;
+use zzping_lib::events::ContextEvent;
 use zzping_lib::live::{
     HostMeta, LiveConfig, LiveError, LiveServer, RECV_BUFFER, SecretError, StoreHistory,
     check_listen_addr, read_secret_file,
@@ -81,10 +83,13 @@ pub struct Live {
     /// Authentication failures already logged, and when the last log line was (µs).
     auth_failures_logged: u64,
     auth_logged_at_us: u64,
+    /// The same for datagrams of another protocol version.
+    bad_versions_logged: u64,
+    bad_version_logged_at_us: u64,
 }
 
-/// Authentication failures are logged at most this often (µs): a misconfigured viewer
-/// retries several times a second.
+/// Authentication failures (and datagrams of another protocol version) are logged at
+/// most this often (µs): a misconfigured viewer retries several times a second.
 pub const AUTH_LOG_EVERY_US: u64 = 10_000_000;
 
 /// The server's settings for a secret (none: loopback only).
@@ -152,6 +157,8 @@ impl Live {
             rx_pending: false,
             auth_failures_logged: 0,
             auth_logged_at_us: 0,
+            bad_versions_logged: 0,
+            bad_version_logged_at_us: 0,
         })
     }
 
@@ -162,8 +169,9 @@ impl Live {
 
     /// Changes the shared secret (SIGHUP): a new server on the same socket, so every
     /// subscription ends (viewers subscribe again, with the new secret) and the hosts
-    /// must be declared again ([`Live::set_host`]). Refused, with the server unchanged,
-    /// when the address needs a secret and `secret` is none.
+    /// must be declared again ([`Live::set_host`]); the recent context events are kept.
+    /// Refused, with the server unchanged, when the address needs a secret and `secret`
+    /// is none.
     pub fn set_secret(&mut self, secret: Option<[u8; 32]>) -> Result<(), LiveSetupError> {
         let cfg = server_config(secret);
         let addr = self.local_addr().map_err(|source| LiveSetupError::Socket {
@@ -171,10 +179,13 @@ impl Live {
             source,
         })?;
         check_listen_addr(addr, &cfg)?;
-        self.server = LiveServer::new(cfg)?;
+        let mut server = LiveServer::new(cfg)?;
+        server.carry_events(&self.server);
+        self.server = server;
         self.history = StoreHistory::new(&self.data_dir);
         self.secret = secret;
         self.auth_failures_logged = 0;
+        self.bad_versions_logged = 0;
         Ok(())
     }
 
@@ -220,6 +231,17 @@ impl Live {
         self.server.on_qframe(id.slot, frame, now_us);
     }
 
+    /// A context event was recorded: queued for every viewer (sent by the next
+    /// [`Live::pump`]; allocates nothing).
+    pub fn on_event(&mut self, ev: &ContextEvent, now_us: u64) {
+        self.server.on_event(ev, now_us);
+    }
+
+    /// Takes over the recent context events of `old` (a live stream replaced on reload).
+    pub fn carry_events(&mut self, old: &Live) {
+        self.server.carry_events(&old.server);
+    }
+
     /// The socket is readable: its datagrams are read by [`Live::pump`], at most
     /// [`LIVE_RECEIVES_PER_WAKEUP`] per wakeup, so a flood cannot hold the pinger.
     pub fn on_readable(&mut self) {
@@ -234,6 +256,7 @@ impl Live {
                     let bytes = &self.buf[..n.min(self.buf.len())];
                     self.server.on_datagram(src, bytes, now_us);
                     self.note_auth_failures(src, now_us);
+                    self.note_bad_versions(src, now_us);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.rx_pending = false;
@@ -264,6 +287,24 @@ impl Live {
             );
             self.auth_failures_logged = n;
             self.auth_logged_at_us = now_us;
+        }
+    }
+
+    /// Logs datagrams of another protocol version (a viewer of another zzping version:
+    /// they get no answer), at most once per [`AUTH_LOG_EVERY_US`].
+    fn note_bad_versions(&mut self, src: SocketAddr, now_us: u64) {
+        let n = self.server.stats().bad_version;
+        if n > self.bad_versions_logged
+            && now_us.saturating_sub(self.bad_version_logged_at_us) >= AUTH_LOG_EVERY_US
+        {
+            warn!(
+                "live: {} datagram(s) of another protocol version than {} ignored (a \
+                 viewer of another zzping version?); the last from {src}",
+                n - self.bad_versions_logged,
+                zzping_lib::live::wire::VERSION
+            );
+            self.bad_versions_logged = n;
+            self.bad_version_logged_at_us = now_us;
         }
     }
 

@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use zzping_lib::events::{ContextEvent, EventKind};
 use zzping_lib::live::{ClientConfig, LiveEvent, UdpLiveClient};
 
 #[test]
@@ -121,4 +122,158 @@ fn viewers_get_hosts_frames_and_prefill() {
         log.push('\n');
     }
     assert!(child.wait().unwrap().success(), "{log}");
+}
+
+/// Runs `ip args...` in the test's network namespace; panics with its output on failure.
+fn ip(args: &[&str]) {
+    let ip = zzping_testkit::tool("ip", "iproute2");
+    let out = std::process::Command::new(ip).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Reads `viewer`'s events for at most `limit`, keeping the context events, until `done`
+/// holds for those kept.
+fn context_until(
+    viewer: &mut UdpLiveClient,
+    limit: Duration,
+    done: impl Fn(&[ContextEvent]) -> bool,
+) -> Vec<ContextEvent> {
+    let mut got = Vec::new();
+    let end = Instant::now() + limit;
+    while Instant::now() < end && !done(&got) {
+        if let Some(LiveEvent::Context { event }) =
+            viewer.next_event(Duration::from_millis(200)).unwrap()
+        {
+            got.push(event);
+        }
+    }
+    got
+}
+
+fn has(evs: &[ContextEvent], kind: EventKind, iface: &str) -> bool {
+    evs.iter()
+        .any(|e| e.kind == kind && e.interface.as_deref() == Some(iface))
+}
+
+/// Context events reach viewers: one subscribed before a default route appears and its
+/// link goes down gets both as they happen; one subscribing after gets them (and the
+/// daemon's start) in its prefill; each is the event the daemon wrote to its files.
+#[test]
+fn viewers_get_context_events_live_and_in_their_prefill() {
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    zzping_testkit::netns::enter();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(common::BIN)
+        .args([
+            "--config",
+            "none",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--target",
+            "127.0.0.1",
+            "--rate",
+            "10",
+            "--live",
+            "127.0.0.1:7878",
+            "--duration",
+            "40",
+        ])
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let mut log = String::new();
+    for l in lines.by_ref() {
+        log.push_str(&l);
+        log.push('\n');
+        if l.contains("127.0.0.1: pinging") {
+            break;
+        }
+    }
+    assert!(log.contains("live stream on 127.0.0.1:7878"), "{log}");
+    let server = "127.0.0.1:7878".parse().unwrap();
+
+    // Subscribed first (no prefill: the daemon's start is not sent to it).
+    let mut early = UdpLiveClient::connect(ClientConfig::new(server)).unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut ready = false;
+    while Instant::now() < end && !ready {
+        ready = matches!(
+            early.next_event(Duration::from_millis(200)).unwrap(),
+            Some(LiveEvent::Frame { .. })
+        );
+    }
+    assert!(ready, "no frame on the live stream\n{log}");
+    // A link (a tun device without its process: up, no carrier) carries a default
+    // route, then goes down.
+    const IFACE: &str = "zzlev0";
+    ip(&["tuntap", "add", IFACE, "mode", "tun"]);
+    ip(&["link", "set", IFACE, "up"]);
+    ip(&["addr", "add", "198.18.7.1/24", "dev", IFACE]);
+    ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "198.18.7.254",
+        "dev",
+        IFACE,
+    ]);
+    ip(&["link", "set", IFACE, "down"]);
+    // Bounded by the daemon's netlink read (at once) and the live send (paced, well under
+    // a second); 10 s is a generous bound for a loaded machine.
+    let live = context_until(&mut early, Duration::from_secs(10), |e| {
+        has(e, EventKind::LinkDown, IFACE)
+    });
+    let route = live
+        .iter()
+        .find(|e| e.kind == EventKind::RouteChange && !e.removed)
+        .unwrap_or_else(|| panic!("no route change in {live:?}"));
+    assert_eq!(route.gateway, Some("198.18.7.254".parse().unwrap()));
+    assert_eq!(route.interface.as_deref(), Some(IFACE));
+    assert!(has(&live, EventKind::LinkDown, IFACE), "{live:?}\n{log}");
+    assert!(
+        live.iter().all(|e| e.kind != EventKind::DaemonStart),
+        "no prefill asked for: {live:?}"
+    );
+    assert_eq!(early.client().stats().bad_events, 0);
+
+    // Subscribing after: all of it, from the start, in the prefill.
+    let mut cfg = ClientConfig::new(server);
+    cfg.prefill_s = 60;
+    let mut late = UdpLiveClient::connect(cfg).unwrap();
+    let history = context_until(&mut late, Duration::from_secs(10), |e| {
+        has(e, EventKind::LinkDown, IFACE)
+    });
+    assert_eq!(
+        history.first().map(|e| &e.kind),
+        Some(&EventKind::DaemonStart),
+        "{history:?}"
+    );
+    assert_eq!(
+        &history[1..],
+        &live[..],
+        "the same events, in the same order"
+    );
+    drop((early, late));
+
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    for l in lines.by_ref() {
+        log.push_str(&l);
+        log.push('\n');
+    }
+    assert!(child.wait().unwrap().success(), "{log}");
+    // What the viewers got is what the daemon recorded.
+    let recorded = common::read_events(dir.path());
+    assert_eq!(&recorded[..history.len()], &history[..], "{recorded:?}");
 }

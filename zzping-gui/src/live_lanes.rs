@@ -103,6 +103,8 @@ impl App {
                 }
             }
             LiveEvent::HostRemoved { host } => self.notifier.remove_host(daemon, host),
+            // Drawn as marks by the next change (the viewer's part of protocol version 3).
+            LiveEvent::Context { .. } => {}
         }
     }
 }

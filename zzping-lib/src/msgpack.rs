@@ -61,6 +61,17 @@ impl<'a> Cursor<'a> {
         self.pos
     }
 
+    /// The bytes not read yet.
+    #[inline]
+    pub fn rest(&self) -> &'a [u8] {
+        self.buf.get(self.pos..).unwrap_or(&[])
+    }
+
+    /// Moves past `n` bytes (a value decoded from [`Cursor::rest`] elsewhere).
+    pub fn advance(&mut self, n: usize) -> Result<()> {
+        self.take(n, self.pos, "bytes").map(|_| ())
+    }
+
     /// True when every byte has been read.
     #[inline]
     pub fn at_end(&self) -> bool {

@@ -1,17 +1,18 @@
-//! `LiveServer::on_frame` + `poll_transmit` (+ `next_deadline`) allocate nothing in
-//! steady state, counted with a global allocator.
+//! `LiveServer::on_frame`, `on_event` + `poll_transmit` (+ `next_deadline`) allocate
+//! nothing in steady state, counted with a global allocator.
 #![allow(missing_docs)]
 
 mod live_common;
 
 use live_common::*;
+use zzping_lib::events::{ContextEvent, EventKind};
 use zzping_lib::live::*;
 use zzping_testkit::alloc::allocations;
 
 zzping_testkit::counting_allocator!();
 
 #[test]
-fn on_frame_and_poll_transmit_allocate_nothing_in_steady_state() {
+fn on_frame_on_event_and_poll_transmit_allocate_nothing_in_steady_state() {
     let cfg = LiveConfig {
         ring_seconds: 10,
         retransmit_bytes: 64 << 10,
@@ -65,6 +66,32 @@ fn on_frame_and_poll_transmit_allocate_nothing_in_steady_state() {
     let mut out = vec![0u8; RECV_BUFFER];
     let mut sent = 0u64;
     let mut now = net.now;
+    // Context events of every shape (built beforehand: the daemon builds each once).
+    let ctx = [
+        ContextEvent::link(T0, EventKind::LinkDown, "wlan0"),
+        ContextEvent::route(
+            T0,
+            6,
+            Some("2001:db8::1".parse().unwrap()),
+            Some("wlan0"),
+            false,
+        ),
+        ContextEvent::address(T0, "198.18.0.7".parse().unwrap(), 15, Some("wlan0"), true),
+        ContextEvent::reload(T0, &"x".repeat(500)),
+        ContextEvent::host_moved(
+            T0,
+            "cdn.example",
+            "198.18.0.9".parse().unwrap(),
+            Some("2001:db8::9".parse().unwrap()),
+        ),
+    ];
+    // Warm the event ring past its wrap, and the viewers' sends of it.
+    for i in 0..EVENT_RING_EVENTS + 10 {
+        net.s.on_event(&ctx[i % ctx.len()], net.now);
+    }
+    net.advance(1_000_000);
+    let events_before = net.s.stats().events_in;
+    now = now.max(net.now);
     // The counter works.
     let a = allocations();
     drop(std::hint::black_box(vec![1u8; 10]));
@@ -77,6 +104,9 @@ fn on_frame_and_poll_transmit_allocate_nothing_in_steady_state() {
             while let Some((_, n)) = net.s.poll_transmit(now, &mut out) {
                 sent += n as u64;
             }
+        }
+        if k % 3 == 0 {
+            net.s.on_event(&ctx[k as usize % ctx.len()], now);
         }
         for (i, f) in frames.iter_mut().enumerate() {
             f.start_us = T0 + k * 100_000;
@@ -91,6 +121,7 @@ fn on_frame_and_poll_transmit_allocate_nothing_in_steady_state() {
     assert!(sent > 100_000, "only {sent} bytes sent");
     assert_eq!(after.frames_in - before.frames_in, 100 * u64::from(hosts));
     assert_eq!(after.frames_dropped, 0);
+    assert_eq!(after.events_in - events_before, 34);
     assert_eq!(after.subscribers, 6);
     assert_eq!(allocs, 0, "{allocs} allocations in steady state");
 }

@@ -25,7 +25,9 @@ pub enum Format {
 /// Frames are printed as they arrive (text like `dump`, with the frame's loss counting
 /// errors and its errors by kind, or JSON Lines like `export`);
 /// frames the stream lost for good are reported as gaps (stderr in text mode, a
-/// `{"gap": ...}` line in JSONL). Runs until interrupted, or for --duration seconds.
+/// `{"gap": ...}` line in JSONL), and the daemon's context events (a link down, a route
+/// change, a suspend...) as `event: TIME TEXT` (stderr in text mode) or an
+/// `{"event": ...}` line (the `export --events --format jsonl` keys). Runs until interrupted, or for --duration seconds.
 /// Exits 1 if the daemon never answered.
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -148,6 +150,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     )?,
                 }
             }
+            LiveEvent::Context { event } => match a.format {
+                Format::Text => {
+                    eprintln!("event: {} {}", tf.string(event.t_us), event.describe())
+                }
+                Format::Jsonl => {
+                    let mut t = Vec::with_capacity(32);
+                    crate::common::write_rfc3339_utc(event.t_us, &mut t);
+                    let row = crate::report::EventLine {
+                        time: String::from_utf8_lossy(&t).into_owned(),
+                        text: event.describe(),
+                        event,
+                    };
+                    writeln!(out, "{}", serde_json::json!({ "event": row }))?;
+                }
+            },
             LiveEvent::Frame { host, frame: f } => {
                 let Some(meta) = hosts.get(&host) else {
                     continue;

@@ -14,7 +14,8 @@
 //!
 //! Context events ([`zzping_lib::events`]: start, stop, reload, clock steps, suspends,
 //! link and route changes) go to their own writer here, written with the frames and
-//! recovering from write errors the same way ([`Outputs::record`]).
+//! recovering from write errors the same way, and to the live stream's viewers
+//! ([`Outputs::record`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -124,10 +125,16 @@ impl Outputs {
         self.writers.values().map(HostWriter::pending_frames).sum()
     }
 
-    /// Records a context event (written with the next flush), and logs it.
+    /// Records a context event (written with the next flush), hands it to the live
+    /// stream's viewers (queued: sent by the loop's next pump, never blocking), and logs
+    /// it.
     pub(super) fn record(&mut self, ev: ContextEvent) {
         info!("event: {}", ev.describe());
-        self.events.append(&ev, self.now.real_us());
+        let now_us = self.now.real_us();
+        self.events.append(&ev, now_us);
+        if let Some(l) = &mut self.live {
+            l.on_event(&ev, now_us);
+        }
     }
 
     /// Context events dropped because they could not be written.
@@ -193,7 +200,11 @@ impl Outputs {
     /// Replaces the live stream (SIGHUP: another address, another secret, or off) and
     /// declares every host to the new one.
     pub(super) fn replace_live(&mut self, live: Option<Live>) {
-        self.live = live;
+        let old = std::mem::replace(&mut self.live, live);
+        // New viewers still get the recent context events in their prefill.
+        if let (Some(old), Some(new)) = (&old, &mut self.live) {
+            new.carry_events(old);
+        }
         self.redeclare_live();
     }
 

@@ -54,6 +54,25 @@ pub const MAX_VALUE_LEN: usize = 64 * 1024;
 /// A writer buffer that cannot be written grows to at most this many bytes; beyond it the
 /// buffered events are dropped (and counted) and a new segment starts.
 pub const MAX_PENDING_BYTES: usize = 1024 * 1024;
+/// Longest text (kind, interface, reason, applied, host) of an event encoded with
+/// [`ContextEvent::encode_capped`] for the live stream, bytes.
+pub const MAX_CAPPED_TEXT: usize = 160;
+/// Largest map [`ContextEvent::encode_capped`] writes with [`MAX_CAPPED_TEXT`], bytes:
+/// five texts of at most 160 bytes with their headers (810), three addresses of at most
+/// 45 (141), the key names and numbers (143), rounded up. An `EVENTS` datagram of one
+/// such event stays within the live stream's 1,200 bytes.
+pub const MAX_CAPPED_EVENT_BYTES: usize = 1100;
+/// Longest textual IP address (an IPv4-mapped IPv6 address with every group), bytes.
+const ADDR_TEXT_MAX: usize = 64;
+
+/// `a` as text in `buf`, without allocating.
+fn addr_text<'a>(a: &IpAddr, buf: &'a mut [u8; ADDR_TEXT_MAX]) -> &'a str {
+    use std::io::Write;
+    let mut c = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(c, "{a}");
+    let n = c.position() as usize;
+    std::str::from_utf8(&buf[..n]).unwrap_or("")
+}
 
 /// The events directory of `data_dir`.
 pub fn events_dir(data_dir: &Path) -> PathBuf {
@@ -453,7 +472,26 @@ impl ContextEvent {
     /// Appends the event's MessagePack map to `out`: `t_us`, `kind`, then the keys that
     /// are present, in the order of the table above.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_capped(out, usize::MAX);
+    }
+
+    /// Like [`ContextEvent::encode`], with every text (kind, interface, reason, applied,
+    /// host) cut to at most `max_text` bytes (on a character boundary), so the map's size is
+    /// bounded: at most [`MAX_CAPPED_EVENT_BYTES`] with `max_text` =
+    /// [`MAX_CAPPED_TEXT`] (the live stream sends events so). Allocates nothing beyond
+    /// what `out` grows by.
+    pub fn encode_capped(&self, out: &mut Vec<u8>, max_text: usize) {
         use rmp::encode as e;
+        let cut = |s: &str| -> usize {
+            let mut end = s.len().min(max_text);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            end
+        };
+        let text = |out: &mut Vec<u8>, s: &str| {
+            let _ = e::write_str(out, &s[..cut(s)]);
+        };
         let n = 2
             + u32::from(self.interface.is_some())
             + u32::from(self.family.is_some())
@@ -472,22 +510,23 @@ impl ContextEvent {
         let _ = e::write_str(out, "t_us");
         let _ = e::write_uint(out, self.t_us);
         let _ = e::write_str(out, "kind");
-        let _ = e::write_str(out, self.kind.name());
+        text(out, self.kind.name());
         if let Some(v) = &self.interface {
             let _ = e::write_str(out, "interface");
-            let _ = e::write_str(out, v);
+            text(out, v);
         }
         if let Some(v) = self.family {
             let _ = e::write_str(out, "family");
             let _ = e::write_uint(out, u64::from(v));
         }
+        let mut addr = [0u8; ADDR_TEXT_MAX];
         if let Some(v) = self.gateway {
             let _ = e::write_str(out, "gateway");
-            let _ = e::write_str(out, &v.to_string());
+            let _ = e::write_str(out, addr_text(&v, &mut addr));
         }
         if let Some(v) = self.address {
             let _ = e::write_str(out, "address");
-            let _ = e::write_str(out, &v.to_string());
+            let _ = e::write_str(out, addr_text(&v, &mut addr));
         }
         if let Some(v) = self.prefix_len {
             let _ = e::write_str(out, "prefix_len");
@@ -507,19 +546,19 @@ impl ContextEvent {
         }
         if let Some(v) = &self.reason {
             let _ = e::write_str(out, "reason");
-            let _ = e::write_str(out, v);
+            text(out, v);
         }
         if let Some(v) = &self.applied {
             let _ = e::write_str(out, "applied");
-            let _ = e::write_str(out, v);
+            text(out, v);
         }
         if let Some(v) = &self.host {
             let _ = e::write_str(out, "host");
-            let _ = e::write_str(out, v);
+            text(out, v);
         }
         if let Some(v) = self.previous {
             let _ = e::write_str(out, "previous");
-            let _ = e::write_str(out, &v.to_string());
+            let _ = e::write_str(out, addr_text(&v, &mut addr));
         }
     }
 

@@ -79,6 +79,63 @@ fn every_kind_round_trips_and_unknown_keys_are_skipped() {
 }
 
 #[test]
+fn capped_encoding_is_the_same_for_short_texts_and_bounded_for_long_ones() {
+    for ev in every_kind(DAY0) {
+        let (mut full, mut capped) = (Vec::new(), Vec::new());
+        ev.encode(&mut full);
+        ev.encode_capped(&mut capped, MAX_CAPPED_TEXT);
+        assert_eq!(full, capped, "{ev:?}");
+    }
+    // Every key, every text far too long (multi-byte characters), the longest addresses.
+    let long = "ü".repeat(1000);
+    let worst = ContextEvent {
+        t_us: u64::MAX,
+        kind: EventKind::Other(long.clone()),
+        interface: Some(long.clone()),
+        family: Some(6),
+        gateway: Some(
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+                .parse()
+                .unwrap(),
+        ),
+        address: Some(
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+                .parse()
+                .unwrap(),
+        ),
+        prefix_len: Some(128),
+        removed: true,
+        duration_us: Some(u64::MAX),
+        step_us: Some(i64::MIN),
+        reason: Some(long.clone()),
+        applied: Some(long.clone()),
+        host: Some(long.clone()),
+        previous: Some(
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+                .parse()
+                .unwrap(),
+        ),
+    };
+    let mut b = Vec::new();
+    worst.encode_capped(&mut b, MAX_CAPPED_TEXT);
+    assert!(b.len() <= MAX_CAPPED_EVENT_BYTES, "{} bytes", b.len());
+    let (back, n) = ContextEvent::decode(&b).unwrap();
+    assert_eq!(n, b.len());
+    let cut = &long[..MAX_CAPPED_TEXT];
+    assert_eq!(back.kind.name(), cut);
+    assert_eq!(back.interface.as_deref(), Some(cut));
+    assert_eq!(back.applied.as_deref(), Some(cut));
+    assert_eq!(back.host.as_deref(), Some(cut));
+    assert_eq!((back.gateway, back.step_us), (worst.gateway, worst.step_us));
+    assert_eq!(back.previous, worst.previous);
+    // A cut never splits a character: 3-byte characters cut to 159 bytes.
+    let mut b = Vec::new();
+    ContextEvent::reload(1, &"€".repeat(100)).encode_capped(&mut b, MAX_CAPPED_TEXT);
+    let (back, _) = ContextEvent::decode(&b).unwrap();
+    assert_eq!(back.applied.map(|a| a.len()), Some(159));
+}
+
+#[test]
 fn a_known_kind_without_its_keys_or_with_bad_values_is_invalid() {
     let enc = |ev: &ContextEvent| {
         let mut b = Vec::new();

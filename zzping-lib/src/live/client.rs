@@ -7,6 +7,7 @@ use super::{
     SUBSCRIPTION_TIMEOUT_US, TimerClock,
 };
 use crate::codec::{FrameDecoder, QFrame};
+use crate::events::ContextEvent;
 use crate::frame::{MAX_PERIOD_US, MIN_PERIOD_US};
 use crate::quantizer::Quantizer;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -21,6 +22,9 @@ pub const RESEND_ATTEMPTS: u32 = 3;
 pub const REORDER_LIMIT: usize = 2048;
 /// Most missing ranges asked for in one round of resend requests.
 const RESEND_RANGES: usize = 8;
+/// Context events remembered to drop those delivered again (a new subscription's prefill
+/// repeats the server's recent events): as many as the server keeps.
+pub const EVENT_MEMORY: usize = super::EVENT_RING_EVENTS;
 /// Sequence numbers further than this ahead of the next expected one are refused.
 const SEQ_WINDOW: u64 = 1 << 20;
 
@@ -80,6 +84,13 @@ pub enum LiveEvent {
         /// The frame.
         frame: QFrame,
     },
+    /// A context event of the daemon's machine (a link down, a route change, a suspend,
+    /// the daemon reloading...; [`crate::events`]), new or from the prefill, each
+    /// delivered once (also across reconnections; see [`EVENT_MEMORY`]).
+    Context {
+        /// The event.
+        event: ContextEvent,
+    },
     /// Frames of `host` between `from_us` and `to_us` were lost for good.
     Gap {
         /// Host index.
@@ -119,6 +130,13 @@ pub struct ClientStats {
     pub frames_dropped: u64,
     /// Subscriptions set up again.
     pub reconnects: u64,
+    /// Context events delivered.
+    pub events: u64,
+    /// Context events received again (a new subscription's prefill), not delivered.
+    pub event_duplicates: u64,
+    /// Context events that could not be decoded, skipped (see
+    /// [`LiveClient::last_bad_event`]).
+    pub bad_events: u64,
 }
 
 struct HostState {
@@ -160,6 +178,10 @@ pub struct LiveClient {
     events: VecDeque<LiveEvent>,
     stats: ClientStats,
     q: QFrame,
+    /// The last context events delivered, newest last (at most [`EVENT_MEMORY`]).
+    recent_events: VecDeque<ContextEvent>,
+    /// Why the last undecodable context event was skipped.
+    last_bad_event: Option<String>,
 }
 
 impl LiveClient {
@@ -194,6 +216,8 @@ impl LiveClient {
             events: VecDeque::new(),
             stats: ClientStats::default(),
             q: QFrame::default(),
+            recent_events: VecDeque::new(),
+            last_bad_event: None,
         })
     }
 
@@ -215,6 +239,12 @@ impl LiveClient {
     /// Metadata of a host announced by the server.
     pub fn host(&self, host: u32) -> Option<&HostMeta> {
         self.hosts.get(&host).map(|h| &h.meta)
+    }
+
+    /// Why the last context event that could not be decoded was skipped: the datagram's
+    /// sequence number, the event's position and offset, and what was wrong.
+    pub fn last_bad_event(&self) -> Option<&str> {
+        self.last_bad_event.as_deref()
     }
 
     /// The next event, if any.
@@ -499,7 +529,7 @@ impl LiveClient {
                     }
                 }
             }
-            wire::T_HOST | wire::T_HOST_GONE | wire::T_FRAMES => {
+            wire::T_HOST | wire::T_HOST_GONE | wire::T_FRAMES | wire::T_EVENTS => {
                 let token = r.u64()?;
                 if Some(token) != self.token {
                     self.stats.foreign += 1;
@@ -516,7 +546,7 @@ impl LiveClient {
                 }
                 self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
                 if seq == self.expected {
-                    if self.apply(t, r, n).is_err() {
+                    if self.apply(t, seq, r, n).is_err() {
                         self.stats.malformed += 1;
                     }
                     self.expected += 1;
@@ -538,11 +568,12 @@ impl LiveClient {
     fn process(&mut self, now: u64) {
         loop {
             if let Some(d) = self.reorder.remove(&self.expected) {
+                let seq = self.expected;
                 if let Ok((_, t, n, mut r)) = wire::head(&d)
                     && r.u64().is_ok()
                     && r.u64().is_ok()
                 {
-                    if self.apply(t, r, n).is_err() {
+                    if self.apply(t, seq, r, n).is_err() {
                         self.stats.malformed += 1;
                     }
                 } else {
@@ -569,9 +600,23 @@ impl LiveClient {
         }
     }
 
-    /// Applies a sequenced message; `r` is positioned after the sequence number and `n`
-    /// counts the elements after version and type.
-    fn apply(&mut self, t: u64, mut r: Rd<'_>, n: usize) -> Result<(), wire::Malformed> {
+    /// Delivers a context event unless it was delivered before (see [`EVENT_MEMORY`]).
+    fn deliver_event(&mut self, event: ContextEvent) {
+        if self.recent_events.contains(&event) {
+            self.stats.event_duplicates += 1;
+            return;
+        }
+        if self.recent_events.len() >= EVENT_MEMORY {
+            self.recent_events.pop_front();
+        }
+        self.recent_events.push_back(event.clone());
+        self.stats.events += 1;
+        self.events.push_back(LiveEvent::Context { event });
+    }
+
+    /// Applies sequenced message `seq`; `r` is positioned after the sequence number and
+    /// `n` counts the elements after version and type.
+    fn apply(&mut self, t: u64, seq: u64, mut r: Rd<'_>, n: usize) -> Result<(), wire::Malformed> {
         match t {
             wire::T_HOST => {
                 if n < 8 {
@@ -613,6 +658,30 @@ impl LiveClient {
                 let host = r.u32()?;
                 if self.hosts.remove(&host).is_some() {
                     self.events.push_back(LiveEvent::HostRemoved { host });
+                }
+            }
+            wire::T_EVENTS => {
+                if n < 3 {
+                    return Err(wire::Malformed);
+                }
+                let count = r.array_len()?;
+                for i in 0..count {
+                    let at = r.pos();
+                    match ContextEvent::decode(r.rest()) {
+                        Ok((event, len)) => {
+                            r.advance(len)?;
+                            self.deliver_event(event);
+                        }
+                        Err(e) => {
+                            self.stats.bad_events += 1;
+                            self.last_bad_event = Some(format!(
+                                "EVENTS datagram {seq}, event {i} at offset {at}: {e}"
+                            ));
+                            // Skip it; an event that is not even one value ends the
+                            // datagram.
+                            r.skip(wire::MAX_SKIP_DEPTH)?;
+                        }
+                    }
                 }
             }
             _ => {
@@ -844,6 +913,15 @@ mod tests {
             let mut now = T;
             for k in 0..200u64 {
                 now += 10_000;
+                if k % 50 == 25 {
+                    // Context events go through the same sequence.
+                    let e = crate::events::ContextEvent::link(
+                        now,
+                        crate::events::EventKind::LinkDown,
+                        "wlan0",
+                    );
+                    s.on_event(&e, now);
+                }
                 if k % 10 == 5 {
                     for h in 1..=2u32 {
                         let mut f = Frame::new(T + k * 10_000, 100_000);
@@ -863,8 +941,94 @@ mod tests {
                 }
             }
             assert!(c.stats().frames > 20);
+            assert_eq!(c.stats().events, 4);
             (c.client_id, c.token.unwrap(), log)
         })
+    }
+
+    /// An `EVENTS` datagram of token 7, `seq`, with the given event maps.
+    fn events_datagram(seq: u64, maps: &[&[u8]]) -> Vec<u8> {
+        let mut d = Vec::new();
+        wire::w_head(&mut d, 5, wire::T_EVENTS);
+        wire::w_uint(&mut d, 7);
+        wire::w_uint(&mut d, seq);
+        d.extend_from_slice(&[0xdc, 0, maps.len() as u8]);
+        for m in maps {
+            d.extend_from_slice(m);
+        }
+        d
+    }
+
+    fn subscribed_client() -> LiveClient {
+        let server: SocketAddr = "127.0.0.1:7878".parse().unwrap();
+        let mut c = LiveClient::new(ClientConfig::new(server), T).unwrap();
+        c.token = Some(7);
+        c
+    }
+
+    fn context_events(c: &mut LiveClient) -> Vec<ContextEvent> {
+        std::iter::from_fn(|| c.poll_event())
+            .filter_map(|e| match e {
+                LiveEvent::Context { event } => Some(event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_bad_event_is_named_and_skipped_and_the_good_ones_kept() {
+        use crate::events::EventKind;
+        let server: SocketAddr = "127.0.0.1:7878".parse().unwrap();
+        let good = ContextEvent::link(T, EventKind::LinkDown, "wlan0");
+        let (mut g, mut bad) = (Vec::new(), Vec::new());
+        good.encode(&mut g);
+        // A link_down without its interface.
+        ContextEvent::new(T, EventKind::LinkDown).encode(&mut bad);
+        let mut c = subscribed_client();
+        c.handle_datagram(server, &events_datagram(0, &[&bad, &g]), T);
+        assert_eq!(context_events(&mut c), [good]);
+        assert_eq!((c.stats().bad_events, c.stats().malformed), (1, 0));
+        let why = c.last_bad_event().unwrap();
+        assert!(
+            why.starts_with("EVENTS datagram 0, event 0 at offset 8:")
+                && why.contains("needs an interface"),
+            "{why}"
+        );
+        // Not a map at all (a bin): skipped as a value, the next event still read.
+        let mut other = Vec::new();
+        ContextEvent::suspend(T, 5).encode(&mut other);
+        c.handle_datagram(server, &events_datagram(1, &[&[0xc4, 1, 0], &other]), T);
+        assert_eq!(context_events(&mut c).len(), 1);
+        assert_eq!(c.stats().bad_events, 2);
+    }
+
+    #[test]
+    fn every_truncation_of_an_events_datagram_is_counted_without_a_panic() {
+        use crate::events::EventKind;
+        let server: SocketAddr = "127.0.0.1:7878".parse().unwrap();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        ContextEvent::route(
+            T,
+            6,
+            Some("2001:db8::1".parse().unwrap()),
+            Some("eth0"),
+            false,
+        )
+        .encode(&mut a);
+        ContextEvent::link(T, EventKind::CarrierOff, "eth0").encode(&mut b);
+        let d = events_datagram(0, &[&a, &b]);
+        for cut in 0..d.len() {
+            let mut c = subscribed_client();
+            c.handle_datagram(server, &d[..cut], T);
+            let got = context_events(&mut c);
+            let st = c.stats();
+            // The first event whole, at most; something was counted as wrong.
+            assert!(got.len() <= 1, "cut at {cut}: {got:?}");
+            assert!(st.malformed + st.bad_events >= 1, "cut at {cut}: {st:?}");
+        }
+        let mut c = subscribed_client();
+        c.handle_datagram(server, &d, T);
+        assert_eq!(context_events(&mut c).len(), 2);
     }
 
     fn mutate(msg: &[u8], ops: &[(u8, u16, u8)]) -> Vec<u8> {

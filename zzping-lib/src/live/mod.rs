@@ -7,7 +7,8 @@
 //!   `COOKIE`; the viewer repeats the subscribe with it and gets `WELCOME` and a token;
 //! - the server then streams *sequenced* datagrams: `HOST` metadata, `HOST_GONE` and
 //!   `FRAMES` (frames in the [`crate::codec`] chained encoding, each group restarting the
-//!   chain from an explicit base), at most about [`MAX_DATAGRAM`] bytes each;
+//!   chain from an explicit base) and `EVENTS` (context events, [`crate::events`], as
+//!   the maps of the events files), at most about [`MAX_DATAGRAM`] bytes each;
 //! - the viewer heartbeats every [`HEARTBEAT_INTERVAL_US`]; [`SUBSCRIPTION_TIMEOUT_US`]
 //!   of silence ends the subscription; missing sequence numbers are asked for with
 //!   `RESEND` and served from a per-subscription retransmit ring, or reported
@@ -26,14 +27,15 @@ mod server;
 pub mod wire;
 
 pub use client::{
-    ClientConfig, ClientStats, LiveClient, LiveEvent, REORDER_LIMIT, RESEND_ATTEMPTS,
+    ClientConfig, ClientStats, EVENT_MEMORY, LiveClient, LiveEvent, REORDER_LIMIT, RESEND_ATTEMPTS,
     RESEND_TIMEOUT_US, UdpLiveClient,
 };
 pub use history::{READERS_PER_HOST, StoreHistory, WINDOW_FRAMES};
 pub use secret::{MAX_SECRET_FILE_BYTES, SECRET_LEN, SecretError, parse_secret, read_secret_file};
 pub use server::{
-    HistoryRead, HistorySource, LiveConfig, LiveServer, LiveStats, NoHistory, REPLAY_CACHE,
-    REPLAY_HORIZON_US, REPLAY_QUOTA_PER_SOURCE, check_listen_addr,
+    EVENT_RING_BYTES, EVENT_RING_EVENTS, HistoryRead, HistorySource, LiveConfig, LiveServer,
+    LiveStats, NoHistory, REPLAY_CACHE, REPLAY_HORIZON_US, REPLAY_QUOTA_PER_SOURCE,
+    check_listen_addr,
 };
 
 use std::net::{IpAddr, SocketAddr};

@@ -8,9 +8,11 @@
 use crate::msgpack;
 use std::net::SocketAddr;
 
-/// Protocol version carried as the first element of every message. Version 2 carries
-/// frames of file format version 2 (error kinds and router, see [`crate::codec`]).
-pub const VERSION: u64 = 2;
+/// Protocol version carried as the first element of every message. Version 2 carried
+/// frames of file format version 2 (error kinds and router, see [`crate::codec`]);
+/// version 3 adds the sequenced `EVENTS` message ([`T_EVENTS`]). A peer ignores (and
+/// counts) messages of any other version.
+pub const VERSION: u64 = 3;
 
 /// Client -> server: subscribe (first without, then with a cookie).
 pub const T_SUBSCRIBE: u64 = 1;
@@ -39,6 +41,9 @@ pub const T_ACK: u64 = 22;
 pub const T_UNKNOWN: u64 = 23;
 /// Server -> client: the subscribe was refused (e.g. too many subscribers).
 pub const T_REFUSED: u64 = 24;
+
+/// Server -> client (sequenced): context events (`crate::events::ContextEvent` maps).
+pub const T_EVENTS: u64 = 25;
 
 /// Length of the subscribe nonce.
 pub const NONCE_LEN: usize = 16;

@@ -144,6 +144,12 @@ impl LiveServer {
         sub.sent_upto = 0;
         sub.cursors.clear();
         sub.cursors.resize(self.hosts.len(), Cur::default());
+        // Context events handed over within the prefill come first; then new ones.
+        sub.ev_next = if prefill_s == 0 {
+            self.events.next_key()
+        } else {
+            self.events.first_with_meta_at_least(from)
+        };
         sub.gone.clear();
         sub.resend.clear();
         sub.pending_since = None;

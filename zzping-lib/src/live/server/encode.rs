@@ -1,5 +1,5 @@
-//! The frames datagram: header, host groups and frames, as docs/live-protocol.md
-//! describes them.
+//! The sequenced datagrams: frames (header, host groups and frames) and context events,
+//! as docs/live-protocol.md describes them.
 
 use super::*;
 
@@ -11,7 +11,17 @@ pub(super) fn begin_frames(buf: &mut Vec<u8>, token: u64, seq: u64) {
     buf.extend_from_slice(&[0xdc, 0, 0]);
 }
 
-/// Patches the group count (the array16 right after the header).
+/// Starts an `EVENTS` datagram: `[VERSION, T_EVENTS, token, seq, events]`, `events` an
+/// array16 whose count [`finish_frames`] patches.
+pub(super) fn begin_events(buf: &mut Vec<u8>, token: u64, seq: u64) {
+    buf.clear();
+    wire::w_head(buf, 5, wire::T_EVENTS);
+    wire::w_uint(buf, token);
+    wire::w_uint(buf, seq);
+    buf.extend_from_slice(&[0xdc, 0, 0]);
+}
+
+/// Patches the group (or event) count (the array16 right after the header).
 pub(super) fn finish_frames(buf: &mut [u8], groups: u16) {
     // The array16 marker is the last 0xdc written by begin_frames: find it after the
     // header (version, type, token, seq are positive ints).
@@ -86,6 +96,7 @@ pub(super) fn add_frame(
 pub(super) fn produce(
     s: &mut Sub,
     hosts: &[Option<HostSlot>],
+    events: &ByteRing,
     sc: &mut Scratch,
     cfg: &LiveConfig,
     now: u64,
@@ -124,6 +135,29 @@ pub(super) fn produce(
             s.rtx.push(now, &sc.buf);
         }
         return;
+    }
+    // Context events (rare, and what a viewer most needs to explain what it sees) go
+    // before frames, without batching: as many as fit in one datagram.
+    if s.ev_next < events.next_key() {
+        s.ev_next = s.ev_next.max(events.first_key());
+        begin_events(&mut sc.buf, s.token, seq);
+        let mut n = 0u16;
+        while s.ev_next < events.next_key() && n < u16::MAX {
+            let Some((_, map)) = events.get(s.ev_next) else {
+                break;
+            };
+            if n > 0 && sc.buf.len() + map.len() > cfg.max_datagram {
+                break;
+            }
+            sc.buf.extend_from_slice(map);
+            n += 1;
+            s.ev_next += 1;
+        }
+        if n > 0 {
+            finish_frames(&mut sc.buf, n);
+            s.rtx.push(now, &sc.buf);
+            return;
+        }
     }
     let due = s.backlog
         || s.pending_bytes >= cfg.max_datagram * 3 / 4

@@ -8,6 +8,7 @@ use super::{
     MIN_SUBSCRIBE_LEN, SUBSCRIPTION_TIMEOUT_US, TIMESTAMP_WINDOW_US,
 };
 use crate::codec::{FrameDecoder, FrameEncoder, QFrame};
+use crate::events::{ContextEvent, MAX_CAPPED_EVENT_BYTES, MAX_CAPPED_TEXT};
 use crate::frame::{Frame, MAX_PERIOD_US, MIN_PERIOD_US};
 use crate::quantizer::Quantizer;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -35,6 +36,14 @@ const RESEND_QUEUE: usize = 16;
 const HISTORY_LOW_WATER: u64 = 4;
 /// Fewest frames of history a subscription gets in its turn.
 const MIN_HISTORY_TURN: usize = 16;
+/// Most context events the server keeps for prefill and for viewers that have not got
+/// them yet: the last 2,048. A link flapping once a minute records about 8 events a
+/// minute (link and carrier down and up, the default route and the address removed and
+/// back), 480 an hour; this keeps four such hours.
+pub const EVENT_RING_EVENTS: usize = 2048;
+/// Byte budget of the event ring (encoded events average well under 128 bytes; the
+/// oldest go first when either limit is reached).
+pub const EVENT_RING_BYTES: usize = EVENT_RING_EVENTS * 128;
 
 /// How a [`HistorySource::read_frames`] call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +215,11 @@ pub struct LiveStats {
     pub frames_dropped: u64,
     /// Frames read from the [`HistorySource`].
     pub history_frames: u64,
+    /// Context events received through [`LiveServer::on_event`].
+    pub events_in: u64,
+    /// Context events a subscription never got: overwritten in the event ring (see
+    /// [`EVENT_RING_EVENTS`]) before they were sent to it.
+    pub events_dropped: u64,
 }
 
 struct HostSlot {
@@ -234,6 +248,8 @@ struct Sub {
     rtx: ByteRing,
     sent_upto: u64,
     cursors: Vec<Cur>,
+    /// Number of the next context event to send.
+    ev_next: u64,
     gone: VecDeque<u32>,
     resend: VecDeque<(u64, u64)>,
     pending_since: Option<u64>,
@@ -264,6 +280,7 @@ impl Sub {
             rtx: ByteRing::new_lazy(cfg.retransmit_bytes, (cfg.retransmit_bytes / 32).max(64)),
             sent_upto: 0,
             cursors: Vec::with_capacity(POOLED_HOSTS),
+            ev_next: 0,
             gone: VecDeque::with_capacity(POOLED_HOSTS),
             resend: VecDeque::with_capacity(RESEND_QUEUE),
             pending_since: None,
@@ -436,6 +453,9 @@ pub struct LiveServer {
     rng: Rng,
     hosts: Vec<Option<HostSlot>>,
     by_index: HashMap<u32, usize>,
+    /// The last context events, encoded (key: event number since the server started;
+    /// meta: wall-clock µs when it was handed over).
+    events: ByteRing,
     subs: Vec<Sub>,
     ctrl: VecDeque<Ctrl>,
     nonces: ReplayCache,
@@ -482,6 +502,7 @@ impl LiveServer {
             rng,
             hosts: Vec::new(),
             by_index: HashMap::new(),
+            events: ByteRing::new(EVENT_RING_BYTES, EVENT_RING_EVENTS),
             subs: Vec::with_capacity(cfg.max_subscribers),
             ctrl: VecDeque::with_capacity(CTRL_QUEUE),
             nonces: ReplayCache::new(),
@@ -636,6 +657,42 @@ impl LiveServer {
         self.push_frame(slot, frame, now_us);
     }
 
+    /// A context event was recorded: every subscription gets it (events are not
+    /// filtered by host) in a sequenced `EVENTS` datagram, and later subscriptions in
+    /// their prefill (the last [`EVENT_RING_EVENTS`] events, those handed over within
+    /// the prefill). Texts longer than [`MAX_CAPPED_TEXT`] bytes are cut. Allocates
+    /// nothing: the event is encoded into a scratch buffer and kept in a ring allocated
+    /// with the server.
+    pub fn on_event(&mut self, ev: &ContextEvent, now_us: u64) {
+        self.clock.tick(now_us);
+        self.stats.events_in += 1;
+        self.sc.tmp.clear();
+        ev.encode_capped(&mut self.sc.tmp, MAX_CAPPED_TEXT);
+        debug_assert!(self.sc.tmp.len() <= MAX_CAPPED_EVENT_BYTES);
+        if self.events.push(now_us, &self.sc.tmp).is_none() {
+            // Larger than the ring takes (cannot happen with capped texts).
+            self.stats.events_dropped += self.subs.len() as u64;
+        }
+        // Subscriptions that had not got the events the ring let go lose them.
+        let first = self.events.first_key();
+        for s in &mut self.subs {
+            if s.ev_next < first {
+                self.stats.events_dropped += first - s.ev_next;
+                s.ev_next = first;
+            }
+        }
+    }
+
+    /// Takes over the context events of `old` (a server replaced on a reload), so new
+    /// viewers still get them in their prefill.
+    pub fn carry_events(&mut self, old: &LiveServer) {
+        for key in old.events.first_key()..old.events.next_key() {
+            if let Some((meta, bytes)) = old.events.get(key) {
+                self.events.push(meta, bytes);
+            }
+        }
+    }
+
     fn push_frame(&mut self, slot: usize, q: &QFrame, now_us: u64) {
         self.stats.frames_in += 1;
         let Some(h) = self.hosts[slot].as_mut() else {
@@ -687,6 +744,7 @@ impl LiveServer {
             let ready = self.gcra_ready(s);
             let work = !s.resend.is_empty()
                 || s.sent_upto < s.rtx.next_key()
+                || s.ev_next < self.events.next_key()
                 || !s.gone.is_empty()
                 || s.backlog
                 || s.cursors.iter().any(|c| c.needs_meta || c.hist.is_some());

@@ -113,6 +113,7 @@ impl LiveServer {
             produce(
                 s,
                 &self.hosts,
+                &self.events,
                 &mut self.sc,
                 &self.cfg,
                 now,
