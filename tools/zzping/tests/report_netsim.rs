@@ -283,6 +283,9 @@ struct TruthFrame {
     start_us: u64,
     sent: u64,
     answered: u64,
+    /// The start uncertainty of a run opening at this frame, as the report takes it
+    /// from the daemon's frames (`zzping_lib::outage::Run::start_uncertainty_us`).
+    uncertainty_us: u64,
 }
 
 impl TruthFrame {
@@ -291,15 +294,25 @@ impl TruthFrame {
     }
 }
 
-/// Each host's frames (start, requests sent), in time order.
-fn sends(data: &Path, host: &str) -> Vec<(u64, usize)> {
+/// Each host's frames (start, requests sent, start uncertainty of a run opening there:
+/// the median RTT and send interval of the last frame with a reply, at most
+/// `MAX_START_UNCERTAINTY_US`), in time order.
+fn sends(data: &Path, host: &str) -> Vec<(u64, usize, u64)> {
     let dir = data.join(zzping_lib::store::layout::host_dir_name(host));
     let hd = zzping_lib::store::Host::open(&dir).expect("host directory");
     let mut frames = hd.frames(0, u64::MAX);
     let mut sent = Vec::new();
+    let mut uncertainty = 0;
     while let Some(f) = frames.next_frame().expect("frame") {
-        if f.sent > 0 {
-            sent.push((f.start_us, f.sent as usize));
+        let (start, n, period) = (f.start_us, f.sent, u64::from(f.period_us));
+        let median = zzping_lib::summary::nearest_rank(&f.codes, 0.5);
+        if let Some(c) = median {
+            let rtt = frames.quantizer().expect("quantizer").decode_saturating(c);
+            uncertainty = (u64::from(rtt) + period / u64::from(n.max(1)))
+                .min(zzping_lib::outage::MAX_START_UNCERTAINTY_US);
+        }
+        if n > 0 {
+            sent.push((start, n as usize, uncertainty));
         }
     }
     assert!(frames.issues().is_empty(), "{host}: {:?}", frames.issues());
@@ -318,12 +331,13 @@ fn truth_frames(t: &zzping_netsim::truth::Truth, data: &Path, host: &str) -> Vec
     );
     let mut it = reqs.iter();
     sent.iter()
-        .map(|&(start_us, n)| {
+        .map(|&(start_us, n, uncertainty_us)| {
             let mine: Vec<_> = it.by_ref().take(n).collect();
             TruthFrame {
                 start_us,
                 sent: n as u64,
                 answered: mine.iter().filter(|r| r.fate.is_answered()).count() as u64,
+                uncertainty_us,
             }
         })
         .collect()
@@ -375,23 +389,31 @@ struct Expected {
 }
 
 /// The events the report must list, from the truth's runs of the hosts that were up:
-/// runs starting within one frame of the earliest are one event; it lasts while two of
-/// them fail, and a run going on longer than a frame after that is cut there, its rest
-/// an event of its own.
+/// runs starting within one frame of the earliest, plus both runs' start uncertainty,
+/// are one event; it lasts while two of them fail, and a run going on longer than a
+/// frame after that is cut there, its rest an event of its own (with the run's
+/// uncertainty).
 fn expected_events(runs: Vec<(String, Vec<TruthFrame>)>) -> Vec<Expected> {
     let span = |r: &[TruthFrame]| (r[0].start_us, r[r.len() - 1].start_us + PERIOD_US);
-    let mut pending = runs;
+    let mut pending: Vec<(String, Vec<TruthFrame>, u64)> = runs
+        .into_iter()
+        .map(|(h, r)| {
+            let u = r[0].uncertainty_us;
+            (h, r, u)
+        })
+        .collect();
     let mut out = Vec::new();
     while !pending.is_empty() {
         pending.sort_by(|a, b| (span(&a.1).0, &a.0).cmp(&(span(&b.1).0, &b.0)));
-        let s0 = span(&pending[0].1).0;
-        let mut group: Vec<(String, Vec<TruthFrame>)> = Vec::new();
+        let (s0, u0) = (span(&pending[0].1).0, pending[0].2);
+        let mut group: Vec<(String, Vec<TruthFrame>, u64)> = Vec::new();
         let mut rest = Vec::new();
-        for (h, r) in pending.drain(..) {
-            if span(&r).0 <= s0 + PERIOD_US && group.iter().all(|g| g.0 != h) {
-                group.push((h, r));
+        for (h, r, u) in pending.drain(..) {
+            let first = group.is_empty();
+            if first || (span(&r).0 <= s0 + PERIOD_US + u0 + u && group.iter().all(|g| g.0 != h)) {
+                group.push((h, r, u));
             } else {
-                rest.push((h, r));
+                rest.push((h, r, u));
             }
         }
         pending = rest;
@@ -399,7 +421,7 @@ fn expected_events(runs: Vec<(String, Vec<TruthFrame>)>) -> Vec<Expected> {
             let mut ends: Vec<u64> = group.iter().map(|g| span(&g.1).1).collect();
             ends.sort_unstable_by(|a, b| b.cmp(a));
             let together_end = ends[1];
-            for (h, r) in &mut group {
+            for (h, r, u) in &mut group {
                 if span(r).1 > together_end + PERIOD_US {
                     let tail: Vec<TruthFrame> = r
                         .iter()
@@ -407,7 +429,7 @@ fn expected_events(runs: Vec<(String, Vec<TruthFrame>)>) -> Vec<Expected> {
                         .copied()
                         .collect();
                     r.retain(|f| f.start_us < together_end);
-                    pending.push((h.clone(), tail));
+                    pending.push((h.clone(), tail, *u));
                 }
             }
         }
@@ -416,7 +438,7 @@ fn expected_events(runs: Vec<(String, Vec<TruthFrame>)>) -> Vec<Expected> {
             end_us: group.iter().map(|g| span(&g.1).1).max().unwrap(),
             hosts: group
                 .iter()
-                .map(|(h, r)| (h.clone(), r.iter().map(TruthFrame::failed).sum()))
+                .map(|(h, r, _)| (h.clone(), r.iter().map(TruthFrame::failed).sum()))
                 .collect(),
         });
     }
@@ -994,6 +1016,8 @@ fn link_flap_is_recorded_as_context_events() {
             );
             assert_eq!(o["cause"], cause, "{text}: {o:#}");
         }
+        // One outage: far-host, failing first, is in it.
+        assert_eq!(during.len(), 1, "{text}: {report:#}");
         for o in during {
             assert_eq!(o["verdict"], "machine", "{o:#}");
             let v = o["verdict_text"].as_str().unwrap();
@@ -1003,6 +1027,13 @@ fn link_flap_is_recorded_as_context_events() {
             );
         }
     }
+    // As many outages as the truth has windows without a link, and no other.
+    let windows = net
+        .iter()
+        .filter(|e| matches!(e.action, NetAction::LinkDown | NetAction::CarrierOff))
+        .count();
+    assert_eq!(windows, 2, "{dump}");
+    assert_eq!(outages.len(), windows, "{report:#}");
 }
 
 /// The default route moves to another gateway on another interface and back

@@ -1,6 +1,6 @@
 //! The events in which hosts that were otherwise up fail together ([`analyse`]).
 
-use super::{Failures, HostOutages, Run, SharedFrames};
+use super::{Failures, HostOutages, MAX_START_UNCERTAINTY_US, Run, SharedFrames};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -77,16 +77,19 @@ pub fn analyse(hosts: &[HostOutages]) -> Analysis {
     // Per host: its frames that failed in events of several hosts.
     let mut shared = vec![SharedFrames::default(); hosts.len()];
     while let Some(Reverse((s0, _, first))) = queue.pop() {
-        let tolerance = runs[first].1.period_us();
+        // Within one frame, plus what either run could not know of when the cause came.
+        let tolerance = runs[first].1.period_us() + runs[first].1.start_uncertainty_us;
         let mut group = vec![first];
         let mut later = Vec::new();
         while let Some(&Reverse((s, h, i))) = queue.peek() {
-            if s > s0 + tolerance {
+            if s > s0 + tolerance + MAX_START_UNCERTAINTY_US {
                 break;
             }
             queue.pop();
             // One run per host in an event (its next run waits).
-            if group.iter().any(|&g| runs[g].0 == h) {
+            if s > s0 + tolerance + runs[i].1.start_uncertainty_us
+                || group.iter().any(|&g| runs[g].0 == h)
+            {
                 later.push(Reverse((s, h, i)));
             } else {
                 group.push(i);
@@ -305,6 +308,60 @@ mod tests {
         assert_eq!(a.shared[0].frames(), 100);
         // (Its run takes its partly failed frames on either side as edges.)
         assert_eq!(ev_spans(&a), [(t(299), t(401), vec![0, 1])]);
+    }
+
+    /// Frames of 5 requests over 600 slots, answered after `rtt_us`: all failed in
+    /// `fail` (slots), 2 of 5 failed in `edges`; with their RTTs read or not.
+    fn timed(rtt_us: u32, fail: std::ops::Range<u64>, edges: &[u64], read: bool) -> HostOutages {
+        let q = crate::quantizer::Quantizer::default();
+        let mut r = HostRuns::new();
+        for i in 0..600 {
+            let (recv, lost) = if fail.contains(&i) {
+                (0, 5)
+            } else if edges.contains(&i) {
+                (3, 2)
+            } else {
+                (5, 0)
+            };
+            let mut f = fr(i, recv, lost, 0, None);
+            f.codes = vec![q.encode(rtt_us); recv as usize];
+            if read {
+                r.add_timed(&f, &q);
+            } else {
+                r.add(&f);
+            }
+        }
+        r.finish()
+    }
+
+    #[test]
+    fn a_far_host_failing_first_is_in_the_same_event() {
+        // The link fails at 10.0 s (slot 100). The hosts 2 ms away fail from the first
+        // request after it; the host 150 ms away from the requests in flight then, sent
+        // from 9.85 s: its run starts two frames earlier (a partly failed frame, then
+        // whole ones). One frame plus its RTT and send interval (170 ms) and theirs
+        // (22 ms) covers the 200 ms.
+        let far = |read| timed(150_000, 99..103, &[98], read);
+        let near = |read| timed(2_000, 100..103, &[], read);
+        let a = analyse(&[far(true), near(true), near(true)]);
+        assert_eq!(ev_spans(&a), [(t(98), t(103), vec![0, 1, 2])]);
+        assert_eq!(a.events[0].hosts[0].start_us, t(98));
+        let u = timed(150_000, 99..103, &[98], true).runs[0].start_uncertainty_us;
+        assert!((170_000..=172_000).contains(&u), "{u}");
+        // Without the RTTs, only the send intervals: 140 ms, two outages.
+        let a = analyse(&[far(false), near(false), near(false)]);
+        assert_eq!(
+            ev_spans(&a),
+            [(t(98), t(103), vec![0]), (t(100), t(103), vec![1, 2])]
+        );
+        assert_eq!(a.events[1].also_failing, [0]);
+        // Failing 400 ms before the others: its own cause, even 150 ms away.
+        let a = analyse(&[timed(150_000, 97..103, &[96], true), near(true), near(true)]);
+        assert_eq!(ev_spans(&a).len(), 2, "{:?}", ev_spans(&a));
+        // The uncertainty has a bound: a host 5 s away (its requests time out first)
+        // is taken as 1 s.
+        let slow = timed(5_000_000, 99..103, &[98], true);
+        assert_eq!(slow.runs[0].start_uncertainty_us, MAX_START_UNCERTAINTY_US);
     }
 
     #[test]

@@ -20,9 +20,14 @@
 //!   unless it limits ICMP (below). Its runs are set aside ([`analyse`]); it is reported
 //!   on its own, not as an outage.
 //! - An **event** ([`Event`]) is what the hosts that were otherwise up did together:
-//!   runs of different hosts that start within one frame of each other form one event
-//!   (a common cause hits every host at once, give or take the one send interval each
-//!   host needs to notice). The event lasts while at least two of them still fail,
+//!   runs of different hosts that start within one frame of each other, plus what
+//!   neither host could know of the cause's instant, form one event. A common cause hits
+//!   every host at once, but a host notices it only when a request fails: a far host's
+//!   requests in flight fail up to its RTT before, a host's next request leaves up to
+//!   its send interval after ([`Run::start_uncertainty_us`]: the RTT the frames before
+//!   the run show, plus the send interval, at most [`MAX_START_UNCERTAINTY_US`]). So two
+//!   runs start together when their starts are at most one frame plus both runs'
+//!   uncertainties apart. The event lasts while at least two of them still fail,
 //!   widened to the ends of the runs that stop within one frame after that; a run that
 //!   goes on longer is cut there and its rest is an event of its own. A run that starts
 //!   with no other is an event of one host. Hosts failing during an event for a reason of
@@ -58,6 +63,10 @@ use std::net::IpAddr;
 /// rate (0.1 pings/s) a host gets one request every 10 s. A longer silence (the daemon
 /// stopped) ends the run.
 pub const MAX_SKIPPED_US: u64 = 10_000_000;
+/// Most a run's start can be early or late, µs ([`Run::start_uncertainty_us`]): the
+/// daemon's default request timeout. A request whose reply would come later fails
+/// anyway, so no request fails earlier than that before a link does.
+pub const MAX_START_UNCERTAINTY_US: u64 = 1_000_000;
 /// A host whose runs hold more than this share of its requests with an outcome is
 /// *down* (for the whole window or most of it).
 pub const DOWN_SHARE: f64 = 0.5;

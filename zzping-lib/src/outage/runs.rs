@@ -1,8 +1,11 @@
 //! One host's runs of failed frames ([`HostRuns`]), kept in pieces of identical frames.
 
+use super::MAX_START_UNCERTAINTY_US;
 use super::spread::{ReplyDispersion, SharedFrames};
 use super::{DOWN_SHARE, Failures, FrameFailures, MAX_SKIPPED_US, failed_some, has_outcome};
 use crate::codec::QFrame;
+use crate::quantizer::Quantizer;
+use crate::summary::nearest_rank;
 
 /// Frames of a run with the same failures at a regular step, kept once (a host failing
 /// for hours at a steady rate is a few pieces, not a frame each).
@@ -55,6 +58,11 @@ pub struct Run {
     pub core_end_us: u64,
     /// Its failures.
     pub failures: Failures,
+    /// How much earlier than its cause the run may start, µs: the host's RTT before it
+    /// (requests in flight when a link fails fail too, up to an RTT before it) and its
+    /// send interval (the first request after the cause may leave that much later), at
+    /// most [`MAX_START_UNCERTAINTY_US`].
+    pub start_uncertainty_us: u64,
     pieces: Vec<Piece>,
 }
 
@@ -66,6 +74,7 @@ impl Run {
             core_start_us: u64::MAX,
             core_end_us: 0,
             failures: Failures::default(),
+            start_uncertainty_us: 0,
             pieces: Vec::new(),
         }
     }
@@ -165,8 +174,12 @@ impl Run {
                 right.push(tail);
             }
         }
+        let u = self.start_uncertainty_us;
         *self = Run::from_pieces(left);
-        Some(Run::from_pieces(right))
+        self.start_uncertainty_us = u;
+        let mut rest = Run::from_pieces(right);
+        rest.start_uncertainty_us = u;
+        Some(rest)
     }
 }
 
@@ -188,6 +201,9 @@ pub struct HostRuns {
     coverage: Vec<(u64, u64)>,
     outcomes: u64,
     dispersion: ReplyDispersion,
+    /// The start uncertainty of a run that opens now ([`Run::start_uncertainty_us`]),
+    /// from the last frame with a reply.
+    uncertainty_us: u64,
 }
 
 impl HostRuns {
@@ -197,10 +213,28 @@ impl HostRuns {
     }
 
     /// Adds the next frame of the host. Frames come in time order; one that starts
-    /// before the previous one ended (a clock step) ends the current run.
+    /// before the previous one ended (a clock step) ends the current run. Its RTTs are
+    /// not read: the start of a run is taken as uncertain by the send interval only
+    /// ([`HostRuns::add_timed`] reads them).
     pub fn add(&mut self, f: &QFrame) {
+        self.add_rtt(f, None);
+    }
+
+    /// [`HostRuns::add`], with the frame's median RTT (decoded with `q`, the quantizer
+    /// of its codes) in the start uncertainty of a run that opens after it.
+    pub fn add_timed(&mut self, f: &QFrame, q: &Quantizer) {
+        let median = nearest_rank(&f.codes, 0.5).map(|c| q.decode_saturating(c));
+        self.add_rtt(f, median);
+    }
+
+    fn add_rtt(&mut self, f: &QFrame, median_rtt_us: Option<u32>) {
         if !has_outcome(f) {
             return;
+        }
+        if f.received() > 0 {
+            let interval = u64::from(f.period_us) / u64::from(f.sent.max(1));
+            let rtt = u64::from(median_rtt_us.unwrap_or(0));
+            self.uncertainty_us = (rtt + interval).min(MAX_START_UNCERTAINTY_US);
         }
         let end = f.end_us();
         let continues = self
@@ -223,7 +257,11 @@ impl HostRuns {
                 // A reply came in between: that run is over.
                 self.close();
             }
-            let run = self.open.get_or_insert_with(Run::new);
+            let u = self.uncertainty_us;
+            let run = self.open.get_or_insert_with(|| Run {
+                start_uncertainty_us: u,
+                ..Run::new()
+            });
             if let Some((s, p, e)) = self.leading.take() {
                 run.push(s, p, &e);
             }

@@ -34,7 +34,9 @@ mod text;
 ///   without frames ends it after 10 s;
 /// - a host whose runs hold more than half of its requests was *down* (the whole window
 ///   or most of it), unless it limits ICMP: one line of its own in the outage log;
-/// - the other hosts' runs that start within one frame of each other are one *outage*,
+/// - the other hosts' runs that start within one frame of each other (plus each run's
+///   start uncertainty: the host's RTT before it and its send interval, at most 1 s; a
+///   far host's requests in flight fail before the others notice) are one *outage*,
 ///   lasting while at least two of them fail (a host failing longer gets an outage of
 ///   its own for the rest); a run that starts alone is an outage of that host. Each has
 ///   its cause when one reason holds most of its failures ("no reply", "no route from
@@ -366,7 +368,7 @@ impl HostAcc {
         if f.lost > 0 || f.errors > 0 {
             self.failures.add_frame(f);
         }
-        self.runs.add(f);
+        self.runs.add_timed(f, q);
     }
 }
 
