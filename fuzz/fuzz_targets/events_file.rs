@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
             }
             EventKind::Suspend => assert!(ev.duration_us.is_some()),
             EventKind::ClockStep => assert!(ev.step_us.is_some()),
+            EventKind::HostMoved => assert!(ev.host.is_some() && ev.address.is_some()),
             _ => {}
         }
         // Encoding what was read gives an event that decodes the same.

@@ -102,6 +102,12 @@ fn events_file(dir: &Path) -> PathBuf {
         ContextEvent::suspend(t0 + 5, 12_300_000),
         ContextEvent::clock_step(t0 + 6, -2_000_000),
         ContextEvent::reload(t0 + 7, "hosts"),
+        ContextEvent::host_moved(
+            t0 + 7,
+            "cdn",
+            "198.18.0.9".parse().unwrap(),
+            Some("198.18.0.8".parse().unwrap()),
+        ),
         ContextEvent::daemon_stop(t0 + 8, "signal 15"),
     ];
     for ev in &evs {
