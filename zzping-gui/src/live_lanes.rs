@@ -1,5 +1,6 @@
 //! What daemons' news does to the live lanes: a host appears (a lane, matched with its
-//! days on disk), frames and gaps arrive, the connection state changes.
+//! days on disk), frames and gaps arrive, the connection state changes; context events
+//! become marks with those of the opened files ([`crate::marks::merge`]).
 
 use crate::app::{App, LaneSlot, Mode};
 use crate::live::LiveUpdate;
@@ -27,8 +28,12 @@ impl App {
                     d.connected = true;
                     d.detail.clear();
                 }
+                let mut new_marks = false;
                 for ev in events {
-                    self.live_event(daemon, ev);
+                    new_marks |= self.apply_live_event(daemon, ev);
+                }
+                if new_marks {
+                    self.refresh_marks();
                 }
                 if self.mode == Mode::Live {
                     self.recompute();
@@ -39,6 +44,14 @@ impl App {
 
     /// Applies one live event (public for tests of the live data model).
     pub fn live_event(&mut self, daemon: usize, ev: LiveEvent) {
+        if self.apply_live_event(daemon, ev) {
+            self.refresh_marks();
+        }
+    }
+
+    /// Applies one live event; true when it is a new context event (the marks are to be
+    /// made again: once per batch, not per event).
+    fn apply_live_event(&mut self, daemon: usize, ev: LiveEvent) -> bool {
         match ev {
             LiveEvent::Host { host, meta } => {
                 let label = HostLabel::live(
@@ -103,8 +116,19 @@ impl App {
                 }
             }
             LiveEvent::HostRemoved { host } => self.notifier.remove_host(daemon, host),
-            // Drawn as marks by the next change (the viewer's part of protocol version 3).
-            LiveEvent::Context { .. } => {}
+            LiveEvent::Context { event } => {
+                // The stream delivers each event once per connection; a reconnection
+                // to a restarted daemon may repeat them, and the files may hold them.
+                if self.live_events.contains(&event) {
+                    return false;
+                }
+                if self.live_events.len() >= crate::marks::MAX_LIVE_EVENTS {
+                    self.live_events.remove(0);
+                }
+                self.live_events.push(event);
+                return true;
+            }
         }
+        false
     }
 }

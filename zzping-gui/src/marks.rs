@@ -1,9 +1,11 @@
 //! Context-event marks on the time axis: what happened on the pinging machine (a link or
 //! its carrier lost, a default route moved, an address changed, a pinged host moved to
-//! another address, a suspend, a clock step, the daemon started, stopped or reloaded), read from the data directory's event files
-//! ([`zzping_lib::events`]), drawn under the lanes ([`crate::canvas::EventsCanvas`]) with a
-//! hover text ("wlan0 down 3.2 s", "default route via 198.18.1.254 on zzsim1",
-//! "suspended 41 min").
+//! another address, a suspend, a clock step, the daemon started, stopped or reloaded),
+//! read from the data directory's event files ([`zzping_lib::events`]) and received from
+//! live daemons ([`zzping_lib::live::LiveEvent::Context`]), merged ([`merge`]: an event
+//! both opened and streamed is one mark), drawn under the lanes
+//! ([`crate::canvas::EventsCanvas`]) with a hover text ("wlan0 down 3.2 s", "default
+//! route via 198.18.1.254 on zzsim1", "suspended 41 min").
 
 use iced::Color;
 use std::path::PathBuf;
@@ -139,9 +141,33 @@ pub fn marks(events: &[ContextEvent]) -> Vec<Mark> {
     out
 }
 
+/// Most context events kept from live daemons (the oldest go first): days of a link
+/// flapping every minute.
+pub const MAX_LIVE_EVENTS: usize = 20_000;
+
+/// The events of `a` and `b` in time order, each once: an event in both (the same
+/// event opened from a data directory and streamed by its daemon, or streamed again
+/// after a reconnection) is kept once. Events at the same time keep their order.
+pub fn merge(a: &[ContextEvent], b: &[ContextEvent]) -> Vec<ContextEvent> {
+    let mut all: Vec<&ContextEvent> = a.iter().chain(b).collect();
+    all.sort_by_key(|e| e.t_us);
+    let mut out: Vec<ContextEvent> = Vec::with_capacity(all.len());
+    for e in all {
+        let seen = out
+            .iter()
+            .rev()
+            .take_while(|o| o.t_us == e.t_us)
+            .any(|o| o == e);
+        if !seen {
+            out.push(e.clone());
+        }
+    }
+    out
+}
+
 /// The context events of the data under `paths` (their data directories' event files,
-/// [`zzping_lib::events::locate`]), as marks, and what went wrong reading them.
-pub fn load(paths: &[PathBuf]) -> (Vec<Mark>, Vec<String>) {
+/// [`zzping_lib::events::locate`]), in time order, and what went wrong reading them.
+pub fn load(paths: &[PathBuf]) -> (Vec<ContextEvent>, Vec<String>) {
     let sources = zzping_lib::events::locate(paths);
     if sources.is_empty() {
         return (Vec::new(), Vec::new());
@@ -153,7 +179,7 @@ pub fn load(paths: &[PathBuf]) -> (Vec<Mark>, Vec<String>) {
         .map(|(p, i)| format!("{}: {i}", p.display()))
         .collect();
     issues.extend(log.errors.iter().map(|e| e.to_string()));
-    (marks(&log.events), issues)
+    (log.events, issues)
 }
 
 /// The marks whose span is within `tolerance_us` of `t_us`.
@@ -201,5 +227,35 @@ mod tests {
         assert_eq!(near(&m, 12e6, 0.0).count(), 1);
         assert_eq!(short_duration(2 * 3600 * s + 5 * 60 * s), "2 h 5 min");
         assert_eq!(short_duration(41 * 60 * s + 12 * s), "41 min 12 s");
+    }
+
+    #[test]
+    fn merged_events_are_in_time_order_and_each_once() {
+        let s = 1_000_000;
+        let down = ContextEvent::link(10 * s, EventKind::LinkDown, "wlan0");
+        let route = ContextEvent::route(10 * s, 4, None, Some("wlan0"), true);
+        let up = ContextEvent::link(13 * s, EventKind::LinkUp, "wlan0");
+        let suspend = ContextEvent::suspend(5 * s, 2 * s);
+        // The files hold the link's flap; the stream repeats it (out of order: a
+        // suspend's start is older than what was recorded before it) and adds more.
+        let files = [down.clone(), route.clone(), up.clone()];
+        let live = [
+            up.clone(),
+            suspend.clone(),
+            down.clone(),
+            route.clone(),
+            up.clone(),
+        ];
+        let m = merge(&files, &live);
+        assert_eq!(m, [suspend, down, route, up]);
+        let texts: Vec<String> = marks(&m).into_iter().map(|m| m.text).collect();
+        assert_eq!(
+            texts,
+            [
+                "suspended 2.0 s",
+                "wlan0 down 3.0 s",
+                "default route on wlan0 removed"
+            ]
+        );
     }
 }

@@ -125,8 +125,8 @@ pub enum Message {
         hosts: Vec<FoundHost>,
         /// The paths that could not be used (and event files that could not be read).
         errors: Vec<String>,
-        /// The context-event marks of the data directories found.
-        marks: Vec<crate::marks::Mark>,
+        /// The context events of the data directories found.
+        events: Vec<zzping_lib::events::ContextEvent>,
     },
     /// Fine data a lane asked for was read (in the background).
     FineLoaded {
@@ -293,8 +293,15 @@ pub struct App {
     pub loading: (usize, usize),
     generation: u64,
     pub(crate) axis_cache: Cache,
-    /// The context-event marks of the opened data ([`crate::marks`]), in time order.
+    /// The context-event marks of the opened data and of the live daemons
+    /// ([`crate::marks`]), in time order: made from [`App::file_events`] and
+    /// [`App::live_events`] by [`App::refresh_marks`].
     pub marks: Vec<crate::marks::Mark>,
+    /// The context events of the opened data directories, in time order.
+    pub file_events: Vec<zzping_lib::events::ContextEvent>,
+    /// The context events received from live daemons, as they came (at most
+    /// [`crate::marks::MAX_LIVE_EVENTS`]).
+    pub live_events: Vec<zzping_lib::events::ContextEvent>,
     pub(crate) marks_cache: Cache,
     /// The hover texts of the events last hovered (logged when they change).
     hovered_events: Vec<String>,
@@ -347,6 +354,8 @@ impl App {
             generation: 0,
             axis_cache: Cache::new(),
             marks: Vec::new(),
+            file_events: Vec::new(),
+            live_events: Vec::new(),
             marks_cache: Cache::new(),
             hovered_events: Vec::new(),
             screenshot: None,
@@ -417,12 +426,21 @@ impl App {
         (app, Task::batch(tasks))
     }
 
+    /// Makes [`App::marks`] again from the events of the files and of the live daemons
+    /// (each event once, see [`crate::marks::merge`]).
+    pub fn refresh_marks(&mut self) {
+        let events = crate::marks::merge(&self.file_events, &self.live_events);
+        self.marks = crate::marks::marks(&events);
+        self.marks_cache.clear();
+    }
+
     /// Opens `paths` and loads their days synchronously (tests, benchmarks).
     pub fn open_blocking(&mut self, paths: &[PathBuf]) {
         let (lanes, errors) = data::open_blocking(paths);
         self.errors.extend(errors);
-        let (marks, issues) = crate::marks::load(paths);
-        self.marks = marks;
+        let (events, issues) = crate::marks::load(paths);
+        self.file_events = events;
+        self.refresh_marks();
         self.errors.extend(issues);
         self.offline = lanes.into_iter().map(LaneSlot::new).collect();
         for (day, files) in crate::limits::days(&self.day_files()) {
@@ -556,13 +574,13 @@ impl App {
         let scan = move || {
             let (hosts, errors) = data::scan(&paths);
             let mut errors: Vec<String> = errors.into_iter().map(|e| e.to_string()).collect();
-            let (marks, issues) = crate::marks::load(&paths);
+            let (events, issues) = crate::marks::load(&paths);
             errors.extend(issues);
             Message::Opened {
                 generation,
                 hosts,
                 errors,
-                marks,
+                events,
             }
         };
         if self.background {
@@ -577,10 +595,11 @@ impl App {
         &mut self,
         hosts: Vec<FoundHost>,
         errors: Vec<String>,
-        marks: Vec<crate::marks::Mark>,
+        events: Vec<zzping_lib::events::ContextEvent>,
     ) -> Task<Message> {
         self.errors.extend(errors);
-        self.marks = marks;
+        self.file_events = events;
+        self.refresh_marks();
         self.offline_pristine = true;
         let jobs: Vec<((usize, usize), PathBuf)> = hosts
             .iter()

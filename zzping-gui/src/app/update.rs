@@ -141,13 +141,13 @@ impl App {
                 generation,
                 hosts,
                 errors,
-                marks,
+                events,
             } => {
                 if generation != self.generation {
                     return Task::none();
                 }
                 self.opening = false;
-                return self.opened(hosts, errors, marks);
+                return self.opened(hosts, errors, events);
             }
             Message::FineLoaded { lane, key, data } => {
                 let Some(s) = self.lane_mut(lane) else {
