@@ -241,3 +241,23 @@ fn the_worked_example_of_the_protocol_doc() {
     );
     assert_eq!(context(&net.v[v]), [e]);
 }
+
+#[test]
+fn a_replacing_server_carries_the_events_on() {
+    // The daemon replaces its server on a reload (new secret or address).
+    let mut old = LiveServer::new(LiveConfig::default()).unwrap();
+    let evs = flap(T0);
+    for e in &evs {
+        old.on_event(e, T0);
+    }
+    let mut net = Net::new(LiveConfig::default(), T0 + 1_000_000);
+    net.s.carry_events(&old);
+    net.s.add_host(1, meta("a")).unwrap();
+    let (with, without) = (net.client_cfg(None, 60), net.client_cfg(None, 0));
+    let v = net.add_viewer(with);
+    let live_only = net.add_viewer(without);
+    net.advance(500_000);
+    // Handed over to the old server a second before: in a minute's prefill.
+    assert_eq!(context(&net.v[v]), evs);
+    assert!(context(&net.v[live_only]).is_empty());
+}
