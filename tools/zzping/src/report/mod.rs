@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use zzping_lib::codec::QFrame;
 use zzping_lib::events::{ContextEvent, EventKind};
 use zzping_lib::file::role;
-use zzping_lib::outage::{Failures, HostOutages, HostRuns};
+use zzping_lib::outage::{Failures, HostOutages, HostRuns, MAX_START_UNCERTAINTY_US};
 use zzping_lib::quantizer::Quantizer;
 use zzping_lib::store::Event;
 use zzping_lib::summary::{Summary, nearest_rank};
@@ -49,6 +49,10 @@ mod text;
 /// Verdicts, in this order, among the hosts that have data during the outage and were
 /// not failing for a reason of their own (a host labelled "limits ICMP" counts only
 /// when hosts beyond it fail too; self-check hosts, loopback, never count):
+/// - the outage overlaps a suspend of this machine (its requests in flight then, sent
+///   up to 1 s before, fail at the resume), or starts less than 10 s after the resume
+///   (reconnecting) → "this machine": "suspended 12.0 s, then 3.2 s to reconnect: this
+///   machine";
 /// - a link of this machine down, or without carrier, during the outage → "this
 ///   machine", naming it: "Wi-Fi link wlan0 down 3.2 s: this machine";
 /// - most failures are send errors of this machine (no route, network down...) →
@@ -268,8 +272,8 @@ pub struct Outage {
     /// For a host that was down: the share of its requests that failed in its outages,
     /// percent.
     pub down_pct: Option<f64>,
-    /// Machine-readable verdict: down, machine (this machine: a link lost, or its own send
-    /// errors), local, upstream, host, partial-upstream, partial, unknown.
+    /// Machine-readable verdict: down, machine (this machine: a suspend, a link lost, or
+    /// its own send errors), local, upstream, host, partial-upstream, partial, unknown.
     pub verdict: &'static str,
     /// Human-readable verdict.
     pub verdict_text: String,
@@ -394,6 +398,45 @@ struct Roles {
     gateways: Vec<String>,
     edges: Vec<String>,
     internet: Vec<String>,
+}
+
+/// How long after a resume an outage that starts is still the resume's, µs. A laptop
+/// that wakes up has to associate with its access point again (a second or two,
+/// more with WPA's handshake) and renew its DHCP lease (a few seconds) before anything
+/// answers; its first requests fail at once, so such an outage starts within a second
+/// or two of the resume. 10 s leaves room for a slow network manager; an outage that
+/// starts later had a cause of its own.
+const RESUME_RECONNECT_US: u64 = 10_000_000;
+
+/// The suspend an outage `[start_us, end_us)` belongs to: one it overlaps, counting
+/// the requests in flight when the machine went to sleep (sent up to a timeout before,
+/// `MAX_START_UNCERTAINTY_US`: they fail at the resume), or one it starts less than
+/// [`RESUME_RECONNECT_US`] after (reconnecting after the resume).
+fn suspended_before(events: &[ContextEvent], start_us: u64, end_us: u64) -> Option<&ContextEvent> {
+    events.iter().rev().find(|ev| {
+        ev.kind == EventKind::Suspend
+            && ev.t_us < end_us.saturating_add(MAX_START_UNCERTAINTY_US)
+            && start_us < ev.end_us().saturating_add(RESUME_RECONNECT_US)
+    })
+}
+
+/// "suspended 12.0 s, then 3.2 s to reconnect: this machine" for an outage ending at
+/// `end_us` after the suspend `ev`; without the part after the resume when it ended by
+/// then.
+fn suspend_verdict(ev: &ContextEvent, end_us: u64) -> String {
+    let slept = format!(
+        "suspended {:.1} s",
+        ev.duration_us.unwrap_or(0) as f64 / 1e6
+    );
+    let resume = ev.end_us();
+    if end_us > resume {
+        format!(
+            "{slept}, then {:.1} s to reconnect: this machine",
+            (end_us - resume) as f64 / 1e6
+        )
+    } else {
+        format!("{slept}: this machine")
+    }
 }
 
 /// A link of this machine lost during `[start_us, end_us)`: the loss event (a
@@ -750,10 +793,14 @@ pub fn build(a: &Args) -> Result<Report> {
                 .cloned()
                 .collect()
         };
-        let (v, text) = match (link_lost_during(&context, s, e), f.cause()) {
-            (Some((ev, back)), _) => ("machine", link_verdict(ev, back)),
-            (None, Some((c, _))) if c.is_local() => ("machine", "this machine".to_string()),
-            _ => verdict(&compared(&affected), &compared(&observed), &roles),
+        let (v, text) = if let Some(sleep) = suspended_before(&context, s, e) {
+            ("machine", suspend_verdict(sleep, e))
+        } else {
+            match (link_lost_during(&context, s, e), f.cause()) {
+                (Some((ev, back)), _) => ("machine", link_verdict(ev, back)),
+                (None, Some((c, _))) if c.is_local() => ("machine", "this machine".to_string()),
+                _ => verdict(&compared(&affected), &compared(&observed), &roles),
+            }
         };
         outages.push(Outage {
             start: tf.string(s),
@@ -903,6 +950,48 @@ mod tests {
 
     fn link(t_us: u64, kind: EventKind, iface: &str) -> ContextEvent {
         ContextEvent::link(t_us, kind, iface)
+    }
+
+    #[test]
+    fn an_outage_at_a_resume_names_the_suspend() {
+        // Asleep from 100 s for 12 s; Wi-Fi down at the resume for 3 s.
+        let events = [
+            ContextEvent::new(0, EventKind::DaemonStart),
+            ContextEvent::suspend(100_000_000, 12_000_000),
+            link(112_100_000, EventKind::LinkDown, "wlan0"),
+            link(115_000_000, EventKind::LinkUp, "wlan0"),
+        ];
+        // Failing from the resume to 115.2 s: the suspend, not the link it took down.
+        let ev = suspended_before(&events, 112_000_000, 115_200_000).unwrap();
+        assert_eq!(
+            suspend_verdict(ev, 115_200_000),
+            "suspended 12.0 s, then 3.2 s to reconnect: this machine"
+        );
+        // Requests in flight when it slept, failed at the resume (the frame before it).
+        let ev = suspended_before(&events, 99_900_000, 100_000_000).unwrap();
+        assert_eq!(
+            suspend_verdict(ev, 100_000_000),
+            "suspended 12.0 s: this machine"
+        );
+        // Starting within RESUME_RECONNECT_US of the resume: still the suspend's.
+        let late = 112_000_000 + RESUME_RECONNECT_US - 100_000;
+        assert!(suspended_before(&events, late, late + 500_000).is_some());
+        // Later, or over before the suspend (a timeout before it): a cause of its own.
+        let later = 112_000_000 + RESUME_RECONNECT_US;
+        assert!(suspended_before(&events, later, later + 500_000).is_none());
+        assert!(suspended_before(&events, 50_000_000, 51_000_000).is_none());
+        let before = 100_000_000 - MAX_START_UNCERTAINTY_US;
+        assert!(suspended_before(&events, before - 300_000, before).is_none());
+        // Of two suspends, the one the outage follows.
+        let two = [
+            ContextEvent::suspend(100_000_000, 12_000_000),
+            ContextEvent::suspend(113_000_000, 60_000_000),
+        ];
+        let ev = suspended_before(&two, 173_500_000, 174_000_000).unwrap();
+        assert_eq!(
+            suspend_verdict(ev, 174_000_000),
+            "suspended 60.0 s, then 1.0 s to reconnect: this machine"
+        );
     }
 
     #[test]
