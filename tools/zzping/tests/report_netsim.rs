@@ -8,6 +8,8 @@
 //! Needs root (a network namespace and a TUN device). Without it the test says why and
 //! skips, unless `CI` is set, where it fails.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -1034,6 +1036,81 @@ fn link_flap_is_recorded_as_context_events() {
         .count();
     assert_eq!(windows, 2, "{dump}");
     assert_eq!(outages.len(), windows, "{report:#}");
+}
+
+/// Length of the simulated suspend of [`an_outage_after_a_resume_is_the_suspends`], s.
+const SUSPEND_S: u64 = 10;
+
+/// A laptop sleeps and its link is down when it wakes up: the real daemon binary runs
+/// `tests/scenarios/link-flap.toml` (the link down 3-5 s after the start, its carrier
+/// lost 7-9 s) with its test hook simulating a suspend of 10 s at 2.5 s (the wall clock
+/// and boot time jump; no frames meanwhile). The report lists the suspend with its
+/// length, and both outages start within 10 s of the resume: "suspended 10.0 s, then
+/// N s to reconnect: this machine".
+#[test]
+fn an_outage_after_a_resume_is_the_suspends() {
+    zzping_testkit::require!(zzping_testkit::privileges::tun());
+    let daemon = common::daemon_binary();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let scenario = Scenario::load(&root.join("tests/scenarios/link-flap.toml")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let d = data.clone();
+    let out = std::thread::spawn(move || {
+        sys::unshare_net().expect("unshare(CLONE_NEWNET)");
+        let sim = Simulator::start(&scenario, None).expect("simulator");
+        let child = Command::new(daemon)
+            .args(["--config", "none", "--live", "off", "--data-dir"])
+            .arg(&d)
+            .args(["--target", "198.18.0.254", "--target", "198.19.8.8"])
+            .args(["--rate", "50", "--timeout-ms", "500", "--duration", "11"])
+            .env(
+                zzping_daemon::clock::SUSPEND_ENV,
+                format!("2.5,{SUSPEND_S}"),
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run zzping-daemon");
+        // 11 s, the last timeout and the shutdown, with margin.
+        let out =
+            zzping_testkit::process::output_bounded(child, std::time::Duration::from_secs(40));
+        sim.stop().expect("simulator stop");
+        out
+    })
+    .join()
+    .expect("daemon thread");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = report_json(&data, "198.18.0.254");
+    let dump = format!("{report:#}\ndaemon:\n{log}");
+    let suspends: Vec<&serde_json::Value> = report["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "suspend")
+        .collect();
+    assert_eq!(suspends.len(), 1, "{dump}");
+    let slept_us = suspends[0]["duration_us"].as_u64().unwrap();
+    assert!(slept_us.abs_diff(SUSPEND_S * 1_000_000) < 50_000, "{dump}");
+    assert!(
+        suspends[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("suspended 10.0"),
+        "{dump}"
+    );
+    let outages = report["outages"].as_array().unwrap();
+    assert_eq!(outages.len(), 2, "the link's two windows: {dump}");
+    for o in outages {
+        assert_eq!(o["verdict"], "machine", "{dump}");
+        let v = o["verdict_text"].as_str().unwrap();
+        assert!(
+            v.starts_with("suspended 10.0 s, then ")
+                && v.ends_with(" s to reconnect: this machine"),
+            "{v}: {dump}"
+        );
+    }
 }
 
 /// The default route moves to another gateway on another interface and back
