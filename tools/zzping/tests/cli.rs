@@ -775,11 +775,14 @@ fn report_counts_frames_by_measurement_flag() {
     assert_eq!(host("a")["flagged_frames"]["user_stamp"], 1);
     let text = stdout(&ok(zz(&["report", s(dir.path())])));
     assert!(
-        text.contains("gw: frames 5 with user-space timestamps (RTTs are upper bounds), 2 with a wall-clock step"),
+        text.contains(
+            "gw: 5 frames with user-space timestamps (RTTs are upper bounds), 2 frames with a \
+             wall-clock step"
+        ),
         "{text}"
     );
     assert!(
-        text.contains("a: frames 1 with user-space timestamps"),
+        text.contains("a: 1 frame with user-space timestamps"),
         "{text}"
     );
     // Export names the flag.

@@ -97,6 +97,12 @@ fn a_host_without_a_route_is_100_percent_loss_and_one_outage_naming_it() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
+    // Neither address is a default gateway or private: no gateway, and why.
+    assert_eq!(
+        text.lines().nth(1),
+        Some("Gateway: unknown (no host is a default gateway or has a private address)"),
+        "{text}"
+    );
     let row: Vec<&str> = text
         .lines()
         .find(|l| l.starts_with(UNROUTABLE))

@@ -199,7 +199,8 @@ impl FlaggedFrames {
         self.approximate += u64::from(flags & FLAG_APPROXIMATE != 0);
     }
 
-    /// "3 with user-space timestamps (RTT upper bounds), 1 with a clock step", or `None`.
+    /// "3 frames with user-space timestamps (RTTs are upper bounds), 1 frame with a
+    /// wall-clock step", or `None`.
     fn describe(&self) -> Option<String> {
         let parts: Vec<String> = [
             (
@@ -219,7 +220,7 @@ impl FlaggedFrames {
         ]
         .iter()
         .filter(|(n, _)| *n > 0)
-        .map(|(n, what)| format!("{n} {what}"))
+        .map(|(n, what)| format!("{n} {} {what}", if *n == 1 { "frame" } else { "frames" }))
         .collect();
         (!parts.is_empty()).then(|| parts.join(", "))
     }
@@ -288,7 +289,7 @@ pub struct Report {
     pub to_us: Option<u64>,
     /// Gateway label, if known.
     pub gateway: Option<String>,
-    /// How the gateway was chosen.
+    /// How the gateway was chosen (without one: why there is none).
     pub gateway_source: String,
     /// Per-host statistics.
     pub hosts: Vec<HostReport>,
@@ -675,7 +676,8 @@ pub fn build(a: &Args) -> Result<Report> {
             {
                 (
                     Some(h.label.clone()),
-                    "default route (/proc/net/route, /proc/net/ipv6_route)".into(),
+                    "a default gateway of this machine: /proc/net/route, /proc/net/ipv6_route"
+                        .into(),
                 )
             } else if let Some(h) = host_reports
                 .iter()
@@ -689,7 +691,7 @@ pub fn build(a: &Args) -> Result<Report> {
             } else {
                 (
                     None,
-                    "unknown (no host is the default gateway or private)".into(),
+                    "unknown (no host is a default gateway or has a private address)".into(),
                 )
             }
         }

@@ -38,12 +38,11 @@ pub(super) fn render(r: &Report, tf: &TimeFmt) -> String {
         (Some(f), Some(l)) => w!(out, "Report {} .. {}", tf.string(f), tf.string(l)),
         _ => w!(out, "Report: no frames in range"),
     }
-    w!(
-        out,
-        "Gateway: {} ({})",
-        r.gateway.as_deref().unwrap_or("-"),
-        r.gateway_source
-    );
+    match &r.gateway {
+        Some(g) => w!(out, "Gateway: {g} ({})", r.gateway_source),
+        // The source says why: "none (--gateway none)", "unknown (...)".
+        None => w!(out, "Gateway: {}", r.gateway_source),
+    }
     w!(out);
     let w = r
         .hosts
@@ -111,13 +110,7 @@ pub(super) fn render(r: &Report, tf: &TimeFmt) -> String {
     let mut notes: Vec<String> = r
         .hosts
         .iter()
-        .filter_map(|h| {
-            Some(format!(
-                "  {}: frames {}",
-                h.label,
-                h.flagged_frames.describe()?
-            ))
-        })
+        .filter_map(|h| Some(format!("  {}: {}", h.label, h.flagged_frames.describe()?)))
         .collect();
     notes.extend(r.hosts.iter().filter(|h| h.limits_icmp).map(|h| {
         format!(
