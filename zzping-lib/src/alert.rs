@@ -18,13 +18,17 @@
 //!   requests with an outcome.
 //! - **p95** ([`When::P95`]): over the last `window` µs, the nearest-rank 95th percentile
 //!   of the replies' RTTs is above `above_us` (more than 5 % of the replies are slower).
+//!   A window without a reply has no p95: *unknown*, neither above nor clear (a firing
+//!   p95 rule stays firing through a total outage, and does not fire on one: that is
+//!   what outage and loss rules are for). So is a loss window without any outcome.
 //!
 //! A window rule holds only once its window has been observed whole (a host that just
 //! appeared does not alert on its first lost request). Windows are kept in a ring of at
 //! most [`MAX_SLOTS`] slots per rule and host, each covering a whole number of frame
 //! periods (the window is rounded up to whole slots), allocated when the host appears.
 //!
-//! A rule's host is one label ([`HostMatch::Label`]), every host separately
+//! A rule's host is one label ([`HostMatch::Label`]), the hosts of one role
+//! ([`HostMatch::Role`], e.g. `gateway`: one alert per host), every host separately
 //! ([`HostMatch::Each`]: one alert per host), or every host at once ([`HostMatch::All`]:
 //! the rule holds when it holds on every host that it watches; one alert).
 //!
@@ -32,7 +36,7 @@
 //! A rule fires once, when it starts to hold, and is then *firing* until it has been
 //! clear for [`Rule::clear_us`] without interruption; then it resolves, once. *Clear*
 //! means: for an outage, the host answers (no frame failed entirely); for loss and p95,
-//! the window's value is at or below the threshold. A host that comes back for a moment
+//! the window's value is at or below the threshold (an unknown value interrupts it). A host that comes back for a moment
 //! in the middle of an outage, or a loss hovering around its threshold, therefore makes
 //! one firing and one resolved event, not one per frame.
 //!
@@ -133,6 +137,8 @@ pub enum HostMatch {
     Each,
     /// The host with this label.
     Label(String),
+    /// Every host with this role (`gateway`, `isp-edge`...), separately.
+    Role(String),
     /// Every host at once: the rule holds when it holds on all of them.
     All,
 }
@@ -161,10 +167,11 @@ impl Rule {
         }
     }
 
-    fn watches(&self, label: &str) -> bool {
+    fn watches(&self, label: &str, role: Option<&str>) -> bool {
         match &self.host {
             HostMatch::Each | HostMatch::All => true,
             HostMatch::Label(l) => l == label,
+            HostMatch::Role(r) => role == Some(r.as_str()),
         }
     }
 }
@@ -224,7 +231,8 @@ struct Sample {
 struct Reading {
     /// The rule holds (it fires now if not firing).
     holds: bool,
-    /// The condition is not clear (a firing rule stays firing).
+    /// The condition is not clear (a firing rule stays firing): above the threshold, or
+    /// unknown (a window without the data to tell).
     bad: bool,
     value: f64,
     /// When the condition became not clear.
@@ -437,33 +445,37 @@ impl Ring {
         self.add(s, rtts_us);
         let t = self.total;
         let outcomes = t.received + t.failed;
-        let (bad, value) = match *when {
+        // `None`: the window cannot tell (no outcome; for p95, no reply).
+        let (above, value) = match *when {
             When::Loss { above_pct, .. } => {
                 let pct = if outcomes > 0 {
                     100.0 * t.failed as f64 / outcomes as f64
                 } else {
                     0.0
                 };
-                (outcomes > 0 && pct > above_pct, pct)
+                ((outcomes > 0).then_some(pct > above_pct), pct)
             }
             When::P95 { .. } => {
                 let n = t.received;
                 // p95 > T exactly when fewer than ceil(0.95 n) replies are at or below T.
                 let at_or_below = n.saturating_sub(t.above);
                 let rank = (P95_QUANTILE * n as f64).ceil() as u64;
-                let bad = n > 0 && at_or_below < rank;
-                (bad, if n > 0 { self.p95_ms() } else { 0.0 })
+                (
+                    (n > 0).then_some(at_or_below < rank),
+                    if n > 0 { self.p95_ms() } else { 0.0 },
+                )
             }
             When::Outage { .. } => unreachable!("an outage rule has no ring"),
         };
-        if !bad {
-            self.bad_since_us = None;
-        } else if self.bad_since_us.is_none() {
-            self.bad_since_us = Some(s.start_us);
+        match above {
+            Some(false) => self.bad_since_us = None,
+            Some(true) if self.bad_since_us.is_none() => self.bad_since_us = Some(s.start_us),
+            _ => {}
         }
         Reading {
-            holds: bad && self.full(),
-            bad,
+            holds: above == Some(true) && self.full(),
+            // Unknown is not clear: a firing rule holds its state.
+            bad: above != Some(false),
             value,
             bad_since_us: self.bad_since_us.unwrap_or(s.start_us),
         }
@@ -522,6 +534,7 @@ struct Watch {
 struct Host {
     key: HostKey,
     label: String,
+    role: Option<String>,
     period_us: u32,
     watches: Vec<Watch>,
 }
@@ -589,17 +602,30 @@ impl Evaluator {
     /// Starts watching a host (again, if `key` was added: its state starts over) whose
     /// frames last `period_us`. Allocates its rings.
     pub fn add_host(&mut self, key: HostKey, label: &str, period_us: u32) {
+        self.add_host_with_role(key, label, None, period_us);
+    }
+
+    /// [`Evaluator::add_host`] for a host with a role (`gateway`, `isp-edge`...), which
+    /// [`HostMatch::Role`] rules match.
+    pub fn add_host_with_role(
+        &mut self,
+        key: HostKey,
+        label: &str,
+        role: Option<&str>,
+        period_us: u32,
+    ) {
         self.hosts.retain(|h| h.key != key);
         let watches = self
             .rules
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.watches(label))
+            .filter(|(_, r)| r.watches(label, role))
             .map(|(i, r)| Self::watch(i, r, period_us))
             .collect();
         self.hosts.push(Host {
             key,
             label: label.to_owned(),
+            role: role.map(str::to_owned),
             period_us,
             watches,
         });
@@ -625,7 +651,7 @@ impl Evaluator {
             h.watches = rules
                 .iter()
                 .enumerate()
-                .filter(|(_, r)| r.watches(&h.label))
+                .filter(|(_, r)| r.watches(&h.label, h.role.as_deref()))
                 .map(|(i, r)| {
                     let reuse = same(r).and_then(|j| kept.iter().position(|w| w.rule == j));
                     match reuse {

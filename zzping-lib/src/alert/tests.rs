@@ -311,6 +311,77 @@ fn p95_is_decided_exactly_at_five_percent() {
 }
 
 #[test]
+fn p95_holds_its_state_through_a_window_without_replies() {
+    // Slow, then a total outage much longer than the window, then fast again: no
+    // replies is no p95 (unknown), so the rule stays firing through the outage and
+    // resolves only once fast replies have been clear for clear_us (1 s).
+    let mut ev = one(p95(50, 1));
+    let frames = (0..20)
+        .map(|i| mixed(i, 20, 200_000))
+        .chain((20..80).map(down))
+        .chain((80..120).map(|i| mixed(i, 0, 0)));
+    let got = feed(&mut ev, 1, frames);
+    let states: Vec<_> = got.iter().map(|(i, e)| (*i, e.state)).collect();
+    // Frame 80's window (71..=80) has one fast frame: clear from frame 80, 1 s of
+    // clear at the end of frame 89.
+    assert_eq!(
+        states,
+        [(9, AlertState::Firing), (89, AlertState::Resolved)]
+    );
+    // An outage alone does not fire a p95 rule, nor does fast-again resolve anything.
+    let mut ev = one(p95(50, 1));
+    let frames = (0..20)
+        .map(|i| mixed(i, 0, 0))
+        .chain((20..80).map(down))
+        .chain((80..100).map(|i| mixed(i, 0, 0)));
+    assert!(feed(&mut ev, 1, frames).is_empty());
+}
+
+#[test]
+fn a_loss_window_without_outcome_holds_its_state() {
+    // Frames without any outcome (the viewer's evaluator takes frames from the
+    // network, which may claim nothing): such a window cannot tell.
+    let mut ev = one(loss(10.0, 1));
+    let empty = |i: u64| frame(i, 0, 0, 0, 0);
+    let frames = (0..20)
+        .map(down)
+        .chain((20..60).map(empty))
+        .chain((60..100).map(up));
+    let got = feed(&mut ev, 1, frames);
+    let states: Vec<_> = got.iter().map(|(i, e)| (*i, e.state)).collect();
+    // Fired at frame 9; the window of frame 60 (51..=60) holds one good frame: clear
+    // from 60, resolved at the end of frame 69.
+    assert_eq!(
+        states,
+        [(9, AlertState::Firing), (69, AlertState::Resolved)]
+    );
+}
+
+#[test]
+fn a_rule_on_a_role_watches_every_host_of_that_role() {
+    let rule = outage(1, HostMatch::Role("gateway".into()));
+    let mut ev = Evaluator::new(vec![rule.clone()]);
+    ev.add_host_with_role(1, "gw-v4", Some("gateway"), P_US);
+    ev.add_host_with_role(2, "gw-v6", Some("gateway"), P_US);
+    ev.add_host_with_role(3, "isp", Some("isp-edge"), P_US);
+    // A host labelled like the role is not of it.
+    ev.add_host(4, "gateway", P_US);
+    for k in [3, 4] {
+        assert!(feed(&mut ev, k, (0..30).map(down)).is_empty(), "host {k}");
+    }
+    for k in [1, 2] {
+        let got = feed(&mut ev, k, (0..30).map(down));
+        assert_eq!(got.len(), 1, "host {k}");
+        assert_eq!(got[0].1.host, Some(k));
+    }
+    // The role is kept across new rules.
+    ev.set_rules(vec![outage(2, HostMatch::Role("gateway".into()))]);
+    let got = feed(&mut ev, 1, (30..60).map(down));
+    assert_eq!(got.len(), 1);
+    assert!(feed(&mut ev, 3, (30..60).map(down)).is_empty());
+}
+
+#[test]
 fn p95_resolves_when_the_window_is_fast_again_and_ignores_loss() {
     let mut ev = one(p95(50, 1));
     let frames = (0..20)
