@@ -36,7 +36,7 @@ pub const DEFAULT_DISCOVER_INTERVAL_S: f64 = 300.0;
 pub const DISCOVERED_LABELS: [&str; 4] = ["gateway", "gateway-v6", "isp-edge", "isp-edge-v6"];
 
 /// The values of a host's `role`.
-const ROLES: [&str; 4] = [
+pub const ROLES: [&str; 4] = [
     zzping_lib::file::role::GATEWAY,
     zzping_lib::file::role::ISP_EDGE,
     zzping_lib::file::role::INTERNET,

@@ -151,6 +151,7 @@ fn every_key() -> BTreeSet<String> {
             name: "a".into(),
             when: "outage".into(),
             host: Some("h".into()),
+            role: Some("gateway".into()),
             for_s: Some(1.0),
             above_pct: Some(1.0),
             above_ms: Some(1.0),

@@ -21,9 +21,15 @@ pub struct AlertConfig {
     pub name: String,
     /// `outage`, `loss` or `p95`.
     pub when: String,
-    /// A host label, or `all` (every host at once); absent: every host separately.
+    /// A host label, or `all` (every host at once); absent (and no `role`): every host
+    /// separately.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// A host role (`gateway`, `isp-edge`, `internet` or `self-check`; discovered hosts
+    /// and `[[host]]` tables with a `role` have one): every host of that role,
+    /// separately. Not with `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// `outage`: seconds every request must have failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_s: Option<f64>,
@@ -140,11 +146,27 @@ impl AlertConfig {
                 );
             }
         };
-        let host = match self.host.as_deref() {
-            None => HostMatch::Each,
-            Some(ALL_HOSTS) => HostMatch::All,
-            Some(l) if l.trim().is_empty() => return err("host", "empty"),
-            Some(l) => HostMatch::Label(l.to_owned()),
+        let host = match (self.host.as_deref(), self.role.as_deref()) {
+            (Some(_), Some(_)) => {
+                return err(
+                    "role",
+                    "not with host (a rule watches one label, or every host of one role)",
+                );
+            }
+            (None, Some(r)) if !crate::config::ROLES.contains(&r) => {
+                return err(
+                    "role",
+                    &format!(
+                        "{r:?} is not one of {}",
+                        crate::config::ROLES.map(|r| format!("{r:?}")).join(", ")
+                    ),
+                );
+            }
+            (None, Some(r)) => HostMatch::Role(r.to_owned()),
+            (None, None) => HostMatch::Each,
+            (Some(ALL_HOSTS), None) => HostMatch::All,
+            (Some(l), None) if l.trim().is_empty() => return err("host", "empty"),
+            (Some(l), None) => HostMatch::Label(l.to_owned()),
         };
         if let Some(cmd) = &self.command {
             match cmd.first() {
@@ -228,6 +250,11 @@ mod tests {
             when = "p95"
             above_ms = 80
             window_s = 30
+            [[alert]]
+            name = "gateways"
+            when = "outage"
+            role = "gateway"
+            for_s = 3
             "#,
         );
         let r = rules(&a).unwrap();
@@ -253,6 +280,7 @@ mod tests {
                 window_us: 30_000_000
             }
         );
+        assert_eq!(r[4].host, HostMatch::Role("gateway".into()));
     }
 
     #[test]
@@ -284,6 +312,14 @@ mod tests {
             ),
             ("when = \"jitter\"", "when: \"jitter\" is not one of"),
             ("when = \"outage\"\nfor_s = 1\nhost = \"\"", "host: empty"),
+            (
+                "when = \"outage\"\nfor_s = 1\nrole = \"router\"",
+                "role: \"router\" is not one of \"gateway\", \"isp-edge\"",
+            ),
+            (
+                "when = \"outage\"\nfor_s = 1\nrole = \"gateway\"\nhost = \"gw\"",
+                "role: not with host",
+            ),
             (
                 "when = \"outage\"\nfor_s = 1\ncommand = []",
                 "command: empty",

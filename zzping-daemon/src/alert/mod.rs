@@ -4,15 +4,27 @@
 //! [`zzping_lib::alert::Evaluator`]: allocation-free per frame). An event (a rule starts
 //! or stops holding) is logged, counted (`zzping_alerts_total{rule,state}`) and, when the
 //! rule has a `command`, put on a bounded queue ([`QUEUE_LEN`]) to one worker thread
-//! that runs it: the loop never blocks on it. When the queue is full the event's command
-//! is dropped and counted (`zzping_alert_commands_dropped_total`).
+//! that runs it: the loop never blocks on it. When the queue is full a firing event's
+//! command is dropped and counted (`zzping_alert_commands_dropped_total`).
+//!
+//! # Pairs
+//! The command sees firing/resolved pairs: a resolved event's command runs exactly when
+//! its firing's command was queued. A firing that is not queued (rate limit, full queue)
+//! leaves its resolved event unsent too. A resolved event whose firing was queued is
+//! never dropped: if the queue is full it waits (in a list bounded by the number of
+//! alerts) and is queued on a later frame, or at shutdown.
 //!
 //! # Rate limit
-//! A firing event less than `min_interval_s` after the rule last ran its command (for
+//! A firing event less than `min_interval_s` after the rule last queued its command (for
 //! any host) is *suppressed*: logged, counted (`zzping_alert_commands_suppressed_total`),
 //! its command not run; so is the resolved event of a suppressed firing (the command
-//! never heard of it). A resolved event whose firing ran always runs: the command sees
-//! pairs.
+//! never heard of it).
+//!
+//! # Shutdown
+//! [`Alerts::stop`] lets the worker run what is queued, each command with its
+//! [`COMMAND_TIMEOUT`], for at most [`SHUTDOWN_DRAIN`] in all (a user stopping the
+//! daemon during an outage still gets its notifications); what is left then is dropped,
+//! counted and logged.
 //!
 //! # The command
 //! Run without a shell (`command[0]` is an absolute path), stdin from `/dev/null`,
@@ -32,7 +44,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -47,6 +59,10 @@ pub use config::AlertConfig;
 pub const QUEUE_LEN: usize = 64;
 /// A command running longer than this is killed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// At shutdown, the queued commands run for at most this long in all (a command still
+/// running then is killed; the rest are dropped). Well within systemd's default stop
+/// timeout (90 s).
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(20);
 /// How often the worker checks a child when the kernel has no pidfd (Linux < 5.3).
 const CHILD_POLL: Duration = Duration::from_millis(20);
 
@@ -70,7 +86,8 @@ pub struct RuleStats {
 pub struct AlertStats {
     /// Per rule, in configuration order.
     pub rules: Vec<RuleStats>,
-    /// Commands dropped because the queue was full (or the daemon was stopping).
+    /// Commands dropped because the queue was full, or still waiting when the shutdown's
+    /// [`SHUTDOWN_DRAIN`] ran out.
     pub dropped: AtomicU64,
 }
 
@@ -103,13 +120,19 @@ pub struct Alerts {
     evaluator: Evaluator,
     configs: Vec<AlertConfig>,
     actions: Vec<Action>,
-    /// Whether the firing of `(rule name, host)` ran its command (its resolved runs too).
+    /// Whether the firing of `(rule name, host)` queued its command (its resolved is
+    /// queued too).
     notified: HashMap<(String, Option<HostKey>), bool>,
+    /// Resolved events whose firing was queued, waiting for room in the queue.
+    waiting: Vec<Job>,
     events: Vec<AlertEvent>,
     stats: Arc<AlertStats>,
     queue: Option<SyncSender<Job>>,
     worker: Option<JoinHandle<()>>,
-    stopping: Arc<AtomicBool>,
+    /// Set at shutdown: the worker's deadline (drop what is left after it).
+    drain_until: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// How long the shutdown runs queued commands ([`SHUTDOWN_DRAIN`]).
+    drain: Duration,
 }
 
 impl Alerts {
@@ -122,9 +145,11 @@ impl Alerts {
             notified: HashMap::new(),
             events: Vec::with_capacity(16),
             stats: Arc::new(AlertStats::default()),
+            waiting: Vec::new(),
             queue: None,
             worker: None,
-            stopping: Arc::new(AtomicBool::new(false)),
+            drain_until: Arc::new(std::sync::Mutex::new(None)),
+            drain: SHUTDOWN_DRAIN,
         };
         a.set_rules(configs, rules);
         a
@@ -187,10 +212,10 @@ impl Alerts {
         self.evaluator.set_rules(rules);
         if self.queue.is_none() && self.actions.iter().any(|a| a.command.is_some()) {
             let (tx, rx) = sync_channel(QUEUE_LEN);
-            let stopping = Arc::clone(&self.stopping);
+            let drain_until = Arc::clone(&self.drain_until);
             match std::thread::Builder::new()
                 .name("zzping-alerts".into())
-                .spawn(move || worker(rx, stopping))
+                .spawn(move || worker(rx, drain_until))
             {
                 Ok(h) => {
                     self.queue = Some(tx);
@@ -203,9 +228,10 @@ impl Alerts {
         }
     }
 
-    /// A host starts (`period_us`: its frames' period).
-    pub fn add_host(&mut self, key: HostKey, label: &str, period_us: u32) {
-        self.evaluator.add_host(key, label, period_us);
+    /// A host starts (`role`: its role, if any; `period_us`: its frames' period).
+    pub fn add_host(&mut self, key: HostKey, label: &str, role: Option<&str>, period_us: u32) {
+        self.evaluator
+            .add_host_with_role(key, label, role, period_us);
     }
 
     /// A host is removed: its alerts end without an event.
@@ -224,6 +250,9 @@ impl Alerts {
         now_ns: u64,
         details: impl Fn(HostKey) -> Option<HostDetails<'a>>,
     ) {
+        if !self.waiting.is_empty() {
+            self.queue_waiting();
+        }
         self.evaluator.on_frame(host, frame, &mut self.events);
         if self.events.is_empty() {
             return;
@@ -266,7 +295,8 @@ impl Alerts {
                 let recent = action
                     .last_run_ns
                     .filter(|&t| now_ns.saturating_sub(t) < action.min_interval_ns);
-                self.notified.insert(key, recent.is_none());
+                // Until it is queued (below), its resolved is not to be sent.
+                self.notified.insert(key.clone(), false);
                 if let Some(t) = recent {
                     let n = self.stats.rules[e.rule]
                         .suppressed
@@ -300,9 +330,6 @@ impl Alerts {
         if !run {
             return;
         }
-        if e.state == AlertState::Firing {
-            action.last_run_ns = Some(now_ns);
-        }
         let (host, address, role) = match e.host {
             None => (config::ALL_HOSTS.to_owned(), String::new(), String::new()),
             Some(k) => {
@@ -333,35 +360,86 @@ impl Alerts {
             ),
             ("ZZPING_ALERT_TEXT", text),
         ];
-        let Some(q) = &self.queue else { return };
         let job = Job {
             rule: e.rule,
             argv,
             env,
             stats: Arc::clone(&self.stats),
         };
-        match q.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                warn!(
-                    "alert {}: command dropped: {QUEUE_LEN} commands already waiting ({n} dropped \
-                     so far)",
-                    cfg.name
+        let Some(q) = &self.queue else {
+            self.note_dropped(&cfg.name.clone(), "the command thread is not running");
+            return;
+        };
+        match (q.try_send(job), e.state) {
+            (Ok(()), AlertState::Firing) => {
+                self.actions[e.rule].last_run_ns = Some(now_ns);
+                self.notified.insert(key, true);
+            }
+            (Ok(()), AlertState::Resolved) => {}
+            // Its firing was queued: it waits for room.
+            (Err(TrySendError::Full(job)), AlertState::Resolved) => self.waiting.push(job),
+            (Err(_), _) => {
+                self.note_dropped(
+                    &cfg.name.clone(),
+                    &format!("{QUEUE_LEN} commands already waiting"),
                 );
             }
         }
     }
 
-    /// Stops the worker: commands still waiting are dropped (counted), the one running
-    /// gets its [`COMMAND_TIMEOUT`].
+    fn note_dropped(&self, rule: &str, why: &str) {
+        let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        warn!("alert {rule}: command dropped: {why} ({n} dropped so far)");
+    }
+
+    /// Queues the waiting resolved events, oldest first, as far as there is room.
+    fn queue_waiting(&mut self) {
+        let Some(q) = &self.queue else { return };
+        let mut left = Vec::new();
+        for job in self.waiting.drain(..) {
+            if !left.is_empty() {
+                left.push(job);
+                continue;
+            }
+            match q.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => left.push(job),
+            }
+        }
+        self.waiting = left;
+    }
+
+    /// Stops the worker once it has run what is queued (the waiting resolved events
+    /// included), for at most [`SHUTDOWN_DRAIN`]: a command still running then is killed,
+    /// the rest are dropped (counted and logged). Returns at once without commands.
     pub fn stop(&mut self) {
-        self.stopping.store(true, Ordering::Relaxed);
-        self.queue = None;
-        if let Some(h) = self.worker.take()
-            && h.join().is_err()
-        {
+        let Some(h) = self.worker.take() else {
+            self.queue = None;
+            return;
+        };
+        if let Ok(mut d) = self.drain_until.lock() {
+            *d = Some(Instant::now() + self.drain);
+        }
+        if let Some(q) = self.queue.take() {
+            for job in self.waiting.drain(..) {
+                // Blocks while the worker makes room; it drops what it takes after the
+                // deadline, so this ends too.
+                if q.send(job).is_err() {
+                    break;
+                }
+            }
+        }
+        let dropped0 = self.stats.dropped.load(Ordering::Relaxed);
+        if h.join().is_err() {
             warn!("alerts: the command thread panicked");
+        }
+        let left = self.stats.dropped.load(Ordering::Relaxed) - dropped0;
+        if left > 0 {
+            warn!(
+                "alerts: {left} commands not run: still waiting at the end of stopping ({} s at \
+                 most)",
+                format_value(self.drain.as_secs_f64())
+            );
         }
     }
 }
@@ -382,20 +460,28 @@ fn format_value(v: f64) -> String {
     s.to_owned()
 }
 
-/// The command thread: runs each job, one at a time.
-fn worker(rx: Receiver<Job>, stopping: Arc<AtomicBool>) {
+/// The command thread: runs each job, one at a time; once the shutdown's deadline is
+/// set, each command only until it, and none after it.
+fn worker(rx: Receiver<Job>, drain_until: Arc<std::sync::Mutex<Option<Instant>>>) {
     // Per rule name: the command is failing (its failure was logged).
     let mut failing: std::collections::HashSet<String> = std::collections::HashSet::new();
     while let Ok(job) = rx.recv() {
         let Some(stats) = job.stats.rules.get(job.rule) else {
             continue;
         };
-        if stopping.load(Ordering::Relaxed) {
-            job.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
+        let deadline = drain_until.lock().ok().and_then(|d| *d);
+        let limit = match deadline {
+            None => COMMAND_TIMEOUT,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left.min(COMMAND_TIMEOUT),
+                _ => {
+                    job.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            },
+        };
         let name = stats.name.clone();
-        match run(&job) {
+        match run(&job, limit) {
             Ok(()) => {
                 if failing.remove(&name) {
                     info!("alert {name}: command works again");
@@ -416,15 +502,16 @@ fn worker(rx: Receiver<Job>, stopping: Arc<AtomicBool>) {
     }
 }
 
-/// Runs one command to its end (or kills it after [`COMMAND_TIMEOUT`]).
-fn run(job: &Job) -> Result<(), String> {
+/// Runs one command to its end (or kills it after `limit`, [`COMMAND_TIMEOUT`] but at
+/// shutdown).
+fn run(job: &Job, limit: Duration) -> Result<(), String> {
     let mut cmd = Command::new(&job.argv[0]);
     cmd.args(&job.argv[1..]).stdin(Stdio::null());
     for (k, v) in &job.env {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
-    match wait_bounded(&mut child, COMMAND_TIMEOUT) {
+    match wait_bounded(&mut child, limit) {
         Ok(Some(st)) if st.success() => Ok(()),
         Ok(Some(st)) => Err(format!("exited with {st}")),
         Ok(None) => {
@@ -432,7 +519,7 @@ fn run(job: &Job) -> Result<(), String> {
             let _ = child.wait();
             Err(format!(
                 "still running after {} s: killed",
-                COMMAND_TIMEOUT.as_secs()
+                format_value(limit.as_secs_f64())
             ))
         }
         Err(e) => {
@@ -530,17 +617,27 @@ mod tests {
             argv: Arc::from(vec!["/bin/false".to_owned()]),
             ..job
         };
-        assert!(run(&bad).unwrap_err().contains("exited"));
+        assert!(run(&bad, COMMAND_TIMEOUT).unwrap_err().contains("exited"));
         let missing = Job {
             argv: Arc::from(vec!["/nonexistent/zzping-alert".to_owned()]),
             ..bad
         };
-        assert!(run(&missing).unwrap_err().starts_with("cannot start"));
+        assert!(
+            run(&missing, COMMAND_TIMEOUT)
+                .unwrap_err()
+                .starts_with("cannot start")
+        );
     }
 
     /// Feeds host 1 one 100 ms frame of one request at a time, answered (`ok`) or
     /// lost, at the monotonic time `now_ns`.
     fn feeder() -> impl FnMut(&mut Alerts, bool, u64) {
+        let mut feed = host_feeder(1);
+        move |a: &mut Alerts, ok: bool, now_ns: u64| feed(a, ok, now_ns)
+    }
+
+    /// [`feeder`] for host `key`.
+    fn host_feeder(key: HostKey) -> impl FnMut(&mut Alerts, bool, u64) {
         let mut t = 1_700_000_000_000_000u64;
         move |a: &mut Alerts, ok: bool, now_ns: u64| {
             let mut f = Frame::new(t, 100_000);
@@ -551,8 +648,130 @@ mod tests {
                 f.lost = 1;
             }
             t += 100_000;
-            a.on_frame(1, &f, now_ns, |_| None);
+            a.on_frame(key, &f, now_ns, |_| None);
         }
+    }
+
+    /// An outage rule of 0.2 s on each host running `command`, without a rate limit.
+    fn down_rule(command: &[&str]) -> (AlertConfig, Rule) {
+        let cfg = AlertConfig {
+            name: "down".into(),
+            when: "outage".into(),
+            host: None,
+            role: None,
+            for_s: Some(0.2),
+            above_pct: None,
+            above_ms: None,
+            window_s: None,
+            clear_s: None,
+            command: Some(command.iter().map(|s| s.to_string()).collect()),
+            min_interval_s: Some(0.0),
+        };
+        let rule = cfg.rule(0).unwrap();
+        (cfg, rule)
+    }
+
+    fn state_and_host(job: &Job) -> (String, String) {
+        let get = |k: &str| {
+            job.env
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        (get("ZZPING_ALERT_STATE"), get("ZZPING_ALERT_HOST"))
+    }
+
+    #[test]
+    fn a_resolved_is_queued_exactly_when_its_firing_was() {
+        let (cfg, rule) = down_rule(&["/bin/true"]);
+        let mut a = Alerts::new(std::slice::from_ref(&cfg), vec![rule]);
+        // Our own queue of one, read by the test instead of the worker.
+        a.stop();
+        let (tx, rx) = sync_channel(1);
+        a.queue = Some(tx);
+        a.add_host(1, "a", None, 100_000);
+        a.add_host(2, "b", None, 100_000);
+        let (mut fa, mut fb) = (host_feeder(1), host_feeder(2));
+        // a fires (queued), then b fires with the queue full: dropped.
+        for i in 0..3 {
+            fa(&mut a, false, i);
+        }
+        for i in 0..3 {
+            fb(&mut a, false, i);
+        }
+        assert_eq!(a.stats.dropped.load(Ordering::Relaxed), 1);
+        // Both clear; the queue is still full: a's resolved waits (its firing was
+        // queued), b's is not sent (its firing was not).
+        for i in 3..6 {
+            fa(&mut a, true, i);
+            fb(&mut a, true, i);
+        }
+        let s = &a.stats.rules[0];
+        assert_eq!(s.resolved.load(Ordering::Relaxed), 2);
+        assert_eq!(s.suppressed.load(Ordering::Relaxed), 1);
+        assert_eq!(a.waiting.len(), 1);
+        assert_eq!(a.stats.dropped.load(Ordering::Relaxed), 1);
+        // Room again: the next frame queues it.
+        let first = rx.try_recv().unwrap();
+        assert_eq!(state_and_host(&first), ("firing".into(), "a".into()));
+        fa(&mut a, true, 6);
+        let second = rx.try_recv().unwrap();
+        assert_eq!(state_and_host(&second), ("resolved".into(), "a".into()));
+        assert!(rx.try_recv().is_err());
+        assert!(a.waiting.is_empty());
+        a.queue = None;
+    }
+
+    #[test]
+    fn stopping_runs_the_queued_commands_within_the_drain_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("events");
+        // Each event appends its state to a file (a shell: the daemon runs none, the
+        // test names one).
+        let script = format!("echo \"$ZZPING_ALERT_STATE\" >> {}", log.display());
+        let (cfg, rule) = down_rule(&["/bin/sh", "-c", &script]);
+        let mut a = Alerts::new(std::slice::from_ref(&cfg), vec![rule]);
+        a.add_host(1, "a", None, 100_000);
+        let mut feed = feeder();
+        // Firing and resolved, then firing again: three commands queued, and the daemon
+        // stops at once.
+        for (i, ok) in [false, false, false, true, true, true, false, false, false]
+            .into_iter()
+            .enumerate()
+        {
+            feed(&mut a, ok, i as u64);
+        }
+        a.stop();
+        let got = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(got, "firing\nresolved\nfiring\n");
+        assert_eq!(a.stats.dropped.load(Ordering::Relaxed), 0);
+
+        // Commands that would outlast the bound: the running one is killed at it, the
+        // rest dropped, and stopping does not wait for them.
+        let (cfg, rule) = down_rule(&["/bin/sleep", "30"]);
+        let mut a = Alerts::new(std::slice::from_ref(&cfg), vec![rule]);
+        a.drain = Duration::from_millis(300);
+        a.add_host(1, "a", None, 100_000);
+        let mut feed = feeder();
+        for (i, ok) in [false, false, false, true, true, true, false, false, false]
+            .into_iter()
+            .enumerate()
+        {
+            feed(&mut a, ok, i as u64);
+        }
+        let t0 = Instant::now();
+        a.stop();
+        // Had any sleep run to its end, stopping would have taken 30 s.
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        let s = &a.stats.rules[0];
+        let (dropped, killed) = (
+            a.stats.dropped.load(Ordering::Relaxed),
+            s.failures.load(Ordering::Relaxed),
+        );
+        // The first may have been started (and killed at the deadline) or, if the
+        // worker ran late, dropped like the others.
+        assert!(killed <= 1 && dropped + killed == 3, "{dropped} {killed}");
     }
 
     #[test]
@@ -561,6 +780,7 @@ mod tests {
             name: "down".into(),
             when: "outage".into(),
             host: None,
+            role: None,
             for_s: Some(0.2),
             above_pct: None,
             above_ms: None,
@@ -572,7 +792,7 @@ mod tests {
         };
         let rule = Rule::new("down", When::Outage { for_us: 200_000 }, HostMatch::Each);
         let mut a = Alerts::new(std::slice::from_ref(&cfg), vec![rule]);
-        a.add_host(1, "gw", 100_000);
+        a.add_host(1, "gw", None, 100_000);
         let mut feed = feeder();
         // Two outages 1 s apart (monotonic), within min_interval_s.
         for (i, ok) in [false, false, false, true, true, true]
@@ -610,6 +830,7 @@ mod tests {
             name: name.into(),
             when: "outage".into(),
             host: None,
+            role: None,
             for_s: Some(for_s),
             above_pct: None,
             above_ms: None,
@@ -623,7 +844,7 @@ mod tests {
         };
         let mut a = Alerts::new(&[], Vec::new());
         set(&mut a, &[cfg("down", 0.2)]);
-        a.add_host(1, "gw", 100_000);
+        a.add_host(1, "gw", None, 100_000);
         let mut feed = feeder();
         let get = |a: &Alerts, name: &str, pick: fn(&RuleStats) -> &AtomicU64| {
             let r = a.stats.rules.iter().find(|r| r.name == name).unwrap();

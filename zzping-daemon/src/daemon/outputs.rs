@@ -157,8 +157,12 @@ impl Outputs {
     /// A host starts: opens its files, declares it to the live stream and the exporter.
     pub(super) fn add_host(&mut self, id: HostId, info: HostInfo) {
         let (label, addr, name) = (info.label.clone(), info.address, info.name.clone());
-        self.alerts
-            .add_host(alert_key(id), &label, self.writer_cfg.period_us);
+        self.alerts.add_host(
+            alert_key(id),
+            &label,
+            info.role.as_deref(),
+            self.writer_cfg.period_us,
+        );
         self.hosts.insert(id, info.clone());
         // Touches no file: a directory not writable yet fails the flushes, which retry.
         match HostWriter::new(&self.data_dir, info, self.writer_cfg.clone()) {
