@@ -186,7 +186,15 @@ fn no_resolvable_target_exits_2() {
 /// the kernel sends ICMP host-unreachable errors back for the queued echo requests.
 fn check_icmp_errors(dgram: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let setup = "ip link add v0 type veth peer name v1 && ip link set v0 up && \
+    // The 40 errors counted below are sent by this namespace's kernel at once, when
+    // neighbour resolution gives up, through its global ICMP rate limit (shared by both
+    // families: a burst of `icmp_msgs_burst` = 50 credits, each error costing 0 to 2 at
+    // random, Linux 6.x). 40 errors overrun it now and then: the last requests then get
+    // no error and time out (seen: "the last two sends time out"; `nstat` counts them
+    // as IcmpOutRateLimitGlobal). The limit is the kernel's, not the daemon's business:
+    // this namespace's is lifted.
+    let setup = "sysctl -qw net.ipv4.icmp_msgs_burst=10000 net.ipv4.icmp_msgs_per_sec=100000 && \
+                 ip link add v0 type veth peer name v1 && ip link set v0 up && \
                  ip link set v1 up && ip addr add 198.18.0.1/24 dev v0 && \
                  ip -6 addr add 2001:db8::1/64 dev v0 nodad && ";
     let out = daemon_in_netns_with(
