@@ -41,9 +41,10 @@
 //! * **Extras** (duplicates, late replies) go to the request's frame while it is open,
 //!   else to the oldest open frame. The harness models when each frame is finalized
 //!   (its period ended and every request resolved: by a reply — exact, replies are
-//!   processed in the order the simulator wrote them — or by the timeout sweep, known
-//!   to within a few ms; an extra received up to `HANDOVER_AMB_US` before a rotation or
-//!   sweep may be handed to the main loop after it) and gives each extra a range of
+//!   processed in the order the simulator wrote them — or by the timeout sweep, up to
+//!   the loop's measured lateness late, [`loop_lateness_us`]; an extra received up to
+//!   [`handover_lateness_us`] before a rotation or sweep may be handed to the main loop
+//!   after it) and gives each extra a range of
 //!   possible frames; extras outside every uncertainty window have exactly one. Per-frame counts must then be exactly
 //!   achievable by one assignment (checked by an earliest-deadline greedy match), and
 //!   the number of extras that had more than one candidate is reported.
@@ -899,22 +900,35 @@ fn left_us(wire: &capture::Wire, r: &RequestEvent, frame_start_us: u64) -> (u64,
 /// are late by as much (the finalization bounds are widened by it; on an idle machine
 /// it is about one interval).
 pub fn loop_lateness_us(run: &Run) -> u64 {
-    let max_us = run
-        .daemon_stderr
+    stop_line_max_us(run, "send lateness ") + (1e6 / run.spec.rate).ceil() as u64
+}
+
+/// How late the daemon may have handed a reply the kernel received over to its loop, at
+/// worst in this run, µs: at least [`HANDOVER_AMB_US`], or the longest a reply waited in
+/// the socket before the receive thread read it, as the daemon measured and logged it on
+/// stopping (`socket wait ... max Nµs`: its batching window and its scheduling), plus the
+/// loop's lateness in taking it ([`loop_lateness_us`]). An extra received that long
+/// before a rotation or a sweep may still be counted after it.
+pub fn handover_lateness_us(run: &Run) -> u64 {
+    HANDOVER_AMB_US.max(stop_line_max_us(run, "socket wait ") + loop_lateness_us(run))
+}
+
+/// The `max Nµs` of the field starting with `field` in the daemon's stop line.
+fn stop_line_max_us(run: &Run, field: &str) -> u64 {
+    run.daemon_stderr
         .lines()
         .filter(|l| l.contains("stopped: "))
         .find_map(|l| {
-            let rest = &l[l.find("send lateness ")?..];
+            let rest = &l[l.find(field)?..];
             let rest = &rest[rest.find(" max ")? + 5..];
             rest[..rest.find("µs")?].parse::<u64>().ok()
         })
         .unwrap_or_else(|| {
             panic!(
-                "{}: the daemon's stop line has no send lateness:\n{}",
+                "{}: the daemon's stop line has no {field:?}... max:\n{}",
                 run.name, run.daemon_stderr
             )
-        });
-    max_us + (1e6 / run.spec.rate).ceil() as u64
+        })
 }
 
 /// Time spans `[begin, end)` (µs since the epoch) in which a send may fail on this
@@ -1254,16 +1268,18 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
 
     // 3. Extras. Finalization window of each frame: [lo, hi] keys (µs, reply order). The
     // rotation and the sweep that finalize a frame come up to the loop's lateness
-    // (measured) after they are due.
+    // (measured) after they are due; an extra may reach the loop up to the handover's
+    // lateness (measured) after the kernel received it.
     let lateness_us = loop_lateness_us(run);
     rep.loop_lateness_us = lateness_us;
+    let handover_us = handover_lateness_us(run);
     type Key = (u64, usize);
     let mut fin: Vec<(Key, Key)> = model
         .iter()
         .map(|f| {
             let end = f.start_us + period_us;
             (
-                (end.saturating_sub(HANDOVER_AMB_US), 0),
+                (end.saturating_sub(handover_us), 0),
                 (end + ROTATE_AMB_US + lateness_us, usize::MAX),
             )
         })
@@ -1280,7 +1296,7 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
                 let (sent_lo, sent_hi) = left_us(&run.wire, r, got[k].start_us);
                 (
                     (
-                        (sent_lo + timeout_us).saturating_sub(SEND_EPS_US + HANDOVER_AMB_US),
+                        (sent_lo + timeout_us).saturating_sub(SEND_EPS_US + handover_us),
                         0,
                     ),
                     (
