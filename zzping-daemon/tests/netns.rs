@@ -423,6 +423,104 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
     assert_eq!(labels, ["127.0.0.1", "::1", "x"]);
 }
 
+#[test]
+fn a_label_added_back_while_its_old_host_retires_waits_for_it() {
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let conf = dir.path().join("zzping.toml");
+    // x pings an address on a veth link with a permanent neighbour entry (no ARP, so no
+    // error either) that nobody has: every request of x leaves and stays in flight for
+    // the whole timeout, TIMEOUT_MS.
+    const TIMEOUT_MS: u32 = 8000;
+    let write_conf = |with_x: bool| {
+        let mut f = std::fs::File::create(&conf).unwrap();
+        writeln!(
+            f,
+            "data_dir = {data:?}\nrate = 10\ntimeout_ms = {TIMEOUT_MS}\nflush_interval_s = 0.2\n\
+             [[host]]\ntarget = \"127.0.0.1\"\nlabel = \"lo\""
+        )
+        .unwrap();
+        if with_x {
+            writeln!(f, "[[host]]\ntarget = \"198.18.0.5\"\nlabel = \"x\"").unwrap();
+        }
+    };
+    write_conf(true);
+    let setup = "ip link add v0 type veth peer name v1 && ip link set v0 up && \
+                 ip link set v1 up && ip addr add 198.18.0.1/24 dev v0 && \
+                 ip neigh add 198.18.0.5 lladdr 02:00:00:00:00:05 dev v0 nud permanent && ";
+    let cmd = daemon_in_netns_with(
+        setup,
+        false,
+        &["--duration", "40", "--socket", "raw", "--status"],
+    );
+    // Point the helper's `--config none` at our file.
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .map(|a| {
+            if a == "none" {
+                conf.to_string_lossy().into_owned()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let mut child = std::process::Command::new("timeout")
+        .args(&args)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let mut table = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let mut log = String::new();
+    wait_for_all(
+        &mut lines,
+        &["lo: pinging", "x: pinging 198.18.0.5"],
+        &mut log,
+    );
+    let daemon_pid = find_daemon_pid(child.id());
+    // lo answered: a round of sends went out, x's request of it is now in flight.
+    wait_for_replies(&mut table, &["lo"]);
+    // x goes, and comes back at once: its old host retires only when its requests in
+    // flight time out (TIMEOUT_MS after they left, far longer than this takes), and
+    // until then its writer holds x's directory.
+    write_conf(false);
+    kill(daemon_pid, libc::SIGHUP);
+    wait_for(&mut lines, "x: removing", &mut log);
+    write_conf(true);
+    kill(daemon_pid, libc::SIGHUP);
+    wait_for_all(
+        &mut lines,
+        &[
+            "x: waiting for the removed host of this label",
+            "x: removed",
+            "x: pinging 198.18.0.5",
+        ],
+        &mut log,
+    );
+    // One writer at a time: the new x started only once the old one was gone.
+    let removed = log.find("x: removed").unwrap();
+    let restarted = log.rfind("x: pinging 198.18.0.5").unwrap();
+    assert!(removed < restarted, "{log}");
+    kill(daemon_pid, libc::SIGTERM);
+    wait_for(&mut lines, "stopped:", &mut log);
+    assert!(child.wait().unwrap().success(), "{log}");
+    // Its files read back whole, every frame with its outcomes, in time order.
+    let x = read_host(&data.join("x"));
+    assert!(sum(&x, |f| f.sent) > 0, "{log}");
+    for f in &x {
+        assert_eq!(f.sent, f.received + f.lost + f.errors, "{f:?}");
+    }
+    assert!(x.windows(2).all(|w| w[0].start_us < w[1].start_us), "{x:?}");
+}
+
 /// Reads status tables until each label has had a line with replies (column 3 > 0).
 fn wait_for_replies(status: &mut impl Iterator<Item = String>, labels: &[&str]) {
     let mut missing: Vec<&str> = labels.to_vec();

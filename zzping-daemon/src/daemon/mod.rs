@@ -367,6 +367,8 @@ impl Daemon {
                 }
                 // Re-armed by `start_target` while some name still does not resolve.
                 Chore::RetryUnresolved => self.retry_unresolved(now),
+                // Re-armed by `start_target` while some label is still retiring.
+                Chore::StartWaiting => self.start_waiting(now),
                 Chore::Stats => {
                     info!("running: {}", self.summary());
                     self.timers.arm(chore, now.mono_ns + STATS_EVERY_NS);

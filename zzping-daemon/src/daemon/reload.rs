@@ -1,6 +1,7 @@
 //! SIGHUP: the configuration read again, every change applied or refused by name.
 //!
-//! Applied at once: the host list (added, removed, re-pointed), rates, `retention_days`
+//! Applied at once: the host list (added, removed, re-pointed; a host added with the
+//! label of one still retiring starts once that one is gone), rates, `retention_days`
 //! (a retention pass runs right away), `flush_interval_s`, `resolve_interval_s`,
 //! `metrics_linger_s`, the `[[alert]]` rules (unchanged rules keep their state: a firing
 //! alert does not fire again), and the live stream: another address (the new socket is bound

@@ -23,6 +23,8 @@ use super::{Daemon, SEC};
 
 /// How often targets whose name did not resolve are retried, ns.
 pub const RETRY_UNRESOLVED_NS: u64 = 10 * SEC;
+/// How soon a target waiting for the retiring host of its label is tried again, ns.
+const RETRY_RETIRING_NS: u64 = SEC / 10;
 
 /// A host discovered rather than configured (`discover.rs`): one per role and family,
 /// re-pointed when its address changes (one history per role).
@@ -65,6 +67,8 @@ pub(super) struct Target {
     pub(super) id: Option<HostId>,
     pub(super) addr: Option<IpAddr>,
     pub(super) resolve_warned: bool,
+    /// Waiting for the retiring host of its label (its wait was logged).
+    pub(super) waiting_retired: bool,
 }
 
 impl Target {
@@ -76,6 +80,7 @@ impl Target {
             id: None,
             addr: None,
             resolve_warned: false,
+            waiting_retired: false,
         }
     }
 
@@ -87,12 +92,32 @@ impl Target {
 impl Daemon {
     /// Resolves and starts target `i` (nothing if started), its sends in the round of
     /// every host with the same rate ([`crate::engine::Engine::aligned_first_send_ns`]).
-    /// A name that does not resolve is retried by [`Chore::RetryUnresolved`].
+    /// A name that does not resolve is retried by [`Chore::RetryUnresolved`]. A label
+    /// whose earlier host is still retiring (removed by a reload, its requests in flight
+    /// not yet resolved, its files still open) waits for it: two writers must never share
+    /// a host directory ([`Chore::StartWaiting`]).
     pub(super) fn start_target(&mut self, i: usize, now: Now) {
         let t = &self.targets[i];
         if t.id.is_some() {
             return;
         }
+        if self.outputs.has_label(t.cfg.label()) {
+            if !t.waiting_retired {
+                info!(
+                    "{}: waiting for the removed host of this label to finish its requests \
+                     in flight",
+                    t.cfg.label()
+                );
+            }
+            self.targets[i].waiting_retired = true;
+            if !self.timers.is_armed(Chore::StartWaiting) {
+                self.timers
+                    .arm(Chore::StartWaiting, now.mono_ns + RETRY_RETIRING_NS);
+            }
+            return;
+        }
+        self.targets[i].waiting_retired = false;
+        let t = &self.targets[i];
         let addr = match config::resolve(&t.cfg.target) {
             Ok(a) => a,
             Err(e) => {
@@ -186,6 +211,16 @@ impl Daemon {
                 self.start_target(i, now);
             } else {
                 self.re_point(i);
+            }
+        }
+    }
+
+    /// [`Chore::StartWaiting`]: starts the targets that were waiting for the retiring
+    /// host of their label, if it is gone (else re-armed).
+    pub(super) fn start_waiting(&mut self, now: Now) {
+        for i in 0..self.targets.len() {
+            if self.targets[i].id.is_none() && self.targets[i].waiting_retired {
+                self.start_target(i, now);
             }
         }
     }

@@ -17,6 +17,9 @@ pub(super) enum Chore {
     Resolve,
     /// Retry targets whose name did not resolve yet (armed only while there are some).
     RetryUnresolved,
+    /// Start the targets waiting for the retiring host of their label (armed only while
+    /// there are some).
+    StartWaiting,
     /// Log the running totals.
     Stats,
     /// Apply `retention_days`.
@@ -34,11 +37,12 @@ pub(super) enum Chore {
 }
 
 impl Chore {
-    const ALL: [Chore; 11] = [
+    const ALL: [Chore; 12] = [
         Chore::Flush,
         Chore::Status,
         Chore::Resolve,
         Chore::RetryUnresolved,
+        Chore::StartWaiting,
         Chore::Stats,
         Chore::Retention,
         Chore::Watchdog,
