@@ -402,21 +402,34 @@ fn sighup_adds_and_removes_hosts_and_sigterm_stops_cleanly() {
         assert_eq!(f.sent, f.received + f.lost + f.errors);
     }
     assert_eq!(sum(&a, |f| f.lost) + sum(&b, |f| f.lost), 0, "{log}");
-    // Start, the reload and what it applied, and the stop with its reason, on the
-    // timeline; the events directory is no host.
+    // Start, x moved by the reload, the reload and what it applied, and the stop with
+    // its reason, on the timeline; the events directory is no host.
     let events = read_events(&data);
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
     assert_eq!(
         kinds,
-        ["daemon_start", "reload", "daemon_stop"],
+        ["daemon_start", "host_moved", "reload", "daemon_stop"],
         "{events:?}"
     );
     assert_eq!(
-        events[1].applied.as_deref(),
+        (
+            events[1].host.as_deref(),
+            events[1].previous,
+            events[1].address
+        ),
+        (
+            Some("x"),
+            Some("127.0.0.2".parse().unwrap()),
+            Some("127.0.0.3".parse().unwrap())
+        ),
+        "{events:?}"
+    );
+    assert_eq!(
+        events[2].applied.as_deref(),
         Some("hosts, [[alert]] rules (1)"),
         "{events:?}"
     );
-    assert_eq!(events[2].reason.as_deref(), Some("signal 15"), "{events:?}");
+    assert_eq!(events[3].reason.as_deref(), Some("signal 15"), "{events:?}");
     let hosts = zzping_lib::store::list_hosts(&data).unwrap();
     let labels: Vec<&str> = hosts.iter().map(|h| h.label.as_str()).collect();
     // (By directory name: `__1` sorts before `x`.)
