@@ -60,6 +60,7 @@
 //! configurations where the loop would otherwise sleep long).
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,7 +70,7 @@ use mio::Waker;
 
 use crate::clock;
 use crate::engine::{Reply, RxStamp};
-use crate::icmp::{self, Family, Message};
+use crate::icmp::{self, Message};
 use crate::local::LocalAddrs;
 use crate::sock::IcmpSocket;
 
@@ -98,31 +99,22 @@ pub struct ReplyQueue {
     round_period_ns: AtomicU64,
 }
 
+/// The ring: `len` replies from `head` on (wrapping) are written; the other slots may
+/// never have been. The buffer is allocated once and left untouched until used, so
+/// its memory becomes resident only as far as traffic has reached (a 16,384-reply ring
+/// is about 1.6 MB, which a few hosts at 10/s take minutes to go round).
 struct Ring {
-    buf: Box<[Reply]>,
+    buf: Box<[MaybeUninit<Reply>]>,
     head: usize,
     len: usize,
 }
-
-const EMPTY: Reply = Reply {
-    family: Family::V4,
-    src: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-    msg: Message::Other,
-    kernel_real_ns: None,
-    rx_stamp: RxStamp::Missing,
-    batched: false,
-    user: clock::Now {
-        mono_ns: 0,
-        real_ns: 0,
-    },
-};
 
 impl ReplyQueue {
     /// A queue holding up to `capacity` replies.
     pub fn new(capacity: usize) -> Self {
         ReplyQueue {
             ring: Mutex::new(Ring {
-                buf: vec![EMPTY; capacity.max(1)].into_boxed_slice(),
+                buf: Box::new_uninit_slice(capacity.max(1)),
                 head: 0,
                 len: 0,
             }),
@@ -185,7 +177,7 @@ impl ReplyQueue {
             return None;
         }
         let i = (ring.head + ring.len) % cap;
-        ring.buf[i] = r;
+        ring.buf[i].write(r);
         ring.len += 1;
         let len = ring.len;
         drop(ring);
@@ -201,7 +193,8 @@ impl ReplyQueue {
         let n = ring.len;
         for k in 0..n {
             let i = (ring.head + k) % cap;
-            out.push(ring.buf[i]);
+            // SAFETY: the `len` slots from `head` on were written by `push`.
+            out.push(unsafe { ring.buf[i].assume_init() });
         }
         ring.head = (ring.head + n) % cap;
         ring.len = 0;
@@ -779,15 +772,24 @@ fn classify_rx_stamp(d: &crate::sock::Datagram, stamps_live: &mut bool) -> RxSta
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::icmp::Family;
 
     fn r(seq: u16) -> Reply {
         Reply {
+            family: Family::V4,
+            src: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             msg: Message::EchoReply {
                 ident: 1,
                 seq,
                 token: None,
             },
-            ..EMPTY
+            kernel_real_ns: None,
+            rx_stamp: RxStamp::Missing,
+            batched: false,
+            user: clock::Now {
+                mono_ns: 0,
+                real_ns: 0,
+            },
         }
     }
 

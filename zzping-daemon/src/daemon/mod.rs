@@ -163,6 +163,8 @@ struct Daemon {
     packet: [u8; icmp::PACKET_LEN],
     /// Messages of the send sockets' error queues (reused; stamps carry no payload).
     stamp_buf: [u8; 512],
+    /// Per family, stamped sends whose transmit stamp has not been read yet.
+    stamps_due: [u32; 2],
     /// Queue drops already reported.
     queue_drops_seen: u64,
     /// Lines of the last status table (to redraw it in place on a TTY).

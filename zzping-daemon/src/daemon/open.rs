@@ -223,6 +223,7 @@ impl Daemon {
             duration_reached: false,
             packet: [0u8; icmp::PACKET_LEN],
             stamp_buf: [0u8; 512],
+            stamps_due: [0; 2],
             queue_drops_seen: 0,
             status_lines: 0,
             flush_retry_ns: 0,

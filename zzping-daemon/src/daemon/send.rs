@@ -99,6 +99,7 @@ impl Daemon {
                 sent_any = true;
             }
             unread_stamps += u32::from(stamps);
+            self.stamps_due[p.family.index()] += u32::from(stamps);
             let sent = match &err {
                 Some(e) => Err(icmp::local_error_kind(e.raw_os_error().unwrap_or(0), false)),
                 None if ok => Ok(()),
@@ -140,17 +141,23 @@ impl Daemon {
         }
     }
 
-    /// Hands every message queued on the send sockets' error queues (the kernel's
-    /// transmit stamps) to the engine. Never blocks.
+    /// Hands the transmit stamps queued on the send sockets' error queues to the engine:
+    /// as many as stamped sends were not matched with one yet (so the usual read ends
+    /// without the call that finds the queue empty), fewer when some are not there yet
+    /// (they are looked for at the next call). Never blocks.
     pub(super) fn read_tx_stamps(&mut self, now: Now) {
         for s in self.sockets.iter().flatten() {
-            if !s.tx_stamps() {
-                continue;
-            }
+            let due = &mut self.stamps_due[s.family().index()];
             // Stamps carry no payload (`OPT_TSONLY`); the buffer is for anything else.
-            while let Ok(Some((msg, kernel_real_ns))) = s.recv_error(&mut self.stamp_buf) {
+            while *due > 0 {
+                let Ok(Some((msg, kernel_real_ns))) = s.recv_error(&mut self.stamp_buf) else {
+                    break;
+                };
                 let src = match msg {
-                    Message::TxStamp { .. } => s.family().unspecified(),
+                    Message::TxStamp { .. } => {
+                        *due -= 1;
+                        s.family().unspecified()
+                    }
                     Message::Error { orig_dst, .. } => orig_dst,
                     _ => continue,
                 };
