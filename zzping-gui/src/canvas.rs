@@ -125,6 +125,9 @@ pub struct LaneCanvas<'a> {
     /// Where the lane was last drawn, logical pixels in the window (set by `draw`; the
     /// viewer logs it with its "drawn" line for scripts that check the picture).
     pub drawn_at: &'a Cell<Option<Rectangle>>,
+    /// The context-event marks; those that label a gap ([`Mark::labels_gap`]: a suspend)
+    /// write their text across it ([`gap_labels`]).
+    pub marks: &'a [Mark],
 }
 
 /// The gesture of a key of the timeline: `+`/`-` zoom, ←/→ pan, ↑/↓ Y zoom, Home/End.
@@ -313,6 +316,17 @@ impl canvas::Program<Gesture> for LaneCanvas<'_> {
             frame.into_geometry()
         };
         let mut overlay = Frame::new(renderer, bounds.size());
+        for (x, content) in gap_labels(self.marks, &self.view, bounds.width) {
+            overlay.fill_text(Text {
+                content,
+                position: Point::new(x, bounds.height / 2.0),
+                color: GAP_LABEL,
+                size: Pixels(GAP_LABEL_PX),
+                align_x: iced::widget::text::Alignment::Center,
+                align_y: iced::alignment::Vertical::Center,
+                ..Text::default()
+            });
+        }
         draw_overlay(&mut overlay, state, self.hover, bounds.size());
         vec![lane, overlay.into_geometry()]
     }
@@ -330,6 +344,31 @@ impl canvas::Program<Gesture> for LaneCanvas<'_> {
             None => mouse::Interaction::default(),
         }
     }
+}
+
+/// Colour of the text written across a gap ([`gap_labels`]).
+pub const GAP_LABEL: Color = Color::from_rgb(0.80, 0.72, 0.98);
+/// Its size, px.
+pub const GAP_LABEL_PX: f32 = 12.0;
+/// Width of a character of [`GAP_LABEL_PX`] text, at most, px: a label is written only
+/// where the gap it names is wider than its text.
+const GAP_LABEL_CHAR_PX: f32 = 7.5;
+
+/// The texts written across the lanes on a plot `width_px` wide for `view`: the marks
+/// that label a gap ([`Mark::labels_gap`]), each centred on the visible part of its span
+/// when that part is wider than the text. (x, text).
+pub fn gap_labels(marks: &[Mark], view: &TimeView, width_px: f32) -> Vec<(f32, String)> {
+    let w = f64::from(width_px);
+    marks
+        .iter()
+        .filter(|m| m.labels_gap && m.end_us > m.t_us)
+        .filter_map(|m| {
+            let a = (view.frac_of(m.t_us as f64) * w).max(0.0);
+            let b = (view.frac_of(m.end_us as f64) * w).min(w);
+            let text_px = f64::from(GAP_LABEL_CHAR_PX) * m.text.chars().count() as f64;
+            (b - a > text_px + 8.0).then(|| (((a + b) / 2.0) as f32, m.text.clone()))
+        })
+        .collect()
 }
 
 /// Draws a translucent rectangle as an image of its own size, so that it sits above the
@@ -874,6 +913,37 @@ pub fn lane_pixels(cols: &[ColumnStats], view: &TimeView, y: &YScale, w: u32, h:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A suspend's text goes across its gap, centred on the part in view, when the gap is
+    /// wider than the text; instants and other marks write nothing in the lanes.
+    #[test]
+    fn a_suspend_is_written_across_its_gap_when_it_fits() {
+        let suspend = |t0: u64, t1: u64| Mark {
+            t_us: t0,
+            end_us: t1,
+            color: crate::marks::SUSPEND_MARK,
+            text: "suspended 20.0 s".into(),
+            labels_gap: true,
+        };
+        let view = TimeView::new(0.0, 1_000_000.0);
+        // 300-700 of 1000 px: centred at 500.
+        assert_eq!(
+            gap_labels(&[suspend(300_000, 700_000)], &view, 1000.0),
+            [(500.0, "suspended 20.0 s".to_owned())]
+        );
+        // Reaching out of the view: centred on what is seen (800-1000).
+        assert_eq!(
+            gap_labels(&[suspend(800_000, 3_000_000)], &view, 1000.0),
+            [(900.0, "suspended 20.0 s".to_owned())]
+        );
+        // Narrower than its text (16 characters): nothing.
+        assert!(gap_labels(&[suspend(300_000, 400_000)], &view, 1000.0).is_empty());
+        // Out of view, or not a gap's mark: nothing.
+        assert!(gap_labels(&[suspend(2_000_000, 3_000_000)], &view, 1000.0).is_empty());
+        let mut route = suspend(300_000, 700_000);
+        route.labels_gap = false;
+        assert!(gap_labels(&[route], &view, 1000.0).is_empty());
+    }
 
     fn col(received: u64, lost: u64, q: [f32; 7]) -> ColumnStats {
         ColumnStats {

@@ -40,6 +40,9 @@ pub struct Mark {
     pub color: Color,
     /// What a person reads on hover.
     pub text: String,
+    /// Its text is also written across the lanes, in the gap it leaves in their data (a
+    /// suspend: "suspended 41 min", so the grey of no data is not read as an outage).
+    pub labels_gap: bool,
 }
 
 /// A duration in a few words: "3.2 s", "41 min", "41 min 12 s", "2 h 5 min".
@@ -72,6 +75,7 @@ pub fn marks(events: &[ContextEvent]) -> Vec<Mark> {
             end_us: ev.t_us,
             color,
             text,
+            labels_gap: false,
         };
         match &ev.kind {
             EventKind::LinkDown | EventKind::CarrierOff => {
@@ -129,6 +133,7 @@ pub fn marks(events: &[ContextEvent]) -> Vec<Mark> {
                     end_us: ev.end_us(),
                     color: SUSPEND_MARK,
                     text: format!("suspended {}", short_duration(d)),
+                    labels_gap: true,
                 });
             }
             EventKind::ClockStep => out.push(instant(CLOCK_MARK, ev.describe())),

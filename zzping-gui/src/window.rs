@@ -278,6 +278,7 @@ impl App {
                 primary: i == 0,
                 plot_width: self.plot_width,
                 drawn_at: &s.drawn_at,
+                marks: &self.marks,
             })
             .width(Length::Fill)
             .height(lane_h);

@@ -295,6 +295,7 @@ fn the_history_renders_in_the_live_lane() {
         primary: false,
         plot_width: w,
         drawn_at: &s.drawn_at,
+        marks: &[],
     })
     .width(Length::Fill)
     .height(Length::Fill);

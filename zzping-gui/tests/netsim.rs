@@ -168,6 +168,7 @@ fn render_lane(s: &zzping_gui::app::LaneSlot, view: TimeView, width: f32) -> com
         primary: false,
         plot_width: width,
         drawn_at: &s.drawn_at,
+        marks: &[],
     })
     .width(Length::Fill)
     .height(Length::Fill);

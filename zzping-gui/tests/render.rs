@@ -15,6 +15,11 @@ const H: f32 = 150.0;
 
 /// Renders the first lane of a 60 s data set alone, one column per logical pixel.
 fn render_lane() -> Image {
+    render_lane_with(&[])
+}
+
+/// [`render_lane`] with context-event marks.
+fn render_lane_with(marks: &[zzping_gui::marks::Mark]) -> Image {
     let dir = tempfile::tempdir().unwrap();
     let p = standard_host(dir.path(), "alpha", true);
     let app = app_with(&[p], W);
@@ -29,6 +34,7 @@ fn render_lane() -> Image {
         primary: false,
         plot_width: W,
         drawn_at: &s.drawn_at,
+        marks,
     })
     .width(Length::Fill)
     .height(Length::Fill);
@@ -280,6 +286,7 @@ fn failed_requests_are_red_and_flagged_frames_marked_in_files() {
         primary: false,
         plot_width: W,
         drawn_at: &s.drawn_at,
+        marks: &[],
     })
     .width(Length::Fill)
     .height(Length::Fill);
@@ -338,6 +345,7 @@ fn the_rendered_lane_matches_the_software_reference() {
             primary: false,
             plot_width: W,
             drawn_at: &s.drawn_at,
+            marks: &[],
         })
         .width(Length::Fill)
         .height(Length::Fill);
@@ -359,4 +367,32 @@ fn the_rendered_lane_matches_the_software_reference() {
         }
         assert!(worst.0 <= 2, "sf {sf}: worst difference {worst:?}");
     }
+}
+
+/// A suspend's text is written across the lane in the middle of its span, in its own
+/// colour (the pixels of that colour are there with the mark, and nowhere without it).
+#[test]
+fn a_suspend_is_written_across_the_lane() {
+    let suspend = zzping_gui::marks::Mark {
+        t_us: T0 + 20_000_000,
+        end_us: T0 + 40_000_000,
+        color: zzping_gui::marks::SUSPEND_MARK,
+        text: "suspended 20.0 s".into(),
+        labels_gap: true,
+    };
+    let label = zzping_gui::canvas::GAP_LABEL;
+    let count = |img: &Image, xs: std::ops::Range<usize>| {
+        xs.flat_map(|x| (100..200).map(move |y| (x, y)))
+            .filter(|&(x, y)| near(img.px(x, y), label, 40))
+            .count()
+    };
+    let with = render_lane_with(std::slice::from_ref(&suspend));
+    let without = render_lane();
+    // 20-40 s of 60 s: logical 200-400, physical 400-800; the text is centred at 600.
+    let inside = count(&with, 450..750);
+    assert!(inside > 50, "{inside} label pixels");
+    assert_eq!(count(&without, 450..750), 0);
+    // Nothing outside the span.
+    assert_eq!(count(&with, 0..380), 0);
+    assert_eq!(count(&with, 820..1200), 0);
 }
