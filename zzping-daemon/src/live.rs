@@ -237,6 +237,31 @@ impl Live {
         self.server.on_event(ev, now_us);
     }
 
+    /// Hands the server the context events of the last [`LIVE_RING_SECONDS`] in the
+    /// events files of `data_dir` (at most the server's ring of them, the newest), so
+    /// viewers of a restarted daemon get in their prefill what happened before the
+    /// restart; `now_us` is the wall clock. Events that cannot be read are left out (the
+    /// files' readers report them). Returns how many were handed over.
+    pub fn preload_events(&mut self, data_dir: &Path, now_us: u64) -> usize {
+        let from = now_us.saturating_sub(u64::from(LIVE_RING_SECONDS) * 1_000_000);
+        let log = zzping_lib::events::read_range(
+            &[zzping_lib::events::events_dir(data_dir)],
+            from,
+            now_us.saturating_add(1),
+        );
+        if !log.issues.is_empty() || !log.errors.is_empty() {
+            debug!(
+                "live: {} issue(s) reading the recent events",
+                log.issues.len() + log.errors.len()
+            );
+        }
+        let keep = log.events.len().min(zzping_lib::live::EVENT_RING_EVENTS);
+        for ev in &log.events[log.events.len() - keep..] {
+            self.server.preload_event(ev, ev.t_us);
+        }
+        keep
+    }
+
     /// Takes over the recent context events of `old` (a live stream replaced on reload).
     pub fn carry_events(&mut self, old: &Live) {
         self.server.carry_events(&old.server);

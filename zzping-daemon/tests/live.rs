@@ -276,4 +276,60 @@ fn viewers_get_context_events_live_and_in_their_prefill() {
     // What the viewers got is what the daemon recorded.
     let recorded = common::read_events(dir.path());
     assert_eq!(&recorded[..history.len()], &history[..], "{recorded:?}");
+    assert_eq!(
+        recorded.last().map(|e| &e.kind),
+        Some(&EventKind::DaemonStop)
+    );
+
+    // A restarted daemon hands its viewers what happened before the restart (read from
+    // its events files), then its new start.
+    let mut child = std::process::Command::new(common::BIN)
+        .args([
+            "--config",
+            "none",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--target",
+            "127.0.0.1",
+            "--live",
+            "127.0.0.1:7878",
+            "--duration",
+            "40",
+        ])
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let mut log = String::new();
+    for l in lines.by_ref() {
+        log.push_str(&l);
+        log.push('\n');
+        if l.contains("127.0.0.1: pinging") {
+            break;
+        }
+    }
+    let mut cfg = ClientConfig::new(server);
+    cfg.prefill_s = 60;
+    let mut after = UdpLiveClient::connect(cfg).unwrap();
+    let starts = |e: &[ContextEvent]| {
+        e.iter()
+            .filter(|e| e.kind == EventKind::DaemonStart)
+            .count()
+    };
+    let got = context_until(&mut after, Duration::from_secs(10), |e| starts(e) == 2);
+    drop(after);
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    for l in lines.by_ref() {
+        log.push_str(&l);
+        log.push('\n');
+    }
+    assert!(child.wait().unwrap().success(), "{log}");
+    assert_eq!(got.len(), recorded.len() + 1, "{got:?}\n{log}");
+    assert_eq!(&got[..recorded.len()], &recorded[..]);
+    assert_eq!(got[recorded.len()].kind, EventKind::DaemonStart);
 }

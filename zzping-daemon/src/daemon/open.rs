@@ -95,12 +95,14 @@ fn open_live(cfg: &Config, registry: &mio::Registry) -> Result<Option<Live>> {
         Some(p) => Some(crate::live::read_secret(p).context("live stream")?),
         None => None,
     };
-    let l = Live::open(addr, secret, &cfg.data_dir, registry, LIVE).with_context(|| {
+    let mut l = Live::open(addr, secret, &cfg.data_dir, registry, LIVE).with_context(|| {
         format!(
             "cannot serve the live stream on {addr} (live = {:?}; `off` disables it)",
             cfg.live
         )
     })?;
+    // What happened before a restart is in the prefill of viewers too.
+    l.preload_events(&cfg.data_dir, clock::now().real_us());
     info!(
         "live stream on {}",
         l.local_addr().map_or(addr.to_string(), |a| a.to_string())

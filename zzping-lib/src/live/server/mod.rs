@@ -683,6 +683,21 @@ impl LiveServer {
         }
     }
 
+    /// Keeps `ev`, recorded at `recorded_us` (wall clock µs) before this server started,
+    /// for the prefill of subscriptions (the daemon hands over the last hour of its
+    /// events files at start, so a viewer of a restarted daemon still gets what
+    /// happened before the restart). Meant for a server without subscriptions yet
+    /// (existing ones get it as a new event). Allocates nothing.
+    pub fn preload_event(&mut self, ev: &ContextEvent, recorded_us: u64) {
+        self.sc.tmp.clear();
+        ev.encode_capped(&mut self.sc.tmp, MAX_CAPPED_TEXT);
+        self.events.push(recorded_us, &self.sc.tmp);
+        let first = self.events.first_key();
+        for s in &mut self.subs {
+            s.ev_next = s.ev_next.max(first);
+        }
+    }
+
     /// Takes over the context events of `old` (a server replaced on a reload), so new
     /// viewers still get them in their prefill.
     pub fn carry_events(&mut self, old: &LiveServer) {
