@@ -95,6 +95,9 @@ pub struct Summary {
     pub replies_dropped: u64,
     /// Network timeline steps that failed.
     pub net_errors: u64,
+    /// Requests the kernel dropped before the simulator could read them: the TUNs'
+    /// queues were full.
+    pub tun_tx_dropped: u64,
 }
 
 struct Pending {
@@ -170,6 +173,8 @@ impl std::fmt::Debug for Shared {
 struct ReaderStats {
     requests: u64,
     ignored: u64,
+    /// The TUNs' transmit drops when the reader stopped ([`tun_tx_dropped`]).
+    tun_tx_dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -330,6 +335,7 @@ impl Simulator {
             max_late_us: s.max_late_us,
             replies_dropped: s.dropped,
             net_errors,
+            tun_tx_dropped: r.tun_tx_dropped,
         };
         self.shared.truth.send(Event::End(EndEvent {
             time_us: sys::realtime_us(),
@@ -340,6 +346,7 @@ impl Simulator {
             max_late_us: summary.max_late_us,
             replies_dropped: summary.replies_dropped,
             net_errors: summary.net_errors,
+            tun_tx_dropped: summary.tun_tx_dropped,
         }));
         // Drop our sender so the writer sees the end of the queue.
         if let Some(sh) = Arc::get_mut(&mut self.shared) {
@@ -531,7 +538,27 @@ fn reader(sh: &Shared, mut network: Network, routers: (IpAddr, IpAddr)) -> Reade
             }
         }
     }
+    let names: Vec<&str> = sh.tuns.iter().map(|t| t.name()).collect();
+    stats.tun_tx_dropped = tun_tx_dropped(&names);
     stats
+}
+
+/// Packets the kernel dropped on their way to the simulator, summed over the TUNs
+/// `names`: a TUN whose queue is full (the reader fell behind, e.g. starved on a loaded
+/// machine) drops what is sent to it, after a capture saw it leave. Read from
+/// `/proc/thread-self/net/dev` (the calling thread's namespace, the TUNs'), its transmit
+/// `drop` column; 0 when it cannot be read.
+fn tun_tx_dropped(names: &[&str]) -> u64 {
+    let Ok(text) = std::fs::read_to_string("/proc/thread-self/net/dev") else {
+        return 0;
+    };
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| names.contains(&name.trim()))
+        // Receive: bytes packets errs drop fifo frame compressed multicast; transmit:
+        // bytes packets errs drop ...
+        .filter_map(|(_, cols)| cols.split_whitespace().nth(11)?.parse::<u64>().ok())
+        .sum()
 }
 
 fn scheduler(sh: &Shared) -> SchedStats {

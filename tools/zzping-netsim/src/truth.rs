@@ -258,6 +258,11 @@ pub struct EndEvent {
     /// Network timeline steps that failed (`net` events with an `error`).
     #[serde(default)]
     pub net_errors: u64,
+    /// Packets the kernel dropped on their way to the simulator because a TUN's queue was
+    /// full (the simulator read too slowly): they left (a capture saw them) and were
+    /// never read.
+    #[serde(default)]
+    pub tun_tx_dropped: u64,
 }
 
 /// What a `net` event did.

@@ -30,7 +30,9 @@
 //!   allowed only inside the truth's `net` windows of routes or links taken away; and,
 //!   in frames overlapping a `carrier_off` window or a `link_down` step, the requests
 //!   whose kernel transmit stamp is not in the capture (the kernel dropped them: they
-//!   must be lost; see [`silent_drop_windows`]).
+//!   must be lost; see [`silent_drop_windows`]); and the requests the capture saw leave
+//!   that the simulator never read (dropped on a full TUN queue: lost, and no more than
+//!   the truth's `end.tun_tx_dropped`).
 //! * **Outcomes** (received / lost / errors) go to the request's frame (frame.rs rules),
 //!   so with the cut they are compared **exactly** per frame. A first answer that is an
 //!   ICMP error (any `ReplyKind::is_error`) is an error of the kind its ICMP type and
@@ -783,6 +785,9 @@ pub struct HostReport {
     pub loop_lateness_us: u64,
     /// Sends that succeeded while the kernel dropped their packet ([`silent_drop_windows`]).
     pub silent_drops: usize,
+    /// Requests that left (the capture saw them) and that the simulator never read: the
+    /// kernel dropped them, a TUN's queue being full.
+    pub unread: usize,
     pub max_shift_us: u64,
     /// Frames where a naive `period_start(time_us)` count would differ.
     pub naive_frame_mismatches: usize,
@@ -1068,6 +1073,45 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
             ));
         }
     }
+    // Requests the capture saw leave that the simulator never read: the kernel dropped
+    // them on their way to it, a TUN's queue being full (the simulator read too slowly).
+    // The truth's `end` counts those drops (`tun_tx_dropped`); `check` holds the run's
+    // total to it. Each must be lost.
+    let read_keys: HashSet<capture::Key> = reqs
+        .iter()
+        .map(|r| (r.dst, r.icmp_id, r.icmp_seq))
+        .collect();
+    let ids: HashSet<u16> = reqs.iter().map(|r| r.icmp_id).collect();
+    let mut unread: Vec<u64> = run
+        .wire
+        .requests
+        .iter()
+        .filter(|(k, _)| k.0 == addr && ids.contains(&k.1) && !read_keys.contains(k))
+        .map(|(_, ns)| ns / 1000)
+        .collect();
+    unread.sort_unstable();
+    rep.unread = unread.len();
+    // Every request that left, in send order (the order of their taps: one thread sends,
+    // and the tap is in its `sendto`): the ones read, and the ones dropped unread.
+    #[derive(Clone, Copy)]
+    enum Left {
+        Read(usize),
+        Unread(u64),
+    }
+    let mut left: Vec<Left> = Vec::with_capacity(reqs.len() + unread.len());
+    let mut u = unread.iter().copied().peekable();
+    for (i, r) in reqs.iter().enumerate() {
+        let tap_us = run
+            .wire
+            .requests
+            .get(&(r.dst, r.icmp_id, r.icmp_seq))
+            .map_or(r.time_us, |ns| ns / 1000);
+        while let Some(t) = u.next_if(|&t| t < tap_us) {
+            left.push(Left::Unread(t));
+        }
+        left.push(Left::Read(i));
+    }
+    left.extend(u.map(Left::Unread));
     // While the link had no carrier, and while a link was being taken down, sends could
     // succeed while the kernel dropped the packets (no `request` in the truth): a frame
     // overlapping such a window reached the simulator with the requests that left (kernel
@@ -1078,35 +1122,52 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
     let mut at = 0;
     for (k, f) in got.iter().enumerate() {
         let end = f.start_us + period_us;
-        let mut reached = (f.sent - f.local_errors()) as usize;
-        if silent
+        // Sends that did not fail: each left (read, or dropped unread), or the kernel
+        // dropped it in a silent-drop window.
+        let sent_ok = (f.sent - f.local_errors()) as usize;
+        let rest = &left[at.min(left.len())..];
+        let taken = if silent
             .iter()
             .any(|&(a, b)| f.start_us < b + SEND_EPS_US && end > a)
         {
-            let left = reqs[at.min(reqs.len())..]
+            let n = rest
                 .iter()
-                .take(reached)
-                .take_while(|r| {
+                .take(sent_ok)
+                .take_while(|l| match **l {
                     // The kernel's transmit stamp is taken in `sendto`, right after the
                     // daemon's clock read that chose the frame; the simulator's read
                     // time may lag by up to SEND_EPS_US.
-                    match run.wire.requests.get(&(r.dst, r.icmp_id, r.icmp_seq)) {
-                        Some(ns) => ns / 1000 < end,
-                        None => r.time_us < end + SEND_EPS_US,
+                    Left::Read(i) => {
+                        let r = reqs[i];
+                        match run.wire.requests.get(&(r.dst, r.icmp_id, r.icmp_seq)) {
+                            Some(ns) => ns / 1000 < end,
+                            None => r.time_us < end + SEND_EPS_US,
+                        }
                     }
+                    Left::Unread(tap) => tap < end,
                 })
                 .count();
-            dropped[k] = (reached - left) as u32;
+            dropped[k] = (sent_ok - n) as u32;
             rep.silent_drops += dropped[k] as usize;
-            reached = left;
-        }
-        reached_of.push(reached);
-        at += reached;
+            n
+        } else {
+            sent_ok
+        };
+        let unread_here = rest
+            .iter()
+            .take(taken)
+            .filter(|l| matches!(l, Left::Unread(_)))
+            .count();
+        dropped[k] += unread_here as u32;
+        reached_of.push(taken.min(rest.len()) - unread_here);
+        at += taken;
     }
-    if at != reqs.len() {
+    if at != left.len() {
         rep.mismatches.push(format!(
-            "daemon sent {at} (send errors and silent drops excluded), simulator read {} requests",
-            reqs.len()
+            "daemon sent {at} (send errors and silent drops excluded), simulator read {} \
+             requests (and {} more left unread)",
+            reqs.len(),
+            unread.len()
         ));
         return rep;
     }
@@ -1558,10 +1619,11 @@ pub fn check(run: &Run) -> Vec<HostReport> {
         let sim_err = sorted(&r.rtt_err_sim_us);
         let lag = sorted(&r.sim_read_lag_us);
         println!(
-            "  {addr}: {} req in {} frames ({} more dropped silently by the kernel); sent/recv/lost/err/dup/late {:?}; boundary-shifted {} (max {} µs), naive-mapping frame mismatches {}; ambiguous: timeouts {}, extras {} (+{} at shutdown); daemon loop up to {} µs late; mismatches {}",
+            "  {addr}: {} req in {} frames ({} more dropped silently by the kernel, {} on a full TUN queue); sent/recv/lost/err/dup/late {:?}; boundary-shifted {} (max {} µs), naive-mapping frame mismatches {}; ambiguous: timeouts {}, extras {} (+{} at shutdown); daemon loop up to {} µs late; mismatches {}",
             r.requests,
             r.frames,
             r.silent_drops,
+            r.unread,
             r.totals,
             r.boundary_shifted,
             r.max_shift_us,
@@ -1680,6 +1742,15 @@ pub fn check(run: &Run) -> Vec<HostReport> {
         quantile(&sim_all, 0.99),
         run.wire.drops,
     );
+    // Requests dropped on a full TUN queue: as many as the kernel counted, at most.
+    let unread: usize = reports.iter().map(|r| r.unread).sum();
+    let tun_drops = run.truth.end().map_or(0, |e| e.tun_tx_dropped);
+    println!("  left unread: {unread} daemon requests; the TUNs' queues dropped {tun_drops}");
+    if unread as u64 > tun_drops {
+        failures.push(format!(
+            "{unread} requests left and were never read, the TUNs dropped {tun_drops}"
+        ));
+    }
     for ev in run.truth.net() {
         println!(
             "  net {:?} ({}): the step took {} µs",
