@@ -329,7 +329,7 @@ pub fn build(frame_file: &Path, widths_us: &[u64]) -> Result<DayPyramid, FileErr
         .len();
     let mut r = FileReader::open(frame_file)?;
     let mut builder: Option<PyramidBuilder> = None;
-    let mut runs = HostRuns::new();
+    let mut runs = HostRuns::cores_only();
     while r.next_frame()?.is_some() {
         let (Some(f), Some(q)) = (r.last_frame(), r.quantizer()) else {
             continue;

@@ -201,6 +201,9 @@ pub struct HostRuns {
     coverage: Vec<(u64, u64)>,
     outcomes: u64,
     dispersion: ReplyDispersion,
+    /// Only the cores are wanted ([`HostRuns::cores_only`]): the spread of replies is not
+    /// measured.
+    cores_only: bool,
     /// The start uncertainty of a run that opens now ([`Run::start_uncertainty_us`]),
     /// from the last frame with a reply.
     uncertainty_us: u64,
@@ -210,6 +213,16 @@ impl HostRuns {
     /// A tracker with no frames yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A tracker for [`HostRuns::cores`] only (an outage index, e.g. the pyramid's): it
+    /// does not measure the spread of replies, which costs about a fifth of a sidecar
+    /// build, so its [`HostOutages::limits_icmp`] is never true.
+    pub fn cores_only() -> Self {
+        Self {
+            cores_only: true,
+            ..Self::default()
+        }
     }
 
     /// Adds the next frame of the host. Frames come in time order; one that starts
@@ -250,7 +263,9 @@ impl HostRuns {
         }
         self.last_end_us = Some(end);
         self.outcomes += u64::from(f.received()) + u64::from(f.lost) + u64::from(f.errors);
-        self.dispersion.add(f);
+        if !self.cores_only {
+            self.dispersion.add(f);
+        }
         let each = FrameFailures::of(f);
         if each.whole {
             if self.trailing.is_some() {
@@ -406,6 +421,31 @@ mod tests {
         assert_eq!(h.outcomes, 45);
         // A partly failed frame alone is no run.
         assert!(host(&[(0, 5, 0), (1, 3, 2), (2, 5, 0)]).runs.is_empty());
+    }
+
+    /// A tracker of cores only finds the same runs; it just does not judge the spread.
+    #[test]
+    fn a_cores_only_tracker_finds_the_same_cores() {
+        // A capped host: one reply every other frame, the rest lost; then an outage.
+        let frames: Vec<QFrame> = (0..2000u64)
+            .map(|i| match i {
+                1500..1520 => fr(i, 0, 1, 0, None),
+                _ if i % 2 == 0 => fr(i, 1, 0, 0, None),
+                _ => fr(i, 0, 1, 0, None),
+            })
+            .collect();
+        let (mut all, mut cores) = (HostRuns::new(), HostRuns::cores_only());
+        for f in &frames {
+            all.add(f);
+            cores.add(f);
+        }
+        assert_eq!(
+            all.cores().collect::<Vec<_>>(),
+            cores.cores().collect::<Vec<_>>()
+        );
+        assert!(cores.cores().count() > 0);
+        assert!(all.finish().limits_icmp());
+        assert!(!cores.finish().limits_icmp());
     }
 
     #[test]
