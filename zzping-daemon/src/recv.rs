@@ -411,18 +411,9 @@ fn receive_loop(
             // then look at all of them at once.
             let sent_before = queue.sent();
             let until = clock::mono_ns().saturating_add(BATCH_NS);
-            match crate::sys::wait_readable_until(stop, until) {
-                Ok(true) => return,
-                Ok(false) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::error!("receive thread: ppoll failed: {e}");
-                    return;
-                }
-            }
-            let polled_mono_ns = clock::mono_ns();
-            // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
-            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
+            let Some((rc, polled_mono_ns)) = sleep_then_look(stop, until, &mut fds) else {
+                return;
+            };
             if rc == 0 {
                 // A whole window without a reply: everything queued before the look has
                 // been handed over, and what was sent before the window and is still
@@ -457,17 +448,10 @@ fn receive_loop(
                     .saturating_add(round.settle_ns)
                     .min(now.saturating_add(ROUND_SLEEP_MAX_NS));
                 if round.settle_ns > 0 {
-                    match crate::sys::wait_readable_until(stop, until) {
-                        Ok(true) => return,
-                        Ok(false) => {}
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            tracing::error!("receive thread: ppoll failed: {e}");
-                            return;
-                        }
-                    }
-                    // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
-                    rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
+                    let Some((looked, _)) = sleep_then_look(stop, until, &mut fds) else {
+                        return;
+                    };
+                    rc = looked;
                 }
             }
             if rc == 0 {
@@ -699,6 +683,26 @@ impl Round {
 }
 
 /// Whether `msg`, read from `s`, is the outcome of one of our requests.
+/// Sleeps until `until` (monotonic ns) or until `stop` is signalled, then looks at the
+/// sockets without waiting: `Some((poll's result, the monotonic time just before the
+/// look))`, or `None` when the thread must end (stopped, or the sleep failed: logged).
+/// Everything that arrived before the returned time is seen by the look.
+fn sleep_then_look(stop: i32, until: u64, fds: &mut [libc::pollfd; 3]) -> Option<(i32, u64)> {
+    match crate::sys::wait_readable_until(stop, until) {
+        Ok(true) => return None,
+        Ok(false) => {}
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        Err(e) => {
+            tracing::error!("receive thread: ppoll failed: {e}");
+            return None;
+        }
+    }
+    let looked_mono_ns = clock::mono_ns();
+    // SAFETY: fds is a valid array of 3 pollfd (fd -1 entries are ignored).
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
+    Some((rc, looked_mono_ns))
+}
+
 fn is_outcome(s: &IcmpSocket, msg: &Message) -> bool {
     match *msg {
         Message::EchoReply { ident, .. } | Message::Error { ident, .. } => ident == s.ident(),
