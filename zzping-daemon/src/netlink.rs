@@ -324,18 +324,13 @@ impl NetlinkMonitor {
                     _ => None,
                 })
                 .collect();
-            let gone: Vec<LinkState> = self
-                .links
-                .iter()
-                .filter(|l| !now.iter().any(|n| n.ifindex == l.ifindex))
-                .cloned()
-                .collect();
-            for l in gone {
-                on_link(&mut self.links, l, true, out);
-            }
-            for l in now {
-                on_link(&mut self.links, l, false, out);
-            }
+            apply_dump(
+                &mut self.links,
+                now,
+                |a, b| a.ifindex == b.ifindex,
+                on_link,
+                out,
+            );
         }
         Ok(())
     }
@@ -352,19 +347,31 @@ impl NetlinkMonitor {
                 _ => None,
             })
             .collect();
-        let gone: Vec<AddressKey> = self
-            .addresses
-            .iter()
-            .filter(|a| !now.contains(a))
-            .copied()
-            .collect();
-        for a in gone {
-            on_address(&mut self.addresses, a, true, out);
-        }
-        for a in now {
-            on_address(&mut self.addresses, a, false, out);
-        }
+        apply_dump(&mut self.addresses, now, |a, b| a == b, on_address, out);
         Ok(())
+    }
+}
+
+/// A fresh dump of a kind of state (`now`) against what is `known`: what the dump no
+/// longer holds is removed, then every dumped item is applied, through `on` (which
+/// updates `known` and emits the events of a change).
+fn apply_dump<T: Clone>(
+    known: &mut Vec<T>,
+    now: Vec<T>,
+    same: impl Fn(&T, &T) -> bool,
+    on: fn(&mut Vec<T>, T, bool, &mut Vec<NetEvent>),
+    out: &mut Vec<NetEvent>,
+) {
+    let gone: Vec<T> = known
+        .iter()
+        .filter(|k| !now.iter().any(|n| same(k, n)))
+        .cloned()
+        .collect();
+    for g in gone {
+        on(known, g, true, out);
+    }
+    for n in now {
+        on(known, n, false, out);
     }
 }
 
@@ -914,11 +921,7 @@ mod tests {
     }
 
     fn ip(args: &str) {
-        let st = std::process::Command::new(zzping_testkit::tool("ip", "iproute2"))
-            .args(args.split_whitespace())
-            .status()
-            .expect("run ip");
-        assert!(st.success(), "ip {args} failed");
+        zzping_testkit::netns::ip(&args.split_whitespace().collect::<Vec<_>>());
     }
 
     /// In a namespace of its own: a default route added and removed (both families) and

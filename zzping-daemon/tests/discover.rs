@@ -19,7 +19,8 @@ use zzping_lib::frame::ErrorKind;
 use zzping_netsim::scenario::Scenario;
 use zzping_netsim::sim::Simulator;
 use zzping_netsim::truth::{Truth, read_truth};
-use zzping_testkit::{netns, privileges, require};
+use zzping_testkit::netns::{self, ip};
+use zzping_testkit::{privileges, require};
 
 /// The probe destinations the tests give the daemon: simulated public hosts.
 const PROBE_V4: &str = "198.19.8.8";
@@ -507,22 +508,6 @@ fn no_public_hop_no_edge_and_rediscovery_is_bounded() {
         }
         assert!(ttls.len() <= most * MAX_PROBES, "{family}: {ttls:?}");
     }
-}
-
-/// Runs `ip ARGS` in the current namespace (bounded), failing the test if it fails.
-fn ip(args: &[&str]) {
-    let child = std::process::Command::new("ip")
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run ip (iproute2)");
-    let out = zzping_testkit::process::output_bounded(child, Duration::from_secs(10));
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The link goes down while a discovery is under way, so its next probe cannot be sent.

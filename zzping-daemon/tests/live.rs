@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use zzping_lib::events::{ContextEvent, EventKind};
 use zzping_lib::live::{ClientConfig, LiveEvent, UdpLiveClient};
+use zzping_testkit::netns::ip;
 
 #[test]
 fn viewers_get_hosts_frames_and_prefill() {
@@ -122,18 +123,6 @@ fn viewers_get_hosts_frames_and_prefill() {
         log.push('\n');
     }
     assert!(child.wait().unwrap().success(), "{log}");
-}
-
-/// Runs `ip args...` in the test's network namespace; panics with its output on failure.
-fn ip(args: &[&str]) {
-    let ip = zzping_testkit::tool("ip", "iproute2");
-    let out = std::process::Command::new(ip).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Reads `viewer`'s events for at most `limit`, keeping the context events, until `done`

@@ -61,3 +61,21 @@ pub fn tasks_in(ns: &str) -> Vec<String> {
     }
     v
 }
+
+/// Runs `ip ARGS` (iproute2) in the calling thread's namespace, bounded to 10 s, and fails
+/// the test with its error output if it fails.
+pub fn ip(args: &[&str]) {
+    let child = Command::new(crate::tool("ip", "iproute2"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ip (iproute2)");
+    let out = crate::process::output_bounded(child, std::time::Duration::from_secs(10));
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

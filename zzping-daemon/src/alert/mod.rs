@@ -654,21 +654,26 @@ mod tests {
 
     /// An outage rule of 0.2 s on each host running `command`, without a rate limit.
     fn down_rule(command: &[&str]) -> (AlertConfig, Rule) {
-        let cfg = AlertConfig {
-            name: "down".into(),
+        let cfg = outage_cfg("down", 0.2, command, 0.0);
+        let rule = cfg.rule(0).unwrap();
+        (cfg, rule)
+    }
+
+    /// An `outage` rule of `for_s` on each host, running `command`.
+    fn outage_cfg(name: &str, for_s: f64, command: &[&str], min_interval_s: f64) -> AlertConfig {
+        AlertConfig {
+            name: name.into(),
             when: "outage".into(),
             host: None,
             role: None,
-            for_s: Some(0.2),
+            for_s: Some(for_s),
             above_pct: None,
             above_ms: None,
             window_s: None,
             clear_s: None,
             command: Some(command.iter().map(|s| s.to_string()).collect()),
-            min_interval_s: Some(0.0),
-        };
-        let rule = cfg.rule(0).unwrap();
-        (cfg, rule)
+            min_interval_s: Some(min_interval_s),
+        }
     }
 
     fn state_and_host(job: &Job) -> (String, String) {
@@ -776,20 +781,8 @@ mod tests {
 
     #[test]
     fn firing_within_min_interval_is_suppressed_with_its_resolved() {
-        let cfg = AlertConfig {
-            name: "down".into(),
-            when: "outage".into(),
-            host: None,
-            role: None,
-            for_s: Some(0.2),
-            above_pct: None,
-            above_ms: None,
-            window_s: None,
-            clear_s: None,
-            // /bin/true: the worker runs it; this test counts events, not runs.
-            command: Some(vec!["/bin/true".into()]),
-            min_interval_s: Some(60.0),
-        };
+        // /bin/true: the worker runs it; this test counts events, not runs.
+        let cfg = outage_cfg("down", 0.2, &["/bin/true"], 60.0);
         let rule = Rule::new("down", When::Outage { for_us: 200_000 }, HostMatch::Each);
         let mut a = Alerts::new(std::slice::from_ref(&cfg), vec![rule]);
         a.add_host(1, "gw", None, 100_000);
@@ -826,19 +819,7 @@ mod tests {
 
     #[test]
     fn new_rules_keep_the_state_counters_and_rate_limit_of_unchanged_ones() {
-        let cfg = |name: &str, for_s: f64| AlertConfig {
-            name: name.into(),
-            when: "outage".into(),
-            host: None,
-            role: None,
-            for_s: Some(for_s),
-            above_pct: None,
-            above_ms: None,
-            window_s: None,
-            clear_s: None,
-            command: Some(vec!["/bin/true".into()]),
-            min_interval_s: Some(60.0),
-        };
+        let cfg = |name: &str, for_s: f64| outage_cfg(name, for_s, &["/bin/true"], 60.0);
         let set = |a: &mut Alerts, cs: &[AlertConfig]| {
             a.set_rules(cs, config::rules(cs).unwrap());
         };
