@@ -287,9 +287,40 @@ fn sleep_until(t_ns: u64) {
     {}
 }
 
+/// CPU time of one timed wakeup, µs: this thread sleeps `count` times for `period_ns`
+/// each (`clock_nanosleep` to absolute deadlines, as the floor's sender does) and does
+/// nothing else; its own CPU (`CLOCK_THREAD_CPUTIME_ID`: the scheduler's run time, in
+/// which the kernel's work of putting the thread to sleep, arming the timer and
+/// switching back to it is counted) divided by the wakeups. The unit every pinger pays
+/// per wakeup whatever else it does: how many wakeups a rate takes decides most of its
+/// cost on a virtual machine (see docs/benchmarks.md, issue 17).
+pub fn wakeup_cpu_us(period_ns: u64, count: u32) -> f64 {
+    let cpu0 = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+    let start = mono_ns();
+    for i in 1..=u64::from(count) {
+        sleep_until(start + i * period_ns);
+    }
+    let cpu = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(cpu0);
+    cpu as f64 / 1e3 / f64::from(count.max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The wakeups really sleep (the wall time is the schedule's) and the CPU counted is
+    /// the thread's own: some, and far less than the time asleep.
+    #[test]
+    fn wakeup_cost_is_the_sleeping_threads_own_cpu() {
+        let t0 = std::time::Instant::now();
+        let us = wakeup_cpu_us(2_000_000, 25);
+        assert!(
+            t0.elapsed() >= Duration::from_millis(50),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert!(us > 0.0 && us < 1_000.0, "{us} µs per wakeup");
+    }
 
     #[test]
     fn echo_request_checksum_verifies() {
