@@ -69,6 +69,12 @@ pub struct DaemonReport {
     /// excluded), ns.
     #[serde(default)]
     pub cpu_window_ns: u64,
+    /// Run time of the main thread during the window (`/proc/self/task/*/schedstat`), ns.
+    #[serde(default)]
+    pub cpu_main_ns: u64,
+    /// Run time of the receive thread during the window, ns.
+    #[serde(default)]
+    pub cpu_recv_ns: u64,
 }
 
 /// Runs `cmd` to completion, returning its usage and stdout.
@@ -197,21 +203,24 @@ static WINDOW_ALLOCS: AtomicU64 = AtomicU64::new(0);
 static WINDOW_CPU_NS: AtomicU64 = AtomicU64::new(0);
 static WINDOW_VOLUNTARY: AtomicU64 = AtomicU64::new(0);
 static WINDOW_SWITCHES: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+static WINDOW_RUN_NS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 
 /// The receive thread's name (`zzping_daemon::recv`).
 const RECV_THREAD: &str = "zzping-recv";
 
-/// One thread's context switches.
+/// One thread's context switches and run time.
 struct TaskSwitches {
     tid: u64,
     /// The receive thread.
     recv: bool,
     voluntary: u64,
     involuntary: u64,
+    /// Time on a CPU, ns (the scheduler's own count: `schedstat`'s first field).
+    run_ns: u64,
 }
 
-/// Context switches of every thread of this process but the calling one, from
-/// `/proc/self/task/*/status`.
+/// Context switches and run time of every thread of this process but the calling one,
+/// from `/proc/self/task/*/status` and `schedstat`.
 fn task_switches() -> Vec<TaskSwitches> {
     // SAFETY: plain syscall.
     let me = unsafe { libc::gettid() } as u64;
@@ -240,11 +249,16 @@ fn task_switches() -> Vec<TaskSwitches> {
             .lines()
             .find_map(|l| l.strip_prefix("Name:"))
             .is_some_and(|n| n.trim() == RECV_THREAD);
+        let run_ns = std::fs::read_to_string(e.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
         out.push(TaskSwitches {
             tid,
             recv,
             voluntary: field("voluntary_ctxt_switches:"),
             involuntary: field("nonvoluntary_ctxt_switches:"),
+            run_ns,
         });
     }
     out
@@ -296,10 +310,10 @@ pub fn daemon_main(args: Vec<OsString>) -> Result<()> {
         WINDOW_ALLOCS.store(allocs, Ordering::Relaxed);
         WINDOW_CPU_NS.store(cpu.saturating_sub(own), Ordering::Relaxed);
         for t1 in switches1 {
-            let (v0, i0) = switches0
+            let (v0, i0, r0) = switches0
                 .iter()
                 .find(|t0| t0.tid == t1.tid)
-                .map_or((0, 0), |t0| (t0.voluntary, t0.involuntary));
+                .map_or((0, 0, 0), |t0| (t0.voluntary, t0.involuntary, t0.run_ns));
             let voluntary = t1.voluntary.saturating_sub(v0);
             let n = voluntary + t1.involuntary.saturating_sub(i0);
             // 0: main, 1: receive, 2: any other thread.
@@ -311,6 +325,7 @@ pub fn daemon_main(args: Vec<OsString>) -> Result<()> {
                 2
             };
             WINDOW_SWITCHES[slot].fetch_add(n, Ordering::Relaxed);
+            WINDOW_RUN_NS[slot].fetch_add(t1.run_ns.saturating_sub(r0), Ordering::Relaxed);
             WINDOW_VOLUNTARY.fetch_add(voluntary, Ordering::Relaxed);
         }
     });
@@ -327,6 +342,8 @@ pub fn daemon_main(args: Vec<OsString>) -> Result<()> {
         switches_other: WINDOW_SWITCHES[2].load(Ordering::Relaxed),
         switches_voluntary: WINDOW_VOLUNTARY.load(Ordering::Relaxed),
         cpu_window_ns: WINDOW_CPU_NS.load(Ordering::Relaxed),
+        cpu_main_ns: WINDOW_RUN_NS[0].load(Ordering::Relaxed),
+        cpu_recv_ns: WINDOW_RUN_NS[1].load(Ordering::Relaxed),
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

@@ -265,6 +265,8 @@ struct Rep {
     ours_switches: [f64; 3],
     /// Of those, the voluntary ones (blocked and woken), per ping.
     ours_voluntary: f64,
+    /// The daemon's run time per ping in the window, µs: main thread, receive thread.
+    ours_thread_us: [f64; 2],
     fping_switches: f64,
     fping_voluntary: f64,
     floor_switches: f64,
@@ -324,6 +326,10 @@ fn run_rate(ctx: &Ctx, rate: &Rate, scenario: &std::path::Path) -> Result<Vec<Fi
                     daemon.switches_other as f64 / window_pings,
                 ],
                 ours_voluntary: daemon.switches_voluntary as f64 / window_pings,
+                ours_thread_us: [
+                    daemon.cpu_main_ns as f64 / 1e3 / window_pings,
+                    daemon.cpu_recv_ns as f64 / 1e3 / window_pings,
+                ],
                 fping_switches: fping.0.switches as f64 / fping.1.max(1) as f64,
                 fping_voluntary: fping.0.voluntary_switches as f64 / fping.1.max(1) as f64,
                 floor_switches: fl.0.switches as f64 / fl.1.max(1) as f64,
@@ -393,12 +399,15 @@ fn run_rate(ctx: &Ctx, rate: &Rate, scenario: &std::path::Path) -> Result<Vec<Fi
         )
         .note(format!(
             "{cond}; context switches per ping, ours in steady state: main thread {:.2}, \
-             receive thread {:.2}, other {:.2} (voluntary {:.2}); fping (voluntary {:.2}) \
+             receive thread {:.2}, other {:.2} (voluntary {:.2}); CPU per ping in steady \
+             state: main thread {:.1} µs, receive thread {:.1} µs; fping (voluntary {:.2}) \
              and floor ({:.2}) over the whole run",
             median(&|r| r.ours_switches[0]),
             median(&|r| r.ours_switches[1]),
             median(&|r| r.ours_switches[2]),
             median(&|r| r.ours_voluntary),
+            median(&|r| r.ours_thread_us[0]),
+            median(&|r| r.ours_thread_us[1]),
             median(&|r| r.fping_voluntary),
             median(&|r| r.floor_switches),
         )),
