@@ -31,8 +31,12 @@
 //! its first send the last reply arrived (kernel stamps), and sleeps without looking at
 //! the sockets until the next round is due plus that time and a margin
 //! ([`ReplyQueue::note_round_end`]), then reads the whole round in one wakeup; when the
-//! replies are not all in by then it waits for them in `poll`. Rounds closer than
-//! [`BATCH_NS`] apart are received in windows.
+//! replies are not all in by then it waits for them in `poll`. Rounds less than
+//! [`ROUNDS_READ_NS`] apart are read several at a time (two at 10 rounds a second: the
+//! sleep ends after the second one's replies), since a wakeup, not a read, is what costs:
+//! the loop learns of those replies up to [`ROUNDS_READ_NS`] later, which only delays
+//! when their frames close. Rounds closer than [`BATCH_NS`] apart are received in
+//! windows.
 //!
 //! # Receive stamps that are not arrival times
 //! Linux stamps an incoming packet only while some socket asks for receive timestamps:
@@ -438,6 +442,8 @@ fn receive_loop(
                 // done sending it): wait for the one after.
                 next = next.saturating_add(period);
             }
+            // Rounds less than ROUNDS_READ_NS apart are read a few at a time.
+            next = next.saturating_add(period.saturating_mul(rounds_per_read(period) - 1));
             if batching && stamps_live && round.left == 0 && next > now && period > 0 {
                 if period < BATCH_NS {
                     dense = true;
@@ -657,6 +663,16 @@ struct Round {
 /// loop cannot prove before the thread has read it (see [`frontier`]).
 const ROUND_SLEEP_MAX_NS: u64 = 1_000_000_000;
 
+/// The receive thread reads rounds at most about this often: rounds closer together
+/// (but at least [`BATCH_NS`] apart) are read several in one wakeup (see the module
+/// docs). Replies wait for it in the socket, their kernel stamps keeping the RTTs exact.
+pub const ROUNDS_READ_NS: u64 = 200_000_000;
+
+/// How many rounds `period_ns` apart one wakeup of the receive thread reads.
+fn rounds_per_read(period_ns: u64) -> u64 {
+    (ROUNDS_READ_NS / period_ns.max(1)).max(1)
+}
+
 /// Added to the time a round's replies took to be all in (the loop may send a round
 /// late by about this much on a loaded machine, and replies jitter).
 const SETTLE_MARGIN_NS: u64 = 2_000_000;
@@ -682,7 +698,6 @@ impl Round {
     }
 }
 
-/// Whether `msg`, read from `s`, is the outcome of one of our requests.
 /// Sleeps until `until` (monotonic ns) or until `stop` is signalled, then looks at the
 /// sockets without waiting: `Some((poll's result, the monotonic time just before the
 /// look))`, or `None` when the thread must end (stopped, or the sleep failed: logged).
@@ -703,6 +718,7 @@ fn sleep_then_look(stop: i32, until: u64, fds: &mut [libc::pollfd; 3]) -> Option
     Some((rc, looked_mono_ns))
 }
 
+/// Whether `msg`, read from `s`, is the outcome of one of our requests.
 fn is_outcome(s: &IcmpSocket, msg: &Message) -> bool {
     match *msg {
         Message::EchoReply { ident, .. } | Message::Error { ident, .. } => ident == s.ident(),
@@ -839,6 +855,25 @@ mod tests {
         assert_eq!(
             classify_rx_stamp(&datagram(None, 5_000), &mut live),
             RxStamp::Missing
+        );
+    }
+
+    #[test]
+    fn rounds_closer_than_the_read_interval_are_read_together() {
+        const MS: u64 = 1_000_000;
+        assert_eq!(rounds_per_read(100 * MS), 2, "10 rounds a second");
+        assert_eq!(rounds_per_read(50 * MS), 4);
+        assert_eq!(
+            rounds_per_read(BATCH_NS),
+            10,
+            "the closest rounds still read in rounds"
+        );
+        assert_eq!(rounds_per_read(ROUNDS_READ_NS), 1);
+        assert_eq!(rounds_per_read(1_000 * MS), 1, "one round a second");
+        assert_eq!(
+            rounds_per_read(0),
+            ROUNDS_READ_NS,
+            "no period: no division by zero"
         );
     }
 
