@@ -33,7 +33,8 @@
 //! ([`ReplyQueue::note_round_end`]), then reads the whole round in one wakeup; when the
 //! replies are not all in by then it waits for them in `poll`. Rounds less than
 //! [`ROUNDS_READ_NS`] apart are read several at a time (two at 10 rounds a second: the
-//! sleep ends after the second one's replies), since a wakeup, not a read, is what costs:
+//! sleep ends after the second one's replies; never more than leave
+//! [`ROUNDS_READ_MAX_REPLIES`] replies waiting), since a wakeup, not a read, is what costs:
 //! the loop learns of those replies up to [`ROUNDS_READ_NS`] later, which only delays
 //! when their frames close. Rounds closer than [`BATCH_NS`] apart are received in
 //! windows.
@@ -101,6 +102,9 @@ pub struct ReplyQueue {
     round_real_ns: AtomicU64,
     next_round_ns: AtomicU64,
     round_period_ns: AtomicU64,
+    /// Requests sent before the last round began, and in it.
+    round_start_sent: AtomicU64,
+    round_requests: AtomicU64,
 }
 
 /// The ring: `len` replies from `head` on (wrapping) are written; the other slots may
@@ -132,6 +136,8 @@ impl ReplyQueue {
             round_real_ns: AtomicU64::new(0),
             next_round_ns: AtomicU64::new(0),
             round_period_ns: AtomicU64::new(0),
+            round_start_sent: AtomicU64::new(0),
+            round_requests: AtomicU64::new(0),
         }
     }
 
@@ -139,12 +145,16 @@ impl ReplyQueue {
     /// receive thread learns from it how long replies take to be all in.
     pub fn note_round_start(&self, at: clock::Now) {
         self.round_real_ns.store(at.real_ns, Ordering::Relaxed);
+        self.round_start_sent.store(self.sent(), Ordering::Relaxed);
     }
 
     /// The round's sends are done; the next round is due at `next_ns` (monotonic; 0:
     /// none), `period_ns` after this one. The receive thread times its sleep by it (see
     /// the module docs).
     pub fn note_round_end(&self, next_ns: u64, period_ns: u64) {
+        let start = self.round_start_sent.load(Ordering::Relaxed);
+        self.round_requests
+            .store(self.sent().saturating_sub(start), Ordering::Relaxed);
         self.next_round_ns.store(next_ns, Ordering::Relaxed);
         self.round_period_ns.store(period_ns, Ordering::Relaxed);
     }
@@ -443,7 +453,8 @@ fn receive_loop(
                 next = next.saturating_add(period);
             }
             // Rounds less than ROUNDS_READ_NS apart are read a few at a time.
-            next = next.saturating_add(period.saturating_mul(rounds_per_read(period) - 1));
+            let size = queue.round_requests.load(Ordering::Relaxed);
+            next = next.saturating_add(period.saturating_mul(rounds_per_read(period, size) - 1));
             if batching && stamps_live && round.left == 0 && next > now && period > 0 {
                 if period < BATCH_NS {
                     dense = true;
@@ -668,9 +679,17 @@ const ROUND_SLEEP_MAX_NS: u64 = 1_000_000_000;
 /// docs). Replies wait for it in the socket, their kernel stamps keeping the RTTs exact.
 pub const ROUNDS_READ_NS: u64 = 200_000_000;
 
-/// How many rounds `period_ns` apart one wakeup of the receive thread reads.
-fn rounds_per_read(period_ns: u64) -> u64 {
-    (ROUNDS_READ_NS / period_ns.max(1)).max(1)
+/// At most this many replies are left waiting in the sockets for one read of several
+/// rounds: well within the receive buffer the sockets ask for (1 MiB; a reply takes
+/// about 1 KiB of it), as a batching window's replies are.
+pub const ROUNDS_READ_MAX_REPLIES: u64 = 256;
+
+/// How many rounds `period_ns` apart, of `size` requests each, one wakeup of the receive
+/// thread reads.
+fn rounds_per_read(period_ns: u64, size: u64) -> u64 {
+    let by_time = ROUNDS_READ_NS / period_ns.max(1);
+    let by_size = ROUNDS_READ_MAX_REPLIES / size.max(1);
+    by_time.min(by_size).max(1)
 }
 
 /// Added to the time a round's replies took to be all in (the loop may send a round
@@ -861,20 +880,18 @@ mod tests {
     #[test]
     fn rounds_closer_than_the_read_interval_are_read_together() {
         const MS: u64 = 1_000_000;
-        assert_eq!(rounds_per_read(100 * MS), 2, "10 rounds a second");
-        assert_eq!(rounds_per_read(50 * MS), 4);
-        assert_eq!(
-            rounds_per_read(BATCH_NS),
-            10,
-            "the closest rounds still read in rounds"
-        );
-        assert_eq!(rounds_per_read(ROUNDS_READ_NS), 1);
-        assert_eq!(rounds_per_read(1_000 * MS), 1, "one round a second");
-        assert_eq!(
-            rounds_per_read(0),
-            ROUNDS_READ_NS,
-            "no period: no division by zero"
-        );
+        assert_eq!(rounds_per_read(100 * MS, 3), 2, "10 rounds a second");
+        assert_eq!(rounds_per_read(50 * MS, 3), 4);
+        let closest = rounds_per_read(BATCH_NS, 3);
+        assert_eq!(closest, 10, "the closest rounds still read in rounds");
+        assert_eq!(rounds_per_read(ROUNDS_READ_NS, 3), 1);
+        assert_eq!(rounds_per_read(1_000 * MS, 3), 1, "one round a second");
+        // Large rounds: the replies left in the sockets stay bounded.
+        assert_eq!(rounds_per_read(BATCH_NS, 100), 2);
+        assert_eq!(rounds_per_read(BATCH_NS, 200), 1);
+        assert_eq!(rounds_per_read(100 * MS, 1_000), 1);
+        let degenerate = rounds_per_read(0, 0);
+        assert_eq!(degenerate, ROUNDS_READ_MAX_REPLIES, "no division by zero");
     }
 
     #[test]
