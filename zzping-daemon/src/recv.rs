@@ -27,7 +27,10 @@
 //! are all in; a wakeup while some are still out (they arrive apart) does not count as
 //! a round of its own. What a pass left unanswered when the next round begins is given
 //! up on (lost, late, or answered twice: the count only decides when the thread sleeps,
-//! never what it reads). Once a round was answered, the thread learns how long after
+//! never what it reads), and remembered: a later pass that leaves no larger share of its
+//! rounds unanswered is done, so a host that stopped answering does not keep the thread
+//! waiting in `poll` for the next round's first reply. Every pass ends with a look at
+//! the sockets; found empty, it publishes the receive frontier (see [`frontier`]). Once a round was answered, the thread learns how long after
 //! its first send the last reply arrived (kernel stamps), and sleeps without looking at
 //! the sockets until the next round is due plus that time and a margin
 //! ([`ReplyQueue::note_round_end`]), then reads the whole round in one wakeup; when the
@@ -254,11 +257,18 @@ impl ReplyQueue {
 /// that show no pass running or begun, the sockets had nothing to read at the time read
 /// before looking, so nothing queued before then can be in the thread's hands or in a
 /// socket. When neither holds (the thread is reading, or a socket has something), the
-/// thread is asked to wake the loop at the end of its next pass (at the latest when its
-/// window or its sleep for the next round ends, [`ROUND_SLEEP_MAX_NS`] at most), and the
-/// last published frontier is returned. If the receive thread has stopped, the clock less `grace_ns`
-/// stands in (the old rule).
-pub fn frontier(queue: &ReplyQueue, sockets: &[Arc<IcmpSocket>], grace_ns: u64) -> u64 {
+/// last published frontier is returned, and with `ask_wake` the thread is asked to wake
+/// the loop at the end of its next pass (at the latest when its window or its sleep for
+/// the next round ends, [`ROUND_SLEEP_MAX_NS`] at most); without it the loop relies on a
+/// later wakeup of its own (the thread publishes a frontier at the end of every pass
+/// that leaves the sockets empty). If the receive thread has stopped, the clock less
+/// `grace_ns` stands in (the old rule).
+pub fn frontier(
+    queue: &ReplyQueue,
+    sockets: &[Arc<IcmpSocket>],
+    grace_ns: u64,
+    ask_wake: bool,
+) -> u64 {
     let published = queue.drained_ns.load(Ordering::SeqCst);
     if !queue.alive.load(Ordering::SeqCst) {
         return clock::mono_ns().saturating_sub(grace_ns).max(published);
@@ -274,6 +284,9 @@ pub fn frontier(queue: &ReplyQueue, sockets: &[Arc<IcmpSocket>], grace_ns: u64) 
     };
     if let Some(t) = proven() {
         return t.max(published);
+    }
+    if !ask_wake {
+        return published;
     }
     queue.wake_after_pass.store(true, Ordering::SeqCst);
     // A pass may have ended between the attempt and the request: then no wake would
@@ -482,7 +495,7 @@ fn receive_loop(
             if !within_round {
                 // A new round. What the last pass left unanswered is lost or late (or
                 // answered twice): count from here.
-                round.settled = round.sent_at_pass;
+                round.begin();
                 // Rounds following each other closer than a window (the last one fully
                 // answered): receive in windows.
                 dense = batching && stamps_live && round.left == 0 && since < BATCH_NS;
@@ -612,9 +625,10 @@ fn receive_loop(
                 }
             }
         }
-        // A batch drain reads every socket empty: if nothing came meanwhile, everything
-        // queued before this look has been handed over.
-        let drained = dense.then(|| {
+        // If the pass left every socket empty (a batch drain reads them empty; a round
+        // read usually does), everything queued before this look has been handed over:
+        // the loop declares losses behind it at its next wakeup (see `frontier`).
+        let drained = {
             let t = clock::mono_ns();
             let mut look = [fds[0], fds[1]];
             for f in &mut look {
@@ -623,22 +637,23 @@ fn receive_loop(
             // SAFETY: look is a valid array of 2 pollfd (fd -1 entries are ignored).
             let rc = unsafe { libc::poll(look.as_mut_ptr(), 2, 0) };
             (rc == 0).then_some(t)
-        });
-        round.sent_at_pass = queue.sent();
-        round.left = round.sent_at_pass.saturating_sub(round.settled);
-        if round.left == 0 && last_arrival_real_ns != 0 {
-            // This pass answered the round: learn how long after its sends the replies
-            // were all in.
+        };
+        if round.end_pass(queue.sent()) && last_arrival_real_ns != 0 {
+            // This pass answered the round, but for as many requests as went unanswered
+            // in the last round (a host that stopped answering): learn how long after its
+            // sends the replies were all in, and give up on the rest now rather than wait
+            // for them in `poll` until the next round's first reply.
             let sent_real_ns = queue.round_real_ns.load(Ordering::Relaxed);
             let period = queue.round_period_ns.load(Ordering::Relaxed);
             round.learn(last_arrival_real_ns.saturating_sub(sent_real_ns), period);
+            round.give_up();
         }
-        if let Some(Some(t)) = drained {
+        if let Some(t) = drained {
             queue.publish_drained(t);
             // The round is answered: block until the next one rather than spend a
             // window finding nothing (a reply within a window of this look starts
             // windows again at once).
-            if round.left == 0 {
+            if dense && round.left == 0 {
                 dense = false;
                 round.first_wake_ns = t;
             }
@@ -666,6 +681,13 @@ struct Round {
     /// How long after a round is due its replies are all in, with a margin (0: not
     /// known yet): the thread sleeps that long past the next round's due time.
     settle_ns: u64,
+    /// Requests sent before the rounds now awaited (when the count was last settled).
+    base_sent: u64,
+    /// The rounds last given up on: how many of their requests were left unanswered,
+    /// of how many. A pass that leaves no larger share unanswered answered its rounds (the others are hosts that are not answering at all), so a switched-off
+    /// device beside live ones does not keep the thread waking per reply and per round.
+    chronic_left: u64,
+    chronic_sent: u64,
 }
 
 /// The longest the thread sleeps without looking at its sockets while it waits for a
@@ -709,6 +731,50 @@ impl Round {
         } else {
             self.settle_ns - (self.settle_ns - want) / 8
         };
+    }
+
+    /// A new round: what the last pass left unanswered is given up on (lost, late, or
+    /// answered twice), and remembered as what rounds leave unanswered.
+    fn begin(&mut self) {
+        if self.left > 0 {
+            self.note_chronic();
+        }
+        self.settled = self.sent_at_pass;
+        self.base_sent = self.sent_at_pass;
+    }
+
+    /// A pass ended with `sent` requests sent so far; returns whether it answered the
+    /// awaited rounds but for the share that went unanswered last time (then the caller
+    /// learns the settle time and gives up on the rest).
+    fn end_pass(&mut self, sent: u64) -> bool {
+        self.sent_at_pass = sent;
+        self.left = sent.saturating_sub(self.settled);
+        self.answered_but_chronic()
+    }
+
+    /// Gives up on the requests the last pass left unanswered (lost, late, or answered
+    /// twice): they are what the next round is expected to leave unanswered too.
+    fn give_up(&mut self) {
+        self.note_chronic();
+        self.settled = self.sent_at_pass;
+        self.base_sent = self.sent_at_pass;
+        self.left = 0;
+    }
+
+    /// Remembers what the last pass left unanswered as what rounds leave unanswered.
+    fn note_chronic(&mut self) {
+        self.chronic_left = self.left;
+        self.chronic_sent = self.sent_at_pass.saturating_sub(self.base_sent);
+    }
+
+    /// Whether the last pass left no larger share of the awaited rounds' requests
+    /// unanswered than the rounds last given up on did (none, at first).
+    fn answered_but_chronic(&self) -> bool {
+        let awaited = self.sent_at_pass.saturating_sub(self.base_sent);
+        self.left == 0
+            || (self.chronic_sent > 0
+                && self.left.saturating_mul(self.chronic_sent)
+                    <= self.chronic_left.saturating_mul(awaited))
     }
 
     /// Requests sent and not settled, now.
@@ -910,6 +976,46 @@ mod tests {
         // Replies that take half the period or more: waited for in poll instead.
         r.learn(49 * MS, 100 * MS);
         assert_eq!(r.settle_ns, 0);
+    }
+
+    #[test]
+    fn a_host_that_never_answers_does_not_hold_the_rounds_open() {
+        let mut r = Round::default();
+        // Three hosts, one switched off. The first round: two answers, one missing.
+        r.begin();
+        r.settled += 2;
+        assert!(
+            !r.end_pass(3),
+            "nothing known yet: the third answer is awaited"
+        );
+        assert_eq!(r.left, 1);
+        // The next round's first reply: the missing one is given up on, and remembered.
+        r.begin();
+        assert_eq!((r.chronic_left, r.chronic_sent), (1, 3));
+        // Two rounds read at once, two answers each: answered but for the usual share,
+        // so nothing is left awaited (the thread sleeps until the next read).
+        r.settled += 4;
+        assert!(r.end_pass(9));
+        r.give_up();
+        assert_eq!((r.left, r.chronic_left, r.chronic_sent), (0, 2, 6));
+        // A second host answers slower than the read: more than the usual share is
+        // missing, so the thread waits for it...
+        r.settled += 3;
+        assert!(!r.end_pass(15));
+        // ...and a late answer within the round brings the share back.
+        r.settled += 1;
+        assert!(r.end_pass(15));
+        r.give_up();
+        // The host answers again: no share missing, and the remembered one goes to zero.
+        r.settled += 6;
+        assert!(r.end_pass(21));
+        r.give_up();
+        assert_eq!(r.chronic_left, 0);
+        r.settled += 5;
+        assert!(
+            !r.end_pass(27),
+            "all answered last time: every answer is awaited"
+        );
     }
 
     #[test]

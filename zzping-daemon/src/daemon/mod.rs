@@ -288,10 +288,14 @@ impl Daemon {
 
     /// Hands the receive thread's replies to the engine; a queue overflow flags the open
     /// frames. First, when a request in flight is due to be declared lost, takes the
-    /// receive frontier (how far the receive thread has handed everything over).
+    /// receive frontier (how far the receive thread has handed everything over); only
+    /// once the expiry slack is spent does it ask the receive thread for a wakeup when
+    /// the frontier cannot be proven (before, a round wakeup after the thread's next read
+    /// proves it).
     fn take_replies(&mut self, now: Now) {
         self.received_through = if self.engine.expiry_due(now.mono_ns) {
-            recv::frontier(&self.queue, &self.recv_sockets, GRACE_NS)
+            let overdue = self.engine.expiry_overdue(now.mono_ns);
+            recv::frontier(&self.queue, &self.recv_sockets, GRACE_NS, overdue)
         } else {
             0
         };

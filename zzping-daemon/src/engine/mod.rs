@@ -73,9 +73,17 @@ const SEQ_SPACE: usize = 1 << 16;
 /// grace + slack + one period)), rounded up to a power of two, so memory follows the
 /// configuration (72 KB per family at 1,000 pings/s, 4.7 MB only at the 65,536 cap).
 const MIN_TABLE: usize = 1 << 10;
-/// How much later than due an expiry may be processed (saves wakeups; the outcome is
-/// decided by timestamps, only the frame's emission is delayed).
-pub const EXPIRY_SLACK_NS: u64 = 2_000_000;
+/// How much later than its deadline a request still in flight may be declared lost while
+/// the loop is sending: long enough for the receive thread's next read after the
+/// deadline (a read of several rounds spans up to `recv::ROUNDS_READ_NS`, 200 ms) and the
+/// loop's next round after that read, so the loss is declared at a wakeup the loop has
+/// anyway instead of one of its own plus one more after the receive thread's pass (a host
+/// that stopped answering beside live ones tripled the loop's wakeups). The outcome is
+/// decided by timestamps; only the frame's emission waits.
+pub const EXPIRY_SLACK_NS: u64 = 250_000_000;
+/// The expiry slack once nothing is scheduled to send (a clean stop's drain): there is no
+/// wakeup to ride on, so the loss is declared promptly.
+pub const IDLE_EXPIRY_SLACK_NS: u64 = 2_000_000;
 /// How much later than a period boundary the rotation may run, at most (capped at a
 /// quarter period). Sends rotate their host's frame by their own timestamp, so a late
 /// rotation only delays the emission of the closed frames; in exchange the boundary needs
@@ -522,11 +530,12 @@ impl Engine {
             d = d.min(*t);
         }
         // Expiries only matter for requests still in flight (answered ones are swept
-        // lazily at any later wakeup); a little slack lets a send's wakeup do the sweep.
-        // One already due waits for the receive frontier to pass it: the receive thread
-        // wakes the loop when it does; the retry is only a safety net.
+        // lazily at any later wakeup); the slack lets the sends' wakeups do the sweep
+        // once the receive frontier has passed the deadline. One overdue waits for the
+        // frontier: the receive thread wakes the loop when it passes; the retry is only a
+        // safety net.
         if let Some(deadline) = self.first_in_flight_deadline() {
-            let due = deadline.saturating_add(EXPIRY_SLACK_NS);
+            let due = deadline.saturating_add(self.expiry_slack_ns());
             d = d.min(if due > now.mono_ns {
                 due
             } else {
@@ -541,6 +550,24 @@ impl Engine {
             d = d.min(mono.saturating_add(slack));
         }
         d
+    }
+
+    /// How late an expiry may be processed now: [`EXPIRY_SLACK_NS`] while sends are
+    /// scheduled, [`IDLE_EXPIRY_SLACK_NS`] once none are.
+    fn expiry_slack_ns(&self) -> u64 {
+        if self.schedule.is_empty() {
+            IDLE_EXPIRY_SLACK_NS
+        } else {
+            EXPIRY_SLACK_NS
+        }
+    }
+
+    /// Whether a request still in flight is past its deadline plus the expiry slack at
+    /// `now_mono_ns`: the loop can wait no longer for a wakeup it has anyway, and asks the
+    /// receive thread to wake it once the frontier may have passed the deadline.
+    pub fn expiry_overdue(&self, now_mono_ns: u64) -> bool {
+        self.first_in_flight_deadline()
+            .is_some_and(|d| d.saturating_add(self.expiry_slack_ns()) <= now_mono_ns)
     }
 
     /// Checks the wall clock against the monotonic clock; on a step (offset change beyond

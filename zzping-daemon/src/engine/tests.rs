@@ -330,20 +330,66 @@ fn answered_requests_need_no_wakeup_at_their_deadline() {
     let p1 = send_due(&mut e, at(1000.0), &mut sink).pop().unwrap();
     e.tick(at(1000.0), at(1000.0).mono_ns, &mut sink);
     // Seq 0 is answered (held until 1000 ms to classify duplicates), seq 1 in flight: its
-    // expiry (2002 ms with the slack) is after the next send, which wins.
+    // expiry (2000 ms plus the slack) is after the next send, which wins.
     assert_eq!(e.next_deadline(at(1000.0)), at(2000.0).mono_ns);
-    // Left unanswered, seq 1 does bound the sleep once sends stop.
+    // Left unanswered, seq 1 bounds the sleep with the short slack once sends stop
+    // (nothing left to ride on).
     e.stop_sending();
     assert_eq!(
         e.next_deadline(at(1000.0)),
-        at(2000.0).mono_ns + EXPIRY_SLACK_NS
+        at(2000.0).mono_ns + IDLE_EXPIRY_SLACK_NS
     );
+    assert!(e.expiry_overdue(at(2000.0).mono_ns + IDLE_EXPIRY_SLACK_NS));
     e.on_reply(&reply(&p1, 0x4242, at(1010.0)), &mut sink);
     e.tick(at(1010.0), at(1010.0).mono_ns, &mut sink);
     assert_eq!(
         e.next_deadline(at(1010.0)),
         at(60_000.0).mono_ns + BOUNDARY_SLACK_NS
     );
+}
+
+#[test]
+fn a_loss_waits_for_a_wakeup_the_loop_has_anyway_until_the_slack_is_spent() {
+    let mut e = engine();
+    let mut sink = Sink::default();
+    e.add_host("a", v4("127.0.0.1"), 10.0, at(0.0).mono_ns, at(0.0));
+    send_due(&mut e, at(0.0), &mut sink);
+    e.tick(at(0.0), at(0.0).mono_ns, &mut sink);
+    let deadline = at(0.0).mono_ns + 1000 * MS;
+    // Rounds every 100 ms, each answered but the first: the sends' wakeups come
+    // before the expiry's own.
+    for k in 1..=10 {
+        let t = 100.0 * f64::from(k);
+        let p = send_due(&mut e, at(t), &mut sink).pop().unwrap();
+        e.on_reply(&reply(&p, 0x4242, at(t + 1.0)), &mut sink);
+        e.tick(at(t + 1.0), at(t - 10.0).mono_ns, &mut sink);
+        assert_eq!(e.next_deadline(at(t + 1.0)), at(t + 100.0).mono_ns);
+    }
+    // Past the deadline but not proven (the receive frontier is behind it): no wakeup
+    // of its own, and no request to the receive thread yet.
+    assert!(e.expiry_due(deadline + MS) && !e.expiry_overdue(deadline + MS));
+    assert_eq!(e.unresolved(), 1);
+    // A later round's wakeup, once the receive thread's read has passed the deadline,
+    // declares it.
+    send_due(&mut e, at(1100.0), &mut sink);
+    e.tick(at(1100.0), deadline + 50 * MS, &mut sink);
+    assert_eq!(e.stats().lost, 1);
+    assert_eq!(e.unresolved(), 1, "only the request just sent");
+    // A request whose slack is spent bounds the sleep (rounds 1 s apart, 10 s frames:
+    // no other wakeup before the next send).
+    let mut e = Engine::new(EngineConfig {
+        period_us: 10_000_000,
+        ..e.config()
+    });
+    e.set_ident(Family::V4, 0x4242);
+    e.add_host("b", v4("127.0.0.1"), 1.0, at(0.0).mono_ns, at(0.0));
+    send_due(&mut e, at(0.0), &mut sink);
+    e.tick(at(0.0), at(0.0).mono_ns, &mut sink);
+    send_due(&mut e, at(1000.0), &mut sink);
+    e.tick(at(1000.0), at(990.0).mono_ns, &mut sink);
+    let spent = at(1000.0).mono_ns + EXPIRY_SLACK_NS;
+    assert_eq!(e.next_deadline(at(1000.0)), spent);
+    assert!(e.expiry_overdue(spent) && !e.expiry_overdue(spent - 1));
 }
 
 #[test]

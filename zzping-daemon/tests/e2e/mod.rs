@@ -113,8 +113,9 @@ pub const DOC_BATCH_US: u64 = 20_000;
 /// (docs/architecture.md).
 pub const DOC_GRACE_US: u64 = DOC_BATCH_US + 5_000;
 /// How late an expiry may be processed: "the expiry of the oldest request still in
-/// flight (served up to 2 ms late ...)" (zzping-daemon/README.md).
-pub const DOC_EXPIRY_SLACK_US: u64 = 2_000;
+/// flight (served up to 250 ms late while sends are scheduled ...)"
+/// (zzping-daemon/README.md).
+pub const DOC_EXPIRY_SLACK_US: u64 = 250_000;
 /// How late a period boundary may be served: "period boundaries (served up to 20 ms late
 /// when a send comes sooner)" (zzping-daemon/README.md).
 pub const DOC_BOUNDARY_SLACK_US: u64 = 20_000;
@@ -1422,12 +1423,15 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
             let (_, sent_hi) = left_us(&run.wire, r, got[k].start_us);
             let late_here =
                 late && t <= sent_hi + timeout_us + SWEEP_SLACK_US + lateness_us + SEND_EPS_US;
+            let lo = target(k, (t, idx), true);
             if late_here && c > 0 {
-                // Duplicate or late depending on the sweep: leave out of both.
+                // Duplicate or late depending on the sweep: may be counted as either,
+                // in a frame from the one open when it came on (or not at all).
                 rep.ambiguous_extras += 1;
+                dups.push(Extra { lo, hi: n });
+                lates.push(Extra { lo, hi: n });
                 continue;
             }
-            let lo = target(k, (t, idx), true);
             let mut hi = target(k, (t, idx), false);
             if lo != hi {
                 rep.ambiguous_extras += 1;
