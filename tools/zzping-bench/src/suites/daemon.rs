@@ -161,6 +161,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     }
     if !ctx.quick {
         figs.extend(wakeup_figures());
+        figs.extend(silent_host_figures(&scenario)?);
     }
     for p in points {
         let per_host = f64::from(p.total_rate) / f64::from(p.hosts);
@@ -410,6 +411,75 @@ fn run_rate(ctx: &Ctx, rate: &Rate, scenario: &std::path::Path) -> Result<Vec<Fi
             median(&|r| r.ours_thread_us[1]),
             median(&|r| r.fping_voluntary),
             median(&|r| r.floor_switches),
+        )),
+    ])
+}
+
+/// An address the bench network routes to the simulator but no simulated host owns:
+/// its requests are dropped silently, like a switched-off device's.
+const SILENT_TARGET: &str = "198.18.0.250";
+/// Length of each run of the silent-host comparison, s.
+const SILENT_DURATION_S: f64 = 30.0;
+
+/// `daemon.wakeups_per_round_3x10_one_silent` and `daemon.cpu_ratio_one_silent_3x10`:
+/// three hosts at 10/s of which one never answers, against three that all answer, in
+/// the same namespace one after the other. A host that stopped answering must cost no
+/// wakeup of its own: its losses ride on the rounds' wakeups (docs/architecture.md).
+fn silent_host_figures(scenario: &std::path::Path) -> Result<Vec<Figure>> {
+    let all = targets(3, false);
+    let mut one_silent = targets(2, false);
+    one_silent.push(SILENT_TARGET.to_owned());
+    let per_host = 10.0;
+    let (answering, silent) = run_in_netns(Some(scenario), None, move || {
+        let a = tempfile::tempdir()?;
+        let answering = run_daemon(a.path(), &all, per_host, SILENT_DURATION_S, Live::Default)?;
+        let b = tempfile::tempdir()?;
+        let silent = run_daemon(
+            b.path(),
+            &one_silent,
+            per_host,
+            SILENT_DURATION_S,
+            Live::Default,
+        )?;
+        Ok((answering, silent))
+    })?;
+    let per_round = |r: &DaemonReport| {
+        (r.switches_main + r.switches_recv) as f64 / (per_host * r.window_s).max(1e-9)
+    };
+    let cpu_per_ping = |(u, r): &(Usage, DaemonReport)| u.cpu_s() * 1e6 / r.sent.max(1) as f64;
+    let cond = format!(
+        "simulated, 3 hosts x {per_host}/s for {SILENT_DURATION_S} s, live stream on; one \
+         silent host: {SILENT_TARGET} (its requests dropped)"
+    );
+    Ok(vec![
+        Figure::vs(
+            "daemon.wakeups_per_round_3x10_one_silent",
+            per_round(&silent.1),
+            "switches",
+            "all hosts answering",
+            per_round(&answering.1),
+        )
+        .note(format!(
+            "{cond}; context switches per round in steady state, main + receive thread \
+             ({} + {} with one silent, {} + {} with all answering); replies {} of {} \
+             with one silent",
+            silent.1.switches_main,
+            silent.1.switches_recv,
+            answering.1.switches_main,
+            answering.1.switches_recv,
+            silent.1.received,
+            silent.1.sent,
+        )),
+        Figure::new(
+            "daemon.cpu_ratio_one_silent_3x10",
+            cpu_per_ping(&silent) / cpu_per_ping(&answering),
+            "ratio",
+        )
+        .note(format!(
+            "{cond}; CPU per ping (whole run) with one silent host over all answering: \
+             {:.1} µs / {:.1} µs",
+            cpu_per_ping(&silent),
+            cpu_per_ping(&answering),
         )),
     ])
 }
