@@ -8,13 +8,13 @@
 //! flags frames with `FLAG_RECV_OVERFLOW`.
 //!
 //! Dense traffic is received in batches: when rounds of replies arrive less than
-//! [`BATCH_NS`] apart, the thread stops blocking in `poll` per reply and instead sleeps [`BATCH_NS`],
-//! then drains everything that queued up in the sockets meanwhile (one wakeup per window
-//! instead of one per reply: at 1,000 replies/s, 50 wakeups instead of 1,000). RTTs come
-//! from the kernel's receive timestamps, so waiting does not change them; the engine's
-//! grace period ([`crate::engine::EngineConfig::grace_ns`], at least [`BATCH_NS`] plus
-//! the loop's own slack) keeps a reply that waited in the socket from being expired as
-//! lost. Batching turns itself off for good if a reply comes without a kernel timestamp
+//! [`BATCH_NS`] apart, the thread stops blocking in `poll` per reply and instead sleeps a
+//! window ([`WINDOW_NS`], 50 ms, shorter when more than [`ROUNDS_READ_MAX_REPLIES`]
+//! replies would wait), then drains everything that queued up in the sockets meanwhile
+//! (one wakeup per window instead of one per reply: at 1,000 replies/s, 20 wakeups
+//! instead of 1,000). RTTs come from the kernel's receive timestamps, so waiting does not
+//! change them; a loss is declared only behind the receive frontier (see [`frontier`]),
+//! so a reply that waited in the socket is never expired as lost. Batching turns itself off for good if a reply comes without a kernel timestamp
 //! (the user-space stamp would then carry the wait), and a window that brings nothing
 //! returns the thread to blocking `poll`.
 //!
@@ -323,9 +323,24 @@ fn any_readable(sockets: &[Arc<IcmpSocket>]) -> bool {
 /// Fraction of the queue (1/n) at which the receive thread wakes the main loop.
 pub const WAKE_THRESHOLD: usize = 4;
 
-/// Receive batching window, ns (see the module docs). 20 ms of replies at 5,000/s is 100
-/// datagrams: well within a socket's default receive buffer.
+/// Rounds of replies closer together than this are received in windows (see the module
+/// docs), ns; the shortest window.
 pub const BATCH_NS: u64 = 20_000_000;
+
+/// The longest receive window, ns: rounds 10 ms apart (100/s) are read five at a time.
+/// A window is shortened so that no more than [`ROUNDS_READ_MAX_REPLIES`] replies wait
+/// in the sockets (250 at 5,000/s), never below [`BATCH_NS`]. Replies wait at most this
+/// long before the loop has them (their frames close up to that much later); their
+/// kernel stamps keep the RTTs exact. 20 ms windows cost the receive thread 12.7 µs per
+/// ping at 3 hosts x 100/s on loopback, 50 ms ones 5.3 (docs/benchmarks.md).
+pub const WINDOW_NS: u64 = 50_000_000;
+
+/// The receive window for rounds `period_ns` apart of `size` requests each (see
+/// [`WINDOW_NS`]).
+fn window_ns(period_ns: u64, size: u64) -> u64 {
+    let by_size = ROUNDS_READ_MAX_REPLIES.saturating_mul(period_ns) / size.max(1);
+    WINDOW_NS.min(by_size).max(BATCH_NS)
+}
 
 /// Handle to the running receive thread.
 pub struct Receiver {
@@ -437,7 +452,11 @@ fn receive_loop(
             // Let replies queue in the sockets for a window (waking early only to stop),
             // then look at all of them at once.
             let sent_before = queue.sent();
-            let until = clock::mono_ns().saturating_add(BATCH_NS);
+            let window = window_ns(
+                queue.round_period_ns.load(Ordering::Relaxed),
+                queue.round_requests.load(Ordering::Relaxed),
+            );
+            let until = clock::mono_ns().saturating_add(window);
             let Some((rc, polled_mono_ns)) = sleep_then_look(stop, until, &mut fds) else {
                 return;
             };
@@ -958,6 +977,20 @@ mod tests {
         assert_eq!(rounds_per_read(100 * MS, 1_000), 1);
         let degenerate = rounds_per_read(0, 0);
         assert_eq!(degenerate, ROUNDS_READ_MAX_REPLIES, "no division by zero");
+    }
+
+    #[test]
+    fn windows_last_50_ms_unless_too_many_replies_would_wait() {
+        const MS: u64 = 1_000_000;
+        assert_eq!(window_ns(10 * MS, 3), WINDOW_NS, "3 hosts at 100/s");
+        assert_eq!(window_ns(10 * MS, 50), WINDOW_NS, "50 hosts: 250 replies");
+        assert_eq!(
+            window_ns(10 * MS, 100),
+            25_600_000,
+            "100 hosts: 256 replies"
+        );
+        assert_eq!(window_ns(MS, 1000), BATCH_NS, "never below the shortest");
+        assert_eq!(window_ns(0, 0), BATCH_NS, "nothing known yet");
     }
 
     #[test]

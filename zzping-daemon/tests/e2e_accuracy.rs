@@ -314,6 +314,7 @@ fn documented_timing_matches_the_daemon() {
     // daemon must still work to them. A change of either side fails here, where it is
     // seen, instead of moving the tolerances silently.
     assert_eq!(zzping_daemon::recv::BATCH_NS / 1000, e2e::DOC_BATCH_US);
+    assert_eq!(zzping_daemon::recv::WINDOW_NS / 1000, e2e::DOC_WINDOW_US);
     assert_eq!(zzping_daemon::daemon::GRACE_NS / 1000, e2e::DOC_GRACE_US);
     assert_eq!(
         zzping_daemon::engine::EXPIRY_SLACK_NS / 1000,

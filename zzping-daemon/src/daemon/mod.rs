@@ -84,10 +84,10 @@ pub const NETLINK: Token = Token(5);
 pub const PROBE: Token = Token(6);
 
 /// How long after a request's timeout it is expected to be expired under ordinary
-/// scheduling (the engine's grace: one receive batching window plus the loop's latency).
+/// scheduling (the engine's grace: the longest receive window plus the loop's latency).
 /// Sizes tables and the clean stop's wait; whether a request is lost is decided by the
 /// receive frontier (`recv::frontier`), not by this.
-pub const GRACE_NS: u64 = crate::recv::BATCH_NS + 5_000_000;
+pub const GRACE_NS: u64 = crate::recv::WINDOW_NS + 5_000_000;
 /// Replies the receive queue holds.
 const QUEUE_CAPACITY: usize = 16_384;
 const SEC: u64 = 1_000_000_000;
