@@ -520,9 +520,55 @@ impl IcmpSocket {
                 _ => Err(e),
             };
         }
-        let n = (n as usize).min(buf.len());
+        let n = n as usize;
+        Ok(Some(self.parse_error(&msg, n, buf)))
+    }
+
+    /// Reads up to [`ErrorBatch::CAPACITY`] messages of the error queue in one
+    /// `recvmmsg` (`MSG_ERRQUEUE`, never blocking) and hands each to `f` as
+    /// [`IcmpSocket::recv_error`] would return it; returns how many were read (0: the
+    /// queue is empty). `max` bounds the count (at least 1).
+    pub fn recv_errors(
+        &self,
+        batch: &mut ErrorBatch,
+        max: usize,
+        mut f: impl FnMut(Message, Option<u64>),
+    ) -> io::Result<usize> {
+        let want = max.clamp(1, ErrorBatch::CAPACITY);
+        batch.prepare(want);
+        // SAFETY: the first `want` headers point into `batch`'s own buffers, which
+        // outlive the call; no timeout.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.sock.as_raw_fd(),
+                batch.hdrs.as_mut_ptr(),
+                want as libc::c_uint,
+                libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let n = n as usize;
+        for i in 0..n {
+            let len = batch.hdrs[i].msg_len as usize;
+            let (m, stamp) = self.parse_error(&batch.hdrs[i].msg_hdr, len, &batch.bufs[i]);
+            f(m, stamp);
+        }
+        Ok(n)
+    }
+
+    /// One error-queue message the kernel wrote into `msg` (`n` bytes of payload in
+    /// `buf`).
+    fn parse_error(&self, msg: &libc::msghdr, n: usize, buf: &[u8]) -> (Message, Option<u64>) {
+        let n = n.min(buf.len());
         // SAFETY: the kernel filled msg_namelen bytes of a sockaddr_storage.
-        let dst = unsafe { sockaddr_ip(addr.as_ptr(), msg.msg_namelen) };
+        let dst = unsafe { sockaddr_ip(msg.msg_name.cast(), msg.msg_namelen) };
         let mut kind = None;
         let mut offender = None;
         let mut kernel_real_ns = None;
@@ -530,7 +576,7 @@ impl IcmpSocket {
         let mut tx_real_ns = None;
         // SAFETY: walking the control buffer the kernel filled, with the libc macros.
         unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            let mut c = libc::CMSG_FIRSTHDR(msg);
             while !c.is_null() {
                 let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
                 if (level == libc::SOL_IP && ty == libc::IP_RECVERR)
@@ -569,18 +615,84 @@ impl IcmpSocket {
                     let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
                     kernel_real_ns = Some(crate::clock::kernel_stamp_ns(&ts));
                 }
-                c = libc::CMSG_NXTHDR(&msg, c);
+                c = libc::CMSG_NXTHDR(msg, c);
             }
         }
         if let Some(key) = tx_key {
-            return Ok(Some((Message::TxStamp { key }, tx_real_ns)));
+            return (Message::TxStamp { key }, tx_real_ns);
         }
         let (Some(kind), Some(dst)) = (kind, dst) else {
-            return Ok(Some((Message::Other, kernel_real_ns)));
+            return (Message::Other, kernel_real_ns);
         };
         let m = icmp::queued_error(self.family, kind, &buf[..n], dst, offender)
             .unwrap_or(Message::Other);
-        Ok(Some((m, kernel_real_ns)))
+        (m, kernel_real_ns)
+    }
+}
+
+/// Buffers for reading several error-queue messages in one call
+/// ([`IcmpSocket::recv_errors`]): allocated once, reused for every read.
+pub struct ErrorBatch {
+    hdrs: Box<[libc::mmsghdr]>,
+    iovs: Box<[libc::iovec]>,
+    bufs: Box<[[u8; 512]]>,
+    controls: Box<[[u64; 32]]>,
+    addrs: Box<[libc::sockaddr_storage]>,
+}
+
+impl ErrorBatch {
+    /// Messages one call reads at most.
+    pub const CAPACITY: usize = 32;
+
+    /// Empty buffers for [`ErrorBatch::CAPACITY`] messages.
+    pub fn new() -> ErrorBatch {
+        let n = ErrorBatch::CAPACITY;
+        // SAFETY: all-zero is a valid mmsghdr, iovec and sockaddr_storage.
+        let zeroed = || unsafe { std::mem::zeroed() };
+        ErrorBatch {
+            hdrs: (0..n).map(|_| zeroed()).collect(),
+            iovs: (0..n)
+                .map(|_| libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                })
+                .collect(),
+            bufs: vec![[0u8; 512]; n].into_boxed_slice(),
+            controls: vec![[0u64; 32]; n].into_boxed_slice(),
+            addrs: (0..n).map(|_| unsafe { std::mem::zeroed() }).collect(),
+        }
+    }
+
+    /// Points the first `want` headers at their buffers (the buffers never move, but
+    /// the kernel rewrites the lengths on every call).
+    fn prepare(&mut self, want: usize) {
+        for i in 0..want {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: self.bufs[i].len(),
+            };
+            let h = &mut self.hdrs[i];
+            h.msg_len = 0;
+            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = &mut self.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = self.controls[i].as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = size_of::<[u64; 32]>() as _;
+            h.msg_hdr.msg_flags = 0;
+        }
+    }
+}
+
+impl Default for ErrorBatch {
+    fn default() -> Self {
+        ErrorBatch::new()
+    }
+}
+
+impl std::fmt::Debug for ErrorBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErrorBatch").finish_non_exhaustive()
     }
 }
 

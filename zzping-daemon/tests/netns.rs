@@ -773,14 +773,15 @@ fn five_thousand_pings_per_second() {
 /// The daemon's socket pair (zzping-daemon/src/sock.rs, "Two sockets per family"): a
 /// request sent on the send socket is answered on the receive socket only, the send
 /// socket holds no reply and has the request's transmit stamp on its error queue, and
-/// the receive socket has none (its `poll` is not woken by sends). Both kinds, both
+/// the receive socket has none (its `poll` is not woken by sends); several stamps are read
+/// in one `recvmmsg`, in send order, never more than asked. Both kinds, both
 /// families, on loopback in a fresh namespace; each wait bounded.
 #[test]
 fn a_socket_pair_receives_on_one_and_stamps_on_the_other() {
     use std::net::IpAddr;
     use std::os::fd::AsRawFd;
     use zzping_daemon::icmp::{self, Family, Message};
-    use zzping_daemon::sock::{IcmpSocket, Kind, SocketMode};
+    use zzping_daemon::sock::{ErrorBatch, IcmpSocket, Kind, SocketMode};
 
     zzping_testkit::require!(zzping_testkit::privileges::netns());
     zzping_testkit::netns::enter();
@@ -845,6 +846,25 @@ fn a_socket_pair_receives_on_one_and_stamps_on_the_other() {
                 !readable(recv.as_raw_fd(), 0),
                 "{what}: receive socket idle"
             );
+            // Several stamps read in one call, in send order, never more than asked.
+            for seq in 8..13 {
+                icmp::emit_echo_request(family, &mut packet, send.ident(), seq, 0xfeed).unwrap();
+                send.send_to(&packet, dst).expect(&what);
+            }
+            let mut batch = ErrorBatch::new();
+            let mut keys = Vec::new();
+            let mut read = |max| {
+                send.recv_errors(&mut batch, max, |m, stamp| {
+                    assert!(stamp.is_some(), "{what}: {m:?} without its stamp");
+                    keys.push(m);
+                })
+                .expect(&what)
+            };
+            assert_eq!(read(3), 3, "{what}: the first three");
+            assert_eq!(read(ErrorBatch::CAPACITY), 2, "{what}: the other two");
+            assert_eq!(read(ErrorBatch::CAPACITY), 0, "{what}: the queue is empty");
+            let want: Vec<_> = (1..6).map(|key| Message::TxStamp { key }).collect();
+            assert_eq!(keys, want, "{what}");
         }
     }
 }

@@ -162,9 +162,12 @@ struct Daemon {
     /// The echo request being sent (reused).
     packet: [u8; icmp::PACKET_LEN],
     /// Messages of the send sockets' error queues (reused; stamps carry no payload).
-    stamp_buf: [u8; 512],
+    stamp_batch: crate::sock::ErrorBatch,
     /// Per family, stamped sends whose transmit stamp has not been read yet.
     stamps_due: [u32; 2],
+    /// Stamped sends since the transmit stamps were last read (bounds what waits on the
+    /// error queues even when some stamps never come).
+    stamps_unread: u32,
     /// Queue drops already reported.
     queue_drops_seen: u64,
     /// Lines of the last status table (to redraw it in place on a TTY).
@@ -293,7 +296,8 @@ impl Daemon {
     /// the frontier cannot be proven (before, a round wakeup after the thread's next read
     /// proves it).
     fn take_replies(&mut self, now: Now) {
-        self.received_through = if self.engine.expiry_due(now.mono_ns) {
+        let expiry_due = self.engine.expiry_due(now.mono_ns);
+        self.received_through = if expiry_due {
             let overdue = self.engine.expiry_overdue(now.mono_ns);
             recv::frontier(&self.queue, &self.recv_sockets, GRACE_NS, overdue)
         } else {
@@ -303,7 +307,9 @@ impl Daemon {
         self.queue.drain_into(&mut self.replies);
         // The stamps of these replies' requests were queued before the replies arrived:
         // read them first, so each reply finds its kernel send time.
-        self.read_tx_stamps(now);
+        if self.stamps_wanted(expiry_due) {
+            self.read_tx_stamps(now);
+        }
         for r in &self.replies {
             self.engine.on_reply(r, &mut self.outputs);
         }

@@ -5,12 +5,14 @@
 //! stamp replaces it), and the reading just after bounds where that stamp may fall.
 //!
 //! The kernel's transmit stamps are read here too, from each send socket's error queue
-//! (`sock.rs`, "Two sockets per family"): right after the sends (every
-//! [`STAMPS_READ_EVERY`] sends in a large round, so they never fill the socket's buffer),
-//! and at every wakeup before the replies are handed to the engine, so a reply finds its
-//! request's stamp already applied (the stamp is queued when the packet leaves, before
-//! any reply can arrive). A stamp not there yet when its reply is handed over leaves the
-//! user-space send time (counted: `rtt_user_send`).
+//! (`sock.rs`, "Two sockets per family"), many per `recvmmsg`, and only when they are
+//! needed: at a wakeup that hands replies to the engine, before it does, so a reply finds
+//! its request's stamp already applied (the stamp is queued when the packet leaves,
+//! before any reply can arrive); at a wakeup where a request may be declared lost (its
+//! deadline counts from the stamp); and once [`STAMPS_READ_EVERY`] wait, so they never
+//! fill the socket's buffer. Between those, the stamps of a receive window's rounds wait
+//! on the queue and one call reads them all. A stamp not there yet when its reply is
+//! handed over leaves the user-space send time (counted: `rtt_user_send`).
 //!
 //! A failed `sendto` is tried once more at once: an ICMP error the kernel queued for an
 //! earlier request can leave a pending socket error (`sk_err`) that the next `sendto`
@@ -24,11 +26,12 @@ use tracing::{info, warn};
 use crate::clock::{self, Now};
 use crate::engine::{Reply, RxStamp, SendOutcome};
 use crate::icmp::{self, ErrorKind, Message};
+use crate::sock::ErrorBatch;
 
 use super::Daemon;
 
-/// In a round of many sends, the transmit stamps are read after this many (each takes
-/// about a kilobyte of the send socket's buffer until read).
+/// At most this many transmit stamps wait on the send sockets' error queues (each takes
+/// about a kilobyte of the socket's buffer until read): a send beyond it reads them.
 pub(super) const STAMPS_READ_EVERY: u32 = 64;
 
 impl Daemon {
@@ -38,15 +41,13 @@ impl Daemon {
         if self.stop.is_stopping() {
             return;
         }
-        let mut unread_stamps = 0u32;
         let mut sent_any = false;
         while let Some(p) = self.engine.poll_send(now) {
             if !sent_any {
                 self.queue.note_round_start(now);
             }
-            if unread_stamps >= STAMPS_READ_EVERY {
+            if self.stamps_unread >= STAMPS_READ_EVERY {
                 self.read_tx_stamps(now);
-                unread_stamps = 0;
             }
             let sock = self.sockets[p.family.index()].as_deref();
             let mut err = None;
@@ -98,8 +99,8 @@ impl Daemon {
                 self.queue.note_sent(1);
                 sent_any = true;
             }
-            unread_stamps += u32::from(stamps);
             self.stamps_due[p.family.index()] += u32::from(stamps);
+            self.stamps_unread += u32::from(stamps);
             let sent = match &err {
                 Some(e) => Err(icmp::local_error_kind(e.raw_os_error().unwrap_or(0), false)),
                 None if ok => Ok(()),
@@ -130,9 +131,6 @@ impl Daemon {
                 _ => {}
             }
         }
-        if unread_stamps > 0 {
-            self.read_tx_stamps(now);
-        }
         if sent_any {
             // The receive thread sleeps until the next round's replies are due.
             let next = self.engine.next_send_ns().unwrap_or(0);
@@ -141,37 +139,58 @@ impl Daemon {
         }
     }
 
-    /// Hands the transmit stamps queued on the send sockets' error queues to the engine:
+    /// Hands the transmit stamps queued on the send sockets' error queues to the engine,
+    /// up to [`ErrorBatch::CAPACITY`](crate::sock::ErrorBatch::CAPACITY) per `recvmmsg`:
     /// as many as stamped sends were not matched with one yet (so the usual read ends
     /// without the call that finds the queue empty), fewer when some are not there yet
     /// (they are looked for at the next call). Never blocks.
     pub(super) fn read_tx_stamps(&mut self, now: Now) {
-        for s in self.sockets.iter().flatten() {
-            let due = &mut self.stamps_due[s.family().index()];
-            // Stamps carry no payload (`OPT_TSONLY`); the buffer is for anything else.
+        self.stamps_unread = 0;
+        let Daemon {
+            sockets,
+            stamps_due,
+            stamp_batch,
+            engine,
+            outputs,
+            ..
+        } = self;
+        for s in sockets.iter().flatten() {
+            let due = &mut stamps_due[s.family().index()];
             while *due > 0 {
-                let Ok(Some((msg, kernel_real_ns))) = s.recv_error(&mut self.stamp_buf) else {
+                let want = *due as usize;
+                let read = s.recv_errors(stamp_batch, want, |msg, kernel_real_ns| {
+                    let src = match msg {
+                        Message::TxStamp { .. } => {
+                            *due = due.saturating_sub(1);
+                            s.family().unspecified()
+                        }
+                        Message::Error { orig_dst, .. } => orig_dst,
+                        _ => return,
+                    };
+                    let r = Reply {
+                        family: s.family(),
+                        src,
+                        msg,
+                        kernel_real_ns,
+                        rx_stamp: RxStamp::Kernel,
+                        batched: false,
+                        user: now,
+                    };
+                    engine.on_reply(&r, outputs);
+                });
+                // The rest is not there yet (or the read failed): the next call.
+                if !matches!(read, Ok(n) if n >= want.min(ErrorBatch::CAPACITY)) {
                     break;
-                };
-                let src = match msg {
-                    Message::TxStamp { .. } => {
-                        *due -= 1;
-                        s.family().unspecified()
-                    }
-                    Message::Error { orig_dst, .. } => orig_dst,
-                    _ => continue,
-                };
-                let r = Reply {
-                    family: s.family(),
-                    src,
-                    msg,
-                    kernel_real_ns,
-                    rx_stamp: RxStamp::Kernel,
-                    batched: false,
-                    user: now,
-                };
-                self.engine.on_reply(&r, &mut self.outputs);
+                }
             }
         }
+    }
+
+    /// Whether the transmit stamps are to be read now: replies are about to be handed
+    /// over (each must find its request's stamp applied) or a request may be declared
+    /// lost (its deadline counts from the stamp); otherwise they wait on the error queue,
+    /// so one call reads a whole window's stamps.
+    pub(super) fn stamps_wanted(&self, expiry_due: bool) -> bool {
+        (expiry_due || !self.replies.is_empty()) && self.stamps_due.iter().any(|&d| d > 0)
     }
 }
