@@ -1,7 +1,8 @@
 //! The receive thread and its hand-over queue.
 //!
 //! The thread blocks in `poll(2)` on both ICMP sockets (and an eventfd used to stop it),
-//! drains every readable socket with non-blocking `recvmsg`, parses each message into a
+//! drains every readable socket with non-blocking `recvmmsg` (up to
+//! [`RecvBatch::CAPACITY`] messages a call), parses each message into a
 //! small `Copy` [`Reply`] and pushes it into a [`ReplyQueue`]: a fixed ring allocated
 //! once, behind a mutex (uncontended in practice: the main thread holds it only to copy
 //! out a batch). When the ring is full replies are dropped and counted; the main loop
@@ -49,8 +50,8 @@
 //! fills in *the time of the call* (`__sock_recv_timestamp`: "race occurred between
 //! timestamp enabling and packet receiving"). On a busy machine the worker can run
 //! milliseconds late; a reply that waited a batching window in the socket then looked
-//! like a 20 ms RTT on loopback. So each `recvmsg` is bracketed by a wall-clock reading
-//! taken just before it ([`crate::sock::Datagram::call_real_ns`]):
+//! like a 20 ms RTT on loopback. So each read (`recvmmsg`) is bracketed by a wall-clock
+//! reading taken just before it ([`crate::sock::Datagram::call_real_ns`]):
 //! - a stamp *before* the call was taken on arrival: it proves timestamping is on, and it
 //!   stays on as long as our sockets ask for it (the kernel counts them);
 //! - until that proof, a stamp at or after the reading was taken inside the call: the
@@ -80,7 +81,7 @@ use crate::clock;
 use crate::engine::{Reply, RxStamp};
 use crate::icmp::{self, Message};
 use crate::local::LocalAddrs;
-use crate::sock::IcmpSocket;
+use crate::sock::{IcmpSocket, RecvBatch};
 
 /// Bounded, pre-allocated multi-producer queue of replies, and how far the receive
 /// thread has handed everything over (the receive frontier, see [`frontier`]).
@@ -435,6 +436,7 @@ fn receive_loop(
         revents: 0,
     };
     let mut buf = [0u8; 2048];
+    let mut rbatch = RecvBatch::new();
     let mut local = LocalAddrs::default();
     let mut error_logged = false;
     let mut in_call_logged = false;
@@ -554,84 +556,88 @@ fn receive_loop(
                     continue;
                 }
             }
-            // Batch mode drains the socket (bounded by the queue). Blocking mode reads
-            // while the round's replies are awaited, then stops: when more are queued
-            // poll returns at once, and at ordinary rates this saves the recvmsg that
-            // would return EAGAIN.
+            // Up to `RecvBatch::CAPACITY` replies per `recvmmsg`. Batch mode drains the
+            // socket (bounded by the queue). Blocking mode reads while the round's
+            // replies are awaited, then stops: when more are queued poll returns at once.
+            // A call that returns fewer than it asked for found the socket empty, so no
+            // call is spent finding nothing.
             let mut budget = queue.capacity();
             while budget > 0 {
-                budget -= 1;
-                match s.recv(&mut buf) {
-                    Ok(Some(d)) => {
-                        let user = clock::now();
-                        let rx_stamp = classify_rx_stamp(&d, &mut stamps_live);
-                        if rx_stamp == RxStamp::InCall && !in_call_logged {
-                            in_call_logged = true;
-                            tracing::debug!(
-                                "receive: kernel stamps not on yet (stamp taken inside recvmsg); \
-                                 those replies count as user-stamped"
-                            );
-                        }
-                        if d.kernel_real_ns.is_none() && batching {
-                            batching = false;
-                            dense = false;
-                            tracing::debug!("receive: no kernel timestamps; batching off");
-                        }
-                        let Some(icmp_bytes) = buf.get(d.start..d.end) else {
-                            continue;
-                        };
-                        let Ok(msg) = icmp::parse(s.family(), icmp_bytes) else {
-                            continue;
-                        };
-                        if msg == Message::Other {
-                            continue;
-                        }
-                        // An ICMP error read from the socket itself (raw sockets) came
-                        // from the datagram's source: the router that sent it.
-                        let msg = match msg {
-                            Message::Error {
-                                kind,
-                                ident,
-                                seq,
-                                orig_dst,
-                                from: None,
-                            } => Message::Error {
-                                kind,
-                                ident,
-                                seq,
-                                orig_dst,
-                                from: Some(d.src),
-                            },
-                            m => m,
-                        };
-                        let msg = local.classify(msg);
-                        let src = match msg {
-                            Message::Error { orig_dst, .. } => orig_dst,
-                            _ => d.src,
-                        };
-                        let len = queue.push(Reply {
-                            family: s.family(),
-                            src,
-                            msg,
-                            kernel_real_ns: d.kernel_real_ns,
-                            rx_stamp,
-                            batched: dense,
-                            user,
-                        });
-                        batch += 1;
-                        if is_outcome(s, &msg) {
-                            round.settled += 1;
-                            last_arrival_real_ns =
-                                last_arrival_real_ns.max(d.kernel_real_ns.unwrap_or(0));
-                        }
-                        if len == Some(wake_at) {
-                            let _ = waker.wake();
-                        }
-                        if !dense && round.awaited(queue) == 0 {
-                            break;
-                        }
+                let want = budget.min(RecvBatch::CAPACITY);
+                // One user-space reading for the whole call's replies (it is when they
+                // were read; their RTTs come from the kernel's stamps).
+                let mut user = None;
+                let read = s.recv_many(&mut rbatch, want, |d, buf| {
+                    let user = *user.get_or_insert_with(clock::now);
+                    let rx_stamp = classify_rx_stamp(&d, &mut stamps_live);
+                    if rx_stamp == RxStamp::InCall && !in_call_logged {
+                        in_call_logged = true;
+                        tracing::debug!(
+                            "receive: kernel stamps not on yet (stamp taken inside recvmsg); \
+                             those replies count as user-stamped"
+                        );
                     }
-                    Ok(None) => break,
+                    if d.kernel_real_ns.is_none() && batching {
+                        batching = false;
+                        dense = false;
+                        tracing::debug!("receive: no kernel timestamps; batching off");
+                    }
+                    let Some(icmp_bytes) = buf.get(d.start..d.end) else {
+                        return;
+                    };
+                    let Ok(msg) = icmp::parse(s.family(), icmp_bytes) else {
+                        return;
+                    };
+                    if msg == Message::Other {
+                        return;
+                    }
+                    // An ICMP error read from the socket itself (raw sockets) came from
+                    // the datagram's source: the router that sent it.
+                    let msg = match msg {
+                        Message::Error {
+                            kind,
+                            ident,
+                            seq,
+                            orig_dst,
+                            from: None,
+                        } => Message::Error {
+                            kind,
+                            ident,
+                            seq,
+                            orig_dst,
+                            from: Some(d.src),
+                        },
+                        m => m,
+                    };
+                    let msg = local.classify(msg);
+                    let src = match msg {
+                        Message::Error { orig_dst, .. } => orig_dst,
+                        _ => d.src,
+                    };
+                    let len = queue.push(Reply {
+                        family: s.family(),
+                        src,
+                        msg,
+                        kernel_real_ns: d.kernel_real_ns,
+                        rx_stamp,
+                        batched: dense,
+                        user,
+                    });
+                    batch += 1;
+                    if is_outcome(s, &msg) {
+                        round.settled += 1;
+                        last_arrival_real_ns =
+                            last_arrival_real_ns.max(d.kernel_real_ns.unwrap_or(0));
+                    }
+                    if len == Some(wake_at) {
+                        let _ = waker.wake();
+                    }
+                });
+                match read {
+                    // Fewer than asked: the socket is empty. Blocking mode stops once the
+                    // round's replies are in (when more are queued poll returns at once).
+                    Ok(n) if n == want && (dense || round.awaited(queue) > 0) => budget -= n,
+                    Ok(_) => break,
                     Err(e) => {
                         // Errors surfacing on recv (e.g. ICMP errors reported to datagram
                         // sockets) are not fatal.

@@ -443,29 +443,86 @@ impl IcmpSocket {
                 _ => Err(e),
             };
         }
-        let n = (n as usize).min(buf.len());
+        Ok(Some(self.parse_datagram(
+            &msg,
+            n as usize,
+            buf,
+            call_real_ns,
+        )))
+    }
+
+    /// Receives up to `max` datagrams (at most [`RecvBatch::CAPACITY`]) in one
+    /// `recvmmsg` without blocking and hands each to `f` with its buffer, as
+    /// [`IcmpSocket::recv`] would return it; returns how many were read (0: none queued).
+    pub fn recv_many(
+        &self,
+        batch: &mut RecvBatch,
+        max: usize,
+        mut f: impl FnMut(Datagram, &[u8]),
+    ) -> io::Result<usize> {
+        let want = max.clamp(1, RecvBatch::CAPACITY);
+        batch.prepare(want);
+        let call_real_ns = crate::clock::real_ns();
+        // SAFETY: the first `want` headers point into `batch`'s own buffers, which
+        // outlive the call; no timeout.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.sock.as_raw_fd(),
+                batch.hdrs.as_mut_ptr(),
+                want as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let n = n as usize;
+        for i in 0..n {
+            let len = batch.hdrs[i].msg_len as usize;
+            let buf = &batch.bufs[i][..];
+            let d = self.parse_datagram(&batch.hdrs[i].msg_hdr, len, buf, call_real_ns);
+            f(d, buf);
+        }
+        Ok(n)
+    }
+
+    /// One datagram the kernel wrote into `msg` (`n` bytes in `buf`), read by a call
+    /// that began at `call_real_ns`.
+    fn parse_datagram(
+        &self,
+        msg: &libc::msghdr,
+        n: usize,
+        buf: &[u8],
+        call_real_ns: u64,
+    ) -> Datagram {
+        let n = n.min(buf.len());
         // SAFETY: the kernel filled msg_namelen bytes of a sockaddr_storage.
-        let src = unsafe { sockaddr_ip(addr.as_ptr(), msg.msg_namelen) };
+        let src = unsafe { sockaddr_ip(msg.msg_name.cast(), msg.msg_namelen) };
         let mut kernel_real_ns = None;
         // SAFETY: walking the control buffer the kernel filled, with the libc macros.
         unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            let mut c = libc::CMSG_FIRSTHDR(msg);
             while !c.is_null() {
                 if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
                     let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
                     kernel_real_ns = Some(crate::clock::kernel_stamp_ns(&ts));
                 }
-                c = libc::CMSG_NXTHDR(&msg, c);
+                c = libc::CMSG_NXTHDR(msg, c);
             }
         }
         let Some(src) = src else {
-            return Ok(Some(Datagram {
+            return Datagram {
                 start: 0,
                 end: 0,
                 src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 kernel_real_ns,
                 call_real_ns,
-            }));
+            };
         };
         let start = if self.kind == Kind::Raw && self.family == Family::V4 {
             match icmp::strip_ipv4_header(&buf[..n]) {
@@ -475,13 +532,13 @@ impl IcmpSocket {
         } else {
             0
         };
-        Ok(Some(Datagram {
+        Datagram {
             start,
             end: n,
             src,
             kernel_real_ns,
             call_real_ns,
-        }))
+        }
     }
 }
 
@@ -524,17 +581,17 @@ impl IcmpSocket {
         Ok(Some(self.parse_error(&msg, n, buf)))
     }
 
-    /// Reads up to [`ErrorBatch::CAPACITY`] messages of the error queue in one
+    /// Reads up to [`RecvBatch::CAPACITY`] messages of the error queue in one
     /// `recvmmsg` (`MSG_ERRQUEUE`, never blocking) and hands each to `f` as
     /// [`IcmpSocket::recv_error`] would return it; returns how many were read (0: the
     /// queue is empty). `max` bounds the count (at least 1).
     pub fn recv_errors(
         &self,
-        batch: &mut ErrorBatch,
+        batch: &mut RecvBatch,
         max: usize,
         mut f: impl FnMut(Message, Option<u64>),
     ) -> io::Result<usize> {
-        let want = max.clamp(1, ErrorBatch::CAPACITY);
+        let want = max.clamp(1, RecvBatch::CAPACITY);
         batch.prepare(want);
         // SAFETY: the first `want` headers point into `batch`'s own buffers, which
         // outlive the call; no timeout.
@@ -630,26 +687,28 @@ impl IcmpSocket {
     }
 }
 
-/// Buffers for reading several error-queue messages in one call
-/// ([`IcmpSocket::recv_errors`]): allocated once, reused for every read.
-pub struct ErrorBatch {
+/// Buffers for reading several messages in one `recvmmsg` ([`IcmpSocket::recv_many`],
+/// [`IcmpSocket::recv_errors`]): allocated once, reused for every read. A message longer
+/// than a buffer (another program's large ping on a raw socket) is cut short: only its
+/// headers are read.
+pub struct RecvBatch {
     hdrs: Box<[libc::mmsghdr]>,
     iovs: Box<[libc::iovec]>,
-    bufs: Box<[[u8; 512]]>,
+    bufs: Box<[[u8; 1024]]>,
     controls: Box<[[u64; 32]]>,
     addrs: Box<[libc::sockaddr_storage]>,
 }
 
-impl ErrorBatch {
+impl RecvBatch {
     /// Messages one call reads at most.
     pub const CAPACITY: usize = 32;
 
-    /// Empty buffers for [`ErrorBatch::CAPACITY`] messages.
-    pub fn new() -> ErrorBatch {
-        let n = ErrorBatch::CAPACITY;
+    /// Empty buffers for [`RecvBatch::CAPACITY`] messages.
+    pub fn new() -> RecvBatch {
+        let n = RecvBatch::CAPACITY;
         // SAFETY: all-zero is a valid mmsghdr, iovec and sockaddr_storage.
         let zeroed = || unsafe { std::mem::zeroed() };
-        ErrorBatch {
+        RecvBatch {
             hdrs: (0..n).map(|_| zeroed()).collect(),
             iovs: (0..n)
                 .map(|_| libc::iovec {
@@ -657,7 +716,7 @@ impl ErrorBatch {
                     iov_len: 0,
                 })
                 .collect(),
-            bufs: vec![[0u8; 512]; n].into_boxed_slice(),
+            bufs: vec![[0u8; 1024]; n].into_boxed_slice(),
             controls: vec![[0u64; 32]; n].into_boxed_slice(),
             addrs: (0..n).map(|_| unsafe { std::mem::zeroed() }).collect(),
         }
@@ -684,15 +743,15 @@ impl ErrorBatch {
     }
 }
 
-impl Default for ErrorBatch {
+impl Default for RecvBatch {
     fn default() -> Self {
-        ErrorBatch::new()
+        RecvBatch::new()
     }
 }
 
-impl std::fmt::Debug for ErrorBatch {
+impl std::fmt::Debug for RecvBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ErrorBatch").finish_non_exhaustive()
+        f.debug_struct("RecvBatch").finish_non_exhaustive()
     }
 }
 

@@ -774,14 +774,14 @@ fn five_thousand_pings_per_second() {
 /// request sent on the send socket is answered on the receive socket only, the send
 /// socket holds no reply and has the request's transmit stamp on its error queue, and
 /// the receive socket has none (its `poll` is not woken by sends); several stamps are read
-/// in one `recvmmsg`, in send order, never more than asked. Both kinds, both
-/// families, on loopback in a fresh namespace; each wait bounded.
+/// in one `recvmmsg`, in send order, never more than asked, and so are replies. Both
+/// kinds, both families, on loopback in a fresh namespace; each wait bounded.
 #[test]
 fn a_socket_pair_receives_on_one_and_stamps_on_the_other() {
     use std::net::IpAddr;
     use std::os::fd::AsRawFd;
     use zzping_daemon::icmp::{self, Family, Message};
-    use zzping_daemon::sock::{ErrorBatch, IcmpSocket, Kind, SocketMode};
+    use zzping_daemon::sock::{IcmpSocket, Kind, RecvBatch, SocketMode};
 
     zzping_testkit::require!(zzping_testkit::privileges::netns());
     zzping_testkit::netns::enter();
@@ -851,7 +851,7 @@ fn a_socket_pair_receives_on_one_and_stamps_on_the_other() {
                 icmp::emit_echo_request(family, &mut packet, send.ident(), seq, 0xfeed).unwrap();
                 send.send_to(&packet, dst).expect(&what);
             }
-            let mut batch = ErrorBatch::new();
+            let mut batch = RecvBatch::new();
             let mut keys = Vec::new();
             let mut read = |max| {
                 send.recv_errors(&mut batch, max, |m, stamp| {
@@ -861,10 +861,45 @@ fn a_socket_pair_receives_on_one_and_stamps_on_the_other() {
                 .expect(&what)
             };
             assert_eq!(read(3), 3, "{what}: the first three");
-            assert_eq!(read(ErrorBatch::CAPACITY), 2, "{what}: the other two");
-            assert_eq!(read(ErrorBatch::CAPACITY), 0, "{what}: the queue is empty");
+            assert_eq!(read(RecvBatch::CAPACITY), 2, "{what}: the other two");
+            assert_eq!(read(RecvBatch::CAPACITY), 0, "{what}: the queue is empty");
             let want: Vec<_> = (1..6).map(|key| Message::TxStamp { key }).collect();
             assert_eq!(keys, want, "{what}");
+            // And their replies, several per call on the receive socket.
+            assert!(
+                readable(recv.as_raw_fd(), 2_000),
+                "{what}: no reply on the receive socket within 2 s"
+            );
+            let mut seqs = Vec::new();
+            let mut got = 0;
+            for _ in 0..100 {
+                got += recv
+                    .recv_many(&mut batch, 5 - got, |d, buf| {
+                        assert_eq!(d.src, dst, "{what}");
+                        assert!(d.kernel_real_ns.is_some(), "{what}: receive stamp");
+                        match icmp::parse(family, &buf[d.start..d.end]) {
+                            Ok(Message::EchoReply { ident, seq, .. }) if ident == send.ident() => {
+                                seqs.push(seq)
+                            }
+                            m => panic!("{what}: {m:?}"),
+                        }
+                    })
+                    .expect(&what);
+                if got == 5 || !readable(recv.as_raw_fd(), 2_000) {
+                    break;
+                }
+            }
+            assert_eq!(
+                seqs,
+                (8..13).collect::<Vec<u16>>(),
+                "{what}: every reply, in order"
+            );
+            assert_eq!(
+                recv.recv_many(&mut batch, RecvBatch::CAPACITY, |d, _| panic!("{d:?}"))
+                    .expect(&what),
+                0,
+                "{what}: nothing more"
+            );
         }
     }
 }

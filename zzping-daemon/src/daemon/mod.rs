@@ -162,7 +162,7 @@ struct Daemon {
     /// The echo request being sent (reused).
     packet: [u8; icmp::PACKET_LEN],
     /// Messages of the send sockets' error queues (reused; stamps carry no payload).
-    stamp_batch: crate::sock::ErrorBatch,
+    stamp_batch: crate::sock::RecvBatch,
     /// Per family, stamped sends whose transmit stamp has not been read yet.
     stamps_due: [u32; 2],
     /// Stamped sends since the transmit stamps were last read (bounds what waits on the

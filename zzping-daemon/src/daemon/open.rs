@@ -224,7 +224,7 @@ impl Daemon {
             suspend: clock::SuspendWatch::new(),
             duration_reached: false,
             packet: [0u8; icmp::PACKET_LEN],
-            stamp_batch: crate::sock::ErrorBatch::new(),
+            stamp_batch: crate::sock::RecvBatch::new(),
             stamps_due: [0; 2],
             stamps_unread: 0,
             queue_drops_seen: 0,

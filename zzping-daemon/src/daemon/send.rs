@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use crate::clock::{self, Now};
 use crate::engine::{Reply, RxStamp, SendOutcome};
 use crate::icmp::{self, ErrorKind, Message};
-use crate::sock::ErrorBatch;
+use crate::sock::RecvBatch;
 
 use super::Daemon;
 
@@ -140,7 +140,7 @@ impl Daemon {
     }
 
     /// Hands the transmit stamps queued on the send sockets' error queues to the engine,
-    /// up to [`ErrorBatch::CAPACITY`](crate::sock::ErrorBatch::CAPACITY) per `recvmmsg`:
+    /// up to [`RecvBatch::CAPACITY`](crate::sock::RecvBatch::CAPACITY) per `recvmmsg`:
     /// as many as stamped sends were not matched with one yet (so the usual read ends
     /// without the call that finds the queue empty), fewer when some are not there yet
     /// (they are looked for at the next call). Never blocks.
@@ -179,7 +179,7 @@ impl Daemon {
                     engine.on_reply(&r, outputs);
                 });
                 // The rest is not there yet (or the read failed): the next call.
-                if !matches!(read, Ok(n) if n >= want.min(ErrorBatch::CAPACITY)) {
+                if !matches!(read, Ok(n) if n >= want.min(RecvBatch::CAPACITY)) {
                     break;
                 }
             }
