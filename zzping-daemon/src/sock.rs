@@ -460,9 +460,28 @@ impl IcmpSocket {
         max: usize,
         mut f: impl FnMut(Datagram, &[u8]),
     ) -> io::Result<usize> {
+        let call_real_ns = crate::clock::real_ns();
+        let n = self.recv_batch(batch, max, libc::MSG_DONTWAIT)?;
+        for i in 0..n {
+            let len = batch.hdrs[i].msg_len as usize;
+            let buf = &batch.bufs[i][..];
+            let d = self.parse_datagram(&batch.hdrs[i].msg_hdr, len, buf, call_real_ns);
+            f(d, buf);
+        }
+        Ok(n)
+    }
+
+    /// One `recvmmsg` of up to `max` messages (at least 1, at most
+    /// [`RecvBatch::CAPACITY`]) into `batch`, with `flags` (which must not block);
+    /// returns how many were read (0: none queued).
+    fn recv_batch(
+        &self,
+        batch: &mut RecvBatch,
+        max: usize,
+        flags: libc::c_int,
+    ) -> io::Result<usize> {
         let want = max.clamp(1, RecvBatch::CAPACITY);
         batch.prepare(want);
-        let call_real_ns = crate::clock::real_ns();
         // SAFETY: the first `want` headers point into `batch`'s own buffers, which
         // outlive the call; no timeout.
         let n = unsafe {
@@ -470,7 +489,7 @@ impl IcmpSocket {
                 self.sock.as_raw_fd(),
                 batch.hdrs.as_mut_ptr(),
                 want as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                flags,
                 std::ptr::null_mut(),
             )
         };
@@ -481,14 +500,7 @@ impl IcmpSocket {
                 _ => Err(e),
             };
         }
-        let n = n as usize;
-        for i in 0..n {
-            let len = batch.hdrs[i].msg_len as usize;
-            let buf = &batch.bufs[i][..];
-            let d = self.parse_datagram(&batch.hdrs[i].msg_hdr, len, buf, call_real_ns);
-            f(d, buf);
-        }
-        Ok(n)
+        Ok(n as usize)
     }
 
     /// One datagram the kernel wrote into `msg` (`n` bytes in `buf`), read by a call
@@ -591,27 +603,7 @@ impl IcmpSocket {
         max: usize,
         mut f: impl FnMut(Message, Option<u64>),
     ) -> io::Result<usize> {
-        let want = max.clamp(1, RecvBatch::CAPACITY);
-        batch.prepare(want);
-        // SAFETY: the first `want` headers point into `batch`'s own buffers, which
-        // outlive the call; no timeout.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.sock.as_raw_fd(),
-                batch.hdrs.as_mut_ptr(),
-                want as libc::c_uint,
-                libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock => Ok(0),
-                _ => Err(e),
-            };
-        }
-        let n = n as usize;
+        let n = self.recv_batch(batch, max, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT)?;
         for i in 0..n {
             let len = batch.hdrs[i].msg_len as usize;
             let (m, stamp) = self.parse_error(&batch.hdrs[i].msg_hdr, len, &batch.bufs[i]);
@@ -706,19 +698,13 @@ impl RecvBatch {
     /// Empty buffers for [`RecvBatch::CAPACITY`] messages.
     pub fn new() -> RecvBatch {
         let n = RecvBatch::CAPACITY;
-        // SAFETY: all-zero is a valid mmsghdr, iovec and sockaddr_storage.
-        let zeroed = || unsafe { std::mem::zeroed() };
+        // SAFETY (each): all-zero is a valid mmsghdr, iovec and sockaddr_storage.
         RecvBatch {
-            hdrs: (0..n).map(|_| zeroed()).collect(),
-            iovs: (0..n)
-                .map(|_| libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                })
-                .collect(),
+            hdrs: unsafe { zeroed_slice(n) },
+            iovs: unsafe { zeroed_slice(n) },
             bufs: vec![[0u8; 1024]; n].into_boxed_slice(),
             controls: vec![[0u64; 32]; n].into_boxed_slice(),
-            addrs: (0..n).map(|_| unsafe { std::mem::zeroed() }).collect(),
+            addrs: unsafe { zeroed_slice(n) },
         }
     }
 
@@ -741,6 +727,15 @@ impl RecvBatch {
             h.msg_hdr.msg_flags = 0;
         }
     }
+}
+
+/// `n` all-zero values.
+///
+/// # Safety
+/// All-zero bytes must be a valid `T`.
+unsafe fn zeroed_slice<T>(n: usize) -> Box<[T]> {
+    // SAFETY: guaranteed by the caller.
+    (0..n).map(|_| unsafe { std::mem::zeroed() }).collect()
 }
 
 impl Default for RecvBatch {
