@@ -328,6 +328,24 @@ fn a_suspend_is_recorded_with_its_length_and_not_as_a_clock_step() {
     assert!(events[1].t_us >= events[0].t_us, "{events:?}");
     assert!(events[1].end_us() <= events[2].t_us, "{events:?}");
     assert_eq!(events[2].reason.as_deref(), Some("signal 15"));
+    // The wall clock jumped against the monotonic one, but by the suspend: no frame says
+    // the clock stepped, and neither does the exit line.
+    let frames = read_host(&data.join("127.0.0.1"));
+    assert!(
+        frames.iter().any(|f| f.start_us <= events[1].t_us),
+        "no frame open at the suspend: {log}"
+    );
+    let flagged: Vec<u64> = frames
+        .iter()
+        .filter(|f| f.flags & zzping_lib::frame::FLAG_CLOCK_STEP != 0)
+        .map(|f| f.start_us)
+        .collect();
+    assert!(
+        flagged.is_empty(),
+        "frames flagged as a clock step at {flagged:?}: {log}"
+    );
+    assert!(log.contains("clock steps 0,"), "{log}");
+    assert!(!log.contains("wall clock stepped"), "{log}");
 }
 
 /// The daemon's stderr, read on a thread, so a test can drive a viewer while it waits

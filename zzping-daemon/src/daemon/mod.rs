@@ -237,6 +237,7 @@ impl Daemon {
             let suspended = self.check_suspend(now).map_or(0, i128::from);
             let rest = step - suspended;
             if suspended == 0 || rest.abs() > STEP_AFTER_SUSPEND_NS {
+                self.engine.flag_clock_step();
                 warn!(
                     "wall clock stepped by {:.3} s; frames flagged",
                     rest as f64 / 1e9

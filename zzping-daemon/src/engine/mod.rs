@@ -570,10 +570,12 @@ impl Engine {
             .is_some_and(|d| d.saturating_add(self.expiry_slack_ns()) <= now_mono_ns)
     }
 
-    /// Checks the wall clock against the monotonic clock; on a step (offset change beyond
-    /// 5 ms + 500 ppm of the elapsed time: more than NTP slewing can do, less than the
-    /// 128 ms beyond which NTP steps) flags every host's current frame with
-    /// `FLAG_CLOCK_STEP` and returns the step in ns.
+    /// Checks the wall clock against the monotonic clock; on a jump of their offset
+    /// (beyond 5 ms + 500 ppm of the elapsed time: more than NTP slewing can do, less than
+    /// the 128 ms beyond which NTP steps) re-derives the next frame boundary from the new
+    /// wall clock and returns the jump in ns. A suspend moves the offset too (the
+    /// monotonic clock stops while the machine sleeps): the caller tells the two apart
+    /// and calls [`Engine::flag_clock_step`] for a step.
     pub fn observe_clock(&mut self, now: Now) -> Option<i128> {
         let off = now.offset_ns();
         let prev = self.last_offset.replace((off, now.mono_ns));
@@ -584,16 +586,17 @@ impl Engine {
         if step.abs() <= tolerance {
             return None;
         }
-        self.stats.clock_steps += 1;
-        for h in self.hosts.iter_mut().flatten() {
-            if let Some(f) = h.frames.back_mut() {
-                f.frame.flags |= FLAG_CLOCK_STEP;
-            }
-        }
         // Re-derive the next rotation from the new wall clock.
         self.next_boundary_us =
             period_start(now.real_us(), self.cfg.period_us) + u64::from(self.cfg.period_us);
         Some(step)
+    }
+
+    /// Counts a wall-clock step and flags every host's current frame with
+    /// `FLAG_CLOCK_STEP` (its start time may be off by the step).
+    pub fn flag_clock_step(&mut self) {
+        self.stats.clock_steps += 1;
+        self.flag_all(FLAG_CLOCK_STEP);
     }
 
     /// Cancels every scheduled send (shutdown): only expiries and frame rotations remain.

@@ -468,6 +468,8 @@ fn clock_step_is_flagged_and_never_reported_as_rtt() {
         real_ns: at(2.0).real_ns + step,
     };
     assert_eq!(e.observe_clock(user), Some(i128::from(step)));
+    e.flag_clock_step();
+    assert_eq!(e.stats().clock_steps, 1);
     let r = Reply {
         kernel_real_ns: Some(at(1.0).real_ns),
         rx_stamp: RxStamp::Kernel,
