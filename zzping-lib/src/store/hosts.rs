@@ -19,6 +19,13 @@ pub enum StoreError {
         "{0}: no zzping data here (expected a data directory, a host directory or a .zzp file)"
     )]
     NoData(PathBuf),
+    /// A data directory whose daemon recorded context events but no frames yet (it has
+    /// just started, or every host was removed or aged out by retention).
+    #[error(
+        "{0}: a zzping data directory with context events ({events}) but no host's frames yet",
+        events = crate::events::EVENTS_DIR
+    )]
+    NoHostData(PathBuf),
     /// No host of the inputs has this label, directory name, name or address.
     #[error("{want}: no such host among the inputs (available: {available})")]
     UnknownHost {
@@ -263,7 +270,13 @@ pub fn resolve(paths: &[PathBuf]) -> Resolved {
             }
         }
         match host_dirs(p) {
-            Ok(hosts) if hosts.is_empty() => errors.push(StoreError::NoData(p.clone())),
+            Ok(hosts) if hosts.is_empty() => {
+                errors.push(if p.join(crate::events::EVENTS_DIR).is_dir() {
+                    StoreError::NoHostData(p.clone())
+                } else {
+                    StoreError::NoData(p.clone())
+                })
+            }
             Ok(hosts) => {
                 for (dir, days) in hosts {
                     add(dir_name_of(&dir), days);

@@ -449,6 +449,22 @@ mod tests {
             r.errors[1]
         );
 
+        // A data directory with context events only is named as such.
+        let events_only = dir.path().join("events-only");
+        std::fs::create_dir_all(events_only.join(crate::events::EVENTS_DIR)).unwrap();
+        let r = resolve(std::slice::from_ref(&events_only));
+        assert!(r.hosts.is_empty());
+        assert!(
+            matches!(&r.errors[..], [StoreError::NoHostData(p)] if *p == events_only),
+            "{:?}",
+            r.errors
+        );
+        let msg = r.errors[0].to_string();
+        assert!(
+            msg.contains("context events") && msg.contains("no host's frames yet"),
+            "{msg}"
+        );
+
         // A lone file is its directory's host, with the file's day.
         let r = resolve(std::slice::from_ref(&lone));
         assert_eq!(r.hosts[0].label, "gw");
