@@ -7,7 +7,8 @@
 //!   have had are computed from its own frame files, by zzping-lib's evaluator with the
 //!   same rules: the command ran exactly once per event, in order, with the right
 //!   variables (outage rules on one host and on all hosts, a loss and a p95 rule, their
-//!   values as the files give them); a rule whose `min_interval_s`
+//!   values as the files give them; the alert still firing when the daemon stops ends
+//!   with a resolved event whose reason is `stopped`); a rule whose `min_interval_s`
 //!   spans the run ran its command for the first outage only (its firing and that
 //!   firing's resolved), the other events suppressed and said so in the log.
 //! * `a_slow_command_does_not_delay_pings`: a command that would run 30 s runs from the
@@ -29,9 +30,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use zzping_daemon::alert::{COMMAND_TIMEOUT, SHUTDOWN_DRAIN};
+use zzping_daemon::alert::{COMMAND_TIMEOUT, REASON_CONDITION, SHUTDOWN_DRAIN};
 use zzping_daemon::config::FileConfig;
-use zzping_lib::alert::Evaluator;
+use zzping_lib::alert::{AlertEvent, Evaluator, Unwatched};
 use zzping_lib::frame::Frame;
 use zzping_netsim::scenario::Scenario;
 use zzping_netsim::sim::Simulator;
@@ -155,11 +156,13 @@ fn frames(data: &Path) -> Vec<(&'static str, Vec<Frame>)> {
 }
 
 /// The events of `alerts` (TOML `[[alert]]` tables) on the frames: the hosts' frames
-/// in the order they became final (by start; hosts in configuration order).
+/// in the order they became final (by start; hosts in configuration order), then the
+/// end of the alerts still firing when the daemon stops (`since` 0: the daemon's clock
+/// at its stop). Each: (rule, state, host, since, value, reason).
 fn expected_events(
     alerts: &str,
     hosts: &[(&str, Vec<Frame>)],
-) -> Vec<(String, String, String, u64, f64)> {
+) -> Vec<(String, String, String, u64, f64, String)> {
     let file: FileConfig = toml::from_str(alerts).unwrap();
     let rules = zzping_daemon::alert::config::rules(&file.alert).unwrap();
     let mut ev = Evaluator::new(rules);
@@ -174,19 +177,27 @@ fn expected_events(
     all.sort_by_key(|&(t, i, _)| (t, i));
     let mut out = Vec::new();
     let mut got = Vec::new();
-    for (_, i, f) in all {
-        ev.on_frame(i as u64, f, &mut out);
+    let mut take = |ev: &Evaluator, out: &mut Vec<AlertEvent>| {
         for e in out.drain(..) {
             got.push((
                 ev.rules()[e.rule].name.clone(),
                 e.state.name().to_owned(),
                 e.host
                     .map_or("all".to_owned(), |h| hosts[h as usize].0.to_owned()),
-                e.since_us,
+                if e.unwatched.is_some() { 0 } else { e.since_us },
                 e.value,
+                e.unwatched
+                    .map_or(REASON_CONDITION, Unwatched::name)
+                    .to_owned(),
             ));
         }
+    };
+    for (_, i, f) in all {
+        ev.on_frame(i as u64, f, &mut out);
+        take(&ev, &mut out);
     }
+    ev.unwatch_all(Unwatched::Stopped, 0, &mut out);
+    take(&ev, &mut out);
     got
 }
 
@@ -252,6 +263,18 @@ fn each_event_runs_its_command_once_and_rate_limits_hold() {
     );
     let slow = states("slow");
     assert_eq!(slow.first().map(String::as_str), Some("firing"), "{log}");
+    // Still firing at the stop: its command hears the end, and why.
+    assert_eq!(
+        of("slow").last().map(|e| (e.1.as_str(), e.5.as_str())),
+        Some(("resolved", "stopped")),
+        "{log}"
+    );
+    let last_start = hosts
+        .iter()
+        .flat_map(|(_, fs)| fs.last())
+        .map(|f| f.start_us)
+        .max()
+        .unwrap();
     for (out, rule, when, addr, role, threshold) in [
         (&down_out, "down", "outage", "198.18.0.10", "gateway", "0.3"),
         (&all_out, "all-down", "outage", "", "", "0.3"),
@@ -271,11 +294,14 @@ fn each_event_runs_its_command_once_and_rate_limits_hold() {
             assert_eq!(g["ADDRESS"], addr);
             assert_eq!(g["ROLE"], role);
             assert_eq!(g["THRESHOLD"], threshold);
-            assert_eq!(
-                zzping_lib::time::parse_rfc3339_us(&g["SINCE"]),
-                Some(w.3),
-                "{g:?} vs {w:?}"
-            );
+            assert_eq!(g["REASON"], w.5, "{g:?} vs {w:?}");
+            let since = zzping_lib::time::parse_rfc3339_us(&g["SINCE"]);
+            if w.5 == "stopped" {
+                // Ended when the daemon stopped: after the last frame began.
+                assert!(since.is_some_and(|t| t >= last_start), "{g:?}");
+            } else {
+                assert_eq!(since, Some(w.3), "{g:?} vs {w:?}");
+            }
             // The value, as the files say; p95 from buckets within 9 % (the files'
             // RTTs are quantized to 1 %: the bucket may differ at an edge).
             let value: f64 = g["VALUE"].parse().unwrap();
@@ -286,6 +312,12 @@ fn each_event_runs_its_command_once_and_rate_limits_hold() {
                 assert!(value >= th, "{g:?}");
             }
             match (when, g["STATE"].as_str()) {
+                _ if w.5 == "stopped" => {
+                    assert!(
+                        g["TEXT"].contains("no longer watched (zzping stopped"),
+                        "{g:?}"
+                    )
+                }
                 ("outage", "firing") => {
                     assert!(g["TEXT"].contains("every request failed"), "{g:?}")
                 }

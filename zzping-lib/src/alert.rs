@@ -40,6 +40,10 @@
 //! in the middle of an outage, or a loss hovering around its threshold, therefore makes
 //! one firing and one resolved event, not one per frame.
 //!
+//! An alert nothing will watch any more (its host removed, the watcher stopping) ends
+//! with a resolved event marked [`AlertEvent::unwatched`] ([`Evaluator::unwatch_host`],
+//! [`Evaluator::unwatch_all`]): whoever heard it fire hears it end, and why.
+//!
 //! # Values
 //! [`AlertEvent::value`] is in the rule's unit ([`When::unit`]): seconds of outage,
 //! percent of loss, milliseconds of p95. The p95 value is read from a histogram of
@@ -195,6 +199,25 @@ impl AlertState {
     }
 }
 
+/// Why a firing alert ended without its condition clearing: nothing watches it any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unwatched {
+    /// Its host was removed (from the configuration, or by discovery).
+    HostRemoved,
+    /// The watcher stopped (the daemon, or the viewer's live stream).
+    Stopped,
+}
+
+impl Unwatched {
+    /// `host-removed` or `stopped`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unwatched::HostRemoved => "host-removed",
+            Unwatched::Stopped => "stopped",
+        }
+    }
+}
+
 /// A rule started or stopped holding.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AlertEvent {
@@ -213,8 +236,12 @@ pub struct AlertEvent {
     /// frame the window's value was above the threshold). Resolved: when it became
     /// clear. µs since the epoch.
     pub since_us: u64,
-    /// The end of the frame that decided it, µs since the epoch.
+    /// The end of the frame that decided it, µs since the epoch (for an unwatched end:
+    /// when it ended).
     pub at_us: u64,
+    /// `Some` for a resolved event sent because nothing watches the alert any more (its
+    /// condition may still hold): see [`Evaluator::unwatch_host`].
+    pub unwatched: Option<Unwatched>,
 }
 
 /// The frame's facts the rules use.
@@ -631,9 +658,75 @@ impl Evaluator {
         });
     }
 
-    /// Stops watching a host; its alerts end without a resolved event.
+    /// Stops watching a host; its alerts end without a resolved event (see
+    /// [`Evaluator::unwatch_host`] for one).
     pub fn remove_host(&mut self, key: HostKey) {
         self.hosts.retain(|h| h.key != key);
+    }
+
+    /// Ends the host's firing alerts, at `at_us`, because nothing will watch them any
+    /// more (`why`): pushes a resolved event for each, marked [`AlertEvent::unwatched`],
+    /// so whoever heard the firing hears the end. The host stays (its label still
+    /// describes the events) until [`Evaluator::remove_host`]. A rule on all hosts is
+    /// left to the hosts that remain.
+    pub fn unwatch_host(
+        &mut self,
+        key: HostKey,
+        why: Unwatched,
+        at_us: u64,
+        out: &mut Vec<AlertEvent>,
+    ) {
+        let rules = &self.rules;
+        for h in self.hosts.iter_mut().filter(|h| h.key == key) {
+            for w in &mut h.watches {
+                if rules[w.rule].host == HostMatch::All || !w.episode.firing {
+                    continue;
+                }
+                w.episode = Episode::default();
+                out.push(AlertEvent {
+                    rule: w.rule,
+                    host: Some(key),
+                    state: AlertState::Resolved,
+                    value: w.last.value,
+                    threshold: rules[w.rule].when.threshold(),
+                    since_us: at_us,
+                    at_us,
+                    unwatched: Some(why),
+                });
+            }
+        }
+    }
+
+    /// Ends every firing alert (see [`Evaluator::unwatch_host`]), those of rules on all
+    /// hosts included: the watcher stops.
+    pub fn unwatch_all(&mut self, why: Unwatched, at_us: u64, out: &mut Vec<AlertEvent>) {
+        let keys: Vec<HostKey> = self.hosts.iter().map(|h| h.key).collect();
+        for k in keys {
+            self.unwatch_host(k, why, at_us, out);
+        }
+        for (ri, episode) in self.all.iter_mut().enumerate() {
+            if !episode.firing {
+                continue;
+            }
+            *episode = Episode::default();
+            let rule = &self.rules[ri];
+            let value = self
+                .hosts
+                .iter()
+                .flat_map(|h| h.watches.iter().filter(|w| w.rule == ri))
+                .map(|w| w.last.value)
+                .fold(f64::INFINITY, f64::min);
+            out.push(AlertEvent {
+                rule: ri,
+                host: None,
+                state: AlertState::Resolved,
+                value: if value.is_finite() { value } else { 0.0 },
+                threshold: rule.when.threshold(),
+                since_us: at_us,
+                at_us,
+                unwatched: Some(why),
+            });
+        }
     }
 
     /// Replaces the rules. A new rule equal to an old one keeps its state (a firing alert
@@ -744,6 +837,7 @@ impl Evaluator {
                     threshold,
                     since_us,
                     at_us: s.end_us,
+                    unwatched: None,
                 });
             }
         }
@@ -782,6 +876,7 @@ impl Evaluator {
                 threshold: rule.when.threshold(),
                 since_us,
                 at_us: s.end_us,
+                unwatched: None,
             });
         }
     }
@@ -798,6 +893,17 @@ impl Evaluator {
         };
         let th = fmt_num(e.threshold);
         let v = fmt_num(e.value);
+        if let Some(why) = e.unwatched {
+            let why = match why {
+                Unwatched::HostRemoved => "the host was removed",
+                Unwatched::Stopped => "zzping stopped watching",
+            };
+            return format!(
+                "alert {} {}: {who}: no longer watched ({why}); its condition may still hold",
+                rule.name,
+                e.state.name()
+            );
+        }
         let what = match (rule.when, e.state) {
             (When::Outage { .. }, AlertState::Firing) => {
                 format!("{who}: every request failed for {v} s (rule: {th} s)")

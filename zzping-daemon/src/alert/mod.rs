@@ -33,7 +33,9 @@
 //! `p95`), `_HOST` (the label, or `all`), `_ADDRESS` (empty for `all`), `_ROLE` (empty
 //! when none), `_VALUE` and `_THRESHOLD` (in the rule's unit: s, %, ms), `_SINCE`
 //! (RFC 3339: when the condition began, or for resolved when it became clear), `_TEXT`
-//! (one sentence). One command runs at a time; one that runs longer than
+//! (one sentence), `_REASON` (`condition`: the frames decided it; a resolved event can
+//! also come because nothing watches the alert any more: `host-removed` when its host
+//! is removed, `stopped` when the daemon stops; its condition may still hold). One command runs at a time; one that runs longer than
 //! [`COMMAND_TIMEOUT`] is killed. A failure (cannot start, non-zero exit, killed) is
 //! logged the first time for its rule, then counted
 //! (`zzping_alert_command_failures_total`) until the rule's command works again.
@@ -50,7 +52,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
-use zzping_lib::alert::{AlertEvent, AlertState, Evaluator, HostKey, Rule};
+use zzping_lib::alert::{AlertEvent, AlertState, Evaluator, HostKey, Rule, Unwatched};
 use zzping_lib::frame::Frame;
 
 pub use config::AlertConfig;
@@ -63,6 +65,10 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// running then is killed; the rest are dropped). Well within systemd's default stop
 /// timeout (90 s).
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(20);
+/// `ZZPING_ALERT_REASON` of an event the frames decided (the condition started or
+/// stopped holding); an alert that ends unwatched says why instead
+/// ([`Unwatched::name`]: `host-removed`, `stopped`).
+pub const REASON_CONDITION: &str = "condition";
 /// How often the worker checks a child when the kernel has no pidfd (Linux < 5.3).
 const CHILD_POLL: Duration = Duration::from_millis(20);
 
@@ -234,10 +240,45 @@ impl Alerts {
             .add_host_with_role(key, label, role, period_us);
     }
 
-    /// A host is removed: its alerts end without an event.
-    pub fn remove_host(&mut self, key: HostKey) {
+    /// A host is removed at `at_us` (wall clock; `now_ns`: the loop's monotonic time):
+    /// its firing alerts end with a resolved event whose reason is `host-removed` (the
+    /// command that heard the firing hears the end), then the host is forgotten.
+    pub fn remove_host<'a>(
+        &mut self,
+        key: HostKey,
+        now_ns: u64,
+        at_us: u64,
+        details: impl Fn(HostKey) -> Option<HostDetails<'a>>,
+    ) {
+        let mut events = std::mem::take(&mut self.events);
+        self.evaluator
+            .unwatch_host(key, Unwatched::HostRemoved, at_us, &mut events);
+        for e in &events {
+            self.on_event(e, now_ns, &details);
+        }
+        events.clear();
+        self.events = events;
         self.evaluator.remove_host(key);
         self.notified.retain(|(_, h), _| *h != Some(key));
+    }
+
+    /// The daemon stops watching, at `at_us`: every firing alert ends with a resolved
+    /// event whose reason is `stopped` (before [`Alerts::stop`], which runs the queued
+    /// commands).
+    pub fn unwatch_all<'a>(
+        &mut self,
+        now_ns: u64,
+        at_us: u64,
+        details: impl Fn(HostKey) -> Option<HostDetails<'a>>,
+    ) {
+        let mut events = std::mem::take(&mut self.events);
+        self.evaluator
+            .unwatch_all(Unwatched::Stopped, at_us, &mut events);
+        for e in &events {
+            self.on_event(e, now_ns, &details);
+        }
+        events.clear();
+        self.events = events;
     }
 
     /// A final frame of `host`; `now_ns` is the loop's monotonic time, `details` finds a
@@ -359,6 +400,12 @@ impl Alerts {
                 zzping_lib::time::rfc3339_us(e.since_us),
             ),
             ("ZZPING_ALERT_TEXT", text),
+            (
+                "ZZPING_ALERT_REASON",
+                e.unwatched
+                    .map_or(REASON_CONDITION, Unwatched::name)
+                    .to_owned(),
+            ),
         ];
         let job = Job {
             rule: e.rule,
@@ -725,6 +772,93 @@ mod tests {
         assert_eq!(state_and_host(&second), ("resolved".into(), "a".into()));
         assert!(rx.try_recv().is_err());
         assert!(a.waiting.is_empty());
+        a.queue = None;
+    }
+
+    /// `name`'s value in the job's environment.
+    fn env_of(job: &Job, name: &str) -> String {
+        job.env
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{name} not set"))
+    }
+
+    #[test]
+    fn a_firing_alert_ends_when_its_host_is_removed_or_the_daemon_stops() {
+        let (cfg, rule) = down_rule(&["/bin/true"]);
+        let mut a = Alerts::new(std::slice::from_ref(&cfg), vec![rule]);
+        // Our own queue, read by the test instead of the worker.
+        a.stop();
+        let (tx, rx) = sync_channel(8);
+        a.queue = Some(tx);
+        for (k, label) in [(1, "a"), (2, "b"), (3, "c")] {
+            a.add_host(k, label, None, 100_000);
+        }
+        let (mut fa, mut fb, mut fc) = (host_feeder(1), host_feeder(2), host_feeder(3));
+        // a and b down (both fire); c answers.
+        for i in 0..3 {
+            fa(&mut a, false, i);
+            fb(&mut a, false, i);
+            fc(&mut a, true, i);
+        }
+        for host in ["a", "b"] {
+            let job = rx.try_recv().unwrap();
+            assert_eq!(state_and_host(&job), ("firing".into(), host.into()));
+            assert_eq!(env_of(&job, "ZZPING_ALERT_REASON"), REASON_CONDITION);
+        }
+        // a is removed while down: its command hears the end, and why.
+        let at_us = 1_700_000_000_300_000;
+        a.remove_host(1, 3, at_us, |_| None);
+        let job = rx.try_recv().unwrap();
+        assert_eq!(state_and_host(&job), ("resolved".into(), "a".into()));
+        assert_eq!(env_of(&job, "ZZPING_ALERT_REASON"), "host-removed");
+        assert_eq!(
+            env_of(&job, "ZZPING_ALERT_SINCE"),
+            zzping_lib::time::rfc3339_us(at_us)
+        );
+        assert!(
+            env_of(&job, "ZZPING_ALERT_TEXT").contains("no longer watched"),
+            "{:?}",
+            job.env
+        );
+        // c, not firing, is removed without a word.
+        a.remove_host(3, 3, at_us, |_| None);
+        assert!(rx.try_recv().is_err());
+        // The daemon stops with b still down: b's alert ends too, once.
+        a.unwatch_all(4, at_us, |_| None);
+        let job = rx.try_recv().unwrap();
+        assert_eq!(state_and_host(&job), ("resolved".into(), "b".into()));
+        assert_eq!(env_of(&job, "ZZPING_ALERT_REASON"), "stopped");
+        a.unwatch_all(5, at_us, |_| None);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(a.stats.rules[0].resolved.load(Ordering::Relaxed), 2);
+        a.queue = None;
+    }
+
+    #[test]
+    fn an_unwatched_end_is_not_sent_when_its_firing_was_suppressed() {
+        // A rate limit of an hour: b's firing is suppressed after a's.
+        let cfg = outage_cfg("down", 0.2, &["/bin/true"], 3600.0);
+        let rule = cfg.rule(0).unwrap();
+        let mut a = Alerts::new(std::slice::from_ref(&cfg), vec![rule]);
+        a.stop();
+        let (tx, rx) = sync_channel(8);
+        a.queue = Some(tx);
+        a.add_host(1, "a", None, 100_000);
+        a.add_host(2, "b", None, 100_000);
+        let (mut fa, mut fb) = (host_feeder(1), host_feeder(2));
+        for i in 0..3 {
+            fa(&mut a, false, i);
+            fb(&mut a, false, i);
+        }
+        assert_eq!(state_and_host(&rx.try_recv().unwrap()).1, "a");
+        assert!(rx.try_recv().is_err());
+        a.unwatch_all(4, 1_700_000_000_300_000, |_| None);
+        // a's end is sent (its firing was), b's is not (its firing never was).
+        let job = rx.try_recv().unwrap();
+        assert_eq!(state_and_host(&job), ("resolved".into(), "a".into()));
+        assert!(rx.try_recv().is_err());
         a.queue = None;
     }
 

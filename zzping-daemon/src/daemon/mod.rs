@@ -537,7 +537,7 @@ impl Daemon {
             l.flush(now.real_us());
         }
         self.outputs.flush_at_exit();
-        self.outputs.alerts.stop();
+        self.outputs.stop_alerts();
         if let Some(r) = self.receiver.take() {
             r.stop();
         }

@@ -308,6 +308,17 @@ impl Outputs {
 
     /// The last flush before exit (with fsync); frames it could not write are counted as
     /// unrecorded and said so.
+    /// The daemon stops watching: every firing alert ends (reason `stopped`) and its
+    /// command is queued; then the command worker runs what is queued and stops.
+    pub(super) fn stop_alerts(&mut self) {
+        let hosts = &self.hosts;
+        self.alerts
+            .unwatch_all(self.now.mono_ns, self.now.real_us(), |k| {
+                host_details(hosts, k)
+            });
+        self.alerts.stop();
+    }
+
     pub(super) fn flush_at_exit(&mut self) {
         if !self.flush(true) {
             self.lost_at_exit = self.pending_frames();
@@ -340,16 +351,17 @@ impl FrameOutput for Outputs {
         let hosts = &self.hosts;
         self.alerts
             .on_frame(alert_key(host), frame, self.now.mono_ns, |k| {
-                hosts.get(&host_id(k)).map(|h| HostDetails {
-                    address: h.address,
-                    role: h.role.as_deref(),
-                })
+                host_details(hosts, k)
             });
     }
 
     fn host_retired(&mut self, host: HostId, label: &str) {
+        let hosts = &self.hosts;
+        self.alerts
+            .remove_host(alert_key(host), self.now.mono_ns, self.now.real_us(), |k| {
+                host_details(hosts, k)
+            });
         self.hosts.remove(&host);
-        self.alerts.remove_host(alert_key(host));
         if let Some(mut w) = self.writers.remove(&host) {
             if let Err(e) = w.sync() {
                 self.note_error("sync", label, &e);
@@ -374,6 +386,17 @@ impl FrameOutput for Outputs {
 /// The alert evaluator's name of a host.
 fn alert_key(id: HostId) -> zzping_lib::alert::HostKey {
     (u64::from(id.slot) << 32) | u64::from(id.generation)
+}
+
+/// The address and role of the host an alert evaluator's key names.
+fn host_details(
+    hosts: &HashMap<HostId, HostInfo>,
+    k: zzping_lib::alert::HostKey,
+) -> Option<HostDetails<'_>> {
+    hosts.get(&host_id(k)).map(|h| HostDetails {
+        address: h.address,
+        role: h.role.as_deref(),
+    })
 }
 
 /// The host of an alert evaluator's key.

@@ -500,3 +500,72 @@ fn counts_claimed_by_a_hostile_frame_saturate_without_panicking() {
             .any(|e| e.rule == 0 && e.state == AlertState::Firing)
     );
 }
+
+#[test]
+fn an_unwatched_alert_ends_with_a_resolved_event_that_says_why() {
+    let mut ev = Evaluator::new(vec![outage(1, HostMatch::Each), outage(1, HostMatch::All)]);
+    ev.add_host(1, "gw", P_US);
+    ev.add_host(2, "nas", P_US);
+    // gw and nas down: the per-host rule fires on both, the all-hosts rule once.
+    let mut got = feed(&mut ev, 1, (0..15).map(down));
+    got.extend(feed(&mut ev, 2, (0..15).map(down)));
+    let firing = got
+        .iter()
+        .filter(|(_, e)| e.state == AlertState::Firing)
+        .count();
+    assert_eq!(firing, 3, "{got:?}");
+    // nas answers again and its alert resolves as usual: nothing left to end there.
+    assert_eq!(feed(&mut ev, 2, (15..40).map(up)).len(), 2);
+
+    // gw is removed while down: one resolved event for its own alert, marked.
+    let at = T0_US + 40 * u64::from(P_US);
+    let mut out = Vec::new();
+    ev.unwatch_host(1, Unwatched::HostRemoved, at, &mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let e = out[0];
+    assert_eq!(
+        (e.rule, e.host, e.state, e.unwatched, e.at_us),
+        (
+            0,
+            Some(1),
+            AlertState::Resolved,
+            Some(Unwatched::HostRemoved),
+            at
+        )
+    );
+    let text = ev.describe(&e);
+    assert!(
+        text.contains("gw: no longer watched (the host was removed)"),
+        "{text}"
+    );
+    // Ended once: asking again says nothing.
+    out.clear();
+    ev.unwatch_host(1, Unwatched::HostRemoved, at, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    ev.remove_host(1);
+
+    // A firing alert on all hosts ends when the watcher stops.
+    let mut ev = Evaluator::new(vec![outage(1, HostMatch::All), outage(1, HostMatch::Each)]);
+    ev.add_host(1, "gw", P_US);
+    let got = feed(&mut ev, 1, (0..15).map(down));
+    assert_eq!(got.len(), 2, "{got:?}");
+    let mut out = Vec::new();
+    ev.unwatch_all(Unwatched::Stopped, at, &mut out);
+    let ended: Vec<_> = out.iter().map(|e| (e.rule, e.host, e.unwatched)).collect();
+    assert_eq!(
+        ended,
+        [
+            (1, Some(1), Some(Unwatched::Stopped)),
+            (0, None, Some(Unwatched::Stopped))
+        ]
+    );
+    assert!(out.iter().all(|e| e.state == AlertState::Resolved));
+    assert!(
+        ev.describe(&out[1])
+            .contains("all hosts: no longer watched (zzping stopped watching)")
+    );
+    assert!(!ev.any_firing());
+    out.clear();
+    ev.unwatch_all(Unwatched::Stopped, at, &mut out);
+    assert!(out.is_empty());
+}
