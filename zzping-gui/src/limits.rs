@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use zzping_lib::outage::{HostOutages, HostRuns, analyse};
-use zzping_lib::store::{DayFile, HostFrames};
+use zzping_lib::store::{DayFile, Event, HostFrames};
 
 /// The tag a lane's header shows while its host limits ICMP in the view.
 pub const LIMITS_ICMP_TAG: &str = "limits ICMP";
@@ -92,12 +92,15 @@ pub fn judge_day(day_start_us: Option<u64>, files: &[Vec<DayFile>]) -> DayLimits
         let mut runs = HostRuns::new();
         let mut hf = HostFrames::new(lane.iter().cloned(), 0, u64::MAX);
         loop {
-            match hf.next_frame() {
-                Ok(Some(f)) => {
-                    lo = lo.min(f.start_us);
-                    hi = hi.max(f.end_us());
-                    runs.add(f);
+            match hf.next_event() {
+                Ok(Some(Event::Frame { frame, quantizer })) => {
+                    lo = lo.min(frame.start_us);
+                    hi = hi.max(frame.end_us());
+                    // With the frame's RTTs, as `zzping report` reads them: a far host's
+                    // run starts as uncertain as its replies are slow.
+                    runs.add_timed(frame, quantizer);
                 }
+                Ok(Some(_)) => {}
                 Ok(None) => break,
                 // The next call goes on with the next file.
                 Err(e) => issues.push(e.to_string()),

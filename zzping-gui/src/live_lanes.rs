@@ -91,10 +91,11 @@ impl App {
             LiveEvent::Frame { host, frame } => {
                 self.notifier
                     .on_frame(daemon, host, &frame, zzping_lib::file::wall_clock_us());
-                if let Some(&i) = self.live_index.get(&(daemon, host))
-                    && let Source::Live(l) = &mut self.live[i].lane.source
-                {
-                    l.push(&frame);
+                if let Some(&i) = self.live_index.get(&(daemon, host)) {
+                    let lane = &mut self.live[i].lane;
+                    if let Source::Live(l) = &mut lane.source {
+                        l.push(&frame, lane.quantizer.as_deref());
+                    }
                 }
             }
             LiveEvent::Gap { host, frames, .. } => {

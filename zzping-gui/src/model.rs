@@ -163,8 +163,9 @@ pub struct LiveData {
 }
 
 impl LiveData {
-    /// Appends a frame (ignored when older than the latest one).
-    pub fn push(&mut self, f: &QFrame) {
+    /// Appends a frame (ignored when older than the latest one); `q`: the quantizer of
+    /// its codes, when known (its RTTs then time its runs, as `zzping report` does).
+    pub fn push(&mut self, f: &QFrame, q: Option<&Quantizer>) {
         if let Some(last) = self.frames.back()
             && f.start_us < last.end_us()
         {
@@ -173,7 +174,10 @@ impl LiveData {
         let mut s = Summary::new(f.start_us, u64::from(f.period_us));
         s.add_frame(f);
         self.first_us.get_or_insert(f.start_us);
-        self.runs.add(f);
+        match q {
+            Some(q) => self.runs.add_timed(f, q),
+            None => self.runs.add(f),
+        }
         let bucket = f.start_us / LIVE_COARSE_US * LIVE_COARSE_US;
         match self.coarse.last_mut() {
             Some(c) if c.start_us == bucket => {
@@ -669,13 +673,43 @@ mod tests {
     }
 
     fn live_lane(frames: &[QFrame]) -> Lane {
+        let q = Quantizer::default();
         let mut l = LiveData::default();
         for f in frames {
-            l.push(f);
+            l.push(f, Some(&q));
         }
         let mut lane = Lane::new(HostLabel::default(), Source::Live(l));
-        lane.quantizer = Some(Arc::new(Quantizer::default()));
+        lane.quantizer = Some(Arc::new(q));
         lane
+    }
+
+    #[test]
+    fn a_live_run_starts_as_uncertain_as_the_replies_before_it_are_slow() {
+        // Replies 150 ms away, then every request of a frame lost: the run may have begun
+        // up to an RTT plus a send interval before its first failed frame, as `zzping
+        // report` (which reads the RTTs) finds it.
+        let q = Quantizer::default();
+        let t0 = 1_700_000_000_000_000;
+        let frames: Vec<QFrame> = (0..10u64)
+            .map(|i| match i {
+                5..=7 => frame(t0 + i * 100_000, &[], 10, &q),
+                _ => frame(t0 + i * 100_000, &[150_000; 10], 0, &q),
+            })
+            .collect();
+        let uncertainty = |q: Option<&Quantizer>| {
+            let mut l = LiveData::default();
+            for f in &frames {
+                l.push(f, q);
+            }
+            let runs = (*l.runs).clone().finish().runs;
+            assert_eq!(runs.len(), 1, "{runs:?}");
+            runs[0].start_uncertainty_us
+        };
+        let timed = uncertainty(Some(&q));
+        // 150 ms (within the quantizer's 1 %) plus the 10 ms send interval.
+        assert!((158_000..=162_000).contains(&timed), "{timed}");
+        // Without the quantizer (a stream that has not said it yet), the interval only.
+        assert_eq!(uncertainty(None), 10_000);
     }
 
     #[test]

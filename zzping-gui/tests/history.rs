@@ -115,7 +115,7 @@ fn a_live_lane_with_history_counts_every_frame_once_at_every_zoom() {
     let q = quantizer();
     let mut live = LiveData::default();
     for i in LIVE_FROM..END {
-        live.push(&qframe(i, &q));
+        live.push(&qframe(i, &q), Some(&q));
     }
     let mut lane = Lane::new(HostLabel::default(), Source::Live(live));
     lane.quantizer = Some(std::sync::Arc::new(q.clone()));
@@ -173,7 +173,7 @@ fn without_history_a_live_lane_shows_only_the_stream() {
     let q = quantizer();
     let mut live = LiveData::default();
     for i in LIVE_FROM..END {
-        live.push(&qframe(i, &q));
+        live.push(&qframe(i, &q), Some(&q));
     }
     let mut lane = Lane::new(HostLabel::default(), Source::Live(live));
     lane.quantizer = Some(std::sync::Arc::new(q));
@@ -194,7 +194,7 @@ fn history_of_another_precision_is_not_mixed_in() {
     let q = Quantizer::new(0.05).unwrap();
     let mut live = LiveData::default();
     for i in LIVE_FROM..END {
-        live.push(&qframe(i, &q));
+        live.push(&qframe(i, &q), Some(&q));
     }
     let mut lane = Lane::new(HostLabel::default(), Source::Live(live));
     lane.quantizer = Some(std::sync::Arc::new(q));
