@@ -8,10 +8,13 @@
 //! - [`NetEvent::Link`]: an interface appeared or its administrative state (`up`) or
 //!   carrier changed (only changes: the monitor remembers each link's state).
 //! - [`NetEvent::DefaultRoute`]: a default route (`0.0.0.0/0` or `::/0`, unicast, main
-//!   table) appeared or went away. A change to a default route does not trust the
-//!   message alone (a replace of an IPv4 route says nothing of the route it replaced):
-//!   the default routes are dumped again and compared with the known ones, so every
-//!   route that went away is reported `removed` and every new one added.
+//!   table) appeared or went away. Each notification is an event in the order the kernel
+//!   sent it (a route that came and went before the daemon read its notifications is
+//!   still told, and so are its interface's link changes around it). The messages alone
+//!   do not tell everything (a replace of an IPv4 route says nothing of the route it
+//!   replaced; a link taken down loses its IPv4 routes without a notification), so after
+//!   a read that saw a route or link change the default routes are dumped again and
+//!   compared with the known ones: every route that went away is reported `removed`.
 //! - [`NetEvent::Address`]: an address was added to or removed from an interface (only
 //!   changes: the kernel also sends a "new address" message for an address it already
 //!   has when its flags or lifetimes change, e.g. at every IPv6 router advertisement
@@ -253,8 +256,17 @@ impl NetlinkMonitor {
                     parse_datagram(&self.buf[..n], &mut parsed);
                     for p in parsed.drain(..) {
                         match p {
-                            Parsed::Route(..) => routes_changed = true,
-                            Parsed::Link(l, removed) => on_link(&mut self.links, l, removed, out),
+                            Parsed::Route(r, removed) => {
+                                routes_changed = true;
+                                on_route(&mut self.routes, r, removed, out);
+                            }
+                            Parsed::Link(l, removed) => {
+                                // A link taken down loses its IPv4 routes without a
+                                // word from the kernel: the dump below finds them gone.
+                                let before = out.len();
+                                on_link(&mut self.links, l, removed, out);
+                                routes_changed |= out.len() > before;
+                            }
                             Parsed::Address(a, removed) => {
                                 on_address(&mut self.addresses, a, removed, out)
                             }
@@ -372,6 +384,31 @@ fn apply_dump<T: Clone>(
     }
     for n in now {
         on(known, n, false, out);
+    }
+}
+
+/// A default route in `routes`, from its notification: an event when it was not known
+/// (added) or known (removed). Taken in the order the kernel sent it, so a route that
+/// came and went before the notifications were read is still told (the dump after the
+/// read then finds it gone), and the events of its interface around it are judged with
+/// it known.
+fn on_route(
+    routes: &mut Vec<DefaultRoute>,
+    r: DefaultRoute,
+    removed: bool,
+    out: &mut Vec<NetEvent>,
+) {
+    match (routes.iter().position(|k| *k == r), removed) {
+        (Some(i), true) => {
+            routes.swap_remove(i);
+            out.push(r.event(true));
+        }
+        (None, false) => {
+            routes.push(r);
+            out.push(r.event(false));
+        }
+        // A known route again (its flags changed), or one never seen going away.
+        _ => {}
     }
 }
 
@@ -870,6 +907,56 @@ mod tests {
             "ip -batch",
         );
         assert!(st.success(), "ip -batch failed");
+    }
+
+    /// Notifications read late (a busy machine, a stalled loop) tell the same story as
+    /// notifications read at once: a default route that came and went before the read is
+    /// told, added then removed, with its link's change between.
+    #[test]
+    fn a_route_that_came_and_went_before_the_read_is_told() {
+        zzping_testkit::require!(zzping_testkit::privileges::netns());
+        std::thread::spawn(|| {
+            zzping_testkit::netns::enter();
+            let mut m = NetlinkMonitor::open().unwrap();
+            let mut seen = Vec::new();
+            m.read(&mut seen);
+            // All of it before the next read. A bridge without ports has a carrier
+            // once up; taking it down flushes its IPv4 routes without a notification.
+            ip_batch(
+                "link add zz0 type bridge\n\
+                 addr add 198.18.7.1/24 dev zz0\n\
+                 link set zz0 up\n\
+                 route add default via 198.18.7.254 dev zz0\n\
+                 link set zz0 down\n",
+            );
+            seen.clear();
+            let gw: IpAddr = "198.18.7.254".parse().unwrap();
+            let is_route = |e: &NetEvent, rm: bool| {
+                matches!(e, NetEvent::DefaultRoute { gateway: Some(g), removed, .. }
+                    if *g == gw && *removed == rm)
+            };
+            let down = |e: &NetEvent| {
+                matches!(e, NetEvent::Link { name, up: false, .. } if name == "zz0")
+            };
+            assert!(
+                read_until(&mut m, &mut seen, std::time::Duration::from_secs(5), |s| s
+                    .iter()
+                    .any(|e| is_route(e, true))),
+                "{seen:?}"
+            );
+            // In this order: the route added, the link down, the route gone.
+            let added = seen.iter().position(|e| is_route(e, false));
+            let after = |i: Option<usize>, f: &dyn Fn(&NetEvent) -> bool| {
+                let i = i? + 1;
+                seen[i..].iter().position(f).map(|j| i + j)
+            };
+            let linkdown = after(added, &down);
+            let removed = after(linkdown, &|e| is_route(e, true));
+            assert!(removed.is_some(), "{seen:?}");
+            assert_eq!(m.default_route(Family::V4), None);
+        })
+        .join()
+        .unwrap();
     }
 
     /// Notifications the kernel could not queue (a receive buffer far too small for a

@@ -80,7 +80,7 @@ fn live_and_offline_mark_the_same_outages_of_a_recorded_day() {
     let mut hf = HostFrames::new(files, 0, u64::MAX);
     let mut q = None;
     while let Some(f) = hf.next_frame().unwrap() {
-        live.push(f);
+        live.push(f, hf.quantizer().map(|q| &**q));
         q = q.or_else(|| hf.quantizer().cloned());
     }
     let live_index = live.outages();
