@@ -935,9 +935,8 @@ mod tests {
                 matches!(e, NetEvent::DefaultRoute { gateway: Some(g), removed, .. }
                     if *g == gw && *removed == rm)
             };
-            let down = |e: &NetEvent| {
-                matches!(e, NetEvent::Link { name, up: false, .. } if name == "zz0")
-            };
+            let down =
+                |e: &NetEvent| matches!(e, NetEvent::Link { name, up: false, .. } if name == "zz0");
             assert!(
                 read_until(&mut m, &mut seen, std::time::Duration::from_secs(5), |s| s
                     .iter()

@@ -9,11 +9,12 @@
 mod common;
 
 use common::{PERIOD, Slot, T0, write_host};
+use std::sync::Arc;
 use zzping_gui::load::DiskLoader;
 use zzping_gui::model::{DayState, HostLabel, Lane, LiveData, Source};
 use zzping_gui::timeline::TimeView;
 use zzping_lib::outage::MAX_SKIPPED_US;
-use zzping_lib::store::{DayFile, HostFrames};
+use zzping_lib::store::{DayFile, Event, HostFrames};
 
 /// Frames written: 10 minutes at 100 ms.
 const N: u64 = 6_000;
@@ -79,9 +80,11 @@ fn live_and_offline_mark_the_same_outages_of_a_recorded_day() {
     let mut live = LiveData::default();
     let mut hf = HostFrames::new(files, 0, u64::MAX);
     let mut q = None;
-    while let Some(f) = hf.next_frame().unwrap() {
-        live.push(f, hf.quantizer().map(|q| &**q));
-        q = q.or_else(|| hf.quantizer().cloned());
+    while let Some(ev) = hf.next_event().unwrap() {
+        if let Event::Frame { frame, quantizer } = ev {
+            live.push(frame, Some(quantizer));
+            q = q.or_else(|| Some(Arc::clone(quantizer)));
+        }
     }
     let live_index = live.outages();
     assert_eq!(live_index, disk_index);
