@@ -128,6 +128,21 @@ impl Ord for Pending {
 
 type Heap = Mutex<BinaryHeap<Reverse<Pending>>>;
 
+/// Publishes the default gateway of `state` to the reader: the current one, and the one
+/// of each interface its routes go through.
+fn note_gateway(sh: &Shared, state: &NetState) {
+    let host = state.gateway_host.map_or(0, |g| g + 1);
+    sh.gateway.store(host, Ordering::Relaxed);
+    for k in [state.gateway.v4.map(|g| g.1), state.gateway.v6.map(|g| g.1)]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = sh.tun_gateway.get(k) {
+            t.store(host, Ordering::Relaxed);
+        }
+    }
+}
+
 fn lock(h: &Heap) -> MutexGuard<'_, BinaryHeap<Reverse<Pending>>> {
     // A poisoned heap still holds valid data.
     h.lock().unwrap_or_else(|e| e.into_inner())
@@ -146,6 +161,10 @@ struct Shared {
     /// The current default gateway (host index + 1; 0: none), which picks
     /// among `via` alternatives.
     gateway: AtomicUsize,
+    /// Per TUN device: the last default gateway routed through it (host index + 1; 0:
+    /// none yet). A request takes the path of the interface it arrived on: one sent
+    /// just before a route change but read after it went out through the old gateway.
+    tun_gateway: Vec<AtomicUsize>,
     start_mono_ns: u64,
     truth: TruthSender,
 }
@@ -215,6 +234,7 @@ impl Simulator {
             .install_defaults(&mut nl)
             .map_err(sys_err("installing the default routes"))?;
         let (gateway_v4, gateway_v6) = net_state.effective_gateway();
+        let n_tuns = tuns.len();
         let shared = Arc::new(Shared {
             link_up: tuns.iter().map(|_| AtomicBool::new(true)).collect(),
             tuns,
@@ -224,9 +244,11 @@ impl Simulator {
             wake_sched: EventFd::new().map_err(sys_err("eventfd"))?,
             wake_control: EventFd::new().map_err(sys_err("eventfd"))?,
             gateway: AtomicUsize::new(scenario.initial_gateway_host().map_or(0, |g| g + 1)),
+            tun_gateway: (0..n_tuns).map(|_| AtomicUsize::new(0)).collect(),
             start_mono_ns: sys::mono_ns(),
             truth: sender,
         });
+        note_gateway(&shared, &net_state);
         shared.truth.send(Event::Start(StartEvent {
             time_us: sys::realtime_us(),
             scenario: scenario.name().to_string(),
@@ -425,7 +447,11 @@ fn reader(sh: &Shared, mut network: Network, routers: (IpAddr, IpAddr)) -> Reade
                 let id = stats.requests;
                 stats.requests += 1;
                 let t_us = mono.saturating_sub(sh.start_mono_ns) / 1000;
-                let gateway = sh.gateway.load(Ordering::Relaxed).checked_sub(1);
+                let gateway = match sh.tun_gateway[tun_index].load(Ordering::Relaxed) {
+                    0 => sh.gateway.load(Ordering::Relaxed),
+                    g => g,
+                }
+                .checked_sub(1);
                 let (host, d) = network.decide_probe(Probe {
                     dst: req.dst,
                     t_us,
@@ -704,8 +730,7 @@ fn control_loop(sh: &Shared, steps: Vec<Step>, mut state: NetState, mut nl: Rtnl
             StepKind::RouteChange(..) => NetAction::RouteChange,
         };
         let (gateway_v4, gateway_v6) = state.effective_gateway();
-        sh.gateway
-            .store(state.gateway_host.map_or(0, |g| g + 1), Ordering::Relaxed);
+        note_gateway(sh, &state);
         tracing::info!(source = %step.source, ?action, "network changed");
         sh.truth.send(Event::Net(NetEvent {
             action,
