@@ -49,7 +49,9 @@
 //!   after it) and gives each extra a range of
 //!   possible frames; extras outside every uncertainty window have exactly one. Per-frame counts must then be exactly
 //!   achievable by one assignment (checked by an earliest-deadline greedy match), and
-//!   the number of extras that had more than one candidate is reported.
+//!   the number of extras that had more than one candidate is reported. A copy that
+//!   comes between a request's deadline and its sweep may be counted as a duplicate or
+//!   as late: optional in each count, it must be in their sum, checked the same way.
 //! * **Prometheus.** The daemon runs with its exporter on; once it logs that its counts
 //!   are final, `/metrics` is scraped once and every host's counters (requests, replies,
 //!   lost, failed, duplicates, late, errors by kind) must equal the sums of its frames,
@@ -1391,6 +1393,10 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
     };
     let mut dups = Vec::new();
     let mut lates = Vec::new();
+    // Every extra once, duplicate or late: a copy that may be counted as either is
+    // optional in each list above but must be counted as one of them (unless the
+    // daemon stopped first), which only the sum of the two counts can check.
+    let mut extras = Vec::new();
     for (i, r) in reqs.iter().enumerate() {
         let reps = replies_of.get(&r.id).map(Vec::as_slice).unwrap_or(&[]);
         let k = frame_of_req[i];
@@ -1407,6 +1413,7 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
                     }
                     rep.ambiguous_extras += 1;
                     lates.push(Extra { lo: k, hi: n });
+                    extras.push(Extra { lo: k, hi: n });
                     if c > 0 {
                         dups.push(Extra { lo: k, hi: n });
                     }
@@ -1427,23 +1434,26 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
             let late_here =
                 late && t <= sent_hi + timeout_us + SWEEP_SLACK_US + lateness_us + SEND_EPS_US;
             let lo = target(k, (t, idx), true);
-            if late_here && c > 0 {
-                // Duplicate or late depending on the sweep: may be counted as either,
-                // in a frame from the one open when it came on (or not at all).
-                rep.ambiguous_extras += 1;
-                dups.push(Extra { lo, hi: n });
-                lates.push(Extra { lo, hi: n });
-                continue;
-            }
             let mut hi = target(k, (t, idx), false);
-            if lo != hi {
-                rep.ambiguous_extras += 1;
-            }
             if t >= last_send_us {
                 hi = n; // the daemon may have stopped first
                 rep.optional_extras += 1;
             }
+            if late_here && c > 0 {
+                // Duplicate or late depending on the sweep: counted as one of the two,
+                // in a frame from the one open when it came on (by the one open when it
+                // was handed over).
+                rep.ambiguous_extras += 1;
+                dups.push(Extra { lo, hi: n });
+                lates.push(Extra { lo, hi: n });
+                extras.push(Extra { lo, hi });
+                continue;
+            }
+            if lo != hi {
+                rep.ambiguous_extras += 1;
+            }
             let e = Extra { lo, hi };
+            extras.push(e);
             if late { lates.push(e) } else { dups.push(e) }
         }
     }
@@ -1454,6 +1464,10 @@ pub fn compare_host(run: &Run, addr: IpAddr) -> HostReport {
     }
     if let Err(e) = feasible(&got_l, &lates) {
         rep.mismatches.push(format!("late: {e}"));
+    }
+    let got_extras: Vec<u32> = got.iter().map(|f| f.duplicates + f.late).collect();
+    if let Err(e) = feasible(&got_extras, &extras) {
+        rep.mismatches.push(format!("duplicates + late: {e}"));
     }
 
     // 4. RTTs, per frame, sorted pairing (if every RTT lies in its own interval, the
