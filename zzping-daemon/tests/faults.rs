@@ -348,6 +348,87 @@ fn a_suspend_is_recorded_with_its_length_and_not_as_a_clock_step() {
     assert!(!log.contains("wall clock stepped"), "{log}");
 }
 
+/// A daemon that is not scheduled (stopped here with SIGSTOP, as a paused VM or a
+/// starved machine would leave it) records a `stall` spanning the time it did not run,
+/// which its files and `zzping report` tell from an outage: no sends, no loss.
+#[test]
+fn a_stall_is_recorded_with_its_length_and_not_as_loss() {
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    zzping_testkit::netns::enter();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    const RATE: u64 = 20;
+    let mut child = Kill(
+        daemon(&[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--target",
+            "127.0.0.1",
+            "--rate",
+            &RATE.to_string(),
+            "--live",
+            "off",
+            "--flush-interval-s",
+            "0.2",
+            "--duration",
+            "60",
+        ])
+        .spawn()
+        .unwrap(),
+    );
+    let mut log = String::new();
+    let mut out = lines(&mut child.0);
+    wait_for(&mut out, "127.0.0.1: pinging", &mut log);
+    wait_for_frames(&data.join("127.0.0.1"));
+    let pid = child.0.id() as i32;
+    let stopped_at = Instant::now();
+    kill(pid, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(2500));
+    kill(pid, libc::SIGCONT);
+    let stopped_for = stopped_at.elapsed();
+    wait_for(&mut out, "event: zzping not scheduled", &mut log);
+    kill(pid, libc::SIGTERM);
+    wait_for(&mut out, "stopped:", &mut log);
+    assert!(
+        wait_bounded(&mut child.0, LIMIT, "daemon").success(),
+        "{log}"
+    );
+    let events = read_events(data);
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        ["daemon_start", "stall", "daemon_stop"],
+        "{events:?}"
+    );
+    // It began when the loop was due (at most a send interval after the stop) and ended
+    // when it ran again (after the SIGCONT: later on a loaded machine, never earlier).
+    let d = events[1].duration_us.unwrap();
+    let stopped_us = stopped_for.as_micros() as u64;
+    assert!(
+        d + 1_000_000 / RATE >= stopped_us,
+        "{d} µs stalled, stopped {stopped_us} µs: {events:?}"
+    );
+    assert!(events[1].end_us() <= events[2].t_us, "{events:?}");
+    // The files: a gap with no frame inside the stall (nothing was sent), no loss
+    // anywhere, and the frame after it says its sends were late.
+    let frames = read_host(&data.join("127.0.0.1"));
+    let (from, to) = (events[1].t_us, events[1].end_us());
+    let inside: Vec<u64> = frames
+        .iter()
+        .map(|f| f.start_us)
+        .filter(|&t| t > from + 100_000 && t + 100_000 < to)
+        .collect();
+    assert!(inside.is_empty(), "frames inside the stall at {inside:?}");
+    assert!(frames.iter().all(|f| f.lost == 0), "{log}");
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.start_us >= from && f.flags & zzping_lib::frame::FLAG_SEND_LATE != 0),
+        "{log}"
+    );
+    assert!(log.contains("the daemon was not scheduled for"), "{log}");
+}
+
 /// The daemon's stderr, read on a thread, so a test can drive a viewer while it waits
 /// for a line.
 struct Log {

@@ -136,6 +136,17 @@ pub fn marks(events: &[ContextEvent]) -> Vec<Mark> {
                     labels_gap: true,
                 });
             }
+            // The daemon did not run: the gap it leaves is labelled, like a suspend's.
+            EventKind::Stall => out.push(Mark {
+                t_us: ev.t_us,
+                end_us: ev.end_us(),
+                color: DAEMON_MARK,
+                text: format!(
+                    "zzping not scheduled {} (no pings sent)",
+                    short_duration(ev.duration_us.unwrap_or(0))
+                ),
+                labels_gap: true,
+            }),
             EventKind::ClockStep => out.push(instant(CLOCK_MARK, ev.describe())),
             EventKind::DaemonStart
             | EventKind::DaemonStop
@@ -214,6 +225,7 @@ mod tests {
             ),
             ContextEvent::suspend(30 * s, 41 * 60 * s),
             ContextEvent::link(99 * s, EventKind::LinkUp, "wlan1"),
+            ContextEvent::stall(120 * s, 3_000_000),
         ];
         let m = marks(&evs);
         let texts: Vec<&str> = m.iter().map(|m| m.text.as_str()).collect();
@@ -225,10 +237,14 @@ mod tests {
                 "default route via 198.18.1.254 on zzsim1",
                 "suspended 41 min",
                 "wlan1 up",
+                "zzping not scheduled 3.0 s (no pings sent)",
             ]
         );
         assert_eq!((m[0].t_us, m[0].end_us), (10 * s, 10 * s + 3_200_000));
         assert_eq!(m[3].end_us, 30 * s + 41 * 60 * s);
+        // A stall spans the gap it left, and labels it.
+        assert_eq!((m[5].t_us, m[5].end_us), (120 * s, 123 * s));
+        assert!(m[5].labels_gap && m[3].labels_gap);
         assert_eq!(near(&m, 12e6, 0.0).count(), 1);
         assert_eq!(short_duration(2 * 3600 * s + 5 * 60 * s), "2 h 5 min");
         assert_eq!(short_duration(41 * 60 * s + 12 * s), "41 min 12 s");

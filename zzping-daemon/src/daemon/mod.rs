@@ -103,6 +103,10 @@ const RETENTION_BACKLOG_NS: u64 = SEC;
 /// a clock step of its own only beyond this (the wall clock is set from the hardware
 /// clock at resume, to about a second).
 const STEP_AFTER_SUSPEND_NS: i128 = 2 * SEC as i128;
+/// A loop that wakes this much later than due was not scheduled (a paused VM, a stopped
+/// process, a starved CPU): recorded as a `stall` event. Far beyond any scheduling delay
+/// of a running machine (milliseconds), and short enough to tell the gap it leaves.
+const STALL_MIN_NS: u64 = SEC;
 
 fn secs_ns(s: f64) -> u64 {
     (s * 1e9).clamp(1.0, 1e18) as u64
@@ -145,6 +149,8 @@ struct Daemon {
     /// Monotonic ns through which every message the kernel queued has been handed to the
     /// engine (the receive frontier, taken before this wakeup's drain; 0: not needed).
     received_through: u64,
+    /// Monotonic ns the loop was due to wake at when it last slept (0: not yet slept).
+    due_ns: u64,
     receiver: Option<Receiver>,
     notifier: Notifier,
     timers: Timers,
@@ -216,6 +222,7 @@ impl Daemon {
             let now = clock::now();
             self.outputs.set_now(now);
             self.check_clock(now);
+            self.check_stall(now);
             for ev in events.iter() {
                 self.on_event(ev.token(), now);
             }
@@ -247,6 +254,27 @@ impl Daemon {
                     .record(ContextEvent::clock_step(now.real_us(), step_us as i64));
             }
         }
+    }
+
+    /// Records a stall when the loop wakes [`STALL_MIN_NS`] or more after it was due: the
+    /// daemon was not scheduled (its sends meanwhile are skipped, see the engine), which
+    /// the files must tell from an outage. A suspend is not one: the monotonic clock
+    /// stops with the machine.
+    fn check_stall(&mut self, now: Now) {
+        let late = now.mono_ns.saturating_sub(self.due_ns);
+        if self.due_ns == 0 || late < STALL_MIN_NS {
+            return;
+        }
+        let late_us = late / 1000;
+        warn!(
+            "the daemon was not scheduled for {:.3} s (the machine or its VM paused, the \
+             process stopped, or the CPU starved): no pings sent meanwhile",
+            late as f64 / 1e9
+        );
+        self.outputs.record(ContextEvent::stall(
+            now.real_us().saturating_sub(late_us),
+            late_us,
+        ));
     }
 
     /// Records a suspend if the machine was suspended since the last check; returns its
@@ -470,6 +498,7 @@ impl Daemon {
     /// `events`.
     fn sleep(&mut self, now: Now, events: &mut Events) -> Result<()> {
         let next = self.next_deadline(now);
+        self.due_ns = next.max(now.mono_ns);
         wait(&mut self.poll, next, events)
     }
 

@@ -215,6 +215,7 @@ impl Daemon {
             queue,
             recv_sockets,
             received_through: 0,
+            due_ns: 0,
             receiver: Some(receiver),
             notifier: Notifier::from_env(),
             timers: Timers::default(),

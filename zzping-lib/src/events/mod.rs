@@ -120,6 +120,11 @@ pub enum EventKind {
     /// `clock_step`: the wall clock was stepped by `step_us` (may be negative) against
     /// the monotonic clock.
     ClockStep,
+    /// `stall`: the daemon was not scheduled for `duration_us` (the machine or its VM
+    /// paused, the process stopped, the CPU starved): its loop woke that much later
+    /// than due, and the sends meanwhile were skipped (no measurement, not loss);
+    /// `t_us` is when it was due.
+    Stall,
     /// `daemon_start`: the daemon started recording.
     DaemonStart,
     /// `daemon_stop`: the daemon stopped (`reason`: a signal, the end of its duration, a
@@ -138,7 +143,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every known kind.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::LinkDown,
         EventKind::LinkUp,
         EventKind::CarrierOff,
@@ -148,6 +153,7 @@ impl EventKind {
         EventKind::AddressRemoved,
         EventKind::Suspend,
         EventKind::ClockStep,
+        EventKind::Stall,
         EventKind::DaemonStart,
         EventKind::DaemonStop,
         EventKind::Reload,
@@ -166,6 +172,7 @@ impl EventKind {
             EventKind::AddressRemoved => "address_removed",
             EventKind::Suspend => "suspend",
             EventKind::ClockStep => "clock_step",
+            EventKind::Stall => "stall",
             EventKind::DaemonStart => "daemon_start",
             EventKind::DaemonStop => "daemon_stop",
             EventKind::Reload => "reload",
@@ -268,7 +275,7 @@ fn required_keys(kind: &EventKind) -> &'static [&'static str] {
         }
         EventKind::RouteChange => &["family"],
         EventKind::AddressAdded | EventKind::AddressRemoved => &["address"],
-        EventKind::Suspend => &["duration_us"],
+        EventKind::Suspend | EventKind::Stall => &["duration_us"],
         EventKind::ClockStep => &["step_us"],
         EventKind::DaemonStop => &["reason"],
         EventKind::Reload => &["applied"],
@@ -353,6 +360,15 @@ impl ContextEvent {
         }
     }
 
+    /// A stall of the daemon that began at `t_us` (when its loop was due) and lasted
+    /// `duration_us`.
+    pub fn stall(t_us: u64, duration_us: u64) -> Self {
+        Self {
+            duration_us: Some(duration_us),
+            ..Self::new(t_us, EventKind::Stall)
+        }
+    }
+
     /// A wall-clock step of `step_us` seen at `t_us` (the new wall clock).
     pub fn clock_step(t_us: u64, step_us: i64) -> Self {
         Self {
@@ -387,7 +403,7 @@ impl ContextEvent {
         }
     }
 
-    /// When the event's span ends: `t_us + duration_us` (a suspend), else `t_us`.
+    /// When the event's span ends: `t_us + duration_us` (a suspend, a stall), else `t_us`.
     pub fn end_us(&self) -> u64 {
         self.t_us.saturating_add(self.duration_us.unwrap_or(0))
     }
@@ -435,6 +451,10 @@ impl ContextEvent {
                 format!("address {a}{on} {what}")
             }
             EventKind::Suspend => format!("suspended {}", secs(self.duration_us.unwrap_or(0))),
+            EventKind::Stall => format!(
+                "zzping not scheduled for {} (no pings sent meanwhile)",
+                secs(self.duration_us.unwrap_or(0))
+            ),
             EventKind::ClockStep => {
                 let s = self.step_us.unwrap_or(0);
                 format!(

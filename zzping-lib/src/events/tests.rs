@@ -40,6 +40,7 @@ fn every_kind(t: u64) -> Vec<ContextEvent> {
             Some("198.18.0.7".parse().unwrap()),
         ),
         ContextEvent::host_moved(t + 15, "printer", "198.18.0.8".parse().unwrap(), None),
+        ContextEvent::stall(t + 16, 3_000_000),
     ]
 }
 
@@ -148,6 +149,7 @@ fn a_known_kind_without_its_keys_or_with_bad_values_is_invalid() {
         EventKind::RouteChange,
         EventKind::AddressAdded,
         EventKind::Suspend,
+        EventKind::Stall,
         EventKind::ClockStep,
         EventKind::DaemonStop,
         EventKind::Reload,
@@ -170,9 +172,15 @@ fn a_known_kind_without_its_keys_or_with_bad_values_is_invalid() {
         })
     );
     assert_eq!(
-        every_kind(DAY0).last().unwrap().describe(),
+        every_kind(DAY0)[15].describe(),
         "host printer now at 198.18.0.8"
     );
+    let stall = every_kind(DAY0)[16].clone();
+    assert_eq!(
+        stall.describe(),
+        "zzping not scheduled for 3.000 s (no pings sent meanwhile)"
+    );
+    assert_eq!(stall.end_us(), stall.t_us + 3_000_000);
     assert_eq!(
         every_kind(DAY0)[14].describe(),
         "host cdn now at 2001:db8::7 (was 198.18.0.7)"
@@ -258,6 +266,7 @@ fn the_writer_writes_day_files_with_a_header_per_writer_and_the_reader_reads_the
             "roam",
             "host_moved",
             "host_moved",
+            "stall",
             "daemon_stop",
             "daemon_start"
         ]
