@@ -427,6 +427,7 @@ fn a_stall_is_recorded_with_its_length_and_not_as_loss() {
         "{log}"
     );
     assert!(log.contains("the daemon was not scheduled for"), "{log}");
+    assert!(log.contains(", stalls 1 ("), "{log}");
 }
 
 /// The daemon's stderr, read on a thread, so a test can drive a viewer while it waits

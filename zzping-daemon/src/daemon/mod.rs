@@ -266,6 +266,7 @@ impl Daemon {
             return;
         }
         let late_us = late / 1000;
+        self.engine.note_stall(late);
         warn!(
             "the daemon was not scheduled for {:.3} s (the machine or its VM paused, the \
              process stopped, or the CPU starved): no pings sent meanwhile",

@@ -178,7 +178,8 @@ pub(super) fn summary(
         "{} sent, {} received, {} lost, {} errors{kinds}, loss {:.2} %, {} unmatched, {} frames, \
          {} write errors, {} frames unrecorded; \
          CPU {:.1} ms ({:.2} ms per 1000 pings); send lateness p50<{}µs p99<{}µs max {}µs; \
-         clock steps {}, RTTs clamped {} low / {} high, sends skipped {}, queue drops {}; \
+         clock steps {}, stalls {} ({:.1} s), RTTs clamped {} low / {} high, sends skipped {}, \
+         queue drops {}; \
          kernel send stamps {} ({} unmatched); RTTs timed by the kernel {}, in user space {} \
          (send {}, receive {}; receive stamps inside recvmsg {}); batched {}, socket wait \
          p50<{}µs p99<{}µs max {}µs",
@@ -205,6 +206,8 @@ pub(super) fn summary(
         h.quantile_us(0.99),
         h.max_ns / 1000,
         st.clock_steps,
+        st.stalls,
+        st.stalled_ns as f64 / 1e9,
         st.rtt_clamped_low,
         st.rtt_clamped_high,
         st.skipped_sends,

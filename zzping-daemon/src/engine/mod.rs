@@ -592,6 +592,12 @@ impl Engine {
         Some(step)
     }
 
+    /// Counts a stall of `ns` (the loop was not scheduled that long after it was due).
+    pub fn note_stall(&mut self, ns: u64) {
+        self.stats.stalls += 1;
+        self.stats.stalled_ns = self.stats.stalled_ns.saturating_add(ns);
+    }
+
     /// Counts a wall-clock step and flags every host's current frame with
     /// `FLAG_CLOCK_STEP` (its start time may be off by the step).
     pub fn flag_clock_step(&mut self) {

@@ -20,6 +20,10 @@ pub struct EngineStats {
     pub seq_exhausted: u64,
     /// Wall-clock steps detected.
     pub clock_steps: u64,
+    /// Stalls: the loop woke a second or more after it was due (not scheduled).
+    pub stalls: u64,
+    /// Their total length, ns.
+    pub stalled_ns: u64,
     /// Sends skipped because the loop was far behind schedule (e.g. after a suspend).
     pub skipped_sends: u64,
     /// Replies whose kernel timestamp preceded their send time (RTT clamped to 0).

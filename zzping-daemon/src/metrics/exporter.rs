@@ -378,7 +378,7 @@ impl Exporter {
             "zzping_rtt_user_timed_total{{side=\"receive\"}} {}",
             st.rtt_user_receive
         );
-        let plain: [(&str, &str, &str, f64); 15] = [
+        let plain: [(&str, &str, &str, f64); 17] = [
             (
                 "zzping_receive_stamps_in_call_total",
                 "Replies the kernel stamped inside recvmsg because network timestamping was \
@@ -410,6 +410,20 @@ impl Exporter {
                 "Wall-clock steps detected.",
                 "counter",
                 st.clock_steps as f64,
+            ),
+            (
+                "zzping_stalls_total",
+                "Times the daemon was not scheduled for a second or more after its loop was \
+                 due (a paused VM, a stopped process, a starved CPU): no pings were sent \
+                 meanwhile.",
+                "counter",
+                st.stalls as f64,
+            ),
+            (
+                "zzping_stalled_seconds_total",
+                "Seconds the daemon was not scheduled, in those stalls.",
+                "counter",
+                st.stalled_ns as f64 / 1e9,
             ),
             (
                 "zzping_sends_skipped_total",
