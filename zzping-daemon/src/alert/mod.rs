@@ -35,8 +35,8 @@
 //! (RFC 3339: when the condition began, or for resolved when it became clear), `_TEXT`
 //! (one sentence), `_REASON` (`condition`: the frames decided it; a resolved event can
 //! also come because nothing watches the alert any more: `host-removed` when its host
-//! is removed, `stopped` when the daemon stops; its condition may still hold). One command runs at a time; one that runs longer than
-//! [`COMMAND_TIMEOUT`] is killed. A failure (cannot start, non-zero exit, killed) is
+//! is removed, `stopped` when the daemon stops; its condition may still hold). One
+//! command runs at a time; one that runs longer than [`COMMAND_TIMEOUT`] is killed. A failure (cannot start, non-zero exit, killed) is
 //! logged the first time for its rule, then counted
 //! (`zzping_alert_command_failures_total`) until the rule's command works again.
 
@@ -250,14 +250,9 @@ impl Alerts {
         at_us: u64,
         details: impl Fn(HostKey) -> Option<HostDetails<'a>>,
     ) {
-        let mut events = std::mem::take(&mut self.events);
-        self.evaluator
-            .unwatch_host(key, Unwatched::HostRemoved, at_us, &mut events);
-        for e in &events {
-            self.on_event(e, now_ns, &details);
-        }
-        events.clear();
-        self.events = events;
+        self.handle(now_ns, &details, |ev, out| {
+            ev.unwatch_host(key, Unwatched::HostRemoved, at_us, out)
+        });
         self.evaluator.remove_host(key);
         self.notified.retain(|(_, h), _| *h != Some(key));
     }
@@ -271,14 +266,9 @@ impl Alerts {
         at_us: u64,
         details: impl Fn(HostKey) -> Option<HostDetails<'a>>,
     ) {
-        let mut events = std::mem::take(&mut self.events);
-        self.evaluator
-            .unwatch_all(Unwatched::Stopped, at_us, &mut events);
-        for e in &events {
-            self.on_event(e, now_ns, &details);
-        }
-        events.clear();
-        self.events = events;
+        self.handle(now_ns, &details, |ev, out| {
+            ev.unwatch_all(Unwatched::Stopped, at_us, out)
+        });
     }
 
     /// A final frame of `host`; `now_ns` is the loop's monotonic time, `details` finds a
@@ -294,16 +284,24 @@ impl Alerts {
         if !self.waiting.is_empty() {
             self.queue_waiting();
         }
-        self.evaluator.on_frame(host, frame, &mut self.events);
-        if self.events.is_empty() {
-            return;
-        }
-        let events = std::mem::take(&mut self.events);
+        self.handle(now_ns, &details, |ev, out| ev.on_frame(host, frame, out));
+    }
+
+    /// Lets `find` push the evaluator's events into the reused buffer, then logs,
+    /// counts and queues each (allocates only when an event happens).
+    fn handle<'a>(
+        &mut self,
+        now_ns: u64,
+        details: &impl Fn(HostKey) -> Option<HostDetails<'a>>,
+        find: impl FnOnce(&mut Evaluator, &mut Vec<AlertEvent>),
+    ) {
+        let mut events = std::mem::take(&mut self.events);
+        find(&mut self.evaluator, &mut events);
         for e in &events {
-            self.on_event(e, now_ns, &details);
+            self.on_event(e, now_ns, details);
         }
+        events.clear();
         self.events = events;
-        self.events.clear();
     }
 
     fn on_event<'a>(
