@@ -105,8 +105,9 @@ const RETENTION_BACKLOG_NS: u64 = SEC;
 const STEP_AFTER_SUSPEND_NS: i128 = 2 * SEC as i128;
 /// A loop that wakes this much later than due was not scheduled (a paused VM, a stopped
 /// process, a starved CPU): recorded as a `stall` event. Far beyond any scheduling delay
-/// of a running machine (milliseconds), and short enough to tell the gap it leaves.
-const STALL_MIN_NS: u64 = SEC;
+/// of a running machine (milliseconds); the lateness beyond which the engine skips the
+/// missed sends, so the gap the event spans is the one they leave.
+const STALL_MIN_NS: u64 = crate::engine::SKIP_BEHIND_NS;
 
 fn secs_ns(s: f64) -> u64 {
     (s * 1e9).clamp(1.0, 1e18) as u64

@@ -27,8 +27,9 @@ impl Engine {
             }
             let (addr, interval) = (h.addr, h.interval_ns);
             // Absolute deadlines: next = due + interval. If far behind (> 1 s and more
-            // than one interval, e.g. after a suspend), skip the missed sends instead of
-            // bursting.
+            // than one interval: the daemon was not scheduled, which the loop records as
+            // a stall; a suspend stops the monotonic clock too), skip the missed sends
+            // instead of bursting.
             let mut next = due.saturating_add(interval);
             if now.mono_ns.saturating_sub(due) > SKIP_BEHIND_NS && next <= now.mono_ns {
                 let behind = now.mono_ns - next;
