@@ -141,8 +141,9 @@ pub fn marks(events: &[ContextEvent]) -> Vec<Mark> {
                 t_us: ev.t_us,
                 end_us: ev.end_us(),
                 color: DAEMON_MARK,
+                // Short: it is written across the gap when the gap is wider.
                 text: format!(
-                    "zzping not scheduled {} (no pings sent)",
+                    "zzping stalled {}",
                     short_duration(ev.duration_us.unwrap_or(0))
                 ),
                 labels_gap: true,
@@ -237,7 +238,7 @@ mod tests {
                 "default route via 198.18.1.254 on zzsim1",
                 "suspended 41 min",
                 "wlan1 up",
-                "zzping not scheduled 3.0 s (no pings sent)",
+                "zzping stalled 3.0 s",
             ]
         );
         assert_eq!((m[0].t_us, m[0].end_us), (10 * s, 10 * s + 3_200_000));
