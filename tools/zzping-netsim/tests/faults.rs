@@ -400,6 +400,59 @@ fn route_change_moves_requests_to_the_other_interface() {
     assert_eq!(replies_received(&p), answered);
 }
 
+/// A request takes the path of the interface it arrived on, not of the default route of
+/// the moment the simulator reads it: with the default route moved to the hotspot, a
+/// TTL-2 probe sent out of the Wi-Fi interface (a host route) still expires at the
+/// Wi-Fi uplink's ISP edge.
+#[test]
+fn a_request_takes_the_path_of_the_interface_it_arrived_on() {
+    zzping_testkit::require!(zzping_testkit::privileges::tun());
+    let scenario = zzping_netsim::Scenario::load(&common::scenario("route-change"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let h = std::thread::spawn(move || {
+        zzping_testkit::netns::enter();
+        let sim = zzping_netsim::Simulator::start(&scenario, None).expect("start the simulator");
+        let ip = |args: &[&str]| {
+            let out = std::process::Command::new(zzping_testkit::tool("ip", "iproute2"))
+                .args(args)
+                .output()
+                .expect("run ip");
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        // The scenario moves the default route to the hotspot (zzsim1) 4 s in.
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        while !ip(&["-4", "route", "show", "default"]).contains("zzsim1") {
+            assert!(std::time::Instant::now() < end, "no route change");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ip(&["route", "add", "198.19.8.8/32", "dev", "zzsim0"]);
+        let p = common::pinger::Pinger::new();
+        p.set_ttl(false, 2);
+        let mut answers = Vec::new();
+        for seq in 1..=5 {
+            p.send(ip_addr("198.19.8.8"), seq, &mut answers);
+            p.collect_for(Duration::from_millis(20), &mut answers);
+        }
+        p.collect_for(Duration::from_millis(500), &mut answers);
+        sim.stop().expect("stop the simulator");
+        answers
+    });
+    let answers = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let offenders: Vec<IpAddr> = answers
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Answer::Error { offender, .. } => Some(*offender),
+            Answer::Reply { .. } => None,
+        })
+        .collect();
+    assert_eq!(offenders, vec![ip_addr("198.19.0.1"); 5], "{answers:?}");
+}
+
+fn ip_addr(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
 /// The ICMP errors the prober read for request (dst, seq): (offender, type, code, errno).
 fn errors_for(p: &Probed, dst: IpAddr, seq: u16) -> Vec<(IpAddr, u8, u8, i32)> {
     p.answers
