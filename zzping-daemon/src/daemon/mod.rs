@@ -258,9 +258,9 @@ impl Daemon {
     }
 
     /// Records a stall when the loop wakes [`STALL_MIN_NS`] or more after it was due: the
-    /// daemon was not scheduled (its sends meanwhile are skipped, see the engine), which
-    /// the files must tell from an outage. A suspend is not one: the monotonic clock
-    /// stops with the machine.
+    /// daemon was not scheduled, or its last pass blocked (a name resolution while DNS is
+    /// down); its sends meanwhile are skipped (see the engine), which the files must tell
+    /// from an outage. A suspend is not one: the monotonic clock stops with the machine.
     fn check_stall(&mut self, now: Now) {
         let late = now.mono_ns.saturating_sub(self.due_ns);
         if self.due_ns == 0 || late < STALL_MIN_NS {
@@ -269,8 +269,9 @@ impl Daemon {
         let late_us = late / 1000;
         self.engine.note_stall(late);
         warn!(
-            "the daemon was not scheduled for {:.3} s (the machine or its VM paused, the \
-             process stopped, or the CPU starved): no pings sent meanwhile",
+            "the daemon's loop ran {:.3} s late: it was not scheduled (the machine or its VM \
+             paused, the process stopped, the CPU starved) or blocked (see the warnings \
+             before); no pings sent meanwhile",
             late as f64 / 1e9
         );
         self.outputs.record(ContextEvent::stall(

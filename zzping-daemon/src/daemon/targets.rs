@@ -21,6 +21,25 @@ use crate::icmp::Family;
 use super::timers::Chore;
 use super::{Daemon, SEC};
 
+/// A name resolution this slow is said in the log: every host's pings waited for it.
+const SLOW_RESOLVE_NS: u64 = SEC / 2;
+
+/// [`config::resolve`], with a warning when it blocked the loop long enough to delay
+/// the pings (a resolver that does not answer: DNS down, or unreachable).
+fn resolve_timed(target: &str) -> std::io::Result<IpAddr> {
+    let t0 = crate::clock::mono_ns();
+    let r = config::resolve(target);
+    let took = crate::clock::mono_ns().saturating_sub(t0);
+    if took >= SLOW_RESOLVE_NS {
+        warn!(
+            "resolving {target:?} took {:.1} s: the pings of every host waited for it (names \
+             are resolved on the pinging thread; is DNS down?)",
+            took as f64 / 1e9
+        );
+    }
+    r
+}
+
 /// How often targets whose name did not resolve are retried, ns.
 pub const RETRY_UNRESOLVED_NS: u64 = 10 * SEC;
 /// How soon a target waiting for the retiring host of its label is tried again, ns.
@@ -118,7 +137,7 @@ impl Daemon {
         }
         self.targets[i].waiting_retired = false;
         let t = &self.targets[i];
-        let addr = match config::resolve(&t.cfg.target) {
+        let addr = match resolve_timed(&t.cfg.target) {
             Ok(a) => a,
             Err(e) => {
                 if t.resolve_warned {
@@ -181,7 +200,7 @@ impl Daemon {
     pub(super) fn re_point(&mut self, i: usize) {
         let t = &self.targets[i];
         let Some(id) = t.id else { return };
-        match config::resolve(&t.cfg.target) {
+        match resolve_timed(&t.cfg.target) {
             Ok(a) if Some(a) != t.addr => {
                 info!(
                     "{}: {} now resolves to {a} (was {:?})",

@@ -592,7 +592,7 @@ impl Engine {
         Some(step)
     }
 
-    /// Counts a stall of `ns` (the loop was not scheduled that long after it was due).
+    /// Counts a stall of `ns` (the loop ran that long after it was due).
     pub fn note_stall(&mut self, ns: u64) {
         self.stats.stalls += 1;
         self.stats.stalled_ns = self.stats.stalled_ns.saturating_add(ns);

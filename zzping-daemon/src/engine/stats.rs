@@ -20,7 +20,7 @@ pub struct EngineStats {
     pub seq_exhausted: u64,
     /// Wall-clock steps detected.
     pub clock_steps: u64,
-    /// Stalls: the loop woke a second or more after it was due (not scheduled).
+    /// Stalls: the loop ran a second or more late (not scheduled, or blocked).
     pub stalls: u64,
     /// Their total length, ns.
     pub stalled_ns: u64,

@@ -413,15 +413,15 @@ impl Exporter {
             ),
             (
                 "zzping_stalls_total",
-                "Times the daemon was not scheduled for a second or more after its loop was \
-                 due (a paused VM, a stopped process, a starved CPU): no pings were sent \
+                "Times the daemon's loop ran a second or more late (not scheduled: a paused \
+                 VM, a stopped process, a starved CPU; or blocked): no pings were sent \
                  meanwhile.",
                 "counter",
                 st.stalls as f64,
             ),
             (
                 "zzping_stalled_seconds_total",
-                "Seconds the daemon was not scheduled, in those stalls.",
+                "Seconds the daemon's loop ran late, in those stalls.",
                 "counter",
                 st.stalled_ns as f64 / 1e9,
             ),

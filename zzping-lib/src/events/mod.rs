@@ -120,10 +120,10 @@ pub enum EventKind {
     /// `clock_step`: the wall clock was stepped by `step_us` (may be negative) against
     /// the monotonic clock.
     ClockStep,
-    /// `stall`: the daemon was not scheduled for `duration_us` (the machine or its VM
-    /// paused, the process stopped, the CPU starved): its loop woke that much later
-    /// than due, and the sends meanwhile were skipped (no measurement, not loss);
-    /// `t_us` is when it was due.
+    /// `stall`: the daemon's loop ran `duration_us` late (it was not scheduled: the
+    /// machine or its VM paused, the process stopped, the CPU starved; or it blocked),
+    /// and the sends meanwhile were skipped (no measurement, not loss); `t_us` is when
+    /// it was due.
     Stall,
     /// `daemon_start`: the daemon started recording.
     DaemonStart,
@@ -452,7 +452,7 @@ impl ContextEvent {
             }
             EventKind::Suspend => format!("suspended {}", secs(self.duration_us.unwrap_or(0))),
             EventKind::Stall => format!(
-                "zzping not scheduled for {} (no pings sent meanwhile)",
+                "zzping stalled for {} (no pings sent meanwhile)",
                 secs(self.duration_us.unwrap_or(0))
             ),
             EventKind::ClockStep => {

@@ -178,7 +178,7 @@ fn a_known_kind_without_its_keys_or_with_bad_values_is_invalid() {
     let stall = every_kind(DAY0)[16].clone();
     assert_eq!(
         stall.describe(),
-        "zzping not scheduled for 3.000 s (no pings sent meanwhile)"
+        "zzping stalled for 3.000 s (no pings sent meanwhile)"
     );
     assert_eq!(stall.end_us(), stall.t_us + 3_000_000);
     assert_eq!(
