@@ -430,6 +430,72 @@ fn a_stall_is_recorded_with_its_length_and_not_as_loss() {
     assert!(log.contains(", stalls 1 ("), "{log}");
 }
 
+/// A resolver that takes seconds to answer (DNS down: the test hook delays every
+/// resolution 3 s) delays nothing but its own host's start: the other host's pings go on
+/// from the first moment, no stall, no send skipped.
+#[test]
+fn a_slow_resolver_delays_no_ping() {
+    zzping_testkit::require!(zzping_testkit::privileges::netns());
+    zzping_testkit::netns::enter();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    const RATE: u64 = 20;
+    let mut child = Kill(
+        daemon(&[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--target",
+            "localhost",
+            "--target",
+            "127.0.0.2",
+            "--rate",
+            &RATE.to_string(),
+            "--live",
+            "off",
+            "--flush-interval-s",
+            "0.2",
+            "--duration",
+            "60",
+        ])
+        .env(zzping_daemon::daemon::RESOLVE_DELAY_ENV, "3000")
+        .spawn()
+        .unwrap(),
+    );
+    let mut log = String::new();
+    let mut out = lines(&mut child.0);
+    wait_for(&mut out, "localhost: pinging", &mut log);
+    wait_for_frames(&data.join("localhost"));
+    kill(child.0.id() as i32, libc::SIGTERM);
+    wait_for(&mut out, "stopped:", &mut log);
+    assert!(
+        wait_bounded(&mut child.0, LIMIT, "daemon").success(),
+        "{log}"
+    );
+    assert!(log.contains("resolving \"localhost\" took 3."), "{log}");
+    // 127.0.0.2 started before the answer and was pinged on schedule throughout.
+    let started = |what: &str| log.find(what).unwrap_or_else(|| panic!("{what}: {log}"));
+    assert!(
+        started("127.0.0.2: pinging") < started("localhost: pinging"),
+        "{log}"
+    );
+    assert!(
+        log.contains(", stalls 0 (") && log.contains("sends skipped 0,"),
+        "{log}"
+    );
+    let frames = read_host(&data.join("127.0.0.2"));
+    let starts: Vec<u64> = frames.iter().map(|f| f.start_us).collect();
+    assert!(starts.len() >= 30, "{starts:?}");
+    // One frame per 100 ms period (two sends each): a missing frame is a gap.
+    for w in starts.windows(2) {
+        assert_eq!(w[1] - w[0], 100_000, "a gap in {starts:?}");
+    }
+    let events = read_events(data);
+    assert!(
+        events.iter().all(|e| e.kind.name() != "stall"),
+        "{events:?}"
+    );
+}
+
 /// The daemon's stderr, read on a thread, so a test can drive a viewer while it waits
 /// for a line.
 struct Log {

@@ -42,6 +42,7 @@ mod open;
 mod outputs;
 mod reload;
 mod report;
+mod resolve;
 mod retention;
 mod send;
 mod targets;
@@ -68,6 +69,7 @@ use crate::sys::{self, SignalFd};
 
 pub use outputs::Outputs;
 pub use report::{RunReport, write_status};
+pub use resolve::RESOLVE_DELAY_ENV;
 use timers::{Chore, Timers};
 
 /// Signal token.
@@ -192,6 +194,9 @@ struct Daemon {
     net_context: net_context::NetContext,
     /// Discovered targets: the gateways and the ISP's edge (`discover.rs`).
     discovery: discover::Discovery,
+    /// Names are resolved on their own thread; its answers, taken every wakeup.
+    resolver: resolve::Resolver,
+    resolved: Vec<resolve::Answer>,
     /// The TTL of each host's requests.
     host_ttl: std::collections::HashMap<crate::engine::HostId, u8>,
     /// The TTL each family's socket sends with now.
@@ -228,6 +233,7 @@ impl Daemon {
                 self.on_event(ev.token(), now);
             }
             self.take_replies(now);
+            self.take_resolved(now);
             self.send_due(now);
             self.tick(now);
             self.chores(now);

@@ -173,6 +173,7 @@ impl Daemon {
             Interest::READABLE,
         )?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let resolver = super::resolve::Resolver::start(Arc::clone(&waker));
         let now = clock::now();
         let netlink = super::net::open_netlink(poll.registry());
         let live = open_live(&cfg, poll.registry())?;
@@ -237,6 +238,8 @@ impl Daemon {
             net_events: Vec::new(),
             net_context: Default::default(),
             discovery: super::discover::Discovery::default(),
+            resolver,
+            resolved: Vec::new(),
             host_ttl: std::collections::HashMap::new(),
             sock_ttl: [crate::config::DEFAULT_TTL; 2],
             host_scope: std::collections::HashMap::new(),

@@ -1,12 +1,10 @@
 //! Targets: resolving names, starting hosts, re-pointing them when a name moves.
 //!
-//! Name resolution runs on the loop's thread (the only other thread is the receiver): a
-//! blocking `getaddrinfo` per named host every `resolve_interval_s` (default 5 min), and
-//! every [`RETRY_UNRESOLVED_NS`] for names that never resolved. With a working resolver
-//! that takes well under a millisecond for cached or `/etc/hosts` names; when DNS is down
-//! it can stall sends for the resolver's timeout. Hosts given as IP addresses are never
-//! resolved. Replies keep their kernel timestamps during such a stall, so RTTs stay exact;
-//! only send times slip (and are recorded as lateness).
+//! Names are resolved off the loop's thread ([`super::resolve`]): every named host at
+//! start, every `resolve_interval_s` (default 5 min), and every [`RETRY_UNRESOLVED_NS`]
+//! while it never resolved; the loop starts or re-points the host when the answer comes
+//! ([`Daemon::take_resolved`]), so a resolver that does not answer (DNS down) delays
+//! nothing but that host's start. Hosts given as IP addresses are started at once.
 
 use std::net::IpAddr;
 
@@ -20,25 +18,6 @@ use crate::icmp::Family;
 
 use super::timers::Chore;
 use super::{Daemon, SEC};
-
-/// A name resolution this slow is said in the log: every host's pings waited for it.
-const SLOW_RESOLVE_NS: u64 = SEC / 2;
-
-/// [`config::resolve`], with a warning when it blocked the loop long enough to delay
-/// the pings (a resolver that does not answer: DNS down, or unreachable).
-fn resolve_timed(target: &str) -> std::io::Result<IpAddr> {
-    let t0 = crate::clock::mono_ns();
-    let r = config::resolve(target);
-    let took = crate::clock::mono_ns().saturating_sub(t0);
-    if took >= SLOW_RESOLVE_NS {
-        warn!(
-            "resolving {target:?} took {:.1} s: the pings of every host waited for it (names \
-             are resolved on the pinging thread; is DNS down?)",
-            took as f64 / 1e9
-        );
-    }
-    r
-}
 
 /// How often targets whose name did not resolve are retried, ns.
 pub const RETRY_UNRESOLVED_NS: u64 = 10 * SEC;
@@ -137,7 +116,20 @@ impl Daemon {
         }
         self.targets[i].waiting_retired = false;
         let t = &self.targets[i];
-        let addr = match resolve_timed(&t.cfg.target) {
+        if config::is_name(&t.cfg.target) {
+            let name = t.cfg.target.clone();
+            self.resolver.ask(&name);
+            return;
+        }
+        let r = config::resolve(&t.cfg.target);
+        self.start_resolved(i, r, now);
+    }
+
+    /// Starts target `i` at the address its target resolved to (or says it did not, and
+    /// arms the retry).
+    fn start_resolved(&mut self, i: usize, resolved: std::io::Result<IpAddr>, now: Now) {
+        let t = &self.targets[i];
+        let addr = match resolved {
             Ok(a) => a,
             Err(e) => {
                 if t.resolve_warned {
@@ -195,12 +187,24 @@ impl Daemon {
         t.addr = Some(addr);
     }
 
-    /// Resolves target `i` again and, if its address changed, re-points the host
-    /// (engine, files, live stream, exporter).
+    /// Resolves target `i` again (a name: when its answer comes) and, if its address
+    /// changed, re-points the host (engine, files, live stream, exporter).
     pub(super) fn re_point(&mut self, i: usize) {
         let t = &self.targets[i];
+        if config::is_name(&t.cfg.target) {
+            let name = t.cfg.target.clone();
+            self.resolver.ask(&name);
+            return;
+        }
+        let r = config::resolve(&t.cfg.target);
+        self.re_point_resolved(i, r);
+    }
+
+    /// Re-points started target `i` at `resolved` if it moved there.
+    fn re_point_resolved(&mut self, i: usize, resolved: std::io::Result<IpAddr>) {
+        let t = &self.targets[i];
         let Some(id) = t.id else { return };
-        match resolve_timed(&t.cfg.target) {
+        match resolved {
             Ok(a) if Some(a) != t.addr => {
                 info!(
                     "{}: {} now resolves to {a} (was {:?})",
@@ -242,6 +246,35 @@ impl Daemon {
                 self.start_target(i, now);
             }
         }
+    }
+
+    /// Applies the resolver's answers: each named target of that name is started (at
+    /// its first answer) or re-pointed (if it moved). An answer for a name no target has
+    /// any more (a reload changed it) is dropped.
+    pub(super) fn take_resolved(&mut self, now: Now) {
+        let mut answers = std::mem::take(&mut self.resolved);
+        self.resolver.take(&mut answers);
+        for (name, r) in answers.drain(..) {
+            for i in 0..self.targets.len() {
+                let t = &self.targets[i];
+                if t.cfg.target != name {
+                    continue;
+                }
+                let r = match &r {
+                    Ok(a) => Ok(*a),
+                    Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                };
+                if t.id.is_some() {
+                    self.re_point_resolved(i, r);
+                } else if self.outputs.has_label(t.cfg.label()) {
+                    // Its label's earlier host is still retiring: it waits (and asks again).
+                    self.start_target(i, now);
+                } else {
+                    self.start_resolved(i, r, now);
+                }
+            }
+        }
+        self.resolved = answers;
     }
 
     /// [`Chore::RetryUnresolved`]: tries the targets that never resolved again.
