@@ -264,8 +264,8 @@ impl Daemon {
     }
 
     /// Records a stall when the loop wakes [`STALL_MIN_NS`] or more after it was due: the
-    /// daemon was not scheduled, or its last pass blocked (a name resolution while DNS is
-    /// down); its sends meanwhile are skipped (see the engine), which the files must tell
+    /// daemon was not scheduled, or its last pass blocked (nothing on the loop is meant
+    /// to); its sends meanwhile are skipped (see the engine), which the files must tell
     /// from an outage. A suspend is not one: the monotonic clock stops with the machine.
     fn check_stall(&mut self, now: Now) {
         let late = now.mono_ns.saturating_sub(self.due_ns);
