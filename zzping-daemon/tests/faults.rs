@@ -33,6 +33,42 @@ fn daemon_with(config: &str, args: &[&str]) -> Command {
     c
 }
 
+/// Pings per second of [`recording`].
+const RECORD_RATE: u64 = 20;
+
+/// The daemon pinging `targets` at [`RECORD_RATE`] into `data` (no live stream, frames
+/// flushed every 0.2 s, for at most 60 s: the tests stop it).
+fn recording(data: &Path, targets: &[&str]) -> Command {
+    let rate = RECORD_RATE.to_string();
+    let mut args = vec![
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--rate",
+        &rate,
+        "--live",
+        "off",
+        "--flush-interval-s",
+        "0.2",
+        "--duration",
+        "60",
+    ];
+    for t in targets {
+        args.extend(["--target", t]);
+    }
+    daemon(&args)
+}
+
+/// Stops the daemon with SIGTERM, reads its log to the exit line and checks it exited
+/// cleanly (bounded).
+fn stop_cleanly(child: &mut Kill, out: &mut impl Iterator<Item = String>, log: &mut String) {
+    kill(child.0.id() as i32, libc::SIGTERM);
+    wait_for(out, "stopped:", log);
+    assert!(
+        wait_bounded(&mut child.0, LIMIT, "daemon").success(),
+        "{log}"
+    );
+}
+
 /// The daemon's stderr as lines (ends when the daemon does).
 fn lines(child: &mut std::process::Child) -> impl Iterator<Item = String> + use<> {
     BufReader::new(child.stderr.take().unwrap())
@@ -88,10 +124,7 @@ fn a_signal_before_the_duration_exits_0_whatever_the_hosts_did() {
     let mut log = String::new();
     let mut out = lines(&mut child.0);
     wait_for(&mut out, "198.18.0.5: pinging", &mut log);
-    kill(child.0.id() as i32, libc::SIGTERM);
-    wait_for(&mut out, "stopped:", &mut log);
-    let status = wait_bounded(&mut child.0, LIMIT, "daemon");
-    assert_eq!(status.code(), Some(0), "{log}");
+    stop_cleanly(&mut child, &mut out, &mut log);
     assert!(!log.contains("exit status"), "{log}");
 }
 
@@ -132,12 +165,7 @@ fn a_second_daemon_on_the_same_data_directory_exits_naming_it_and_the_holder() {
         "{err}"
     );
     // The second daemon wrote nothing: the first one's files are whole.
-    kill(first.0.id() as i32, libc::SIGTERM);
-    wait_for(&mut out, "stopped:", &mut log);
-    assert!(
-        wait_bounded(&mut first.0, LIMIT, "first daemon").success(),
-        "{log}"
-    );
+    stop_cleanly(&mut first, &mut out, &mut log);
     let frames = read_host(&dir.path().join("127.0.0.1"));
     assert!(!frames.is_empty() && frames.iter().all(|f| f.sent == f.received));
     // The lock went with the process: a daemon starts on the directory again.
@@ -232,12 +260,7 @@ fn a_wall_clock_stepped_400_days_ahead_deletes_no_history() {
     // A retention pass now (SIGHUP runs one) counts from the history, not the clock.
     kill(child.0.id() as i32, libc::SIGHUP);
     wait_for(&mut out, "ahead of the history clock", &mut log);
-    kill(child.0.id() as i32, libc::SIGTERM);
-    wait_for(&mut out, "stopped:", &mut log);
-    assert!(
-        wait_bounded(&mut child.0, LIMIT, "daemon").success(),
-        "{log}"
-    );
+    stop_cleanly(&mut child, &mut out, &mut log);
     for f in &recent {
         assert!(f.exists(), "{} deleted: {log}", f.display());
     }
@@ -282,33 +305,15 @@ fn a_suspend_is_recorded_with_its_length_and_not_as_a_clock_step() {
     let data = dir.path();
     const SUSPEND_S: i64 = 45;
     let mut child = Kill(
-        daemon(&[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--target",
-            "127.0.0.1",
-            "--rate",
-            "20",
-            "--live",
-            "off",
-            "--flush-interval-s",
-            "0.2",
-            "--duration",
-            "30",
-        ])
-        .env(zzping_daemon::clock::SUSPEND_ENV, format!("1,{SUSPEND_S}"))
-        .spawn()
-        .unwrap(),
+        recording(data, &["127.0.0.1"])
+            .env(zzping_daemon::clock::SUSPEND_ENV, format!("1,{SUSPEND_S}"))
+            .spawn()
+            .unwrap(),
     );
     let mut log = String::new();
     let mut out = lines(&mut child.0);
     wait_for(&mut out, "event: suspended", &mut log);
-    kill(child.0.id() as i32, libc::SIGTERM);
-    wait_for(&mut out, "stopped:", &mut log);
-    assert!(
-        wait_bounded(&mut child.0, LIMIT, "daemon").success(),
-        "{log}"
-    );
+    stop_cleanly(&mut child, &mut out, &mut log);
     let events = read_events(data);
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
     assert_eq!(
@@ -357,25 +362,7 @@ fn a_stall_is_recorded_with_its_length_and_not_as_loss() {
     zzping_testkit::netns::enter();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    const RATE: u64 = 20;
-    let mut child = Kill(
-        daemon(&[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--target",
-            "127.0.0.1",
-            "--rate",
-            &RATE.to_string(),
-            "--live",
-            "off",
-            "--flush-interval-s",
-            "0.2",
-            "--duration",
-            "60",
-        ])
-        .spawn()
-        .unwrap(),
-    );
+    let mut child = Kill(recording(data, &["127.0.0.1"]).spawn().unwrap());
     let mut log = String::new();
     let mut out = lines(&mut child.0);
     wait_for(&mut out, "127.0.0.1: pinging", &mut log);
@@ -387,12 +374,7 @@ fn a_stall_is_recorded_with_its_length_and_not_as_loss() {
     kill(pid, libc::SIGCONT);
     let stopped_for = stopped_at.elapsed();
     wait_for(&mut out, "event: zzping stalled for", &mut log);
-    kill(pid, libc::SIGTERM);
-    wait_for(&mut out, "stopped:", &mut log);
-    assert!(
-        wait_bounded(&mut child.0, LIMIT, "daemon").success(),
-        "{log}"
-    );
+    stop_cleanly(&mut child, &mut out, &mut log);
     let events = read_events(data);
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
     assert_eq!(
@@ -405,7 +387,7 @@ fn a_stall_is_recorded_with_its_length_and_not_as_loss() {
     let d = events[1].duration_us.unwrap();
     let stopped_us = stopped_for.as_micros() as u64;
     assert!(
-        d + 1_000_000 / RATE >= stopped_us,
+        d + 1_000_000 / RECORD_RATE >= stopped_us,
         "{d} µs stalled, stopped {stopped_us} µs: {events:?}"
     );
     assert!(events[1].end_us() <= events[2].t_us, "{events:?}");
@@ -439,38 +421,17 @@ fn a_slow_resolver_delays_no_ping() {
     zzping_testkit::netns::enter();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    const RATE: u64 = 20;
     let mut child = Kill(
-        daemon(&[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--target",
-            "localhost",
-            "--target",
-            "127.0.0.2",
-            "--rate",
-            &RATE.to_string(),
-            "--live",
-            "off",
-            "--flush-interval-s",
-            "0.2",
-            "--duration",
-            "60",
-        ])
-        .env(zzping_daemon::daemon::RESOLVE_DELAY_ENV, "3000")
-        .spawn()
-        .unwrap(),
+        recording(data, &["localhost", "127.0.0.2"])
+            .env(zzping_daemon::daemon::RESOLVE_DELAY_ENV, "3000")
+            .spawn()
+            .unwrap(),
     );
     let mut log = String::new();
     let mut out = lines(&mut child.0);
     wait_for(&mut out, "localhost: pinging", &mut log);
     wait_for_frames(&data.join("localhost"));
-    kill(child.0.id() as i32, libc::SIGTERM);
-    wait_for(&mut out, "stopped:", &mut log);
-    assert!(
-        wait_bounded(&mut child.0, LIMIT, "daemon").success(),
-        "{log}"
-    );
+    stop_cleanly(&mut child, &mut out, &mut log);
     assert!(log.contains("resolving \"localhost\" took 3."), "{log}");
     // 127.0.0.2 started before the answer and was pinged on schedule throughout.
     let started = |what: &str| log.find(what).unwrap_or_else(|| panic!("{what}: {log}"));
