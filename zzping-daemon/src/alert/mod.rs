@@ -722,24 +722,27 @@ mod tests {
     }
 
     fn state_and_host(job: &Job) -> (String, String) {
-        let get = |k: &str| {
-            job.env
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.clone())
-                .unwrap()
-        };
-        (get("ZZPING_ALERT_STATE"), get("ZZPING_ALERT_HOST"))
+        (
+            env_of(job, "ZZPING_ALERT_STATE"),
+            env_of(job, "ZZPING_ALERT_HOST"),
+        )
+    }
+
+    /// Alerts of rule `cfg` whose commands go to a queue of `len` the test reads (the
+    /// returned receiver) instead of the worker.
+    fn queued(cfg: &AlertConfig, len: usize) -> (Alerts, Receiver<Job>) {
+        let rule = cfg.rule(0).unwrap();
+        let mut a = Alerts::new(std::slice::from_ref(cfg), vec![rule]);
+        a.stop();
+        let (tx, rx) = sync_channel(len);
+        a.queue = Some(tx);
+        (a, rx)
     }
 
     #[test]
     fn a_resolved_is_queued_exactly_when_its_firing_was() {
-        let (cfg, rule) = down_rule(&["/bin/true"]);
-        let mut a = Alerts::new(std::slice::from_ref(&cfg), vec![rule]);
         // Our own queue of one, read by the test instead of the worker.
-        a.stop();
-        let (tx, rx) = sync_channel(1);
-        a.queue = Some(tx);
+        let (mut a, rx) = queued(&down_rule(&["/bin/true"]).0, 1);
         a.add_host(1, "a", None, 100_000);
         a.add_host(2, "b", None, 100_000);
         let (mut fa, mut fb) = (host_feeder(1), host_feeder(2));
@@ -784,12 +787,7 @@ mod tests {
 
     #[test]
     fn a_firing_alert_ends_when_its_host_is_removed_or_the_daemon_stops() {
-        let (cfg, rule) = down_rule(&["/bin/true"]);
-        let mut a = Alerts::new(std::slice::from_ref(&cfg), vec![rule]);
-        // Our own queue, read by the test instead of the worker.
-        a.stop();
-        let (tx, rx) = sync_channel(8);
-        a.queue = Some(tx);
+        let (mut a, rx) = queued(&down_rule(&["/bin/true"]).0, 8);
         for (k, label) in [(1, "a"), (2, "b"), (3, "c")] {
             a.add_host(k, label, None, 100_000);
         }
@@ -837,12 +835,7 @@ mod tests {
     #[test]
     fn an_unwatched_end_is_not_sent_when_its_firing_was_suppressed() {
         // A rate limit of an hour: b's firing is suppressed after a's.
-        let cfg = outage_cfg("down", 0.2, &["/bin/true"], 3600.0);
-        let rule = cfg.rule(0).unwrap();
-        let mut a = Alerts::new(std::slice::from_ref(&cfg), vec![rule]);
-        a.stop();
-        let (tx, rx) = sync_channel(8);
-        a.queue = Some(tx);
+        let (mut a, rx) = queued(&outage_cfg("down", 0.2, &["/bin/true"], 3600.0), 8);
         a.add_host(1, "a", None, 100_000);
         a.add_host(2, "b", None, 100_000);
         let (mut fa, mut fb) = (host_feeder(1), host_feeder(2));
