@@ -115,14 +115,20 @@ impl Daemon {
             return;
         }
         self.targets[i].waiting_retired = false;
-        let t = &self.targets[i];
-        if config::is_name(&t.cfg.target) {
-            let name = t.cfg.target.clone();
-            self.resolver.ask(&name);
-            return;
+        if let Some(r) = self.address_now(i) {
+            self.start_resolved(i, r, now);
         }
-        let r = config::resolve(&t.cfg.target);
-        self.start_resolved(i, r, now);
+    }
+
+    /// Target `i`'s address, when it is an IP literal; a name is asked of the resolver
+    /// (its answer comes through [`Daemon::take_resolved`]) and gives `None`.
+    fn address_now(&mut self, i: usize) -> Option<std::io::Result<IpAddr>> {
+        let target = &self.targets[i].cfg.target;
+        if config::is_name(target) {
+            self.resolver.ask(target);
+            return None;
+        }
+        Some(config::resolve(target))
     }
 
     /// Starts target `i` at the address its target resolved to (or says it did not, and
@@ -190,14 +196,9 @@ impl Daemon {
     /// Resolves target `i` again (a name: when its answer comes) and, if its address
     /// changed, re-points the host (engine, files, live stream, exporter).
     pub(super) fn re_point(&mut self, i: usize) {
-        let t = &self.targets[i];
-        if config::is_name(&t.cfg.target) {
-            let name = t.cfg.target.clone();
-            self.resolver.ask(&name);
-            return;
+        if let Some(r) = self.address_now(i) {
+            self.re_point_resolved(i, r);
         }
-        let r = config::resolve(&t.cfg.target);
-        self.re_point_resolved(i, r);
     }
 
     /// Re-points started target `i` at `resolved` if it moved there.
