@@ -445,10 +445,15 @@ fn a_slow_resolver_delays_no_ping() {
     );
     let frames = read_host(&data.join("127.0.0.2"));
     let starts: Vec<u64> = frames.iter().map(|f| f.start_us).collect();
-    assert!(starts.len() >= 30, "{starts:?}");
-    // One frame per 100 ms period (two sends each): a missing frame is a gap.
+    // It was pinged from before the 3 s answer to after it (frames start on 100 ms
+    // periods).
+    let span = starts.last().unwrap() - starts.first().unwrap();
+    assert!(span >= 2_800_000, "{starts:?}");
+    // A resolution on the loop would leave a 3 s hole; a late loop on a loaded machine
+    // only moves sends to a later frame (and more than a second late is a stall, checked
+    // above), so no two frames are a second apart.
     for w in starts.windows(2) {
-        assert_eq!(w[1] - w[0], 100_000, "a gap in {starts:?}");
+        assert!(w[1] - w[0] < 1_000_000, "a gap in {starts:?}");
     }
     let events = read_events(data);
     assert!(
